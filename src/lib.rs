@@ -1,0 +1,11 @@
+//! terraform-provider-resin: assembles LinuxKit-style machine images from OCI images.
+//!
+//! * [`oci`]: references, registries, local layouts and the verified blob cache.
+//! * [`container`]: the typed container options of a package and their validation.
+//! * [`resources`]: the Terraform provider and its resources, the only code that knows
+//!   about the plugin protocol.
+
+pub mod container;
+pub mod log;
+pub mod oci;
+pub mod resources;

@@ -1,0 +1,250 @@
+//! Resolving references to pinned platform manifests and pulling their blobs into the
+//! cache.
+//!
+//! Resolution reads the manifest the reference names; an index (or Docker manifest list)
+//! is narrowed to the requested platform, and that manifest and the image config are
+//! fetched by digest. Every document is verified and stored in the cache, so a later
+//! step (or another process) can read it by digest. Pulling fetches the layers with at
+//! most `parallel` downloads at once; layers already cached are not fetched again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+use super::cache::BlobCache;
+use super::manifest::{ImageConfig, ImageManifest, Manifest};
+use super::platform::Platform;
+use super::reference::{Digest, ImageReference};
+use super::registry::RegistryClient;
+use super::{layout, FetchError};
+use crate::log;
+
+/// A reference resolved for one platform.
+#[derive(Clone, Debug)]
+pub struct ResolvedImage {
+    /// The reference as given.
+    pub reference: ImageReference,
+    /// The platform it was resolved for.
+    pub platform: Platform,
+    /// Digest of the platform's image manifest: what `digest` records.
+    pub digest: Digest,
+    pub manifest: ImageManifest,
+    pub config: ImageConfig,
+}
+
+impl ResolvedImage {
+    /// The reference pinned to the platform manifest: fetching it always gives this image.
+    pub fn pinned_reference(&self) -> ImageReference {
+        self.reference.by_digest(self.digest.clone())
+    }
+}
+
+/// What a pull did, for logs and benchmarks.
+#[derive(Clone, Debug, Default)]
+pub struct PullStats {
+    pub layers: usize,
+    pub layers_fetched: usize,
+    pub bytes_fetched: u64,
+    pub elapsed: Duration,
+}
+
+/// Resolves and pulls images into one cache.
+pub struct Puller {
+    cache: BlobCache,
+    registry: Arc<RegistryClient>,
+    parallel: usize,
+}
+
+impl Puller {
+    pub fn new(cache: BlobCache, registry: Arc<RegistryClient>, parallel: usize) -> Puller {
+        Puller {
+            cache,
+            registry,
+            parallel: parallel.max(1),
+        }
+    }
+
+    pub fn cache(&self) -> &BlobCache {
+        &self.cache
+    }
+
+    /// Resolves `reference` for `platform`. With `pinned`, the platform manifest digest is
+    /// already known (from a plan or from state) and is fetched directly, so the tag cannot
+    /// move under the caller.
+    pub async fn resolve(
+        &self,
+        reference: &ImageReference,
+        platform: &Platform,
+        pinned: Option<&Digest>,
+    ) -> Result<ResolvedImage> {
+        let started = Instant::now();
+        let (bytes, digest) = self.manifest(reference, pinned).await?;
+        let (manifest, digest) = match Manifest::parse(&bytes)
+            .with_context(|| format!("reading the manifest {digest} of {reference}"))?
+        {
+            Manifest::Image(manifest) => (manifest, digest),
+            Manifest::Index(index) => {
+                if pinned.is_some() {
+                    bail!("{reference}: the pinned digest {digest} names an index, not a platform manifest");
+                }
+                let entry = index
+                    .manifests
+                    .iter()
+                    .find(|m| {
+                        m.platform.as_ref().is_some_and(|p| {
+                            platform.matches(&p.os, &p.architecture, p.variant.as_deref())
+                        })
+                    })
+                    .ok_or_else(|| {
+                        let available: Vec<String> = index
+                            .manifests
+                            .iter()
+                            .filter_map(|m| m.platform.as_ref())
+                            .map(|p| match &p.variant {
+                                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                                None => format!("{}/{}", p.os, p.architecture),
+                            })
+                            .collect();
+                        anyhow::anyhow!(
+                            "{reference} has no manifest for platform {platform} (the index offers: {})",
+                            if available.is_empty() { "none".to_string() } else { available.join(", ") }
+                        )
+                    })?;
+                let entry_digest = entry.parsed_digest()?;
+                let (bytes, digest) = self.manifest(reference, Some(&entry_digest)).await?;
+                if bytes.len() as u64 != entry.size {
+                    bail!("{reference}: manifest {digest} has {} bytes, the index says {}", bytes.len(), entry.size);
+                }
+                match Manifest::parse(&bytes)
+                    .with_context(|| format!("reading the manifest {digest} of {reference}"))?
+                {
+                    Manifest::Image(manifest) => (manifest, digest),
+                    Manifest::Index(_) => bail!("{reference}: nested indexes are not supported"),
+                }
+            }
+        };
+        let config_digest = manifest.config.parsed_digest()?;
+        self.fetch_blob(reference, &config_digest, manifest.config.size)
+            .await
+            .with_context(|| format!("fetching the config {config_digest} of {reference}"))?;
+        let config = ImageConfig::parse(&self.cache.read(&config_digest)?)
+            .with_context(|| format!("reading the config {config_digest} of {reference}"))?;
+        if let (Some(os), Some(architecture)) = (&config.os, &config.architecture) {
+            if !platform.matches(os, architecture, config.variant.as_deref()) {
+                bail!(
+                    "{reference} is an image for {os}/{architecture}, not for the requested platform {platform}"
+                );
+            }
+        }
+        log::debug(
+            "resolved image",
+            &[
+                ("reference", reference.to_string()),
+                ("platform", platform.to_string()),
+                ("digest", digest.to_string()),
+                ("elapsed_ms", started.elapsed().as_millis().to_string()),
+            ],
+        );
+        Ok(ResolvedImage {
+            reference: reference.clone(),
+            platform: platform.clone(),
+            digest,
+            manifest,
+            config,
+        })
+    }
+
+    /// Fetches a manifest (by `digest` when given) and stores it in the cache.
+    async fn manifest(
+        &self,
+        reference: &ImageReference,
+        digest: Option<&Digest>,
+    ) -> Result<(Vec<u8>, Digest)> {
+        if let Some(digest) = digest.or(reference.digest()) {
+            if self.cache.contains(digest, None) {
+                return Ok((self.cache.read(digest)?, digest.clone()));
+            }
+        }
+        let (bytes, digest) = match reference {
+            ImageReference::Registry(r) => self.registry.fetch_manifest(r, digest).await,
+            ImageReference::Layout(l) => layout::fetch_manifest(l, digest).await,
+        }
+        .with_context(|| format!("fetching the manifest of {reference}"))?;
+        self.cache.insert_bytes(&digest, Some(bytes.len() as u64), &bytes)?;
+        Ok((bytes, digest))
+    }
+
+    /// Brings one blob into the cache unless it is there. Returns the bytes fetched.
+    async fn fetch_blob(&self, reference: &ImageReference, digest: &Digest, size: u64) -> Result<u64> {
+        if self.cache.contains(digest, Some(size)) {
+            return Ok(0);
+        }
+        let _lock = self.cache.lock(digest).await?;
+        // Another process may have fetched it while this one waited for the lock.
+        if self.cache.contains(digest, Some(size)) {
+            return Ok(0);
+        }
+        match reference {
+            ImageReference::Registry(r) => self.registry.fetch_blob(r, digest, size, &self.cache).await?,
+            ImageReference::Layout(l) => layout::fetch_blob(l, digest, size, &self.cache).await?,
+        }
+        Ok(size)
+    }
+
+    /// Pulls every layer of `image` into the cache, `parallel` at a time.
+    pub async fn pull(&self, image: &ResolvedImage) -> Result<PullStats> {
+        let started = Instant::now();
+        let reference = &image.reference;
+        let layers = &image.manifest.layers;
+        let fetched: Vec<u64> = stream::iter(layers.iter().enumerate())
+            .map(|(index, layer)| async move {
+                let digest = layer.parsed_digest()?;
+                let layer_started = Instant::now();
+                let bytes = self
+                    .fetch_blob(reference, &digest, layer.size)
+                    .await
+                    .with_context(|| format!("pulling layer {} ({digest}) of {reference}", index + 1))?;
+                log::debug(
+                    "pulled layer",
+                    &[
+                        ("reference", reference.to_string()),
+                        ("digest", digest.to_string()),
+                        ("bytes", layer.size.to_string()),
+                        ("cache", if bytes == 0 { "hit" } else { "miss" }.to_string()),
+                        ("elapsed_ms", layer_started.elapsed().as_millis().to_string()),
+                    ],
+                );
+                Ok::<u64, anyhow::Error>(bytes)
+            })
+            .buffered(self.parallel)
+            .try_collect()
+            .await?;
+        let stats = PullStats {
+            layers: layers.len(),
+            layers_fetched: fetched.iter().filter(|b| **b > 0).count(),
+            bytes_fetched: fetched.iter().sum(),
+            elapsed: started.elapsed(),
+        };
+        log::debug(
+            "pulled image",
+            &[
+                ("reference", reference.to_string()),
+                ("digest", image.digest.to_string()),
+                ("layers", stats.layers.to_string()),
+                ("layers_fetched", stats.layers_fetched.to_string()),
+                ("bytes_fetched", stats.bytes_fetched.to_string()),
+                ("elapsed_ms", stats.elapsed.as_millis().to_string()),
+            ],
+        );
+        Ok(stats)
+    }
+}
+
+/// Whether the error says the image (or a tag of it) does not exist.
+pub fn is_not_found(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|e| matches!(e.downcast_ref::<FetchError>(), Some(FetchError::NotFound { .. })))
+}

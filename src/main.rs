@@ -1,1 +1,54 @@
-fn main() {}
+//! The `terraform-provider-resin` binary: signals, logging, runtime, then the provider.
+
+use std::process::ExitCode;
+
+/// What go-plugin sets for a plugin it starts; its absence means someone ran the binary by hand.
+const MAGIC_COOKIE_KEY: &str = "TF_PLUGIN_MAGIC_COOKIE";
+const MAGIC_COOKIE_VALUE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+
+fn main() -> ExitCode {
+    // Diagnostics must not carry backtraces, whatever RUST_BACKTRACE says.
+    // SAFETY: no other thread exists yet.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+
+    if std::env::var(MAGIC_COOKIE_KEY).as_deref() != Ok(MAGIC_COOKIE_VALUE) {
+        eprintln!(
+            "terraform-provider-resin is a Terraform provider plugin; Terraform starts it.\n\
+             Use it from a Terraform configuration with source = \"resinstack/resin\"\n\
+             (see the README: make install, or dev_overrides for development)."
+        );
+        return ExitCode::from(1);
+    }
+
+    // Ctrl-C reaches the whole process group; Terraform then asks the provider to stop
+    // through the protocol, and in-flight calls must be allowed to finish and be recorded.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc_ignore_sigint() };
+
+    resin::oci::registry::install_crypto_provider();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(tf_provider::serve("resin", resin::resources::ResinProvider::default())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            resin::log::write(resin::log::Level::Error, "provider stopped", &[("error", format!("{e:#}"))]);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `signal(SIGINT, SIG_IGN)` without a libc dependency.
+unsafe fn libc_ignore_sigint() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGINT: i32 = 2;
+    const SIG_IGN: usize = 1;
+    unsafe { signal(SIGINT, SIG_IGN) };
+}

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use validate::{validate, OptionError, PathStep, ALL_CAPABILITIES, RLIMIT_NAMES};
+pub use validate::{is_valid_name, validate, OptionError, PathStep, ALL_CAPABILITIES, RLIMIT_NAMES};
 
 /// The container options of one package.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

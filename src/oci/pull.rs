@@ -193,31 +193,34 @@ impl Puller {
         Ok(size)
     }
 
+    async fn pull_layer(&self, reference: &ImageReference, index: usize, layer: super::manifest::Descriptor) -> Result<u64> {
+        let digest = layer.parsed_digest()?;
+        let layer_started = Instant::now();
+        let bytes = self
+            .fetch_blob(reference, &digest, layer.size)
+            .await
+            .with_context(|| format!("pulling layer {} ({digest}) of {reference}", index + 1))?;
+        log::debug(
+            "pulled layer",
+            &[
+                ("reference", reference.to_string()),
+                ("digest", digest.to_string()),
+                ("bytes", layer.size.to_string()),
+                ("cache", if bytes == 0 { "hit" } else { "miss" }.to_string()),
+                ("elapsed_ms", layer_started.elapsed().as_millis().to_string()),
+            ],
+        );
+        Ok(bytes)
+    }
+
     /// Pulls every layer of `image` into the cache, `parallel` at a time.
     pub async fn pull(&self, image: &ResolvedImage) -> Result<PullStats> {
         let started = Instant::now();
         let reference = &image.reference;
         let layers = &image.manifest.layers;
-        let fetched: Vec<u64> = stream::iter(layers.iter().enumerate())
-            .map(|(index, layer)| async move {
-                let digest = layer.parsed_digest()?;
-                let layer_started = Instant::now();
-                let bytes = self
-                    .fetch_blob(reference, &digest, layer.size)
-                    .await
-                    .with_context(|| format!("pulling layer {} ({digest}) of {reference}", index + 1))?;
-                log::debug(
-                    "pulled layer",
-                    &[
-                        ("reference", reference.to_string()),
-                        ("digest", digest.to_string()),
-                        ("bytes", layer.size.to_string()),
-                        ("cache", if bytes == 0 { "hit" } else { "miss" }.to_string()),
-                        ("elapsed_ms", layer_started.elapsed().as_millis().to_string()),
-                    ],
-                );
-                Ok::<u64, anyhow::Error>(bytes)
-            })
+        let owned: Vec<(usize, super::manifest::Descriptor)> = layers.iter().cloned().enumerate().collect();
+        let fetched: Vec<u64> = stream::iter(owned)
+            .map(|(index, layer)| self.pull_layer(reference, index, layer))
             .buffered(self.parallel)
             .try_collect()
             .await?;

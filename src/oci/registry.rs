@@ -29,6 +29,7 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(registries: Vec<RegistrySettings>, docker_config: DockerConfig) -> RegistryClient {
+        install_crypto_provider();
         let plain_http: Vec<String> = registries
             .iter()
             .filter(|r| r.plain_http)
@@ -59,6 +60,14 @@ impl RegistryClient {
             // The registry's token server trades an identity token like a password.
             Credentials::IdentityToken(token) => RegistryAuth::Basic("<token>".into(), token),
         };
+        crate::log::debug(
+            "registry credentials",
+            &[("registry", host.to_string()), ("kind", match &auth {
+                RegistryAuth::Anonymous => "anonymous",
+                RegistryAuth::Basic(..) => "basic",
+                RegistryAuth::Bearer(_) => "bearer",
+            }.to_string())],
+        );
         self.credentials
             .lock()
             .expect("credentials lock")
@@ -132,6 +141,12 @@ impl RegistryClient {
         cache.insert_stream(digest, Some(size), stream.stream).await?;
         Ok(())
     }
+}
+
+/// Installs ring as the process's TLS crypto provider (shared by the registry client and
+/// the plugin server) unless one is installed already.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Sorts a client error into the kinds callers act on.

@@ -1,0 +1,413 @@
+//! The lifecycle shared by `resin_kernel` and `resin_package`, both "an OCI image plus
+//! settings": resolve at plan, pull at apply, re-resolve tags at refresh.
+//!
+//! * **Plan** resolves the reference to a platform manifest digest, so `digest`, `id` and
+//!   `content_hash` are known in the plan whenever `image` is. An unchanged image keeps its
+//!   recorded digest, unless refresh saw the tag move (then the new digest is planned and
+//!   the diff shows it).
+//! * **Apply** fetches exactly the planned digest (never the tag again, which may have moved
+//!   since) and pulls every layer into the verified cache, then checks that what it
+//!   computed equals what the plan promised.
+//! * **Refresh** re-resolves a tag and, if it now names another digest, records that digest
+//!   in private state for the next plan. An unreachable registry is a warning and the
+//!   recorded state is kept.
+//! * **Destroy** forgets the resource; the shared, content-addressed cache is left alone.
+//! * **Import** takes an image reference; refresh fills in the rest.
+//!
+//! `id` is the pinned reference, so a later plan or apply can fetch the content on a
+//! machine whose cache is empty: nothing lives only in memory or only in the cache.
+
+use std::marker::PhantomData;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::Schema;
+use tf_provider::value::{Value, ValueEmpty};
+use tf_provider::{AttributePath, Diagnostics, Resource};
+
+use super::provider::{ProviderContext, SharedContext};
+use super::{content_hash, error_at};
+use crate::oci::platform::Platform;
+use crate::oci::reference::{Digest, ImageReference};
+use crate::oci::{is_unreachable, ResolvedImage};
+
+/// The image-related fields of a resource state.
+pub struct ImageFields<'s> {
+    pub image: &'s mut Value<String>,
+    pub platform: &'s mut Value<String>,
+    pub id: &'s mut Value<String>,
+    pub digest: &'s mut Value<String>,
+    pub content_hash: &'s mut Value<String>,
+}
+
+/// What distinguishes one image-backed resource type from another.
+pub trait ImageKind: Send + Sync + 'static {
+    type State: Serialize + DeserializeOwned + Clone + Send + Sync;
+    /// Terraform type name, for messages.
+    const TYPE_NAME: &'static str;
+
+    fn schema() -> Schema;
+    fn fields(state: &mut Self::State) -> ImageFields<'_>;
+    /// Checks the settings that are known; reports problems at their attributes.
+    fn validate(state: &Self::State, diags: &mut Diagnostics);
+    /// Fills optional settings left unset in `config` with their defaults.
+    fn fill_defaults(state: &mut Self::State, config: &Self::State, reference: Option<&ImageReference>);
+    /// The settings covered by `content_hash`, or `None` while any is unknown.
+    fn hash_inputs(state: &Self::State) -> Option<serde_json::Value>;
+    /// Checks the pulled image has what the resource needs (e.g. the kernel file).
+    fn check_image(_state: &Self::State, _image: &ResolvedImage, _context: &ProviderContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// A state with only `image` set (import), blocks as empty lists.
+    fn stub(image: String) -> Self::State;
+}
+
+/// Private state: the digest refresh saw the tag at, when it differs from the recorded one.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Observed {
+    remote_digest: Option<String>,
+}
+
+pub struct ImageResource<K> {
+    context: SharedContext,
+    kind: PhantomData<K>,
+}
+
+impl<K: ImageKind> ImageResource<K> {
+    pub fn new(context: SharedContext) -> Self {
+        ImageResource {
+            context,
+            kind: PhantomData,
+        }
+    }
+
+    fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
+        let context = self.context.get().cloned();
+        if context.is_none() {
+            diags.root_error_short("the resin provider is not configured");
+        }
+        context
+    }
+
+    /// Parses `image` when it is known. `Err` when it is malformed (reported).
+    fn reference(state: &mut K::State, diags: &mut Diagnostics) -> Result<Option<ImageReference>, ()> {
+        match &*K::fields(state).image {
+            Value::Value(image) => match image.parse::<ImageReference>() {
+                Ok(reference) => Ok(Some(reference)),
+                Err(e) => {
+                    diags.error(
+                        format!("Invalid image reference {image:?}"),
+                        format!("{}: {e}", K::TYPE_NAME),
+                        AttributePath::new("image"),
+                    );
+                    Err(())
+                }
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// The platform the state asks for, or `Err` when it is malformed (reported).
+    fn platform(state: &mut K::State, diags: &mut Diagnostics) -> Result<Option<Platform>, ()> {
+        match &*K::fields(state).platform {
+            Value::Value(p) => match p.parse::<Platform>() {
+                Ok(platform) => Ok(Some(platform)),
+                Err(e) => {
+                    diags.error("Invalid platform", format!("{e:#}"), AttributePath::new("platform"));
+                    Err(())
+                }
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// Defaults (including the platform) and a parsed reference, shared by both plans.
+    fn prepare_plan(
+        context: &ProviderContext,
+        mut state: K::State,
+        config: &K::State,
+        diags: &mut Diagnostics,
+    ) -> Option<(K::State, Option<ImageReference>, Option<Platform>)> {
+        let reference = Self::reference(&mut state, diags).ok()?;
+        K::fill_defaults(&mut state, config, reference.as_ref());
+        let mut config = config.clone();
+        if K::fields(&mut config).platform.is_null() {
+            *K::fields(&mut state).platform = Value::Value(context.platform.to_string());
+        }
+        let platform = Self::platform(&mut state, diags).ok()?;
+        Some((state, reference, platform))
+    }
+
+    /// Sets `id`, `digest` and `content_hash` from a known digest (or marks them unknown).
+    fn set_computed(state: &mut K::State, reference: Option<&ImageReference>, digest: Option<&Digest>) {
+        let (id, digest_value) = match (reference, digest) {
+            (Some(reference), Some(digest)) => (
+                Value::Value(reference.by_digest(digest.clone()).to_string()),
+                Value::Value(digest.to_string()),
+            ),
+            _ => (Value::Unknown, Value::Unknown),
+        };
+        let hash = match (&digest_value, K::hash_inputs(state)) {
+            (Value::Value(d), Some(settings)) => {
+                let fields = K::fields(state);
+                Value::Value(content_hash(&serde_json::json!({
+                    "format": super::FORMAT_VERSION,
+                    "type": K::TYPE_NAME,
+                    "digest": d,
+                    "platform": fields.platform.as_ref_option(),
+                    "settings": settings,
+                })))
+            }
+            _ => Value::Unknown,
+        };
+        let fields = K::fields(state);
+        *fields.id = id;
+        *fields.digest = digest_value;
+        *fields.content_hash = hash;
+    }
+
+    async fn resolve(
+        context: &ProviderContext,
+        reference: &ImageReference,
+        platform: &Platform,
+        pinned: Option<&Digest>,
+        diags: &mut Diagnostics,
+    ) -> Option<ResolvedImage> {
+        match context.puller.resolve(reference, platform, pinned).await {
+            Ok(resolved) => Some(resolved),
+            Err(e) => {
+                error_at(diags, format!("Cannot resolve image {reference}"), &e.context(format!("{}: image {reference}", K::TYPE_NAME)), AttributePath::new("image"));
+                None
+            }
+        }
+    }
+
+    /// Apply: fetch the planned digest, pull it, and check the result against the plan.
+    async fn apply(&self, diags: &mut Diagnostics, planned: K::State) -> Option<(K::State, Option<Observed>)> {
+        let context = self.context(diags)?;
+        let mut state = planned.clone();
+        let reference = Self::reference(&mut state, diags).ok()??;
+        let Some(platform) = Self::platform(&mut state, diags).ok()? else {
+            diags.root_error_short("platform is unknown at apply");
+            return None;
+        };
+        let pinned = match &*K::fields(&mut state).digest {
+            Value::Value(d) => Some(d.parse::<Digest>().ok()?),
+            _ => None,
+        };
+        let resolved = Self::resolve(&context, &reference, &platform, pinned.as_ref(), diags).await?;
+        if let Err(e) = context.puller.pull(&resolved).await {
+            error_at(diags, format!("Cannot pull image {reference}"), &e.context(format!("{}: image {reference}", K::TYPE_NAME)), AttributePath::new("image"));
+            return None;
+        }
+        if let Err(e) = K::check_image(&state, &resolved, &context) {
+            error_at(diags, format!("Unusable image {reference}"), &e, AttributePath::new("image"));
+            return None;
+        }
+        Self::set_computed(&mut state, Some(&reference), Some(&resolved.digest));
+        let mut planned = planned;
+        let (planned_fields, fields) = (K::fields(&mut planned), K::fields(&mut state));
+        for (name, promised, actual) in [
+            ("digest", planned_fields.digest, fields.digest),
+            ("content_hash", planned_fields.content_hash, fields.content_hash),
+        ] {
+            if let Value::Value(promised) = promised {
+                if Some(&*promised) != actual.as_ref_option() {
+                    diags.error(
+                        format!("{name} changed between plan and apply"),
+                        format!("the plan promised {promised}, apply computed {}; an input changed since the plan was made. Run terraform plan again.", actual.as_ref_option().map_or("nothing", String::as_str)),
+                        AttributePath::new(name),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some((state, None))
+    }
+}
+
+#[async_trait]
+impl<K: ImageKind> Resource for ImageResource<K> {
+    type State<'a> = K::State;
+    type PrivateState<'a> = Option<Observed>;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(K::schema())
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, mut config: Self::State<'a>) -> Option<()> {
+        let _ = Self::reference(&mut config, diags);
+        let _ = Self::platform(&mut config, diags);
+        K::validate(&config, diags);
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        mut state: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let context = self.context(diags)?;
+        let Ok(Some(reference)) = Self::reference(&mut state, diags) else {
+            return Some((state, private));
+        };
+        let imported = K::fields(&mut state).digest.is_null();
+        if imported {
+            // An import stub: resolve everything now.
+            let stub = state.clone();
+            K::fill_defaults(&mut state, &stub, Some(&reference));
+            if K::fields(&mut state).platform.is_null() {
+                *K::fields(&mut state).platform = Value::Value(context.platform.to_string());
+            }
+            let platform = Self::platform(&mut state, diags).ok()??;
+            let resolved = Self::resolve(&context, &reference, &platform, None, diags).await?;
+            Self::set_computed(&mut state, Some(&reference), Some(&resolved.digest));
+            return Some((state, None));
+        }
+        if reference.digest().is_some() {
+            // Pinned by digest: the content cannot move.
+            return Some((state, None));
+        }
+        let Ok(Some(platform)) = Self::platform(&mut state, diags) else {
+            return Some((state, private));
+        };
+        let recorded = K::fields(&mut state).digest.as_ref_option().cloned();
+        match context.puller.resolve(&reference, &platform, None).await {
+            Ok(resolved) => {
+                let remote = resolved.digest.to_string();
+                if Some(&remote) == recorded.as_ref() {
+                    Some((state, None))
+                } else {
+                    crate::log::info(
+                        "tag moved",
+                        &[("reference", reference.to_string()), ("recorded", recorded.unwrap_or_default()), ("remote", remote.clone())],
+                    );
+                    Some((state, Some(Observed { remote_digest: Some(remote) })))
+                }
+            }
+            Err(e) => {
+                let why = if is_unreachable(&e) {
+                    "the registry cannot be reached"
+                } else {
+                    "the image cannot be resolved"
+                };
+                diags.warning(
+                    format!("Could not refresh {}: {why}", K::TYPE_NAME),
+                    format!("{:#}\n\nThe recorded digest is kept; drift of this tag is not checked in this run.", e.context(format!("re-resolving {reference}"))),
+                    AttributePath::new("image"),
+                );
+                Some((state, private))
+            }
+        }
+    }
+
+    async fn plan_create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let context = self.context(diags)?;
+        let (mut state, reference, platform) = Self::prepare_plan(&context, proposed, &config, diags)?;
+        let digest = match (&reference, &platform) {
+            (Some(reference), Some(platform)) => {
+                Some(Self::resolve(&context, reference, platform, None, diags).await?.digest)
+            }
+            _ => None,
+        };
+        Self::set_computed(&mut state, reference.as_ref(), digest.as_ref());
+        Some((state, None))
+    }
+
+    async fn plan_update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        mut prior: Self::State<'a>,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
+        let context = self.context(diags)?;
+        let (mut state, reference, platform) = Self::prepare_plan(&context, proposed, &config, diags)?;
+        let digest = match (&reference, &platform) {
+            (Some(reference), Some(platform)) => {
+                let prior_fields = K::fields(&mut prior);
+                let same_image = prior_fields.image.as_ref_option() == K::fields(&mut state).image.as_ref_option()
+                    && prior_fields.platform.as_ref_option() == Some(&platform.to_string());
+                let recorded = prior_fields.digest.as_ref_option().and_then(|d| d.parse::<Digest>().ok());
+                let observed = private
+                    .as_ref()
+                    .and_then(|p| p.remote_digest.as_ref())
+                    .and_then(|d| d.parse::<Digest>().ok());
+                match (same_image, observed, recorded) {
+                    (true, Some(observed), _) => Some(observed),
+                    (true, None, Some(recorded)) => Some(recorded),
+                    _ => Some(Self::resolve(&context, reference, platform, None, diags).await?.digest),
+                }
+            }
+            _ => None,
+        };
+        Self::set_computed(&mut state, reference.as_ref(), digest.as_ref());
+        Some((state, None, vec![]))
+    }
+
+    async fn plan_destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::PrivateState<'a>> {
+        Some(None)
+    }
+
+    async fn create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        self.apply(diags, planned).await
+    }
+
+    async fn update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        self.apply(diags, planned).await
+    }
+
+    async fn destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<()> {
+        Some(())
+    }
+
+    async fn import<'a>(&self, diags: &mut Diagnostics, id: String) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        if let Err(e) = id.parse::<ImageReference>() {
+            diags.root_error(
+                format!("Cannot import {}: invalid image reference {id:?}", K::TYPE_NAME),
+                format!("{e}. Import takes an image reference, e.g. terraform import {}.name linuxkit/init:v1.0", K::TYPE_NAME),
+            );
+            return None;
+        }
+        Some((K::stub(id), None))
+    }
+}

@@ -1,0 +1,112 @@
+//! `resin_kernel`: a kernel OCI image in LinuxKit's layout (a `kernel` file, optionally a
+//! `kernel.tar` of modules and an early microcode cpio) and the kernel command line.
+
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{AttributeConstraint::*, AttributeType, Block, Schema};
+use tf_provider::value::Value;
+use tf_provider::{AttributePath, Diagnostics};
+
+use super::image_resource::{ImageFields, ImageKind};
+use super::schema::{attribute, description, image_attributes};
+use crate::oci::reference::ImageReference;
+
+pub struct Kernel;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KernelState {
+    id: Value<String>,
+    image: Value<String>,
+    platform: Value<String>,
+    digest: Value<String>,
+    content_hash: Value<String>,
+    cmdline: Value<String>,
+    binary: Value<String>,
+    modules_tar: Value<String>,
+    ucode: Value<String>,
+}
+
+/// A file name inside the kernel image: relative, no `..`, no empty components.
+fn check_file_name(value: &Value<String>, name: &'static str, allow_empty: bool, diags: &mut Diagnostics) {
+    let Value::Value(file) = value else { return };
+    if file.is_empty() && allow_empty {
+        return;
+    }
+    let trimmed = file.trim_start_matches("./").trim_start_matches('/');
+    if trimmed.is_empty() || trimmed.split('/').any(|c| c.is_empty() || c == "..") {
+        diags.error(
+            format!("Invalid {name}"),
+            format!("resin_kernel: {file:?} is not a file path inside the kernel image"),
+            AttributePath::new(name),
+        );
+    }
+}
+
+impl ImageKind for Kernel {
+    type State = KernelState;
+    const TYPE_NAME: &'static str = "resin_kernel";
+
+    fn schema() -> Schema {
+        let mut attributes = image_attributes(
+            "Kernel OCI image reference: `name[:tag][@sha256:...]` as Docker normalises it, or `oci-layout:<dir>[:<tag>|@sha256:...]` for a local OCI image layout.",
+        );
+        attributes.extend([
+            attribute("cmdline", AttributeType::String, Optional, "Kernel command line, written to `<name>-cmdline`."),
+            attribute("binary", AttributeType::String, OptionalComputed, "Path of the kernel binary inside the image. Default: `kernel`."),
+            attribute("modules_tar", AttributeType::String, OptionalComputed,
+                "Path of the modules tarball inside the image, unpacked at `/` of the initrd. Default: `kernel.tar`; an empty string means none."),
+            attribute("ucode", AttributeType::String, Optional,
+                "Path of an early microcode cpio inside the image (e.g. `intel-ucode.cpio`), prepended uncompressed to the initrd."),
+        ]);
+        Schema {
+            version: 1,
+            block: Block {
+                version: 1,
+                description: description("A kernel OCI image in LinuxKit's layout and the kernel command line. Apply pulls the image into the verified cache; `content_hash` covers the digest and every setting."),
+                attributes: attributes.into_iter().collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn fields(state: &mut KernelState) -> ImageFields<'_> {
+        ImageFields {
+            image: &mut state.image,
+            platform: &mut state.platform,
+            id: &mut state.id,
+            digest: &mut state.digest,
+            content_hash: &mut state.content_hash,
+        }
+    }
+
+    fn validate(state: &KernelState, diags: &mut Diagnostics) {
+        check_file_name(&state.binary, "binary", false, diags);
+        check_file_name(&state.modules_tar, "modules_tar", true, diags);
+        check_file_name(&state.ucode, "ucode", false, diags);
+    }
+
+    fn fill_defaults(state: &mut KernelState, config: &KernelState, _reference: Option<&ImageReference>) {
+        if config.binary.is_null() {
+            state.binary = Value::Value("kernel".into());
+        }
+        if config.modules_tar.is_null() {
+            state.modules_tar = Value::Value("kernel.tar".into());
+        }
+    }
+
+    fn hash_inputs(state: &KernelState) -> Option<serde_json::Value> {
+        let known = |v: &Value<String>| (!v.is_unknown()).then(|| v.as_ref_option().cloned());
+        Some(serde_json::json!({
+            "cmdline": known(&state.cmdline)?,
+            "binary": known(&state.binary)?,
+            "modules_tar": known(&state.modules_tar)?,
+            "ucode": known(&state.ucode)?,
+        }))
+    }
+
+    fn stub(image: String) -> KernelState {
+        KernelState {
+            image: Value::Value(image),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The `resin` provider: its configuration and the context every resource shares.
+//!
+//! Terraform asks for the resources before it configures the provider, so the context is
+//! shared through a `OnceLock` that `configure` fills.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, NestedBlock, Schema};
+use tf_provider::value::Value;
+use tf_provider::{AttributePath, Diagnostics, DynamicResource, Provider};
+
+use super::image_resource::ImageResource;
+use super::kernel::Kernel;
+use super::package::Package;
+use super::schema::{attribute, description};
+use crate::oci::auth::{DockerConfig, RegistrySettings};
+use crate::oci::cache::BlobCache;
+use crate::oci::platform::{Platform, DEFAULT_PLATFORM};
+use crate::oci::registry::RegistryClient;
+use crate::oci::Puller;
+
+/// How many blobs are downloaded at once unless `parallel_pulls` says otherwise.
+const DEFAULT_PARALLEL_PULLS: i64 = 4;
+
+/// What every resource needs once the provider is configured.
+pub struct ProviderContext {
+    pub puller: Puller,
+    pub platform: Platform,
+}
+
+pub type SharedContext = Arc<OnceLock<Arc<ProviderContext>>>;
+
+/// The provider.
+#[derive(Default)]
+pub struct ResinProvider {
+    context: SharedContext,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ProviderConfig {
+    cache_dir: Value<String>,
+    platform: Value<String>,
+    docker_config: Value<String>,
+    parallel_pulls: Value<i64>,
+    registry: Value<Vec<RegistryBlock>>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct RegistryBlock {
+    address: Value<String>,
+    username: Value<String>,
+    password: Value<String>,
+    plain_http: Value<bool>,
+}
+
+/// `$XDG_CACHE_HOME/resin`, else `~/.cache/resin`.
+fn default_cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("resin"));
+    }
+    let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set; set cache_dir")?;
+    Ok(PathBuf::from(home).join(".cache/resin"))
+}
+
+fn known_string(value: &Value<String>, name: &str, diags: &mut Diagnostics) -> Option<Option<String>> {
+    match value {
+        Value::Value(s) => Some(Some(s.clone())),
+        Value::Null => Some(None),
+        Value::Unknown => {
+            diags.error_short(format!("{name} must be known when the provider is configured"), AttributePath::new(name.to_string()));
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for ResinProvider {
+    type Config<'a> = ProviderConfig;
+    type MetaState<'a> = tf_provider::value::ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        let registry = Block {
+            description: description("Settings for one registry: credentials (overriding Docker's config.json) and whether it speaks plain HTTP."),
+            attributes: HashMap::from([
+                attribute("address", AttributeType::String, AttributeConstraint::Required,
+                    "Registry host as it appears in image references, with its port if any (`ghcr.io`, `127.0.0.1:5000`). Docker Hub is `docker.io`."),
+                attribute("username", AttributeType::String, AttributeConstraint::Optional, "User name for basic or token authentication."),
+                (
+                    "password".to_string(),
+                    Attribute {
+                        sensitive: true,
+                        ..attribute("password", AttributeType::String, AttributeConstraint::Optional, "Password or access token.").1
+                    },
+                ),
+                attribute("plain_http", AttributeType::Bool, AttributeConstraint::Optional,
+                    "Talk plain HTTP (no TLS) to this registry. Only registries listed with this flag are ever contacted without TLS; meant for loopback test registries."),
+            ]),
+            ..Default::default()
+        };
+        Some(Schema {
+            version: 1,
+            block: Block {
+                version: 1,
+                description: description("Assembles immutable LinuxKit-style machine images (kernel, initrd, cmdline) from OCI images."),
+                attributes: HashMap::from([
+                    attribute("cache_dir", AttributeType::String, AttributeConstraint::Optional,
+                        "Directory of the content-addressed blob cache, shared safely by concurrent Terraform runs. Default: `$XDG_CACHE_HOME/resin` or `~/.cache/resin`."),
+                    attribute("platform", AttributeType::String, AttributeConstraint::Optional,
+                        "Default platform of images, `os/arch[/variant]`. Default: `linux/amd64` (never the host's, so plans do not depend on the machine)."),
+                    attribute("docker_config", AttributeType::String, AttributeConstraint::Optional,
+                        "Path of Docker's `config.json` for registry credentials (auths, credHelpers, credsStore). Default: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`."),
+                    attribute("parallel_pulls", AttributeType::Number, AttributeConstraint::Optional,
+                        "Largest number of blobs downloaded at once. Default: 4."),
+                ]),
+                blocks: HashMap::from([("registry".to_string(), NestedBlock::List(registry))]),
+                deprecated: false,
+            },
+        })
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::Config<'a>) -> Option<()> {
+        if let Value::Value(platform) = &config.platform {
+            if let Err(e) = platform.parse::<Platform>() {
+                diags.error("Invalid platform", e.to_string(), AttributePath::new("platform"));
+            }
+        }
+        if let Value::Value(n) = config.parallel_pulls {
+            if !(1..=64).contains(&n) {
+                diags.error("Invalid parallel_pulls", format!("{n} is outside 1..64"), AttributePath::new("parallel_pulls"));
+            }
+        }
+        for (index, block) in config.registry.iter().flatten().enumerate() {
+            if let Value::Value(address) = &block.address {
+                let probe = format!("{address}/probe");
+                if address.contains('/') || probe.parse::<crate::oci::reference::ImageReference>().is_err() {
+                    diags.error(
+                        "Invalid registry address",
+                        format!("{address:?} is not a registry host[:port]"),
+                        AttributePath::new("registry").index(index as i64).attribute("address"),
+                    );
+                }
+            }
+        }
+        Some(())
+    }
+
+    async fn configure<'a>(&self, diags: &mut Diagnostics, _terraform_version: String, config: Self::Config<'a>) -> Option<()> {
+        let cache_dir = match known_string(&config.cache_dir, "cache_dir", diags)? {
+            Some(dir) => PathBuf::from(dir),
+            None => match default_cache_dir() {
+                Ok(dir) => dir,
+                Err(e) => {
+                    super::error_at(diags, "No cache directory", &e, AttributePath::new("cache_dir"));
+                    return None;
+                }
+            },
+        };
+        let platform = known_string(&config.platform, "platform", diags)?.unwrap_or_else(|| DEFAULT_PLATFORM.to_string());
+        let platform: Platform = match platform.parse() {
+            Ok(p) => p,
+            Err(e) => {
+                super::error_at(diags, "Invalid platform", &e, AttributePath::new("platform"));
+                return None;
+            }
+        };
+        let docker_config_path = known_string(&config.docker_config, "docker_config", diags)?
+            .map(PathBuf::from)
+            .or_else(DockerConfig::default_path);
+        let docker_config = match docker_config_path.as_deref().map(DockerConfig::load).transpose() {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                super::error_at(diags, "Unreadable Docker config", &e, AttributePath::new("docker_config"));
+                return None;
+            }
+        };
+        let mut registries = Vec::new();
+        for (index, block) in config.registry.iter().flatten().enumerate() {
+            let path = || AttributePath::new("registry").index(index as i64);
+            let (Value::Value(address), false, false, false) = (
+                &block.address,
+                block.username.is_unknown(),
+                block.password.is_unknown(),
+                block.plain_http.is_unknown(),
+            ) else {
+                diags.error_short("registry settings must be known when the provider is configured", path());
+                return None;
+            };
+            registries.push(RegistrySettings {
+                address: address.clone(),
+                username: block.username.as_ref_option().cloned(),
+                password: block.password.as_ref_option().cloned(),
+                plain_http: block.plain_http.unwrap_or(false),
+            });
+        }
+        let cache = match BlobCache::open(&cache_dir) {
+            Ok(cache) => cache,
+            Err(e) => {
+                super::error_at(diags, "Unusable cache directory", &e, AttributePath::new("cache_dir"));
+                return None;
+            }
+        };
+        let parallel = config.parallel_pulls.unwrap_or(DEFAULT_PARALLEL_PULLS).clamp(1, 64) as usize;
+        let context = ProviderContext {
+            puller: Puller::new(cache, Arc::new(RegistryClient::new(registries, docker_config)), parallel),
+            platform,
+        };
+        crate::log::debug("provider configured", &[("cache_dir", cache_dir.display().to_string())]);
+        // A second ConfigureProvider on the same process keeps the first configuration,
+        // which is what Terraform does with one provider process per configuration.
+        let _ = self.context.set(Arc::new(context));
+        Some(())
+    }
+
+    fn get_resources(&self, _diags: &mut Diagnostics) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
+        Some(HashMap::from([
+            ("kernel".to_string(), ImageResource::<Kernel>::new(self.context.clone()).into()),
+            ("package".to_string(), ImageResource::<Package>::new(self.context.clone()).into()),
+        ]))
+    }
+}

@@ -1,0 +1,66 @@
+//! Small constructors that keep the schema literals of the resources readable. Every
+//! attribute and block gets a description: the registry docs are generated from them.
+
+use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, Description, NestedBlock};
+
+pub fn description(text: &str) -> Description {
+    Description::markdown(text)
+}
+
+pub fn attribute(name: &str, attr_type: AttributeType, constraint: AttributeConstraint, text: &str) -> (String, Attribute) {
+    (
+        name.to_string(),
+        Attribute {
+            attr_type,
+            description: description(text),
+            constraint,
+            sensitive: false,
+            deprecated: false,
+        },
+    )
+}
+
+pub fn strings() -> AttributeType {
+    AttributeType::List(Box::new(AttributeType::String))
+}
+
+pub fn string_map() -> AttributeType {
+    AttributeType::Map(Box::new(AttributeType::String))
+}
+
+/// A block that may appear once (`NestedBlock::Optional`: a list of at most one item).
+pub fn optional_block(name: &str, text: &str, attributes: Vec<(String, Attribute)>, blocks: Vec<(String, NestedBlock)>) -> (String, NestedBlock) {
+    (name.to_string(), NestedBlock::Optional(block(text, attributes, blocks)))
+}
+
+/// A block that may repeat.
+pub fn list_block(name: &str, text: &str, attributes: Vec<(String, Attribute)>, blocks: Vec<(String, NestedBlock)>) -> (String, NestedBlock) {
+    (name.to_string(), NestedBlock::List(block(text, attributes, blocks)))
+}
+
+fn block(text: &str, attributes: Vec<(String, Attribute)>, blocks: Vec<(String, NestedBlock)>) -> Block {
+    Block {
+        version: 1,
+        attributes: attributes.into_iter().collect(),
+        blocks: blocks.into_iter().collect(),
+        description: description(text),
+        deprecated: false,
+    }
+}
+
+/// The attributes every image-backed resource has: `image`, `platform`, and the
+/// computed `id`, `digest` and `content_hash`.
+pub fn image_attributes(image_text: &str) -> Vec<(String, Attribute)> {
+    use AttributeConstraint::*;
+    vec![
+        attribute("image", AttributeType::String, Required, image_text),
+        attribute("platform", AttributeType::String, OptionalComputed,
+            "Platform to resolve an index to, `os/arch[/variant]` (`linux/arm64` matches `linux/arm64/v8`). Default: the provider's `platform`."),
+        attribute("id", AttributeType::String, Computed,
+            "The image pinned to its platform manifest, `<registry>/<repository>@sha256:...` (or `oci-layout:<dir>@sha256:...`): enough to fetch exactly this content again on any machine."),
+        attribute("digest", AttributeType::String, Computed,
+            "Digest of the platform manifest the image resolved to. Refresh re-resolves tags, so a moved tag shows up in `terraform plan` as a change of this digest."),
+        attribute("content_hash", AttributeType::String, Computed,
+            "sha256 over everything this resource contributes to a machine image (digest, platform, options, format version). Known at plan time whenever its inputs are."),
+    ]
+}

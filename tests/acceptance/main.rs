@@ -1,0 +1,407 @@
+//! Acceptance tests: the real Terraform binary drives the provider against a real OCI
+//! registry on loopback (anonymous and with basic auth) and local OCI layouts.
+
+mod fixtures;
+mod pull;
+mod registry;
+mod terraform;
+
+use std::path::Path;
+
+use fixtures::{add_to_layout, index_entries, layer_digests, Image};
+use registry::Registry;
+use terraform::Workspace;
+
+/// The provider block for `registries` (plain HTTP, with their credentials unless told not).
+fn provider_block(workspace: &Workspace, registries: &[&Registry], with_credentials: bool) -> String {
+    let mut text = format!("provider \"resin\" {{\n  cache_dir = \"{}\"\n", workspace.cache_dir.display());
+    for registry in registries {
+        text.push_str(&format!("  registry {{\n    address    = \"{}\"\n    plain_http = true\n", registry.address));
+        if let (true, Some((user, password))) = (with_credentials, &registry.credentials) {
+            text.push_str(&format!("    username = \"{user}\"\n    password = \"{password}\"\n"));
+        }
+        text.push_str("  }\n");
+    }
+    text.push_str("}\n");
+    text
+}
+
+/// An init-like image and a kernel image, pushed as `fixtures/init:v1` and
+/// `fixtures/kernel:v1`. Returns the layout directory.
+fn push_basic_fixtures(registry: &Registry, dir: &Path) {
+    add_to_layout(dir, "init-v1", &[Image::amd64(vec![("sbin/init", b"#!/bin/sh\necho init v1\n".to_vec())])]);
+    add_to_layout(dir, "kernel-v1", &[Image::amd64(vec![("kernel", vec![0x4d; 4096]), ("kernel.tar", vec![0; 1024])])]);
+    retag(dir, "init-v1", "v1");
+    registry.push(dir, "v1", "fixtures/init", false);
+    retag(dir, "kernel-v1", "v1");
+    registry.push(dir, "v1", "fixtures/kernel", false);
+}
+
+/// Points `to` at whatever `from` names in the layout's index.json.
+fn retag(dir: &Path, from: &str, to: &str) {
+    let path = dir.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    let mut entry = manifests
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == from)
+        .unwrap()
+        .clone();
+    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != to);
+    entry["annotations"]["org.opencontainers.image.ref.name"] = serde_json::json!(to);
+    manifests.push(entry);
+    std::fs::write(path, index.to_string()).unwrap();
+}
+
+fn basic_config(workspace: &Workspace, registry: &Registry) -> String {
+    format!(
+        "{}\nresource \"resin_kernel\" \"k\" {{\n  image   = \"{a}/fixtures/kernel:v1\"\n  cmdline = \"console=ttyS0\"\n}}\n\nresource \"resin_package\" \"init\" {{\n  image = \"{a}/fixtures/init:v1\"\n}}\n",
+        provider_block(workspace, &[registry], true),
+        a = registry.address
+    )
+}
+
+#[test]
+fn apply_records_pinned_digests_then_plan_is_clean() {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+    let workspace = Workspace::new();
+    workspace.write_config(&basic_config(&workspace, &registry));
+    workspace.apply();
+
+    let state = workspace.state();
+    let init_digest = registry.manifest_digest("fixtures/init", "v1");
+    let init = &state["resin_package.init"];
+    assert_eq!(init["digest"], init_digest.as_str());
+    assert_eq!(init["id"], format!("{}/fixtures/init@{init_digest}", registry.address).as_str());
+    assert_eq!(init["name"], "init");
+    assert_eq!(init["platform"], "linux/amd64");
+    assert!(init["content_hash"].as_str().unwrap().starts_with("sha256:"));
+    let kernel = &state["resin_kernel.k"];
+    assert_eq!(kernel["digest"], registry.manifest_digest("fixtures/kernel", "v1").as_str());
+    assert_eq!(kernel["binary"], "kernel");
+    assert_eq!(kernel["modules_tar"], "kernel.tar");
+    for layer in layer_digests(layouts.path(), &init_digest) {
+        assert!(workspace.cache_has(&layer), "layer {layer} not in the cache");
+    }
+    assert!(workspace.cache_has(&init_digest), "manifest not in the cache");
+
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 0, "plan after apply must be clean:\n{}", plan.text());
+}
+
+#[test]
+fn a_moved_tag_is_planned_as_a_digest_change() {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+    let workspace = Workspace::new();
+    workspace.write_config(&basic_config(&workspace, &registry));
+    workspace.apply();
+    let old = registry.manifest_digest("fixtures/init", "v1");
+
+    add_to_layout(layouts.path(), "v1", &[Image::amd64(vec![("sbin/init", b"#!/bin/sh\necho init v2\n".to_vec())])]);
+    registry.push(layouts.path(), "v1", "fixtures/init", false);
+    let new = registry.manifest_digest("fixtures/init", "v1");
+    assert_ne!(old, new);
+
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "a moved tag must show as a change:\n{}", plan.text());
+    assert!(plan.stdout.contains(&format!("\"{old}\" -> \"{new}\"")), "the digest change is not shown:\n{}", plan.text());
+    assert!(plan.stdout.contains("resin_package.init will be updated in-place"), "{}", plan.text());
+    assert!(!plan.stdout.contains("resin_kernel.k will be"), "the kernel did not change:\n{}", plan.text());
+
+    workspace.apply();
+    assert_eq!(workspace.state()["resin_package.init"]["digest"], new.as_str());
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 0, "{}", plan.text());
+}
+
+#[test]
+fn import_by_image_reference() {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+    let workspace = Workspace::new();
+    let reference = format!("{}/fixtures/init:v1", registry.address);
+    workspace.write_config(&format!(
+        "{}\nresource \"resin_package\" \"imported\" {{\n  image = \"{reference}\"\n}}\n",
+        provider_block(&workspace, &[&registry], false)
+    ));
+    let output = workspace.run(&["import", "-no-color", "-input=false", "resin_package.imported", &reference]);
+    assert_eq!(output.code, 0, "{}", output.text());
+    let state = workspace.state();
+    assert_eq!(state["resin_package.imported"]["digest"], registry.manifest_digest("fixtures/init", "v1").as_str());
+    assert_eq!(state["resin_package.imported"]["name"], "init");
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 0, "an imported package matching its config plans no change:\n{}", plan.text());
+
+    let bad = workspace.run(&["import", "-no-color", "-input=false", "resin_package.imported", "Not/A Ref"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.says("invalid image reference \"Not/A Ref\""), "{}", bad.text());
+}
+
+#[test]
+fn a_saved_plan_applies_on_a_machine_with_an_empty_cache() {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+    let workspace = Workspace::new();
+    workspace.write_config(&basic_config(&workspace, &registry));
+    let plan = workspace.run(&["plan", "-out=saved.tfplan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    // The plan already names the digest: it was resolved at plan time.
+    let digest = registry.manifest_digest("fixtures/init", "v1");
+    assert!(plan.stdout.contains(&digest), "digest not known at plan:\n{}", plan.text());
+    std::fs::remove_dir_all(&workspace.cache_dir).unwrap();
+
+    let apply = workspace.run(&["apply", "-input=false", "-no-color", "saved.tfplan"]);
+    assert_eq!(apply.code, 0, "{}", apply.text());
+    for layer in layer_digests(layouts.path(), &digest) {
+        assert!(workspace.cache_has(&layer));
+    }
+}
+
+#[test]
+fn bad_references_and_unknown_images_name_the_attribute_and_the_reference() {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+    let cases = [
+        ("Not A Reference", "Invalid image reference \"Not A Reference\""),
+        ("alpine@sha256:1234", "invalid digest \"sha256:1234\""),
+        (&format!("{}/fixtures/missing:v1", registry.address), "not found"),
+        (&format!("{}/fixtures/init:no-such-tag", registry.address), "not found"),
+    ];
+    for (image, message) in cases {
+        let workspace = Workspace::new();
+        workspace.write_config(&format!(
+            "{}\nresource \"resin_package\" \"bad\" {{\n  image = \"{image}\"\n}}\n",
+            provider_block(&workspace, &[&registry], false)
+        ));
+        let plan = workspace.plan();
+        assert_eq!(plan.code, 1, "{}", plan.text());
+        assert!(plan.says(message), "{image}: expected {message:?}:\n{}", plan.text());
+        assert!(plan.says(&format!("image = \"{image}\"")), "the attribute is not pointed at:\n{}", plan.text());
+        assert!(plan.says(&image.replace("fixtures/init:", "fixtures/init:")), "{}", plan.text());
+    }
+}
+
+#[test]
+fn a_corrupted_blob_is_rejected_and_never_enters_the_cache() {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+    let digest = registry.manifest_digest("fixtures/init", "v1");
+    let layer = layer_digests(layouts.path(), &digest).remove(0);
+    let data = registry.blob_data_path(&layer);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+
+    let workspace = Workspace::new();
+    workspace.write_config(&basic_config(&workspace, &registry));
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(apply.says("digest mismatch") || apply.says("Invalid digest"), "{}", apply.text());
+    assert!(apply.says(&layer), "the layer is not named:\n{}", apply.text());
+    assert!(!workspace.cache_has(&layer), "a corrupt blob entered the cache");
+    let leftovers: Vec<_> = std::fs::read_dir(workspace.cache_dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left in the cache: {leftovers:?}");
+}
+
+#[test]
+fn basic_auth_from_registry_blocks_and_docker_config() {
+    let registry = Registry::start(Some(("resin", "s3cret")));
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+
+    let with_block = Workspace::new();
+    with_block.write_config(&basic_config(&with_block, &registry));
+    with_block.apply();
+    assert_eq!(with_block.state()["resin_package.init"]["digest"], registry.manifest_digest("fixtures/init", "v1").as_str());
+
+    let with_docker_config = Workspace::new();
+    std::fs::write(
+        with_docker_config.docker_config_dir.join("config.json"),
+        format!(r#"{{"auths": {{"{}": {{"auth": "cmVzaW46czNjcmV0"}}}}}}"#, registry.address),
+    )
+    .unwrap();
+    with_docker_config.write_config(&format!(
+        "{}\nresource \"resin_package\" \"init\" {{\n  image = \"{}/fixtures/init:v1\"\n}}\n",
+        provider_block(&with_docker_config, &[&registry], false),
+        registry.address
+    ));
+    with_docker_config.apply();
+
+    let wrong = Workspace::new();
+    wrong.write_config(&format!(
+        "provider \"resin\" {{\n  cache_dir = \"{}\"\n  registry {{\n    address = \"{a}\"\n    plain_http = true\n    username = \"resin\"\n    password = \"wrong\"\n  }}\n}}\nresource \"resin_package\" \"init\" {{\n  image = \"{a}/fixtures/init:v1\"\n}}\n",
+        wrong.cache_dir.display(),
+        a = registry.address
+    ));
+    let plan = wrong.plan();
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(plan.says(&format!("not authorised by registry {}", registry.address)), "{}", plan.text());
+    assert!(plan.says("image = "), "{}", plan.text());
+}
+
+#[test]
+fn a_multi_platform_index_resolves_to_the_requested_platform() {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    let index = add_to_layout(
+        layouts.path(),
+        "v1",
+        &[
+            Image::amd64(vec![("arch", b"amd64".to_vec())]),
+            Image { architecture: "arm64", variant: Some("v8"), files: vec![("arch", b"arm64".to_vec())], cmd: vec!["/bin/true"] },
+        ],
+    );
+    registry.push(layouts.path(), "v1", "fixtures/multi", false);
+    let entries = index_entries(layouts.path(), &index);
+    let digest_for = |arch: &str| entries.iter().find(|e| e["platform"]["architecture"] == arch).unwrap()["digest"].as_str().unwrap().to_string();
+
+    let workspace = Workspace::new();
+    workspace.write_config(&format!(
+        "{}\nresource \"resin_package\" \"default\" {{\n  image = \"{a}/fixtures/multi:v1\"\n}}\nresource \"resin_package\" \"arm\" {{\n  image    = \"{a}/fixtures/multi:v1\"\n  platform = \"linux/arm64\"\n}}\nresource \"resin_package\" \"pinned\" {{\n  image    = \"{a}/fixtures/multi@{index}\"\n  platform = \"linux/arm64/v8\"\n}}\n",
+        provider_block(&workspace, &[&registry], false),
+        a = registry.address
+    ));
+    workspace.apply();
+    let state = workspace.state();
+    assert_eq!(state["resin_package.default"]["digest"], digest_for("amd64").as_str());
+    assert_eq!(state["resin_package.arm"]["digest"], digest_for("arm64").as_str());
+    assert_eq!(state["resin_package.pinned"]["digest"], digest_for("arm64").as_str());
+    assert_eq!(workspace.plan().code, 0);
+
+    let missing = Workspace::new();
+    missing.write_config(&format!(
+        "{}\nresource \"resin_package\" \"s390x\" {{\n  image    = \"{}/fixtures/multi:v1\"\n  platform = \"linux/s390x\"\n}}\n",
+        provider_block(&missing, &[&registry], false),
+        registry.address
+    ));
+    let plan = missing.plan();
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(plan.says("has no manifest for platform linux/s390x"), "{}", plan.text());
+    assert!(plan.says("linux/amd64, linux/arm64/v8"), "available platforms not listed:\n{}", plan.text());
+}
+
+#[test]
+fn docker_v2_schema2_media_types() {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    add_to_layout(layouts.path(), "v1", &[Image::amd64(vec![("etc/motd", b"docker media types\n".to_vec())])]);
+    registry.push(layouts.path(), "v1", "fixtures/docker", true);
+    let multi = add_to_layout(
+        layouts.path(),
+        "multi",
+        &[Image::amd64(vec![("a", b"1".to_vec())]), Image { architecture: "arm64", variant: None, files: vec![("a", b"2".to_vec())], cmd: vec![] }],
+    );
+    assert!(multi.starts_with("sha256:"));
+    registry.push(layouts.path(), "multi", "fixtures/docker-list", true);
+
+    let workspace = Workspace::new();
+    workspace.write_config(&format!(
+        "{}\nresource \"resin_package\" \"docker\" {{\n  image = \"{a}/fixtures/docker:v1\"\n}}\nresource \"resin_package\" \"list\" {{\n  image    = \"{a}/fixtures/docker-list:multi\"\n  platform = \"linux/arm64\"\n}}\n",
+        provider_block(&workspace, &[&registry], false),
+        a = registry.address
+    ));
+    workspace.apply();
+    let digest = registry.manifest_digest("fixtures/docker", "v1");
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let manifest = std::fs::read_to_string(workspace.cache_dir.join("blobs/sha256").join(hex)).unwrap();
+    assert!(manifest.contains("application/vnd.docker.distribution.manifest.v2+json"), "not a Docker manifest: {manifest}");
+    assert_eq!(workspace.state()["resin_package.docker"]["digest"], digest.as_str());
+    assert_eq!(workspace.plan().code, 0);
+}
+
+#[test]
+fn an_unreachable_registry_during_refresh_is_a_warning_and_state_is_kept() {
+    let mut registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+    let workspace = Workspace::new();
+    workspace.write_config(&basic_config(&workspace, &registry));
+    workspace.apply();
+    let before = workspace.state();
+    registry.stop();
+
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    assert!(plan.says("Warning: Could not refresh resin_package: the registry cannot be reached"), "{}", plan.text());
+    assert!(plan.says("Warning: Could not refresh resin_kernel"), "{}", plan.text());
+    let refresh = workspace.run(&["apply", "-refresh-only", "-auto-approve", "-no-color", "-input=false"]);
+    assert_eq!(refresh.code, 0, "{}", refresh.text());
+    assert_eq!(workspace.state(), before, "the recorded state must be kept");
+}
+
+#[test]
+fn a_local_oci_layout_works_offline() {
+    let workspace = Workspace::new();
+    let layout = workspace.work_dir().join("layout");
+    let digest = add_to_layout(&layout, "v1", &[Image::amd64(vec![("sbin/init", b"offline".to_vec())])]);
+    workspace.write_config(&format!(
+        "provider \"resin\" {{\n  cache_dir = \"{}\"\n}}\nresource \"resin_package\" \"local\" {{\n  image = \"oci-layout:./layout:v1\"\n}}\n",
+        workspace.cache_dir.display()
+    ));
+    workspace.apply();
+    let state = workspace.state();
+    assert_eq!(state["resin_package.local"]["digest"], digest.as_str());
+    assert_eq!(state["resin_package.local"]["id"], format!("oci-layout:./layout@{digest}").as_str());
+    assert_eq!(state["resin_package.local"]["name"], "layout");
+    assert_eq!(workspace.plan().code, 0);
+}
+
+#[test]
+fn malformed_container_options_point_at_the_attribute() {
+    let workspace = Workspace::new();
+    workspace.write_config(
+        r#"
+resource "resin_package" "bad" {
+  image        = "oci-layout:./nowhere:v1"
+  name         = "../escape"
+  capabilities = ["CAP_CHOWN", "CAP_BOGUS"]
+  binds        = ["/only-one-part"]
+  net          = "bridge"
+  rlimits      = ["nofile,10"]
+  mounts {
+    destination = "/data"
+  }
+  devices {
+    path  = "/dev/console"
+    type  = "c"
+    major = 5
+    minor = 1
+    mode  = "rw"
+  }
+  resources {
+    memory {
+      swappiness = 300
+    }
+  }
+}
+"#,
+    );
+    let output = workspace.run(&["validate", "-no-color"]);
+    assert_eq!(output.code, 1, "{}", output.text());
+    for expected in [
+        "Invalid container name",
+        "unknown capability \"CAP_BOGUS\"",
+        "capabilities = [\"CAP_CHOWN\", \"CAP_BOGUS\"]",
+        "malformed bind \"/only-one-part\"",
+        "unknown namespace mode \"bridge\"",
+        "malformed rlimit \"nofile,10\"",
+        "mount for destination \"/data\" is missing its type",
+        "device mode \"rw\" is not an octal mode",
+        "swappiness = 300",
+    ] {
+        assert!(output.says(expected), "missing {expected:?}:\n{}", output.text());
+    }
+}

@@ -1,0 +1,138 @@
+//! A real OCI registry (Debian's `docker-registry`, distribution 2.8) on a free loopback
+//! port, started per test and stopped by PID when dropped.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Registry {
+    child: Child,
+    pub address: String,
+    pub storage: PathBuf,
+    pub credentials: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Registry {
+    /// Starts an anonymous registry, or one with basic auth for `credentials`.
+    pub fn start(credentials: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("storage");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n",
+            storage.display()
+        );
+        if let Some((user, password)) = credentials {
+            let htpasswd = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils) is installed by make test");
+            assert!(htpasswd.status.success());
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, htpasswd.stdout).unwrap();
+            config.push_str(&format!("auth: {{ htpasswd: {{ realm: resin-test, path: {} }} }}\n", path.display()));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed by make test");
+        let registry = Registry {
+            child,
+            address: format!("127.0.0.1:{port}"),
+            storage,
+            credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            _dir: dir,
+        };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(&self.address) {
+                let request = format!("GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.address);
+                if stream.write_all(request.as_bytes()).is_ok() {
+                    let mut answer = String::new();
+                    let _ = stream.read_to_string(&mut answer);
+                    if answer.starts_with("HTTP/1.") {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("registry on {} did not become ready", self.address);
+    }
+
+    /// Stops the registry (the address then refuses connections).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Pushes `tag` of the OCI layout at `layout` to `<repository>:<tag>` with skopeo;
+    /// `docker_media_types` converts to Docker v2 schema 2.
+    pub fn push(&self, layout: &Path, tag: &str, repository: &str, docker_media_types: bool) {
+        let mut command = Command::new("skopeo");
+        command.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
+        if docker_media_types {
+            command.args(["--format", "v2s2"]);
+        } else {
+            // The registry then serves exactly the layout's bytes and digests.
+            command.arg("--preserve-digests");
+        }
+        if let Some((user, password)) = &self.credentials {
+            command.arg(format!("--dest-creds={user}:{password}"));
+        }
+        command.arg(format!("oci:{}:{tag}", layout.display()));
+        command.arg(format!("docker://{}/{repository}:{tag}", self.address));
+        let output = command.output().expect("skopeo is installed by make test");
+        assert!(output.status.success(), "skopeo push failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Where the registry stores blob `digest` (to corrupt it on purpose).
+    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.storage.join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+
+    /// The digest the registry serves for `repository:tag` (HEAD with every manifest type).
+    pub fn manifest_digest(&self, repository: &str, tag: &str) -> String {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        let mut request = format!(
+            "HEAD /v2/{repository}/manifests/{tag} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json\r\n",
+            self.address
+        );
+        if let Some((user, password)) = &self.credentials {
+            use base64::Engine as _;
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            request.push_str(&format!("Authorization: Basic {token}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Docker-Content-Digest: "))
+            .unwrap_or_else(|| panic!("no digest for {repository}:{tag}: {answer}"))
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,120 @@
+//! Runs the real Terraform 1.0.3 binary (installed into `.tools/bin` by `make test`)
+//! against the provider binary this test build produced, through `dev_overrides`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Whether stdout or stderr contains `needle`, ignoring how Terraform wrapped lines
+    /// (diagnostic details are wrapped at 78 columns).
+    pub fn says(&self, needle: &str) -> bool {
+        let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let haystack = flat(&format!("{}\n{}", self.stdout, self.stderr));
+        haystack.contains(&flat(needle))
+    }
+
+    pub fn text(&self) -> String {
+        format!("exit code {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// A Terraform working directory with its own CLI config, provider cache and Docker config.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    pub cache_dir: PathBuf,
+    pub docker_config_dir: PathBuf,
+}
+
+pub fn terraform_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("RESIN_TERRAFORM") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/terraform");
+    assert!(path.is_file(), "{} is missing: run `make test`, which installs Terraform 1.0.3", path.display());
+    path
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let provider_dir = Path::new(env!("CARGO_BIN_EXE_terraform-provider-resin")).parent().unwrap().to_path_buf();
+        std::fs::write(
+            dir.path().join("terraformrc"),
+            format!(
+                "provider_installation {{\n  dev_overrides {{\n    \"resinstack/resin\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+                provider_dir.display()
+            ),
+        )
+        .unwrap();
+        let cache_dir = dir.path().join("cache");
+        let docker_config_dir = dir.path().join("docker");
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        std::fs::create_dir_all(&docker_config_dir).unwrap();
+        Workspace { dir, cache_dir, docker_config_dir }
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// Writes `main.tf`: the provider requirement plus `body`.
+    pub fn write_config(&self, body: &str) {
+        let text = format!(
+            "terraform {{\n  required_providers {{\n    resin = {{ source = \"resinstack/resin\" }}\n  }}\n}}\n\n{body}\n"
+        );
+        std::fs::write(self.work_dir().join("main.tf"), text).unwrap();
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let output = Command::new(terraform_binary())
+            .args(args)
+            .current_dir(self.work_dir())
+            .env("TF_CLI_CONFIG_FILE", self.dir.path().join("terraformrc"))
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("DOCKER_CONFIG", &self.docker_config_dir)
+            .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
+            .env_remove("TF_LOG")
+            .output()
+            .expect("running terraform");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn apply(&self) -> Output {
+        let output = self.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(output.code, 0, "terraform apply failed:\n{}", output.text());
+        output
+    }
+
+    /// `terraform plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
+    pub fn plan(&self) -> Output {
+        self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"])
+    }
+
+    /// The resources of the state, by address (`terraform show -json`).
+    pub fn state(&self) -> serde_json::Value {
+        let output = self.run(&["show", "-json", "-no-color"]);
+        assert_eq!(output.code, 0, "{}", output.text());
+        let shown: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+        let mut by_address = serde_json::Map::new();
+        for resource in shown["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default() {
+            by_address.insert(resource["address"].as_str().unwrap().to_string(), resource["values"].clone());
+        }
+        serde_json::Value::Object(by_address)
+    }
+
+    /// Whether the provider's cache holds blob `digest`.
+    pub fn cache_has(&self, digest: &str) -> bool {
+        self.cache_dir.join("blobs/sha256").join(digest.strip_prefix("sha256:").unwrap()).is_file()
+    }
+}

@@ -405,3 +405,50 @@ resource "resin_package" "bad" {
         assert!(output.says(expected), "missing {expected:?}:\n{}", output.text());
     }
 }
+
+#[test]
+fn every_example_passes_terraform_validate() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut directories = vec![examples.join("demo"), examples.join("provider")];
+    for entry in std::fs::read_dir(examples.join("resources")).unwrap() {
+        directories.push(entry.unwrap().path());
+    }
+    for directory in directories {
+        let workspace = Workspace::new();
+        let mut body = String::new();
+        for file in std::fs::read_dir(&directory).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "tf") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                // The demo declares its own terraform block; the registry examples do not.
+                if text.contains("required_providers") {
+                    std::fs::write(workspace.work_dir().join(path.file_name().unwrap()), text).unwrap();
+                } else {
+                    body.push_str(&text);
+                }
+            }
+        }
+        if !body.is_empty() {
+            workspace.write_config(&body);
+        }
+        let output = workspace.run(&["validate", "-no-color"]);
+        assert_eq!(output.code, 0, "{} does not validate:\n{}", directory.display(), output.text());
+    }
+}
+
+#[test]
+fn the_docs_match_the_schema_and_the_examples() {
+    let workspace = Workspace::new();
+    workspace.write_config("");
+    let schema = workspace.run(&["providers", "schema", "-json"]);
+    assert_eq!(schema.code, 0, "{}", schema.text());
+    let schema_path = workspace.work_dir().join("schema.json");
+    std::fs::write(&schema_path, &schema.stdout).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-docs.py");
+    let check = std::process::Command::new("python3").arg(script).arg(&schema_path).arg("--check").output().unwrap();
+    assert!(
+        check.status.success(),
+        "docs/ is stale; run `make docs` and commit the result:\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

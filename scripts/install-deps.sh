@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the tests need, idempotently: Debian packages (protoc and the well-known
-# protos, the OCI registry, skopeo to push fixture images, cpio/gzip readers) and
-# Terraform 1.0.3 verified by its pinned hashes into .tools/bin.
+# Installs what the build, the demo or the tests need, idempotently.
+#   install-deps.sh build   protoc and its well-known protos (the plugin protocol is compiled)
+#   install-deps.sh demo    build + Terraform 1.0.3, verified by its pinned hashes, in .tools/bin
+#   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio,
+#                           htpasswd (the basic-auth registry)
 set -euo pipefail
+what=${1:-test}
+case "$what" in build|demo|test) ;; *) echo "usage: $0 build|demo|test" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 
 TOOLS="$PWD/.tools"
@@ -15,16 +19,22 @@ TERRAFORM_SHA256=a29d0929adec4098ba2609a98463806391fa93ef098fc4c603992514c6ee130
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/empty.proto ] || need_apt+=(libprotobuf-dev)
-command -v docker-registry >/dev/null || need_apt+=(docker-registry)
-command -v skopeo >/dev/null || need_apt+=(skopeo)
-command -v cpio >/dev/null || need_apt+=(cpio)
-command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+if [ "$what" = test ]; then
+  command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+  command -v skopeo >/dev/null || need_apt+=(skopeo)
+  command -v cpio >/dev/null || need_apt+=(cpio)
+  command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+[ "$what" = build ] && exit 0
 
 terraform="$TOOLS/bin/terraform"
 if ! { [ -x "$terraform" ] && echo "$TERRAFORM_SHA256  $terraform" | sha256sum -c --status; }; then

@@ -1,0 +1,57 @@
+# terraform-provider-resin
+#   make demo     the main job: build, write the demo packages into a local OCI layout,
+#                 terraform apply examples/demo offline
+#   make test     install what the tests need, then run every test
+#   make install  build a release binary into Terraform's filesystem mirror
+#   make docs     regenerate docs/ from the provider schema and the examples
+
+VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+TERRAFORM    := $(CURDIR)/.tools/bin/terraform
+DEMO_DIR     := $(CURDIR)/target/demo
+MIRROR       ?= $(HOME)/.terraform.d/plugins
+PLUGIN_DIR   := $(MIRROR)/registry.terraform.io/resinstack/resin/$(VERSION)/linux_amd64
+
+export CHECKPOINT_DISABLE := 1
+
+.PHONY: build demo test install docs clean
+
+build:
+	scripts/install-deps.sh build
+	cargo build
+
+demo:
+	scripts/install-deps.sh demo
+	cargo build
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	cp examples/demo/main.tf $(DEMO_DIR)/
+	python3 scripts/make-demo-layout.py $(DEMO_DIR)/layout
+	printf 'provider_installation {\n  dev_overrides {\n    "resinstack/resin" = "%s"\n  }\n  direct {}\n}\n' "$(CURDIR)/target/debug" > $(DEMO_DIR)/terraformrc
+	cd $(DEMO_DIR) && TF_CLI_CONFIG_FILE=$(DEMO_DIR)/terraformrc $(TERRAFORM) apply -auto-approve -input=false
+	cd $(DEMO_DIR) && TF_CLI_CONFIG_FILE=$(DEMO_DIR)/terraformrc $(TERRAFORM) plan -detailed-exitcode -input=false
+	@echo
+	@echo "Demo done: state in $(DEMO_DIR)/terraform.tfstate, blobs in $(DEMO_DIR)/cache."
+
+test:
+	scripts/install-deps.sh test
+	cargo test
+
+# Regenerates docs/ from the provider schema and the examples (a test checks they are current).
+docs:
+	scripts/install-deps.sh demo
+	cargo build
+	rm -rf target/docs && mkdir -p target/docs
+	printf 'terraform {\n  required_providers {\n    resin = { source = "resinstack/resin" }\n  }\n}\n' > target/docs/main.tf
+	printf 'provider_installation {\n  dev_overrides {\n    "resinstack/resin" = "%s"\n  }\n  direct {}\n}\n' "$(CURDIR)/target/debug" > target/docs/terraformrc
+	cd target/docs && TF_CLI_CONFIG_FILE=$(CURDIR)/target/docs/terraformrc $(TERRAFORM) providers schema -json > schema.json
+	python3 scripts/gen-docs.py target/docs/schema.json
+
+install:
+	scripts/install-deps.sh build
+	cargo build --release
+	mkdir -p $(PLUGIN_DIR)
+	install -m 0755 target/release/terraform-provider-resin $(PLUGIN_DIR)/terraform-provider-resin_v$(VERSION)
+	@echo "Installed into $(PLUGIN_DIR); terraform init now finds resinstack/resin $(VERSION)."
+
+clean:
+	cargo clean
+	rm -rf .tools

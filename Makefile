@@ -3,6 +3,7 @@
 #                 terraform apply examples/demo offline
 #   make test     install what the tests need, then run every test
 #   make install  build a release binary into Terraform's filesystem mirror
+#   make bench    resolve+pull benchmark against a loopback registry, cold and warm cache
 #   make docs     regenerate docs/ from the provider schema and the examples
 
 VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -13,7 +14,7 @@ PLUGIN_DIR   := $(MIRROR)/registry.terraform.io/resinstack/resin/$(VERSION)/linu
 
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: build demo test install docs clean
+.PHONY: build demo test bench install docs clean
 
 build:
 	scripts/install-deps.sh build
@@ -34,6 +35,11 @@ demo:
 test:
 	scripts/install-deps.sh test
 	cargo test
+
+# Benchmarks (release build); prints timings, peak RSS and throughput.
+bench:
+	scripts/install-deps.sh test
+	cargo bench --bench pull
 
 # Regenerates docs/ from the provider schema and the examples (a test checks they are current).
 docs:

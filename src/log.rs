@@ -4,7 +4,16 @@
 //! everything is written and nothing goes to stdout (the plugin handshake lives there).
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns logging on. The provider binary does this at start (Terraform filters the lines
+/// by level); library users such as tests and benchmarks stay quiet unless they ask.
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
 
 #[derive(Clone, Copy, Debug)]
 pub enum Level {
@@ -29,6 +38,9 @@ impl Level {
 
 /// Writes one log line with `fields`.
 pub fn write(level: Level, message: &str, fields: &[(&str, String)]) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut line = serde_json::Map::new();
     line.insert("@level".into(), level.as_str().into());
     line.insert("@message".into(), message.into());

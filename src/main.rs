@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc_ignore_sigint() };
 
+    resin::log::enable();
     resin::oci::registry::install_crypto_provider();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -109,8 +109,10 @@ impl BlobCache {
         writer.commit()
     }
 
-    /// Streams a blob into the cache, hashing as it goes, and stores it once verified. A
-    /// stream that runs past `size` is cut off at once rather than read to its end.
+    /// Streams a blob into the cache and stores it once verified. Hashing and writing run
+    /// on a blocking thread fed through a small bounded channel, so the async runtime only
+    /// moves buffers. A stream that runs past `size` is cut off at once rather than read to
+    /// its end.
     pub async fn insert_stream<S, B, E>(
         &self,
         digest: &Digest,
@@ -119,16 +121,40 @@ impl BlobCache {
     ) -> Result<PathBuf>
     where
         S: Stream<Item = Result<B, E>> + Unpin,
-        B: AsRef<[u8]>,
+        B: AsRef<[u8]> + Send + 'static,
         E: Into<anyhow::Error>,
     {
         let mut writer = self.writer(digest, size)?;
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<B>(8);
+        let worker = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = receiver.blocking_recv() {
+                writer.write(chunk.as_ref())?;
+            }
+            Ok::<BlobWriter, anyhow::Error>(writer)
+        });
+        let mut failure = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(Into::into)?;
-            writer.write(chunk.as_ref())?;
+            match chunk {
+                Ok(chunk) => {
+                    if sender.send(chunk).await.is_err() {
+                        // The writer stopped: its error is reported below.
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
         }
-        let cache = writer;
-        tokio::task::spawn_blocking(move || cache.commit()).await?
+        drop(sender);
+        let writer = worker.await??;
+        if let Some(error) = failure {
+            // Dropping the writer removes the temporary file.
+            drop(writer);
+            return Err(error);
+        }
+        tokio::task::spawn_blocking(move || writer.commit()).await?
     }
 
     fn writer(&self, digest: &Digest, size: Option<u64>) -> Result<BlobWriter> {

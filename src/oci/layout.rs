@@ -100,7 +100,7 @@ pub async fn fetch_blob(
         }
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
-    let stream = tokio_util_stream(file);
+    let stream = file_chunks(file);
     cache
         .insert_stream(digest, Some(size), stream)
         .await
@@ -109,7 +109,7 @@ pub async fn fetch_blob(
 }
 
 /// A file as a stream of 256 KiB chunks.
-fn tokio_util_stream(
+fn file_chunks(
     file: tokio::fs::File,
 ) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Unpin {
     use tokio::io::AsyncReadExt as _;

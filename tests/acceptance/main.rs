@@ -173,6 +173,8 @@ fn bad_references_and_unknown_images_name_the_attribute_and_the_reference() {
         ("alpine@sha256:1234", "invalid digest \"sha256:1234\""),
         (&format!("{}/fixtures/missing:v1", registry.address), "not found"),
         (&format!("{}/fixtures/init:no-such-tag", registry.address), "not found"),
+        // Nothing listens on port 1: the registry cannot be reached at all.
+        ("127.0.0.1:1/fixtures/init:v1", "registry 127.0.0.1:1 cannot be reached"),
     ];
     for (image, message) in cases {
         let workspace = Workspace::new();
@@ -451,4 +453,37 @@ fn the_docs_match_the_schema_and_the_examples() {
         "docs/ is stale; run `make docs` and commit the result:\n{}",
         String::from_utf8_lossy(&check.stderr)
     );
+}
+
+#[test]
+fn run_by_hand_the_binary_explains_itself_and_prints_nothing_on_stdout() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"))
+        .env_remove("TF_PLUGIN_MAGIC_COOKIE")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Terraform starts it"));
+}
+
+#[test]
+fn sigint_does_not_kill_a_serving_provider() {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"))
+        .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut handshake = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut handshake).unwrap();
+    assert!(handshake.starts_with("1|6|"), "unexpected handshake {handshake:?}");
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive, "the provider died on SIGINT; Terraform would lose an in-flight apply");
 }

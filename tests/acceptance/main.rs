@@ -5,6 +5,7 @@ mod fixtures;
 mod pull;
 mod registry;
 mod terraform;
+mod token_server;
 
 use std::path::Path;
 
@@ -89,6 +90,20 @@ fn apply_records_pinned_digests_then_plan_is_clean() {
 
     let plan = workspace.plan();
     assert_eq!(plan.code, 0, "plan after apply must be clean:\n{}", plan.text());
+
+    // A changed setting is a content-hash diff; the digest stays what was recorded.
+    let hash = init["content_hash"].as_str().unwrap().to_string();
+    workspace.write_config(&basic_config(&workspace, &registry).replace(
+        "fixtures/init:v1\"\n}",
+        "fixtures/init:v1\"\n  capabilities = [\"CAP_NET_ADMIN\"]\n}",
+    ));
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "{}", plan.text());
+    assert!(plan.says(&format!("~ content_hash = \"{hash}\" ->")), "{}", plan.text());
+    assert!(!plan.says("~ digest"), "the digest must not change:\n{}", plan.text());
+    workspace.apply();
+    assert_ne!(workspace.state()["resin_package.init"]["content_hash"], hash.as_str());
+    assert_eq!(workspace.plan().code, 0);
 }
 
 #[test]
@@ -252,6 +267,36 @@ fn basic_auth_from_registry_blocks_and_docker_config() {
     assert_eq!(plan.code, 1, "{}", plan.text());
     assert!(plan.says(&format!("not authorised by registry {}", registry.address)), "{}", plan.text());
     assert!(plan.says("image = "), "{}", plan.text());
+}
+
+#[test]
+fn bearer_token_auth_through_a_token_server() {
+    let registry = Registry::start_with_token_auth("resin", "t0ken-pass");
+    let layouts = tempfile::tempdir().unwrap();
+    let digest = add_to_layout(layouts.path(), "v1", &[Image::amd64(vec![("sbin/init", b"token".to_vec())])]);
+    registry.push(layouts.path(), "v1", "fixtures/private", false);
+
+    let workspace = Workspace::new();
+    workspace.write_config(&format!(
+        "{}\nresource \"resin_package\" \"private\" {{\n  image = \"{}/fixtures/private:v1\"\n}}\n",
+        provider_block(&workspace, &[&registry], true),
+        registry.address
+    ));
+    workspace.apply();
+    assert_eq!(workspace.state()["resin_package.private"]["digest"], digest.as_str());
+    for layer in layer_digests(layouts.path(), &digest) {
+        assert!(workspace.cache_has(&layer));
+    }
+
+    let anonymous = Workspace::new();
+    anonymous.write_config(&format!(
+        "{}\nresource \"resin_package\" \"private\" {{\n  image = \"{}/fixtures/private:v1\"\n}}\n",
+        provider_block(&anonymous, &[&registry], false),
+        registry.address
+    ));
+    let plan = anonymous.plan();
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(plan.says(&format!("not authorised by registry {}", registry.address)), "{}", plan.text());
 }
 
 #[test]

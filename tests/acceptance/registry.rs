@@ -22,6 +22,16 @@ fn free_port() -> u16 {
 impl Registry {
     /// Starts an anonymous registry, or one with basic auth for `credentials`.
     pub fn start(credentials: Option<(&str, &str)>) -> Registry {
+        Registry::start_with(credentials, false)
+    }
+
+    /// Starts a registry that wants bearer tokens from a token server, which hands them out
+    /// for `user`/`password`.
+    pub fn start_with_token_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)), true)
+    }
+
+    fn start_with(credentials: Option<(&str, &str)>, token_auth: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         let port = free_port();
@@ -29,7 +39,17 @@ impl Registry {
             "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n",
             storage.display()
         );
-        if let Some((user, password)) = credentials {
+        if let (true, Some((user, password))) = (token_auth, credentials) {
+            let cert = dir.path().join("token-cert.pem");
+            let server = crate::token_server::TokenServer::start(user, password, &cert);
+            config.push_str(&format!(
+                "auth: {{ token: {{ realm: \"{}\", service: {}, issuer: {}, rootcertbundle: {} }} }}\n",
+                server.realm,
+                crate::token_server::SERVICE,
+                crate::token_server::ISSUER,
+                cert.display()
+            ));
+        } else if let Some((user, password)) = credentials {
             let htpasswd = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils) is installed by make test");
             assert!(htpasswd.status.success());
             let path = dir.path().join("htpasswd");

@@ -177,7 +177,7 @@ impl<K: ImageKind> ImageResource<K> {
         match context.puller.resolve(reference, platform, pinned).await {
             Ok(resolved) => Some(resolved),
             Err(e) => {
-                error_at(diags, format!("Cannot resolve image {reference}"), &e.context(format!("{}: image {reference}", K::TYPE_NAME)), AttributePath::new("image"));
+                error_at(diags, format!("Cannot resolve image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
                 None
             }
         }
@@ -198,7 +198,7 @@ impl<K: ImageKind> ImageResource<K> {
         };
         let resolved = Self::resolve(&context, &reference, &platform, pinned.as_ref(), diags).await?;
         if let Err(e) = context.puller.pull(&resolved).await {
-            error_at(diags, format!("Cannot pull image {reference}"), &e.context(format!("{}: image {reference}", K::TYPE_NAME)), AttributePath::new("image"));
+            error_at(diags, format!("Cannot pull image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
             return None;
         }
         if let Err(e) = K::check_image(&state, &resolved, &context) {

@@ -18,7 +18,7 @@ use super::manifest::{ImageConfig, ImageManifest, Manifest};
 use super::platform::Platform;
 use super::reference::{Digest, ImageReference};
 use super::registry::RegistryClient;
-use super::{layout, FetchError};
+use super::layout;
 use crate::log;
 
 /// A reference resolved for one platform.
@@ -32,13 +32,6 @@ pub struct ResolvedImage {
     pub digest: Digest,
     pub manifest: ImageManifest,
     pub config: ImageConfig,
-}
-
-impl ResolvedImage {
-    /// The reference pinned to the platform manifest: fetching it always gives this image.
-    pub fn pinned_reference(&self) -> ImageReference {
-        self.reference.by_digest(self.digest.clone())
-    }
 }
 
 /// What a pull did, for logs and benchmarks.
@@ -243,11 +236,4 @@ impl Puller {
         );
         Ok(stats)
     }
-}
-
-/// Whether the error says the image (or a tag of it) does not exist.
-pub fn is_not_found(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|e| matches!(e.downcast_ref::<FetchError>(), Some(FetchError::NotFound { .. })))
 }

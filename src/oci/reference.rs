@@ -133,23 +133,13 @@ impl ImageReference {
         }
     }
 
-    /// The same image pinned to `digest`, keeping the tag for readability.
-    pub fn pinned(&self, digest: Digest) -> ImageReference {
-        let mut pinned = self.clone();
-        match &mut pinned {
-            ImageReference::Registry(r) => r.digest = Some(digest),
-            ImageReference::Layout(l) => l.digest = Some(digest),
-        }
-        pinned
-    }
-
     /// The same image pinned to `digest`, without its tag: the shortest reference that
     /// always names exactly this content.
     pub fn by_digest(&self, digest: Digest) -> ImageReference {
-        let mut pinned = self.pinned(digest);
+        let mut pinned = self.clone();
         match &mut pinned {
-            ImageReference::Registry(r) => r.tag = None,
-            ImageReference::Layout(l) => l.tag = None,
+            ImageReference::Registry(r) => (r.tag, r.digest) = (None, Some(digest)),
+            ImageReference::Layout(l) => (l.tag, l.digest) = (None, Some(digest)),
         }
         pinned
     }

@@ -55,10 +55,6 @@ pub trait ImageKind: Send + Sync + 'static {
     fn fill_defaults(state: &mut Self::State, config: &Self::State, reference: Option<&ImageReference>);
     /// The settings covered by `content_hash`, or `None` while any is unknown.
     fn hash_inputs(state: &Self::State) -> Option<serde_json::Value>;
-    /// Checks the pulled image has what the resource needs (e.g. the kernel file).
-    fn check_image(_state: &Self::State, _image: &ResolvedImage, _context: &ProviderContext) -> anyhow::Result<()> {
-        Ok(())
-    }
     /// A state with only `image` set (import), blocks as empty lists.
     fn stub(image: String) -> Self::State;
 }
@@ -199,10 +195,6 @@ impl<K: ImageKind> ImageResource<K> {
         let resolved = Self::resolve(&context, &reference, &platform, pinned.as_ref(), diags).await?;
         if let Err(e) = context.puller.pull(&resolved).await {
             error_at(diags, format!("Cannot pull image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
-            return None;
-        }
-        if let Err(e) = K::check_image(&state, &resolved, &context) {
-            error_at(diags, format!("Unusable image {reference}"), &e, AttributePath::new("image"));
             return None;
         }
         Self::set_computed(&mut state, Some(&reference), Some(&resolved.digest));

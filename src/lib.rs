@@ -6,6 +6,7 @@
 //!   about the plugin protocol.
 
 pub mod container;
+pub mod initrd;
 pub mod log;
 pub mod oci;
 pub mod resources;

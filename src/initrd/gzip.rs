@@ -1,0 +1,159 @@
+//! One gzip member made of separately deflated segments.
+//!
+//! ```text
+//! 1f 8b 08 00  00 00 00 00  00 ff     header: deflate, no flags, mtime 0, no extra flags, OS unknown
+//! segment 1: raw deflate, ended with a full flush (byte-aligned, not final)
+//! segment 2: ...
+//! 03 00                               an empty final block (fixed Huffman, end of block)
+//! crc32 (LE)  isize (LE, mod 2^32)    of the whole uncompressed stream
+//! ```
+//!
+//! Each segment starts with a fresh compressor and ends byte-aligned, so segments can be
+//! compressed independently (in parallel, or cached) and concatenated in order; the
+//! CRC32s of the segments are combined. The backend (zlib-rs) and the level are pinned:
+//! the compressed bytes, and hence the initrd digest, depend on both.
+
+use std::io::{self, Write};
+
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+/// The pinned compression level.
+pub const LEVEL: u32 = 6;
+
+const HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff];
+const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// CRC32 and length of the uncompressed bytes of one segment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SegmentSummary {
+    pub crc: u32,
+    pub length: u64,
+}
+
+/// Compresses one segment into `out` as raw deflate ending in a full flush.
+pub struct SegmentEncoder<W: Write> {
+    out: W,
+    compress: Compress,
+    hasher: crc32fast::Hasher,
+    length: u64,
+    buffer: Vec<u8>,
+}
+
+impl<W: Write> SegmentEncoder<W> {
+    pub fn new(out: W) -> SegmentEncoder<W> {
+        SegmentEncoder {
+            out,
+            compress: Compress::new(Compression::new(LEVEL), false),
+            hasher: crc32fast::Hasher::new(),
+            length: 0,
+            buffer: Vec::with_capacity(128 * 1024),
+        }
+    }
+
+    fn run(&mut self, mut input: &[u8], flush: FlushCompress) -> io::Result<()> {
+        loop {
+            self.buffer.clear();
+            let before_in = self.compress.total_in();
+            let status = self
+                .compress
+                .compress_vec(input, &mut self.buffer, flush)
+                .map_err(io::Error::other)?;
+            let consumed = (self.compress.total_in() - before_in) as usize;
+            input = &input[consumed..];
+            self.out.write_all(&self.buffer)?;
+            let output_full = self.buffer.len() == self.buffer.capacity();
+            match (status, flush) {
+                (Status::BufError, _) => return Ok(()),
+                _ if !input.is_empty() || output_full => continue,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Ends the segment (full flush) and returns its output and summary.
+    pub fn finish(mut self) -> io::Result<(W, SegmentSummary)> {
+        self.run(&[], FlushCompress::Full)?;
+        Ok((
+            self.out,
+            SegmentSummary {
+                crc: self.hasher.finalize(),
+                length: self.length,
+            },
+        ))
+    }
+}
+
+impl<W: Write> Write for SegmentEncoder<W> {
+    fn write(&mut self, input: &[u8]) -> io::Result<usize> {
+        self.hasher.update(input);
+        self.length += input.len() as u64;
+        self.run(input, FlushCompress::None)?;
+        Ok(input.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The gzip header, written before the first segment.
+pub fn write_header(mut out: impl Write) -> io::Result<()> {
+    out.write_all(&HEADER)
+}
+
+/// The final empty block and the trailer for the combined `segments`.
+pub fn write_footer(mut out: impl Write, segments: &[SegmentSummary]) -> io::Result<()> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut length: u64 = 0;
+    for segment in segments {
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(segment.crc, segment.length));
+        length += segment.length;
+    }
+    out.write_all(&FINAL_EMPTY_BLOCK)?;
+    out.write_all(&crc.finalize().to_le_bytes())?;
+    out.write_all(&(length as u32).to_le_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn member(segments: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_header(&mut out).unwrap();
+        let mut summaries = Vec::new();
+        for segment in segments {
+            let mut encoder = SegmentEncoder::new(Vec::new());
+            encoder.write_all(segment).unwrap();
+            let (bytes, summary) = encoder.finish().unwrap();
+            out.extend_from_slice(&bytes);
+            summaries.push(summary);
+        }
+        write_footer(&mut out, &summaries).unwrap();
+        out
+    }
+
+    #[test]
+    fn separately_deflated_segments_form_one_valid_member() {
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let cases: Vec<Vec<&[u8]>> = vec![
+            vec![],
+            vec![b"hello"],
+            vec![b"hello ", b"", b"world"],
+            vec![&big[..1_000_000], &big[1_000_000..]],
+        ];
+        for segments in cases {
+            let gz = member(&segments);
+            // flate2's reader checks the CRC32 and the length of the trailer.
+            let mut decoded = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut decoded).unwrap();
+            assert_eq!(decoded, segments.concat());
+        }
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        assert_eq!(member(&[b"same input", b"same bytes"]), member(&[b"same input", b"same bytes"]));
+    }
+}

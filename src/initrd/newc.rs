@@ -1,0 +1,233 @@
+//! The newc cpio format, byte for byte, as resin writes it.
+//!
+//! An entry is a 110-byte ASCII header, the name, and the data:
+//!
+//! ```text
+//! "070701"                  magic
+//! 13 fields of 8 uppercase hex digits, in this order:
+//!   ino                     sequential from 1 within a segment, in write order
+//!   mode                    file type bits | permission bits (setuid, setgid, sticky kept)
+//!   uid, gid                from the layer (or 0 for generated entries)
+//!   nlink                   1; a hard-link group writes its size to every member
+//!   mtime                   from the layer, clamped to 0..=u32::MAX; generated entries
+//!                           use a fixed time
+//!   filesize                data length; a file of 4 GiB or more is an error
+//!   devmajor, devminor      0, segment number: (dev, ino) identifies an inode across
+//!                           independently written segments
+//!   rdevmajor, rdevminor    device numbers of character and block devices, else 0
+//!   namesize                name length + 1 (the NUL)
+//!   check                   0
+//! name, NUL, then NULs until header + name is a multiple of 4
+//! data, then NULs until it is a multiple of 4
+//! ```
+//!
+//! Names are relative paths without a leading `/` or `./` and may be any bytes but NUL
+//! (layers can carry non-UTF-8 names, which is why resin writes newc itself instead of
+//! using the `cpio` crate, whose names are `&str`). Hard links: every member of a group
+//! has the same `ino` and `nlink` = group size; all but the last have size 0 and the last
+//! carries the data, which both the kernel and GNU cpio turn into real hard links.
+//!
+//! Segments are written independently and concatenated; each is a multiple of 4 bytes, so
+//! alignment holds across them. The archive ends with the `TRAILER!!!` entry (all fields
+//! 0 but nlink 1) and NULs up to a multiple of 512 bytes.
+
+use std::io::{self, Read, Write};
+
+use anyhow::{bail, Result};
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFBLK: u32 = 0o060000;
+pub const S_IFIFO: u32 = 0o010000;
+
+/// Largest file size newc can record.
+pub const MAX_FILE_SIZE: u64 = u32::MAX as u64;
+
+const TRAILER: &[u8] = b"TRAILER!!!";
+
+/// Metadata of one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    /// Type and permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+    /// Device numbers of character and block devices.
+    pub rdev: (u32, u32),
+}
+
+fn pad4(n: u64) -> usize {
+    ((4 - (n % 4)) % 4) as usize
+}
+
+/// Writes the entries of one segment. Counts what it writes, so segments can be
+/// concatenated and the trailer padded.
+pub struct SegmentWriter<W: Write> {
+    out: W,
+    written: u64,
+    next_ino: u32,
+    segment: u32,
+}
+
+impl<W: Write> SegmentWriter<W> {
+    /// A writer for segment number `segment` (written into every header's devminor).
+    pub fn new(out: W, segment: u32) -> SegmentWriter<W> {
+        SegmentWriter {
+            out,
+            written: 0,
+            next_ino: 1,
+            segment,
+        }
+    }
+
+    fn header(&mut self, name: &[u8], meta: &Metadata, ino: u32, nlink: u32, size: u64, devminor: u32) -> Result<()> {
+        if name.is_empty() || name.contains(&0) {
+            bail!("invalid cpio entry name {:?}", String::from_utf8_lossy(name));
+        }
+        if size > MAX_FILE_SIZE {
+            bail!(
+                "{} is {size} bytes: newc cannot record files of 4 GiB or more",
+                String::from_utf8_lossy(name)
+            );
+        }
+        let mtime = meta.mtime.min(u32::MAX as u64) as u32;
+        let header = format!(
+            "070701{ino:08X}{:08X}{:08X}{:08X}{nlink:08X}{mtime:08X}{size:08X}{:08X}{devminor:08X}{:08X}{:08X}{:08X}{:08X}",
+            meta.mode,
+            meta.uid,
+            meta.gid,
+            0,
+            meta.rdev.0,
+            meta.rdev.1,
+            name.len() + 1,
+            0
+        );
+        self.out.write_all(header.as_bytes())?;
+        self.out.write_all(name)?;
+        let name_end = 110 + name.len() as u64 + 1;
+        self.out.write_all(&[0u8; 4][..1 + pad4(name_end)])?;
+        self.written += name_end + pad4(name_end) as u64;
+        Ok(())
+    }
+
+    fn data(&mut self, size: u64, mut data: impl Read) -> Result<()> {
+        let copied = io::copy(&mut (&mut data).take(size), &mut self.out)?;
+        if copied != size {
+            bail!("expected {size} bytes of data, got {copied}");
+        }
+        self.out.write_all(&[0u8; 4][..pad4(size)])?;
+        self.written += size + pad4(size) as u64;
+        Ok(())
+    }
+
+    fn allocate_ino(&mut self) -> u32 {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        ino
+    }
+
+    /// Writes a directory, symlink (target as `data`), device, FIFO or file with one name.
+    pub fn entry(&mut self, name: &[u8], meta: &Metadata, size: u64, data: impl Read) -> Result<()> {
+        let ino = self.allocate_ino();
+        self.header(name, meta, ino, 1, size, self.segment)?;
+        self.data(size, data)
+    }
+
+    /// Writes a hard-link group: every name, one inode; the data goes with the last name.
+    pub fn hard_links(&mut self, names: &[Vec<u8>], meta: &Metadata, size: u64, data: impl Read) -> Result<()> {
+        let ino = self.allocate_ino();
+        let nlink = names.len() as u32;
+        let Some((last, others)) = names.split_last() else {
+            bail!("a hard-link group needs a name");
+        };
+        for name in others {
+            self.header(name, meta, ino, nlink, 0, self.segment)?;
+        }
+        self.header(last, meta, ino, nlink, size, self.segment)?;
+        self.data(size, data)
+    }
+
+    /// Bytes written so far (always a multiple of 4).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// Writes the trailer after `written` bytes of entries, padding the archive to 512 bytes.
+/// Returns the number of bytes it wrote.
+pub fn write_trailer(mut out: impl Write, written: u64) -> Result<u64> {
+    let mut trailer = SegmentWriter::new(Vec::new(), 0);
+    let meta = Metadata { mode: 0, uid: 0, gid: 0, mtime: 0, rdev: (0, 0) };
+    trailer.header(TRAILER, &meta, 0, 1, 0, 0)?;
+    let mut bytes = trailer.into_inner();
+    let total = written + bytes.len() as u64;
+    bytes.resize(bytes.len() + ((512 - total % 512) % 512) as usize, 0);
+    out.write_all(&bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(mode: u32) -> Metadata {
+        Metadata { mode, uid: 0, gid: 0, mtime: 1_492_533_000, rdev: (0, 0) }
+    }
+
+    #[test]
+    fn writes_the_documented_bytes() {
+        let mut writer = SegmentWriter::new(Vec::new(), 1);
+        writer.entry(b"etc", &meta(S_IFDIR | 0o755), 0, io::empty()).unwrap();
+        writer.entry(b"etc/hosts", &meta(S_IFREG | 0o644), 3, &b"abc"[..]).unwrap();
+        let written = writer.written();
+        let mut bytes = writer.into_inner();
+        assert_eq!(bytes.len() as u64, written);
+        let fields = [
+            "070701",
+            "00000001", // ino
+            "000041ED", // mode: directory, 0755
+            "00000000", // uid
+            "00000000", // gid
+            "00000001", // nlink
+            "58F63F08", // mtime 2017-04-18T16:30:00Z
+            "00000000", // filesize
+            "00000000", // devmajor
+            "00000001", // devminor: the segment
+            "00000000", // rdevmajor
+            "00000000", // rdevminor
+            "00000004", // namesize, with the NUL
+            "00000000", // check
+        ];
+        assert_eq!(&bytes[..110], fields.concat().as_bytes());
+        // header (110) + "etc\0" = 114 -> padded to 116
+        assert_eq!(&bytes[110..116], b"etc\0\0\0");
+        let file = &bytes[116..];
+        assert_eq!(&file[..6], b"070701");
+        assert_eq!(&file[6..14], b"00000002", "inodes are sequential");
+        assert_eq!(&file[54..62], b"00000003", "file size");
+        // header + "etc/hosts\0" = 120, already aligned; data 3 bytes + 1 pad.
+        assert_eq!(&file[110..120], b"etc/hosts\0");
+        assert_eq!(&file[120..124], b"abc\0");
+        write_trailer(&mut bytes, written).unwrap();
+        assert_eq!(bytes.len() % 512, 0);
+        assert!(bytes.windows(10).any(|w| w == TRAILER));
+    }
+
+    #[test]
+    fn refuses_what_newc_cannot_hold() {
+        let mut writer = SegmentWriter::new(Vec::new(), 1);
+        let err = writer.entry(b"big", &meta(S_IFREG | 0o644), MAX_FILE_SIZE + 1, io::empty()).unwrap_err();
+        assert!(err.to_string().contains("4 GiB"), "{err}");
+        assert!(writer.entry(b"a\0b", &meta(S_IFREG), 0, io::empty()).is_err());
+        let err = writer.entry(b"short", &meta(S_IFREG), 10, &b"abc"[..]).unwrap_err();
+        assert!(err.to_string().contains("expected 10 bytes"), "{err}");
+    }
+}

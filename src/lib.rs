@@ -10,3 +10,4 @@ pub mod initrd;
 pub mod log;
 pub mod oci;
 pub mod resources;
+pub mod rootfs;

@@ -3,3 +3,4 @@
 
 pub mod layer;
 pub mod path;
+pub mod tree;

@@ -1,0 +1,464 @@
+//! The union of an image's layers, per the OCI image spec, as an in-memory tree of
+//! metadata (file contents stay in the layers, referenced by position).
+//!
+//! For each layer, in order:
+//! 1. its whiteouts apply first, to what the lower layers built: `.wh.<name>` removes
+//!    `<name>` and everything under it, `.wh..wh..opq` empties its directory. Entries of
+//!    the same layer are never hidden by its own whiteouts, wherever they sit in the tar.
+//! 2. its other entries apply in tar order: a later entry for the same path wins; a
+//!    directory over a directory updates the metadata and keeps the contents; anything
+//!    else replaces what was there, a directory with all its contents. Missing parent
+//!    directories are created (0755, root, fixed mtime), replacing a non-directory in the
+//!    way. A hard link shares the inode of its target, which must be a regular file
+//!    already in the tree.
+//!
+//! So a directory deleted in one layer and recreated in a later one has only the later
+//! layer's contents (LinuxKit brings the old ones back), and an opaque directory hides
+//! lower contents (LinuxKit ignores the marker).
+//!
+//! [`Tree::write`] emits the tree as newc entries: directories first (sorted, so parents
+//! precede children), then symlinks, devices and FIFOs (sorted), then files whose
+//! contents are in memory or on the host (sorted), then layer files in layer and tar
+//! order, read in one more pass over each layer that holds any. A hard-link group is
+//! written together, at its data's position.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use super::layer::{for_each_entry, EntryKind, LayerEntry};
+use super::path::{display, join, parent};
+use crate::initrd::newc::{Metadata, SegmentWriter, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
+
+/// mtime of entries resin makes up (implicit parents, generated files): LinuxKit's,
+/// 2017-04-18T16:30:00Z.
+pub const GENERATED_MTIME: u64 = 1_492_533_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Permission bits, with setuid, setgid and sticky.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+}
+
+impl Meta {
+    /// Root-owned with `mode` and the generated mtime.
+    pub fn generated(mode: u32) -> Meta {
+        Meta { mode, uid: 0, gid: 0, mtime: GENERATED_MTIME }
+    }
+}
+
+pub type InodeId = usize;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    Directory(Meta),
+    File(InodeId),
+    Symlink(Meta, Vec<u8>),
+    CharDevice(Meta, u32, u32),
+    BlockDevice(Meta, u32, u32),
+    Fifo(Meta),
+}
+
+/// Where a file's bytes are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// Entry `ordinal` of layer `layer` (indexes given to [`Tree::apply_layer`]).
+    Layer { layer: usize, ordinal: usize },
+    /// Generated content.
+    Bytes(Vec<u8>),
+    /// A file on the machine running the provider.
+    HostFile(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inode {
+    pub meta: Meta,
+    pub size: u64,
+    pub content: Content,
+}
+
+/// An entry that carried extended attributes, which newc cannot hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedXattrs {
+    pub path: Vec<u8>,
+    pub names: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Tree {
+    nodes: BTreeMap<Vec<u8>, Node>,
+    inodes: Vec<Inode>,
+}
+
+/// Key range of everything below `path` (`path/` up to `path0`, '0' following '/').
+fn below(path: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    if path.is_empty() {
+        return (Vec::new(), vec![0xff; 1]);
+    }
+    ([path, b"/"].concat(), [path, b"0"].concat())
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        Tree::default()
+    }
+
+    pub fn get(&self, path: &[u8]) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    pub fn inode(&self, id: InodeId) -> &Inode {
+        &self.inodes[id]
+    }
+
+    /// Every path and node, sorted by path.
+    pub fn nodes(&self) -> impl Iterator<Item = (&Vec<u8>, &Node)> {
+        self.nodes.iter()
+    }
+
+    /// Removes `path` and everything below it (the root: everything).
+    pub fn remove(&mut self, path: &[u8]) {
+        let (start, end) = below(path);
+        let mut tail = self.nodes.split_off(&start);
+        let mut rest = if path.is_empty() { BTreeMap::new() } else { tail.split_off(&end) };
+        self.nodes.append(&mut rest);
+        self.nodes.remove(path);
+    }
+
+    /// Removes everything below directory `path`, keeping the directory.
+    fn empty_directory(&mut self, path: &[u8]) {
+        let keep = self.nodes.remove(path);
+        self.remove(path);
+        if let Some(node) = keep {
+            self.nodes.insert(path.to_vec(), node);
+        }
+    }
+
+    fn ensure_parents(&mut self, path: &[u8]) {
+        let mut ancestors = Vec::new();
+        let mut current = parent(path);
+        while !current.is_empty() {
+            ancestors.push(current.to_vec());
+            current = parent(current);
+        }
+        for ancestor in ancestors.into_iter().rev() {
+            match self.nodes.get(&ancestor) {
+                Some(Node::Directory(_)) => {}
+                Some(_) => {
+                    self.nodes.insert(ancestor, Node::Directory(Meta::generated(0o755)));
+                }
+                None => {
+                    self.nodes.insert(ancestor, Node::Directory(Meta::generated(0o755)));
+                }
+            }
+        }
+    }
+
+    /// Puts `node` at `path` with the replacement rules of the module doc. The root (empty
+    /// path) is not represented and is ignored.
+    pub fn insert(&mut self, path: &[u8], node: Node) {
+        if path.is_empty() {
+            return;
+        }
+        self.ensure_parents(path);
+        let replacing_directory = matches!(self.nodes.get(path), Some(Node::Directory(_)));
+        if replacing_directory && !matches!(node, Node::Directory(_)) {
+            self.remove(path);
+        }
+        self.nodes.insert(path.to_vec(), node);
+    }
+
+    /// Adds a regular file with its own inode.
+    pub fn insert_file(&mut self, path: &[u8], meta: Meta, size: u64, content: Content) -> InodeId {
+        let id = self.inodes.len();
+        self.inodes.push(Inode { meta, size, content });
+        self.insert(path, Node::File(id));
+        id
+    }
+
+    /// Applies one layer's entries (see the module doc). Returns the entries that carried
+    /// extended attributes.
+    pub fn apply_layer(&mut self, layer: usize, entries: &[LayerEntry]) -> Result<Vec<DroppedXattrs>> {
+        for entry in entries {
+            match entry.kind {
+                EntryKind::Whiteout => self.remove(&entry.path),
+                EntryKind::Opaque => self.empty_directory(&entry.path),
+                _ => {}
+            }
+        }
+        let mut dropped = Vec::new();
+        for entry in entries {
+            let meta = Meta { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime };
+            if !entry.xattrs.is_empty() {
+                dropped.push(DroppedXattrs { path: entry.path.clone(), names: entry.xattrs.clone() });
+            }
+            let node = match &entry.kind {
+                EntryKind::Whiteout => continue,
+                EntryKind::Opaque => {
+                    // The marker implies its directory.
+                    if !matches!(self.nodes.get(&entry.path), Some(Node::Directory(_))) {
+                        self.insert(&entry.path, Node::Directory(Meta::generated(0o755)));
+                    }
+                    continue;
+                }
+                EntryKind::Directory => Node::Directory(meta),
+                EntryKind::File { size } => {
+                    self.insert_file(&entry.path, meta, *size, Content::Layer { layer, ordinal: entry.ordinal });
+                    continue;
+                }
+                EntryKind::Symlink { target } => Node::Symlink(meta, target.clone()),
+                EntryKind::HardLink { target } => match self.nodes.get(target) {
+                    Some(Node::File(id)) => Node::File(*id),
+                    Some(_) => bail!("hard link {} -> {}: the target is not a regular file", display(&entry.path), display(target)),
+                    None => bail!("hard link {} -> {}: the target does not exist", display(&entry.path), display(target)),
+                },
+                EntryKind::CharDevice { major, minor } => Node::CharDevice(meta, *major, *minor),
+                EntryKind::BlockDevice { major, minor } => Node::BlockDevice(meta, *major, *minor),
+                EntryKind::Fifo => Node::Fifo(meta),
+            };
+            if entry.path.is_empty() {
+                continue;
+            }
+            self.insert(&entry.path, node);
+        }
+        Ok(dropped)
+    }
+
+    /// Writes the tree under `prefix` (empty for `/`). `open_layer(i)` opens layer `i` as
+    /// a plain tar stream, for the layers whose files survived.
+    pub fn write<W: std::io::Write>(
+        &self,
+        prefix: &[u8],
+        writer: &mut SegmentWriter<W>,
+        open_layer: &mut dyn FnMut(usize) -> Result<Box<dyn Read + Send>>,
+    ) -> Result<()> {
+        let name = |path: &[u8]| join(prefix, path);
+        let with_type = |meta: &Meta, kind: u32, rdev: (u32, u32)| Metadata {
+            mode: kind | meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: meta.mtime,
+            rdev,
+        };
+        let mut links: BTreeMap<InodeId, Vec<Vec<u8>>> = BTreeMap::new();
+        for (path, node) in &self.nodes {
+            match node {
+                Node::Directory(meta) => writer.entry(&name(path), &with_type(meta, S_IFDIR, (0, 0)), 0, std::io::empty())?,
+                Node::File(id) => links.entry(*id).or_default().push(name(path)),
+                _ => {}
+            }
+        }
+        for (path, node) in &self.nodes {
+            match node {
+                Node::Symlink(meta, target) => {
+                    writer.entry(&name(path), &with_type(meta, S_IFLNK, (0, 0)), target.len() as u64, &target[..])?
+                }
+                Node::CharDevice(meta, major, minor) => {
+                    writer.entry(&name(path), &with_type(meta, S_IFCHR, (*major, *minor)), 0, std::io::empty())?
+                }
+                Node::BlockDevice(meta, major, minor) => {
+                    writer.entry(&name(path), &with_type(meta, S_IFBLK, (*major, *minor)), 0, std::io::empty())?
+                }
+                Node::Fifo(meta) => writer.entry(&name(path), &with_type(meta, S_IFIFO, (0, 0)), 0, std::io::empty())?,
+                _ => {}
+            }
+        }
+        // Files in memory or on the host, in path order; layer files grouped by layer.
+        let mut by_first_path: Vec<(&Vec<u8>, InodeId)> = links.iter().map(|(id, paths)| (&paths[0], *id)).collect();
+        by_first_path.sort();
+        let mut from_layers: BTreeMap<usize, BTreeMap<usize, InodeId>> = BTreeMap::new();
+        for (_, id) in by_first_path {
+            let inode = &self.inodes[id];
+            let meta = with_type(&inode.meta, S_IFREG, (0, 0));
+            match &inode.content {
+                Content::Bytes(bytes) => writer.hard_links(&links[&id], &meta, inode.size, &bytes[..])?,
+                Content::HostFile(path) => {
+                    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                    writer
+                        .hard_links(&links[&id], &meta, inode.size, file)
+                        .with_context(|| format!("copying {}", path.display()))?
+                }
+                Content::Layer { layer, ordinal } => {
+                    from_layers.entry(*layer).or_default().insert(*ordinal, id);
+                }
+            }
+        }
+        for (layer, mut wanted) in from_layers {
+            let stream = open_layer(layer)?;
+            for_each_entry(stream, |entry, data| {
+                if let Some(id) = wanted.remove(&entry.ordinal) {
+                    let inode = &self.inodes[id];
+                    if !matches!(entry.kind, EntryKind::File { size } if size == inode.size) {
+                        bail!("layer changed between reads: entry {} is not the file it was", display(&entry.path));
+                    }
+                    writer.hard_links(&links[&id], &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
+                }
+                Ok(())
+            })
+            .with_context(|| format!("copying files of layer {}", layer + 1))?;
+            if let Some(ordinal) = wanted.keys().next() {
+                bail!("layer {} ended before its entry {}", layer + 1, ordinal + 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootfs::layer::EntryKind::*;
+
+    /// A layer entry from a short description.
+    fn e(path: &str, kind: EntryKind) -> LayerEntry {
+        LayerEntry { ordinal: 0, path: path.as_bytes().to_vec(), kind, mode: 0o755, uid: 0, gid: 0, mtime: 1, xattrs: vec![] }
+    }
+
+    fn f(path: &str) -> LayerEntry {
+        e(path, File { size: 1 })
+    }
+
+    /// The tree as lines: `d path`, `f path <layer>`, `l path -> target`, `c path`, `p path`.
+    fn listing(tree: &Tree) -> Vec<String> {
+        tree.nodes()
+            .map(|(path, node)| {
+                let path = String::from_utf8_lossy(path);
+                match node {
+                    Node::Directory(_) => format!("d {path}"),
+                    Node::File(id) => match &tree.inode(*id).content {
+                        Content::Layer { layer, .. } => format!("f {path} {layer}"),
+                        other => format!("f {path} {other:?}"),
+                    },
+                    Node::Symlink(_, target) => format!("l {path} -> {}", String::from_utf8_lossy(target)),
+                    Node::CharDevice(..) | Node::BlockDevice(..) => format!("c {path}"),
+                    Node::Fifo(_) => format!("p {path}"),
+                }
+            })
+            .collect()
+    }
+
+    fn union(layers: Vec<Vec<LayerEntry>>) -> Result<Tree> {
+        let mut tree = Tree::new();
+        for (index, mut entries) in layers.into_iter().enumerate() {
+            for (ordinal, entry) in entries.iter_mut().enumerate() {
+                entry.ordinal = ordinal;
+            }
+            tree.apply_layer(index, &entries)?;
+        }
+        Ok(tree)
+    }
+
+    #[test]
+    fn union_follows_the_oci_rules() {
+        let cases: Vec<(&str, Vec<Vec<LayerEntry>>, Vec<&str>)> = vec![
+            ("file whiteout", vec![vec![f("a/x"), f("a/y")], vec![e("a/x", Whiteout)]], vec!["d a", "f a/y 0"]),
+            ("directory whiteout removes the subtree", vec![vec![f("a/b/x"), f("a/c")], vec![e("a/b", Whiteout)]], vec!["d a", "f a/c 0"]),
+            ("opaque directory hides lower contents only",
+                vec![vec![f("a/old"), f("b")], vec![e("a", Opaque), f("a/new")]], vec!["d a", "f a/new 1", "f b 0"]),
+            ("opaque marker after the new file in the same layer",
+                vec![vec![f("a/old")], vec![f("a/new"), e("a", Opaque)]], vec!["d a", "f a/new 1"]),
+            ("deleted and recreated directory has only new contents",
+                vec![vec![f("d/old")], vec![e("d", Whiteout)], vec![e("d", Directory), f("d/new")]], vec!["d d", "f d/new 2"]),
+            ("whiteout in the same layer does not hide its own entries",
+                vec![vec![f("x")], vec![f("x"), e("x", Whiteout)]], vec!["f x 1"]),
+            ("directory replaced by a file",
+                vec![vec![f("p/x")], vec![f("p")]], vec!["f p 1"]),
+            ("directory replaced by a symlink and back",
+                vec![vec![f("p/x")], vec![e("p", Symlink { target: b"/q".to_vec() })], vec![e("p", Directory), f("p/y")]],
+                vec!["d p", "f p/y 2"]),
+            ("file under a former file gets an implicit directory",
+                vec![vec![f("p")], vec![f("p/y")]], vec!["d p", "f p/y 1"]),
+            ("duplicate paths: the later entry wins", vec![vec![f("x"), e("x", Symlink { target: b"y".to_vec() })]], vec!["l x -> y"]),
+            ("directory over directory keeps contents", vec![vec![f("d/a")], vec![e("d", Directory)]], vec!["d d", "f d/a 0"]),
+            ("missing parents are created", vec![vec![f("a/b/c")]], vec!["d a", "d a/b", "f a/b/c 0"]),
+            ("root entries are ignored", vec![vec![e("", Directory), f("x")]], vec!["f x 0"]),
+            ("hard link shares the inode", vec![vec![f("a"), e("b", HardLink { target: b"a".to_vec() })]], vec!["f a 0", "f b 0"]),
+            ("devices and fifos", vec![vec![e("dev/null", CharDevice { major: 1, minor: 3 }), e("p", Fifo)]], vec!["d dev", "c dev/null", "p p"]),
+            ("whiteout of something absent is harmless", vec![vec![f("a")], vec![e("zz", Whiteout)]], vec!["f a 0"]),
+        ];
+        for (name, layers, expected) in cases {
+            let tree = union(layers).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(listing(&tree), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn hard_links_keep_content_when_the_target_is_replaced() {
+        let tree = union(vec![vec![f("a"), e("b", HardLink { target: b"a".to_vec() })], vec![f("a")]]).unwrap();
+        let Some(Node::File(a)) = tree.get(b"a") else { panic!() };
+        let Some(Node::File(b)) = tree.get(b"b") else { panic!() };
+        assert_ne!(a, b);
+        assert_eq!(tree.inode(*b).content, Content::Layer { layer: 0, ordinal: 0 });
+    }
+
+    #[test]
+    fn bad_hard_links_are_errors() {
+        let err = union(vec![vec![e("b", HardLink { target: b"missing".to_vec() })]]).unwrap_err();
+        assert!(err.to_string().contains("hard link /b -> /missing: the target does not exist"), "{err}");
+        let err = union(vec![vec![e("d", Directory), e("b", HardLink { target: b"d".to_vec() })]]).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn dropped_xattrs_are_reported() {
+        let mut entry = f("usr/bin/ping");
+        entry.xattrs = vec!["security.capability".into()];
+        let mut tree = Tree::new();
+        let dropped = tree.apply_layer(0, &[entry]).unwrap();
+        assert_eq!(dropped, vec![DroppedXattrs { path: b"usr/bin/ping".to_vec(), names: vec!["security.capability".into()] }]);
+    }
+
+    #[test]
+    fn written_archives_extract_with_gnu_cpio() {
+        use crate::rootfs::layer::{read_entries, tests::tar_of};
+        use std::os::unix::fs::MetadataExt as _;
+        let layers = [
+            tar_of(&[
+                (b"etc/", Directory),
+                (b"etc/a", File { size: 5 }),
+                (b"etc/b", HardLink { target: b"etc/a".to_vec() }),
+                (b"bin/sh", Symlink { target: b"busybox".to_vec() }),
+                (b"run/fifo", Fifo),
+                (b"gone/x", File { size: 1 }),
+            ]),
+            tar_of(&[(b".wh.gone", File { size: 0 }), (b"etc/c", File { size: 3 })]),
+        ];
+        let mut tree = Tree::new();
+        for (index, layer) in layers.iter().enumerate() {
+            tree.apply_layer(index, &read_entries(&layer[..]).unwrap()).unwrap();
+        }
+        tree.insert_file(b"etc/generated", Meta::generated(0o600), 2, Content::Bytes(b"hi".to_vec()));
+        let mut writer = SegmentWriter::new(Vec::new(), 1);
+        tree.write(b"", &mut writer, &mut |i| Ok(Box::new(std::io::Cursor::new(layers[i].clone())))).unwrap();
+        let written = writer.written();
+        let mut archive = writer.into_inner();
+        crate::initrd::newc::write_trailer(&mut archive, written).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut cpio = std::process::Command::new("cpio")
+            .args(["-idm", "--quiet", "--no-absolute-filenames"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("GNU cpio is installed by make test");
+        std::io::Write::write_all(cpio.stdin.as_mut().unwrap(), &archive).unwrap();
+        drop(cpio.stdin.take());
+        assert!(cpio.wait().unwrap().success());
+        let root = dir.path();
+        assert_eq!(std::fs::read(root.join("etc/a")).unwrap(), b"xxxxx");
+        assert_eq!(std::fs::read(root.join("etc/c")).unwrap(), b"xxx");
+        assert_eq!(std::fs::read(root.join("etc/generated")).unwrap(), b"hi");
+        let (a, b) = (root.join("etc/a").metadata().unwrap(), root.join("etc/b").metadata().unwrap());
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "etc/b must be a real hard link");
+        assert_eq!(std::fs::read_link(root.join("bin/sh")).unwrap().to_str(), Some("busybox"));
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&root.join("run/fifo").metadata().unwrap().file_type()));
+        assert!(!root.join("gone").exists());
+        assert_eq!(root.join("etc/generated").metadata().unwrap().mode() & 0o7777, 0o600);
+    }
+
+}

@@ -6,13 +6,15 @@
 //! config supplies the value when the bundle is generated. The struct serialises to
 //! canonical JSON (sorted keys, unset fields omitted), which is what `content_hash` covers.
 
+pub mod bundle;
+pub mod label;
 mod validate;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use validate::{is_valid_name, validate, OptionError, PathStep, ALL_CAPABILITIES, RLIMIT_NAMES};
+pub use validate::{inferred_mount_type, is_valid_name, parse_rlimit_value, validate, OptionError, PathStep, ALL_CAPABILITIES, RLIMIT_NAMES};
 
 /// The container options of one package.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

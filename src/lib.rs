@@ -5,6 +5,7 @@
 //! * [`resources`]: the Terraform provider and its resources, the only code that knows
 //!   about the plugin protocol.
 
+pub mod assemble;
 pub mod container;
 pub mod initrd;
 pub mod log;

@@ -28,6 +28,7 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::provider::{ProviderContext, SharedContext};
 use super::{content_hash, error_at};
+use crate::assemble::spec::ImageDefaults;
 use crate::oci::platform::Platform;
 use crate::oci::reference::{Digest, ImageReference};
 use crate::oci::{is_unreachable, ResolvedImage};
@@ -39,6 +40,7 @@ pub struct ImageFields<'s> {
     pub id: &'s mut Value<String>,
     pub digest: &'s mut Value<String>,
     pub content_hash: &'s mut Value<String>,
+    pub spec: &'s mut Value<String>,
 }
 
 /// What distinguishes one image-backed resource type from another.
@@ -55,6 +57,9 @@ pub trait ImageKind: Send + Sync + 'static {
     fn fill_defaults(state: &mut Self::State, config: &Self::State, reference: Option<&ImageReference>);
     /// The settings covered by `content_hash`, or `None` while any is unknown.
     fn hash_inputs(state: &Self::State) -> Option<serde_json::Value>;
+    /// The `spec` document for `resin_image` (see `crate::assemble::spec`), or `None`
+    /// while a setting is unknown. `image` is the pinned reference.
+    fn spec(state: &Self::State, image: &str, defaults: &ImageDefaults) -> Option<serde_json::Value>;
     /// A state with only `image` set (import), blocks as empty lists.
     fn stub(image: String) -> Self::State;
 }
@@ -135,14 +140,16 @@ impl<K: ImageKind> ImageResource<K> {
         Some((state, reference, platform))
     }
 
-    /// Sets `id`, `digest` and `content_hash` from a known digest (or marks them unknown).
-    fn set_computed(state: &mut K::State, reference: Option<&ImageReference>, digest: Option<&Digest>) {
-        let (id, digest_value) = match (reference, digest) {
-            (Some(reference), Some(digest)) => (
+    /// Sets `id`, `digest`, `content_hash` and `spec` from a known digest and the image's
+    /// defaults (or marks them unknown).
+    fn set_computed(state: &mut K::State, reference: Option<&ImageReference>, resolved: Option<(Digest, ImageDefaults)>) {
+        let (id, digest_value, defaults) = match (reference, resolved) {
+            (Some(reference), Some((digest, defaults))) => (
                 Value::Value(reference.by_digest(digest.clone()).to_string()),
                 Value::Value(digest.to_string()),
+                Some(defaults),
             ),
-            _ => (Value::Unknown, Value::Unknown),
+            _ => (Value::Unknown, Value::Unknown, None),
         };
         let hash = match (&digest_value, K::hash_inputs(state)) {
             (Value::Value(d), Some(settings)) => {
@@ -157,10 +164,28 @@ impl<K: ImageKind> ImageResource<K> {
             }
             _ => Value::Unknown,
         };
+        let spec = match (&id, &defaults) {
+            (Value::Value(id), Some(defaults)) => match K::spec(state, id, defaults) {
+                Some(document) => Value::Value(serde_json::to_string(&document).expect("JSON values serialise")),
+                None => Value::Unknown,
+            },
+            _ => Value::Unknown,
+        };
         let fields = K::fields(state);
         *fields.id = id;
         *fields.digest = digest_value;
         *fields.content_hash = hash;
+        *fields.spec = spec;
+    }
+
+    /// The image defaults recorded in a state's `spec`, if it has a readable one.
+    fn recorded_defaults(state: &mut K::State) -> Option<ImageDefaults> {
+        let spec = K::fields(state).spec.as_ref_option()?.clone();
+        let value: serde_json::Value = serde_json::from_str(&spec).ok()?;
+        match value.get("defaults") {
+            Some(defaults) => serde_json::from_value(defaults.clone()).ok(),
+            None => Some(ImageDefaults::default()),
+        }
     }
 
     async fn resolve(
@@ -197,12 +222,13 @@ impl<K: ImageKind> ImageResource<K> {
             error_at(diags, format!("Cannot pull image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
             return None;
         }
-        Self::set_computed(&mut state, Some(&reference), Some(&resolved.digest));
+        Self::set_computed(&mut state, Some(&reference), Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))));
         let mut planned = planned;
         let (planned_fields, fields) = (K::fields(&mut planned), K::fields(&mut state));
         for (name, promised, actual) in [
             ("digest", planned_fields.digest, fields.digest),
             ("content_hash", planned_fields.content_hash, fields.content_hash),
+            ("spec", planned_fields.spec, fields.spec),
         ] {
             if let Value::Value(promised) = promised {
                 if Some(&*promised) != actual.as_ref_option() {
@@ -257,7 +283,7 @@ impl<K: ImageKind> Resource for ImageResource<K> {
             }
             let platform = Self::platform(&mut state, diags).ok()??;
             let resolved = Self::resolve(&context, &reference, &platform, None, diags).await?;
-            Self::set_computed(&mut state, Some(&reference), Some(&resolved.digest));
+            Self::set_computed(&mut state, Some(&reference), Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))));
             return Some((state, None));
         }
         if reference.digest().is_some() {
@@ -306,13 +332,14 @@ impl<K: ImageKind> Resource for ImageResource<K> {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let context = self.context(diags)?;
         let (mut state, reference, platform) = Self::prepare_plan(&context, proposed, &config, diags)?;
-        let digest = match (&reference, &platform) {
+        let resolved = match (&reference, &platform) {
             (Some(reference), Some(platform)) => {
-                Some(Self::resolve(&context, reference, platform, None, diags).await?.digest)
+                let resolved = Self::resolve(&context, reference, platform, None, diags).await?;
+                Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config)))
             }
             _ => None,
         };
-        Self::set_computed(&mut state, reference.as_ref(), digest.as_ref());
+        Self::set_computed(&mut state, reference.as_ref(), resolved);
         Some((state, None))
     }
 
@@ -327,8 +354,9 @@ impl<K: ImageKind> Resource for ImageResource<K> {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         let context = self.context(diags)?;
         let (mut state, reference, platform) = Self::prepare_plan(&context, proposed, &config, diags)?;
-        let digest = match (&reference, &platform) {
+        let resolved = match (&reference, &platform) {
             (Some(reference), Some(platform)) => {
+                let recorded_defaults = Self::recorded_defaults(&mut prior);
                 let prior_fields = K::fields(&mut prior);
                 let same_image = prior_fields.image.as_ref_option() == K::fields(&mut state).image.as_ref_option()
                     && prior_fields.platform.as_ref_option() == Some(&platform.to_string());
@@ -337,15 +365,24 @@ impl<K: ImageKind> Resource for ImageResource<K> {
                     .as_ref()
                     .and_then(|p| p.remote_digest.as_ref())
                     .and_then(|d| d.parse::<Digest>().ok());
-                match (same_image, observed, recorded) {
-                    (true, Some(observed), _) => Some(observed),
-                    (true, None, Some(recorded)) => Some(recorded),
-                    _ => Some(Self::resolve(&context, reference, platform, None, diags).await?.digest),
+                // An unchanged image keeps its digest and the defaults recorded with it, so
+                // planning needs no registry; a moved tag or a new image is resolved.
+                let (pinned, defaults) = match (same_image, observed, recorded) {
+                    (true, Some(observed), _) => (Some(observed), None),
+                    (true, None, Some(recorded)) => (Some(recorded), recorded_defaults),
+                    _ => (None, None),
+                };
+                match (pinned, defaults) {
+                    (Some(digest), Some(defaults)) => Some((digest, defaults)),
+                    (pinned, _) => {
+                        let resolved = Self::resolve(&context, reference, platform, pinned.as_ref(), diags).await?;
+                        Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config)))
+                    }
                 }
             }
             _ => None,
         };
-        Self::set_computed(&mut state, reference.as_ref(), digest.as_ref());
+        Self::set_computed(&mut state, reference.as_ref(), resolved);
         Some((state, None, vec![]))
     }
 

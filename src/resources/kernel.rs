@@ -8,6 +8,7 @@ use tf_provider::{AttributePath, Diagnostics};
 
 use super::image_resource::{ImageFields, ImageKind};
 use super::schema::{attribute, description, image_attributes};
+use crate::assemble::spec::{ImageDefaults, KernelSpec, SPEC_VERSION};
 use crate::oci::reference::ImageReference;
 
 pub struct Kernel;
@@ -19,6 +20,7 @@ pub struct KernelState {
     platform: Value<String>,
     digest: Value<String>,
     content_hash: Value<String>,
+    spec: Value<String>,
     cmdline: Value<String>,
     binary: Value<String>,
     modules_tar: Value<String>,
@@ -75,6 +77,7 @@ impl ImageKind for Kernel {
             id: &mut state.id,
             digest: &mut state.digest,
             content_hash: &mut state.content_hash,
+            spec: &mut state.spec,
         }
     }
 
@@ -101,6 +104,20 @@ impl ImageKind for Kernel {
             "modules_tar": known(&state.modules_tar)?,
             "ucode": known(&state.ucode)?,
         }))
+    }
+
+    fn spec(state: &KernelState, image: &str, _defaults: &ImageDefaults) -> Option<serde_json::Value> {
+        let known = |v: &Value<String>| (!v.is_unknown()).then(|| v.as_ref_option().cloned());
+        let spec = KernelSpec {
+            spec_version: SPEC_VERSION,
+            image: image.to_string(),
+            platform: state.platform.as_ref_option()?.clone(),
+            cmdline: known(&state.cmdline)?.unwrap_or_default(),
+            binary: state.binary.as_ref_option()?.clone(),
+            modules_tar: state.modules_tar.as_ref_option()?.clone(),
+            ucode: known(&state.ucode)?,
+        };
+        serde_json::to_value(spec).ok()
     }
 
     fn stub(image: String) -> KernelState {

@@ -15,6 +15,7 @@ use crate::container::{
     self, BindNamespaces, ContainerOptions, CpuResources, Device, Interface, MemoryResources, Mount, PathStep,
     Resources, Runtime,
 };
+use crate::assemble::spec::{ImageDefaults, PackageSpec, SPEC_VERSION};
 use crate::oci::reference::ImageReference;
 
 pub struct Package;
@@ -29,6 +30,7 @@ pub struct PackageState {
     platform: Value<String>,
     digest: Value<String>,
     content_hash: Value<String>,
+    spec: Value<String>,
     name: Value<String>,
     capabilities: Strings,
     capabilities_add: Strings,
@@ -446,6 +448,7 @@ impl ImageKind for Package {
             id: &mut state.id,
             digest: &mut state.digest,
             content_hash: &mut state.content_hash,
+            spec: &mut state.spec,
         }
     }
 
@@ -488,6 +491,22 @@ impl ImageKind for Package {
         let (options, all_known) = options_of(state);
         let name = state.name.as_ref_option()?;
         all_known.then(|| serde_json::json!({ "name": name, "options": options }))
+    }
+
+    fn spec(state: &PackageState, image: &str, defaults: &ImageDefaults) -> Option<serde_json::Value> {
+        let (options, all_known) = options_of(state);
+        if !all_known {
+            return None;
+        }
+        let spec = PackageSpec {
+            spec_version: SPEC_VERSION,
+            image: image.to_string(),
+            platform: state.platform.as_ref_option()?.clone(),
+            name: state.name.as_ref_option()?.clone(),
+            options,
+            defaults: defaults.clone(),
+        };
+        serde_json::to_value(spec).ok()
     }
 
     fn stub(image: String) -> PackageState {

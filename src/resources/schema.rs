@@ -62,5 +62,7 @@ pub fn image_attributes(image_text: &str) -> Vec<(String, Attribute)> {
             "Digest of the platform manifest the image resolved to. Refresh re-resolves tags, so a moved tag shows up in `terraform plan` as a change of this digest."),
         attribute("content_hash", AttributeType::String, Computed,
             "sha256 over everything this resource contributes to a machine image (digest, platform, options, format version). Known at plan time whenever its inputs are."),
+        attribute("spec", AttributeType::String, Computed,
+            "The resource as `resin_image` consumes it: a JSON document with the pinned image, the platform and every setting (for packages also the image's entrypoint, cmd, env, working directory and `org.mobyproject.config` label). Pass it to `resin_image` (`kernel = resin_kernel.k.spec`, `services = [resin_package.p.spec]`)."),
     ]
 }

@@ -93,6 +93,8 @@ pub struct DroppedXattrs {
 pub struct Tree {
     nodes: BTreeMap<Vec<u8>, Node>,
     inodes: Vec<Inode>,
+    /// Directories created only because something below them was added.
+    implicit: std::collections::BTreeSet<Vec<u8>>,
 }
 
 /// Key range of everything below `path` (`path/` up to `path0`, '0' following '/').
@@ -147,14 +149,9 @@ impl Tree {
             current = parent(current);
         }
         for ancestor in ancestors.into_iter().rev() {
-            match self.nodes.get(&ancestor) {
-                Some(Node::Directory(_)) => {}
-                Some(_) => {
-                    self.nodes.insert(ancestor, Node::Directory(Meta::generated(0o755)));
-                }
-                None => {
-                    self.nodes.insert(ancestor, Node::Directory(Meta::generated(0o755)));
-                }
+            if !matches!(self.nodes.get(&ancestor), Some(Node::Directory(_))) {
+                self.nodes.insert(ancestor.clone(), Node::Directory(Meta::generated(0o755)));
+                self.implicit.insert(ancestor);
             }
         }
     }
@@ -170,6 +167,7 @@ impl Tree {
         if replacing_directory && !matches!(node, Node::Directory(_)) {
             self.remove(path);
         }
+        self.implicit.remove(path);
         self.nodes.insert(path.to_vec(), node);
     }
 
@@ -230,13 +228,18 @@ impl Tree {
     }
 
     /// Writes the tree under `prefix` (empty for `/`). `open_layer(i)` opens layer `i` as
-    /// a plain tar stream, for the layers whose files survived.
+    /// a plain tar stream, for the layers whose files survived. Implicit directories (made
+    /// only as parents) that `existing` already holds are not written again, so they do
+    /// not override the metadata an earlier segment gave them. Returns the names of the
+    /// directories written.
     pub fn write<W: std::io::Write>(
         &self,
         prefix: &[u8],
         writer: &mut SegmentWriter<W>,
         open_layer: &mut dyn FnMut(usize) -> Result<Box<dyn Read + Send>>,
-    ) -> Result<()> {
+        existing: &std::collections::BTreeSet<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut directories = Vec::new();
         let name = |path: &[u8]| join(prefix, path);
         let with_type = |meta: &Meta, kind: u32, rdev: (u32, u32)| Metadata {
             mode: kind | meta.mode,
@@ -248,7 +251,14 @@ impl Tree {
         let mut links: BTreeMap<InodeId, Vec<Vec<u8>>> = BTreeMap::new();
         for (path, node) in &self.nodes {
             match node {
-                Node::Directory(meta) => writer.entry(&name(path), &with_type(meta, S_IFDIR, (0, 0)), 0, std::io::empty())?,
+                Node::Directory(meta) => {
+                    let full = name(path);
+                    if self.implicit.contains(path) && existing.contains(&full) {
+                        continue;
+                    }
+                    writer.entry(&full, &with_type(meta, S_IFDIR, (0, 0)), 0, std::io::empty())?;
+                    directories.push(full);
+                }
                 Node::File(id) => links.entry(*id).or_default().push(name(path)),
                 _ => {}
             }
@@ -305,7 +315,7 @@ impl Tree {
                 bail!("layer {} ended before its entry {}", layer + 1, ordinal + 1);
             }
         }
-        Ok(())
+        Ok(directories)
     }
 }
 
@@ -434,7 +444,7 @@ mod tests {
         }
         tree.insert_file(b"etc/generated", Meta::generated(0o600), 2, Content::Bytes(b"hi".to_vec()));
         let mut writer = SegmentWriter::new(Vec::new(), 1);
-        tree.write(b"", &mut writer, &mut |i| Ok(Box::new(std::io::Cursor::new(layers[i].clone())))).unwrap();
+        tree.write(b"", &mut writer, &mut |i| Ok(Box::new(std::io::Cursor::new(layers[i].clone()))), &Default::default()).unwrap();
         let written = writer.written();
         let mut archive = writer.into_inner();
         crate::initrd::newc::write_trailer(&mut archive, written).unwrap();

@@ -1,0 +1,113 @@
+//! The documents `resin_kernel` and `resin_package` hand to `resin_image` through their
+//! `spec` attribute: everything assembly needs, pinned and self-contained, so an image
+//! plans and applies on a machine whose cache is empty (the images are fetched again by
+//! digest) and without the provider remembering anything between calls.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::container::ContainerOptions;
+use crate::oci::manifest::{ContainerConfig, ImageConfig};
+use crate::oci::platform::Platform;
+use crate::oci::reference::{Digest, ImageReference};
+
+/// Bumped when the spec documents change shape.
+pub const SPEC_VERSION: u32 = 1;
+
+/// A kernel image and how to use it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSpec {
+    pub spec_version: u32,
+    /// The image pinned by digest.
+    pub image: String,
+    pub platform: String,
+    pub cmdline: String,
+    pub binary: String,
+    /// Empty: no modules tarball.
+    pub modules_tar: String,
+    pub ucode: Option<String>,
+}
+
+/// What a package's image says about running it: the parts of its config LinuxKit uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDefaults {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    /// The `org.mobyproject.config` label, verbatim.
+    pub label: Option<String>,
+}
+
+impl ImageDefaults {
+    pub fn of(config: &ImageConfig) -> ImageDefaults {
+        let container = config.config.clone().unwrap_or_default();
+        ImageDefaults {
+            label: container.labels.as_ref().and_then(|l| l.get(crate::container::label::LABEL)).cloned(),
+            entrypoint: container.entrypoint,
+            cmd: container.cmd,
+            env: container.env,
+            working_dir: container.working_dir,
+        }
+    }
+
+    pub fn container_config(&self) -> ContainerConfig {
+        ContainerConfig {
+            entrypoint: self.entrypoint.clone(),
+            cmd: self.cmd.clone(),
+            env: self.env.clone(),
+            working_dir: self.working_dir.clone(),
+            labels: None,
+        }
+    }
+}
+
+/// A package: its image, name, options and image defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSpec {
+    pub spec_version: u32,
+    pub image: String,
+    pub platform: String,
+    pub name: String,
+    pub options: ContainerOptions,
+    pub defaults: ImageDefaults,
+}
+
+/// A pinned reference and its digest, checked.
+pub fn pinned(image: &str) -> Result<(ImageReference, Digest)> {
+    let reference: ImageReference = image.parse().with_context(|| format!("image {image:?}"))?;
+    let Some(digest) = reference.digest().cloned() else {
+        bail!("image {image:?} is not pinned by digest");
+    };
+    Ok((reference, digest))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    let value: serde_json::Value = serde_json::from_str(text).with_context(|| format!("not a {what} spec (expected the spec attribute of a {what})"))?;
+    let version = value.get("spec_version").and_then(|v| v.as_u64());
+    if version != Some(SPEC_VERSION as u64) {
+        bail!("{what} spec version {version:?} is not {SPEC_VERSION}; refresh the {what} with this provider version");
+    }
+    serde_json::from_value(value).with_context(|| format!("not a {what} spec (expected the spec attribute of a {what})"))
+}
+
+impl KernelSpec {
+    pub fn parse(text: &str) -> Result<KernelSpec> {
+        let spec: KernelSpec = parse(text, "resin_kernel")?;
+        pinned(&spec.image)?;
+        spec.platform.parse::<Platform>()?;
+        Ok(spec)
+    }
+}
+
+impl PackageSpec {
+    pub fn parse(text: &str) -> Result<PackageSpec> {
+        let spec: PackageSpec = parse(text, "resin_package")?;
+        pinned(&spec.image)?;
+        spec.platform.parse::<Platform>()?;
+        Ok(spec)
+    }
+}

@@ -1,4 +1,5 @@
-# The demo: resolve and pull a kernel and three packages from a local OCI image layout.
+# The demo: a kernel and three packages from a local OCI image layout, assembled into
+# out/demo-kernel, out/demo-initrd.img and out/demo-cmdline.
 # `make demo` writes the layout (scripts/make-demo-layout.py) and runs this offline.
 
 terraform {
@@ -13,6 +14,12 @@ variable "layout" {
   description = "Directory of the OCI image layout holding the demo packages."
   type        = string
   default     = "./layout"
+}
+
+variable "output_dir" {
+  description = "Where the image's artifacts are written."
+  type        = string
+  default     = "./out"
 }
 
 variable "cache_dir" {
@@ -55,6 +62,38 @@ resource "resin_package" "hello" {
     memory {
       limit = 67108864
     }
+  }
+}
+
+resource "resin_image" "demo" {
+  name       = "demo"
+  output_dir = var.output_dir
+  kernel     = resin_kernel.demo.spec
+  init       = [resin_package.init.spec]
+  onboot     = [resin_package.sysctl.spec]
+  services   = [resin_package.hello.spec]
+
+  file {
+    path     = "/etc/motd"
+    contents = "Assembled by terraform-provider-resin.\n"
+  }
+
+  file {
+    path      = "/etc/hello/token"
+    source    = "${path.module}/token"
+    mode      = "0600"
+    uid       = "hello"
+    optional  = true
+  }
+}
+
+output "artifacts" {
+  description = "Where the image is, and its content hash."
+  value = {
+    kernel       = resin_image.demo.kernel_path
+    initrd       = resin_image.demo.initrd_path
+    cmdline      = resin_image.demo.cmdline_path
+    content_hash = resin_image.demo.content_hash
   }
 }
 

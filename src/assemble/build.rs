@@ -256,11 +256,12 @@ fn assemble(
     // Kernel modules at /.
     if !kernel_spec.modules_tar.is_empty() {
         let modules_path = modules.path().to_path_buf();
-        let entries = read_entries(std::fs::File::open(&modules_path)?).with_context(|| format!("reading {} of {}", kernel_spec.modules_tar, kernel_image.reference))?;
+        let entries = open_layer(&modules_path)
+            .and_then(read_entries).with_context(|| format!("reading {} of {}", kernel_spec.modules_tar, kernel_image.reference))?;
         let mut tree = Tree::new();
         tree.apply_layer(0, &entries).with_context(|| format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference))?;
         segment(&mut out, false, &mut |writer, dirs| {
-            let mut open = |_: usize| -> Result<Box<dyn Read + Send>> { Ok(Box::new(std::fs::File::open(&modules_path)?)) };
+            let mut open = |_: usize| open_layer(&modules_path);
             let written = tree.write(b"", writer, &mut open, dirs)?;
             dirs.extend(written);
             Ok(())
@@ -371,6 +372,10 @@ fn assemble(
 
     let [kernel_path, initrd_path, cmdline_path] = artifact_paths(output_dir, name);
     for file in [&kernel_file, &initrd, &cmdline] {
+        // Temporary files are created 0600; artifacts are meant to be read (by a PXE or
+        // image server, a VM launcher).
+        use std::os::unix::fs::PermissionsExt as _;
+        file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
         file.as_file().sync_all()?;
     }
     for (file, path) in [(kernel_file, &kernel_path), (initrd, &initrd_path), (cmdline, &cmdline_path)] {

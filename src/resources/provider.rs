@@ -220,6 +220,7 @@ impl Provider for ResinProvider {
         Some(HashMap::from([
             ("kernel".to_string(), ImageResource::<Kernel>::new(self.context.clone()).into()),
             ("package".to_string(), ImageResource::<Package>::new(self.context.clone()).into()),
+            ("image".to_string(), super::image::Image::new(self.context.clone()).into()),
         ]))
     }
 }

@@ -1,0 +1,556 @@
+//! `resin_image`: composes a kernel, init images, onboot/onshutdown/service containers and
+//! files into `<name>-kernel`, `<name>-initrd.img` and `<name>-cmdline`.
+//!
+//! * **Plan** parses the `spec` documents of the kernel and packages, decides the whole
+//!   composition (bundle layout, `config.json`/`runtime.json`, uids, files) and computes
+//!   `content_hash` from it, without reading any layer: it is known whenever the inputs
+//!   are. A changed hash forces replacement.
+//! * **Apply** recomputes the composition and refuses to write if the hash differs from
+//!   the plan's (an input changed in between), pulls the images by digest, and writes the
+//!   three artifacts through temporary files renamed into place together.
+//! * **Refresh** checks the artifacts on disk: a missing or modified one is recorded in
+//!   state, and the next plan rewrites the artifacts.
+//! * **Destroy** removes the artifacts it wrote, and only if they are still what it wrote.
+//!   In a replacement (destroy, then create) the old artifacts are set aside instead and
+//!   put back if the create fails, so a failed apply never loses the previous image.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{Attribute, AttributeConstraint::*, AttributeType, Block, Schema};
+use tf_provider::value::{Value, ValueEmpty};
+use tf_provider::{AttributePath, Diagnostics, Resource};
+
+use super::provider::{ProviderContext, SharedContext};
+use super::schema::{attribute, description, list_block, strings};
+use crate::assemble::build::{artifact_paths, build, file_digest};
+use crate::assemble::compose::{compose, file_kind, Composition, FileSpec, ImageInputs, InputError};
+use crate::assemble::spec::{KernelSpec, PackageSpec};
+
+pub struct Image {
+    context: SharedContext,
+}
+
+impl Image {
+    pub fn new(context: SharedContext) -> Image {
+        Image { context }
+    }
+}
+
+type Strings = Value<Vec<Value<String>>>;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ImageState {
+    id: Value<String>,
+    name: Value<String>,
+    output_dir: Value<String>,
+    kernel: Value<String>,
+    init: Strings,
+    onboot: Strings,
+    onshutdown: Strings,
+    services: Strings,
+    file: Value<Vec<FileBlock>>,
+    content_hash: Value<String>,
+    kernel_path: Value<String>,
+    initrd_path: Value<String>,
+    cmdline_path: Value<String>,
+    kernel_sha256: Value<String>,
+    initrd_sha256: Value<String>,
+    cmdline_sha256: Value<String>,
+    kernel_size: Value<i64>,
+    initrd_size: Value<i64>,
+    cmdline_size: Value<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FileBlock {
+    path: Value<String>,
+    contents: Value<String>,
+    sensitive_contents: Value<String>,
+    source: Value<String>,
+    directory: Value<bool>,
+    symlink: Value<String>,
+    mode: Value<String>,
+    uid: Value<String>,
+    gid: Value<String>,
+    optional: Value<bool>,
+}
+
+/// Private state: what apply wrote (to tell drift from the plan's own changes), and
+/// whether this plan creates a replacement (so the destroy before it sets the old
+/// artifacts aside instead of deleting them).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Written {
+    #[serde(default)]
+    sha256: Option<[String; 3]>,
+    #[serde(default)]
+    replacing: bool,
+}
+
+/// Marks unknown values: `None` means "not known yet".
+fn known<T: Clone>(value: &Value<T>) -> Option<Option<T>> {
+    match value {
+        Value::Value(v) => Some(Some(v.clone())),
+        Value::Null => Some(None),
+        Value::Unknown => None,
+    }
+}
+
+fn known_strings(value: &Strings) -> Option<Vec<String>> {
+    match value {
+        Value::Unknown => None,
+        Value::Null => Some(Vec::new()),
+        Value::Value(items) => items.iter().map(|v| known(v).map(Option::unwrap_or_default)).collect(),
+    }
+}
+
+fn error_path(error: &InputError) -> AttributePath {
+    let mut path = AttributePath::new(error.attribute);
+    if let Some(index) = error.index {
+        path.add_index(index as i64);
+    }
+    if let Some(field) = error.field {
+        path.add_attribute(field);
+    }
+    path
+}
+
+/// The inputs, when every one is known; errors are reported at their attributes.
+fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<ImageInputs>, ()> {
+    let mut failed = false;
+    let Some(Some(kernel_text)) = known(&state.kernel) else { return Ok(None) };
+    let kernel = match KernelSpec::parse(&kernel_text) {
+        Ok(kernel) => Some(kernel),
+        Err(e) => {
+            diags.error("Invalid kernel", format!("resin_image attribute kernel: {e:#}"), AttributePath::new("kernel"));
+            failed = true;
+            None
+        }
+    };
+    let mut sections = Vec::new();
+    for (attribute, value) in [("init", &state.init), ("onboot", &state.onboot), ("onshutdown", &state.onshutdown), ("services", &state.services)] {
+        let Some(texts) = known_strings(value) else { return Ok(None) };
+        let mut packages = Vec::new();
+        for (index, text) in texts.iter().enumerate() {
+            match PackageSpec::parse(text) {
+                Ok(package) => packages.push(package),
+                Err(e) => {
+                    diags.error(
+                        format!("Invalid {attribute}[{index}]"),
+                        format!("resin_image attribute {attribute}[{index}]: {e:#}"),
+                        AttributePath::new(attribute).index(index as i64),
+                    );
+                    failed = true;
+                }
+            }
+        }
+        sections.push(packages);
+    }
+    let mut files = Vec::new();
+    let blocks = match &state.file {
+        Value::Unknown => return Ok(None),
+        Value::Null => Vec::new(),
+        Value::Value(blocks) => blocks.clone(),
+    };
+    for (index, block) in blocks.iter().enumerate() {
+        let fields = (
+            known(&block.path),
+            known(&block.contents),
+            known(&block.sensitive_contents),
+            known(&block.source),
+            known(&block.directory),
+            known(&block.symlink),
+            known(&block.mode),
+            known(&block.uid),
+            known(&block.gid),
+            known(&block.optional),
+        );
+        let (Some(path), Some(contents), Some(sensitive), Some(source), Some(directory), Some(symlink), Some(mode), Some(uid), Some(gid), Some(optional)) = fields else {
+            return Ok(None);
+        };
+        let at = |field: &'static str| AttributePath::new("file").index(index as i64).attribute(field);
+        let kind = match file_kind(contents, sensitive, source, directory.unwrap_or(false), symlink) {
+            Ok(kind) => kind,
+            Err(e) => {
+                diags.error("Conflicting file settings", format!("resin_image file[{index}]: {e:#}"), AttributePath::new("file").index(index as i64));
+                failed = true;
+                continue;
+            }
+        };
+        let mode = match mode.map(|m| u32::from_str_radix(&m, 8).map_err(|_| m)) {
+            None => None,
+            Some(Ok(m)) => Some(m),
+            Some(Err(m)) => {
+                diags.error("Invalid file mode", format!("resin_image file[{index}]: mode {m:?} is not an octal mode such as \"0644\""), at("mode"));
+                failed = true;
+                continue;
+            }
+        };
+        files.push(FileSpec { path: path.unwrap_or_default(), kind, mode, uid, gid, optional: optional.unwrap_or(false) });
+    }
+    if failed {
+        return Err(());
+    }
+    let [init, onboot, onshutdown, services]: [Vec<PackageSpec>; 4] = sections.try_into().expect("four sections");
+    Ok(Some(ImageInputs { kernel: kernel.expect("parsed"), init, onboot, onshutdown, services, files }))
+}
+
+fn composition_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Composition>, ()> {
+    let Some(inputs) = inputs_of(state, diags)? else { return Ok(None) };
+    match compose(inputs) {
+        Ok(composition) => Ok(Some(composition)),
+        Err(errors) => {
+            for error in errors {
+                diags.error(format!("Invalid {}", error_path_text(&error)), format!("resin_image attribute {error}"), error_path(&error));
+            }
+            Err(())
+        }
+    }
+}
+
+fn error_path_text(error: &InputError) -> String {
+    let mut text = error.attribute.to_string();
+    if let Some(index) = error.index {
+        text.push_str(&format!("[{index}]"));
+    }
+    if let Some(field) = error.field {
+        text.push_str(&format!(".{field}"));
+    }
+    text
+}
+
+fn set_paths(state: &mut ImageState) {
+    let (Some(Some(name)), Some(Some(dir))) = (known(&state.name), known(&state.output_dir)) else {
+        for v in [&mut state.id, &mut state.kernel_path, &mut state.initrd_path, &mut state.cmdline_path] {
+            *v = Value::Unknown;
+        }
+        return;
+    };
+    let [kernel, initrd, cmdline] = artifact_paths(Path::new(&dir), &name);
+    state.id = Value::Value(Path::new(&dir).join(&name).display().to_string());
+    state.kernel_path = Value::Value(kernel.display().to_string());
+    state.initrd_path = Value::Value(initrd.display().to_string());
+    state.cmdline_path = Value::Value(cmdline.display().to_string());
+}
+
+fn set_artifacts_unknown(state: &mut ImageState) {
+    for v in [&mut state.kernel_sha256, &mut state.initrd_sha256, &mut state.cmdline_sha256] {
+        *v = Value::Unknown;
+    }
+    for v in [&mut state.kernel_size, &mut state.initrd_size, &mut state.cmdline_size] {
+        *v = Value::Unknown;
+    }
+}
+
+fn recorded_shas(state: &ImageState) -> [Option<String>; 3] {
+    [state.kernel_sha256.as_ref_option().cloned(), state.initrd_sha256.as_ref_option().cloned(), state.cmdline_sha256.as_ref_option().cloned()]
+}
+
+fn paths_of(state: &ImageState) -> Option<[PathBuf; 3]> {
+    Some([
+        PathBuf::from(state.kernel_path.as_ref_option()?),
+        PathBuf::from(state.initrd_path.as_ref_option()?),
+        PathBuf::from(state.cmdline_path.as_ref_option()?),
+    ])
+}
+
+/// Where a replaced artifact waits until its replacement is written.
+fn set_aside_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.resin-previous"))
+}
+
+impl Image {
+    fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
+        let context = self.context.get().cloned();
+        if context.is_none() {
+            diags.root_error_short("the resin provider is not configured");
+        }
+        context
+    }
+
+    fn plan(&self, diags: &mut Diagnostics, mut state: ImageState) -> Option<(ImageState, Option<Composition>)> {
+        set_paths(&mut state);
+        let composition = composition_of(&state, diags).ok()?;
+        state.content_hash = match &composition {
+            Some(c) => Value::Value(c.content_hash.clone()),
+            None => Value::Unknown,
+        };
+        Some((state, composition))
+    }
+
+    async fn apply(&self, diags: &mut Diagnostics, planned: ImageState) -> Option<(ImageState, Option<Written>)> {
+        let context = self.context(diags)?;
+        let mut state = planned.clone();
+        let Some(composition) = composition_of(&state, diags).ok()? else {
+            diags.root_error_short("resin_image inputs are still unknown at apply");
+            return None;
+        };
+        if let Value::Value(promised) = &planned.content_hash {
+            if promised != &composition.content_hash {
+                diags.error(
+                    "content_hash changed between plan and apply",
+                    format!("the plan promised {promised}, the inputs now give {}: an input (a package, a file source) changed since the plan was made. Nothing was written; run terraform plan again.", composition.content_hash),
+                    AttributePath::new("content_hash"),
+                );
+                return None;
+            }
+        }
+        state.content_hash = Value::Value(composition.content_hash.clone());
+        set_paths(&mut state);
+        let (Some(Some(name)), Some(Some(dir))) = (known(&state.name), known(&state.output_dir)) else {
+            diags.root_error_short("name and output_dir must be known at apply");
+            return None;
+        };
+        let output_dir = PathBuf::from(&dir);
+        let paths = artifact_paths(&output_dir, &name);
+        let result = async {
+            std::fs::create_dir_all(&output_dir).map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", output_dir.display()))?;
+            build(composition, &context.puller, output_dir.clone(), name.clone()).await
+        }
+        .await;
+        // Artifacts set aside by the destroy half of a replacement: dropped on success,
+        // restored on failure.
+        for path in &paths {
+            let aside = set_aside_path(path);
+            if aside.exists() {
+                if result.is_ok() {
+                    let _ = std::fs::remove_file(&aside);
+                } else if !path.exists() {
+                    let _ = std::fs::rename(&aside, path);
+                }
+            }
+        }
+        let artifacts = match result {
+            Ok(artifacts) => artifacts,
+            Err(e) => {
+                super::error_at(diags, format!("Cannot assemble image {name}"), &e.context(format!("resin_image {name} in {}", output_dir.display())), AttributePath::root());
+                return None;
+            }
+        };
+        for warning in &artifacts.warnings {
+            diags.warning("Extended attributes dropped", warning.clone(), AttributePath::root());
+        }
+        state.kernel_sha256 = Value::Value(artifacts.kernel.sha256.clone());
+        state.initrd_sha256 = Value::Value(artifacts.initrd.sha256.clone());
+        state.cmdline_sha256 = Value::Value(artifacts.cmdline.sha256.clone());
+        state.kernel_size = Value::Value(artifacts.kernel.size as i64);
+        state.initrd_size = Value::Value(artifacts.initrd.size as i64);
+        state.cmdline_size = Value::Value(artifacts.cmdline.size as i64);
+        let written = Written {
+            sha256: Some([artifacts.kernel.sha256, artifacts.initrd.sha256, artifacts.cmdline.sha256]),
+            replacing: false,
+        };
+        Some((state, Some(written)))
+    }
+}
+
+#[async_trait]
+impl Resource for Image {
+    type State<'a> = ImageState;
+    type PrivateState<'a> = Option<Written>;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        let mut attributes: Vec<(String, Attribute)> = vec![
+            attribute("name", AttributeType::String, Required, "Base name of the artifacts: `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline`. Changing it replaces the image."),
+            attribute("output_dir", AttributeType::String, Required, "Directory the artifacts are written to (created if missing). Changing it replaces the image."),
+            attribute("kernel", AttributeType::String, Required, "The kernel: the `spec` of a `resin_kernel`."),
+            attribute("init", strings(), Optional, "Init images, unpacked at `/` in order (later files win): `spec`s of `resin_package`s."),
+            attribute("onboot", strings(), Optional, "Containers run once at boot, in order, from `containers/onboot/NNN-<name>`: `spec`s of `resin_package`s."),
+            attribute("onshutdown", strings(), Optional, "Containers run at shutdown, in order, from `containers/onshutdown/NNN-<name>`: `spec`s of `resin_package`s."),
+            attribute("services", strings(), Optional, "Long-running containers, from `containers/services/<name>` (names must be unique): `spec`s of `resin_package`s."),
+            attribute("content_hash", AttributeType::String, Computed,
+                "sha256 over everything that determines the artifacts: kernel and package digests and settings, every generated `config.json` and `runtime.json`, file contents, order, platform and the assembly format. Known at plan time whenever the inputs are; the same hash always gives byte-identical artifacts."),
+            attribute("id", AttributeType::String, Computed, "`<output_dir>/<name>`."),
+        ];
+        for (artifact, what) in [("kernel", "kernel binary"), ("initrd", "gzip'd newc initrd"), ("cmdline", "kernel command line")] {
+            attributes.push(attribute(&format!("{artifact}_path"), AttributeType::String, Computed, &format!("Path of the {what}.")));
+            attributes.push(attribute(&format!("{artifact}_sha256"), AttributeType::String, Computed, &format!("sha256 of the {what} as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches.")));
+            attributes.push(attribute(&format!("{artifact}_size"), AttributeType::Number, Computed, &format!("Size in bytes of the {what}.")));
+        }
+        let sensitive = Attribute {
+            sensitive: true,
+            ..attribute("sensitive_contents", AttributeType::String, Optional, "Contents that must not show in plans or logs (secrets).").1
+        };
+        let file = list_block("file", "A file, directory or symlink added to the root filesystem after everything else.", vec![
+            attribute("path", AttributeType::String, Required, "Absolute path in the image."),
+            attribute("contents", AttributeType::String, Optional, "File contents."),
+            ("sensitive_contents".to_string(), sensitive),
+            attribute("source", AttributeType::String, Optional, "Path of a file on the machine running Terraform whose contents are copied (hashed at plan time)."),
+            attribute("directory", AttributeType::Bool, Optional, "Create a directory."),
+            attribute("symlink", AttributeType::String, Optional, "Create a symlink pointing here."),
+            attribute("mode", AttributeType::String, Optional, "Octal permission bits, e.g. `\"0600\"`. Default: 0644 for files, 0755 for directories, 0777 for symlinks."),
+            attribute("uid", AttributeType::String, Optional, "Owner: a number, or the name of a container of this image. Default: 0."),
+            attribute("gid", AttributeType::String, Optional, "Group, as `uid`. Default: 0."),
+            attribute("optional", AttributeType::Bool, Optional, "Skip the file when `source` does not exist instead of failing."),
+        ], vec![]);
+        Some(Schema {
+            version: 1,
+            block: Block {
+                version: 1,
+                description: description(
+                    "A machine image: kernel, initrd and command line assembled LinuxKit's way from a `resin_kernel` and `resin_package`s, without booting anything. `content_hash` is known at plan time and covers everything that determines the bytes.",
+                ),
+                attributes: attributes.into_iter().collect(),
+                blocks: [file].into_iter().collect(),
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
+        if let Value::Value(name) = &config.name {
+            if !crate::container::is_valid_name(name) {
+                diags.error("Invalid name", format!("resin_image: {name:?} is not a usable file name prefix"), AttributePath::new("name"));
+            }
+        }
+        // Composition errors that need no registry (conflicting file settings, bad
+        // specs) show up here already.
+        let _ = inputs_of(&config, diags);
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        mut state: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let Some(paths) = paths_of(&state) else { return Some((state, private)) };
+        let targets = [
+            (&mut state.kernel_sha256, &mut state.kernel_size),
+            (&mut state.initrd_sha256, &mut state.initrd_size),
+            (&mut state.cmdline_sha256, &mut state.cmdline_size),
+        ];
+        let digests = tokio::task::spawn_blocking(move || paths.map(|p| if p.is_file() { file_digest(&p).ok() } else { None }))
+            .await
+            .ok();
+        let Some(digests) = digests else {
+            diags.root_warning_short("could not check the artifacts on disk");
+            return Some((state, private));
+        };
+        for ((sha, size), digest) in targets.into_iter().zip(digests) {
+            match digest {
+                Some((digest, length)) => {
+                    *sha = Value::Value(digest);
+                    *size = Value::Value(length as i64);
+                }
+                None => {
+                    *sha = Value::Null;
+                    *size = Value::Null;
+                }
+            }
+        }
+        Some((state, private))
+    }
+
+    async fn plan_create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        proposed: Self::State<'a>,
+        _config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let (mut state, _) = self.plan(diags, proposed)?;
+        set_artifacts_unknown(&mut state);
+        // When this create is the second half of a replacement, the destroy before it
+        // receives this private state and sets the old artifacts aside.
+        Some((state, Some(Written { sha256: None, replacing: true })))
+    }
+
+    async fn plan_update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        proposed: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
+        let (mut state, _) = self.plan(diags, proposed)?;
+        let mut replace = Vec::new();
+        for (name, before, after) in [("name", &prior.name, &state.name), ("output_dir", &prior.output_dir, &state.output_dir)] {
+            if before != after {
+                replace.push(AttributePath::new(name));
+            }
+        }
+        if prior.content_hash != state.content_hash {
+            replace.push(AttributePath::new("content_hash"));
+        }
+        let written = private.as_ref().and_then(|p| p.sha256.clone());
+        let on_disk = recorded_shas(&prior);
+        let drifted = match &written {
+            Some(written) => written.iter().zip(&on_disk).any(|(w, d)| d.as_ref() != Some(w)),
+            None => on_disk.iter().any(Option::is_none),
+        };
+        if !replace.is_empty() || drifted {
+            set_artifacts_unknown(&mut state);
+        }
+        Some((state, private, replace))
+    }
+
+    async fn plan_destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::PrivateState<'a>> {
+        Some(private.map(|p| Written { replacing: false, ..p }))
+    }
+
+    async fn create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        self.apply(diags, planned).await
+    }
+
+    async fn update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        self.apply(diags, planned).await
+    }
+
+    async fn destroy<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<()> {
+        let Some(paths) = paths_of(&prior) else { return Some(()) };
+        let replacing = private.as_ref().is_some_and(|p| p.replacing);
+        let recorded = recorded_shas(&prior);
+        for (path, sha) in paths.iter().zip(recorded) {
+            let Ok((current, _)) = file_digest(path) else { continue };
+            if Some(&current) != sha.as_ref() {
+                diags.warning(
+                    "Artifact left in place",
+                    format!("{} is not what this resource wrote (it changed on disk), so destroy leaves it", path.display()),
+                    AttributePath::root(),
+                );
+                continue;
+            }
+            let result = if replacing { std::fs::rename(path, set_aside_path(path)) } else { std::fs::remove_file(path) };
+            if let Err(e) = result {
+                diags.error("Cannot remove artifact", format!("{}: {e}", path.display()), AttributePath::root());
+                return None;
+            }
+        }
+        Some(())
+    }
+}

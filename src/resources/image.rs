@@ -11,8 +11,10 @@
 //! * **Refresh** checks the artifacts on disk: a missing or modified one is recorded in
 //!   state, and the next plan rewrites the artifacts.
 //! * **Destroy** removes the artifacts it wrote, and only if they are still what it wrote.
-//!   In a replacement (destroy, then create) the old artifacts are set aside instead and
-//!   put back if the create fails, so a failed apply never loses the previous image.
+//!   In a replacement (destroy, then create) artifacts at paths the new image will write
+//!   are left for the create to overwrite atomically, so a failed apply never loses the
+//!   previous image. (The destroy half of a replacement receives the private state of
+//!   the create's plan, which names those paths; a plain destroy never does.)
 
 use std::path::{Path, PathBuf};
 
@@ -77,15 +79,15 @@ pub struct FileBlock {
     optional: Value<bool>,
 }
 
-/// Private state: what apply wrote (to tell drift from the plan's own changes), and
-/// whether this plan creates a replacement (so the destroy before it sets the old
-/// artifacts aside instead of deleting them).
+/// Private state: what apply wrote (to tell drift from the plan's own changes), and, in
+/// a planned create, the paths it will write (so the destroy half of a replacement leaves
+/// them for the create to overwrite instead of deleting them first).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Written {
     #[serde(default)]
     sha256: Option<[String; 3]>,
     #[serde(default)]
-    replacing: bool,
+    will_write: Vec<String>,
 }
 
 /// Marks unknown values: `None` means "not known yet".
@@ -255,12 +257,6 @@ fn paths_of(state: &ImageState) -> Option<[PathBuf; 3]> {
     ])
 }
 
-/// Where a replaced artifact waits until its replacement is written.
-fn set_aside_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.resin-previous"))
-}
-
 impl Image {
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
         let context = self.context.get().cloned();
@@ -304,24 +300,11 @@ impl Image {
             return None;
         };
         let output_dir = PathBuf::from(&dir);
-        let paths = artifact_paths(&output_dir, &name);
         let result = async {
             std::fs::create_dir_all(&output_dir).map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", output_dir.display()))?;
             build(composition, &context.puller, output_dir.clone(), name.clone()).await
         }
         .await;
-        // Artifacts set aside by the destroy half of a replacement: dropped on success,
-        // restored on failure.
-        for path in &paths {
-            let aside = set_aside_path(path);
-            if aside.exists() {
-                if result.is_ok() {
-                    let _ = std::fs::remove_file(&aside);
-                } else if !path.exists() {
-                    let _ = std::fs::rename(&aside, path);
-                }
-            }
-        }
         let artifacts = match result {
             Ok(artifacts) => artifacts,
             Err(e) => {
@@ -340,7 +323,7 @@ impl Image {
         state.cmdline_size = Value::Value(artifacts.cmdline.size as i64);
         let written = Written {
             sha256: Some([artifacts.kernel.sha256, artifacts.initrd.sha256, artifacts.cmdline.sha256]),
-            replacing: false,
+            will_write: Vec::new(),
         };
         Some((state, Some(written)))
     }
@@ -456,9 +439,8 @@ impl Resource for Image {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let (mut state, _) = self.plan(diags, proposed)?;
         set_artifacts_unknown(&mut state);
-        // When this create is the second half of a replacement, the destroy before it
-        // receives this private state and sets the old artifacts aside.
-        Some((state, Some(Written { sha256: None, replacing: true })))
+        let will_write = paths_of(&state).map(|p| p.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
+        Some((state, Some(Written { sha256: None, will_write })))
     }
 
     async fn plan_update<'a>(
@@ -499,7 +481,7 @@ impl Resource for Image {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<Self::PrivateState<'a>> {
-        Some(private.map(|p| Written { replacing: false, ..p }))
+        Some(private.map(|p| Written { will_write: Vec::new(), ..p }))
     }
 
     async fn create<'a>(
@@ -533,9 +515,13 @@ impl Resource for Image {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<()> {
         let Some(paths) = paths_of(&prior) else { return Some(()) };
-        let replacing = private.as_ref().is_some_and(|p| p.replacing);
+        let will_write = private.map(|p| p.will_write).unwrap_or_default();
         let recorded = recorded_shas(&prior);
         for (path, sha) in paths.iter().zip(recorded) {
+            if will_write.contains(&path.display().to_string()) {
+                // The replacement writes this path; it overwrites it atomically.
+                continue;
+            }
             let Ok((current, _)) = file_digest(path) else { continue };
             if Some(&current) != sha.as_ref() {
                 diags.warning(
@@ -545,8 +531,7 @@ impl Resource for Image {
                 );
                 continue;
             }
-            let result = if replacing { std::fs::rename(path, set_aside_path(path)) } else { std::fs::remove_file(path) };
-            if let Err(e) = result {
+            if let Err(e) = std::fs::remove_file(path) {
                 diags.error("Cannot remove artifact", format!("{}: {e}", path.display()), AttributePath::root());
                 return None;
             }

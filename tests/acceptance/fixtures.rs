@@ -119,3 +119,91 @@ pub fn layer_digests(dir: &Path, digest: &str) -> Vec<String> {
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
     manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }
+
+/// One entry of a hand-made layer.
+pub enum Entry<'a> {
+    Dir(&'a str),
+    File(&'a str, &'a [u8], u32),
+    HardLink(&'a str, &'a str),
+    Symlink(&'a str, &'a str),
+    /// A name written as raw bytes, bypassing the tar crate's path checks (hostile paths).
+    RawFile(&'a [u8]),
+}
+
+/// An uncompressed tar layer from entries, with fixed times and owners.
+pub fn tar_layer(entries: &[Entry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(0);
+        match entry {
+            Entry::Dir(path) => {
+                header.set_mode(0o755);
+                header.set_entry_type(tar::EntryType::Directory);
+                builder.append_data(&mut header, path, &[][..]).unwrap();
+            }
+            Entry::File(path, contents, mode) => {
+                header.set_mode(*mode);
+                header.set_size(contents.len() as u64);
+                header.set_entry_type(tar::EntryType::Regular);
+                builder.append_data(&mut header, path, *contents).unwrap();
+            }
+            Entry::HardLink(path, target) => {
+                header.set_mode(0o755);
+                header.set_entry_type(tar::EntryType::Link);
+                builder.append_link(&mut header, path, target).unwrap();
+            }
+            Entry::Symlink(path, target) => {
+                header.set_mode(0o777);
+                header.set_entry_type(tar::EntryType::Symlink);
+                builder.append_link(&mut header, path, target).unwrap();
+            }
+            Entry::RawFile(name) => {
+                header.set_mode(0o644);
+                header.set_entry_type(tar::EntryType::Regular);
+                header.as_old_mut().name[..name.len()].copy_from_slice(name);
+                header.set_cksum();
+                builder.append(&header, &[][..]).unwrap();
+            }
+        }
+    }
+    builder.into_inner().unwrap()
+}
+
+/// Adds an image made of `layers` (uncompressed tars, gzip'd here) with container
+/// `config` (Entrypoint, Labels...) under `tag`; returns the manifest digest.
+pub fn add_layered_image(dir: &Path, tag: &str, layers: &[Vec<u8>], config: serde_json::Value) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in layers {
+        diff_ids.push(format!("sha256:{}", sha256_hex(layer)));
+        let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::fast());
+        gz.write_all(layer).unwrap();
+        let (digest, size) = put_blob(dir, &gz.finish().unwrap());
+        descriptors.push(json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size }));
+    }
+    let config = json!({ "architecture": "amd64", "os": "linux", "config": config, "rootfs": { "type": "layers", "diff_ids": diff_ids } });
+    let (config_digest, config_size) = put_blob(dir, config.to_string().as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": descriptors,
+    });
+    let (digest, size) = put_blob(dir, manifest.to_string().as_bytes());
+    let index_path = dir.join("index.json");
+    let mut index: serde_json::Value = std::fs::read(&index_path)
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_else(|_| json!({ "schemaVersion": 2, "manifests": [] }));
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != json!(tag));
+    manifests.push(json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+        "annotations": { "org.opencontainers.image.ref.name": tag } }));
+    std::fs::write(index_path, index.to_string()).unwrap();
+    digest
+}

@@ -1,0 +1,379 @@
+//! resin_image end to end: real Terraform, local OCI layouts, and the initrd read back by
+//! real tools (gzip -t, GNU cpio).
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::fixtures::{add_layered_image, tar_layer, Entry};
+use crate::terraform::Workspace;
+
+pub const KERNEL_BYTES: &[u8] = b"\x4d\x5a stand-in kernel image\n";
+
+/// Writes the kernel, init, sysctl and sshd packages into the layout at `dir`.
+pub fn write_fixtures(dir: &Path) {
+    let modules = tar_layer(&[
+        Entry::Dir("lib/modules/6.1.0"),
+        Entry::File("lib/modules/6.1.0/modules.dep", b"kernel/fs/overlayfs/overlay.ko:\n", 0o644),
+        Entry::File("lib/modules/6.1.0/kernel/fs/overlayfs/overlay.ko", b"\x7fELF overlay", 0o644),
+    ]);
+    add_layered_image(
+        dir,
+        "kernel",
+        &[tar_layer(&[Entry::File("kernel", KERNEL_BYTES, 0o644), Entry::File("kernel.tar", &modules, 0o644), Entry::File("README", b"ignored", 0o644)])],
+        json!({}),
+    );
+    add_layered_image(
+        dir,
+        "init",
+        &[
+            tar_layer(&[
+                Entry::Dir("./"),
+                Entry::File("bin/busybox", b"busybox binary", 0o755),
+                Entry::HardLink("bin/sh", "bin/busybox"),
+                Entry::File("etc/hostname", b"builder", 0o644),
+                Entry::File("sbin/init", b"#!/bin/sh\nexec /bin/sh\n", 0o755),
+                Entry::File("tmp/junk", b"removed by the next layer", 0o644),
+                Entry::File(".dockerenv", b"", 0o644),
+            ]),
+            tar_layer(&[Entry::File("tmp/.wh.junk", b"", 0), Entry::File("etc/issue", b"resin\n", 0o644)]),
+        ],
+        json!({ "Cmd": ["/sbin/init"] }),
+    );
+    add_layered_image(
+        dir,
+        "sysctl",
+        &[tar_layer(&[Entry::File("usr/bin/sysctl-apply", b"#!/bin/sh\n", 0o755)])],
+        json!({ "Cmd": ["/usr/bin/sysctl-apply"], "Labels": { "org.mobyproject.config": "{\"readonly\":true,\"net\":\"host\"}" } }),
+    );
+    add_layered_image(
+        dir,
+        "sshd",
+        &[tar_layer(&[Entry::File("usr/sbin/sshd", b"sshd binary", 0o4755)])],
+        json!({ "Entrypoint": ["/usr/sbin/sshd", "-D"], "Env": ["PATH=/usr/sbin"],
+                "Labels": { "org.mobyproject.config": "{\"capabilities\":[\"CAP_NET_BIND_SERVICE\"]}" } }),
+    );
+}
+
+/// The standard image configuration; `files` is extra HCL inside `resin_image`.
+pub fn image_config(workspace: &Workspace, files: &str) -> String {
+    format!(
+        r#"
+provider "resin" {{
+  cache_dir = "{cache}"
+}}
+
+resource "resin_kernel" "k" {{
+  image   = "oci-layout:./layout:kernel"
+  cmdline = "console=ttyS0 panic=-1"
+}}
+
+resource "resin_package" "init" {{
+  name  = "init"
+  image = "oci-layout:./layout:init"
+}}
+
+resource "resin_package" "sysctl" {{
+  name         = "sysctl"
+  image        = "oci-layout:./layout:sysctl"
+  capabilities = ["CAP_SYS_ADMIN"]
+}}
+
+resource "resin_package" "sshd" {{
+  name  = "sshd"
+  image = "oci-layout:./layout:sshd"
+  binds = ["/etc/ssh:/etc/ssh"]
+  uid   = "sshd"
+}}
+
+resource "resin_image" "img" {{
+  name       = "test"
+  output_dir = "./out"
+  kernel     = resin_kernel.k.spec
+  init       = [resin_package.init.spec]
+  onboot     = [resin_package.sysctl.spec]
+  services   = [resin_package.sshd.spec]
+
+  file {{
+    path     = "/etc/motd"
+    contents = "MOTD"
+  }}
+
+  file {{
+    path               = "/etc/secret"
+    sensitive_contents = "s3cret"
+    mode               = "0600"
+    uid                = "sshd"
+  }}
+{files}
+}}
+"#,
+        cache = workspace.cache_dir.display()
+    )
+}
+
+pub fn out(workspace: &Workspace, artifact: &str) -> PathBuf {
+    workspace.work_dir().join("out").join(format!("test-{artifact}"))
+}
+
+/// Extracts the initrd with GNU cpio (after checking it with gzip -t) into a new directory.
+pub fn extract_initrd(initrd: &Path) -> tempfile::TempDir {
+    let status = std::process::Command::new("gzip").arg("-t").arg(initrd).status().unwrap();
+    assert!(status.success(), "gzip -t rejects {}", initrd.display());
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!("gzip -dc '{}' | cpio -idm --quiet --no-absolute-filenames", initrd.display());
+    let output = std::process::Command::new("sh").arg("-c").arg(script).current_dir(dir.path()).output().unwrap();
+    assert!(output.status.success(), "cpio failed: {}", String::from_utf8_lossy(&output.stderr));
+    dir
+}
+
+/// `d path`, `f path mode`, `l path -> target` for everything under `root`, sorted.
+pub fn listing(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.file_type().is_symlink() {
+                out.push(format!("l {relative} -> {}", std::fs::read_link(&path).unwrap().display()));
+            } else if meta.is_dir() {
+                out.push(format!("d {relative}"));
+                walk(root, &path, out);
+            } else {
+                out.push(format!("f {relative} {:o}", meta.mode() & 0o7777));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn new_workspace() -> Workspace {
+    let workspace = Workspace::new();
+    write_fixtures(&workspace.work_dir().join("layout"));
+    workspace
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn an_image_assembles_and_reads_back_with_real_tools() {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    assert_eq!(std::fs::read(out(&workspace, "kernel")).unwrap(), KERNEL_BYTES);
+    assert_eq!(std::fs::read_to_string(out(&workspace, "cmdline")).unwrap(), "console=ttyS0 panic=-1");
+    let root = extract_initrd(&out(&workspace, "initrd.img"));
+    let root = root.path();
+    let expected = [
+        "d containers",
+        "d containers/onboot",
+        "d containers/onboot/000-sysctl",
+        "f containers/onboot/000-sysctl/config.json 644",
+        "d containers/onboot/000-sysctl/rootfs",
+        "d containers/onboot/000-sysctl/rootfs/dev",
+        "d containers/onboot/000-sysctl/rootfs/dev/pts",
+        "d containers/onboot/000-sysctl/rootfs/dev/shm",
+        "d containers/onboot/000-sysctl/rootfs/etc",
+        "f containers/onboot/000-sysctl/rootfs/etc/hosts 644",
+        "l containers/onboot/000-sysctl/rootfs/etc/mtab -> /proc/mounts",
+        "f containers/onboot/000-sysctl/rootfs/etc/resolv.conf 644",
+        "d containers/onboot/000-sysctl/rootfs/proc",
+        "d containers/onboot/000-sysctl/rootfs/sys",
+        "d containers/onboot/000-sysctl/rootfs/usr",
+        "d containers/onboot/000-sysctl/rootfs/usr/bin",
+        "f containers/onboot/000-sysctl/rootfs/usr/bin/sysctl-apply 755",
+        "f containers/onboot/000-sysctl/runtime.json 644",
+        "d containers/services",
+        "d containers/services/sshd",
+        "f containers/services/sshd/config.json 644",
+        "d containers/services/sshd/lower",
+        "d containers/services/sshd/lower/dev",
+        "d containers/services/sshd/lower/dev/pts",
+        "d containers/services/sshd/lower/dev/shm",
+        "d containers/services/sshd/lower/etc",
+        "f containers/services/sshd/lower/etc/hosts 644",
+        "l containers/services/sshd/lower/etc/mtab -> /proc/mounts",
+        "f containers/services/sshd/lower/etc/resolv.conf 644",
+        "d containers/services/sshd/lower/proc",
+        "d containers/services/sshd/lower/sys",
+        "d containers/services/sshd/lower/usr",
+        "d containers/services/sshd/lower/usr/sbin",
+        "f containers/services/sshd/lower/usr/sbin/sshd 4755",
+        "d containers/services/sshd/rootfs",
+        "f containers/services/sshd/runtime.json 644",
+        "d containers/services/sshd/tmp",
+        "d dev",
+        "d dev/pts",
+        "d dev/shm",
+        "d etc",
+        "f etc/hosts 644",
+        "f etc/issue 644",
+        "f etc/motd 644",
+        "l etc/mtab -> /proc/mounts",
+        "l etc/resolv.conf -> /run/resolvconf/resolv.conf",
+        "f etc/secret 600",
+        "d bin",
+        "f bin/busybox 755",
+        "f bin/sh 755",
+        "d lib",
+        "d lib/modules",
+        "d lib/modules/6.1.0",
+        "d lib/modules/6.1.0/kernel",
+        "d lib/modules/6.1.0/kernel/fs",
+        "d lib/modules/6.1.0/kernel/fs/overlayfs",
+        "f lib/modules/6.1.0/kernel/fs/overlayfs/overlay.ko 644",
+        "f lib/modules/6.1.0/modules.dep 644",
+        "d proc",
+        "d sbin",
+        "f sbin/init 755",
+        "d sys",
+        "d tmp",
+    ];
+    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(listing(root), expected);
+
+    // Hard links stay hard links; rewritten and generated files have their content.
+    let (busybox, sh) = (root.join("bin/busybox").metadata().unwrap(), root.join("bin/sh").metadata().unwrap());
+    assert_eq!((busybox.ino(), busybox.nlink()), (sh.ino(), 2));
+    assert_eq!(std::fs::read_to_string(root.join("etc/motd")).unwrap(), "MOTD");
+    assert!(std::fs::read_to_string(root.join("etc/hosts")).unwrap().starts_with("127.0.0.1"));
+    let secret = root.join("etc/secret").metadata().unwrap();
+    assert_eq!((secret.uid(), secret.mode() & 0o777), (101, 0o600), "uid of the container named sshd");
+
+    let sysctl: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("containers/onboot/000-sysctl/config.json")).unwrap()).unwrap();
+    assert_eq!(sysctl["root"], json!({ "path": "rootfs", "readonly": true }), "readonly from the label");
+    assert_eq!(sysctl["process"]["args"], json!(["/usr/bin/sysctl-apply"]));
+    assert_eq!(sysctl["process"]["capabilities"]["effective"], json!(["CAP_SYS_ADMIN"]));
+    assert_eq!(sysctl["linux"]["namespaces"], json!([{ "type": "pid" }, { "type": "mount" }]), "net host from the label");
+    let sshd: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("containers/services/sshd/config.json")).unwrap()).unwrap();
+    assert_eq!(sshd["process"]["args"], json!(["/usr/sbin/sshd", "-D"]));
+    assert_eq!(sshd["process"]["user"], json!({ "uid": 101, "gid": 0 }));
+    assert_eq!(sshd["process"]["capabilities"]["effective"], json!(["CAP_NET_BIND_SERVICE"]));
+    let runtime: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("containers/services/sshd/runtime.json")).unwrap()).unwrap();
+    assert_eq!(runtime["mounts"][2]["options"][0], json!("lowerdir=/containers/services/sshd/lower"));
+
+    let state = workspace.state();
+    let image = &state["resin_image.img"];
+    assert_eq!(image["initrd_sha256"], format!("sha256:{}", sha256(&out(&workspace, "initrd.img"))).as_str());
+    assert_eq!(image["kernel_size"], KERNEL_BYTES.len());
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 0, "{}", plan.text());
+}
+
+#[test]
+fn a_changed_file_block_is_a_content_hash_diff_that_replaces_the_image() {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    let hash = workspace.state()["resin_image.img"]["content_hash"].as_str().unwrap().to_string();
+
+    workspace.write_config(&image_config(&workspace, "").replace("contents = \"MOTD\"", "contents = \"NEW MOTD\""));
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "{}", plan.text());
+    assert!(plan.says(&format!("~ content_hash = \"{hash}\" -> \"sha256:")), "the new hash is known at plan:\n{}", plan.text());
+    assert!(plan.says("# forces replacement"), "{}", plan.text());
+    assert!(plan.says("resin_image.img must be replaced"), "{}", plan.text());
+    workspace.apply();
+    let root = extract_initrd(&out(&workspace, "initrd.img"));
+    assert_eq!(std::fs::read_to_string(root.path().join("etc/motd")).unwrap(), "NEW MOTD");
+    assert!(!std::fs::read_dir(workspace.work_dir().join("out")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with('.')),
+        "no temporary file may remain");
+    assert_eq!(workspace.plan().code, 0);
+}
+
+#[test]
+fn modified_or_missing_artifacts_are_drift() {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    let initrd = out(&workspace, "initrd.img");
+    let original = sha256(&initrd);
+
+    let mut bytes = std::fs::read(&initrd).unwrap();
+    bytes.push(0);
+    std::fs::write(&initrd, bytes).unwrap();
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "a modified initrd must be drift:\n{}", plan.text());
+    workspace.apply();
+    assert_eq!(sha256(&initrd), original, "the rewrite gives the same bytes");
+    assert_eq!(workspace.plan().code, 0);
+
+    std::fs::remove_file(out(&workspace, "kernel")).unwrap();
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "a missing kernel must be drift:\n{}", plan.text());
+    workspace.apply();
+    assert_eq!(std::fs::read(out(&workspace, "kernel")).unwrap(), KERNEL_BYTES);
+    assert_eq!(workspace.plan().code, 0);
+}
+
+#[test]
+fn the_same_inputs_give_the_same_bytes_with_any_cache() {
+    let first = new_workspace();
+    first.write_config(&image_config(&first, ""));
+    first.apply();
+    let second = new_workspace();
+    second.write_config(&image_config(&second, ""));
+    second.apply();
+    for artifact in ["kernel", "initrd.img", "cmdline"] {
+        assert_eq!(sha256(&out(&first, artifact)), sha256(&out(&second, artifact)), "{artifact} differs between two caches");
+    }
+    assert_eq!(first.state()["resin_image.img"]["content_hash"], second.state()["resin_image.img"]["content_hash"]);
+}
+
+#[test]
+fn a_saved_plan_applies_after_the_cache_is_deleted() {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    let plan = workspace.run(&["plan", "-out=saved.tfplan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    assert!(plan.says("+ content_hash = \"sha256:"), "the content hash must be known at the first plan:\n{}", plan.text());
+    std::fs::remove_dir_all(&workspace.cache_dir).unwrap();
+    let apply = workspace.run(&["apply", "-input=false", "-no-color", "saved.tfplan"]);
+    assert_eq!(apply.code, 0, "{}", apply.text());
+    assert!(out(&workspace, "initrd.img").is_file());
+}
+
+#[test]
+fn a_failed_replacement_keeps_the_previous_artifacts() {
+    let workspace = new_workspace();
+    let source = workspace.work_dir().join("banner.txt");
+    std::fs::write(&source, "one").unwrap();
+    let extra = "\n  file {\n    path   = \"/etc/banner\"\n    source = \"./banner.txt\"\n  }\n";
+    workspace.write_config(&image_config(&workspace, extra));
+    workspace.apply();
+    let before: Vec<String> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(&workspace, a))).collect();
+
+    std::fs::write(&source, "two").unwrap();
+    let plan = workspace.run(&["plan", "-out=saved.tfplan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    std::fs::write(&source, "three").unwrap();
+    let apply = workspace.run(&["apply", "-input=false", "-no-color", "saved.tfplan"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    // Terraform itself refuses the final plan: the file the plan hashed has changed.
+    assert!(apply.says("produced an invalid new value for .content_hash"), "{}", apply.text());
+    let after: Vec<String> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(&workspace, a))).collect();
+    assert_eq!(before, after, "the previous artifacts must be intact");
+}
+
+#[test]
+fn destroy_removes_the_artifacts_and_nothing_else() {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    let keep = workspace.work_dir().join("out/keep.txt");
+    std::fs::write(&keep, "not ours").unwrap();
+    let destroy = workspace.run(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
+    assert_eq!(destroy.code, 0, "{}", destroy.text());
+    for artifact in ["kernel", "initrd.img", "cmdline"] {
+        assert!(!out(&workspace, artifact).exists(), "{artifact} left behind");
+    }
+    assert!(keep.exists());
+}

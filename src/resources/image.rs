@@ -501,9 +501,14 @@ impl Resource for Image {
         _prior: Self::State<'a>,
         planned: Self::State<'a>,
         _config: Self::State<'a>,
-        _private: Self::PrivateState<'a>,
+        private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        // Known artifact digests in the plan mean the content is unchanged and the files on
+        // disk are what was written: only the configuration's wording changed.
+        if !planned.initrd_sha256.is_unknown() && !planned.kernel_sha256.is_unknown() && !planned.cmdline_sha256.is_unknown() {
+            return Some((planned, private));
+        }
         self.apply(diags, planned).await
     }
 

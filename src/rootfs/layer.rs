@@ -246,7 +246,9 @@ pub(crate) mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&stream).unwrap();
         let gz = gz.finish().unwrap();
-        for bytes in [stream.clone(), gz] {
+        let zstd = ruzstd::encoding::compress_to_vec(&stream[..], ruzstd::encoding::CompressionLevel::Fastest);
+        assert_eq!(&zstd[..4], &ZSTD_MAGIC);
+        for bytes in [stream.clone(), gz, zstd] {
             let entries = read_entries(decompress(&bytes[..]).unwrap()).unwrap();
             assert_eq!(entries[0].path, b"a");
         }

@@ -126,8 +126,11 @@ pub enum Entry<'a> {
     File(&'a str, &'a [u8], u32),
     HardLink(&'a str, &'a str),
     Symlink(&'a str, &'a str),
+    CharDevice(&'a str, u32, u32),
     /// A name written as raw bytes, bypassing the tar crate's path checks (hostile paths).
     RawFile(&'a [u8]),
+    /// A file carrying an extended attribute in a PAX header, as file capabilities do.
+    FileWithXattr(&'a str, &'a [u8], &'a str),
 }
 
 /// An uncompressed tar layer from entries, with fixed times and owners.
@@ -160,6 +163,36 @@ pub fn tar_layer(entries: &[Entry]) -> Vec<u8> {
                 header.set_mode(0o777);
                 header.set_entry_type(tar::EntryType::Symlink);
                 builder.append_link(&mut header, path, target).unwrap();
+            }
+            Entry::FileWithXattr(path, contents, xattr) => {
+                let body = format!(" SCHILY.xattr.{xattr}=\x01\x00\x00\x02\n");
+                // A PAX record starts with its own length, digits included.
+                let mut length = body.len() + 2;
+                if format!("{length}{body}").len() != length {
+                    length += 1;
+                }
+                let record = format!("{length}{body}");
+                let mut pax = tar::Header::new_ustar();
+                pax.set_path(format!("PaxHeaders/{path}")).unwrap();
+                pax.set_size(record.len() as u64);
+                pax.set_entry_type(tar::EntryType::XHeader);
+                pax.set_mode(0o644);
+                pax.set_mtime(0);
+                pax.set_uid(0);
+                pax.set_gid(0);
+                pax.set_cksum();
+                builder.append(&pax, record.as_bytes()).unwrap();
+                header.set_mode(0o755);
+                header.set_size(contents.len() as u64);
+                header.set_entry_type(tar::EntryType::Regular);
+                builder.append_data(&mut header, path, *contents).unwrap();
+            }
+            Entry::CharDevice(path, major, minor) => {
+                header.set_mode(0o666);
+                header.set_entry_type(tar::EntryType::Char);
+                header.set_device_major(*major).unwrap();
+                header.set_device_minor(*minor).unwrap();
+                builder.append_data(&mut header, path, &[][..]).unwrap();
             }
             Entry::RawFile(name) => {
                 header.set_mode(0o644);

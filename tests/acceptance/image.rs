@@ -32,6 +32,10 @@ pub fn write_fixtures(dir: &Path) {
                 Entry::Dir("./"),
                 Entry::File("bin/busybox", b"busybox binary", 0o755),
                 Entry::HardLink("bin/sh", "bin/busybox"),
+                Entry::Symlink("bin/ls", "busybox"),
+                Entry::CharDevice("dev/null", 1, 3),
+                Entry::File("usr/bin/passwd", b"setuid", 0o4755),
+                Entry::Dir("tmp"),
                 Entry::File("etc/hostname", b"builder", 0o644),
                 Entry::File("sbin/init", b"#!/bin/sh\nexec /bin/sh\n", 0o755),
                 Entry::File("tmp/junk", b"removed by the next layer", 0o644),
@@ -137,6 +141,9 @@ pub fn listing(root: &Path) -> Vec<String> {
             let meta = std::fs::symlink_metadata(&path).unwrap();
             if meta.file_type().is_symlink() {
                 out.push(format!("l {relative} -> {}", std::fs::read_link(&path).unwrap().display()));
+            } else if std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()) {
+                let rdev = meta.rdev();
+                out.push(format!("c {relative} {:o} {}:{}", meta.mode() & 0o7777, rdev >> 8, rdev & 0xff));
             } else if meta.is_dir() {
                 out.push(format!("d {relative}"));
                 walk(root, &path, out);
@@ -222,6 +229,11 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
         "d bin",
         "f bin/busybox 755",
         "f bin/sh 755",
+        "l bin/ls -> busybox",
+        "c dev/null 666 1:3",
+        "d usr",
+        "d usr/bin",
+        "f usr/bin/passwd 4755",
         "d lib",
         "d lib/modules",
         "d lib/modules/6.1.0",

@@ -3,6 +3,7 @@
 
 mod fixtures;
 mod image;
+mod image_errors;
 mod pull;
 mod registry;
 mod terraform;

@@ -2,6 +2,7 @@
 //! registry on loopback (anonymous and with basic auth) and local OCI layouts.
 
 mod fixtures;
+mod golden;
 mod image;
 mod image_errors;
 mod pull;

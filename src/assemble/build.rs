@@ -3,8 +3,9 @@
 //! the output directory, renamed into place only when all three are complete.
 //!
 //! The initrd is one gzip member of independently compressed segments, in order:
-//! kernel modules, each init image, each bundle (onboot, onshutdown, services), the
-//! `file` entries (which also carry the cpio trailer). Segment `n` numbers its inodes in
+//! kernel modules, each init image, the merged apk database (when two or more init images
+//! have one), each bundle (onboot, onshutdown, services), the `file` entries (which also
+//! carry the cpio trailer). Segment `n` numbers its inodes in
 //! its own namespace (devminor `n`). An early microcode cpio, when the kernel sets one,
 //! precedes the gzip member uncompressed. Layers are read twice (headers, then the data
 //! of the surviving files), never held in memory; all of it runs on a blocking thread.
@@ -192,6 +193,8 @@ fn directory_meta() -> Metadata {
 
 type Output = HashingWriter<std::io::BufWriter<std::fs::File>>;
 
+const APK_DATABASE: &[u8] = b"lib/apk/db/installed";
+
 /// The blocking part: unions, the initrd, the kernel and the cmdline.
 fn assemble(
     composition: &Composition,
@@ -269,17 +272,33 @@ fn assemble(
     }
 
     // Init images at /, each flattened on its own (later ones overwrite earlier files).
+    let mut apk_databases: Vec<Vec<u8>> = Vec::new();
     for (index, package) in composition.inputs.init.iter().enumerate() {
         let image = &images[&package.image];
         let layers = layer_paths(image, cache)?;
         let (mut tree, dropped) = flatten(image, &layers).with_context(|| format!("init[{index}]"))?;
         warnings.extend(dropped);
+        if let Some(Node::File(_)) = tree.get(APK_DATABASE) {
+            let mut database = Vec::new();
+            extract(&tree, &layers, vec![(APK_DATABASE, &mut database)], image).with_context(|| format!("init[{index}]"))?;
+            apk_databases.push(database);
+        }
         rewrite(&mut tree, ImageRole::Init);
         segment(&mut out, false, &mut |writer, dirs| {
             let mut open = |i: usize| open_layer(&layers[i]);
             let written = tree.write(b"", writer, &mut open, dirs).with_context(|| format!("init[{index}]: {}", image.reference))?;
             dirs.extend(written);
             Ok(())
+        })?;
+    }
+
+    // Several init images each bring their apk database; like LinuxKit, the image gets
+    // their concatenation, so every installed package stays listed.
+    if apk_databases.len() >= 2 {
+        let merged = apk_databases.concat();
+        segment(&mut out, false, &mut |writer, _| {
+            let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
+            writer.entry(APK_DATABASE, &meta, merged.len() as u64, &merged[..])
         })?;
     }
 

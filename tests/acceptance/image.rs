@@ -389,3 +389,45 @@ fn destroy_removes_the_artifacts_and_nothing_else() {
     }
     assert!(keep.exists());
 }
+
+#[test]
+fn microcode_is_prepended_and_apk_databases_are_merged() {
+    let workspace = new_workspace();
+    let layout = workspace.work_dir().join("layout");
+    // A real early-microcode cpio, written by GNU cpio.
+    let staging = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(staging.path().join("kernel/x86/microcode")).unwrap();
+    std::fs::write(staging.path().join("kernel/x86/microcode/GenuineIntel.bin"), b"microcode").unwrap();
+    let ucode = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("find kernel | sort | cpio -o -H newc --quiet")
+        .current_dir(staging.path())
+        .output()
+        .unwrap();
+    assert!(ucode.status.success());
+    let ucode = ucode.stdout;
+    add_layered_image(
+        &layout,
+        "kernel-ucode",
+        &[tar_layer(&[Entry::File("kernel", KERNEL_BYTES, 0o644), Entry::File("intel-ucode.cpio", &ucode, 0o644)])],
+        json!({}),
+    );
+    for (tag, package) in [("apk-a", "musl-1.2"), ("apk-b", "busybox-1.36")] {
+        let database = format!("P:{package}\n\n");
+        add_layered_image(&layout, tag, &[tar_layer(&[Entry::File("lib/apk/db/installed", database.as_bytes(), 0o644)])], json!({}));
+    }
+    let config = image_config(&workspace, "")
+        .replace("oci-layout:./layout:kernel\"", "oci-layout:./layout:kernel-ucode\"\n  modules_tar = \"\"\n  ucode       = \"intel-ucode.cpio\"")
+        .replace("init       = [resin_package.init.spec]", "init       = [resin_package.init.spec, resin_package.apk_a.spec, resin_package.apk_b.spec]")
+        + "\nresource \"resin_package\" \"apk_a\" {\n  image = \"oci-layout:./layout:apk-a\"\n}\n\nresource \"resin_package\" \"apk_b\" {\n  image = \"oci-layout:./layout:apk-b\"\n}\n";
+    workspace.write_config(&config);
+    workspace.apply();
+    let initrd = std::fs::read(out(&workspace, "initrd.img")).unwrap();
+    assert_eq!(&initrd[..ucode.len()], &ucode[..], "the microcode cpio comes first, uncompressed");
+    assert_eq!(&initrd[ucode.len()..ucode.len() + 2], &[0x1f, 0x8b], "then the gzip member");
+    let gzip_part = workspace.work_dir().join("gzip-part");
+    std::fs::write(&gzip_part, &initrd[ucode.len()..]).unwrap();
+    let root = extract_initrd(&gzip_part);
+    assert_eq!(std::fs::read_to_string(root.path().join("lib/apk/db/installed")).unwrap(), "P:musl-1.2\n\nP:busybox-1.36\n\n");
+    assert!(!root.path().join("lib/modules").exists(), "modules_tar = \"\" means no modules");
+}

@@ -3,7 +3,8 @@
 #                 terraform apply examples/demo offline
 #   make test     install what the tests need, then run every test
 #   make install  build a release binary into Terraform's filesystem mirror
-#   make bench    resolve+pull benchmark against a loopback registry, cold and warm cache
+#   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
+#                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache)
 #   make docs     regenerate docs/ from the provider schema and the examples
 
 VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -40,6 +41,7 @@ test:
 bench:
 	scripts/install-deps.sh test
 	cargo bench --bench pull
+	cargo bench --bench assemble
 
 # Regenerates docs/ from the provider schema and the examples (a test checks they are current).
 docs:

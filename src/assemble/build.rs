@@ -4,11 +4,15 @@
 //!
 //! The initrd is one gzip member of independently compressed segments, in order:
 //! kernel modules, each init image, the merged apk database (when two or more init images
-//! have one), each bundle (onboot, onshutdown, services), the `file` entries (which also
-//! carry the cpio trailer). Segment `n` numbers its inodes in
-//! its own namespace (devminor `n`). An early microcode cpio, when the kernel sets one,
-//! precedes the gzip member uncompressed. Layers are read twice (headers, then the data
-//! of the surviving files), never held in memory; all of it runs on a blocking thread.
+//! have one), each bundle (onboot, onshutdown, services), the `file` entries, and the cpio
+//! trailer. Segment `n` numbers its inodes in its own namespace (devminor `n`). An early
+//! microcode cpio, when the kernel sets one, precedes the gzip member uncompressed.
+//!
+//! Every segment's tree is built first (metadata only), which fixes what each segment
+//! writes; then the segments are written and compressed in parallel, one per core, each
+//! to its own temporary file, and concatenated in order. Layers are read twice (headers,
+//! then the data of the surviving files) and never held in memory; all of it runs on
+//! blocking threads, off the async runtime.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -191,9 +195,97 @@ fn directory_meta() -> Metadata {
     Metadata { mode: S_IFDIR | 0o755, uid: 0, gid: 0, mtime: crate::rootfs::tree::GENERATED_MTIME, rdev: (0, 0) }
 }
 
-type Output = HashingWriter<std::io::BufWriter<std::fs::File>>;
-
 const APK_DATABASE: &[u8] = b"lib/apk/db/installed";
+
+/// What one segment of the initrd holds.
+enum SegmentBody<'a> {
+    /// A flattened tree under a prefix, its layers (plain tar files or cache blobs), and
+    /// bundle scaffolding (directories, then files) written before it.
+    Tree {
+        tree: Tree,
+        prefix: Vec<u8>,
+        layers: Vec<PathBuf>,
+        scaffold_directories: Vec<Vec<u8>>,
+        scaffold_files: Vec<(Vec<u8>, &'a [u8])>,
+        describe: String,
+    },
+    /// One generated file.
+    File { path: &'static [u8], contents: Vec<u8> },
+}
+
+struct Segment<'a> {
+    body: SegmentBody<'a>,
+    /// Directories written by the segments before this one.
+    existing: BTreeSet<Vec<u8>>,
+}
+
+/// A segment written to its own temporary file, compressed.
+struct WrittenSegment {
+    file: tempfile::NamedTempFile,
+    summary: SegmentSummary,
+    cpio_bytes: u64,
+}
+
+fn write_segment(segment: &Segment, number: u32, output_dir: &Path) -> Result<WrittenSegment> {
+    let file = temporary(output_dir, "segment")?;
+    let encoder = SegmentEncoder::new(std::io::BufWriter::with_capacity(1 << 20, file.as_file().try_clone()?));
+    let mut writer = SegmentWriter::new(encoder, number);
+    match &segment.body {
+        SegmentBody::Tree { tree, prefix, layers, scaffold_directories, scaffold_files, describe } => {
+            for directory in scaffold_directories {
+                writer.entry(directory, &directory_meta(), 0, std::io::empty())?;
+            }
+            for (path, bytes) in scaffold_files {
+                let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
+                writer.entry(path, &meta, bytes.len() as u64, &bytes[..])?;
+            }
+            let mut open = |i: usize| open_layer(&layers[i]);
+            tree.write(prefix, &mut writer, &mut open, &segment.existing).with_context(|| describe.clone())?;
+        }
+        SegmentBody::File { path, contents } => {
+            let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
+            writer.entry(path, &meta, contents.len() as u64, &contents[..])?;
+        }
+    }
+    let cpio_bytes = writer.written();
+    let (mut out, summary) = writer.into_inner().finish()?;
+    out.flush()?;
+    drop(out);
+    Ok(WrittenSegment { file, summary, cpio_bytes })
+}
+
+/// Writes every segment, several at once (one per core), each to its own file.
+fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<WrittenSegment>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<std::sync::Mutex<Option<Result<WrittenSegment>>>> = segments.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if index >= segments.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let result = write_segment(&segments[index], index as u32 + 1, output_dir);
+                if result.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                *results[index].lock().expect("segment result lock") = Some(result);
+            });
+        }
+    });
+    let mut written = Vec::new();
+    for result in results {
+        match result.into_inner().expect("segment result lock") {
+            Some(Ok(segment)) => written.push(segment),
+            Some(Err(e)) => return Err(e),
+            // Not started because another segment failed; that error comes first.
+            None => continue,
+        }
+    }
+    Ok(written)
+}
 
 /// The blocking part: unions, the initrd, the kernel and the cmdline.
 fn assemble(
@@ -226,129 +318,70 @@ fn assemble(
         extract(&kernel_tree, &kernel_layers, wanted, kernel_image).context("extracting from the kernel image")?;
     }
 
-    let initrd = temporary(output_dir, "initrd")?;
-    let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
-    if kernel_spec.ucode.is_some() {
-        let mut file = ucode.reopen()?;
-        std::io::copy(&mut file, &mut out).context("copying the microcode cpio")?;
-    }
-    gzip::write_header(&mut out)?;
-    let mut summaries: Vec<SegmentSummary> = Vec::new();
-    let mut cpio_written = 0u64;
-    let mut directories: BTreeSet<Vec<u8>> = BTreeSet::new();
-    let mut segment_number = 0u32;
-
-    // One segment: its entries, and the trailer when it is the last.
-    let mut segment = |out: &mut Output,
-                       last: bool,
-                       body: &mut dyn FnMut(&mut SegmentWriter<SegmentEncoder<&mut Output>>, &mut BTreeSet<Vec<u8>>) -> Result<()>|
-     -> Result<()> {
-        segment_number += 1;
-        let mut writer = SegmentWriter::new(SegmentEncoder::new(out), segment_number);
-        body(&mut writer, &mut directories)?;
-        cpio_written += writer.written();
-        let mut encoder = writer.into_inner();
-        if last {
-            cpio_written += newc::write_trailer(&mut encoder, cpio_written)?;
-        }
-        let (_, summary) = encoder.finish()?;
-        summaries.push(summary);
-        Ok(())
-    };
-
-    // Kernel modules at /.
+    // Every segment's tree is built first (metadata only), so each knows which
+    // directories the segments before it write; then they are written in parallel.
+    let mut bodies: Vec<SegmentBody> = Vec::new();
     if !kernel_spec.modules_tar.is_empty() {
         let modules_path = modules.path().to_path_buf();
-        let entries = open_layer(&modules_path)
-            .and_then(read_entries).with_context(|| format!("reading {} of {}", kernel_spec.modules_tar, kernel_image.reference))?;
+        let describe = format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference);
+        let entries = open_layer(&modules_path).and_then(read_entries).with_context(|| format!("reading {describe}"))?;
         let mut tree = Tree::new();
-        tree.apply_layer(0, &entries).with_context(|| format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference))?;
-        segment(&mut out, false, &mut |writer, dirs| {
-            let mut open = |_: usize| open_layer(&modules_path);
-            let written = tree.write(b"", writer, &mut open, dirs)?;
-            dirs.extend(written);
-            Ok(())
-        })?;
+        tree.apply_layer(0, &entries).with_context(|| describe.clone())?;
+        bodies.push(SegmentBody::Tree { tree, prefix: vec![], layers: vec![modules_path], scaffold_directories: vec![], scaffold_files: vec![], describe });
     }
-
     // Init images at /, each flattened on its own (later ones overwrite earlier files).
     let mut apk_databases: Vec<Vec<u8>> = Vec::new();
     for (index, package) in composition.inputs.init.iter().enumerate() {
         let image = &images[&package.image];
         let layers = layer_paths(image, cache)?;
+        let describe = format!("init[{index}]: {}", image.reference);
         let (mut tree, dropped) = flatten(image, &layers).with_context(|| format!("init[{index}]"))?;
         warnings.extend(dropped);
         if let Some(Node::File(_)) = tree.get(APK_DATABASE) {
             let mut database = Vec::new();
-            extract(&tree, &layers, vec![(APK_DATABASE, &mut database)], image).with_context(|| format!("init[{index}]"))?;
+            extract(&tree, &layers, vec![(APK_DATABASE, &mut database)], image).with_context(|| describe.clone())?;
             apk_databases.push(database);
         }
         rewrite(&mut tree, ImageRole::Init);
-        segment(&mut out, false, &mut |writer, dirs| {
-            let mut open = |i: usize| open_layer(&layers[i]);
-            let written = tree.write(b"", writer, &mut open, dirs).with_context(|| format!("init[{index}]: {}", image.reference))?;
-            dirs.extend(written);
-            Ok(())
-        })?;
+        bodies.push(SegmentBody::Tree { tree, prefix: vec![], layers, scaffold_directories: vec![], scaffold_files: vec![], describe });
     }
-
     // Several init images each bring their apk database; like LinuxKit, the image gets
     // their concatenation, so every installed package stays listed.
     if apk_databases.len() >= 2 {
-        let merged = apk_databases.concat();
-        segment(&mut out, false, &mut |writer, _| {
-            let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
-            writer.entry(APK_DATABASE, &meta, merged.len() as u64, &merged[..])
-        })?;
+        bodies.push(SegmentBody::File { path: APK_DATABASE, contents: apk_databases.concat() });
     }
-
-    // Bundles.
     for bundle in &composition.bundles {
         let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
-        let flattened = if bundle.extracts_image {
+        let mut scaffold_directories = Vec::new();
+        let mut current = String::new();
+        for component in bundle.path.split('/') {
+            current = if current.is_empty() { component.to_string() } else { format!("{current}/{component}") };
+            scaffold_directories.push(current.clone().into_bytes());
+        }
+        scaffold_directories.push(format!("{}/rootfs", bundle.path).into_bytes());
+        if !bundle.readonly {
+            scaffold_directories.push(format!("{}/tmp", bundle.path).into_bytes());
+            if bundle.extracts_image {
+                scaffold_directories.push(format!("{}/lower", bundle.path).into_bytes());
+            }
+        }
+        let scaffold_files = vec![
+            (format!("{}/config.json", bundle.path).into_bytes(), &bundle.config_json[..]),
+            (format!("{}/runtime.json", bundle.path).into_bytes(), &bundle.runtime_json[..]),
+        ];
+        let (tree, layers, describe) = if bundle.extracts_image {
             let image = &images[&bundle.package.image];
             let layers = layer_paths(image, cache)?;
             let (mut tree, dropped) = flatten(image, &layers).with_context(|| at.clone())?;
             warnings.extend(dropped);
             rewrite(&mut tree, ImageRole::Bundle);
-            Some((tree, layers, image))
+            (tree, layers, format!("{at}: {}", image.reference))
         } else {
-            None
+            (Tree::new(), vec![], at.clone())
         };
-        segment(&mut out, false, &mut |writer, dirs| {
-            let mut parents = Vec::new();
-            let mut current = String::new();
-            for component in bundle.path.split('/') {
-                current = if current.is_empty() { component.to_string() } else { format!("{current}/{component}") };
-                parents.push(current.clone());
-            }
-            let mut own = vec![format!("{}/rootfs", bundle.path)];
-            if !bundle.readonly {
-                own.push(format!("{}/tmp", bundle.path));
-                if bundle.extracts_image {
-                    own.push(format!("{}/lower", bundle.path));
-                }
-            }
-            for directory in parents.iter().chain(own.iter()) {
-                writer.entry(directory.as_bytes(), &directory_meta(), 0, std::io::empty())?;
-                dirs.insert(directory.as_bytes().to_vec());
-            }
-            for (file, bytes) in [("config.json", &bundle.config_json), ("runtime.json", &bundle.runtime_json)] {
-                let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
-                writer.entry(format!("{}/{file}", bundle.path).as_bytes(), &meta, bytes.len() as u64, &bytes[..])?;
-            }
-            if let Some((tree, layers, image)) = &flattened {
-                let mut open = |i: usize| open_layer(&layers[i]);
-                let written = tree
-                    .write(bundle.image_root.as_bytes(), writer, &mut open, dirs)
-                    .with_context(|| format!("{at}: {}", image.reference))?;
-                dirs.extend(written);
-            }
-            Ok(())
-        })?;
+        bodies.push(SegmentBody::Tree { tree, prefix: bundle.image_root.clone().into_bytes(), layers, scaffold_directories, scaffold_files, describe });
     }
-
-    // file entries, and the trailer.
+    // file entries.
     let mut files = Tree::new();
     for file in &composition.files {
         let meta = Meta { mode: file.mode, uid: file.uid, gid: file.gid, mtime: crate::rootfs::tree::GENERATED_MTIME };
@@ -368,18 +401,50 @@ fn assemble(
             }
         }
     }
-    segment(&mut out, true, &mut |writer, dirs| {
-        let mut no_layers = |_: usize| -> Result<Box<dyn Read + Send>> { bail!("file entries have no layers") };
-        let written = files.write(b"", writer, &mut no_layers, dirs)?;
-        dirs.extend(written);
-        Ok(())
-    })?;
+    bodies.push(SegmentBody::Tree { tree: files, prefix: vec![], layers: vec![], scaffold_directories: vec![], scaffold_files: vec![], describe: "file".into() });
+
+    let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut segments = Vec::new();
+    for body in bodies {
+        let before = existing.clone();
+        match &body {
+            SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {
+                existing.extend(scaffold_directories.iter().cloned());
+                let scaffolded = existing.clone();
+                existing.extend(tree.directories_written(prefix, &scaffolded));
+            }
+            SegmentBody::File { .. } => {}
+        }
+        segments.push(Segment { body, existing: before });
+    }
+    let written = write_segments(&segments, output_dir)?;
+
+    // The initrd: microcode, then one gzip member of the segments and the trailer.
+    let initrd = temporary(output_dir, "initrd")?;
+    let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
+    if kernel_spec.ucode.is_some() {
+        let mut file = ucode.reopen()?;
+        std::io::copy(&mut file, &mut out).context("copying the microcode cpio")?;
+    }
+    gzip::write_header(&mut out)?;
+    let mut summaries = Vec::new();
+    let mut cpio_bytes = 0;
+    for segment in &written {
+        std::io::copy(&mut segment.file.reopen()?, &mut out)?;
+        summaries.push(segment.summary);
+        cpio_bytes += segment.cpio_bytes;
+    }
+    let mut trailer = SegmentEncoder::new(&mut out);
+    cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
+    let (_, summary) = trailer.finish()?;
+    summaries.push(summary);
     gzip::write_footer(&mut out, &summaries)?;
     out.flush()?;
+    drop(written);
     let (initrd_sha256, initrd_size) = out.finish();
     log::debug("assembly: initrd written", &[
         ("segments", summaries.len().to_string()),
-        ("uncompressed_bytes", cpio_written.to_string()),
+        ("uncompressed_bytes", cpio_bytes.to_string()),
         ("bytes", initrd_size.to_string()),
         ("elapsed_ms", started.elapsed().as_millis().to_string()),
     ]);

@@ -227,6 +227,18 @@ impl Tree {
         Ok(dropped)
     }
 
+    /// The directory names [`Tree::write`] writes under `prefix` when `existing` holds the
+    /// directories written before it, in the order it writes them.
+    pub fn directories_written(&self, prefix: &[u8], existing: &std::collections::BTreeSet<Vec<u8>>) -> Vec<Vec<u8>> {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| matches!(node, Node::Directory(_)))
+            .map(|(path, _)| (join(prefix, path), self.implicit.contains(path)))
+            .filter(|(full, implicit)| !(*implicit && existing.contains(full)))
+            .map(|(full, _)| full)
+            .collect()
+    }
+
     /// Writes the tree under `prefix` (empty for `/`). `open_layer(i)` opens layer `i` as
     /// a plain tar stream, for the layers whose files survived. Implicit directories (made
     /// only as parents) that `existing` already holds are not written again, so they do
@@ -239,7 +251,8 @@ impl Tree {
         open_layer: &mut dyn FnMut(usize) -> Result<Box<dyn Read + Send>>,
         existing: &std::collections::BTreeSet<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>> {
-        let mut directories = Vec::new();
+        let directories = self.directories_written(prefix, existing);
+        let mut written = directories.iter().peekable();
         let name = |path: &[u8]| join(prefix, path);
         let with_type = |meta: &Meta, kind: u32, rdev: (u32, u32)| Metadata {
             mode: kind | meta.mode,
@@ -253,11 +266,10 @@ impl Tree {
             match node {
                 Node::Directory(meta) => {
                     let full = name(path);
-                    if self.implicit.contains(path) && existing.contains(&full) {
-                        continue;
+                    if written.peek() == Some(&&full) {
+                        written.next();
+                        writer.entry(&full, &with_type(meta, S_IFDIR, (0, 0)), 0, std::io::empty())?;
                     }
-                    writer.entry(&full, &with_type(meta, S_IFDIR, (0, 0)), 0, std::io::empty())?;
-                    directories.push(full);
                 }
                 Node::File(id) => links.entry(*id).or_default().push(name(path)),
                 _ => {}

@@ -4,7 +4,7 @@ use crate::image::{image_config, out, write_fixtures};
 use crate::terraform::Workspace;
 
 /// sha256 of `test-initrd.img` for the standard fixture (tests/acceptance/image.rs).
-const GOLDEN_INITRD: &str = "e81f78987029d73a3efcbf20dd8c76f63d3e74adb2612fa975f0d75a3e7434ab";
+const GOLDEN_INITRD: &str = "81aecdf6d4afcdae300fb8790d340bde5fa2079a137449f3cf5358fdb37838e1";
 /// Its `content_hash`.
 const GOLDEN_CONTENT_HASH: &str = "sha256:2df0f88ab6157f13d965b2028b455da6118b2f4a030a43efe0009ff8cb6b2c20";
 

@@ -317,14 +317,6 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
     Ok(Composition { inputs, ids, bundles, files, content_hash })
 }
 
-/// A problem found while assembling (not in the inputs): the section and index it is in.
-pub fn locate(section: Option<Section>, index: usize) -> String {
-    match section {
-        Some(s) => format!("{}[{index}]", s.attribute()),
-        None => format!("init[{index}]"),
-    }
-}
-
 /// Checks a `file` block's settings are consistent; returns its kind.
 pub fn file_kind(contents: Option<String>, sensitive: Option<String>, source: Option<String>, directory: bool, symlink: Option<String>) -> Result<FileKind> {
     let given: Vec<&str> = [
@@ -348,4 +340,84 @@ pub fn file_kind(contents: Option<String>, sensitive: Option<String>, source: Op
         // An empty regular file, as in LinuxKit.
         _ => FileKind::Contents(Vec::new()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assemble::spec::{ImageDefaults, SPEC_VERSION};
+
+    const A: &str = "docker.io/library/a@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "docker.io/library/b@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn package(image: &str, name: &str, options: ContainerOptions) -> PackageSpec {
+        PackageSpec { spec_version: SPEC_VERSION, image: image.into(), platform: "linux/amd64".into(), name: name.into(), options, defaults: ImageDefaults::default() }
+    }
+
+    fn inputs(onboot: Vec<PackageSpec>, services: Vec<PackageSpec>) -> ImageInputs {
+        ImageInputs {
+            kernel: KernelSpec { spec_version: SPEC_VERSION, image: A.into(), platform: "linux/amd64".into(), cmdline: String::new(), binary: "kernel".into(), modules_tar: String::new(), ucode: None },
+            init: vec![],
+            onboot,
+            onshutdown: vec![],
+            services,
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn layout_ids_and_shared_extraction() {
+        let readonly = ContainerOptions { readonly: Some(true), ..Default::default() };
+        let composition = compose(inputs(
+            vec![package(A, "first", readonly), package(A, "second", ContainerOptions::default()), package(B, "third", ContainerOptions::default())],
+            vec![package(A, "svc", ContainerOptions { uid: Some("second".into()), ..Default::default() })],
+        ))
+        .unwrap();
+        let summary: Vec<(&str, &str, bool)> = composition.bundles.iter().map(|b| (b.path.as_str(), b.image_root.as_str(), b.extracts_image)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("containers/onboot/000-first", "containers/onboot/000-first/rootfs", true),
+                ("containers/onboot/001-second", "containers/onboot/000-first/rootfs", false),
+                ("containers/onboot/002-third", "containers/onboot/002-third/lower", true),
+                ("containers/services/svc", "containers/onboot/000-first/rootfs", false),
+            ]
+        );
+        assert_eq!(composition.ids, BTreeMap::from([("first".into(), 100), ("second".into(), 101), ("third".into(), 102), ("svc".into(), 103)]));
+        let svc: serde_json::Value = serde_json::from_slice(&composition.bundles[3].config_json).unwrap();
+        assert_eq!(svc["process"]["user"]["uid"], 101);
+    }
+
+    #[test]
+    fn problems_point_at_their_attribute() {
+        let mut bad = inputs(vec![], vec![package(A, "x", ContainerOptions::default()), package(B, "x", ContainerOptions::default())]);
+        bad.onboot.push(PackageSpec { platform: "linux/arm64".into(), ..package(B, "arm", ContainerOptions::default()) });
+        bad.files.push(FileSpec { path: "/etc/a".into(), kind: FileKind::Contents(vec![]), mode: None, uid: Some("nobody".into()), gid: None, optional: false });
+        bad.files.push(FileSpec { path: "/".into(), kind: FileKind::Directory, mode: None, uid: None, gid: None, optional: false });
+        let errors: Vec<String> = compose(bad).unwrap_err().iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors[0].starts_with("onboot[0]: docker.io/library/b@sha256:bbbb"), "{}", errors[0]);
+        assert!(errors[1].starts_with("services[1]: two services are named \"x\""), "{}", errors[1]);
+        assert!(errors[2].starts_with("file[0].uid: no container named \"nobody\""), "{}", errors[2]);
+        assert!(errors[3].starts_with("file[1].path"), "{}", errors[3]);
+    }
+
+    #[test]
+    fn the_hash_covers_order_options_and_files() {
+        let base = || inputs(vec![package(A, "a", ContainerOptions::default()), package(B, "b", ContainerOptions::default())], vec![]);
+        let hash = |inputs: ImageInputs| compose(inputs).unwrap().content_hash;
+        let reference = hash(base());
+        assert_eq!(reference, hash(base()), "same inputs, same hash");
+        let mut swapped = base();
+        swapped.onboot.reverse();
+        let mut option = base();
+        option.onboot[0].options.env = Some(vec!["X=1".into()]);
+        let mut file = base();
+        file.files.push(FileSpec { path: "/etc/x".into(), kind: FileKind::Contents(b"x".to_vec()), mode: None, uid: None, gid: None, optional: false });
+        let mut cmdline = base();
+        cmdline.kernel.cmdline = "quiet".into();
+        for (name, changed) in [("order", swapped), ("option", option), ("file", file), ("cmdline", cmdline)] {
+            assert_ne!(hash(changed), reference, "{name} must change the hash");
+        }
+    }
 }

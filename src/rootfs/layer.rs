@@ -240,6 +240,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn reads_pax_long_names() {
+        let name = format!("pax/{}/file", "p".repeat(200));
+        let body = format!(" path={name}\n");
+        let mut length = body.len() + 3;
+        if format!("{length}{body}").len() != length {
+            length += 1;
+        }
+        let record = format!("{length}{body}");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut pax = tar::Header::new_ustar();
+        pax.set_path("PaxHeaders/x").unwrap();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        for header in [&mut pax] {
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_cksum();
+        }
+        builder.append(&pax, record.as_bytes()).unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_path("truncated-name").unwrap();
+        file.set_entry_type(tar::EntryType::Regular);
+        file.set_size(0);
+        file.set_mode(0o644);
+        file.set_mtime(0);
+        file.set_uid(0);
+        file.set_gid(0);
+        file.set_cksum();
+        builder.append(&file, &[][..]).unwrap();
+        let stream = builder.into_inner().unwrap();
+        let entries = read_entries(&stream[..]).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(String::from_utf8_lossy(&entries[0].path), name);
+    }
+
+    #[test]
     fn decompresses_by_magic() {
         use std::io::Write as _;
         let stream = tar_of(&[(b"a", EntryKind::File { size: 3 })]);

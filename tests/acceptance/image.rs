@@ -416,7 +416,8 @@ fn microcode_is_prepended_and_apk_databases_are_merged() {
         let database = format!("P:{package}\n\n");
         add_layered_image(&layout, tag, &[tar_layer(&[Entry::File("lib/apk/db/installed", database.as_bytes(), 0o644)])], json!({}));
     }
-    let config = image_config(&workspace, "")
+    let extra_files = "\n  file {\n    path      = \"/var/lib/data\"\n    directory = true\n    mode      = \"0700\"\n  }\n\n  file {\n    path    = \"/etc/localtime\"\n    symlink = \"/usr/share/zoneinfo/UTC\"\n  }\n";
+    let config = image_config(&workspace, extra_files)
         .replace("oci-layout:./layout:kernel\"", "oci-layout:./layout:kernel-ucode\"\n  modules_tar = \"\"\n  ucode       = \"intel-ucode.cpio\"")
         .replace("init       = [resin_package.init.spec]", "init       = [resin_package.init.spec, resin_package.apk_a.spec, resin_package.apk_b.spec]")
         + "\nresource \"resin_package\" \"apk_a\" {\n  image = \"oci-layout:./layout:apk-a\"\n}\n\nresource \"resin_package\" \"apk_b\" {\n  image = \"oci-layout:./layout:apk-b\"\n}\n";
@@ -430,4 +431,6 @@ fn microcode_is_prepended_and_apk_databases_are_merged() {
     let root = extract_initrd(&gzip_part);
     assert_eq!(std::fs::read_to_string(root.path().join("lib/apk/db/installed")).unwrap(), "P:musl-1.2\n\nP:busybox-1.36\n\n");
     assert!(!root.path().join("lib/modules").exists(), "modules_tar = \"\" means no modules");
+    assert_eq!(root.path().join("var/lib/data").metadata().unwrap().mode() & 0o7777, 0o700);
+    assert_eq!(std::fs::read_link(root.path().join("etc/localtime")).unwrap(), Path::new("/usr/share/zoneinfo/UTC"));
 }

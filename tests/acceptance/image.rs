@@ -318,6 +318,13 @@ fn modified_or_missing_artifacts_are_drift() {
     assert_eq!(sha256(&initrd), original, "the rewrite gives the same bytes");
     assert_eq!(workspace.plan().code, 0);
 
+    std::fs::remove_file(&initrd).unwrap();
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "a missing initrd must be drift:\n{}", plan.text());
+    workspace.apply();
+    assert_eq!(sha256(&initrd), original);
+    assert_eq!(workspace.plan().code, 0);
+
     std::fs::remove_file(out(&workspace, "kernel")).unwrap();
     let plan = workspace.plan();
     assert_eq!(plan.code, 2, "a missing kernel must be drift:\n{}", plan.text());

@@ -1,6 +1,6 @@
 # terraform-provider-resin
-#   make demo     the main job: build, write the demo packages into a local OCI layout,
-#                 terraform apply examples/demo offline
+#   make demo     the main job: build, build the fixture packages from Debian packages into
+#                 a local OCI layout, terraform apply examples/demo, boot it under QEMU
 #   make test     install what the tests need, then run every test
 #   make install  build a release binary into Terraform's filesystem mirror
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
@@ -26,15 +26,18 @@ demo:
 	cargo build
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	cp examples/demo/main.tf $(DEMO_DIR)/
-	python3 scripts/make-demo-layout.py $(DEMO_DIR)/layout
+	scripts/boot-fixtures/build.sh $(DEMO_DIR)/layout
 	printf 'provider_installation {\n  dev_overrides {\n    "resinstack/resin" = "%s"\n  }\n  direct {}\n}\n' "$(CURDIR)/target/debug" > $(DEMO_DIR)/terraformrc
 	cd $(DEMO_DIR) && TF_CLI_CONFIG_FILE=$(DEMO_DIR)/terraformrc $(TERRAFORM) apply -auto-approve -input=false
 	cd $(DEMO_DIR) && TF_CLI_CONFIG_FILE=$(DEMO_DIR)/terraformrc $(TERRAFORM) plan -detailed-exitcode -input=false
+	scripts/boot-demo.sh $(DEMO_DIR)/out
 	@echo
-	@echo "Demo done: state in $(DEMO_DIR)/terraform.tfstate, blobs in $(DEMO_DIR)/cache."
+	@echo "Artifacts: $(DEMO_DIR)/out/demo-kernel, demo-initrd.img, demo-cmdline"
+	@echo "State: $(DEMO_DIR)/terraform.tfstate; blob cache: $(DEMO_DIR)/cache"
 
 test:
 	scripts/install-deps.sh test
+	scripts/boot-fixtures/build.sh $(CURDIR)/.tools/boot-layout
 	cargo test
 
 # Benchmarks (release build); prints timings, peak RSS and throughput.

@@ -3,7 +3,7 @@
 #   install-deps.sh build   protoc and its well-known protos (the plugin protocol is compiled)
 #   install-deps.sh demo    build + Terraform 1.0.3, verified by its pinned hashes, in .tools/bin
 #   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio,
-#                           htpasswd (the basic-auth registry)
+#                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64)
 set -euo pipefail
 what=${1:-test}
 case "$what" in build|demo|test) ;; *) echo "usage: $0 build|demo|test" >&2; exit 2 ;; esac
@@ -24,6 +24,8 @@ if [ "$what" = test ]; then
   command -v skopeo >/dev/null || need_apt+=(skopeo)
   command -v cpio >/dev/null || need_apt+=(cpio)
   command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+  command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
+  command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

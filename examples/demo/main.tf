@@ -1,6 +1,8 @@
-# The demo: a kernel and three packages from a local OCI image layout, assembled into
-# out/demo-kernel, out/demo-initrd.img and out/demo-cmdline.
-# `make demo` writes the layout (scripts/make-demo-layout.py) and runs this offline.
+# The demo: a Debian kernel, an init with busybox and runc, and three containers of a
+# probe package, from a local OCI image layout, assembled into out/demo-kernel,
+# out/demo-initrd.img and out/demo-cmdline. `make demo` builds the layout from Debian
+# packages (scripts/boot-fixtures/build.sh), applies this, and boots the result under
+# QEMU when QEMU is installed.
 
 terraform {
   required_providers {
@@ -34,29 +36,36 @@ provider "resin" {
 
 resource "resin_kernel" "demo" {
   image   = "oci-layout:${var.layout}:kernel"
-  cmdline = "console=ttyS0 console=tty0"
+  cmdline = "console=ttyS0 panic=-1"
 }
 
 resource "resin_package" "init" {
-  image = "oci-layout:${var.layout}:init"
   name  = "init"
+  image = "oci-layout:${var.layout}:init"
 }
 
-resource "resin_package" "sysctl" {
-  image    = "oci-layout:${var.layout}:sysctl"
-  name     = "sysctl"
-  net      = "host"
-  pid      = "host"
-  readonly = true
-  capabilities = ["CAP_SYS_ADMIN"]
-}
-
+# Runs once at boot with CAP_NET_ADMIN, an environment variable and a bind of a file.
 resource "resin_package" "hello" {
-  image = "oci-layout:${var.layout}:hello"
-  name  = "hello"
-  env   = ["GREETING=hello"]
-  binds = ["/var/log:/var/log"]
-  rlimits = ["nofile,1024,4096"]
+  name         = "hello"
+  image        = "oci-layout:${var.layout}:probe"
+  command      = ["/usr/bin/probe", "ONBOOT"]
+  capabilities = ["CAP_NET_ADMIN"]
+  env          = ["PROBE_ENV=from-terraform", "PATH=/bin:/usr/bin"]
+  binds        = ["/etc/resin-fixture:/probe/file:ro"]
+  rlimits      = ["nofile,1024,4096"]
+}
+
+# The same image with no capabilities: it is extracted once and shared.
+resource "resin_package" "unprivileged" {
+  name    = "unprivileged"
+  image   = "oci-layout:${var.layout}:probe"
+  command = ["/usr/bin/probe", "WITHHELD"]
+}
+
+resource "resin_package" "service" {
+  name    = "service"
+  image   = "oci-layout:${var.layout}:probe"
+  command = ["/usr/bin/probe", "SERVICE", "wait"]
 
   resources {
     memory {
@@ -70,20 +79,17 @@ resource "resin_image" "demo" {
   output_dir = var.output_dir
   kernel     = resin_kernel.demo.spec
   init       = [resin_package.init.spec]
-  onboot     = [resin_package.sysctl.spec]
-  services   = [resin_package.hello.spec]
+  onboot     = [resin_package.hello.spec, resin_package.unprivileged.spec]
+  services   = [resin_package.service.spec]
+
+  file {
+    path     = "/etc/resin-fixture"
+    contents = "FILE-CONTENT-OK"
+  }
 
   file {
     path     = "/etc/motd"
     contents = "Assembled by terraform-provider-resin.\n"
-  }
-
-  file {
-    path      = "/etc/hello/token"
-    source    = "${path.module}/token"
-    mode      = "0600"
-    uid       = "hello"
-    optional  = true
   }
 }
 
@@ -97,15 +103,10 @@ output "artifacts" {
   }
 }
 
-output "kernel" {
-  description = "The kernel image, pinned."
-  value       = resin_kernel.demo.id
-}
-
 output "packages" {
   description = "Each package pinned to its digest, with its content hash."
   value = {
-    for p in [resin_package.init, resin_package.sysctl, resin_package.hello] :
+    for p in [resin_package.init, resin_package.hello, resin_package.unprivileged, resin_package.service] :
     p.name => { id = p.id, content_hash = p.content_hash }
   }
 }

@@ -1,6 +1,7 @@
 //! Acceptance tests: the real Terraform binary drives the provider against a real OCI
 //! registry on loopback (anonymous and with basic auth) and local OCI layouts.
 
+mod boot;
 mod fixtures;
 mod golden;
 mod image;

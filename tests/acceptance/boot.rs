@@ -1,0 +1,211 @@
+//! Boot tests: what resin assembles boots under QEMU (TCG) and runs its containers with
+//! real runc. The fixture packages (a Debian kernel, an init with busybox and runc, a
+//! probe container) are built from Debian packages by scripts/boot-fixtures/build.sh,
+//! which `make test` runs first.
+//!
+//! A boot passes only when every marker appears on the console: QEMU exits 0 even after
+//! a kernel panic, so the console is the only evidence. A panic, a missing marker or a
+//! timeout fails the test and prints the console.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::terraform::Workspace;
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+
+pub fn boot_layout() -> PathBuf {
+    let path = std::env::var_os("RESIN_BOOT_LAYOUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/boot-layout"));
+    assert!(path.join("index.json").is_file(), "{} is missing: `make test` builds it (scripts/boot-fixtures/build.sh)", path.display());
+    path
+}
+
+/// The boot-test image: two onboot probes (one granted CAP_NET_ADMIN, with an env var and
+/// a bind of a file block; one with nothing) and one service probe.
+pub fn boot_config(workspace: &Workspace, platform: &str, with_init: bool) -> String {
+    let layout = boot_layout();
+    let layout = layout.display();
+    let init = if with_init { "[resin_package.init.spec]" } else { "[]" };
+    format!(
+        r#"
+provider "resin" {{
+  cache_dir = "{cache}"
+  platform  = "{platform}"
+}}
+
+resource "resin_kernel" "k" {{
+  image   = "oci-layout:{layout}:kernel"
+  cmdline = "console=ttyS0 console=ttyAMA0 panic=-1"
+}}
+
+resource "resin_package" "init" {{
+  name  = "init"
+  image = "oci-layout:{layout}:init"
+}}
+
+resource "resin_package" "granted" {{
+  name         = "granted"
+  image        = "oci-layout:{layout}:probe"
+  command      = ["/usr/bin/probe", "ONBOOT"]
+  capabilities = ["CAP_NET_ADMIN"]
+  env          = ["PROBE_ENV=from-terraform", "PATH=/bin:/usr/bin"]
+  binds        = ["/etc/resin-fixture:/probe/file:ro"]
+}}
+
+resource "resin_package" "withheld" {{
+  name    = "withheld"
+  image   = "oci-layout:{layout}:probe"
+  command = ["/usr/bin/probe", "WITHHELD"]
+}}
+
+resource "resin_package" "service" {{
+  name    = "service"
+  image   = "oci-layout:{layout}:probe"
+  command = ["/usr/bin/probe", "SERVICE", "wait"]
+}}
+
+resource "resin_image" "boot" {{
+  name       = "boot"
+  output_dir = "./out"
+  kernel     = resin_kernel.k.spec
+  init       = {init}
+  onboot     = [resin_package.granted.spec, resin_package.withheld.spec]
+  services   = [resin_package.service.spec]
+
+  file {{
+    path     = "/etc/resin-fixture"
+    contents = "FILE-CONTENT-OK"
+  }}
+}}
+"#,
+        cache = workspace.cache_dir.display()
+    )
+}
+
+/// Boots kernel + initrd under QEMU for `arch` and returns the console and the boot time.
+pub fn boot(arch: &str, kernel: &Path, initrd: &Path) -> (String, Duration) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut command = match arch {
+        "x86_64" => {
+            let mut c = Command::new("qemu-system-x86_64");
+            c.args(["-m", "512"]).arg("-append").arg("console=ttyS0 panic=-1");
+            c
+        }
+        "aarch64" => {
+            let mut c = Command::new("qemu-system-aarch64");
+            c.args(["-M", "virt", "-cpu", "cortex-a57", "-m", "512"]).arg("-append").arg("console=ttyAMA0 panic=-1");
+            c
+        }
+        other => panic!("no QEMU for {other}"),
+    };
+    command
+        .args(["-nographic", "-no-reboot", "-kernel"])
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .stdin(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap());
+    let started = Instant::now();
+    let mut child = command.spawn().expect("QEMU is installed by make test");
+    let timed_out = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if started.elapsed() > BOOT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let elapsed = started.elapsed();
+    let mut console = String::new();
+    let mut bytes = Vec::new();
+    log.reopen().unwrap().read_to_end(&mut bytes).unwrap();
+    console.push_str(&String::from_utf8_lossy(&bytes));
+    if timed_out {
+        console.push_str(&format!("\n[boot test: QEMU killed after {}s]\n", BOOT_TIMEOUT.as_secs()));
+    }
+    (console, elapsed)
+}
+
+/// Every marker must be on the console, and no kernel panic or timeout.
+pub fn judge(console: &str, markers: &[&str]) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if console.contains("Kernel panic") {
+        problems.push("the kernel panicked".to_string());
+    }
+    if console.contains("[boot test: QEMU killed after") {
+        problems.push("the boot timed out".to_string());
+    }
+    for marker in markers {
+        if !console.contains(marker) {
+            problems.push(format!("missing marker {marker:?}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\n----- console -----\n{console}\n----- end of console -----", problems.join("; ")))
+    }
+}
+
+fn boot_test(platform: &str, arch: &str) {
+    let workspace = Workspace::new();
+    workspace.write_config(&boot_config(&workspace, platform, true));
+    workspace.apply();
+    let out = workspace.work_dir().join("out");
+    let (console, elapsed) = boot(arch, &out.join("boot-kernel"), &out.join("boot-initrd.img"));
+    eprintln!("{arch}: booted and powered off in {:.1} s", elapsed.as_secs_f64());
+    let markers = [
+        format!("RESIN-INIT-OK arch={arch}"),
+        "RESIN-MODULE-OK overlay.ko".to_string(),
+        // Granted capability (CAP_NET_ADMIN is bit 12), env and bind of a file block.
+        format!("RESIN-ONBOOT-OK capeff=0000000000001000 env=from-terraform file=FILE-CONTENT-OK arch={arch}"),
+        "RESIN-ONBOOT-EXIT 000-granted 0".to_string(),
+        // Withheld: no capabilities at all.
+        format!("RESIN-WITHHELD-OK capeff=0000000000000000 env=unset file=none arch={arch}"),
+        "RESIN-ONBOOT-EXIT 001-withheld 0".to_string(),
+        format!("RESIN-SERVICE-OK capeff=0000000000000000 env=unset file=none arch={arch}"),
+        "RESIN-BOOT-DONE".to_string(),
+    ];
+    let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+    if let Err(report) = judge(&console, &markers) {
+        panic!("{arch} boot failed: {report}");
+    }
+}
+
+#[test]
+fn x86_64_boots_and_runs_its_containers_with_runc() {
+    boot_test("linux/amd64", "x86_64");
+}
+
+#[test]
+fn aarch64_from_the_same_definition_boots_and_runs_its_containers() {
+    boot_test("linux/arm64", "aarch64");
+}
+
+#[test]
+fn a_kernel_panic_fails_the_boot_check() {
+    // No init image: the kernel finds no /init and panics; QEMU still exits 0.
+    let workspace = Workspace::new();
+    workspace.write_config(&boot_config(&workspace, "linux/arm64", false));
+    workspace.apply();
+    let out = workspace.work_dir().join("out");
+    let (console, _) = boot("aarch64", &out.join("boot-kernel"), &out.join("boot-initrd.img"));
+    let report = judge(&console, &["RESIN-INIT-OK"]).expect_err("a panicking boot must fail");
+    assert!(report.contains("the kernel panicked") && report.contains("missing marker \"RESIN-INIT-OK\""), "{report}");
+    assert!(report.contains("----- console -----"), "the console must be printed");
+}
+
+#[test]
+fn judging_the_console() {
+    assert!(judge("boot\nRESIN-A\nRESIN-B\n", &["RESIN-A", "RESIN-B"]).is_ok());
+    let report = judge("RESIN-A\n[boot test: QEMU killed after 240s]\n", &["RESIN-A"]).unwrap_err();
+    assert!(report.starts_with("the boot timed out"), "{report}");
+}

@@ -54,4 +54,6 @@ if ! { [ -x "$terraform" ] && echo "$TERRAFORM_SHA256  $terraform" | sha256sum -
   install -m 0755 "$binary" "$terraform.tmp"
   mv "$terraform.tmp" "$terraform"
 fi
-"$terraform" version | head -n 1
+# The whole output is read: `| head -n 1` could close the pipe early and fail the script.
+version_text=$("$terraform" version)
+echo "${version_text%%$'\n'*}"

@@ -26,10 +26,10 @@ fi
 
 for arch in amd64 arm64; do
   mkdir -p "$debs/$arch" "$staging/$arch"
-  kernel_package=$(apt-cache depends "linux-image-$arch:$arch" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  kernel_package=$(apt-cache depends "linux-image-$arch:$arch" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !found {print $2; found = 1}')
   if [ -z "$kernel_package" ]; then
     $sudo apt-get update -qq
-    kernel_package=$(apt-cache depends "linux-image-$arch:$arch" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    kernel_package=$(apt-cache depends "linux-image-$arch:$arch" | awk '/Depends: linux-image-[0-9]/ && !found {print $2; found = 1}')
   fi
   kernel_package="${kernel_package%%:*}"
   for package in "$kernel_package" busybox-static runc libseccomp2 libc6; do

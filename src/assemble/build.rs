@@ -63,6 +63,11 @@ pub fn artifact_paths(output_dir: &Path, name: &str) -> [PathBuf; 3] {
     ]
 }
 
+/// Where the SPDX SBOM of image `name` goes.
+pub fn sbom_path(output_dir: &Path, name: &str) -> PathBuf {
+    output_dir.join(format!("{name}-sbom.spdx.json"))
+}
+
 /// sha256 and size of a file on disk.
 pub fn file_digest(path: &Path) -> Result<(String, u64)> {
     let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -104,6 +109,11 @@ impl<W: Write> Write for HashingWriter<W> {
 /// Pulls every image of the composition (a few at a time), then assembles on a
 /// blocking thread.
 pub async fn build(composition: Composition, puller: &Puller, output_dir: PathBuf, name: String) -> Result<Artifacts> {
+    let sbom = {
+        let mut bytes = serde_json::to_vec_pretty(&super::interop::spdx_document(&composition, &name)).expect("JSON values serialise");
+        bytes.push(b'\n');
+        bytes
+    };
     let started = Instant::now();
     let kernel = &composition.inputs.kernel;
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
@@ -124,7 +134,7 @@ pub async fn build(composition: Composition, puller: &Puller, output_dir: PathBu
         .await?;
     log::debug("assembly: images pulled", &[("images", images.len().to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())]);
     let cache = puller.cache().clone();
-    tokio::task::spawn_blocking(move || assemble(&composition, &images, &cache, &output_dir, &name)).await?
+    tokio::task::spawn_blocking(move || assemble(&composition, &images, &cache, &output_dir, &name, &sbom)).await?
 }
 
 /// An image's layers as blob paths in the cache, in order.
@@ -294,6 +304,7 @@ fn assemble(
     cache: &BlobCache,
     output_dir: &Path,
     name: &str,
+    sbom: &[u8],
 ) -> Result<Artifacts> {
     let started = Instant::now();
     let kernel_spec = &composition.inputs.kernel;
@@ -454,15 +465,19 @@ fn assemble(
     cmdline.write_all(kernel_spec.cmdline.as_bytes())?;
     let (cmdline_sha256, cmdline_size) = file_digest(cmdline.path())?;
 
+    let mut sbom_file = temporary(output_dir, "sbom")?;
+    sbom_file.write_all(sbom)?;
+
     let [kernel_path, initrd_path, cmdline_path] = artifact_paths(output_dir, name);
-    for file in [&kernel_file, &initrd, &cmdline] {
+    for file in [&kernel_file, &initrd, &cmdline, &sbom_file] {
         // Temporary files are created 0600; artifacts are meant to be read (by a PXE or
         // image server, a VM launcher).
         use std::os::unix::fs::PermissionsExt as _;
         file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
         file.as_file().sync_all()?;
     }
-    for (file, path) in [(kernel_file, &kernel_path), (initrd, &initrd_path), (cmdline, &cmdline_path)] {
+    let sbom_destination = sbom_path(output_dir, name);
+    for (file, path) in [(kernel_file, &kernel_path), (initrd, &initrd_path), (cmdline, &cmdline_path), (sbom_file, &sbom_destination)] {
         file.persist(path).with_context(|| format!("moving the artifact into place at {}", path.display()))?;
     }
     drop((modules, ucode));

@@ -62,6 +62,8 @@ pub struct FileSpec {
     pub gid: Option<String>,
     /// A missing `source` is skipped instead of an error.
     pub optional: bool,
+    /// The contents came from `sensitive_contents`: never shown (e.g. in `linuxkit_yaml`).
+    pub sensitive: bool,
 }
 
 /// Everything an image is made of, as the resource's attributes give it.
@@ -392,8 +394,8 @@ mod tests {
     fn problems_point_at_their_attribute() {
         let mut bad = inputs(vec![], vec![package(A, "x", ContainerOptions::default()), package(B, "x", ContainerOptions::default())]);
         bad.onboot.push(PackageSpec { platform: "linux/arm64".into(), ..package(B, "arm", ContainerOptions::default()) });
-        bad.files.push(FileSpec { path: "/etc/a".into(), kind: FileKind::Contents(vec![]), mode: None, uid: Some("nobody".into()), gid: None, optional: false });
-        bad.files.push(FileSpec { path: "/".into(), kind: FileKind::Directory, mode: None, uid: None, gid: None, optional: false });
+        bad.files.push(FileSpec { path: "/etc/a".into(), kind: FileKind::Contents(vec![]), mode: None, uid: Some("nobody".into()), gid: None, optional: false, sensitive: false });
+        bad.files.push(FileSpec { path: "/".into(), kind: FileKind::Directory, mode: None, uid: None, gid: None, optional: false, sensitive: false });
         let errors: Vec<String> = compose(bad).unwrap_err().iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 4, "{errors:#?}");
         assert!(errors[0].starts_with("onboot[0]: docker.io/library/b@sha256:bbbb"), "{}", errors[0]);
@@ -413,7 +415,7 @@ mod tests {
         let mut option = base();
         option.onboot[0].options.env = Some(vec!["X=1".into()]);
         let mut file = base();
-        file.files.push(FileSpec { path: "/etc/x".into(), kind: FileKind::Contents(b"x".to_vec()), mode: None, uid: None, gid: None, optional: false });
+        file.files.push(FileSpec { path: "/etc/x".into(), kind: FileKind::Contents(b"x".to_vec()), mode: None, uid: None, gid: None, optional: false, sensitive: false });
         let mut cmdline = base();
         cmdline.kernel.cmdline = "quiet".into();
         for (name, changed) in [("order", swapped), ("option", option), ("file", file), ("cmdline", cmdline)] {

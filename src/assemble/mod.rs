@@ -4,5 +4,6 @@
 
 pub mod build;
 pub mod compose;
+pub mod interop;
 pub mod rewrite;
 pub mod spec;

@@ -26,7 +26,8 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, description, list_block, strings};
-use crate::assemble::build::{artifact_paths, build, file_digest};
+use crate::assemble::build::{artifact_paths, build, file_digest, sbom_path};
+use crate::assemble::interop::{linuxkit_document, to_yaml};
 use crate::assemble::compose::{compose, file_kind, Composition, FileSpec, ImageInputs, InputError};
 use crate::assemble::spec::{KernelSpec, PackageSpec};
 
@@ -63,6 +64,8 @@ pub struct ImageState {
     kernel_size: Value<i64>,
     initrd_size: Value<i64>,
     cmdline_size: Value<i64>,
+    sbom_path: Value<String>,
+    linuxkit_yaml: Value<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -172,6 +175,7 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
             return Ok(None);
         };
         let at = |field: &'static str| AttributePath::new("file").index(index as i64).attribute(field);
+        let is_sensitive = sensitive.is_some();
         let kind = match file_kind(contents, sensitive, source, directory.unwrap_or(false), symlink) {
             Ok(kind) => kind,
             Err(e) => {
@@ -189,7 +193,7 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
                 continue;
             }
         };
-        files.push(FileSpec { path: path.unwrap_or_default(), kind, mode, uid, gid, optional: optional.unwrap_or(false) });
+        files.push(FileSpec { path: path.unwrap_or_default(), kind, mode, uid, gid, optional: optional.unwrap_or(false), sensitive: is_sensitive });
     }
     if failed {
         return Err(());
@@ -224,11 +228,12 @@ fn error_path_text(error: &InputError) -> String {
 
 fn set_paths(state: &mut ImageState) {
     let (Some(Some(name)), Some(Some(dir))) = (known(&state.name), known(&state.output_dir)) else {
-        for v in [&mut state.id, &mut state.kernel_path, &mut state.initrd_path, &mut state.cmdline_path] {
+        for v in [&mut state.id, &mut state.kernel_path, &mut state.initrd_path, &mut state.cmdline_path, &mut state.sbom_path] {
             *v = Value::Unknown;
         }
         return;
     };
+    state.sbom_path = Value::Value(sbom_path(Path::new(&dir), &name).display().to_string());
     let [kernel, initrd, cmdline] = artifact_paths(Path::new(&dir), &name);
     state.id = Value::Value(Path::new(&dir).join(&name).display().to_string());
     state.kernel_path = Value::Value(kernel.display().to_string());
@@ -273,6 +278,10 @@ impl Image {
             Some(c) => Value::Value(c.content_hash.clone()),
             None => Value::Unknown,
         };
+        state.linuxkit_yaml = match &composition {
+            Some(c) => Value::Value(to_yaml(&linuxkit_document(c))),
+            None => Value::Unknown,
+        };
         Some((state, composition))
     }
 
@@ -294,6 +303,7 @@ impl Image {
             }
         }
         state.content_hash = Value::Value(composition.content_hash.clone());
+        state.linuxkit_yaml = Value::Value(to_yaml(&linuxkit_document(&composition)));
         set_paths(&mut state);
         let (Some(Some(name)), Some(Some(dir))) = (known(&state.name), known(&state.output_dir)) else {
             diags.root_error_short("name and output_dir must be known at apply");
@@ -347,6 +357,10 @@ impl Resource for Image {
             attribute("content_hash", AttributeType::String, Computed,
                 "sha256 over everything that determines the artifacts: kernel and package digests and settings, every generated `config.json` and `runtime.json`, file contents, order, platform and the assembly format. Known at plan time whenever the inputs are; the same hash always gives byte-identical artifacts."),
             attribute("id", AttributeType::String, Computed, "`<output_dir>/<name>`."),
+            attribute("sbom_path", AttributeType::String, Computed,
+                "Path of the SPDX 2.3 JSON SBOM written beside the artifacts (`<name>-sbom.spdx.json`): the kernel and every package with its pinned digest, deterministic (namespace and creation time derive from the content hash)."),
+            attribute("linuxkit_yaml", AttributeType::String, Computed,
+                "The equivalent LinuxKit YAML (kernel, init, onboot, onshutdown, services, files), to compare with or migrate from `linuxkit build`. Files with `sensitive_contents` appear with a placeholder instead of their contents."),
         ];
         for (artifact, what) in [("kernel", "kernel binary"), ("initrd", "gzip'd newc initrd"), ("cmdline", "kernel command line")] {
             attributes.push(attribute(&format!("{artifact}_path"), AttributeType::String, Computed, &format!("Path of the {what}.")));
@@ -439,7 +453,8 @@ impl Resource for Image {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let (mut state, _) = self.plan(diags, proposed)?;
         set_artifacts_unknown(&mut state);
-        let will_write = paths_of(&state).map(|p| p.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
+        let mut will_write: Vec<String> = paths_of(&state).map(|p| p.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
+        will_write.extend(state.sbom_path.as_ref_option().cloned());
         Some((state, Some(Written { sha256: None, will_write })))
     }
 
@@ -521,6 +536,12 @@ impl Resource for Image {
     ) -> Option<()> {
         let Some(paths) = paths_of(&prior) else { return Some(()) };
         let will_write = private.map(|p| p.will_write).unwrap_or_default();
+        if let Some(sbom) = prior.sbom_path.as_ref_option() {
+            if !will_write.contains(sbom) {
+                // Generated from the state's inputs, so nothing else writes it.
+                let _ = std::fs::remove_file(sbom);
+            }
+        }
         let recorded = recorded_shas(&prior);
         for (path, sha) in paths.iter().zip(recorded) {
             if will_write.contains(&path.display().to_string()) {

@@ -275,6 +275,21 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
     let state = workspace.state();
     let image = &state["resin_image.img"];
     assert_eq!(image["initrd_sha256"], format!("sha256:{}", sha256(&out(&workspace, "initrd.img"))).as_str());
+
+    // Interop: the LinuxKit YAML and the SPDX SBOM.
+    let yaml = image["linuxkit_yaml"].as_str().unwrap();
+    for expected in ["kernel:\n  image: \"oci-layout:./layout@sha256:", "init:\n  - \"oci-layout:./layout@sha256:", "onboot:\n  - name: \"sysctl\"",
+        "    capabilities:\n      - \"CAP_SYS_ADMIN\"", "services:\n  - name: \"sshd\"", "    uid: \"sshd\"",
+        "  - path: \"etc/motd\"\n    contents: \"MOTD\"", "contents: \"(sensitive contents, not shown)\""] {
+        assert!(yaml.contains(expected), "linuxkit_yaml lacks {expected:?}:\n{yaml}");
+    }
+    assert!(!yaml.contains("s3cret"), "a sensitive value leaked into linuxkit_yaml");
+    let sbom: serde_json::Value = serde_json::from_slice(&std::fs::read(workspace.work_dir().join("out/test-sbom.spdx.json")).unwrap()).unwrap();
+    assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+    let names: Vec<&str> = sbom["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["test", "kernel", "init", "sysctl", "sshd"]);
+    assert!(sbom["packages"][4]["versionInfo"].as_str().unwrap().starts_with("sha256:"));
+    assert!(sbom["documentNamespace"].as_str().unwrap().ends_with(image["content_hash"].as_str().unwrap().trim_start_matches("sha256:")));
     assert_eq!(image["kernel_size"], KERNEL_BYTES.len());
     let plan = workspace.plan();
     assert_eq!(plan.code, 0, "{}", plan.text());
@@ -341,7 +356,7 @@ fn the_same_inputs_give_the_same_bytes_with_any_cache() {
     let second = new_workspace();
     second.write_config(&image_config(&second, ""));
     second.apply();
-    for artifact in ["kernel", "initrd.img", "cmdline"] {
+    for artifact in ["kernel", "initrd.img", "cmdline", "sbom.spdx.json"] {
         assert_eq!(sha256(&out(&first, artifact)), sha256(&out(&second, artifact)), "{artifact} differs between two caches");
     }
     assert_eq!(first.state()["resin_image.img"]["content_hash"], second.state()["resin_image.img"]["content_hash"]);
@@ -391,7 +406,7 @@ fn destroy_removes_the_artifacts_and_nothing_else() {
     std::fs::write(&keep, "not ours").unwrap();
     let destroy = workspace.run(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
     assert_eq!(destroy.code, 0, "{}", destroy.text());
-    for artifact in ["kernel", "initrd.img", "cmdline"] {
+    for artifact in ["kernel", "initrd.img", "cmdline", "sbom.spdx.json"] {
         assert!(!out(&workspace, artifact).exists(), "{artifact} left behind");
     }
     assert!(keep.exists());

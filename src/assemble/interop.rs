@@ -1,0 +1,331 @@
+//! What a composition looks like to other tools: the equivalent LinuxKit YAML (to compare
+//! with or migrate from `linuxkit build`) and an SPDX 2.3 JSON SBOM of the image.
+//!
+//! Both are deterministic functions of the composition: the SBOM's namespace is derived
+//! from the content hash and its creation time is the fixed time of generated entries
+//! (as SOURCE_DATE_EPOCH would be), so the same image always gives the same document.
+
+use serde_json::{json, Map, Value};
+
+use super::compose::{Composition, FileKind};
+use super::spec::PackageSpec;
+use crate::container::ContainerOptions;
+
+/// What `linuxkit_yaml` shows for the contents of a file given as `sensitive_contents`.
+pub const SENSITIVE_PLACEHOLDER: &str = "(sensitive contents, not shown)";
+
+/// A package's options under LinuxKit's keys.
+fn linuxkit_options(options: &ContainerOptions) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            out.insert(key.to_string(), v);
+        }
+    };
+    let strings = |v: &Option<Vec<String>>| v.as_ref().map(|v| json!(v));
+    put("capabilities", strings(&options.capabilities));
+    put("capabilities.add", strings(&options.capabilities_add));
+    put("ambient", strings(&options.ambient));
+    put("binds", strings(&options.binds));
+    put("binds.add", strings(&options.binds_add));
+    put("mounts", options.mounts.as_ref().map(|m| json!(m)));
+    put("tmpfs", strings(&options.tmpfs));
+    put("command", strings(&options.command));
+    put("env", strings(&options.env));
+    put("cwd", options.cwd.as_ref().map(|v| json!(v)));
+    put("net", options.net.as_ref().map(|v| json!(v)));
+    put("pid", options.pid.as_ref().map(|v| json!(v)));
+    put("ipc", options.ipc.as_ref().map(|v| json!(v)));
+    put("uts", options.uts.as_ref().map(|v| json!(v)));
+    put("userns", options.userns.as_ref().map(|v| json!(v)));
+    put("readonly", options.readonly.map(|v| json!(v)));
+    put("maskedPaths", strings(&options.masked_paths));
+    put("readonlyPaths", strings(&options.readonly_paths));
+    put("uid", options.uid.as_ref().map(|v| json!(v)));
+    put("gid", options.gid.as_ref().map(|v| json!(v)));
+    put("additionalGids", strings(&options.additional_gids));
+    put("noNewPrivileges", options.no_new_privileges.map(|v| json!(v)));
+    put("hostname", options.hostname.as_ref().map(|v| json!(v)));
+    put("oomScoreAdj", options.oom_score_adj.map(|v| json!(v)));
+    put("rootfsPropagation", options.rootfs_propagation.as_ref().map(|v| json!(v)));
+    put("cgroupsPath", options.cgroups_path.as_ref().map(|v| json!(v)));
+    put("devices", options.devices.as_ref().map(|d| json!(d)));
+    put(
+        "resources",
+        options.resources.as_ref().map(|r| {
+            let mut resources = Map::new();
+            if let Some(m) = &r.memory {
+                let mut memory = serde_json::to_value(m).expect("serialisable");
+                if let Some(object) = memory.as_object_mut() {
+                    if let Some(v) = object.remove("disable_oom_killer") {
+                        object.insert("disableOOMKiller".into(), v);
+                    }
+                }
+                resources.insert("memory".into(), memory);
+            }
+            if let Some(c) = &r.cpu {
+                resources.insert("cpu".into(), json!(c));
+            }
+            if let Some(limit) = r.pids_limit {
+                resources.insert("pids".into(), json!({ "limit": limit }));
+            }
+            if let Some(weight) = r.block_io_weight {
+                resources.insert("blockio".into(), json!({ "weight": weight }));
+            }
+            Value::Object(resources)
+        }),
+    );
+    put("sysctl", options.sysctl.as_ref().map(|v| json!(v)));
+    put("rlimits", strings(&options.rlimits));
+    put("annotations", options.annotations.as_ref().map(|v| json!(v)));
+    put(
+        "runtime",
+        options.runtime.as_ref().map(|r| {
+            let mut runtime = Map::new();
+            if let Some(v) = &r.cgroups {
+                runtime.insert("cgroups".into(), json!(v));
+            }
+            if let Some(v) = &r.mounts {
+                runtime.insert("mounts".into(), json!(v));
+            }
+            if let Some(v) = &r.mkdir {
+                runtime.insert("mkdir".into(), json!(v));
+            }
+            if let Some(v) = &r.interfaces {
+                let interfaces: Vec<Value> = v
+                    .iter()
+                    .map(|i| json!({ "name": i.name, "add": i.add, "peer": i.peer, "createInRoot": i.create_in_root }))
+                    .collect();
+                runtime.insert("interfaces".into(), Value::Array(interfaces));
+            }
+            if let Some(v) = &r.bind_ns {
+                runtime.insert("bindNS".into(), json!(v));
+            }
+            if let Some(v) = &r.namespace {
+                runtime.insert("namespace".into(), json!(v));
+            }
+            Value::Object(runtime)
+        }),
+    );
+    out
+}
+
+fn container(package: &PackageSpec) -> Value {
+    let mut entry = Map::new();
+    entry.insert("name".into(), json!(package.name));
+    entry.insert("image".into(), json!(package.image));
+    entry.extend(linuxkit_options(&package.options));
+    Value::Object(entry)
+}
+
+/// The LinuxKit YAML document equivalent to the composition. Sensitive file contents are
+/// not written out: the entry says where they would go.
+pub fn linuxkit_document(composition: &Composition) -> Value {
+    let inputs = &composition.inputs;
+    let kernel = &inputs.kernel;
+    let mut kernel_entry = json!({ "image": kernel.image, "cmdline": kernel.cmdline });
+    if kernel.binary != "kernel" {
+        kernel_entry["binary"] = json!(kernel.binary);
+    }
+    if kernel.modules_tar != "kernel.tar" {
+        kernel_entry["tar"] = json!(if kernel.modules_tar.is_empty() { "none" } else { kernel.modules_tar.as_str() });
+    }
+    if let Some(ucode) = &kernel.ucode {
+        kernel_entry["ucode"] = json!(ucode);
+    }
+    let mut document = Map::new();
+    document.insert("kernel".into(), kernel_entry);
+    document.insert("init".into(), json!(inputs.init.iter().map(|p| p.image.clone()).collect::<Vec<_>>()));
+    for (key, packages) in [("onboot", &inputs.onboot), ("onshutdown", &inputs.onshutdown), ("services", &inputs.services)] {
+        if !packages.is_empty() {
+            document.insert(key.into(), Value::Array(packages.iter().map(container).collect()));
+        }
+    }
+    let files: Vec<Value> = inputs
+        .files
+        .iter()
+        .map(|file| {
+            let mut entry = Map::new();
+            entry.insert("path".into(), json!(file.path.trim_start_matches('/')));
+            match &file.kind {
+                FileKind::Contents(_) if file.sensitive => {
+                    entry.insert("contents".into(), json!(SENSITIVE_PLACEHOLDER));
+                }
+                FileKind::Contents(bytes) => {
+                    entry.insert("contents".into(), json!(String::from_utf8_lossy(bytes)));
+                }
+                FileKind::Source(source) => {
+                    entry.insert("source".into(), json!(source.display().to_string()));
+                }
+                FileKind::Directory => {
+                    entry.insert("directory".into(), json!(true));
+                }
+                FileKind::Symlink(target) => {
+                    entry.insert("symlink".into(), json!(target));
+                }
+            }
+            if let Some(mode) = file.mode {
+                entry.insert("mode".into(), json!(format!("{mode:04o}")));
+            }
+            for (key, id) in [("uid", &file.uid), ("gid", &file.gid)] {
+                if let Some(id) = id {
+                    entry.insert(key.into(), id.parse::<u32>().map(|n| json!(n)).unwrap_or_else(|_| json!(id)));
+                }
+            }
+            if file.optional {
+                entry.insert("optional".into(), json!(true));
+            }
+            Value::Object(entry)
+        })
+        .collect();
+    if !files.is_empty() {
+        document.insert("files".into(), Value::Array(files));
+    }
+    Value::Object(document)
+}
+
+/// A block-style YAML rendering of a JSON value (scalars in JSON's double-quoted form,
+/// which YAML reads the same way). Keys in LinuxKit's usual order: kernel, init, onboot,
+/// onshutdown, services, files; within entries, `name` and `image` first.
+pub fn to_yaml(value: &Value) -> String {
+    fn scalar(value: &Value) -> String {
+        match value {
+            Value::String(s) => serde_json::to_string(s).expect("strings serialise"),
+            other => other.to_string(),
+        }
+    }
+    fn key_rank(key: &str) -> (usize, &str) {
+        let order = ["kernel", "init", "onboot", "onshutdown", "services", "files", "name", "image", "path"];
+        (order.iter().position(|k| *k == key).unwrap_or(order.len()), key)
+    }
+    fn emit(value: &Value, indent: usize, out: &mut String) {
+        let pad = " ".repeat(indent);
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_by_key(|k| key_rank(k));
+                for key in keys {
+                    let item = &map[key];
+                    let key_text = if key.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) { key.clone() } else { scalar(&json!(key)) };
+                    match item {
+                        Value::Object(m) if !m.is_empty() => {
+                            out.push_str(&format!("{pad}{key_text}:\n"));
+                            emit(item, indent + 2, out);
+                        }
+                        Value::Array(a) if !a.is_empty() => {
+                            out.push_str(&format!("{pad}{key_text}:\n"));
+                            emit(item, indent + 2, out);
+                        }
+                        Value::Object(_) => out.push_str(&format!("{pad}{key_text}: {{}}\n")),
+                        Value::Array(_) => out.push_str(&format!("{pad}{key_text}: []\n")),
+                        Value::Null => {}
+                        other => out.push_str(&format!("{pad}{key_text}: {}\n", scalar(other))),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::Object(_) | Value::Array(_) => {
+                            let mut nested = String::new();
+                            emit(item, indent + 2, &mut nested);
+                            // The first line of the nested block follows the dash.
+                            let nested = nested.strip_prefix(&" ".repeat(indent + 2)).unwrap_or(&nested).to_string();
+                            out.push_str(&format!("{pad}- {nested}"));
+                        }
+                        other => out.push_str(&format!("{pad}- {}\n", scalar(other))),
+                    }
+                }
+            }
+            other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+        }
+    }
+    let mut out = String::new();
+    emit(value, 0, &mut out);
+    out
+}
+
+fn purl(image: &str) -> String {
+    // pkg:oci/<name>@sha256%3A<hex>?repository_url=<registry>/<repository>
+    let (location, digest) = image.split_once('@').unwrap_or((image, ""));
+    let name = location.rsplit('/').next().unwrap_or(location);
+    format!("pkg:oci/{name}@{}?repository_url={}", digest.replace(':', "%3A"), location)
+}
+
+/// The SPDX 2.3 JSON SBOM of an image named `name`.
+pub fn spdx_document(composition: &Composition, name: &str) -> Value {
+    let hex = composition.content_hash.trim_start_matches("sha256:");
+    let inputs = &composition.inputs;
+    let mut packages = vec![json!({
+        "SPDXID": "SPDXRef-Image",
+        "name": name,
+        "versionInfo": composition.content_hash,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "OPERATING-SYSTEM",
+        "comment": "The machine image assembled by terraform-provider-resin; the version is its content hash.",
+    })];
+    let mut relationships = vec![json!({ "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image" })];
+    let mut add = |id: String, package_name: &str, image: &str, role: &str| {
+        let digest = image.split_once('@').map(|(_, d)| d).unwrap_or("");
+        packages.push(json!({
+            "SPDXID": id,
+            "name": package_name,
+            "versionInfo": digest,
+            "downloadLocation": image,
+            "filesAnalyzed": false,
+            "primaryPackagePurpose": "CONTAINER",
+            "checksums": [{ "algorithm": "SHA256", "checksumValue": digest.trim_start_matches("sha256:") }],
+            "externalRefs": [{ "referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl(image) }],
+            "comment": role,
+        }));
+        relationships.push(json!({ "spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id }));
+    };
+    add("SPDXRef-Kernel".into(), "kernel", &inputs.kernel.image, "kernel");
+    for (section, list) in [("init", &inputs.init), ("onboot", &inputs.onboot), ("onshutdown", &inputs.onshutdown), ("services", &inputs.services)] {
+        for (index, package) in list.iter().enumerate() {
+            add(format!("SPDXRef-{section}-{index}"), &package.name, &package.image, &format!("{section}[{index}]"));
+        }
+    }
+    json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{name}-{hex}"),
+        "documentNamespace": format!("https://spdx.resinstack.invalid/images/{name}-{hex}"),
+        "creationInfo": {
+            "created": "2017-04-18T16:30:00Z",
+            "creators": [format!("Tool: terraform-provider-resin-{}", env!("CARGO_PKG_VERSION"))],
+            "comment": "Created is fixed, not the build time, so the same image always gives the same document.",
+        },
+        "packages": packages,
+        "relationships": relationships,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_is_block_style_and_readable_back_as_data() {
+        let value = json!({
+            "services": [{ "image": "x@sha256:00", "name": "sshd", "capabilities": ["CAP_NET_ADMIN"], "binds.add": ["/a:/b"] }],
+            "kernel": { "image": "k", "cmdline": "console=ttyS0 \"quoted\"" },
+            "init": ["i1", "i2"],
+        });
+        let yaml = to_yaml(&value);
+        assert_eq!(
+            yaml,
+            "kernel:\n  image: \"k\"\n  cmdline: \"console=ttyS0 \\\"quoted\\\"\"\ninit:\n  - \"i1\"\n  - \"i2\"\nservices:\n  - name: \"sshd\"\n    image: \"x@sha256:00\"\n    binds.add:\n      - \"/a:/b\"\n    capabilities:\n      - \"CAP_NET_ADMIN\"\n"
+        );
+    }
+
+    #[test]
+    fn purls_name_the_image() {
+        assert_eq!(
+            purl("docker.io/linuxkit/init@sha256:abc"),
+            "pkg:oci/init@sha256%3Aabc?repository_url=docker.io/linuxkit/init"
+        );
+    }
+}

@@ -3,7 +3,8 @@
 #   install-deps.sh build   protoc and its well-known protos (the plugin protocol is compiled)
 #   install-deps.sh demo    build + Terraform 1.0.3, verified by its pinned hashes, in .tools/bin
 #   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio,
-#                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64)
+#                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64),
+#                           checkov (policy tests) in .tools/checkov
 set -euo pipefail
 what=${1:-test}
 case "$what" in build|demo|test) ;; *) echo "usage: $0 build|demo|test" >&2; exit 2 ;; esac
@@ -37,6 +38,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 [ "$what" = build ] && exit 0
+
+# checkov, for the policy-pack tests (the PyPI package, in its own virtualenv).
+CHECKOV_VERSION=3.2.499
+if [ "$what" = test ]; then
+  checkov="$TOOLS/checkov/bin/checkov"
+  if ! { [ -x "$checkov" ] && "$TOOLS/checkov/bin/pip" show checkov 2>/dev/null | grep -x "Version: $CHECKOV_VERSION" >/dev/null; }; then
+    echo "installing checkov $CHECKOV_VERSION"
+    rm -rf "$TOOLS/checkov"
+    python3 -m venv "$TOOLS/checkov"
+    "$TOOLS/checkov/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  fi
+fi
 
 terraform="$TOOLS/bin/terraform"
 if ! { [ -x "$terraform" ] && echo "$TERRAFORM_SHA256  $terraform" | sha256sum -c --status; }; then

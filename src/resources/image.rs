@@ -66,6 +66,7 @@ pub struct ImageState {
     cmdline_size: Value<i64>,
     sbom_path: Value<String>,
     linuxkit_yaml: Value<String>,
+    labels: Value<std::collections::BTreeMap<String, Value<String>>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -357,6 +358,8 @@ impl Resource for Image {
             attribute("content_hash", AttributeType::String, Computed,
                 "sha256 over everything that determines the artifacts: kernel and package digests and settings, every generated `config.json` and `runtime.json`, file contents, order, platform and the assembly format. Known at plan time whenever the inputs are; the same hash always gives byte-identical artifacts."),
             attribute("id", AttributeType::String, Computed, "`<output_dir>/<name>`."),
+            attribute("labels", super::schema::string_map(), Optional,
+                "Free-form labels (`environment`, `owner`...) for policy tools and inventories, e.g. `environment = \"production\"` for the policy pack's production rules. They do not change the artifacts or the content hash."),
             attribute("sbom_path", AttributeType::String, Computed,
                 "Path of the SPDX 2.3 JSON SBOM written beside the artifacts (`<name>-sbom.spdx.json`): the kernel and every package with its pinned digest, deterministic (namespace and creation time derive from the content hash)."),
             attribute("linuxkit_yaml", AttributeType::String, Computed,

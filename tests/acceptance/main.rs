@@ -6,6 +6,7 @@ mod fixtures;
 mod golden;
 mod image;
 mod image_errors;
+mod policies;
 mod pull;
 mod registry;
 mod terraform;

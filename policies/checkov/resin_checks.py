@@ -1,0 +1,172 @@
+"""Custom checkov checks for terraform-provider-resin (resin_* resources).
+
+    checkov -d . --framework terraform --external-checks-dir policies/checkov --skip-download
+
+Allowlists are explicit and reviewable: a package may hold CAP_SYS_ADMIN or share the
+host's pid/net namespaces only when its `annotations` say so
+(`resin-allow-sys-admin = "true"`, `resin-allow-host-namespaces = "true"`), and an image
+is production when `labels = { environment = "production" }`.
+"""
+import re
+
+from checkov.common.models.enums import CheckCategories, CheckResult
+from checkov.terraform.checks.resource.base_resource_check import BaseResourceCheck
+
+
+def first(conf, key, default=None):
+    """checkov wraps every attribute value in a list."""
+    value = conf.get(key, [default])
+    if isinstance(value, list):
+        return value[0] if value else default
+    return value
+
+
+def strings(conf, key):
+    value = first(conf, key, [])
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def annotation(conf, name):
+    annotations = first(conf, "annotations", {}) or {}
+    return str(annotations.get(name, "")).lower() == "true"
+
+
+def blocks(conf, key):
+    value = conf.get(key, [])
+    return [b for b in value if isinstance(b, dict)] if isinstance(value, list) else []
+
+
+class PinnedByDigest(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="resin images are pinned by digest (image = \"name@sha256:...\")",
+            id="CKV_RESIN_1",
+            categories=[CheckCategories.SUPPLY_CHAIN],
+            supported_resources=["resin_kernel", "resin_package"],
+        )
+
+    def scan_resource_conf(self, conf):
+        image = str(first(conf, "image", ""))
+        return CheckResult.PASSED if re.search(r"@sha256:[0-9a-f]{64}$", image) else CheckResult.FAILED
+
+
+class NoAllCapabilities(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="resin packages do not ask for all capabilities",
+            id="CKV_RESIN_2",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["resin_package"],
+        )
+
+    def scan_resource_conf(self, conf):
+        for key in ["capabilities", "capabilities_add", "ambient"]:
+            if any(c.lower() == "all" for c in strings(conf, key)):
+                return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
+class SysAdminAllowlisted(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="CAP_SYS_ADMIN only for packages annotated resin-allow-sys-admin = \"true\"",
+            id="CKV_RESIN_3",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["resin_package"],
+        )
+
+    def scan_resource_conf(self, conf):
+        asks = any(c == "CAP_SYS_ADMIN" for key in ["capabilities", "capabilities_add", "ambient"] for c in strings(conf, key))
+        if asks and not annotation(conf, "resin-allow-sys-admin"):
+            return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
+class NoHostNamespaces(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="packages do not share the host's pid or network namespace unless annotated resin-allow-host-namespaces = \"true\"",
+            id="CKV_RESIN_4",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["resin_package"],
+        )
+
+    def scan_resource_conf(self, conf):
+        shares = any(str(first(conf, key, "")) in ("host", "root") for key in ["pid", "net"])
+        if shares and not annotation(conf, "resin-allow-host-namespaces"):
+            return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
+class NoLoginServicesInProduction(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="production images (labels.environment = \"production\") carry no getty or sshd package",
+            id="CKV_RESIN_5",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["resin_image"],
+        )
+
+    def scan_resource_conf(self, conf):
+        labels = first(conf, "labels", {}) or {}
+        if str(labels.get("environment", "")).lower() != "production":
+            return CheckResult.PASSED
+        for key in ["init", "onboot", "onshutdown", "services"]:
+            for reference in strings(conf, key):
+                if re.search(r"getty|sshd", reference):
+                    return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
+class NoWorldWritableFiles(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="file blocks of resin images are not world-writable",
+            id="CKV_RESIN_6",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["resin_image"],
+        )
+
+    def scan_resource_conf(self, conf):
+        for block in blocks(conf, "file"):
+            mode = str(first(block, "mode", "") or "")
+            if re.fullmatch(r"0?[0-7]{3,4}", mode) and int(mode, 8) & 0o002:
+                return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
+SECRET_PATTERNS = [
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+    r"(?i)(password|passwd|secret|token|api[_-]?key)\s*[:=]\s*\S+",
+    r"AKIA[0-9A-Z]{16}",
+]
+
+
+class SecretsOnlySensitive(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="secrets in resin image files use sensitive_contents, not contents",
+            id="CKV_RESIN_7",
+            categories=[CheckCategories.SECRETS],
+            supported_resources=["resin_image"],
+        )
+
+    def scan_resource_conf(self, conf):
+        for block in blocks(conf, "file"):
+            contents = str(first(block, "contents", "") or "")
+            if any(re.search(pattern, contents) for pattern in SECRET_PATTERNS):
+                return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
+check_pinned = PinnedByDigest()
+check_all_caps = NoAllCapabilities()
+check_sys_admin = SysAdminAllowlisted()
+check_host_namespaces = NoHostNamespaces()
+check_login_services = NoLoginServicesInProduction()
+check_world_writable = NoWorldWritableFiles()
+check_secrets = SecretsOnlySensitive()

@@ -1,0 +1,7 @@
+resource "resin_package" "p" {
+  image        = "linuxkit/sysctl@sha256:abababababababababababababababababababababababababababababababab"
+  capabilities = ["CAP_SYS_ADMIN"]
+  annotations  = {
+    "resin-allow-sys-admin" = "true"
+  }
+}

@@ -1,0 +1,7 @@
+resource "resin_package" "p" {
+  image = "linuxkit/dhcpcd@sha256:abababababababababababababababababababababababababababababababab"
+  net   = "host"
+  annotations = {
+    "resin-allow-host-namespaces" = "true"
+  }
+}

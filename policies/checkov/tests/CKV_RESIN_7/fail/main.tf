@@ -1,0 +1,9 @@
+resource "resin_image" "img" {
+  name       = "img"
+  output_dir = "./out"
+  kernel     = resin_kernel.k.spec
+  file {
+    path     = "/etc/app.conf"
+    contents = "password = hunter2"
+  }
+}

@@ -1,0 +1,53 @@
+//! The checkov policy pack (policies/checkov) against its fixtures: every check has a
+//! passing and a failing configuration, and checkov (installed by make test, run offline)
+//! must give exactly that result for that check.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub fn checkov() -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/checkov/bin/checkov");
+    assert!(path.is_file(), "{} is missing: `make test` installs checkov", path.display());
+    path
+}
+
+#[test]
+fn each_policy_passes_its_passing_fixture_and_fails_its_failing_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/checkov");
+    let fixtures = root.join("tests");
+    let mut checks: Vec<String> = std::fs::read_dir(&fixtures).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    checks.sort();
+    assert_eq!(checks.len(), 7, "one fixture directory per check: {checks:?}");
+    let output = std::process::Command::new(checkov())
+        .args(["--framework", "terraform", "--skip-download", "-o", "json", "--check", &checks.join(",")])
+        .arg("--external-checks-dir")
+        .arg(&root)
+        .arg("-d")
+        .arg(&fixtures)
+        .output()
+        .unwrap();
+    // checkov exits 1 when a check fails, which the failing fixtures make it do.
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("checkov's JSON report");
+    let mut outcomes: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
+    for (kind, key) in [("passed", "passed_checks"), ("failed", "failed_checks")] {
+        for result in report["results"][key].as_array().unwrap() {
+            let check = result["check_id"].as_str().unwrap().to_string();
+            let file = result["file_path"].as_str().unwrap().to_string();
+            outcomes.entry((check, file)).or_default().push(kind);
+        }
+    }
+    for check in &checks {
+        for (fixture, expected) in [("pass", "passed"), ("fail", "failed")] {
+            let file = format!("/{check}/{fixture}/main.tf");
+            let results = outcomes.get(&(check.clone(), file.clone())).unwrap_or_else(|| panic!("{check} did not run on {file}: {outcomes:?}"));
+            assert!(results.iter().all(|r| *r == expected), "{check} on {file}: expected {expected}, got {results:?}");
+        }
+    }
+    // No check may fire on another check's fixtures unexpectedly: every result is accounted for.
+    for ((check, file), results) in &outcomes {
+        if !file.starts_with(&format!("/{check}/")) {
+            assert!(results.iter().all(|r| *r == "passed"), "{check} failed on {file}, another check's fixture");
+        }
+    }
+}

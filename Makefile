@@ -11,7 +11,6 @@ VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n
 TERRAFORM    := $(CURDIR)/.tools/bin/terraform
 DEMO_DIR     := $(CURDIR)/target/demo
 MIRROR       ?= $(HOME)/.terraform.d/plugins
-PLUGIN_DIR   := $(MIRROR)/registry.terraform.io/resinstack/resin/$(VERSION)/linux_amd64
 
 export CHECKPOINT_DISABLE := 1
 
@@ -59,9 +58,8 @@ docs:
 install:
 	scripts/install-deps.sh build
 	cargo build --release
-	mkdir -p $(PLUGIN_DIR)
-	install -m 0755 target/release/terraform-provider-resin $(PLUGIN_DIR)/terraform-provider-resin_v$(VERSION)
-	@echo "Installed into $(PLUGIN_DIR); terraform init now finds resinstack/resin $(VERSION)."
+	scripts/install-mirror.sh target/release/terraform-provider-resin $(MIRROR) $(VERSION)
+	@echo "terraform init now finds resinstack/resin $(VERSION) in $(MIRROR)."
 
 clean:
 	cargo clean

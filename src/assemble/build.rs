@@ -414,6 +414,7 @@ fn assemble(
     }
     bodies.push(SegmentBody::Tree { tree: files, prefix: vec![], layers: vec![], scaffold_directories: vec![], scaffold_files: vec![], describe: "file".into() });
 
+    log::debug("assembly: layers unioned", &[("segments", bodies.len().to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())]);
     let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
     let mut segments = Vec::new();
     for body in bodies {
@@ -428,7 +429,9 @@ fn assemble(
         }
         segments.push(Segment { body, existing: before });
     }
+    let segments_started = Instant::now();
     let written = write_segments(&segments, output_dir)?;
+    log::debug("assembly: segments written", &[("segments", written.len().to_string()), ("elapsed_ms", segments_started.elapsed().as_millis().to_string())]);
 
     // The initrd: microcode, then one gzip member of the segments and the trailer.
     let initrd = temporary(output_dir, "initrd")?;
@@ -464,6 +467,7 @@ fn assemble(
     let mut cmdline = temporary(output_dir, "cmdline")?;
     cmdline.write_all(kernel_spec.cmdline.as_bytes())?;
     let (cmdline_sha256, cmdline_size) = file_digest(cmdline.path())?;
+    log::debug("assembly: artifacts written", &[("name", name.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())]);
 
     let mut sbom_file = temporary(output_dir, "sbom")?;
     sbom_file.write_all(sbom)?;

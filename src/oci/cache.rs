@@ -28,6 +28,9 @@ use thiserror::Error;
 
 use super::reference::Digest;
 
+/// How often a long download logs its progress.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Blob content did not match what its descriptor promised.
 #[derive(Debug, Error)]
 pub enum VerifyError {
@@ -133,9 +136,26 @@ impl BlobCache {
             Ok::<BlobWriter, anyhow::Error>(writer)
         });
         let mut failure = None;
+        let started = std::time::Instant::now();
+        let mut reported = started;
+        let mut received: u64 = 0;
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(chunk) => {
+                    received += chunk.as_ref().len() as u64;
+                    // Long downloads say how far they are, every PROGRESS_INTERVAL.
+                    if reported.elapsed() >= PROGRESS_INTERVAL {
+                        reported = std::time::Instant::now();
+                        crate::log::info(
+                            "pulling blob",
+                            &[
+                                ("digest", digest.to_string()),
+                                ("bytes", received.to_string()),
+                                ("of", size.map_or("unknown".into(), |s| s.to_string())),
+                                ("elapsed_ms", started.elapsed().as_millis().to_string()),
+                            ],
+                        );
+                    }
                     if sender.send(chunk).await.is_err() {
                         // The writer stopped: its error is reported below.
                         break;

@@ -456,3 +456,20 @@ fn microcode_is_prepended_and_apk_databases_are_merged() {
     assert_eq!(root.path().join("var/lib/data").metadata().unwrap().mode() & 0o7777, 0o700);
     assert_eq!(std::fs::read_link(root.path().join("etc/localtime")).unwrap(), Path::new("/usr/share/zoneinfo/UTC"));
 }
+
+#[test]
+fn debug_logs_show_pulls_and_assembly_phases_and_info_stays_quiet() {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    let debug = workspace.run_with_env(&[("TF_LOG", "DEBUG")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(debug.code, 0, "{}", debug.text());
+    for expected in ["pulled layer: @module=resin", "cache=miss", "pulled image: @module=resin", "resolved image: @module=resin",
+                     "assembly: layers unioned", "assembly: segments written", "assembly: initrd written", "elapsed_ms="] {
+        assert!(debug.stderr.contains(expected), "TF_LOG=DEBUG lacks {expected:?}");
+    }
+    assert!(debug.stderr.contains("reference=oci-layout:./layout:init"), "pulls name their reference");
+    workspace.write_config(&image_config(&workspace, "").replace("contents = \"MOTD\"", "contents = \"MOTD 2\""));
+    let info = workspace.run_with_env(&[("TF_LOG", "INFO")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(info.code, 0, "{}", info.text());
+    assert!(!info.stderr.contains("@module=resin"), "INFO must stay quiet:\n{}", info.stderr.lines().filter(|l| l.contains("@module=resin")).collect::<Vec<_>>().join("\n"));
+}

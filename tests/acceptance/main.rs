@@ -537,3 +537,27 @@ fn sigint_does_not_kill_a_serving_provider() {
     let _ = child.wait();
     assert!(alive, "the provider died on SIGINT; Terraform would lose an in-flight apply");
 }
+
+#[test]
+fn terraform_init_finds_the_provider_in_a_filesystem_mirror() {
+    // What `make install` does, with this build's binary and a mirror of the test's own.
+    let workspace = Workspace::new();
+    let mirror = workspace.work_dir().parent().unwrap().join("mirror");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-mirror.sh");
+    let status = std::process::Command::new(script)
+        .arg(env!("CARGO_BIN_EXE_terraform-provider-resin"))
+        .arg(&mirror)
+        .arg(env!("CARGO_PKG_VERSION"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = workspace.work_dir().parent().unwrap().join("mirror.tfrc");
+    std::fs::write(&config, format!("provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"resinstack/resin\"]\n  }}\n}}\n", mirror.display())).unwrap();
+    workspace.write_config("resource \"resin_package\" \"p\" {\n  image = \"oci-layout:./layout:v1\"\n}\n");
+    let init = workspace.run_with_cli_config(&config, &["init", "-no-color", "-input=false"]);
+    assert_eq!(init.code, 0, "{}", init.text());
+    assert!(init.says(&format!("Installed resinstack/resin v{}", env!("CARGO_PKG_VERSION"))), "{}", init.text());
+    let validate = workspace.run_with_cli_config(&config, &["validate", "-no-color"]);
+    assert_eq!(validate.code, 0, "{}", validate.text());
+}

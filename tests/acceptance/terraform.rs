@@ -72,15 +72,30 @@ impl Workspace {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_cli_config(&self.dir.path().join("terraformrc"), args)
+    }
+
+    /// Runs Terraform with another CLI configuration (e.g. a filesystem mirror).
+    pub fn run_with_cli_config(&self, cli_config: &Path, args: &[&str]) -> Output {
+        self.run_with(cli_config, args, &[])
+    }
+
+    /// Runs Terraform with extra environment variables (e.g. TF_LOG).
+    pub fn run_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        self.run_with(&self.dir.path().join("terraformrc"), args, env)
+    }
+
+    fn run_with(&self, cli_config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let output = Command::new(terraform_binary())
             .args(args)
             .current_dir(self.work_dir())
-            .env("TF_CLI_CONFIG_FILE", self.dir.path().join("terraformrc"))
+            .env("TF_CLI_CONFIG_FILE", cli_config)
             .env("CHECKPOINT_DISABLE", "1")
             .env("TF_IN_AUTOMATION", "1")
             .env("DOCKER_CONFIG", &self.docker_config_dir)
             .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
             .env_remove("TF_LOG")
+            .envs(env.iter().copied())
             .output()
             .expect("running terraform");
         Output {

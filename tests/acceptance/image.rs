@@ -284,6 +284,22 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
         assert!(yaml.contains(expected), "linuxkit_yaml lacks {expected:?}:\n{yaml}");
     }
     assert!(!yaml.contains("s3cret"), "a sensitive value leaked into linuxkit_yaml");
+    // A real YAML parser (PyYAML, from the checkov install) reads it as the intended data.
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/checkov/bin/python");
+    let mut parse = std::process::Command::new(python)
+        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("make test installs checkov, which brings PyYAML");
+    std::io::Write::write_all(parse.stdin.as_mut().unwrap(), yaml.as_bytes()).unwrap();
+    drop(parse.stdin.take());
+    let parsed: serde_json::Value = serde_json::from_slice(&parse.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(parsed["kernel"]["cmdline"], "console=ttyS0 panic=-1");
+    assert_eq!(parsed["onboot"][0]["capabilities"], json!(["CAP_SYS_ADMIN"]));
+    assert_eq!(parsed["services"][0]["binds"], json!(["/etc/ssh:/etc/ssh"]));
+    assert_eq!(parsed["files"][0], json!({ "path": "etc/motd", "contents": "MOTD" }));
+    assert_eq!(parsed["files"][1]["mode"], "0600");
     let sbom: serde_json::Value = serde_json::from_slice(&std::fs::read(workspace.work_dir().join("out/test-sbom.spdx.json")).unwrap()).unwrap();
     assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
     let names: Vec<&str> = sbom["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();

@@ -461,7 +461,7 @@ resource "resin_package" "bad" {
 #[test]
 fn every_example_passes_terraform_validate() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut directories = vec![examples.join("demo"), examples.join("provider")];
+    let mut directories = vec![examples.join("demo"), examples.join("provider"), examples.join("full-stack")];
     for entry in std::fs::read_dir(examples.join("resources")).unwrap() {
         directories.push(entry.unwrap().path());
     }
@@ -560,4 +560,18 @@ fn terraform_init_finds_the_provider_in_a_filesystem_mirror() {
     assert!(init.says(&format!("Installed resinstack/resin v{}", env!("CARGO_PKG_VERSION"))), "{}", init.text());
     let validate = workspace.run_with_cli_config(&config, &["validate", "-no-color"]);
     assert_eq!(validate.code, 0, "{}", validate.text());
+}
+
+#[test]
+fn the_demo_example_applies_against_the_boot_fixtures() {
+    let workspace = Workspace::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/main.tf");
+    std::fs::copy(&example, workspace.work_dir().join("main.tf")).unwrap();
+    let layout = boot::boot_layout();
+    let layout_var = format!("layout={}", layout.display());
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "-var", &layout_var]);
+    assert_eq!(apply.code, 0, "{}", apply.text());
+    assert!(workspace.work_dir().join("out/demo-initrd.img").is_file());
+    let plan = workspace.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color", "-var", &layout_var]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
 }

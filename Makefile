@@ -37,6 +37,7 @@ demo:
 test:
 	scripts/install-deps.sh test
 	scripts/boot-fixtures/build.sh $(CURDIR)/.tools/boot-layout
+	cargo build --benches
 	cargo test
 
 # Benchmarks (release build); prints timings, peak RSS and throughput.

@@ -4,6 +4,7 @@
 //! peak memory does not grow with image size; and `terraform plan` with a warm cache.
 //! Prints numbers; asserts nothing about speed.
 
+mod measure;
 #[path = "../tests/acceptance/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
@@ -99,7 +100,7 @@ fn child(layout: &Path) {
     let platform: Platform = "linux/amd64".parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let started = Instant::now();
-    let cpu_started = cpu_seconds();
+    let cpu_started = measure::cpu_seconds();
     let (pulled, built) = runtime.block_on(async {
         let resolve = |tag: String| {
             let puller = &puller;
@@ -134,26 +135,13 @@ fn child(layout: &Path) {
     let wall = started.elapsed().as_secs_f64();
     println!(
         "{{\"wall\": {wall:.3}, \"cpu\": {:.3}, \"pull_and_compose\": {pulled:.3}, \"peak_rss_kib\": {}, \"initrd_bytes\": {}}}",
-        cpu_seconds() - cpu_started,
-        peak_rss_kib(),
+        measure::cpu_seconds() - cpu_started,
+        measure::peak_rss_kib(),
         built.initrd.size
     );
 }
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
-        .unwrap_or(0)
-}
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
 
 fn run_child(layout: &Path) -> serde_json::Value {
     let output = std::process::Command::new(std::env::current_exe().unwrap())

@@ -2,9 +2,13 @@
 //! cold and a warm cache. Prints wall time, throughput and peak RSS; asserts nothing about
 //! speed (numbers vary by machine), only that the pulls succeed.
 
+mod measure;
 #[path = "../tests/acceptance/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+#[path = "../tests/acceptance/token_server.rs"]
+#[allow(dead_code)]
+mod token_server;
 #[path = "../tests/acceptance/registry.rs"]
 #[allow(dead_code)]
 mod registry;
@@ -36,12 +40,6 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
-        .unwrap_or(0)
-}
 
 async fn pull_all(puller: &Puller, references: &[ImageReference], platform: &Platform) -> (f64, f64, u64) {
     let started = Instant::now();
@@ -77,9 +75,9 @@ fn main() {
     let mib = (PACKAGES * PACKAGE_BYTES) as f64 / (1 << 20) as f64;
     println!("pull benchmark: {PACKAGES} packages, {mib:.0} MiB of gzip'd layers, registry on loopback");
     for (label, _) in [("cold cache", ()), ("warm cache", ())] {
-        let cpu_before = cpu_seconds();
+        let cpu_before = measure::cpu_seconds();
         let (resolve, total, fetched) = runtime.block_on(pull_all(&puller, &references, &platform));
-        let cpu = cpu_seconds() - cpu_before;
+        let cpu = measure::cpu_seconds() - cpu_before;
         println!(
             "{label:10}: resolve {:7.1} ms, resolve+pull {:7.1} ms, cpu {:5.2} s, fetched {:6.1} MiB, {:7.1} MiB/s, peak RSS {} MiB",
             resolve * 1000.0,
@@ -87,16 +85,8 @@ fn main() {
             cpu,
             fetched as f64 / (1 << 20) as f64,
             fetched as f64 / (1 << 20) as f64 / total,
-            peak_rss_kib() / 1024
+            measure::peak_rss_kib() / 1024
         );
     }
 }
 
-/// User + system CPU time of this process, from /proc/self/stat (clock ticks of 1/100 s).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}

@@ -10,7 +10,6 @@
 //! used twice keeps the later id), for `uid`/`gid` given as names.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -146,22 +145,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-fn hash_file(path: &PathBuf) -> Result<(String, u64)> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buffer).with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
-}
-
 /// Allocates container ids from 100 in onboot, onshutdown, services order.
 fn allocate_ids(inputs: &ImageInputs) -> BTreeMap<String, u32> {
     let mut ids = BTreeMap::new();
@@ -278,8 +261,8 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             FileKind::Contents(bytes) => (sha256_hex(bytes), bytes.len() as u64, 0o644),
             FileKind::Directory => (String::new(), 0, 0o755),
             FileKind::Symlink(target) => (sha256_hex(target.as_bytes()), target.len() as u64, 0o777),
-            FileKind::Source(source) => match hash_file(source) {
-                Ok((sha, size)) => (sha, size, 0o644),
+            FileKind::Source(source) => match super::build::file_digest(source) {
+                Ok((sha, size)) => (sha.trim_start_matches("sha256:").to_string(), size, 0o644),
                 Err(_) if file.optional && !source.exists() => continue,
                 Err(e) => {
                     errors.push(at(Some("source"), e.context(format!("the source of {}", display(&path)))));

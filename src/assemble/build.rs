@@ -277,7 +277,13 @@ fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<Written
                 if index >= segments.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
-                let result = write_segment(&segments[index], index as u32 + 1, output_dir);
+                let segment = &segments[index];
+                let describe = match &segment.body {
+                    SegmentBody::Tree { describe, .. } => describe.clone(),
+                    SegmentBody::File { path, .. } => String::from_utf8_lossy(path).into_owned(),
+                };
+                let result = write_segment(segment, index as u32 + 1, output_dir)
+                    .with_context(|| format!("writing initrd segment {} ({describe}) to a temporary file in {}", index + 1, output_dir.display()));
                 if result.is_err() {
                     failed.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -295,6 +301,32 @@ fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<Written
         }
     }
     Ok(written)
+}
+
+/// Writes the initrd: the microcode cpio (if any), then one gzip member of the written
+/// segments and the trailer. Returns its sha256, size, uncompressed cpio size and the
+/// number of segments.
+fn write_initrd(initrd: &tempfile::NamedTempFile, ucode: Option<&tempfile::NamedTempFile>, written: &[WrittenSegment]) -> Result<(String, u64, u64, usize)> {
+    let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
+    if let Some(ucode) = ucode {
+        std::io::copy(&mut ucode.reopen()?, &mut out).context("copying the microcode cpio")?;
+    }
+    gzip::write_header(&mut out)?;
+    let mut summaries = Vec::new();
+    let mut cpio_bytes = 0;
+    for segment in written {
+        std::io::copy(&mut segment.file.reopen()?, &mut out)?;
+        summaries.push(segment.summary);
+        cpio_bytes += segment.cpio_bytes;
+    }
+    let mut trailer = SegmentEncoder::new(&mut out);
+    cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
+    let (_, summary) = trailer.finish()?;
+    summaries.push(summary);
+    gzip::write_footer(&mut out, &summaries)?;
+    out.flush()?;
+    let (sha256, size) = out.finish();
+    Ok((sha256, size, cpio_bytes, summaries.len()))
 }
 
 /// The blocking part: unions, the initrd, the kernel and the cmdline.
@@ -435,29 +467,13 @@ fn assemble(
 
     // The initrd: microcode, then one gzip member of the segments and the trailer.
     let initrd = temporary(output_dir, "initrd")?;
-    let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
-    if kernel_spec.ucode.is_some() {
-        let mut file = ucode.reopen()?;
-        std::io::copy(&mut file, &mut out).context("copying the microcode cpio")?;
-    }
-    gzip::write_header(&mut out)?;
-    let mut summaries = Vec::new();
-    let mut cpio_bytes = 0;
-    for segment in &written {
-        std::io::copy(&mut segment.file.reopen()?, &mut out)?;
-        summaries.push(segment.summary);
-        cpio_bytes += segment.cpio_bytes;
-    }
-    let mut trailer = SegmentEncoder::new(&mut out);
-    cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
-    let (_, summary) = trailer.finish()?;
-    summaries.push(summary);
-    gzip::write_footer(&mut out, &summaries)?;
-    out.flush()?;
+    let initrd_path = initrd.path().display().to_string();
+    let ucode = kernel_spec.ucode.is_some().then_some(&ucode);
+    let (initrd_sha256, initrd_size, cpio_bytes, segment_count) =
+        write_initrd(&initrd, ucode, &written).with_context(|| format!("writing the initrd to {initrd_path}"))?;
     drop(written);
-    let (initrd_sha256, initrd_size) = out.finish();
     log::debug("assembly: initrd written", &[
-        ("segments", summaries.len().to_string()),
+        ("segments", segment_count.to_string()),
         ("uncompressed_bytes", cpio_bytes.to_string()),
         ("bytes", initrd_size.to_string()),
         ("elapsed_ms", started.elapsed().as_millis().to_string()),

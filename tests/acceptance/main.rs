@@ -3,6 +3,7 @@
 
 mod boot;
 mod fixtures;
+mod full_disk;
 mod golden;
 mod image;
 mod image_errors;

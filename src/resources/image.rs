@@ -9,7 +9,8 @@
 //!   the plan's (an input changed in between), pulls the images by digest, and writes the
 //!   three artifacts through temporary files renamed into place together.
 //! * **Refresh** checks the artifacts on disk: a missing or modified one is recorded in
-//!   state, and the next plan rewrites the artifacts.
+//!   state, and the next plan rewrites the artifacts. A file whose size, mtime and inode
+//!   are as written is not hashed again.
 //! * **Destroy** removes the artifacts it wrote, and only if they are still what it wrote.
 //!   In a replacement (destroy, then create) artifacts at paths the new image will write
 //!   are left for the create to overwrite atomically, so a failed apply never loses the
@@ -92,6 +93,23 @@ pub struct Written {
     sha256: Option<[String; 3]>,
     #[serde(default)]
     will_write: Vec<String>,
+    /// Size, mtime and inode of each artifact as written: refresh hashes a file again only
+    /// when these changed (as make and git do), so plans stay fast for large initrds.
+    #[serde(default)]
+    stamps: Option<[FileStamp; 3]>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    size: u64,
+    mtime_ns: i64,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    Some(FileStamp { size: meta.len(), mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), inode: meta.ino() })
 }
 
 /// Marks unknown values: `None` means "not known yet".
@@ -332,9 +350,14 @@ impl Image {
         state.kernel_size = Value::Value(artifacts.kernel.size as i64);
         state.initrd_size = Value::Value(artifacts.initrd.size as i64);
         state.cmdline_size = Value::Value(artifacts.cmdline.size as i64);
+        let stamps = [stamp(&artifacts.kernel.path), stamp(&artifacts.initrd.path), stamp(&artifacts.cmdline.path)];
         let written = Written {
             sha256: Some([artifacts.kernel.sha256, artifacts.initrd.sha256, artifacts.cmdline.sha256]),
             will_write: Vec::new(),
+            stamps: match stamps {
+                [Some(k), Some(i), Some(c)] => Some([k, i, c]),
+                _ => None,
+            },
         };
         Some((state, Some(written)))
     }
@@ -420,14 +443,29 @@ impl Resource for Image {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let Some(paths) = paths_of(&state) else { return Some((state, private)) };
+        let recorded = recorded_shas(&state);
         let targets = [
             (&mut state.kernel_sha256, &mut state.kernel_size),
             (&mut state.initrd_sha256, &mut state.initrd_size),
             (&mut state.cmdline_sha256, &mut state.cmdline_size),
         ];
-        let digests = tokio::task::spawn_blocking(move || paths.map(|p| if p.is_file() { file_digest(&p).ok() } else { None }))
-            .await
-            .ok();
+        // An artifact whose size, mtime and inode are as written keeps its recorded digest.
+        let stamps = private.as_ref().and_then(|p| p.stamps.clone());
+        let digests = tokio::task::spawn_blocking(move || {
+            let mut digests: [Option<(String, u64)>; 3] = Default::default();
+            for (index, path) in paths.iter().enumerate() {
+                let current = stamp(path);
+                let unchanged = current.is_some() && current.as_ref() == stamps.as_ref().map(|s| &s[index]);
+                digests[index] = match (unchanged, &recorded[index]) {
+                    (true, Some(sha)) => Some((sha.clone(), current.expect("checked").size)),
+                    _ if current.is_some() => file_digest(path).ok(),
+                    _ => None,
+                };
+            }
+            digests
+        })
+        .await
+        .ok();
         let Some(digests) = digests else {
             diags.root_warning_short("could not check the artifacts on disk");
             return Some((state, private));
@@ -458,7 +496,7 @@ impl Resource for Image {
         set_artifacts_unknown(&mut state);
         let mut will_write: Vec<String> = paths_of(&state).map(|p| p.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
         will_write.extend(state.sbom_path.as_ref_option().cloned());
-        Some((state, Some(Written { sha256: None, will_write })))
+        Some((state, Some(Written { sha256: None, will_write, stamps: None })))
     }
 
     async fn plan_update<'a>(

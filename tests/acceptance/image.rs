@@ -349,6 +349,16 @@ fn modified_or_missing_artifacts_are_drift() {
     assert_eq!(sha256(&initrd), original, "the rewrite gives the same bytes");
     assert_eq!(workspace.plan().code, 0);
 
+    // Same size, one byte changed in place: refresh sees the new mtime and hashes again.
+    let mut bytes = std::fs::read(&initrd).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&initrd, bytes).unwrap();
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "a same-size change must be drift:\n{}", plan.text());
+    workspace.apply();
+    assert_eq!(sha256(&initrd), original);
+
     std::fs::remove_file(&initrd).unwrap();
     let plan = workspace.plan();
     assert_eq!(plan.code, 2, "a missing initrd must be drift:\n{}", plan.text());

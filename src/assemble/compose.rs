@@ -148,10 +148,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Allocates container ids from 100 in onboot, onshutdown, services order.
 fn allocate_ids(inputs: &ImageInputs) -> BTreeMap<String, u32> {
     let mut ids = BTreeMap::new();
-    let mut next = 100;
-    for package in inputs.onboot.iter().chain(&inputs.onshutdown).chain(&inputs.services) {
-        ids.insert(package.name.clone(), next);
-        next += 1;
+    for (offset, package) in inputs.onboot.iter().chain(&inputs.onshutdown).chain(&inputs.services).enumerate() {
+        ids.insert(package.name.clone(), 100 + offset as u32);
     }
     ids
 }

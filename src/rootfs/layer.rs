@@ -253,13 +253,11 @@ pub(crate) mod tests {
         pax.set_path("PaxHeaders/x").unwrap();
         pax.set_entry_type(tar::EntryType::XHeader);
         pax.set_size(record.len() as u64);
-        for header in [&mut pax] {
-            header.set_mode(0o644);
-            header.set_mtime(0);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_cksum();
-        }
+        pax.set_mode(0o644);
+        pax.set_mtime(0);
+        pax.set_uid(0);
+        pax.set_gid(0);
+        pax.set_cksum();
         builder.append(&pax, record.as_bytes()).unwrap();
         let mut file = tar::Header::new_ustar();
         file.set_path("truncated-name").unwrap();

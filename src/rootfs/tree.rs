@@ -377,7 +377,8 @@ mod tests {
 
     #[test]
     fn union_follows_the_oci_rules() {
-        let cases: Vec<(&str, Vec<Vec<LayerEntry>>, Vec<&str>)> = vec![
+        type Case<'a> = (&'a str, Vec<Vec<LayerEntry>>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             ("file whiteout", vec![vec![f("a/x"), f("a/y")], vec![e("a/x", Whiteout)]], vec!["d a", "f a/y 0"]),
             ("directory whiteout removes the subtree", vec![vec![f("a/b/x"), f("a/c")], vec![e("a/b", Whiteout)]], vec!["d a", "f a/c 0"]),
             ("opaque directory hides lower contents only",

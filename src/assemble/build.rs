@@ -147,6 +147,12 @@ fn open_layer(path: &Path) -> Result<Box<dyn Read + Send>> {
     decompress(file)
 }
 
+/// The union of a pulled image's layers (metadata only), e.g. to check a file is there.
+pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Tree> {
+    let layers = layer_paths(image, cache)?;
+    Ok(flatten(image, &layers)?.0)
+}
+
 /// The union of an image's layers, and what they carried that newc drops.
 fn flatten(image: &ResolvedImage, layers: &[PathBuf]) -> Result<(Tree, Vec<String>)> {
     let mut tree = Tree::new();

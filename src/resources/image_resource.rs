@@ -62,6 +62,11 @@ pub trait ImageKind: Send + Sync + 'static {
     fn spec(state: &Self::State, image: &str, defaults: &ImageDefaults) -> Option<serde_json::Value>;
     /// A state with only `image` set (import), blocks as empty lists.
     fn stub(image: String) -> Self::State;
+    /// Checks a pulled image has what the settings name (on a blocking thread); returns
+    /// the attribute at fault with the error.
+    fn check_pulled(_state: &Self::State, _image: &ResolvedImage, _cache: &crate::oci::cache::BlobCache) -> Result<(), (&'static str, anyhow::Error)> {
+        Ok(())
+    }
 }
 
 /// Private state: the digest refresh saw the tag at, when it differs from the recorded one.
@@ -221,6 +226,18 @@ impl<K: ImageKind> ImageResource<K> {
         if let Err(e) = context.puller.pull(&resolved).await {
             error_at(diags, format!("Cannot pull image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
             return None;
+        }
+        let (check_state, check_image, cache) = (state.clone(), resolved.clone(), context.puller.cache().clone());
+        match tokio::task::spawn_blocking(move || K::check_pulled(&check_state, &check_image, &cache)).await {
+            Ok(Ok(())) => {}
+            Ok(Err((attribute, e))) => {
+                error_at(diags, format!("Unusable image {reference}"), &e.context(format!("{} attribute {attribute}", K::TYPE_NAME)), AttributePath::new(attribute));
+                return None;
+            }
+            Err(e) => {
+                diags.root_error("Internal error", e.to_string());
+                return None;
+            }
         }
         Self::set_computed(&mut state, Some(&reference), Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))));
         let mut planned = planned;

@@ -63,7 +63,7 @@ impl ImageKind for Kernel {
             version: 1,
             block: Block {
                 version: 1,
-                description: description("A kernel OCI image in LinuxKit's layout and the kernel command line. Apply pulls the image into the verified cache; `content_hash` covers the digest and every setting."),
+                description: description("A kernel OCI image in LinuxKit's layout and the kernel command line. Apply pulls the image into the verified cache and checks it has the `binary`, `modules_tar` and `ucode` files it names; `content_hash` covers the digest and every setting."),
                 attributes: attributes.into_iter().collect(),
                 ..Default::default()
             },
@@ -118,6 +118,24 @@ impl ImageKind for Kernel {
             ucode: known(&state.ucode)?,
         };
         serde_json::to_value(spec).ok()
+    }
+
+    fn check_pulled(state: &KernelState, image: &crate::oci::ResolvedImage, cache: &crate::oci::cache::BlobCache) -> Result<(), (&'static str, anyhow::Error)> {
+        use crate::rootfs::tree::Node;
+        let tree = crate::assemble::build::flatten_pulled(image, cache).map_err(|e| ("image", e))?;
+        let files = [
+            ("binary", state.binary.as_ref_option().cloned()),
+            ("modules_tar", state.modules_tar.as_ref_option().cloned().filter(|m| !m.is_empty())),
+            ("ucode", state.ucode.as_ref_option().cloned()),
+        ];
+        for (attribute, file) in files {
+            let Some(file) = file else { continue };
+            let path = crate::rootfs::path::normalise(file.as_bytes()).map_err(|e| (attribute, e))?;
+            if !matches!(tree.get(&path), Some(Node::File(_))) {
+                return Err((attribute, anyhow::anyhow!("{} has no file /{}", image.reference, file.trim_start_matches('/'))));
+            }
+        }
+        Ok(())
     }
 
     fn stub(image: String) -> KernelState {

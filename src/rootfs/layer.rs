@@ -66,10 +66,21 @@ fn entry_of(ordinal: usize, entry: &mut tar::Entry<'_, impl Read>) -> Result<Opt
     let raw_path = entry.path_bytes().into_owned();
     let path = normalise(&raw_path)?;
     let header = entry.header();
-    let mode = header.mode().context("reading the mode")? & 0o7777;
-    let uid = header.uid().context("reading the uid")? as u32;
-    let gid = header.gid().context("reading the gid")? as u32;
-    let mtime = header.mtime().context("reading the mtime")?;
+    // Some writers leave numeric fields empty (all NULs or spaces): that is 0, while any
+    // other unparsable value is an error.
+    let blank = |field: &[u8]| field.iter().all(|b| *b == 0 || *b == b' ');
+    let old = header.as_old();
+    let number = |value: std::io::Result<u64>, field: &[u8], what: &str| -> Result<u64> {
+        match value {
+            Ok(n) => Ok(n),
+            Err(_) if blank(field) => Ok(0),
+            Err(e) => Err(e).with_context(|| format!("reading the {what}")),
+        }
+    };
+    let mode = number(header.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
+    let uid = number(header.uid(), &old.uid, "uid")? as u32;
+    let gid = number(header.gid(), &old.gid, "gid")? as u32;
+    let mtime = number(header.mtime(), &old.mtime, "mtime")?;
     let device = |h: &tar::Header| -> Result<(u32, u32)> {
         Ok((
             h.device_major().context("reading the device major")?.unwrap_or(0),
@@ -295,11 +306,9 @@ pub(crate) mod tests {
         let mut builder = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_size(0);
-        header.set_uid(0);
-        header.set_gid(0);
         header.set_mode(0o644);
-        header.set_mtime(0);
         header.set_entry_type(tar::EntryType::Regular);
+        // uid, gid and mtime are left empty, as some writers do: they read as 0.
         // Header::set_path refuses "..", so write the name bytes directly.
         header.as_old_mut().name[..9].copy_from_slice(b"../escape");
         header.set_cksum();

@@ -68,6 +68,7 @@ fn a_kernel_image_without_its_kernel_file_is_an_error() {
     assert_eq!(apply.code, 1, "{}", apply.text());
     assert!(apply.says("oci-layout:./layout:nokernel"), "{}", apply.text());
     assert!(apply.says("has no file /kernel"), "{}", apply.text());
+    assert!(apply.says("resin_kernel attribute binary"), "the kernel resource reports it, at binary:\n{}", apply.text());
     assert_eq!(artifact_digests(&workspace), before);
 }
 

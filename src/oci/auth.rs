@@ -55,7 +55,7 @@ pub struct RegistrySettings {
 }
 
 /// Docker's `config.json`, the parts that matter here.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct DockerConfig {
     #[serde(default)]
     auths: BTreeMap<String, DockerAuth>,
@@ -65,7 +65,7 @@ pub struct DockerConfig {
     creds_store: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 struct DockerAuth {
     #[serde(default)]
     auth: Option<String>,

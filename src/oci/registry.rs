@@ -3,7 +3,7 @@
 //! three kinds callers act on (not found, unauthorised, unreachable).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -22,8 +22,8 @@ use super::FetchError;
 /// looked up once per registry host.
 pub struct RegistryClient {
     client: Client,
-    registries: Vec<RegistrySettings>,
-    docker_config: DockerConfig,
+    registries: Arc<Vec<RegistrySettings>>,
+    docker_config: Arc<DockerConfig>,
     credentials: Mutex<BTreeMap<String, RegistryAuth>>,
 }
 
@@ -44,17 +44,21 @@ impl RegistryClient {
         };
         RegistryClient {
             client: Client::new(config),
-            registries,
-            docker_config,
+            registries: Arc::new(registries),
+            docker_config: Arc::new(docker_config),
             credentials: Mutex::new(BTreeMap::new()),
         }
     }
 
-    fn auth_for(&self, host: &str) -> Result<RegistryAuth> {
+    async fn auth_for(&self, host: &str) -> Result<RegistryAuth> {
         if let Some(auth) = self.credentials.lock().expect("credentials lock").get(host) {
             return Ok(auth.clone());
         }
-        let auth = match credentials_for(host, &self.registries, &self.docker_config)? {
+        // A credential helper is a program that may take its time (a keychain): off the
+        // async runtime.
+        let (registries, docker_config, owned_host) = (self.registries.clone(), self.docker_config.clone(), host.to_string());
+        let credentials = tokio::task::spawn_blocking(move || credentials_for(&owned_host, &registries, &docker_config)).await??;
+        let auth = match credentials {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic { username, password } => RegistryAuth::Basic(username, password),
             // The registry's token server trades an identity token like a password.
@@ -92,7 +96,7 @@ impl RegistryClient {
         reference: &RegistryReference,
         digest: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest)> {
-        let auth = self.auth_for(&reference.registry)?;
+        let auth = self.auth_for(&reference.registry).await?;
         let client_ref = Self::client_reference(reference, digest);
         let (bytes, _) = self
             .client
@@ -121,7 +125,7 @@ impl RegistryClient {
         size: u64,
         cache: &BlobCache,
     ) -> Result<()> {
-        let auth = self.auth_for(&reference.registry)?;
+        let auth = self.auth_for(&reference.registry).await?;
         let client_ref = Self::client_reference(reference, None);
         // Makes sure the token for this repository is stored before the blob request.
         self.client

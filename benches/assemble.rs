@@ -63,20 +63,16 @@ fn real_binaries(budget: u64) -> Vec<PathBuf> {
     files
 }
 
-/// Semi-compressible synthetic content (for the memory scaling runs).
+/// Semi-compressible synthetic content (for the memory scaling runs): noise whose every
+/// other 4-byte group keeps only its low nibbles.
 fn synthetic(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let word = state.to_le_bytes();
-        out.extend_from_slice(&word[..4]);
-        out.extend_from_slice(&[word[4] & 0x0f; 4]);
+    let mut bytes = fixtures::noise(seed, len);
+    for (index, byte) in bytes.iter_mut().enumerate() {
+        if index % 8 >= 4 {
+            *byte &= 0x0f;
+        }
     }
-    out.truncate(len);
-    out
+    bytes
 }
 
 /// Writes a kernel and `PACKAGES` packages into a layout; returns the uncompressed bytes.

@@ -26,19 +26,6 @@ use resin::oci::Puller;
 const PACKAGES: usize = 8;
 const PACKAGE_BYTES: usize = 16 << 20;
 
-/// Incompressible, deterministic content (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 
 async fn pull_all(puller: &Puller, references: &[ImageReference], platform: &Platform) -> (f64, f64, u64) {
@@ -62,7 +49,7 @@ fn main() {
     let mut references = Vec::new();
     for index in 0..PACKAGES {
         let tag = format!("p{index}");
-        let content = noise(index as u64, PACKAGE_BYTES);
+        let content = fixtures::noise(index as u64, PACKAGE_BYTES);
         fixtures::add_to_layout(layouts.path(), &tag, &[fixtures::Image::amd64(vec![("usr/lib/blob", content)])]);
         registry.push(layouts.path(), &tag, "bench/package", false);
         references.push(format!("{}/bench/package:{tag}", registry.address).parse::<ImageReference>().unwrap());

@@ -34,76 +34,80 @@ fn put_blob(dir: &Path, bytes: &[u8]) -> (String, usize) {
     (format!("sha256:{hex}"), bytes.len())
 }
 
-fn layer_tar_gz(files: &[(&str, Vec<u8>)]) -> (Vec<u8>, String) {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, contents) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(contents.len() as u64);
-        header.set_mode(0o755);
-        header.set_mtime(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, path, contents.as_slice()).unwrap();
+/// Writes an image made of `layers` (uncompressed tars, gzip'd here) with container
+/// `config` (Cmd, Entrypoint, Labels...); returns its manifest descriptor, with platform.
+fn put_image(dir: &Path, layers: &[Vec<u8>], architecture: &str, variant: Option<&str>, config: serde_json::Value) -> serde_json::Value {
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in layers {
+        diff_ids.push(format!("sha256:{}", sha256_hex(layer)));
+        let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::fast());
+        gz.write_all(layer).unwrap();
+        let (digest, size) = put_blob(dir, &gz.finish().unwrap());
+        descriptors.push(json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size }));
     }
-    let tar = builder.into_inner().unwrap();
-    let diff_id = format!("sha256:{}", sha256_hex(&tar));
-    let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).unwrap();
-    (gz.finish().unwrap(), diff_id)
-}
-
-/// Writes one image's blobs; returns its manifest descriptor as JSON.
-fn put_image(dir: &Path, image: &Image) -> serde_json::Value {
-    let (layer, diff_id) = layer_tar_gz(&image.files);
-    let (layer_digest, layer_size) = put_blob(dir, &layer);
-    let mut config = json!({
-        "architecture": image.architecture,
-        "os": "linux",
-        "config": { "Cmd": image.cmd, "Env": ["PATH=/bin"] },
-        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-    });
-    if let Some(variant) = image.variant {
-        config["variant"] = json!(variant);
+    let mut image_config = json!({ "architecture": architecture, "os": "linux", "config": config, "rootfs": { "type": "layers", "diff_ids": diff_ids } });
+    let mut platform = json!({ "os": "linux", "architecture": architecture });
+    if let Some(variant) = variant {
+        image_config["variant"] = json!(variant);
+        platform["variant"] = json!(variant);
     }
-    let (config_digest, config_size) = put_blob(dir, config.to_string().as_bytes());
+    let (config_digest, config_size) = put_blob(dir, image_config.to_string().as_bytes());
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer_size }],
+        "layers": descriptors,
     });
     let (digest, size) = put_blob(dir, manifest.to_string().as_bytes());
-    let mut platform = json!({ "os": "linux", "architecture": image.architecture });
-    if let Some(variant) = image.variant {
-        platform["variant"] = json!(variant);
-    }
     json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size, "platform": platform })
 }
 
-/// Adds `images` to the OCI layout at `dir` under `tag`: one image directly, several as an
-/// index. Returns the digest `tag` names (the manifest's, or the index's).
-pub fn add_to_layout(dir: &Path, tag: &str, images: &[Image]) -> String {
+/// Points `tag` of the layout's index.json at `descriptor` (its platform dropped);
+/// returns the descriptor's digest.
+pub fn set_tag(dir: &Path, tag: &str, descriptor: &serde_json::Value) -> String {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let mut descriptor = if images.len() == 1 {
-        put_image(dir, &images[0])
-    } else {
-        let manifests: Vec<serde_json::Value> = images.iter().map(|i| put_image(dir, i)).collect();
-        let index = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests });
-        let (digest, size) = put_blob(dir, index.to_string().as_bytes());
-        json!({ "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": size })
-    };
-    let digest = descriptor["digest"].as_str().unwrap().to_string();
-    descriptor.as_object_mut().unwrap().remove("platform");
-    descriptor["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
+    let mut entry = descriptor.clone();
+    entry.as_object_mut().unwrap().remove("platform");
+    entry["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
     let index_path = dir.join("index.json");
     let mut index: serde_json::Value = std::fs::read(&index_path)
         .map(|b| serde_json::from_slice(&b).unwrap())
         .unwrap_or_else(|_| json!({ "schemaVersion": 2, "manifests": [] }));
     let manifests = index["manifests"].as_array_mut().unwrap();
     manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != json!(tag));
-    manifests.push(descriptor);
+    manifests.push(entry);
     std::fs::write(index_path, index.to_string()).unwrap();
-    digest
+    descriptor["digest"].as_str().unwrap().to_string()
+}
+
+/// The descriptor `tag` names in the layout's index.json.
+pub fn tagged(dir: &Path, tag: &str) -> serde_json::Value {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"].as_array().unwrap().iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag).unwrap().clone()
+}
+
+/// Adds `images` to the OCI layout at `dir` under `tag`: one image directly, several as an
+/// index. Returns the digest `tag` names (the manifest's, or the index's).
+pub fn add_to_layout(dir: &Path, tag: &str, images: &[Image]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut descriptors: Vec<serde_json::Value> = images
+        .iter()
+        .map(|image| {
+            let entries: Vec<Entry> = image.files.iter().map(|(path, contents)| Entry::File(path, contents, 0o755)).collect();
+            let config = json!({ "Cmd": image.cmd, "Env": ["PATH=/bin"] });
+            put_image(dir, &[tar_layer(&entries)], image.architecture, image.variant, config)
+        })
+        .collect();
+    let descriptor = if descriptors.len() == 1 {
+        descriptors.remove(0)
+    } else {
+        let index = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descriptors });
+        let (digest, size) = put_blob(dir, index.to_string().as_bytes());
+        json!({ "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": size })
+    };
+    set_tag(dir, tag, &descriptor)
 }
 
 /// The manifest descriptors of the index `digest` in the layout (platform manifests).
@@ -206,37 +210,24 @@ pub fn tar_layer(entries: &[Entry]) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-/// Adds an image made of `layers` (uncompressed tars, gzip'd here) with container
-/// `config` (Entrypoint, Labels...) under `tag`; returns the manifest digest.
+/// Adds an amd64 image made of `layers` (uncompressed tars) with container `config`
+/// under `tag`; returns the manifest digest.
 pub fn add_layered_image(dir: &Path, tag: &str, layers: &[Vec<u8>], config: serde_json::Value) -> String {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let mut descriptors = Vec::new();
-    let mut diff_ids = Vec::new();
-    for layer in layers {
-        diff_ids.push(format!("sha256:{}", sha256_hex(layer)));
-        let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::fast());
-        gz.write_all(layer).unwrap();
-        let (digest, size) = put_blob(dir, &gz.finish().unwrap());
-        descriptors.push(json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size }));
+    let descriptor = put_image(dir, layers, "amd64", None, config);
+    set_tag(dir, tag, &descriptor)
+}
+
+/// Deterministic, incompressible bytes (xorshift64 seeded by `seed`).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
     }
-    let config = json!({ "architecture": "amd64", "os": "linux", "config": config, "rootfs": { "type": "layers", "diff_ids": diff_ids } });
-    let (config_digest, config_size) = put_blob(dir, config.to_string().as_bytes());
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
-        "layers": descriptors,
-    });
-    let (digest, size) = put_blob(dir, manifest.to_string().as_bytes());
-    let index_path = dir.join("index.json");
-    let mut index: serde_json::Value = std::fs::read(&index_path)
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or_else(|_| json!({ "schemaVersion": 2, "manifests": [] }));
-    let manifests = index["manifests"].as_array_mut().unwrap();
-    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != json!(tag));
-    manifests.push(json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
-        "annotations": { "org.opencontainers.image.ref.name": tag } }));
-    std::fs::write(index_path, index.to_string()).unwrap();
-    digest
+    out.truncate(len);
+    out
 }

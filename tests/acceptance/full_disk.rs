@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::fixtures::{add_layered_image, tar_layer, Entry};
+use crate::fixtures::{add_layered_image, noise, tar_layer, Entry};
 use crate::image::{image_config, out, write_fixtures};
 use crate::terraform::Workspace;
 
@@ -35,24 +35,11 @@ fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Bytes that do not compress, so the layer is as big as its content.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_full_cache_disk_fails_cleanly() {
     let workspace = Workspace::new();
     let layout = workspace.work_dir().join("layout");
-    let big = noise(3 << 20);
+    let big = noise(1, 3 << 20);
     add_layered_image(&layout, "big", &[tar_layer(&[Entry::File("blob", &big, 0o644)])], json!({}));
     let _disk = SmallDisk::mount(&workspace.cache_dir, "1m");
     workspace.write_config(&format!(
@@ -79,7 +66,7 @@ fn a_full_output_disk_keeps_the_previous_artifacts() {
 
     // A file too big for the disk that is left.
     let big = workspace.work_dir().join("big.bin");
-    std::fs::write(&big, noise(400 << 10)).unwrap();
+    std::fs::write(&big, noise(2, 400 << 10)).unwrap();
     workspace.write_config(&image_config(&workspace, "\n  file {\n    path   = \"/big.bin\"\n    source = \"./big.bin\"\n  }\n"));
     let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(apply.code, 1, "{}", apply.text());

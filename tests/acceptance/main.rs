@@ -46,18 +46,7 @@ fn push_basic_fixtures(registry: &Registry, dir: &Path) {
 
 /// Points `to` at whatever `from` names in the layout's index.json.
 fn retag(dir: &Path, from: &str, to: &str) {
-    let path = dir.join("index.json");
-    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let manifests = index["manifests"].as_array_mut().unwrap();
-    let mut entry = manifests
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == from)
-        .unwrap()
-        .clone();
-    manifests.retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] != to);
-    entry["annotations"]["org.opencontainers.image.ref.name"] = serde_json::json!(to);
-    manifests.push(entry);
-    std::fs::write(path, index.to_string()).unwrap();
+    fixtures::set_tag(dir, to, &fixtures::tagged(dir, from));
 }
 
 fn basic_config(workspace: &Workspace, registry: &Registry) -> String {

@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tf_provider::schema::{Attribute, AttributeConstraint::*, AttributeType, Block, Schema};
+use tf_provider::schema::{Attribute, AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::provider::{ProviderContext, SharedContext};
-use super::schema::{attribute, description, list_block, strings};
+use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::build::{artifact_paths, build, file_digest, sbom_path};
 use crate::assemble::interop::{linuxkit_document, to_yaml};
 use crate::assemble::compose::{compose, file_kind, Composition, FileSpec, ImageInputs, InputError};
@@ -409,18 +409,11 @@ impl Resource for Image {
             attribute("gid", AttributeType::String, Optional, "Group, as `uid`. Default: 0."),
             attribute("optional", AttributeType::Bool, Optional, "Skip the file when `source` does not exist instead of failing."),
         ], vec![]);
-        Some(Schema {
-            version: 1,
-            block: Block {
-                version: 1,
-                description: description(
-                    "A machine image: kernel, initrd and command line assembled LinuxKit's way from a `resin_kernel` and `resin_package`s, without booting anything. `content_hash` is known at plan time and covers everything that determines the bytes.",
-                ),
-                attributes: attributes.into_iter().collect(),
-                blocks: [file].into_iter().collect(),
-                ..Default::default()
-            },
-        })
+        Some(resource_schema(
+            "A machine image: kernel, initrd and command line assembled LinuxKit's way from a `resin_kernel` and `resin_package`s, without booting anything. `content_hash` is known at plan time and covers everything that determines the bytes.",
+            attributes,
+            vec![file],
+        ))
     }
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {

@@ -2,12 +2,12 @@
 //! `kernel.tar` of modules and an early microcode cpio) and the kernel command line.
 
 use serde::{Deserialize, Serialize};
-use tf_provider::schema::{AttributeConstraint::*, AttributeType, Block, Schema};
+use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics};
 
 use super::image_resource::{ImageFields, ImageKind};
-use super::schema::{attribute, description, image_attributes};
+use super::schema::{attribute, image_attributes, resource_schema};
 use crate::assemble::spec::{ImageDefaults, KernelSpec, SPEC_VERSION};
 use crate::oci::reference::ImageReference;
 
@@ -59,15 +59,11 @@ impl ImageKind for Kernel {
             attribute("ucode", AttributeType::String, Optional,
                 "Path of an early microcode cpio inside the image (e.g. `intel-ucode.cpio`), prepended uncompressed to the initrd."),
         ]);
-        Schema {
-            version: 1,
-            block: Block {
-                version: 1,
-                description: description("A kernel OCI image in LinuxKit's layout and the kernel command line. Apply pulls the image into the verified cache and checks it has the `binary`, `modules_tar` and `ucode` files it names; `content_hash` covers the digest and every setting."),
-                attributes: attributes.into_iter().collect(),
-                ..Default::default()
-            },
-        }
+        resource_schema(
+            "A kernel OCI image in LinuxKit's layout and the kernel command line. Apply pulls the image into the verified cache and checks it has the `binary`, `modules_tar` and `ucode` files it names; `content_hash` covers the digest and every setting.",
+            attributes,
+            vec![],
+        )
     }
 
     fn fields(state: &mut KernelState) -> ImageFields<'_> {

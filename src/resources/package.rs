@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tf_provider::schema::{AttributeConstraint::*, AttributeType, Block, Schema};
+use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics};
 
 use super::image_resource::{ImageFields, ImageKind};
-use super::schema::{attribute, description, image_attributes, list_block, optional_block, string_map, strings};
+use super::schema::{attribute, image_attributes, list_block, optional_block, resource_schema, string_map, strings};
 use crate::container::{
     self, BindNamespaces, ContainerOptions, CpuResources, Device, Interface, MemoryResources, Mount, PathStep,
     Resources, Runtime,
@@ -427,18 +427,11 @@ impl ImageKind for Package {
                     .into(), vec![]),
             ]),
         ];
-        Schema {
-            version: 1,
-            block: Block {
-                version: 1,
-                description: description(
-                    "One OCI image plus how it runs inside a machine image: as an `init` image (unpacked at `/`) or as an onboot, onshutdown or service container whose `config.json` and `runtime.json` these settings shape. Unset settings come from the image's `org.mobyproject.config` label, then its config, as in LinuxKit.",
-                ),
-                attributes: attributes.into_iter().collect(),
-                blocks: blocks.into_iter().collect(),
-                ..Default::default()
-            },
-        }
+        resource_schema(
+            "One OCI image plus how it runs inside a machine image: as an `init` image (unpacked at `/`) or as an onboot, onshutdown or service container whose `config.json` and `runtime.json` these settings shape. Unset settings come from the image's `org.mobyproject.config` label, then its config, as in LinuxKit.",
+            attributes,
+            blocks,
+        )
     }
 
     fn fields(state: &mut PackageState) -> ImageFields<'_> {

@@ -103,9 +103,9 @@ impl Provider for ResinProvider {
             ..Default::default()
         };
         Some(Schema {
-            version: 1,
+            version: super::schema::SCHEMA_VERSION,
             block: Block {
-                version: 1,
+                version: super::schema::SCHEMA_VERSION,
                 description: description("Assembles immutable LinuxKit-style machine images (kernel, initrd, cmdline) from OCI images."),
                 attributes: HashMap::from([
                     attribute("cache_dir", AttributeType::String, AttributeConstraint::Optional,

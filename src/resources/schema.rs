@@ -1,7 +1,17 @@
 //! Small constructors that keep the schema literals of the resources readable. Every
 //! attribute and block gets a description: the registry docs are generated from them.
 
-use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, Description, NestedBlock};
+use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, Description, NestedBlock, Schema};
+
+/// The schema version of every resource. It never changes: tf-provider cannot implement
+/// state upgrades, and with an unchanged version Terraform drops removed attributes and
+/// nulls new ones itself (an attribute may never change type).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// A resource schema from its description, attributes and blocks.
+pub fn resource_schema(text: &str, attributes: Vec<(String, Attribute)>, blocks: Vec<(String, NestedBlock)>) -> Schema {
+    Schema { version: SCHEMA_VERSION, block: block(text, attributes, blocks) }
+}
 
 pub fn description(text: &str) -> Description {
     Description::markdown(text)
@@ -40,7 +50,7 @@ pub fn list_block(name: &str, text: &str, attributes: Vec<(String, Attribute)>, 
 
 fn block(text: &str, attributes: Vec<(String, Attribute)>, blocks: Vec<(String, NestedBlock)>) -> Block {
     Block {
-        version: 1,
+        version: SCHEMA_VERSION,
         attributes: attributes.into_iter().collect(),
         blocks: blocks.into_iter().collect(),
         description: description(text),

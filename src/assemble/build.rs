@@ -1,6 +1,6 @@
 //! Writing the artifacts of a composition: pull every image, union its layers, and write
-//! `<name>-kernel`, `<name>-initrd.img` and `<name>-cmdline` through temporary files in
-//! the output directory, renamed into place only when all three are complete.
+//! `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline` and the SBOM through temporary
+//! files in the output directory, renamed into place only when all of them are complete.
 //!
 //! The initrd is one gzip member of independently compressed segments, in order:
 //! kernel modules, each init image, the merged apk database (when two or more init images
@@ -50,6 +50,7 @@ pub struct Artifacts {
     pub kernel: Artifact,
     pub initrd: Artifact,
     pub cmdline: Artifact,
+    pub sbom: Artifact,
     /// Things worth a warning: extended attributes newc cannot keep.
     pub warnings: Vec<String>,
 }
@@ -66,6 +67,40 @@ pub fn artifact_paths(output_dir: &Path, name: &str) -> [PathBuf; 3] {
 /// Where the SPDX SBOM of image `name` goes.
 pub fn sbom_path(output_dir: &Path, name: &str) -> PathBuf {
     output_dir.join(format!("{name}-sbom.spdx.json"))
+}
+
+/// The SPDX SBOM of image `name`: a function of the composition alone, so its digest is
+/// known at plan time.
+pub fn sbom_bytes(composition: &Composition, name: &str) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(&super::interop::spdx_document(composition, name)).expect("JSON values serialise");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn bytes_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Writes the SBOM alone (when only it is missing or was edited), through a temporary
+/// file renamed into place.
+pub fn write_sbom(composition: &Composition, output_dir: &Path, name: &str) -> Result<Artifact> {
+    let bytes = sbom_bytes(composition, name);
+    let path = sbom_path(output_dir, name);
+    let mut file = temporary(output_dir, "sbom")?;
+    file.write_all(&bytes).with_context(|| format!("writing {}", path.display()))?;
+    publishable(&file)?;
+    file.persist(&path).with_context(|| format!("moving the SBOM into place at {}", path.display()))?;
+    Ok(Artifact { path, sha256: bytes_digest(&bytes), size: bytes.len() as u64 })
+}
+
+/// Artifacts are meant to be read (by a PXE or image server, a VM launcher), and
+/// temporary files are created 0600; and they must be on disk before the rename.
+fn publishable(file: &tempfile::NamedTempFile) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    file.as_file().sync_all()?;
+    Ok(())
 }
 
 /// sha256 and size of a file on disk.
@@ -109,11 +144,7 @@ impl<W: Write> Write for HashingWriter<W> {
 /// Pulls every image of the composition (a few at a time), then assembles on a
 /// blocking thread.
 pub async fn build(composition: Composition, puller: &Puller, output_dir: PathBuf, name: String) -> Result<Artifacts> {
-    let sbom = {
-        let mut bytes = serde_json::to_vec_pretty(&super::interop::spdx_document(&composition, &name)).expect("JSON values serialise");
-        bytes.push(b'\n');
-        bytes
-    };
+    let sbom = sbom_bytes(&composition, &name);
     let started = Instant::now();
     let kernel = &composition.inputs.kernel;
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
@@ -496,11 +527,7 @@ fn assemble(
 
     let [kernel_path, initrd_path, cmdline_path] = artifact_paths(output_dir, name);
     for file in [&kernel_file, &initrd, &cmdline, &sbom_file] {
-        // Temporary files are created 0600; artifacts are meant to be read (by a PXE or
-        // image server, a VM launcher).
-        use std::os::unix::fs::PermissionsExt as _;
-        file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.as_file().sync_all()?;
+        publishable(file)?;
     }
     let sbom_destination = sbom_path(output_dir, name);
     for (file, path) in [(kernel_file, &kernel_path), (initrd, &initrd_path), (cmdline, &cmdline_path), (sbom_file, &sbom_destination)] {
@@ -511,6 +538,7 @@ fn assemble(
         kernel: Artifact { path: kernel_path, sha256: kernel_sha256, size: kernel_size },
         initrd: Artifact { path: initrd_path, sha256: initrd_sha256, size: initrd_size },
         cmdline: Artifact { path: cmdline_path, sha256: cmdline_sha256, size: cmdline_size },
+        sbom: Artifact { path: sbom_destination, sha256: bytes_digest(sbom), size: sbom.len() as u64 },
         warnings,
     })
 }

@@ -10,8 +10,10 @@
 //!   three artifacts through temporary files renamed into place together.
 //! * **Refresh** checks the artifacts on disk: a missing or modified one is recorded in
 //!   state, and the next plan rewrites the artifacts. A file whose size, mtime and inode
-//!   are as written is not hashed again.
-//! * **Destroy** removes the artifacts it wrote, and only if they are still what it wrote.
+//!   are as written is not hashed again. The SBOM is a function of the composition, so
+//!   its digest is known at plan time; when only the SBOM is damaged, only it is written.
+//! * **Destroy** removes the artifacts it wrote, and only if they are still what it wrote
+//!   (compared with private state: refresh records edits in the state itself).
 //!   In a replacement (destroy, then create) artifacts at paths the new image will write
 //!   are left for the create to overwrite atomically, so a failed apply never loses the
 //!   previous image. (The destroy half of a replacement receives the private state of
@@ -27,7 +29,7 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
-use crate::assemble::build::{artifact_paths, build, file_digest, sbom_path};
+use crate::assemble::build::{artifact_paths, build, bytes_digest, file_digest, sbom_bytes, sbom_path, write_sbom};
 use crate::assemble::interop::{linuxkit_document, to_yaml};
 use crate::assemble::compose::{compose, file_kind, Composition, FileSpec, ImageInputs, InputError};
 use crate::assemble::spec::{KernelSpec, PackageSpec};
@@ -66,6 +68,9 @@ pub struct ImageState {
     initrd_size: Value<i64>,
     cmdline_size: Value<i64>,
     sbom_path: Value<String>,
+    /// Absent from states written before it existed.
+    #[serde(default)]
+    sbom_sha256: Value<String>,
     linuxkit_yaml: Value<String>,
     labels: Value<std::collections::BTreeMap<String, Value<String>>>,
 }
@@ -97,6 +102,9 @@ pub struct Written {
     /// when these changed (as make and git do), so plans stay fast for large initrds.
     #[serde(default)]
     stamps: Option<[FileStamp; 3]>,
+    /// The SBOM as written.
+    #[serde(default)]
+    sbom_sha256: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,7 +309,37 @@ impl Image {
             Some(c) => Value::Value(to_yaml(&linuxkit_document(c))),
             None => Value::Unknown,
         };
+        state.sbom_sha256 = match (&composition, &state.name) {
+            (Some(c), Value::Value(name)) => Value::Value(bytes_digest(&sbom_bytes(c, name))),
+            _ => Value::Unknown,
+        };
         Some((state, composition))
+    }
+
+    /// Writes the SBOM again when it alone is missing or was edited: the other artifacts
+    /// are as written, and the SBOM is a function of the composition.
+    async fn restore_sbom(&self, diags: &mut Diagnostics, planned: ImageState, private: Option<Written>) -> Option<(ImageState, Option<Written>)> {
+        let Some(composition) = composition_of(&planned, diags).ok()? else {
+            diags.root_error_short("resin_image inputs are still unknown at apply");
+            return None;
+        };
+        let (Some(Some(name)), Some(Some(dir))) = (known(&planned.name), known(&planned.output_dir)) else {
+            diags.root_error_short("name and output_dir must be known at apply");
+            return None;
+        };
+        let image = format!("resin_image {name} in {dir}");
+        let written = tokio::task::spawn_blocking(move || write_sbom(&composition, Path::new(&dir), &name)).await;
+        let sbom = match written.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(sbom) => sbom,
+            Err(e) => {
+                super::error_at(diags, "Cannot write the SBOM", &e.context(image), AttributePath::new("sbom_sha256"));
+                return None;
+            }
+        };
+        let mut state = planned;
+        state.sbom_sha256 = Value::Value(sbom.sha256.clone());
+        let private = Written { sbom_sha256: Some(sbom.sha256), ..private.unwrap_or_default() };
+        Some((state, Some(private)))
     }
 
     async fn apply(&self, diags: &mut Diagnostics, planned: ImageState) -> Option<(ImageState, Option<Written>)> {
@@ -350,6 +388,7 @@ impl Image {
         state.kernel_size = Value::Value(artifacts.kernel.size as i64);
         state.initrd_size = Value::Value(artifacts.initrd.size as i64);
         state.cmdline_size = Value::Value(artifacts.cmdline.size as i64);
+        state.sbom_sha256 = Value::Value(artifacts.sbom.sha256.clone());
         let stamps = [stamp(&artifacts.kernel.path), stamp(&artifacts.initrd.path), stamp(&artifacts.cmdline.path)];
         let written = Written {
             sha256: Some([artifacts.kernel.sha256, artifacts.initrd.sha256, artifacts.cmdline.sha256]),
@@ -358,6 +397,7 @@ impl Image {
                 [Some(k), Some(i), Some(c)] => Some([k, i, c]),
                 _ => None,
             },
+            sbom_sha256: Some(artifacts.sbom.sha256),
         };
         Some((state, Some(written)))
     }
@@ -385,6 +425,8 @@ impl Resource for Image {
                 "Free-form labels (`environment`, `owner`...) for policy tools and inventories, e.g. `environment = \"production\"` for the policy pack's production rules. They do not change the artifacts or the content hash."),
             attribute("sbom_path", AttributeType::String, Computed,
                 "Path of the SPDX 2.3 JSON SBOM written beside the artifacts (`<name>-sbom.spdx.json`): the kernel and every package with its pinned digest, deterministic (namespace and creation time derive from the content hash)."),
+            attribute("sbom_sha256", AttributeType::String, Computed,
+                "SHA-256 of the SBOM (`sha256:<hex>`), known at plan time. Refresh reads the file: a missing or edited SBOM shows in the plan and is written again (alone, when the other artifacts are intact)."),
             attribute("linuxkit_yaml", AttributeType::String, Computed,
                 "The equivalent LinuxKit YAML (kernel, init, onboot, onshutdown, services, files), to compare with or migrate from `linuxkit build`. Files with `sensitive_contents` appear with a placeholder instead of their contents."),
         ];
@@ -444,7 +486,8 @@ impl Resource for Image {
         ];
         // An artifact whose size, mtime and inode are as written keeps its recorded digest.
         let stamps = private.as_ref().and_then(|p| p.stamps.clone());
-        let digests = tokio::task::spawn_blocking(move || {
+        let sbom = state.sbom_path.as_ref_option().map(PathBuf::from);
+        let checked = tokio::task::spawn_blocking(move || {
             let mut digests: [Option<(String, u64)>; 3] = Default::default();
             for (index, path) in paths.iter().enumerate() {
                 let current = stamp(path);
@@ -455,11 +498,13 @@ impl Resource for Image {
                     _ => None,
                 };
             }
-            digests
+            // The SBOM is small: always hashed.
+            let sbom = sbom.and_then(|path| file_digest(&path).ok()).map(|(sha, _)| sha);
+            (digests, sbom)
         })
         .await
         .ok();
-        let Some(digests) = digests else {
+        let Some((digests, sbom)) = checked else {
             diags.root_warning_short("could not check the artifacts on disk");
             return Some((state, private));
         };
@@ -475,6 +520,7 @@ impl Resource for Image {
                 }
             }
         }
+        state.sbom_sha256 = sbom.map_or(Value::Null, Value::Value);
         Some((state, private))
     }
 
@@ -489,7 +535,7 @@ impl Resource for Image {
         set_artifacts_unknown(&mut state);
         let mut will_write: Vec<String> = paths_of(&state).map(|p| p.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
         will_write.extend(state.sbom_path.as_ref_option().cloned());
-        Some((state, Some(Written { sha256: None, will_write, stamps: None })))
+        Some((state, Some(Written { will_write, ..Written::default() })))
     }
 
     async fn plan_update<'a>(
@@ -547,16 +593,20 @@ impl Resource for Image {
     async fn update<'a>(
         &self,
         diags: &mut Diagnostics,
-        _prior: Self::State<'a>,
+        prior: Self::State<'a>,
         planned: Self::State<'a>,
         _config: Self::State<'a>,
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         // Known artifact digests in the plan mean the content is unchanged and the files on
-        // disk are what was written: only the configuration's wording changed.
+        // disk are what was written: only the configuration's wording changed, or the SBOM
+        // is missing or was edited and is written again on its own.
         if !planned.initrd_sha256.is_unknown() && !planned.kernel_sha256.is_unknown() && !planned.cmdline_sha256.is_unknown() {
-            return Some((planned, private));
+            if prior.sbom_sha256 == planned.sbom_sha256 {
+                return Some((planned, private));
+            }
+            return self.restore_sbom(diags, planned, private).await;
         }
         self.apply(diags, planned).await
     }
@@ -569,20 +619,20 @@ impl Resource for Image {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<()> {
         let Some(paths) = paths_of(&prior) else { return Some(()) };
-        let will_write = private.map(|p| p.will_write).unwrap_or_default();
-        if let Some(sbom) = prior.sbom_path.as_ref_option() {
-            if !will_write.contains(sbom) {
-                // Generated from the state's inputs, so nothing else writes it.
-                let _ = std::fs::remove_file(sbom);
-            }
-        }
-        let recorded = recorded_shas(&prior);
-        for (path, sha) in paths.iter().zip(recorded) {
-            if will_write.contains(&path.display().to_string()) {
+        let private = private.unwrap_or_default();
+        // Compared with what apply wrote (private state) rather than with the state: refresh
+        // records an edit in the state, and destroy must still leave an edited artifact.
+        let written: [Option<String>; 3] = match private.sha256 {
+            Some(written) => written.map(Some),
+            None => recorded_shas(&prior),
+        };
+        let sbom = prior.sbom_path.as_ref_option().map(|path| (PathBuf::from(path), private.sbom_sha256.or_else(|| prior.sbom_sha256.as_ref_option().cloned())));
+        for (path, sha) in paths.into_iter().zip(written).chain(sbom) {
+            if private.will_write.contains(&path.display().to_string()) {
                 // The replacement writes this path; it overwrites it atomically.
                 continue;
             }
-            let Ok((current, _)) = file_digest(path) else { continue };
+            let Ok((current, _)) = file_digest(&path) else { continue };
             if Some(&current) != sha.as_ref() {
                 diags.warning(
                     "Artifact left in place",
@@ -591,7 +641,7 @@ impl Resource for Image {
                 );
                 continue;
             }
-            if let Err(e) = std::fs::remove_file(path) {
+            if let Err(e) = std::fs::remove_file(&path) {
                 diags.error("Cannot remove artifact", format!("{}: {e}", path.display()), AttributePath::root());
                 return None;
             }

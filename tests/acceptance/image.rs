@@ -375,6 +375,59 @@ fn modified_or_missing_artifacts_are_drift() {
 }
 
 #[test]
+fn a_missing_or_edited_sbom_is_drift_and_is_written_again_alone() {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    let plan = workspace.plan();
+    assert!(plan.says("+ sbom_sha256        = \"sha256:"), "the SBOM digest must be known at the first plan:\n{}", plan.text());
+    workspace.apply();
+    let sbom = out(&workspace, "sbom.spdx.json");
+    let original = std::fs::read(&sbom).unwrap();
+    let digest = format!("sha256:{}", sha256(&sbom));
+    assert_eq!(workspace.state()["resin_image.img"]["sbom_sha256"], digest);
+    let initrd = out(&workspace, "initrd.img");
+    let initrd_before = std::fs::metadata(&initrd).unwrap();
+
+    let edited = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"{}\n")));
+    for (damage, diff) in [("remove", format!("+ sbom_sha256 = \"{digest}\"")), ("edit", format!("~ sbom_sha256 = \"{edited}\" -> \"{digest}\""))] {
+        match damage {
+            "remove" => std::fs::remove_file(&sbom).unwrap(),
+            _ => std::fs::write(&sbom, b"{}\n").unwrap(),
+        }
+        let plan = workspace.plan();
+        assert_eq!(plan.code, 2, "a {damage}d SBOM must be drift:\n{}", plan.text());
+        assert!(plan.says(&diff), "the plan must show the SBOM digest change ({diff}):\n{}", plan.text());
+        assert!(plan.says("1 to change"), "restoring the SBOM is an update, not a replacement:\n{}", plan.text());
+        workspace.apply();
+        assert_eq!(std::fs::read(&sbom).unwrap(), original, "the SBOM is written again, byte for byte, after it was {damage}d");
+        assert_eq!(workspace.plan().code, 0);
+    }
+    // Only the SBOM was written: the initrd is the same file, untouched.
+    use std::os::unix::fs::MetadataExt as _;
+    let initrd_after = std::fs::metadata(&initrd).unwrap();
+    assert_eq!((initrd_after.ino(), initrd_after.mtime_nsec(), initrd_after.mtime()), (initrd_before.ino(), initrd_before.mtime_nsec(), initrd_before.mtime()));
+}
+
+#[test]
+fn destroy_leaves_an_artifact_edited_after_apply() {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    // Destroy refreshes first, so the edit is in the state by then; destroy must still
+    // compare with what apply wrote.
+    let cmdline = out(&workspace, "cmdline");
+    std::fs::write(&cmdline, "console=ttyS0 edited by hand").unwrap();
+    let destroy = workspace.run(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
+    assert_eq!(destroy.code, 0, "{}", destroy.text());
+    assert!(destroy.says("Artifact left in place"), "{}", destroy.text());
+    assert!(destroy.says("test-cmdline is not what this resource wrote"), "the warning names the file:\n{}", destroy.text());
+    assert_eq!(std::fs::read_to_string(&cmdline).unwrap(), "console=ttyS0 edited by hand");
+    for artifact in ["kernel", "initrd.img", "sbom.spdx.json"] {
+        assert!(!out(&workspace, artifact).exists(), "{artifact} left behind");
+    }
+}
+
+#[test]
 fn the_same_inputs_give_the_same_bytes_with_any_cache() {
     let first = new_workspace();
     first.write_config(&image_config(&first, ""));

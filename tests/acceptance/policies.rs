@@ -51,3 +51,29 @@ fn each_policy_passes_its_passing_fixture_and_fails_its_failing_one() {
         }
     }
 }
+
+#[test]
+fn the_full_stack_example_passes_the_whole_policy_pack() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("examples/full-stack");
+    let output = std::process::Command::new(checkov())
+        .args(["--framework", "terraform", "--skip-download", "-o", "json", "--check", "CKV_RESIN_*"])
+        .arg("--external-checks-dir")
+        .arg(root.join("policies/checkov"))
+        .arg("-d")
+        .arg(&example)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("checkov's JSON report");
+    let ids = |key: &str| -> std::collections::BTreeSet<String> {
+        report["results"][key].as_array().unwrap().iter().map(|r| format!("{} {}", r["check_id"].as_str().unwrap(), r["resource"].as_str().unwrap())).collect()
+    };
+    assert!(ids("failed_checks").is_empty(), "the full-stack example fails {:?}", ids("failed_checks"));
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let passed: std::collections::BTreeSet<String> = ids("passed_checks").into_iter().map(|r| r.split(' ').next().unwrap().to_string()).collect();
+    let every: std::collections::BTreeSet<String> = (1..=7).map(|n| format!("CKV_RESIN_{n}")).collect();
+    assert_eq!(passed, every, "every check of the pack runs on the example and passes");
+    // Pinning: every image of the example, the kernel and nine packages.
+    let pinned = ids("passed_checks").into_iter().filter(|r| r.starts_with("CKV_RESIN_1 ")).count();
+    assert_eq!(pinned, 10, "CKV_RESIN_1 on the kernel and nine packages: {:?}", ids("passed_checks"));
+}

@@ -31,6 +31,7 @@ use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
 use crate::log;
 use crate::oci::cache::BlobCache;
 use crate::oci::platform::Platform;
+use crate::oci::reference::Digest;
 use crate::oci::{Puller, ResolvedImage};
 use crate::rootfs::layer::{decompress, for_each_entry, read_entries};
 use crate::rootfs::path::{display, normalise};
@@ -77,11 +78,6 @@ pub fn sbom_bytes(composition: &Composition, name: &str) -> Vec<u8> {
     bytes
 }
 
-/// `sha256:<hex>` of some bytes.
-pub fn bytes_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
 /// Writes the SBOM alone (when only it is missing or was edited), through a temporary
 /// file renamed into place.
 pub fn write_sbom(composition: &Composition, output_dir: &Path, name: &str) -> Result<Artifact> {
@@ -91,7 +87,7 @@ pub fn write_sbom(composition: &Composition, output_dir: &Path, name: &str) -> R
     file.write_all(&bytes).with_context(|| format!("writing {}", path.display()))?;
     publishable(&file)?;
     file.persist(&path).with_context(|| format!("moving the SBOM into place at {}", path.display()))?;
-    Ok(Artifact { path, sha256: bytes_digest(&bytes), size: bytes.len() as u64 })
+    Ok(Artifact { path, sha256: Digest::of(&bytes).to_string(), size: bytes.len() as u64 })
 }
 
 /// Artifacts are meant to be read (by a PXE or image server, a VM launcher), and
@@ -124,7 +120,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     fn finish(self) -> (String, u64) {
-        (format!("sha256:{}", hex::encode(self.hasher.finalize())), self.written)
+        (Digest::from_sha256(&self.hasher.finalize()).to_string(), self.written)
     }
 }
 
@@ -538,7 +534,7 @@ fn assemble(
         kernel: Artifact { path: kernel_path, sha256: kernel_sha256, size: kernel_size },
         initrd: Artifact { path: initrd_path, sha256: initrd_sha256, size: initrd_size },
         cmdline: Artifact { path: cmdline_path, sha256: cmdline_sha256, size: cmdline_size },
-        sbom: Artifact { path: sbom_destination, sha256: bytes_digest(sbom), size: sbom.len() as u64 },
+        sbom: Artifact { path: sbom_destination, sha256: Digest::of(sbom).to_string(), size: sbom.len() as u64 },
         warnings,
     })
 }

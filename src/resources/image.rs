@@ -29,10 +29,11 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
-use crate::assemble::build::{artifact_paths, build, bytes_digest, file_digest, sbom_bytes, sbom_path, write_sbom};
+use crate::assemble::build::{artifact_paths, build, file_digest, sbom_bytes, sbom_path, write_sbom};
 use crate::assemble::interop::{linuxkit_document, to_yaml};
 use crate::assemble::compose::{compose, file_kind, Composition, FileSpec, ImageInputs, InputError};
 use crate::assemble::spec::{KernelSpec, PackageSpec};
+use crate::oci::reference::Digest;
 
 pub struct Image {
     context: SharedContext,
@@ -310,23 +311,40 @@ impl Image {
             None => Value::Unknown,
         };
         state.sbom_sha256 = match (&composition, &state.name) {
-            (Some(c), Value::Value(name)) => Value::Value(bytes_digest(&sbom_bytes(c, name))),
+            (Some(c), Value::Value(name)) => Value::Value(Digest::of(&sbom_bytes(c, name)).to_string()),
             _ => Value::Unknown,
         };
         Some((state, composition))
     }
 
-    /// Writes the SBOM again when it alone is missing or was edited: the other artifacts
-    /// are as written, and the SBOM is a function of the composition.
-    async fn restore_sbom(&self, diags: &mut Diagnostics, planned: ImageState, private: Option<Written>) -> Option<(ImageState, Option<Written>)> {
-        let Some(composition) = composition_of(&planned, diags).ok()? else {
+    /// What an apply writes: the composition, the image's name and its output directory.
+    /// Refuses when an input changed since the plan, which promised `content_hash`.
+    fn target(planned: &ImageState, diags: &mut Diagnostics) -> Option<(Composition, String, String)> {
+        let Some(composition) = composition_of(planned, diags).ok()? else {
             diags.root_error_short("resin_image inputs are still unknown at apply");
             return None;
         };
+        if let Value::Value(promised) = &planned.content_hash {
+            if promised != &composition.content_hash {
+                diags.error(
+                    "content_hash changed between plan and apply",
+                    format!("the plan promised {promised}, the inputs now give {}: an input (a package, a file source) changed since the plan was made. Nothing was written; run terraform plan again.", composition.content_hash),
+                    AttributePath::new("content_hash"),
+                );
+                return None;
+            }
+        }
         let (Some(Some(name)), Some(Some(dir))) = (known(&planned.name), known(&planned.output_dir)) else {
             diags.root_error_short("name and output_dir must be known at apply");
             return None;
         };
+        Some((composition, name, dir))
+    }
+
+    /// Writes the SBOM again when it alone is missing or was edited: the other artifacts
+    /// are as written, and the SBOM is a function of the composition.
+    async fn restore_sbom(&self, diags: &mut Diagnostics, planned: ImageState, private: Option<Written>) -> Option<(ImageState, Option<Written>)> {
+        let (composition, name, dir) = Self::target(&planned, diags)?;
         let image = format!("resin_image {name} in {dir}");
         let written = tokio::task::spawn_blocking(move || write_sbom(&composition, Path::new(&dir), &name)).await;
         let sbom = match written.map_err(anyhow::Error::from).and_then(|r| r) {
@@ -344,28 +362,11 @@ impl Image {
 
     async fn apply(&self, diags: &mut Diagnostics, planned: ImageState) -> Option<(ImageState, Option<Written>)> {
         let context = self.context(diags)?;
-        let mut state = planned.clone();
-        let Some(composition) = composition_of(&state, diags).ok()? else {
-            diags.root_error_short("resin_image inputs are still unknown at apply");
-            return None;
-        };
-        if let Value::Value(promised) = &planned.content_hash {
-            if promised != &composition.content_hash {
-                diags.error(
-                    "content_hash changed between plan and apply",
-                    format!("the plan promised {promised}, the inputs now give {}: an input (a package, a file source) changed since the plan was made. Nothing was written; run terraform plan again.", composition.content_hash),
-                    AttributePath::new("content_hash"),
-                );
-                return None;
-            }
-        }
+        let (composition, name, dir) = Self::target(&planned, diags)?;
+        let mut state = planned;
         state.content_hash = Value::Value(composition.content_hash.clone());
         state.linuxkit_yaml = Value::Value(to_yaml(&linuxkit_document(&composition)));
         set_paths(&mut state);
-        let (Some(Some(name)), Some(Some(dir))) = (known(&state.name), known(&state.output_dir)) else {
-            diags.root_error_short("name and output_dir must be known at apply");
-            return None;
-        };
         let output_dir = PathBuf::from(&dir);
         let result = async {
             std::fs::create_dir_all(&output_dir).map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", output_dir.display()))?;

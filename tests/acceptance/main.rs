@@ -35,6 +35,14 @@ fn provider_block(workspace: &Workspace, registries: &[&Registry], with_credenti
 
 /// An init-like image and a kernel image, pushed as `fixtures/init:v1` and
 /// `fixtures/kernel:v1`. Returns the layout directory.
+/// A registry serving the basic fixtures, and the layouts they were pushed from.
+fn basic_registry() -> (Registry, tempfile::TempDir) {
+    let registry = Registry::start(None);
+    let layouts = tempfile::tempdir().unwrap();
+    push_basic_fixtures(&registry, layouts.path());
+    (registry, layouts)
+}
+
 fn push_basic_fixtures(registry: &Registry, dir: &Path) {
     add_to_layout(dir, "init-v1", &[Image::amd64(vec![("sbin/init", b"#!/bin/sh\necho init v1\n".to_vec())])]);
     add_to_layout(dir, "kernel-v1", &[Image::amd64(vec![("kernel", vec![0x4d; 4096]), ("kernel.tar", vec![0; 1024])])]);
@@ -59,9 +67,7 @@ fn basic_config(workspace: &Workspace, registry: &Registry) -> String {
 
 #[test]
 fn apply_records_pinned_digests_then_plan_is_clean() {
-    let registry = Registry::start(None);
-    let layouts = tempfile::tempdir().unwrap();
-    push_basic_fixtures(&registry, layouts.path());
+    let (registry, layouts) = basic_registry();
     let workspace = Workspace::new();
     workspace.write_config(&basic_config(&workspace, &registry));
     workspace.apply();
@@ -103,9 +109,7 @@ fn apply_records_pinned_digests_then_plan_is_clean() {
 
 #[test]
 fn a_moved_tag_is_planned_as_a_digest_change() {
-    let registry = Registry::start(None);
-    let layouts = tempfile::tempdir().unwrap();
-    push_basic_fixtures(&registry, layouts.path());
+    let (registry, layouts) = basic_registry();
     let workspace = Workspace::new();
     workspace.write_config(&basic_config(&workspace, &registry));
     workspace.apply();
@@ -130,9 +134,7 @@ fn a_moved_tag_is_planned_as_a_digest_change() {
 
 #[test]
 fn import_by_image_reference() {
-    let registry = Registry::start(None);
-    let layouts = tempfile::tempdir().unwrap();
-    push_basic_fixtures(&registry, layouts.path());
+    let (registry, _layouts) = basic_registry();
     let workspace = Workspace::new();
     let reference = format!("{}/fixtures/init:v1", registry.address);
     workspace.write_config(&format!(
@@ -154,9 +156,7 @@ fn import_by_image_reference() {
 
 #[test]
 fn a_saved_plan_applies_on_a_machine_with_an_empty_cache() {
-    let registry = Registry::start(None);
-    let layouts = tempfile::tempdir().unwrap();
-    push_basic_fixtures(&registry, layouts.path());
+    let (registry, layouts) = basic_registry();
     let workspace = Workspace::new();
     workspace.write_config(&basic_config(&workspace, &registry));
     let plan = workspace.run(&["plan", "-out=saved.tfplan", "-input=false", "-no-color"]);
@@ -175,9 +175,7 @@ fn a_saved_plan_applies_on_a_machine_with_an_empty_cache() {
 
 #[test]
 fn bad_references_and_unknown_images_name_the_attribute_and_the_reference() {
-    let registry = Registry::start(None);
-    let layouts = tempfile::tempdir().unwrap();
-    push_basic_fixtures(&registry, layouts.path());
+    let (registry, _layouts) = basic_registry();
     let cases = [
         ("Not A Reference", "Invalid image reference \"Not A Reference\""),
         ("alpine@sha256:1234", "invalid digest \"sha256:1234\""),
@@ -201,9 +199,7 @@ fn bad_references_and_unknown_images_name_the_attribute_and_the_reference() {
 
 #[test]
 fn a_corrupted_blob_is_rejected_and_never_enters_the_cache() {
-    let registry = Registry::start(None);
-    let layouts = tempfile::tempdir().unwrap();
-    push_basic_fixtures(&registry, layouts.path());
+    let (registry, layouts) = basic_registry();
     let digest = registry.manifest_digest("fixtures/init", "v1");
     let layer = layer_digests(layouts.path(), &digest).remove(0);
     let data = registry.blob_data_path(&layer);

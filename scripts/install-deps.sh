@@ -2,7 +2,7 @@
 # Installs what the build, the demo or the tests need, idempotently.
 #   install-deps.sh build   protoc and its well-known protos (the plugin protocol is compiled)
 #   install-deps.sh demo    build + Terraform 1.0.3, verified by its pinned hashes, in .tools/bin
-#   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio,
+#   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio, zstd,
 #                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64),
 #                           checkov (policy tests) in .tools/checkov
 set -euo pipefail
@@ -24,6 +24,7 @@ if [ "$what" = test ]; then
   command -v docker-registry >/dev/null || need_apt+=(docker-registry)
   command -v skopeo >/dev/null || need_apt+=(skopeo)
   command -v cpio >/dev/null || need_apt+=(cpio)
+  command -v zstd >/dev/null || need_apt+=(zstd)
   command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
   command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
   command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)

@@ -15,13 +15,12 @@
 //! blocking threads, off the async runtime.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use sha2::Digest as _;
 
 use super::compose::{Composition, FileKind};
 use super::rewrite::{rewrite, ImageRole};
@@ -33,7 +32,9 @@ use crate::oci::cache::BlobCache;
 use crate::oci::platform::Platform;
 use crate::oci::reference::Digest;
 use crate::oci::{Puller, ResolvedImage};
-use crate::rootfs::layer::{decompress, for_each_entry, read_entries};
+use crate::oci::hashing::{HashingReader, HashingWriter};
+use crate::rootfs::host::digest_regular;
+use crate::rootfs::layer::{for_each_entry, read_entries, LayerSource};
 use crate::rootfs::path::{display, normalise};
 use crate::rootfs::tree::{Content, DroppedXattrs, Meta, Node, Tree};
 
@@ -99,42 +100,13 @@ fn publishable(file: &tempfile::NamedTempFile) -> Result<()> {
     Ok(())
 }
 
-/// sha256 and size of a file on disk.
+/// sha256 and size of a file on disk (an artifact).
 pub fn file_digest(path: &Path) -> Result<(String, u64)> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hashing = HashingWriter::new(std::io::sink());
-    std::io::copy(&mut file, &mut hashing).with_context(|| format!("reading {}", path.display()))?;
-    Ok(hashing.finish())
-}
-
-/// Hashes and counts what passes through.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: sha2::Sha256,
-    written: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: sha2::Sha256::new(), written: 0 }
-    }
-
-    fn finish(self) -> (String, u64) {
-        (Digest::from_sha256(&self.hasher.finalize()).to_string(), self.written)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(bytes)?;
-        self.hasher.update(&bytes[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hashing = HashingReader::new(file);
+    std::io::copy(&mut hashing, &mut std::io::sink()).with_context(|| format!("reading {}", path.display()))?;
+    let (digest, size) = hashing.finish();
+    Ok((digest.to_string(), size))
 }
 
 /// Pulls every image of the composition (a few at a time), then assembles on a
@@ -161,32 +133,47 @@ pub async fn build(composition: Composition, puller: &Puller, output_dir: PathBu
         .await?;
     log::debug("assembly: images pulled", &[("images", images.len().to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())]);
     let cache = puller.cache().clone();
-    tokio::task::spawn_blocking(move || assemble(&composition, &images, &cache, &output_dir, &name, &sbom)).await?
+    // A cache blob found damaged while assembling is fetched again and assembly restarts;
+    // nothing is published before every layer has been read and verified.
+    let pulled: Vec<ResolvedImage> = images.values().cloned().collect();
+    puller.with_repair(&pulled, move || assemble(&composition, &images, &cache, &output_dir, &name, &sbom)).await
 }
 
-/// An image's layers as blob paths in the cache, in order.
-fn layer_paths(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<PathBuf>> {
-    image.manifest.layers.iter().map(|l| Ok(cache.blob_path(&l.parsed_digest()?))).collect()
-}
-
-fn open_layer(path: &Path) -> Result<Box<dyn Read + Send>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening layer {}", path.display()))?;
-    decompress(file)
+/// An image's layers in the cache, in order, with the digests they must have.
+pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<LayerSource>> {
+    let diff_ids = image.config.diff_ids();
+    image
+        .manifest
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(index, layer)| {
+            let digest = layer.parsed_digest()?;
+            let diff_id = match diff_ids {
+                Some(ids) => {
+                    let id = ids.get(index).with_context(|| format!("{}: the config has no diff_id for layer {}", image.reference, index + 1))?;
+                    Some(id.parse::<Digest>().with_context(|| format!("{}: the diff_id of layer {}", image.reference, index + 1))?)
+                }
+                None => None,
+            };
+            Ok(LayerSource { path: cache.blob_path(&digest), blob: Some((digest, layer.size)), diff_id })
+        })
+        .collect()
 }
 
 /// The union of a pulled image's layers (metadata only), e.g. to check a file is there.
 pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Tree> {
-    let layers = layer_paths(image, cache)?;
+    let layers = layer_sources(image, cache)?;
     Ok(flatten(image, &layers)?.0)
 }
 
 /// The union of an image's layers, and what they carried that newc drops.
-fn flatten(image: &ResolvedImage, layers: &[PathBuf]) -> Result<(Tree, Vec<String>)> {
+fn flatten(image: &ResolvedImage, layers: &[LayerSource]) -> Result<(Tree, Vec<String>)> {
     let mut tree = Tree::new();
     let mut warnings = Vec::new();
-    for (index, path) in layers.iter().enumerate() {
+    for (index, layer) in layers.iter().enumerate() {
         let describe = || format!("layer {} ({}) of {}", index + 1, image.manifest.layers[index].digest, image.reference);
-        let entries = open_layer(path).and_then(read_entries).with_context(describe)?;
+        let entries = layer.read(|stream| read_entries(stream)).with_context(describe)?;
         let dropped = tree.apply_layer(index, &entries).with_context(describe)?;
         for DroppedXattrs { path, names } in dropped {
             warnings.push(format!(
@@ -202,7 +189,7 @@ fn flatten(image: &ResolvedImage, layers: &[PathBuf]) -> Result<(Tree, Vec<Strin
 }
 
 /// Copies the contents of files of `tree` (by path) into writers, in one pass per layer.
-fn extract(tree: &Tree, layers: &[PathBuf], files: Vec<(&[u8], &mut dyn Write)>, image: &ResolvedImage) -> Result<()> {
+fn extract(tree: &Tree, layers: &[LayerSource], files: Vec<(&[u8], &mut dyn Write)>, image: &ResolvedImage) -> Result<()> {
     let mut by_layer: BTreeMap<usize, BTreeMap<usize, &mut dyn Write>> = BTreeMap::new();
     for (path, out) in files {
         let Some(Node::File(id)) = tree.get(path) else {
@@ -216,13 +203,16 @@ fn extract(tree: &Tree, layers: &[PathBuf], files: Vec<(&[u8], &mut dyn Write)>,
         }
     }
     for (layer, mut wanted) in by_layer {
-        for_each_entry(open_layer(&layers[layer])?, |entry, data| {
-            if let Some(out) = wanted.remove(&entry.ordinal) {
-                std::io::copy(data, out)?;
-            }
-            Ok(())
-        })
-        .with_context(|| format!("reading layer {} of {}", layer + 1, image.reference))?;
+        layers[layer]
+            .read(|stream| {
+                for_each_entry(stream, |entry, data| {
+                    if let Some(out) = wanted.remove(&entry.ordinal) {
+                        std::io::copy(data, out)?;
+                    }
+                    Ok(())
+                })
+            })
+            .with_context(|| format!("reading layer {} ({}) of {}", layer + 1, image.manifest.layers[layer].digest, image.reference))?;
     }
     Ok(())
 }
@@ -247,7 +237,7 @@ enum SegmentBody<'a> {
     Tree {
         tree: Tree,
         prefix: Vec<u8>,
-        layers: Vec<PathBuf>,
+        layers: Vec<LayerSource>,
         scaffold_directories: Vec<Vec<u8>>,
         scaffold_files: Vec<(Vec<u8>, &'a [u8])>,
         describe: String,
@@ -282,8 +272,7 @@ fn write_segment(segment: &Segment, number: u32, output_dir: &Path) -> Result<Wr
                 let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
                 writer.entry(path, &meta, bytes.len() as u64, &bytes[..])?;
             }
-            let mut open = |i: usize| open_layer(&layers[i]);
-            tree.write(prefix, &mut writer, &mut open, &segment.existing).with_context(|| describe.clone())?;
+            tree.write(prefix, &mut writer, layers, &segment.existing).with_context(|| describe.clone())?;
         }
         SegmentBody::File { path, contents } => {
             let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
@@ -359,7 +348,7 @@ fn write_initrd(initrd: &tempfile::NamedTempFile, ucode: Option<&tempfile::Named
     gzip::write_footer(&mut out, &summaries)?;
     out.flush()?;
     let (sha256, size) = out.finish();
-    Ok((sha256, size, cpio_bytes, summaries.len()))
+    Ok((sha256.to_string(), size, cpio_bytes, summaries.len()))
 }
 
 /// The blocking part: unions, the initrd, the kernel and the cmdline.
@@ -374,42 +363,46 @@ fn assemble(
     let started = Instant::now();
     let kernel_spec = &composition.inputs.kernel;
     let kernel_image = &images[&kernel_spec.image];
-    let kernel_layers = layer_paths(kernel_image, cache)?;
+    let kernel_layers = layer_sources(kernel_image, cache)?;
     let (kernel_tree, mut warnings) = flatten(kernel_image, &kernel_layers)?;
 
     let mut kernel_file = temporary(output_dir, "kernel")?;
     let mut modules = temporary(output_dir, "modules")?;
     let mut ucode = temporary(output_dir, "ucode")?;
-    {
+    let modules_digest = {
         let binary = normalise(kernel_spec.binary.as_bytes())?;
         let mut wanted: Vec<(&[u8], &mut dyn Write)> = vec![(&binary, kernel_file.as_file_mut())];
+        // The modules tarball is read again from its temporary file: hashed as it is
+        // written, so that read is verified like any other.
+        let mut modules_out = HashingWriter::new(modules.as_file_mut());
         let modules_path = normalise(kernel_spec.modules_tar.as_bytes())?;
         if !kernel_spec.modules_tar.is_empty() {
-            wanted.push((&modules_path, modules.as_file_mut()));
+            wanted.push((&modules_path, &mut modules_out));
         }
         let ucode_path = kernel_spec.ucode.as_ref().map(|u| normalise(u.as_bytes())).transpose()?;
         if let Some(path) = &ucode_path {
             wanted.push((path, ucode.as_file_mut()));
         }
         extract(&kernel_tree, &kernel_layers, wanted, kernel_image).context("extracting from the kernel image")?;
-    }
+        modules_out.finish()
+    };
 
     // Every segment's tree is built first (metadata only), so each knows which
     // directories the segments before it write; then they are written in parallel.
     let mut bodies: Vec<SegmentBody> = Vec::new();
     if !kernel_spec.modules_tar.is_empty() {
-        let modules_path = modules.path().to_path_buf();
+        let source = LayerSource { path: modules.path().to_path_buf(), blob: Some(modules_digest), diff_id: None };
         let describe = format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference);
-        let entries = open_layer(&modules_path).and_then(read_entries).with_context(|| format!("reading {describe}"))?;
+        let entries = source.read(|stream| read_entries(stream)).with_context(|| format!("reading {describe}"))?;
         let mut tree = Tree::new();
         tree.apply_layer(0, &entries).with_context(|| describe.clone())?;
-        bodies.push(SegmentBody::Tree { tree, prefix: vec![], layers: vec![modules_path], scaffold_directories: vec![], scaffold_files: vec![], describe });
+        bodies.push(SegmentBody::Tree { tree, prefix: vec![], layers: vec![source], scaffold_directories: vec![], scaffold_files: vec![], describe });
     }
     // Init images at /, each flattened on its own (later ones overwrite earlier files).
     let mut apk_databases: Vec<Vec<u8>> = Vec::new();
     for (index, package) in composition.inputs.init.iter().enumerate() {
         let image = &images[&package.image];
-        let layers = layer_paths(image, cache)?;
+        let layers = layer_sources(image, cache)?;
         let describe = format!("init[{index}]: {}", image.reference);
         let (mut tree, dropped) = flatten(image, &layers).with_context(|| format!("init[{index}]"))?;
         warnings.extend(dropped);
@@ -447,7 +440,7 @@ fn assemble(
         ];
         let (tree, layers, describe) = if bundle.extracts_image {
             let image = &images[&bundle.package.image];
-            let layers = layer_paths(image, cache)?;
+            let layers = layer_sources(image, cache)?;
             let (mut tree, dropped) = flatten(image, &layers).with_context(|| at.clone())?;
             warnings.extend(dropped);
             rewrite(&mut tree, ImageRole::Bundle);
@@ -468,12 +461,13 @@ fn assemble(
                 files.insert_file(&file.path, meta, bytes.len() as u64, Content::Bytes(bytes.clone()));
             }
             FileKind::Source(source) => {
-                // The plan hashed this file; it must still be what the plan saw.
-                let (sha256, size) = file_digest(source)?;
-                if sha256 != format!("sha256:{}", file.sha256) {
+                // The plan hashed this file; it must still be what the plan saw (checked
+                // here, to fail early, and again as it is copied).
+                let (sha256, size) = digest_regular(source).with_context(|| format!("the source of file {}", display(&file.path)))?;
+                if sha256.hex() != file.sha256 || size != file.size {
                     bail!("{} changed since the plan (file {}); run terraform plan again", source.display(), display(&file.path));
                 }
-                files.insert_file(&file.path, meta, size, Content::HostFile(source.clone()));
+                files.insert_file(&file.path, meta, size, Content::HostFile { path: source.clone(), sha256 });
             }
         }
     }

@@ -259,8 +259,8 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             FileKind::Contents(bytes) => (sha256_hex(bytes), bytes.len() as u64, 0o644),
             FileKind::Directory => (String::new(), 0, 0o755),
             FileKind::Symlink(target) => (sha256_hex(target.as_bytes()), target.len() as u64, 0o777),
-            FileKind::Source(source) => match super::build::file_digest(source) {
-                Ok((sha, size)) => (sha.trim_start_matches("sha256:").to_string(), size, 0o644),
+            FileKind::Source(source) => match crate::rootfs::host::digest_regular(source) {
+                Ok((sha, size)) => (sha.hex().to_string(), size, 0o644),
                 Err(_) if file.optional && !source.exists() => continue,
                 Err(e) => {
                     errors.push(at(Some("source"), e.context(format!("the source of {}", display(&path)))));

@@ -15,6 +15,10 @@
 //!   only then is it renamed into place. Nothing partial or unverified is ever visible.
 //! * Several processes may share the directory. Rename makes insertion atomic; the lock
 //!   file only stops two processes from downloading the same blob at once.
+//! * A blob is trusted only as far as it is verified on the read that uses it: small
+//!   documents by [`BlobCache::read_verified`], layers as they stream through assembly
+//!   (`crate::rootfs::layer::LayerSource`). A blob damaged on disk after it was written is
+//!   reported as [`DamagedBlob`], evicted, and fetched again from where it came from.
 //! * Temporary files are removed when a download fails (they are `tempfile` handles,
 //!   deleted on drop).
 
@@ -44,6 +48,20 @@ pub enum VerifyError {
     },
     #[error("size mismatch for {digest}: expected {expected} bytes, got more")]
     TooLong { digest: Digest, expected: u64 },
+}
+
+/// A cached blob no longer has the content its name promises: damaged on disk after it
+/// was verified and written. Whoever reads it evicts it and fetches it again.
+#[derive(Debug, Error)]
+#[error("the cached blob {digest} is damaged ({detail}); it is evicted and fetched again")]
+pub struct DamagedBlob {
+    pub digest: Digest,
+    pub detail: String,
+}
+
+/// The damaged cache blob behind `error`, if that is what it is.
+pub fn damaged_blob(error: &anyhow::Error) -> Option<&Digest> {
+    error.chain().find_map(|e| e.downcast_ref::<DamagedBlob>()).map(|d| &d.digest)
 }
 
 /// Handle on a cache directory.
@@ -81,10 +99,36 @@ impl BlobCache {
         }
     }
 
-    /// Reads a cached blob whole; for small blobs (manifests, configs) only.
-    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
+    /// Reads a cached blob whole and checks it against its digest; for small blobs
+    /// (manifests, configs) only. `None` when it is absent, or damaged (it is then evicted,
+    /// so the caller fetches it again).
+    pub fn read_verified(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
         let path = self.blob_path(digest);
-        std::fs::read(&path).with_context(|| format!("reading cached blob {}", path.display()))
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading cached blob {}", path.display())),
+        };
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            self.evict(digest, &format!("its content hashes to {actual}"))?;
+            return Ok(None);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Removes a blob found damaged, so that the next fetch writes a verified copy.
+    pub fn evict(&self, digest: &Digest, why: &str) -> Result<()> {
+        let path = self.blob_path(digest);
+        crate::log::info(
+            "evicting a damaged cache blob",
+            &[("digest", digest.to_string()), ("path", path.display().to_string()), ("why", why.to_string())],
+        );
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing the damaged cache blob {}", path.display())),
+        }
     }
 
     /// Takes the per-blob lock so that only one process downloads `digest`; the lock is
@@ -261,6 +305,20 @@ impl BlobWriter {
 mod tests {
     use super::*;
 
+    #[test]
+    fn damaged_blobs_are_evicted_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let digest = Digest::of(b"{\"config\":1}");
+        assert!(cache.read_verified(&digest).unwrap().is_none(), "absent");
+        cache.insert_bytes(&digest, None, b"{\"config\":1}").unwrap();
+        assert_eq!(cache.read_verified(&digest).unwrap().unwrap(), b"{\"config\":1}");
+        // Edited on disk at the same size: evicted, not trusted.
+        std::fs::write(cache.blob_path(&digest), b"{\"config\":2}").unwrap();
+        assert!(cache.read_verified(&digest).unwrap().is_none());
+        assert!(!cache.contains(&digest, None), "the damaged blob must be evicted");
+    }
+
     fn entries(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -311,7 +369,7 @@ mod tests {
             Ok(b"def".to_vec()),
         ]);
         cache.insert_stream(&digest, Some(6), chunks).await.unwrap();
-        assert_eq!(cache.read(&digest).unwrap(), b"abcdef");
+        assert_eq!(cache.read_verified(&digest).unwrap().unwrap(), b"abcdef");
 
         let other = Digest::of(b"xyz");
         let failing = futures_util::stream::iter(vec![

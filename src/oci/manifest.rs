@@ -125,6 +125,16 @@ pub struct ImageConfig {
     pub variant: Option<String>,
     #[serde(default)]
     pub config: Option<ContainerConfig>,
+    /// The digests of the uncompressed layers, checked as each layer streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<RootFs>,
+}
+
+/// `rootfs` of an image config.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
 }
 
 /// `config` of an image config: the defaults of a container made from the image.
@@ -145,6 +155,12 @@ pub struct ContainerConfig {
 impl ImageConfig {
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig> {
         serde_json::from_slice(bytes).context("parsing image config")
+    }
+
+    /// The layers' diff_ids, when the config lists them (the OCI spec requires them;
+    /// a config without `rootfs` only has its layers checked against their blob digests).
+    pub fn diff_ids(&self) -> Option<&[String]> {
+        self.rootfs.as_ref().map(|r| r.diff_ids.as_slice())
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod hashing;
 pub mod layout;
 pub mod manifest;
 pub mod platform;

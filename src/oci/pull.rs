@@ -7,13 +7,14 @@
 //! step (or another process) can read it by digest. Pulling fetches the layers with at
 //! most `parallel` downloads at once; layers already cached are not fetched again.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::cache::BlobCache;
+use super::cache::{damaged_blob, BlobCache};
 use super::manifest::{ImageConfig, ImageManifest, Manifest};
 use super::platform::Platform;
 use super::reference::{Digest, ImageReference};
@@ -119,11 +120,21 @@ impl Puller {
             }
         };
         let config_digest = manifest.config.parsed_digest()?;
-        self.fetch_blob(reference, &config_digest, manifest.config.size)
+        let config_bytes = self
+            .fetch_document(reference, &config_digest, manifest.config.size)
             .await
             .with_context(|| format!("fetching the config {config_digest} of {reference}"))?;
-        let config = ImageConfig::parse(&self.cache.read(&config_digest)?)
+        let config = ImageConfig::parse(&config_bytes)
             .with_context(|| format!("reading the config {config_digest} of {reference}"))?;
+        if let Some(diff_ids) = config.diff_ids() {
+            if diff_ids.len() != manifest.layers.len() {
+                bail!(
+                    "{reference}: the config {config_digest} lists {} layer diff_ids, the manifest {digest} has {} layers",
+                    diff_ids.len(),
+                    manifest.layers.len()
+                );
+            }
+        }
         if let (Some(os), Some(architecture)) = (&config.os, &config.architecture) {
             if !platform.matches(os, architecture, config.variant.as_deref()) {
                 bail!(
@@ -156,8 +167,8 @@ impl Puller {
         digest: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest)> {
         if let Some(digest) = digest.or(reference.digest()) {
-            if self.cache.contains(digest, None) {
-                return Ok((self.cache.read(digest)?, digest.clone()));
+            if let Some(bytes) = self.cache.read_verified(digest)? {
+                return Ok((bytes, digest.clone()));
             }
         }
         let (bytes, digest) = match reference {
@@ -186,6 +197,18 @@ impl Puller {
         Ok(size)
     }
 
+    /// A small blob (a config), from the cache when it is there and intact, else fetched.
+    async fn fetch_document(&self, reference: &ImageReference, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+        // A damaged copy is evicted by the read, so the second round fetches it again.
+        for _ in 0..2 {
+            self.fetch_blob(reference, digest, size).await?;
+            if let Some(bytes) = self.cache.read_verified(digest)? {
+                return Ok(bytes);
+            }
+        }
+        bail!("{digest} was damaged again right after it was fetched")
+    }
+
     async fn pull_layer(&self, reference: &ImageReference, index: usize, layer: super::manifest::Descriptor) -> Result<u64> {
         let digest = layer.parsed_digest()?;
         let layer_started = Instant::now();
@@ -204,6 +227,35 @@ impl Puller {
             ],
         );
         Ok(bytes)
+    }
+
+    /// Runs `work` (on a blocking thread) over images already pulled. When it finds a cache
+    /// blob damaged ([`DamagedBlob`]), the blob is evicted, the images are pulled again
+    /// (which fetches just that blob, verified) and `work` runs again; a blob damaged
+    /// again after it was fetched is an error. `work` must not have published anything
+    /// when it fails, which holds for assembly: it writes to temporary files until the end.
+    pub async fn with_repair<T: Send + 'static>(
+        &self,
+        images: &[ResolvedImage],
+        work: impl Fn() -> Result<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        let work = Arc::new(work);
+        let mut repaired: BTreeSet<Digest> = BTreeSet::new();
+        loop {
+            let attempt = work.clone();
+            let error = match tokio::task::spawn_blocking(move || attempt()).await? {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let Some(digest) = damaged_blob(&error).cloned() else { return Err(error) };
+            if !repaired.insert(digest.clone()) {
+                return Err(error.context(format!("{digest} was fetched again and is still damaged")));
+            }
+            self.cache.evict(&digest, &format!("{error:#}"))?;
+            for image in images {
+                self.pull(image).await?;
+            }
+        }
     }
 
     /// Pulls every layer of `image` into the cache, `parallel` at a time.

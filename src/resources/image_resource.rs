@@ -31,6 +31,7 @@ use super::{content_hash, error_at};
 use crate::assemble::spec::ImageDefaults;
 use crate::oci::platform::Platform;
 use crate::oci::reference::{Digest, ImageReference};
+use crate::oci::cache::damaged_blob;
 use crate::oci::{is_unreachable, ResolvedImage};
 
 /// The image-related fields of a resource state.
@@ -228,14 +229,22 @@ impl<K: ImageKind> ImageResource<K> {
             return None;
         }
         let (check_state, check_image, cache) = (state.clone(), resolved.clone(), context.puller.cache().clone());
-        match tokio::task::spawn_blocking(move || K::check_pulled(&check_state, &check_image, &cache)).await {
+        // Checking reads the layers: a damaged cache blob is fetched again (with_repair).
+        let checked = context
+            .puller
+            .with_repair(std::slice::from_ref(&resolved), move || match K::check_pulled(&check_state, &check_image, &cache) {
+                Err((_, e)) if damaged_blob(&e).is_some() => Err(e),
+                other => Ok(other),
+            })
+            .await;
+        match checked {
             Ok(Ok(())) => {}
             Ok(Err((attribute, e))) => {
                 error_at(diags, format!("Unusable image {reference}"), &e.context(format!("{} attribute {attribute}", K::TYPE_NAME)), AttributePath::new(attribute));
                 return None;
             }
             Err(e) => {
-                diags.root_error("Internal error", e.to_string());
+                error_at(diags, format!("Unusable image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
                 return None;
             }
         }

@@ -3,12 +3,23 @@
 //! values in stream order. The same walk, [`for_each_entry`], serves both passes of an
 //! assembly: the first reads headers only, the second copies the data of the entries
 //! that survived the union, so a layer's bytes are never held in memory.
+//!
+//! Every read of a layer blob is a verified read ([`LayerSource::read`]): the blob is
+//! hashed as it streams, the compressed stream is read to its very end (so gzip's CRC32
+//! and length, and zstd's checksums, are checked), the uncompressed tar is hashed too and
+//! compared with the image config's `diff_id`. What was read is only used once all of it
+//! checked out; callers write to temporary files until then.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use thiserror::Error;
 
 use super::path::{file_name, join, normalise, parent};
+use crate::oci::cache::DamagedBlob;
+use crate::oci::hashing::HashingReader;
+use crate::oci::reference::Digest;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -48,17 +59,150 @@ pub struct LayerEntry {
     pub xattrs: Vec<String>,
 }
 
-/// Opens a (possibly compressed) layer stream as plain tar.
+/// The uncompressed layer does not match the image config's `diff_id`: the image itself
+/// is inconsistent (fetching it again cannot help).
+#[derive(Debug, Error)]
+#[error("the uncompressed layer hashes to {actual}, but the image config's diff_id says {expected}")]
+pub struct DiffIdMismatch {
+    pub expected: Digest,
+    pub actual: Digest,
+}
+
+/// A layer to read, and what it must hash to.
+#[derive(Clone, Debug)]
+pub struct LayerSource {
+    pub path: PathBuf,
+    /// The digest and size of the (compressed) blob at `path`.
+    pub blob: Option<(Digest, u64)>,
+    /// The digest of the uncompressed tar (the image config's `rootfs.diff_ids` entry).
+    pub diff_id: Option<Digest>,
+}
+
+impl LayerSource {
+    /// Opens the layer, hands its plain tar stream to `read`, then reads everything to its
+    /// end and checks the blob digest, size, compression trailers and diff_id. A blob that
+    /// does not hash to its digest is a [`DamagedBlob`], whatever else went wrong while
+    /// reading it (damage explains any parse error); otherwise `read`'s own error, then a
+    /// [`DiffIdMismatch`].
+    pub fn read<T>(&self, read: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
+        let file = std::fs::File::open(&self.path).with_context(|| format!("opening layer {}", self.path.display()))?;
+        let mut blob = HashingReader::new(file);
+        let outcome = (|| {
+            let mut tar = decompress(&mut blob)?;
+            let mut plain = HashingReader::new(&mut tar);
+            let value = read(&mut plain)?;
+            // The tar reader stops at the end-of-archive blocks; the rest (and the
+            // compression trailer) must be read too for the checks to mean anything.
+            io::copy(&mut plain, &mut io::sink()).context("reading the layer to its end")?;
+            Ok::<_, anyhow::Error>((value, plain.finish().0))
+        })();
+        let drained = io::copy(&mut blob, &mut io::sink());
+        let (actual, size) = blob.finish();
+        if let Some((digest, expected_size)) = &self.blob {
+            let detail = if drained.is_err() {
+                None
+            } else if &actual != digest {
+                Some(format!("its content hashes to {actual}"))
+            } else if size != *expected_size {
+                Some(format!("it has {size} bytes, not {expected_size}"))
+            } else {
+                None
+            };
+            if let Some(detail) = detail {
+                return Err(DamagedBlob { digest: digest.clone(), detail }.into());
+            }
+        }
+        drained.with_context(|| format!("reading {}", self.path.display()))?;
+        let (value, uncompressed) = outcome?;
+        if let Some(expected) = &self.diff_id {
+            if &uncompressed != expected {
+                return Err(DiffIdMismatch { expected: expected.clone(), actual: uncompressed }.into());
+            }
+        }
+        Ok(value)
+    }
+}
+
+/// Opens a (possibly compressed) layer stream as plain tar. The decompressors read to
+/// the end of their input and fail on a wrong checksum or trailing garbage.
 pub fn decompress<'a>(reader: impl Read + Send + 'a) -> Result<Box<dyn Read + Send + 'a>> {
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
     let head = reader.fill_buf().context("reading the start of the layer")?;
     if head.starts_with(&GZIP_MAGIC) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
     } else if head.starts_with(&ZSTD_MAGIC) {
-        let decoder = ruzstd::decoding::StreamingDecoder::new(reader).map_err(|e| anyhow::anyhow!("reading the zstd frame header: {e}"))?;
-        Ok(Box::new(decoder))
+        Ok(Box::new(ZstdFrames::new(reader)))
     } else {
         Ok(Box::new(reader))
+    }
+}
+
+/// A zstd stream of any number of frames (zstd:chunked layers have many, and skippable
+/// ones), each frame's content checksum checked when it carries one. ruzstd's streaming
+/// decoder reads a single frame.
+struct ZstdFrames<R: BufRead> {
+    /// `None` between frames.
+    frame: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+    reader: Option<R>,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(reader: R) -> Self {
+        ZstdFrames { frame: None, reader: Some(reader) }
+    }
+
+    /// Starts the next frame, past any skippable frames; `false` at the end of the stream.
+    fn next_frame(&mut self) -> io::Result<bool> {
+        loop {
+            let mut reader = self.reader.take().expect("a reader between frames");
+            let head = reader.fill_buf()?;
+            if head.is_empty() {
+                self.reader = Some(reader);
+                return Ok(false);
+            }
+            // Skippable frames: magic 0x184D2A50..=0x184D2A5F, a 4-byte length, then data.
+            if head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18] {
+                let mut header = [0u8; 8];
+                reader.read_exact(&mut header)?;
+                let length = u64::from(u32::from_le_bytes([header[4], header[5], header[6], header[7]]));
+                let skipped = io::copy(&mut (&mut reader).take(length), &mut io::sink())?;
+                if skipped != length {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a zstd skippable frame ends early"));
+                }
+                self.reader = Some(reader);
+                continue;
+            }
+            let frame = ruzstd::decoding::StreamingDecoder::new(reader)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("reading a zstd frame header: {e}")))?;
+            self.frame = Some(frame);
+            return Ok(true);
+        }
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(frame) = &mut self.frame {
+                let n = frame.read(buffer)?;
+                if n > 0 || buffer.is_empty() {
+                    return Ok(n);
+                }
+                let (reader, decoder) = self.frame.take().expect("a frame").into_parts();
+                if !decoder.is_finished() {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "zstd frame ends early"));
+                }
+                if let (Some(stored), Some(computed)) = (decoder.get_checksum_from_data(), decoder.get_calculated_checksum()) {
+                    if stored != computed {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame checksum mismatch: stored {stored:08x}, computed {computed:08x}")));
+                    }
+                }
+                self.reader = Some(reader);
+            }
+            if !self.next_frame()? {
+                return Ok(0);
+            }
+        }
     }
 }
 
@@ -143,15 +287,43 @@ fn entry_of(ordinal: usize, entry: &mut tar::Entry<'_, impl Read>) -> Result<Opt
 pub fn for_each_entry(tar_stream: impl Read, mut visit: impl FnMut(LayerEntry, &mut dyn Read) -> Result<()>) -> Result<()> {
     let mut archive = tar::Archive::new(tar_stream);
     let entries = archive.entries().context("reading the tar stream")?;
+    let mut previous: Option<String> = None;
     for (ordinal, entry) in entries.enumerate() {
-        let mut entry = entry.with_context(|| format!("reading tar entry {}", ordinal + 1))?;
+        let mut entry = entry.with_context(|| match &previous {
+            Some(path) => format!("reading the tar header after entry {path:?}"),
+            None => "reading the first tar header".to_string(),
+        })?;
         let description = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(layer_entry) = entry_of(ordinal, &mut entry).with_context(|| format!("tar entry {description:?}"))? else {
-            continue;
-        };
-        visit(layer_entry, &mut entry).with_context(|| format!("tar entry {description:?}"))?;
+        let size = entry.size();
+        let layer_entry = entry_of(ordinal, &mut entry).with_context(|| format!("tar entry {description:?}"))?;
+        let mut data = Counting { inner: &mut entry, read: 0 };
+        if let Some(layer_entry) = layer_entry {
+            visit(layer_entry, &mut data).with_context(|| format!("tar entry {description:?}"))?;
+        }
+        // What `visit` left of the data is read here, so that data ending early is
+        // reported at its own entry rather than while looking for the next header.
+        io::copy(&mut data, &mut io::sink()).with_context(|| format!("tar entry {description:?}: reading its data"))?;
+        let read = data.read;
+        if read != size {
+            bail!("tar entry {description:?}: its data ends after {read} of {size} bytes (the layer is truncated)");
+        }
+        previous = Some(description);
     }
     Ok(())
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads every entry header of a plain tar stream (data skipped).
@@ -299,6 +471,100 @@ pub(crate) mod tests {
             let entries = read_entries(decompress(&bytes[..]).unwrap()).unwrap();
             assert_eq!(entries[0].path, b"a");
         }
+    }
+
+    /// A layer written to a file, gzip'd or zstd'd (by the real zstd tool when `zstd` is
+    /// set, for multi-frame streams), with the digests it is read against.
+    fn layer_file(dir: &std::path::Path, name: &str, plain: &[u8], compression: &str) -> LayerSource {
+        use std::io::Write as _;
+        let bytes = match compression {
+            "gzip" => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(plain).unwrap();
+                gz.finish().unwrap()
+            }
+            "zstd-frames" => {
+                // Two frames (checksummed) with a skippable frame between them, as
+                // zstd:chunked writes: each frame compresses part of the tar.
+                let half = plain.len() / 2;
+                let mut out = Vec::new();
+                for part in [&plain[..half], &plain[half..]] {
+                    let path = dir.join(format!("{name}.part"));
+                    std::fs::write(&path, part).unwrap();
+                    let output = std::process::Command::new("zstd").args(["-q", "-c", "--check"]).arg(&path).output().expect("zstd is installed by make test");
+                    assert!(output.status.success());
+                    out.extend_from_slice(&output.stdout);
+                    if out.len() < 1_000_000 && part.as_ptr() == plain.as_ptr() {
+                        out.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
+                    }
+                }
+                out
+            }
+            _ => plain.to_vec(),
+        };
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        LayerSource { path, blob: Some((Digest::of(&bytes), bytes.len() as u64)), diff_id: Some(Digest::of(plain)) }
+    }
+
+    fn read_paths(source: &LayerSource) -> Result<Vec<Vec<u8>>> {
+        source.read(|stream| Ok(read_entries(stream)?.into_iter().map(|e| e.path).collect()))
+    }
+
+    #[test]
+    fn verified_reads_check_blob_trailer_and_diff_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = tar_of(&[(b"etc/a", EntryKind::File { size: 3000 }), (b"etc/b", EntryKind::File { size: 5 })]);
+        for compression in ["plain", "gzip", "zstd-frames"] {
+            let source = layer_file(dir.path(), compression, &plain, compression);
+            assert_eq!(read_paths(&source).unwrap(), vec![b"etc/a".to_vec(), b"etc/b".to_vec()], "{compression}");
+
+            // One byte flipped anywhere in the blob: reported as a damaged blob, whatever
+            // the decoder or tar reader made of it.
+            let bytes = std::fs::read(&source.path).unwrap();
+            for position in [bytes.len() / 2, bytes.len() - 3] {
+                let mut damaged = bytes.clone();
+                damaged[position] ^= 0x01;
+                std::fs::write(&source.path, &damaged).unwrap();
+                let err = read_paths(&source).unwrap_err();
+                let damage = err.downcast_ref::<DamagedBlob>().unwrap_or_else(|| panic!("{compression} at {position}: {err:#}"));
+                assert_eq!(&damage.digest, &source.blob.as_ref().unwrap().0);
+            }
+            // Truncated, or with bytes appended: damaged too.
+            std::fs::write(&source.path, &bytes[..bytes.len() - 1]).unwrap();
+            assert!(read_paths(&source).unwrap_err().downcast_ref::<DamagedBlob>().is_some(), "{compression} truncated");
+            std::fs::write(&source.path, [&bytes[..], b"x"].concat()).unwrap();
+            assert!(read_paths(&source).unwrap_err().downcast_ref::<DamagedBlob>().is_some(), "{compression} appended");
+            std::fs::write(&source.path, &bytes).unwrap();
+
+            // A blob that matches its digest but not the config's diff_id.
+            let wrong = LayerSource { diff_id: Some(Digest::of(b"another layer")), ..source.clone() };
+            let err = read_paths(&wrong).unwrap_err();
+            assert!(err.downcast_ref::<DiffIdMismatch>().is_some(), "{compression}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_trailer_is_an_error_even_without_digests() {
+        // Checks of the compression format itself, for blobs read without a digest.
+        let dir = tempfile::tempdir().unwrap();
+        let plain = tar_of(&[(b"a", EntryKind::File { size: 100 })]);
+        let source = layer_file(dir.path(), "gz", &plain, "gzip");
+        let mut bytes = std::fs::read(&source.path).unwrap();
+        let crc = bytes.len() - 8;
+        bytes[crc] ^= 0xff;
+        std::fs::write(&source.path, &bytes).unwrap();
+        let unchecked = LayerSource { blob: None, diff_id: None, ..source };
+        let err = read_paths(&unchecked).unwrap_err();
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+    }
+
+    #[test]
+    fn truncated_data_is_reported_at_its_entry() {
+        let good = tar_of(&[(b"usr/bin/tool", EntryKind::File { size: 4000 }), (b"usr/bin/next", EntryKind::File { size: 1 })]);
+        let err = read_entries(&good[..2048]).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("usr/bin/tool") && message.contains("ends after"), "{message}");
     }
 
     #[test]

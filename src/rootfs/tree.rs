@@ -23,12 +23,11 @@
 //! written together, at its data's position.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::layer::{for_each_entry, EntryKind, LayerEntry};
+use super::layer::{for_each_entry, EntryKind, LayerEntry, LayerSource};
 use super::path::{display, join, parent};
 use crate::initrd::newc::{Metadata, SegmentWriter, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
@@ -71,8 +70,9 @@ pub enum Content {
     Layer { layer: usize, ordinal: usize },
     /// Generated content.
     Bytes(Vec<u8>),
-    /// A file on the machine running the provider.
-    HostFile(PathBuf),
+    /// A file on the machine running the provider, which must still have the digest
+    /// (and the inode's size) it was planned with.
+    HostFile { path: PathBuf, sha256: crate::oci::reference::Digest },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,16 +239,16 @@ impl Tree {
             .collect()
     }
 
-    /// Writes the tree under `prefix` (empty for `/`). `open_layer(i)` opens layer `i` as
-    /// a plain tar stream, for the layers whose files survived. Implicit directories (made
-    /// only as parents) that `existing` already holds are not written again, so they do
-    /// not override the metadata an earlier segment gave them. Returns the names of the
-    /// directories written.
+    /// Writes the tree under `prefix` (empty for `/`). `layers[i]` is layer `i` (as given
+    /// to [`Tree::apply_layer`]), read (and verified) again for the data of the files that
+    /// survived. Implicit directories (made only as parents) that `existing` already holds
+    /// are not written again, so they do not override the metadata an earlier segment gave
+    /// them. Returns the names of the directories written.
     pub fn write<W: std::io::Write>(
         &self,
         prefix: &[u8],
         writer: &mut SegmentWriter<W>,
-        open_layer: &mut dyn FnMut(usize) -> Result<Box<dyn Read + Send>>,
+        layers: &[LayerSource],
         existing: &std::collections::BTreeSet<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>> {
         let directories = self.directories_written(prefix, existing);
@@ -299,8 +299,8 @@ impl Tree {
             let meta = with_type(&inode.meta, S_IFREG, (0, 0));
             match &inode.content {
                 Content::Bytes(bytes) => writer.hard_links(&links[&id], &meta, inode.size, &bytes[..])?,
-                Content::HostFile(path) => {
-                    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                Content::HostFile { path, sha256 } => {
+                    let file = super::host::PlannedFile::open(path, sha256, inode.size)?;
                     writer
                         .hard_links(&links[&id], &meta, inode.size, file)
                         .with_context(|| format!("copying {}", path.display()))?
@@ -311,21 +311,24 @@ impl Tree {
             }
         }
         for (layer, mut wanted) in from_layers {
-            let stream = open_layer(layer)?;
-            for_each_entry(stream, |entry, data| {
-                if let Some(id) = wanted.remove(&entry.ordinal) {
-                    let inode = &self.inodes[id];
-                    if !matches!(entry.kind, EntryKind::File { size } if size == inode.size) {
-                        bail!("layer changed between reads: entry {} is not the file it was", display(&entry.path));
+            layers[layer]
+                .read(|stream| {
+                    for_each_entry(stream, |entry, data| {
+                        if let Some(id) = wanted.remove(&entry.ordinal) {
+                            let inode = &self.inodes[id];
+                            if !matches!(entry.kind, EntryKind::File { size } if size == inode.size) {
+                                bail!("layer changed between reads: entry {} is not the file it was", display(&entry.path));
+                            }
+                            writer.hard_links(&links[&id], &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
+                        }
+                        Ok(())
+                    })?;
+                    if let Some(ordinal) = wanted.keys().next() {
+                        bail!("the layer ended before its entry {}", ordinal + 1);
                     }
-                    writer.hard_links(&links[&id], &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
-                }
-                Ok(())
-            })
-            .with_context(|| format!("copying files of layer {}", layer + 1))?;
-            if let Some(ordinal) = wanted.keys().next() {
-                bail!("layer {} ended before its entry {}", layer + 1, ordinal + 1);
-            }
+                    Ok(())
+                })
+                .with_context(|| format!("copying files of layer {}", layer + 1))?;
         }
         Ok(directories)
     }
@@ -456,8 +459,19 @@ mod tests {
             tree.apply_layer(index, &read_entries(&layer[..]).unwrap()).unwrap();
         }
         tree.insert_file(b"etc/generated", Meta::generated(0o600), 2, Content::Bytes(b"hi".to_vec()));
+        let blobs = tempfile::tempdir().unwrap();
+        let sources: Vec<LayerSource> = layers
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| {
+                let path = blobs.path().join(index.to_string());
+                std::fs::write(&path, layer).unwrap();
+                let digest = crate::oci::reference::Digest::of(layer);
+                LayerSource { path, blob: Some((digest.clone(), layer.len() as u64)), diff_id: Some(digest) }
+            })
+            .collect();
         let mut writer = SegmentWriter::new(Vec::new(), 1);
-        tree.write(b"", &mut writer, &mut |i| Ok(Box::new(std::io::Cursor::new(layers[i].clone()))), &Default::default()).unwrap();
+        tree.write(b"", &mut writer, &sources, &Default::default()).unwrap();
         let written = writer.written();
         let mut archive = writer.into_inner();
         crate::initrd::newc::write_trailer(&mut archive, written).unwrap();

@@ -53,8 +53,22 @@ pub struct Artifacts {
     pub initrd: Artifact,
     pub cmdline: Artifact,
     pub sbom: Artifact,
-    /// Things worth a warning: extended attributes newc cannot keep.
-    pub warnings: Vec<String>,
+    /// Things worth a warning: extended attributes newc cannot keep, names the kernel
+    /// cannot create.
+    pub warnings: Vec<Warning>,
+}
+
+/// Something the image will not have at boot although a layer asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub summary: &'static str,
+    pub detail: String,
+}
+
+impl Warning {
+    fn dropped_xattrs(detail: String) -> Warning {
+        Warning { summary: "Extended attributes dropped", detail }
+    }
 }
 
 /// The artifact paths of image `name` in `output_dir`.
@@ -168,7 +182,7 @@ pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Tree> 
 }
 
 /// The union of an image's layers, and what they carried that newc drops.
-fn flatten(image: &ResolvedImage, layers: &[LayerSource]) -> Result<(Tree, Vec<String>)> {
+fn flatten(image: &ResolvedImage, layers: &[LayerSource]) -> Result<(Tree, Vec<Warning>)> {
     let mut tree = Tree::new();
     let mut warnings = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
@@ -176,13 +190,13 @@ fn flatten(image: &ResolvedImage, layers: &[LayerSource]) -> Result<(Tree, Vec<S
         let entries = layer.read(|stream| read_entries(stream)).with_context(describe)?;
         let dropped = tree.apply_layer(index, &entries).with_context(describe)?;
         for DroppedXattrs { path, names } in dropped {
-            warnings.push(format!(
+            warnings.push(Warning::dropped_xattrs(format!(
                 "{}: {} in {} carries extended attributes ({}) that a newc initrd cannot hold; they are dropped",
                 image.reference,
                 display(&path),
                 describe(),
                 names.join(", ")
-            ));
+            )));
         }
     }
     Ok((tree, warnings))
@@ -257,6 +271,17 @@ struct WrittenSegment {
     file: tempfile::NamedTempFile,
     summary: SegmentSummary,
     cpio_bytes: u64,
+    /// Names written that the kernel cannot create, with the reason.
+    uncreatable: Vec<(Vec<u8>, String)>,
+}
+
+impl Segment<'_> {
+    fn describe(&self) -> String {
+        match &self.body {
+            SegmentBody::Tree { describe, .. } => describe.clone(),
+            SegmentBody::File { path, .. } => String::from_utf8_lossy(path).into_owned(),
+        }
+    }
 }
 
 fn write_segment(segment: &Segment, number: u32, output_dir: &Path) -> Result<WrittenSegment> {
@@ -280,10 +305,11 @@ fn write_segment(segment: &Segment, number: u32, output_dir: &Path) -> Result<Wr
         }
     }
     let cpio_bytes = writer.written();
+    let uncreatable = writer.uncreatable().to_vec();
     let (mut out, summary) = writer.into_inner().finish()?;
     out.flush()?;
     drop(out);
-    Ok(WrittenSegment { file, summary, cpio_bytes })
+    Ok(WrittenSegment { file, summary, cpio_bytes, uncreatable })
 }
 
 /// Writes every segment, several at once (one per core), each to its own file.
@@ -300,10 +326,7 @@ fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<Written
                     break;
                 }
                 let segment = &segments[index];
-                let describe = match &segment.body {
-                    SegmentBody::Tree { describe, .. } => describe.clone(),
-                    SegmentBody::File { path, .. } => String::from_utf8_lossy(path).into_owned(),
-                };
+                let describe = segment.describe();
                 let result = write_segment(segment, index as u32 + 1, output_dir)
                     .with_context(|| format!("writing initrd segment {} ({describe}) to a temporary file in {}", index + 1, output_dir.display()));
                 if result.is_err() {
@@ -491,6 +514,18 @@ fn assemble(
     let segments_started = Instant::now();
     let written = write_segments(&segments, output_dir)?;
     log::debug("assembly: segments written", &[("segments", written.len().to_string()), ("elapsed_ms", segments_started.elapsed().as_millis().to_string())]);
+    for (segment, written) in segments.iter().zip(&written) {
+        for (name, reason) in &written.uncreatable {
+            warnings.push(Warning {
+                summary: "Names the kernel cannot create",
+                detail: format!(
+                    "{}: /{}: {reason}; the kernel cannot create it when it unpacks the initrd, so it is missing at boot",
+                    segment.describe(),
+                    String::from_utf8_lossy(name)
+                ),
+            });
+        }
+    }
 
     // The initrd: microcode, then one gzip member of the segments and the trailer.
     let initrd = temporary(output_dir, "initrd")?;

@@ -236,7 +236,17 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
     for (index, file) in inputs.files.iter().enumerate() {
         let at = |field, e| input_error("file", Some(index), field, e);
         let path = match normalise(file.path.as_bytes()) {
-            Ok(p) if !p.is_empty() => p,
+            Ok(p) if p == crate::initrd::newc::TRAILER => {
+                errors.push(at(Some("path"), anyhow!("/TRAILER!!! is the newc end-of-archive marker: the kernel and cpio would stop reading the initrd there")));
+                continue;
+            }
+            Ok(p) if !p.is_empty() => match crate::initrd::newc::uncreatable_reason(&p, None) {
+                Some(reason) => {
+                    errors.push(at(Some("path"), anyhow!("{}: {reason}; the kernel could not create it", display(&p))));
+                    continue;
+                }
+                None => p,
+            },
             Ok(_) => {
                 errors.push(at(Some("path"), anyhow!("a file block needs a path below /")));
                 continue;
@@ -268,6 +278,12 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
                 }
             },
         };
+        if let FileKind::Symlink(target) = &file.kind {
+            if let Some(reason) = crate::initrd::newc::uncreatable_reason(&path, Some(target.as_bytes())) {
+                errors.push(at(Some("symlink"), anyhow!("{reason}; the kernel could not create it")));
+                continue;
+            }
+        }
         let mode = file.mode.unwrap_or(default_mode);
         if mode > 0o7777 {
             errors.push(at(Some("mode"), anyhow!("mode {mode:o} is not a permission mode")));

@@ -30,6 +30,12 @@
 //! Segments are written independently and concatenated; each is a multiple of 4 bytes, so
 //! alignment holds across them. The archive ends with the `TRAILER!!!` entry (all fields
 //! 0 but nlink 1) and NULs up to a multiple of 512 bytes.
+//!
+//! Names newc cannot carry: an entry named `TRAILER!!!` is refused (readers stop there, so
+//! every later entry would vanish). Names the kernel's initramfs unpacker cannot create
+//! (a component over 255 bytes, a name of 4096 bytes or more, a symlink target of 4096
+//! bytes or more) are written, since they harm nothing else, and listed by
+//! [`SegmentWriter::uncreatable`] so that the caller can warn about them.
 
 use std::io::{self, Read, Write};
 
@@ -46,7 +52,26 @@ pub const S_IFIFO: u32 = 0o010000;
 /// Largest file size newc can record.
 pub const MAX_FILE_SIZE: u64 = u32::MAX as u64;
 
-const TRAILER: &[u8] = b"TRAILER!!!";
+/// The name of the end-of-archive entry.
+pub const TRAILER: &[u8] = b"TRAILER!!!";
+/// Longest file name component the kernel creates (NAME_MAX).
+pub const MAX_COMPONENT: usize = 255;
+/// PATH_MAX: the kernel skips names (with their NUL) and symlink targets longer than this.
+pub const MAX_PATH: usize = 4096;
+
+/// Why the kernel cannot create an entry with this name (or symlink target), if it cannot.
+pub fn uncreatable_reason(name: &[u8], symlink_target: Option<&[u8]>) -> Option<String> {
+    if name.len() + 1 > MAX_PATH {
+        return Some(format!("its path is {} bytes, and the kernel skips paths of {MAX_PATH} bytes or more", name.len()));
+    }
+    if let Some(component) = name.split(|b| *b == b'/').find(|c| c.len() > MAX_COMPONENT) {
+        return Some(format!("a path component is {} bytes, longer than {MAX_COMPONENT} bytes", component.len()));
+    }
+    if let Some(target) = symlink_target.filter(|t| t.len() >= MAX_PATH) {
+        return Some(format!("its symlink target is {} bytes, and the kernel skips targets of {MAX_PATH} bytes or more", target.len()));
+    }
+    None
+}
 
 /// Metadata of one entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +96,7 @@ pub struct SegmentWriter<W: Write> {
     written: u64,
     next_ino: u32,
     segment: u32,
+    uncreatable: Vec<(Vec<u8>, String)>,
 }
 
 impl<W: Write> SegmentWriter<W> {
@@ -81,6 +107,7 @@ impl<W: Write> SegmentWriter<W> {
             written: 0,
             next_ino: 1,
             segment,
+            uncreatable: Vec::new(),
         }
     }
 
@@ -132,9 +159,37 @@ impl<W: Write> SegmentWriter<W> {
 
     /// Writes a directory, symlink (target as `data`), device, FIFO or file with one name.
     pub fn entry(&mut self, name: &[u8], meta: &Metadata, size: u64, data: impl Read) -> Result<()> {
+        Self::check_name(name)?;
         let ino = self.allocate_ino();
         self.header(name, meta, ino, 1, size, self.segment)?;
+        if meta.mode & S_IFMT == S_IFLNK {
+            // A symlink's data is its target: small, read to check its length.
+            let mut target = Vec::new();
+            (&mut { data }).take(size).read_to_end(&mut target)?;
+            self.note_uncreatable(name, Some(&target));
+            return self.data(size, &target[..]);
+        }
+        self.note_uncreatable(name, None);
         self.data(size, data)
+    }
+
+    /// Refuses the one name that would truncate the archive.
+    fn check_name(name: &[u8]) -> Result<()> {
+        if name == TRAILER {
+            bail!("an entry named TRAILER!!! is the newc end-of-archive marker: the kernel and cpio would stop reading there and lose every later entry");
+        }
+        Ok(())
+    }
+
+    fn note_uncreatable(&mut self, name: &[u8], symlink_target: Option<&[u8]>) {
+        if let Some(reason) = uncreatable_reason(name, symlink_target) {
+            self.uncreatable.push((name.to_vec(), reason));
+        }
+    }
+
+    /// The names written so far that the kernel cannot create at boot, with the reason.
+    pub fn uncreatable(&self) -> &[(Vec<u8>, String)] {
+        &self.uncreatable
     }
 
     /// Writes a hard-link group: every name, one inode; the data goes with the last name.
@@ -144,10 +199,15 @@ impl<W: Write> SegmentWriter<W> {
         let Some((last, others)) = names.split_last() else {
             bail!("a hard-link group needs a name");
         };
+        for name in names {
+            Self::check_name(name)?;
+        }
         for name in others {
             self.header(name, meta, ino, nlink, 0, self.segment)?;
+            self.note_uncreatable(name, None);
         }
         self.header(last, meta, ino, nlink, size, self.segment)?;
+        self.note_uncreatable(last, None);
         self.data(size, data)
     }
 
@@ -222,8 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn lists_what_the_kernel_cannot_create() {
+        let mut writer = SegmentWriter::new(Vec::new(), 1);
+        let long_component = [b"dir/".as_slice(), &[b'n'; 256]].concat();
+        let long_path = vec![b'p'; 4096];
+        let long_target = vec![b't'; 4096];
+        writer.entry(&long_component, &meta(S_IFREG | 0o644), 0, io::empty()).unwrap();
+        writer.entry(&[b'n'; 255], &meta(S_IFREG | 0o644), 0, io::empty()).unwrap();
+        writer.hard_links(&[long_path.clone(), b"short".to_vec()], &meta(S_IFREG | 0o644), 1, &b"x"[..]).unwrap();
+        writer.entry(b"link", &meta(S_IFLNK | 0o777), long_target.len() as u64, &long_target[..]).unwrap();
+        writer.entry(b"fine", &meta(S_IFLNK | 0o777), 3, &b"abc"[..]).unwrap();
+        let listed: Vec<&[u8]> = writer.uncreatable().iter().map(|(name, _)| name.as_slice()).collect();
+        assert_eq!(listed, [long_component.as_slice(), long_path.as_slice(), b"link".as_slice()]);
+        assert!(writer.uncreatable()[0].1.contains("256 bytes, longer than 255"), "{:?}", writer.uncreatable());
+    }
+
+    #[test]
     fn refuses_what_newc_cannot_hold() {
         let mut writer = SegmentWriter::new(Vec::new(), 1);
+        let err = writer.entry(TRAILER, &meta(S_IFREG | 0o644), 0, io::empty()).unwrap_err();
+        assert!(err.to_string().contains("end-of-archive marker"), "{err}");
         let err = writer.entry(b"big", &meta(S_IFREG | 0o644), MAX_FILE_SIZE + 1, io::empty()).unwrap_err();
         assert!(err.to_string().contains("4 GiB"), "{err}");
         assert!(writer.entry(b"a\0b", &meta(S_IFREG), 0, io::empty()).is_err());

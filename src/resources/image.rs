@@ -381,7 +381,7 @@ impl Image {
             }
         };
         for warning in &artifacts.warnings {
-            diags.warning("Extended attributes dropped", warning.clone(), AttributePath::root());
+            diags.warning(warning.summary, warning.detail.clone(), AttributePath::root());
         }
         state.kernel_sha256 = Value::Value(artifacts.kernel.sha256.clone());
         state.initrd_sha256 = Value::Value(artifacts.initrd.sha256.clone());

@@ -40,10 +40,8 @@ fn put_image(dir: &Path, layers: &[Vec<u8>], architecture: &str, variant: Option
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
     for layer in layers {
-        diff_ids.push(format!("sha256:{}", sha256_hex(layer)));
-        let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::fast());
-        gz.write_all(layer).unwrap();
-        let (digest, size) = put_blob(dir, &gz.finish().unwrap());
+        diff_ids.push(digest_of(layer));
+        let (digest, size) = put_blob(dir, &gzip(layer));
         descriptors.push(json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size }));
     }
     let mut image_config = json!({ "architecture": architecture, "os": "linux", "config": config, "rootfs": { "type": "layers", "diff_ids": diff_ids } });
@@ -208,6 +206,48 @@ pub fn tar_layer(entries: &[Entry]) -> Vec<u8> {
         }
     }
     builder.into_inner().unwrap()
+}
+
+/// Adds an amd64 image whose layer blobs are given as they are stored (any bytes, e.g. a
+/// gzip stream with a wrong CRC), with the `diff_ids` its config claims; returns the
+/// manifest digest.
+pub fn add_raw_image(dir: &Path, tag: &str, blobs: &[Vec<u8>], diff_ids: &[String]) -> String {
+    let descriptors: Vec<serde_json::Value> = blobs
+        .iter()
+        .map(|blob| {
+            let (digest, size) = put_blob(dir, blob);
+            json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size })
+        })
+        .collect();
+    let config = json!({ "architecture": "amd64", "os": "linux", "config": {}, "rootfs": { "type": "layers", "diff_ids": diff_ids } });
+    let (config_digest, config_size) = put_blob(dir, config.to_string().as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": descriptors,
+    });
+    let (digest, size) = put_blob(dir, manifest.to_string().as_bytes());
+    set_tag(dir, tag, &json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size }))
+}
+
+/// gzip of `bytes`, as the fixtures compress layers.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}
+
+/// The config digest of manifest `digest` in the layout.
+pub fn config_digest(dir: &Path, digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
+    manifest["config"]["digest"].as_str().unwrap().to_string()
 }
 
 /// Adds an amd64 image made of `layers` (uncompressed tars) with container `config`

@@ -12,6 +12,7 @@ mod pull;
 mod registry;
 mod terraform;
 mod token_server;
+mod trust;
 
 use std::path::Path;
 

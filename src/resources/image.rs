@@ -4,10 +4,12 @@
 //! * **Plan** parses the `spec` documents of the kernel and packages, decides the whole
 //!   composition (bundle layout, `config.json`/`runtime.json`, uids, files) and computes
 //!   `content_hash` from it, without reading any layer: it is known whenever the inputs
-//!   are. A changed hash forces replacement.
+//!   are. A changed hash is an in-place update; only a new `name` or `output_dir`
+//!   replaces the image.
 //! * **Apply** recomputes the composition and refuses to write if the hash differs from
 //!   the plan's (an input changed in between), pulls the images by digest, and writes the
-//!   three artifacts through temporary files renamed into place together.
+//!   three artifacts through temporary files renamed into place together. A failed update
+//!   returns the prior state with its error, so Terraform keeps the image.
 //! * **Refresh** checks the artifacts on disk: a missing or modified one is recorded in
 //!   state, and the next plan rewrites the artifacts. A file whose size, mtime and inode
 //!   are as written is not hashed again. The SBOM is a function of the composition, so
@@ -15,9 +17,9 @@
 //! * **Destroy** removes the artifacts it wrote, and only if they are still what it wrote
 //!   (compared with private state: refresh records edits in the state itself).
 //!   In a replacement (destroy, then create) artifacts at paths the new image will write
-//!   are left for the create to overwrite atomically, so a failed apply never loses the
-//!   previous image. (The destroy half of a replacement receives the private state of
-//!   the create's plan, which names those paths; a plain destroy never does.)
+//!   are left for the create to overwrite atomically. (The destroy half of a replacement
+//!   receives the private state of the create's plan, which names those paths; a plain
+//!   destroy never does.)
 
 use std::path::{Path, PathBuf};
 
@@ -555,16 +557,16 @@ impl Resource for Image {
                 replace.push(AttributePath::new(name));
             }
         }
-        if prior.content_hash != state.content_hash {
-            replace.push(AttributePath::new("content_hash"));
-        }
+        // New content is an in-place update: the artifacts are rewritten atomically where
+        // they are, and a failed apply keeps the resource and its previous artifacts.
+        let content_changed = prior.content_hash != state.content_hash;
         let written = private.as_ref().and_then(|p| p.sha256.clone());
         let on_disk = recorded_shas(&prior);
         let drifted = match &written {
             Some(written) => written.iter().zip(&on_disk).any(|(w, d)| d.as_ref() != Some(w)),
             None => on_disk.iter().any(Option::is_none),
         };
-        if !replace.is_empty() || drifted {
+        if !replace.is_empty() || content_changed || drifted {
             set_artifacts_unknown(&mut state);
         }
         Some((state, private, replace))
@@ -603,13 +605,18 @@ impl Resource for Image {
         // Known artifact digests in the plan mean the content is unchanged and the files on
         // disk are what was written: only the configuration's wording changed, or the SBOM
         // is missing or was edited and is written again on its own.
-        if !planned.initrd_sha256.is_unknown() && !planned.kernel_sha256.is_unknown() && !planned.cmdline_sha256.is_unknown() {
+        let kept = (prior.clone(), private.clone());
+        let applied = if !planned.initrd_sha256.is_unknown() && !planned.kernel_sha256.is_unknown() && !planned.cmdline_sha256.is_unknown() {
             if prior.sbom_sha256 == planned.sbom_sha256 {
                 return Some((planned, private));
             }
-            return self.restore_sbom(diags, planned, private).await;
-        }
-        self.apply(diags, planned).await
+            self.restore_sbom(diags, planned, private).await
+        } else {
+            self.apply(diags, planned).await
+        };
+        // A failed update keeps the resource as it was (with the error): returning no state
+        // would make Terraform forget the image and its artifacts.
+        applied.or(Some(kept))
     }
 
     async fn destroy<'a>(

@@ -436,13 +436,15 @@ impl<K: ImageKind> Resource for ImageResource<K> {
     async fn update<'a>(
         &self,
         diags: &mut Diagnostics,
-        _prior: Self::State<'a>,
+        prior: Self::State<'a>,
         planned: Self::State<'a>,
         _config: Self::State<'a>,
-        _private: Self::PrivateState<'a>,
+        private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        self.apply(diags, planned).await
+        // A failed update keeps the resource as it was, with the error.
+        let kept = (prior.clone(), private.clone());
+        self.apply(diags, planned).await.or(Some(kept))
     }
 
     async fn destroy<'a>(

@@ -10,6 +10,7 @@ mod image_errors;
 mod policies;
 mod pull;
 mod registry;
+mod saved_plans;
 mod terraform;
 mod token_server;
 mod trust;

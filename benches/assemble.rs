@@ -92,7 +92,7 @@ fn write_layout(layout: &Path, content: &dyn Fn(usize) -> Vec<(String, Vec<u8>)>
 fn child(layout: &Path) {
     resin::oci::registry::install_crypto_provider();
     let work = tempfile::tempdir().unwrap();
-    let puller = Puller::new(BlobCache::open(&work.path().join("cache")).unwrap(), Arc::new(RegistryClient::new(vec![], DockerConfig::default())), 4);
+    let puller = Puller::new(BlobCache::open(&work.path().join("cache")).unwrap(), Arc::new(RegistryClient::new(vec![], DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)), 4);
     let platform: Platform = "linux/amd64".parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let started = Instant::now();

@@ -56,7 +56,7 @@ fn main() {
     }
     let cache = tempfile::tempdir().unwrap();
     let settings = vec![RegistrySettings { address: registry.address.clone(), username: None, password: None, plain_http: true }];
-    let puller = Puller::new(BlobCache::open(cache.path()).unwrap(), Arc::new(RegistryClient::new(settings, DockerConfig::default())), 4);
+    let puller = Puller::new(BlobCache::open(cache.path()).unwrap(), Arc::new(RegistryClient::new(settings, DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)), 4);
     let platform: Platform = "linux/amd64".parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mib = (PACKAGES * PACKAGE_BYTES) as f64 / (1 << 20) as f64;

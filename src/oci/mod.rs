@@ -14,6 +14,7 @@ pub mod platform;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod retry;
 
 pub use pull::{PullStats, Puller, ResolvedImage};
 

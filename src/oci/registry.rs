@@ -1,52 +1,97 @@
-//! Reading manifests and blobs from a registry over the distribution API, through
-//! `oci-client`. This module owns the mapping from client errors to [`FetchError`], the
-//! three kinds callers act on (not found, unauthorised, unreachable).
+//! Reading manifests and blobs from a registry over the distribution API.
+//!
+//! `oci-client` performs the authentication handshake (the `/v2/` challenge and the bearer
+//! token exchange, or basic auth); the manifest and blob requests themselves are made here
+//! with reqwest, so that their status codes and headers are ours to act on. Every request
+//! (the handshake included) goes through [`super::retry`]: 5xx, 429 (after its
+//! `Retry-After`), connection failures, timeouts and answers cut off part way are retried
+//! a bounded number of times; anything else fails at once. Failures end up as the three
+//! [`FetchError`] kinds callers act on (not found, unauthorised, unreachable).
+//!
+//! A request answered 401 authenticates again once and is repeated: bearer tokens expire
+//! during long pulls, and a handshake may have missed the registry's challenge.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Result;
+use futures_util::TryStreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
+use thiserror::Error;
 
 use super::auth::{credentials_for, Credentials, DockerConfig, RegistrySettings};
 use super::cache::BlobCache;
 use super::manifest::ACCEPTED_MANIFEST_TYPES;
 use super::reference::{Digest, RegistryReference};
+use super::retry::{parse_retry_after, with_retries, Attempt, RetryError};
 use super::FetchError;
 
+/// How long a registry request may wait for a connection, or between two reads of its
+/// answer, before it is abandoned and retried, unless the provider says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The largest manifest read (distribution itself refuses manifests over 4 MiB).
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
 /// A registry client shared by every resource of one provider instance. Credentials are
-/// looked up once per registry host.
+/// looked up once per registry host, authorisation once per repository.
 pub struct RegistryClient {
-    client: Client,
+    /// The authentication handshake only.
+    auth_client: Client,
+    http: reqwest::Client,
+    plain_http: Vec<String>,
     registries: Arc<Vec<RegistrySettings>>,
     docker_config: Arc<DockerConfig>,
     credentials: Mutex<BTreeMap<String, RegistryAuth>>,
+    /// `Authorization` header value (or none) per `registry/repository`.
+    authorizations: Mutex<BTreeMap<String, Option<String>>>,
+}
+
+/// A failure of the connection or of reading an answer: worth retrying.
+#[derive(Debug, Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+/// What a finished request said, when it was not a success.
+enum Refusal {
+    NotFound,
+    Unauthorized(String),
+    /// 401: the authorisation may have expired, or the handshake missed a challenge.
+    Reauthenticate(String),
+    Other(String),
 }
 
 impl RegistryClient {
-    pub fn new(registries: Vec<RegistrySettings>, docker_config: DockerConfig) -> RegistryClient {
+    pub fn new(registries: Vec<RegistrySettings>, docker_config: DockerConfig, timeout: Duration) -> RegistryClient {
         install_crypto_provider();
-        let plain_http: Vec<String> = registries
-            .iter()
-            .filter(|r| r.plain_http)
-            .map(|r| r.address.clone())
-            .collect();
+        let plain_http: Vec<String> = registries.iter().filter(|r| r.plain_http).map(|r| r.address.clone()).collect();
+        let user_agent = concat!("terraform-provider-resin/", env!("CARGO_PKG_VERSION"));
+        let connect_timeout = timeout.min(Duration::from_secs(15));
         let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http),
-            connect_timeout: Some(std::time::Duration::from_secs(15)),
-            read_timeout: Some(std::time::Duration::from_secs(60)),
-            user_agent: concat!("terraform-provider-resin/", env!("CARGO_PKG_VERSION")),
+            protocol: ClientProtocol::HttpsExcept(plain_http.clone()),
+            connect_timeout: Some(connect_timeout),
+            read_timeout: Some(timeout),
+            user_agent,
             ..Default::default()
         };
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(connect_timeout)
+            .read_timeout(timeout)
+            .build()
+            .expect("a reqwest client with rustls and the installed crypto provider");
         RegistryClient {
-            client: Client::new(config),
+            auth_client: Client::new(config),
+            http,
+            plain_http,
             registries: Arc::new(registries),
             docker_config: Arc::new(docker_config),
             credentials: Mutex::new(BTreeMap::new()),
+            authorizations: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -72,78 +117,197 @@ impl RegistryClient {
                 RegistryAuth::Bearer(_) => "bearer",
             }.to_string())],
         );
-        self.credentials
-            .lock()
-            .expect("credentials lock")
-            .insert(host.to_string(), auth.clone());
+        self.credentials.lock().expect("credentials lock").insert(host.to_string(), auth.clone());
         Ok(auth)
     }
 
-    fn client_reference(reference: &RegistryReference, digest: Option<&Digest>) -> Reference {
-        let registry = reference.registry.clone();
-        let repository = reference.repository.clone();
-        match (digest.or(reference.digest.as_ref()), &reference.tag) {
-            (Some(digest), _) => Reference::with_digest(registry, repository, digest.to_string()),
-            (None, Some(tag)) => Reference::with_tag(registry, repository, tag.clone()),
-            (None, None) => Reference::with_tag(registry, repository, "latest".into()),
+    fn client_reference(reference: &RegistryReference) -> Reference {
+        let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
+        Reference::with_tag(reference.registry.clone(), reference.repository.clone(), tag)
+    }
+
+    /// `scheme://host/v2/<repository>/`.
+    fn base_url(&self, reference: &RegistryReference) -> String {
+        let client_ref = Self::client_reference(reference);
+        let host = client_ref.resolve_registry();
+        let scheme = if self.plain_http.iter().any(|h| h == host) { "http" } else { "https" };
+        format!("{scheme}://{host}/v2/{}/", reference.repository)
+    }
+
+    /// The `Authorization` header for the reference's repository: a bearer token from the
+    /// registry's token server, basic credentials, or none.
+    async fn authorization(&self, reference: &RegistryReference) -> Result<Option<String>> {
+        let key = format!("{}/{}", reference.registry, reference.repository);
+        if let Some(header) = self.authorizations.lock().expect("authorizations lock").get(&key) {
+            return Ok(header.clone());
+        }
+        let auth = self.auth_for(&reference.registry).await?;
+        let client_ref = Self::client_reference(reference);
+        let what = format!("authentication with {}", reference.registry);
+        let token = with_retries(&what, || async {
+            match self.auth_client.auth(&client_ref, &auth, RegistryOperation::Pull).await {
+                Ok(token) => Attempt::Done(token),
+                Err(e) => match transient(&e) {
+                    Some(reason) => Attempt::Retry { reason, after: None },
+                    None => Attempt::Failed(classify_auth(e, &reference.registry)),
+                },
+            }
+        })
+        .await
+        .map_err(|e| self.retry_error(e, &reference.registry))?;
+        let header = match (token, &auth) {
+            (Some(token), _) => Some(format!("Bearer {token}")),
+            (None, RegistryAuth::Basic(user, password)) => {
+                use base64::Engine as _;
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+            }
+            (None, _) => None,
+        };
+        self.authorizations.lock().expect("authorizations lock").insert(key, header.clone());
+        Ok(header)
+    }
+
+    fn forget_authorization(&self, reference: &RegistryReference) {
+        self.authorizations.lock().expect("authorizations lock").remove(&format!("{}/{}", reference.registry, reference.repository));
+    }
+
+    fn retry_error(&self, error: RetryError, registry: &str) -> anyhow::Error {
+        match error {
+            RetryError::Failed(e) => e,
+            RetryError::GaveUp(gave_up) => FetchError::Unreachable { registry: registry.to_string(), detail: gave_up.to_string() }.into(),
+        }
+    }
+
+    /// Sends a GET and sorts its outcome: the response when it succeeded, a retry when the
+    /// failure is transient, or what the registry refused.
+    async fn get(&self, url: &str, accept: Option<&str>, authorization: Option<&str>) -> Attempt<Result<reqwest::Response, Refusal>> {
+        let mut request = self.http.get(url);
+        if let Some(accept) = accept {
+            request = request.header(reqwest::header::ACCEPT, accept);
+        }
+        if let Some(authorization) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return Attempt::Retry { reason: error_chain(&e), after: None },
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Attempt::Done(Ok(response));
+        }
+        let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let body = response.text().await.unwrap_or_default();
+        let detail = format!("HTTP {}{}", status.as_u16(), summary(&body));
+        match status.as_u16() {
+            429 => Attempt::Retry { reason: detail, after: retry_after },
+            500..=599 => Attempt::Retry { reason: detail, after: retry_after },
+            404 => Attempt::Done(Err(Refusal::NotFound)),
+            // Maybe an expired token, or a handshake that missed the registry's challenge.
+            401 => Attempt::Done(Err(Refusal::Reauthenticate(detail))),
+            403 => Attempt::Done(Err(Refusal::Unauthorized(detail))),
+            _ => Attempt::Done(Err(Refusal::Other(detail))),
+        }
+    }
+
+    /// Runs one request (`attempt` gets the authorisation header) with retries, and turns
+    /// what the registry refused into a [`FetchError`] for `what`.
+    async fn request<T, F, Fut>(&self, reference: &RegistryReference, what: &str, attempt: F) -> Result<T>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Attempt<Result<T, Refusal>>>,
+    {
+        let mut reauthenticated = false;
+        loop {
+            let authorization = self.authorization(reference).await?;
+            let outcome = with_retries(what, || attempt(authorization.clone())).await.map_err(|e| self.retry_error(e, &reference.registry))?;
+            let refusal = match outcome {
+                Ok(value) => return Ok(value),
+                Err(refusal) => refusal,
+            };
+            let registry = reference.registry.clone();
+            return Err(match refusal {
+                Refusal::Reauthenticate(_) if !reauthenticated => {
+                    // The token may have expired: one new handshake, then the request again.
+                    self.forget_authorization(reference);
+                    reauthenticated = true;
+                    continue;
+                }
+                Refusal::Reauthenticate(detail) | Refusal::Unauthorized(detail) => FetchError::Unauthorized { registry, detail }.into(),
+                Refusal::NotFound => FetchError::NotFound { what: what.to_string() }.into(),
+                Refusal::Other(detail) => anyhow::anyhow!("fetching {what}: {detail}"),
+            });
         }
     }
 
     /// Fetches the manifest named by `reference` (by `digest` when given, else by its own
     /// digest or tag). Returns the bytes and their digest; a pinned digest is verified.
-    pub async fn fetch_manifest(
-        &self,
-        reference: &RegistryReference,
-        digest: Option<&Digest>,
-    ) -> Result<(Vec<u8>, Digest)> {
-        let auth = self.auth_for(&reference.registry).await?;
-        let client_ref = Self::client_reference(reference, digest);
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&client_ref, &auth, &ACCEPTED_MANIFEST_TYPES)
-            .await
-            .map_err(|e| classify(e, &reference.registry, &client_ref.whole()))?;
+    pub async fn fetch_manifest(&self, reference: &RegistryReference, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest)> {
+        let pinned = digest.or(reference.digest.as_ref());
+        let name = match (pinned, &reference.tag) {
+            (Some(digest), _) => digest.to_string(),
+            (None, Some(tag)) => tag.clone(),
+            (None, None) => "latest".to_string(),
+        };
+        let url = format!("{}manifests/{name}", self.base_url(reference));
+        let what = format!("{}/{}:{name}", reference.registry, reference.repository).replace(":sha256:", "@sha256:");
+        let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
+        let bytes = self
+            .request(reference, &what, |authorization| {
+                let (url, accept) = (url.clone(), accept.clone());
+                async move {
+                    let response = match self.get(&url, Some(&accept), authorization.as_deref()).await {
+                        Attempt::Done(Ok(response)) => response,
+                        Attempt::Done(Err(refusal)) => return Attempt::Done(Err(refusal)),
+                        Attempt::Retry { reason, after } => return Attempt::Retry { reason, after },
+                        Attempt::Failed(e) => return Attempt::Failed(e),
+                    };
+                    if response.content_length().is_some_and(|n| n as usize > MAX_MANIFEST_BYTES) {
+                        return Attempt::Failed(anyhow::anyhow!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"));
+                    }
+                    match response.bytes().await {
+                        Ok(bytes) if bytes.len() > MAX_MANIFEST_BYTES => Attempt::Failed(anyhow::anyhow!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes")),
+                        Ok(bytes) => Attempt::Done(Ok(bytes.to_vec())),
+                        Err(e) => Attempt::Retry { reason: error_chain(&e), after: None },
+                    }
+                }
+            })
+            .await?;
         // The digest is computed here, not taken from a header: it is what gets pinned.
         let actual = Digest::of(&bytes);
-        if let Some(expected) = digest.or(reference.digest.as_ref()) {
+        if let Some(expected) = pinned {
             if &actual != expected {
-                return Err(super::cache::VerifyError::Digest {
-                    expected: expected.clone(),
-                    actual,
-                }
-                .into());
+                return Err(super::cache::VerifyError::Digest { expected: expected.clone(), actual }.into());
             }
         }
-        Ok((bytes.to_vec(), actual))
+        Ok((bytes, actual))
     }
 
-    /// Streams one blob into the cache, verified against `digest` and `size`.
-    pub async fn fetch_blob(
-        &self,
-        reference: &RegistryReference,
-        digest: &Digest,
-        size: u64,
-        cache: &BlobCache,
-    ) -> Result<()> {
-        let auth = self.auth_for(&reference.registry).await?;
-        let client_ref = Self::client_reference(reference, None);
-        // Makes sure the token for this repository is stored before the blob request.
-        self.client
-            .store_auth_if_needed(client_ref.resolve_registry(), &auth)
-            .await;
-        let descriptor = OciDescriptor {
-            digest: digest.to_string(),
-            size: size as i64,
-            ..Default::default()
-        };
-        let what = format!("{}/{}@{}", reference.registry, reference.repository, digest);
-        let stream = self
-            .client
-            .pull_blob_stream(&client_ref, &descriptor)
-            .await
-            .map_err(|e| classify(e, &reference.registry, &what))?;
-        cache.insert_stream(digest, Some(size), stream.stream).await?;
-        Ok(())
+    /// Streams one blob into the cache, verified against `digest` and `size`. An answer cut
+    /// off part way is fetched again from the start.
+    pub async fn fetch_blob(&self, reference: &RegistryReference, digest: &Digest, size: u64, cache: &BlobCache) -> Result<()> {
+        let url = format!("{}blobs/{digest}", self.base_url(reference));
+        let what = format!("{}/{}@{digest}", reference.registry, reference.repository);
+        self.request(reference, &what, |authorization| {
+            let url = url.clone();
+            async move {
+                let response = match self.get(&url, None, authorization.as_deref()).await {
+                    Attempt::Done(Ok(response)) => response,
+                    Attempt::Done(Err(refusal)) => return Attempt::Done(Err(refusal)),
+                    Attempt::Retry { reason, after } => return Attempt::Retry { reason, after },
+                    Attempt::Failed(e) => return Attempt::Failed(e),
+                };
+                let stream = response.bytes_stream().map_err(|e| TransportError(error_chain(&e)));
+                match cache.insert_stream(digest, Some(size), stream).await {
+                    Ok(_) => Attempt::Done(Ok(())),
+                    Err(e) => match e.chain().find_map(|c| c.downcast_ref::<TransportError>()) {
+                        Some(transport) => Attempt::Retry { reason: format!("the answer was cut off: {transport}"), after: None },
+                        None => Attempt::Failed(e),
+                    },
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -153,56 +317,42 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Sorts a client error into the kinds callers act on.
-fn classify(error: OciDistributionError, registry: &str, what: &str) -> anyhow::Error {
-    let not_found = || FetchError::NotFound {
-        what: what.to_string(),
-    };
-    let unauthorized = |detail: String| FetchError::Unauthorized {
-        registry: registry.to_string(),
-        detail,
-    };
-    let unreachable = |detail: String| FetchError::Unreachable {
-        registry: registry.to_string(),
-        detail,
-    };
-    let kind = match &error {
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            if codes.iter().any(|c| {
-                matches!(
-                    c,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::BlobUnknown
-                        | OciErrorCode::NotFound
-                )
-            }) {
-                not_found()
-            } else if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-            {
-                unauthorized(envelope.to_string())
-            } else {
-                return anyhow::Error::new(error).context(format!("fetching {what}"));
-            }
+/// Why a handshake failure is worth retrying, if it is.
+fn transient(error: &OciDistributionError) -> Option<String> {
+    match error {
+        OciDistributionError::RequestError(e) => Some(error_chain(e)),
+        OciDistributionError::IoError(e) => Some(e.to_string()),
+        OciDistributionError::ServerError { code, message, .. } if *code == 429 || *code >= 500 => {
+            Some(format!("HTTP {code}{}", summary(message)))
         }
-        OciDistributionError::ServerError { code: 404, .. }
-        | OciDistributionError::ImageManifestNotFoundError(_) => not_found(),
-        OciDistributionError::ServerError { code: 401 | 403, message, .. } => {
-            unauthorized(message.clone())
+        _ => None,
+    }
+}
+
+/// Sorts a handshake failure into the kinds callers act on.
+fn classify_auth(error: OciDistributionError, registry: &str) -> anyhow::Error {
+    let unauthorized = |detail: String| FetchError::Unauthorized { registry: registry.to_string(), detail };
+    match &error {
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
+        {
+            unauthorized(envelope.to_string()).into()
         }
-        OciDistributionError::UnauthorizedError { url } => unauthorized(format!("{url} answered 401")),
-        OciDistributionError::AuthenticationFailure(detail) => unauthorized(detail.clone()),
-        OciDistributionError::ServerError { code, message, .. } if *code >= 500 => {
-            unreachable(format!("HTTP {code}: {message}"))
-        }
-        OciDistributionError::RequestError(e) => unreachable(error_chain(e)),
-        OciDistributionError::IoError(e) => unreachable(e.to_string()),
-        _ => return anyhow::Error::new(error).context(format!("fetching {what}")),
-    };
-    kind.into()
+        OciDistributionError::ServerError { code: 401 | 403, message, .. } => unauthorized(message.clone()).into(),
+        OciDistributionError::UnauthorizedError { url } => unauthorized(format!("{url} answered 401")).into(),
+        OciDistributionError::AuthenticationFailure(detail) => unauthorized(detail.clone()).into(),
+        _ => anyhow::Error::new(error).context(format!("authenticating with registry {registry}")),
+    }
+}
+
+/// `: <first line of the body>`, when there is one worth showing.
+fn summary(body: &str) -> String {
+    let line = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", line.chars().take(200).collect::<String>())
+    }
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -214,4 +364,32 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_summarised_on_one_line() {
+        assert_eq!(summary(""), "");
+        assert_eq!(summary("\n  upstream timed out\nmore"), ": upstream timed out");
+        assert_eq!(summary(&"x".repeat(500)).len(), 202);
+    }
+
+    #[test]
+    fn urls_use_docker_hubs_registry_host_and_plain_http_only_when_listed() {
+        let client = RegistryClient::new(
+            vec![RegistrySettings { address: "127.0.0.1:5000".into(), username: None, password: None, plain_http: true }],
+            DockerConfig::default(),
+            DEFAULT_TIMEOUT,
+        );
+        let reference = |text: &str| match text.parse::<super::super::reference::ImageReference>().unwrap() {
+            super::super::reference::ImageReference::Registry(r) => r,
+            _ => unreachable!(),
+        };
+        assert_eq!(client.base_url(&reference("alpine")), "https://index.docker.io/v2/library/alpine/");
+        assert_eq!(client.base_url(&reference("127.0.0.1:5000/a/b:t")), "http://127.0.0.1:5000/v2/a/b/");
+        assert_eq!(client.base_url(&reference("127.0.0.1:5001/a/b:t")), "https://127.0.0.1:5001/v2/a/b/");
+    }
 }

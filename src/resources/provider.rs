@@ -47,6 +47,9 @@ pub struct ProviderConfig {
     platform: Value<String>,
     docker_config: Value<String>,
     parallel_pulls: Value<i64>,
+    /// Absent from configurations written before it existed.
+    #[serde(default)]
+    registry_timeout: Value<i64>,
     registry: Value<Vec<RegistryBlock>>,
 }
 
@@ -116,6 +119,8 @@ impl Provider for ResinProvider {
                         "Path of Docker's `config.json` for registry credentials (auths, credHelpers, credsStore). Default: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`."),
                     attribute("parallel_pulls", AttributeType::Number, AttributeConstraint::Optional,
                         "Largest number of blobs downloaded at once. Default: 4."),
+                    attribute("registry_timeout", AttributeType::Number, AttributeConstraint::Optional,
+                        "Seconds a registry request may wait for a connection, or between two reads of its answer, before it is abandoned and retried. A request is retried up to 4 times (after 0.5, 1, 2 and 4 s, or the registry's `Retry-After` up to 30 s) on HTTP 5xx and 429, refused or reset connections, timeouts and answers cut off part way; never on other 4xx answers. Default: 60."),
                 ]),
                 blocks: HashMap::from([("registry".to_string(), NestedBlock::List(registry))]),
                 deprecated: false,
@@ -132,6 +137,11 @@ impl Provider for ResinProvider {
         if let Value::Value(n) = config.parallel_pulls {
             if !(1..=64).contains(&n) {
                 diags.error("Invalid parallel_pulls", format!("{n} is outside 1..64"), AttributePath::new("parallel_pulls"));
+            }
+        }
+        if let Value::Value(n) = config.registry_timeout {
+            if !(1..=3600).contains(&n) {
+                diags.error("Invalid registry_timeout", format!("{n} seconds is outside 1..3600"), AttributePath::new("registry_timeout"));
             }
         }
         for (index, block) in config.registry.iter().flatten().enumerate() {
@@ -205,8 +215,12 @@ impl Provider for ResinProvider {
             }
         };
         let parallel = config.parallel_pulls.unwrap_or(DEFAULT_PARALLEL_PULLS).clamp(1, 64) as usize;
+        let timeout = match config.registry_timeout {
+            Value::Value(seconds) => std::time::Duration::from_secs(seconds.clamp(1, 3600) as u64),
+            _ => crate::oci::registry::DEFAULT_TIMEOUT,
+        };
         let context = ProviderContext {
-            puller: Puller::new(cache, Arc::new(RegistryClient::new(registries, docker_config)), parallel),
+            puller: Puller::new(cache, Arc::new(RegistryClient::new(registries, docker_config, timeout)), parallel),
             platform,
         };
         crate::log::debug("provider configured", &[("cache_dir", cache_dir.display().to_string())]);

@@ -2,6 +2,7 @@
 //! registry on loopback (anonymous and with basic auth) and local OCI layouts.
 
 mod boot;
+mod fault_proxy;
 mod fixtures;
 mod full_disk;
 mod golden;
@@ -10,6 +11,7 @@ mod image_errors;
 mod policies;
 mod pull;
 mod registry;
+mod retries;
 mod saved_plans;
 mod terraform;
 mod token_server;

@@ -13,7 +13,7 @@ use crate::registry::Registry;
 
 fn puller(registry: &Registry, cache: &std::path::Path) -> Puller {
     let settings = vec![RegistrySettings { address: registry.address.clone(), username: None, password: None, plain_http: true }];
-    Puller::new(BlobCache::open(cache).unwrap(), Arc::new(RegistryClient::new(settings, DockerConfig::default())), 3)
+    Puller::new(BlobCache::open(cache).unwrap(), Arc::new(RegistryClient::new(settings, DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)), 3)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

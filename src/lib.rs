@@ -12,3 +12,4 @@ pub mod log;
 pub mod oci;
 pub mod resources;
 pub mod rootfs;
+pub mod tempfiles;

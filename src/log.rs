@@ -63,6 +63,10 @@ pub fn info(message: &str, fields: &[(&str, String)]) {
     write(Level::Info, message, fields);
 }
 
+pub fn warn(message: &str, fields: &[(&str, String)]) {
+    write(Level::Warn, message, fields);
+}
+
 
 /// `2026-11-22T03:56:04.123456Z` from a system time (UTC, microseconds).
 fn rfc3339(time: SystemTime) -> String {

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
 
     resin::log::enable();
     resin::oci::registry::install_crypto_provider();
+    // When Terraform is killed, this process is orphaned: stop instead of finishing an
+    // apply whose result no state would record.
+    resin::tempfiles::watch_parent(std::time::Duration::from_millis(200));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

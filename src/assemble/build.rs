@@ -101,7 +101,7 @@ pub fn write_sbom(composition: &Composition, output_dir: &Path, name: &str) -> R
     let mut file = temporary(output_dir, "sbom")?;
     file.write_all(&bytes).with_context(|| format!("writing {}", path.display()))?;
     publishable(&file)?;
-    file.persist(&path).with_context(|| format!("moving the SBOM into place at {}", path.display()))?;
+    crate::tempfiles::publish(|| file.persist(&path).with_context(|| format!("moving the SBOM into place at {}", path.display())))?;
     Ok(Artifact { path, sha256: Digest::of(&bytes).to_string(), size: bytes.len() as u64 })
 }
 
@@ -231,11 +231,11 @@ fn extract(tree: &Tree, layers: &[LayerSource], files: Vec<(&[u8], &mut dyn Writ
     Ok(())
 }
 
+/// Names of resin's temporary files in an output directory.
+const TEMPORARY_PREFIX: &str = ".resin-";
+
 fn temporary(dir: &Path, label: &str) -> Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(&format!(".resin-{label}-"))
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))
+    crate::tempfiles::create_locked(dir, &format!("{TEMPORARY_PREFIX}{label}-"))
 }
 
 fn directory_meta() -> Metadata {
@@ -384,6 +384,8 @@ fn assemble(
     sbom: &[u8],
 ) -> Result<Artifacts> {
     let started = Instant::now();
+    // Temporary files of an apply that was killed: their writers' locks are gone.
+    crate::tempfiles::remove_abandoned(output_dir, TEMPORARY_PREFIX)?;
     let kernel_spec = &composition.inputs.kernel;
     let kernel_image = &images[&kernel_spec.image];
     let kernel_layers = layer_sources(kernel_image, cache)?;
@@ -555,9 +557,12 @@ fn assemble(
         publishable(file)?;
     }
     let sbom_destination = sbom_path(output_dir, name);
-    for (file, path) in [(kernel_file, &kernel_path), (initrd, &initrd_path), (cmdline, &cmdline_path), (sbom_file, &sbom_destination)] {
-        file.persist(path).with_context(|| format!("moving the artifact into place at {}", path.display()))?;
-    }
+    crate::tempfiles::publish(|| {
+        for (file, path) in [(kernel_file, &kernel_path), (initrd, &initrd_path), (cmdline, &cmdline_path), (sbom_file, &sbom_destination)] {
+            file.persist(path).with_context(|| format!("moving the artifact into place at {}", path.display()))?;
+        }
+        Ok(())
+    })?;
     drop((modules, ucode));
     Ok(Artifacts {
         kernel: Artifact { path: kernel_path, sha256: kernel_sha256, size: kernel_size },

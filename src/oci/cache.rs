@@ -20,7 +20,8 @@
 //!   (`crate::rootfs::layer::LayerSource`). A blob damaged on disk after it was written is
 //!   reported as [`DamagedBlob`], evicted, and fetched again from where it came from.
 //! * Temporary files are removed when a download fails (they are `tempfile` handles,
-//!   deleted on drop).
+//!   deleted on drop), and locked while they are written: those of a killed process are
+//!   removed when the cache is next opened ([`crate::tempfiles`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ use sha2::Digest as _;
 use thiserror::Error;
 
 use super::reference::Digest;
+
+/// Names of downloads in progress in `blobs/sha256/`.
+const TEMPORARY_PREFIX: &str = ".tmp-";
 
 /// How often a long download logs its progress.
 const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -76,6 +80,10 @@ impl BlobCache {
         for dir in [root.join("blobs/sha256"), root.join("locks")] {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating cache directory {}", dir.display()))?;
+        }
+        // Downloads of runs that were killed: their writers' locks are gone.
+        if let Err(e) = crate::tempfiles::remove_abandoned(&root.join("blobs/sha256"), TEMPORARY_PREFIX) {
+            crate::log::warn("could not remove abandoned temporary files from the cache", &[("error", format!("{e:#}"))]);
         }
         Ok(BlobCache {
             root: root.to_path_buf(),
@@ -223,10 +231,7 @@ impl BlobCache {
 
     fn writer(&self, digest: &Digest, size: Option<u64>) -> Result<BlobWriter> {
         let dir = self.root.join("blobs/sha256");
-        let file = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        let file = crate::tempfiles::create_locked(&dir, TEMPORARY_PREFIX)?;
         Ok(BlobWriter {
             file,
             hasher: sha2::Sha256::new(),

@@ -17,6 +17,8 @@ pub enum Fault {
     CutOff,
     /// Say nothing for this long, then close.
     Stall(Duration),
+    /// Forward the head and half the body, wait this long, then send the rest.
+    StallBody(Duration),
 }
 
 /// Applies `fault` to the next `times` requests whose request line contains `matching`.
@@ -37,6 +39,7 @@ pub struct FaultProxy {
     pub address: String,
     /// Every request line seen, with what was done (`pass` or the fault).
     log: Arc<Mutex<Vec<(String, String)>>>,
+    rules: Arc<Mutex<Vec<Rule>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -48,12 +51,12 @@ impl FaultProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let rules = Arc::new(Mutex::new(rules));
-        let (thread_log, thread_stop, upstream) = (log.clone(), stop.clone(), upstream.to_string());
+        let (thread_log, thread_stop, thread_rules, upstream) = (log.clone(), stop.clone(), rules.clone(), upstream.to_string());
         std::thread::spawn(move || {
             while !thread_stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        let (rules, log, upstream) = (rules.clone(), thread_log.clone(), upstream.clone());
+                        let (rules, log, upstream) = (thread_rules.clone(), thread_log.clone(), upstream.clone());
                         std::thread::spawn(move || {
                             let _ = handle(client, &upstream, &rules, &log);
                         });
@@ -62,7 +65,12 @@ impl FaultProxy {
                 }
             }
         });
-        FaultProxy { address, log, stop }
+        FaultProxy { address, log, rules, stop }
+    }
+
+    /// Adds a rule, after the ones given at the start.
+    pub fn add(&self, rule: Rule) {
+        self.rules.lock().unwrap().push(rule);
     }
 
     /// The request lines seen that contain `matching`, with what was done to each.
@@ -127,11 +135,20 @@ fn handle(mut client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: 
     registry.write_all(forwarded.as_bytes())?;
     let mut answer = Vec::new();
     registry.read_to_end(&mut answer)?;
-    if let Some(Fault::CutOff) = fault {
-        let body_start = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
-        let cut = body_start + (answer.len() - body_start) / 2;
-        client.write_all(&answer[..cut])?;
-        return Ok(());
+    let body_start = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
+    let half = body_start + (answer.len() - body_start) / 2;
+    match fault {
+        Some(Fault::CutOff) => {
+            client.write_all(&answer[..half])?;
+            return Ok(());
+        }
+        Some(Fault::StallBody(duration)) => {
+            client.write_all(&answer[..half])?;
+            client.flush()?;
+            std::thread::sleep(duration);
+            return client.write_all(&answer[half..]);
+        }
+        _ => {}
     }
     client.write_all(&answer)
 }

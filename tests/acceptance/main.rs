@@ -2,6 +2,7 @@
 //! registry on loopback (anonymous and with basic auth) and local OCI layouts.
 
 mod boot;
+mod crashes;
 mod fault_proxy;
 mod fixtures;
 mod full_disk;

@@ -85,8 +85,9 @@ impl Workspace {
         self.run_with(&self.dir.path().join("terraformrc"), args, env)
     }
 
-    fn run_with(&self, cli_config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let output = Command::new(terraform_binary())
+    fn command(&self, cli_config: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(terraform_binary());
+        command
             .args(args)
             .current_dir(self.work_dir())
             .env("TF_CLI_CONFIG_FILE", cli_config)
@@ -95,9 +96,22 @@ impl Workspace {
             .env("DOCKER_CONFIG", &self.docker_config_dir)
             .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
             .env_remove("TF_LOG")
-            .envs(env.iter().copied())
-            .output()
-            .expect("running terraform");
+            .envs(env.iter().copied());
+        command
+    }
+
+    /// Starts Terraform without waiting for it (output discarded), e.g. to kill it.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(&self.dir.path().join("terraformrc"), args, &[])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting terraform")
+    }
+
+    fn run_with(&self, cli_config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let output = self.command(cli_config, args, env).output().expect("running terraform");
         Output {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,7 +1,8 @@
 # terraform-provider-resin
 #   make demo     the main job: build, build the fixture packages from Debian packages into
 #                 a local OCI layout, terraform apply examples/demo, boot it under QEMU
-#   make test     install what the tests need, then run every test
+#   make test     install what the tests need, then run every test (the acceptance tests
+#                 on the pinned Terraform 1.0.3, and again on a newer terraform on PATH)
 #   make install  build a release binary into Terraform's filesystem mirror
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
 #                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache)
@@ -39,6 +40,15 @@ test:
 	scripts/boot-fixtures/build.sh $(CURDIR)/.tools/boot-layout
 	cargo build --benches
 	cargo test
+	@echo "acceptance tests passed on $$($(TERRAFORM) version -json 2>/dev/null | python3 -c 'import json, sys; print("Terraform " + json.load(sys.stdin)["terraform_version"])') ($(TERRAFORM))"
+	@newer=$$(scripts/newer-terraform.sh); \
+	if [ -n "$$newer" ]; then \
+	  echo "running the acceptance tests again on the newer Terraform on PATH ($$newer)"; \
+	  RESIN_TERRAFORM=$$newer cargo test --test acceptance && \
+	  echo "acceptance tests passed on $$($$newer version -json 2>/dev/null | python3 -c 'import json, sys; print("Terraform " + json.load(sys.stdin)["terraform_version"])') ($$newer)"; \
+	else \
+	  echo "no newer terraform on PATH: the acceptance tests ran on the pinned Terraform only"; \
+	fi
 
 # Benchmarks (release build); prints timings, peak RSS and throughput.
 bench:

@@ -1,5 +1,7 @@
-//! Runs the real Terraform 1.0.3 binary (installed into `.tools/bin` by `make test`)
-//! against the provider binary this test build produced, through `dev_overrides`.
+//! Runs the real Terraform binary against the provider binary this test build produced,
+//! through `dev_overrides`: the pinned Terraform 1.0.3 (installed into `.tools/bin` by
+//! `make test`), or the one `RESIN_TERRAFORM` names (`make test` runs the acceptance tests
+//! again with a newer `terraform` found on PATH).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,6 +4,7 @@
 #   make test     install what the tests need, then run every test (the acceptance tests
 #                 on the pinned Terraform 1.0.3, and again on a newer terraform on PATH)
 #   make install  build a release binary into Terraform's filesystem mirror
+#   make fuzz     fuzz the layer reader, the union and the newc writer (FUZZ_SECONDS each)
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
 #                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache)
 #   make docs     regenerate docs/ from the provider schema and the examples
@@ -15,7 +16,9 @@ MIRROR       ?= $(HOME)/.terraform.d/plugins
 
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: build demo test bench install docs clean
+FUZZ_SECONDS ?= 60
+
+.PHONY: build demo test bench fuzz install docs clean
 
 build:
 	scripts/install-deps.sh build
@@ -49,6 +52,12 @@ test:
 	else \
 	  echo "no newer terraform on PATH: the acceptance tests ran on the pinned Terraform only"; \
 	fi
+	scripts/fuzz.sh 10
+
+# Fuzzing (libFuzzer through libfuzzer-sys, stable toolchain): each target for FUZZ_SECONDS.
+fuzz:
+	scripts/install-deps.sh test
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Benchmarks (release build); prints timings, peak RSS and throughput.
 bench:

@@ -4,7 +4,7 @@
 #   install-deps.sh demo    build + Terraform 1.0.3, verified by its pinned hashes, in .tools/bin
 #   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio, zstd,
 #                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64),
-#                           checkov (policy tests) in .tools/checkov
+#                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer)
 set -euo pipefail
 what=${1:-test}
 case "$what" in build|demo|test) ;; *) echo "usage: $0 build|demo|test" >&2; exit 2 ;; esac
@@ -25,6 +25,7 @@ if [ "$what" = test ]; then
   command -v skopeo >/dev/null || need_apt+=(skopeo)
   command -v cpio >/dev/null || need_apt+=(cpio)
   command -v zstd >/dev/null || need_apt+=(zstd)
+  command -v c++ >/dev/null || need_apt+=(g++)
   command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
   command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
   command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)

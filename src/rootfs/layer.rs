@@ -25,6 +25,7 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 
 /// What a tar entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -274,7 +275,14 @@ fn entry_of(ordinal: usize, entry: &mut tar::Entry<'_, impl Read>) -> Result<Opt
     let name = file_name(&path);
     let (path, kind) = if name == OPAQUE_MARKER {
         (parent(&path).to_vec(), EntryKind::Opaque)
+    } else if name.starts_with(AUFS_META_PREFIX) {
+        // AUFS bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not content, skipped as
+        // Docker skips it.
+        return Ok(None);
     } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        if matches!(hidden, b"" | b"." | b"..") {
+            bail!("whiteout {:?} names no file", String::from_utf8_lossy(&raw_path));
+        }
         (join(parent(&path), hidden), EntryKind::Whiteout)
     } else {
         (path, kind)
@@ -557,6 +565,28 @@ pub(crate) mod tests {
         let unchecked = LayerSource { blob: None, diff_id: None, ..source };
         let err = read_paths(&unchecked).unwrap_err();
         assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+    }
+
+    #[test]
+    fn whiteouts_that_name_nothing_are_errors() {
+        // Found by fuzzing: `.wh.` alone hid the whole root, `dir/.wh.` produced the
+        // unnormalised path `dir/`.
+        for name in [&b".wh."[..], b"dir/.wh.", b"dir/.wh..", b"dir/.wh..."] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(0);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.as_old_mut().name[..name.len()].copy_from_slice(name);
+            header.set_cksum();
+            let mut builder = tar::Builder::new(Vec::new());
+            builder.append(&header, &[][..]).unwrap();
+            let err = read_entries(&builder.into_inner().unwrap()[..]).unwrap_err();
+            assert!(format!("{err:#}").contains("names no file"), "{}: {err:#}", String::from_utf8_lossy(name));
+        }
+        // AUFS bookkeeping entries are skipped.
+        let stream = tar_of(&[(b"a/.wh..wh.plnk", EntryKind::Directory), (b"a/.wh..wh..opq", EntryKind::File { size: 0 })]);
+        let entries = read_entries(&stream[..]).unwrap();
+        assert_eq!(entries.iter().map(|e| (e.path.clone(), e.kind.clone())).collect::<Vec<_>>(), vec![(b"a".to_vec(), EntryKind::Opaque)]);
     }
 
     #[test]

@@ -11,8 +11,11 @@
 //! Every segment's tree is built first (metadata only), which fixes what each segment
 //! writes; then the segments are written and compressed in parallel, one per core, each
 //! to its own temporary file, and concatenated in order. Layers are read twice (headers,
-//! then the data of the surviving files) and never held in memory; all of it runs on
-//! blocking threads, off the async runtime.
+//! then the data of the surviving files), verified on each read (blob digest, compression
+//! trailer, diff_id) and never held in memory; all of it runs on blocking threads, off the
+//! async runtime. A cache blob found damaged is fetched again and assembly starts over
+//! ([`Puller::with_repair`]); nothing is renamed into place before everything verified.
+//! Temporary files left in the output directory by a killed run are removed first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

@@ -66,6 +66,12 @@ fn hostile_and_corrupt_layers_fail_naming_image_layer_and_path() {
         }
         assert_eq!(artifact_digests(&workspace), before, "{tag}: the previous artifacts must be untouched");
     }
+    crate::trust::assert_cache_consistent(&workspace);
+    // Without the broken package, the next apply succeeds.
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    assert_eq!(artifact_digests(&workspace), before);
+    assert_eq!(workspace.plan().code, 0);
 }
 
 #[test]

@@ -5,6 +5,9 @@ provider "resin" {
   # Images resolve to this platform unless a resource says otherwise (default: linux/amd64).
   platform = "linux/amd64"
 
+  # A registry request that stalls this long (seconds) is retried (default: 60).
+  registry_timeout = 60
+
   # Credentials beyond those of `docker login` (~/.docker/config.json).
   registry {
     address  = "ghcr.io"

@@ -11,8 +11,8 @@
 //! Every segment's tree is built first (metadata only), which fixes what each segment
 //! writes; then the segments are written and compressed in parallel, one per core, each
 //! to its own temporary file, and concatenated in order. Layers are read twice (headers,
-//! then the data of the surviving files), verified on each read (blob digest, compression
-//! trailer, diff_id) and never held in memory; all of it runs on blocking threads, off the
+//! then the data of the surviving files), verified on each read (blob digest and
+//! compression trailer each time, the diff_id on the first) and never held in memory; all of it runs on blocking threads, off the
 //! async runtime. A cache blob found damaged is fetched again and assembly starts over
 //! ([`Puller::with_repair`]); nothing is renamed into place before everything verified.
 //! Temporary files left in the output directory by a killed run are removed first.
@@ -220,7 +220,9 @@ fn extract(tree: &Tree, layers: &[LayerSource], files: Vec<(&[u8], &mut dyn Writ
         }
     }
     for (layer, mut wanted) in by_layer {
+        // `tree` came from a first, fully verified read of these layers.
         layers[layer]
+            .again()
             .read(|stream| {
                 for_each_entry(stream, |entry, data| {
                     if let Some(out) = wanted.remove(&entry.ordinal) {

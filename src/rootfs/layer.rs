@@ -6,8 +6,10 @@
 //!
 //! Every read of a layer blob is a verified read ([`LayerSource::read`]): the blob is
 //! hashed as it streams, the compressed stream is read to its very end (so gzip's CRC32
-//! and length, and zstd's checksums, are checked), the uncompressed tar is hashed too and
-//! compared with the image config's `diff_id`. What was read is only used once all of it
+//! and length, and zstd's checksums, are checked), and on the first read of an assembly
+//! the uncompressed tar is hashed too and compared with the image config's `diff_id`
+//! (later reads, [`LayerSource::again`], rely on the blob digest, which pins the same
+//! bytes). What was read is only used once all of it
 //! checked out; callers write to temporary files until then.
 
 use std::io::{self, BufRead, BufReader, Read};
@@ -90,12 +92,18 @@ impl LayerSource {
         let mut blob = HashingReader::new(file);
         let outcome = (|| {
             let mut tar = decompress(&mut blob)?;
-            let mut plain = HashingReader::new(&mut tar);
-            let value = read(&mut plain)?;
             // The tar reader stops at the end-of-archive blocks; the rest (and the
             // compression trailer) must be read too for the checks to mean anything.
-            io::copy(&mut plain, &mut io::sink()).context("reading the layer to its end")?;
-            Ok::<_, anyhow::Error>((value, plain.finish().0))
+            let to_end = "reading the layer to its end";
+            if self.diff_id.is_none() {
+                let value = read(&mut tar)?;
+                io::copy(&mut tar, &mut io::sink()).context(to_end)?;
+                return Ok::<_, anyhow::Error>((value, None));
+            }
+            let mut plain = HashingReader::new(&mut tar);
+            let value = read(&mut plain)?;
+            io::copy(&mut plain, &mut io::sink()).context(to_end)?;
+            Ok((value, Some(plain.finish().0)))
         })();
         let drained = io::copy(&mut blob, &mut io::sink());
         let (actual, size) = blob.finish();
@@ -115,12 +123,20 @@ impl LayerSource {
         }
         drained.with_context(|| format!("reading {}", self.path.display()))?;
         let (value, uncompressed) = outcome?;
-        if let Some(expected) = &self.diff_id {
-            if &uncompressed != expected {
-                return Err(DiffIdMismatch { expected: expected.clone(), actual: uncompressed }.into());
+        if let (Some(expected), Some(actual)) = (&self.diff_id, uncompressed) {
+            if &actual != expected {
+                return Err(DiffIdMismatch { expected: expected.clone(), actual }.into());
             }
         }
         Ok(value)
+    }
+
+    /// The same layer for a later read in the same assembly. Its blob digest is checked
+    /// again on that read, which pins the very bytes whose uncompressed form the first
+    /// read matched against the diff_id; decompression being deterministic, hashing the
+    /// uncompressed stream again would only repeat that check.
+    pub fn again(&self) -> LayerSource {
+        LayerSource { diff_id: None, ..self.clone() }
     }
 }
 
@@ -537,6 +553,9 @@ pub(crate) mod tests {
                 let err = read_paths(&source).unwrap_err();
                 let damage = err.downcast_ref::<DamagedBlob>().unwrap_or_else(|| panic!("{compression} at {position}: {err:#}"));
                 assert_eq!(&damage.digest, &source.blob.as_ref().unwrap().0);
+                // A later read of the same assembly checks the blob just the same.
+                let err = read_paths(&source.again()).unwrap_err();
+                assert!(err.downcast_ref::<DamagedBlob>().is_some(), "{compression} at {position}, read again: {err:#}");
             }
             // Truncated, or with bytes appended: damaged too.
             std::fs::write(&source.path, &bytes[..bytes.len() - 1]).unwrap();

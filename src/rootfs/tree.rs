@@ -240,8 +240,8 @@ impl Tree {
     }
 
     /// Writes the tree under `prefix` (empty for `/`). `layers[i]` is layer `i` (as given
-    /// to [`Tree::apply_layer`]), read (and verified) again for the data of the files that
-    /// survived. Implicit directories (made only as parents) that `existing` already holds
+    /// to [`Tree::apply_layer`], whose entries came from a verified read of it), read again
+    /// for the data of the files that survived ([`LayerSource::again`]). Implicit directories (made only as parents) that `existing` already holds
     /// are not written again, so they do not override the metadata an earlier segment gave
     /// them. Returns the names of the directories written.
     pub fn write<W: std::io::Write>(
@@ -311,7 +311,9 @@ impl Tree {
             }
         }
         for (layer, mut wanted) in from_layers {
+            // The header pass that built this tree checked the layer's diff_id.
             layers[layer]
+                .again()
                 .read(|stream| {
                     for_each_entry(stream, |entry, data| {
                         if let Some(id) = wanted.remove(&entry.ordinal) {

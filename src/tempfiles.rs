@@ -29,7 +29,15 @@ pub fn create_locked(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile
         .prefix(prefix)
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    file.as_file().try_lock().map_err(|e| anyhow::anyhow!("locking {}: {e}", file.path().display()))?;
+    match file.as_file().try_lock() {
+        Ok(()) => {}
+        // A file system without locks (some NFS or FUSE mounts): the file is written all
+        // the same; `remove_abandoned` cannot take its lock either, so it never removes it.
+        Err(std::fs::TryLockError::Error(e)) => {
+            crate::log::debug("temporary file not locked", &[("path", file.path().display().to_string()), ("error", e.to_string())]);
+        }
+        Err(std::fs::TryLockError::WouldBlock) => bail!("{} is locked by another process", file.path().display()),
+    }
     Ok(file)
 }
 
@@ -56,7 +64,7 @@ pub fn remove_abandoned(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
             continue;
         }
         if file.try_lock().is_err() {
-            // Its writer is alive.
+            // Its writer is alive (or the file system has no locks: then never removed).
             continue;
         }
         match std::fs::remove_file(&path) {

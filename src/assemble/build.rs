@@ -236,8 +236,9 @@ fn extract(tree: &Tree, layers: &[LayerSource], files: Vec<(&[u8], &mut dyn Writ
     Ok(())
 }
 
-/// Names of resin's temporary files in an output directory.
-const TEMPORARY_PREFIX: &str = ".resin-";
+/// Names of resin's temporary files in an output directory. `~` never appears in an
+/// image name, so no artifact can be taken for a temporary file.
+const TEMPORARY_PREFIX: &str = ".resin~";
 
 fn temporary(dir: &Path, label: &str) -> Result<tempfile::NamedTempFile> {
     crate::tempfiles::create_locked(dir, &format!("{TEMPORARY_PREFIX}{label}-"))
@@ -389,8 +390,11 @@ fn assemble(
     sbom: &[u8],
 ) -> Result<Artifacts> {
     let started = Instant::now();
-    // Temporary files of an apply that was killed: their writers' locks are gone.
-    crate::tempfiles::remove_abandoned(output_dir, TEMPORARY_PREFIX)?;
+    // Temporary files of an apply that was killed: their writers' locks are gone. Failing
+    // to remove one is no reason not to build.
+    if let Err(e) = crate::tempfiles::remove_abandoned(output_dir, TEMPORARY_PREFIX) {
+        log::warn("could not remove abandoned temporary files", &[("directory", output_dir.display().to_string()), ("error", format!("{e:#}"))]);
+    }
     let kernel_spec = &composition.inputs.kernel;
     let kernel_image = &images[&kernel_spec.image];
     let kernel_layers = layer_sources(kernel_image, cache)?;
@@ -563,8 +567,16 @@ fn assemble(
     }
     let sbom_destination = sbom_path(output_dir, name);
     crate::tempfiles::publish(|| {
+        let mut replaced: Vec<String> = Vec::new();
         for (file, path) in [(kernel_file, &kernel_path), (initrd, &initrd_path), (cmdline, &cmdline_path), (sbom_file, &sbom_destination)] {
-            file.persist(path).with_context(|| format!("moving the artifact into place at {}", path.display()))?;
+            // Renames within one directory fail only exceptionally (permissions changed
+            // under the run); then say which artifacts are already new: refresh sees them
+            // as changed and the next apply writes all of them again.
+            file.persist(path).with_context(|| {
+                let already = if replaced.is_empty() { "none was replaced".to_string() } else { format!("already replaced: {}", replaced.join(", ")) };
+                format!("moving the artifact into place at {} ({already})", path.display())
+            })?;
+            replaced.push(path.display().to_string());
         }
         Ok(())
     })?;

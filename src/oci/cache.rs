@@ -57,16 +57,32 @@ pub enum VerifyError {
 /// A cached blob no longer has the content its name promises: damaged on disk after it
 /// was verified and written. Whoever reads it evicts it and fetches it again.
 #[derive(Debug, Error)]
-#[error("the cached blob {digest} is damaged ({detail}); it is evicted and fetched again")]
+#[error("the cached blob {digest} is damaged ({detail})")]
 pub struct DamagedBlob {
     pub digest: Digest,
     pub detail: String,
+    /// Which file was read (device, inode), so that only that file is evicted and not a
+    /// good copy another process has put in its place since; `None` when it is missing.
+    pub file: Option<FileIdentity>,
+}
+
+/// A file's device and inode numbers.
+pub type FileIdentity = (u64, u64);
+
+/// The identity of an open file.
+pub fn identity(meta: &std::fs::Metadata) -> FileIdentity {
+    use std::os::unix::fs::MetadataExt as _;
+    (meta.dev(), meta.ino())
 }
 
 /// The damaged cache blob behind `error`, if that is what it is.
-pub fn damaged_blob(error: &anyhow::Error) -> Option<&Digest> {
-    error.chain().find_map(|e| e.downcast_ref::<DamagedBlob>()).map(|d| &d.digest)
+pub fn damaged_blob(error: &anyhow::Error) -> Option<&DamagedBlob> {
+    error.chain().find_map(|e| e.downcast_ref::<DamagedBlob>())
 }
+
+/// The largest document (manifest, index) read from the cache without a known size;
+/// registries refuse larger manifests.
+const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
 
 /// Handle on a cache directory.
 #[derive(Clone, Debug)]
@@ -107,27 +123,52 @@ impl BlobCache {
         }
     }
 
-    /// Reads a cached blob whole and checks it against its digest; for small blobs
-    /// (manifests, configs) only. `None` when it is absent, or damaged (it is then evicted,
-    /// so the caller fetches it again).
-    pub fn read_verified(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+    /// Reads a cached blob whole and checks it against its digest (and `size`, when
+    /// known); for small blobs (manifests, configs) only: a blob without a known size is
+    /// read only up to 4 MiB. `None` when it is absent, or damaged (it is then evicted, so
+    /// the caller fetches it again). Blocking: call it off the async runtime.
+    pub fn read_verified(&self, digest: &Digest, size: Option<u64>) -> Result<Option<Vec<u8>>> {
+        use std::io::Read as _;
         let path = self.blob_path(digest);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading cached blob {}", path.display())),
+            Err(e) => return Err(e).with_context(|| format!("opening cached blob {}", path.display())),
         };
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            self.evict(digest, &format!("its content hashes to {actual}"))?;
-            return Ok(None);
-        }
-        Ok(Some(bytes))
+        let meta = file.metadata().with_context(|| format!("reading the metadata of {}", path.display()))?;
+        let damage = match size {
+            Some(size) if meta.len() != size => Some(format!("it has {} bytes, not {size}", meta.len())),
+            None if meta.len() > MAX_DOCUMENT_BYTES => Some(format!("it has {} bytes, more than a manifest may", meta.len())),
+            _ => None,
+        };
+        let damage = match damage {
+            Some(damage) => damage,
+            None => {
+                let mut bytes = Vec::with_capacity(meta.len() as usize);
+                file.read_to_end(&mut bytes).with_context(|| format!("reading cached blob {}", path.display()))?;
+                let actual = Digest::of(&bytes);
+                if &actual == digest {
+                    return Ok(Some(bytes));
+                }
+                format!("its content hashes to {actual}")
+            }
+        };
+        self.evict(digest, &damage, Some(identity(&meta)))?;
+        Ok(None)
     }
 
-    /// Removes a blob found damaged, so that the next fetch writes a verified copy.
-    pub fn evict(&self, digest: &Digest, why: &str) -> Result<()> {
+    /// Removes a blob found damaged, so that the next fetch writes a verified copy. With
+    /// `file`, only if the blob is still that file: another process may have replaced it
+    /// with a good copy meanwhile (checked under the blob's lock, which every fetch holds
+    /// while it puts a blob in place). Blocking: call it off the async runtime.
+    pub fn evict(&self, digest: &Digest, why: &str, file: Option<FileIdentity>) -> Result<()> {
+        let _lock = self.lock_blocking(digest)?;
         let path = self.blob_path(digest);
+        match (std::fs::metadata(&path), file) {
+            (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            (Ok(meta), Some(file)) if identity(&meta) != file => return Ok(()),
+            _ => {}
+        }
         crate::log::info(
             "evicting a damaged cache blob",
             &[("digest", digest.to_string()), ("path", path.display().to_string()), ("why", why.to_string())],
@@ -142,19 +183,20 @@ impl BlobCache {
     /// Takes the per-blob lock so that only one process downloads `digest`; the lock is
     /// released when the returned guard is dropped.
     pub async fn lock(&self, digest: &Digest) -> Result<BlobLock> {
+        let (cache, digest) = (self.clone(), digest.clone());
+        tokio::task::spawn_blocking(move || cache.lock_blocking(&digest)).await?
+    }
+
+    fn lock_blocking(&self, digest: &Digest) -> Result<BlobLock> {
         let path = self.root.join("locks").join(format!("{}.lock", digest.hex()));
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("opening lock file {}", path.display()))?;
-            file.lock()
-                .with_context(|| format!("locking {}", path.display()))?;
-            Ok(BlobLock { _file: file })
-        })
-        .await?
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        file.lock().with_context(|| format!("locking {}", path.display()))?;
+        Ok(BlobLock { _file: file })
     }
 
     /// Verifies `bytes` against `digest` (and `size`) and stores them.
@@ -179,9 +221,12 @@ impl BlobCache {
         B: AsRef<[u8]> + Send + 'static,
         E: Into<anyhow::Error>,
     {
-        let mut writer = self.writer(digest, size)?;
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<B>(8);
+        let (cache, owned_digest) = (self.clone(), digest.clone());
         let worker = tokio::task::spawn_blocking(move || {
+            // Created here, off the runtime; if this fails, sending fails and the error
+            // is reported below.
+            let mut writer = cache.writer(&owned_digest, size)?;
             while let Some(chunk) = receiver.blocking_recv() {
                 writer.write(chunk.as_ref())?;
             }
@@ -315,13 +360,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
         let digest = Digest::of(b"{\"config\":1}");
-        assert!(cache.read_verified(&digest).unwrap().is_none(), "absent");
+        assert!(cache.read_verified(&digest, Some(12)).unwrap().is_none(), "absent");
         cache.insert_bytes(&digest, None, b"{\"config\":1}").unwrap();
-        assert_eq!(cache.read_verified(&digest).unwrap().unwrap(), b"{\"config\":1}");
+        assert_eq!(cache.read_verified(&digest, Some(12)).unwrap().unwrap(), b"{\"config\":1}");
+        assert!(cache.read_verified(&digest, None).unwrap().is_some(), "the size need not be known");
         // Edited on disk at the same size: evicted, not trusted.
         std::fs::write(cache.blob_path(&digest), b"{\"config\":2}").unwrap();
-        assert!(cache.read_verified(&digest).unwrap().is_none());
+        assert!(cache.read_verified(&digest, Some(12)).unwrap().is_none());
         assert!(!cache.contains(&digest, None), "the damaged blob must be evicted");
+        // Of another size: evicted without being read.
+        std::fs::write(cache.blob_path(&digest), b"{\"config\":1, \"more\": 2}").unwrap();
+        assert!(cache.read_verified(&digest, Some(12)).unwrap().is_none());
+        assert!(!cache.contains(&digest, None));
+    }
+
+    #[test]
+    fn eviction_spares_a_good_copy_put_in_place_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let digest = Digest::of(b"layer");
+        std::fs::write(cache.blob_path(&digest), b"lay3r").unwrap();
+        // Held open, as the reader that found it damaged holds it (its inode stays taken).
+        let damaged_file = std::fs::File::open(cache.blob_path(&digest)).unwrap();
+        let damaged = identity(&damaged_file.metadata().unwrap());
+        // Another process fetched a good copy and renamed it into place.
+        cache.insert_bytes(&digest, Some(5), b"layer").unwrap();
+        cache.evict(&digest, "test", Some(damaged)).unwrap();
+        assert!(cache.contains(&digest, Some(5)), "the good copy must stay");
+        cache.evict(&digest, "test", None).unwrap();
+        assert!(!cache.contains(&digest, None));
     }
 
     fn entries(dir: &Path) -> Vec<String> {
@@ -374,7 +441,7 @@ mod tests {
             Ok(b"def".to_vec()),
         ]);
         cache.insert_stream(&digest, Some(6), chunks).await.unwrap();
-        assert_eq!(cache.read_verified(&digest).unwrap().unwrap(), b"abcdef");
+        assert_eq!(cache.read_verified(&digest, Some(6)).unwrap().unwrap(), b"abcdef");
 
         let other = Digest::of(b"xyz");
         let failing = futures_util::stream::iter(vec![

@@ -167,7 +167,7 @@ impl Puller {
         digest: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest)> {
         if let Some(digest) = digest.or(reference.digest()) {
-            if let Some(bytes) = self.cache.read_verified(digest)? {
+            if let Some(bytes) = self.read_cached(digest, None).await? {
                 return Ok((bytes, digest.clone()));
             }
         }
@@ -197,12 +197,19 @@ impl Puller {
         Ok(size)
     }
 
+    /// A small cached blob, verified (off the async runtime); `None` when absent or
+    /// damaged (then evicted).
+    async fn read_cached(&self, digest: &Digest, size: Option<u64>) -> Result<Option<Vec<u8>>> {
+        let (cache, digest) = (self.cache.clone(), digest.clone());
+        tokio::task::spawn_blocking(move || cache.read_verified(&digest, size)).await?
+    }
+
     /// A small blob (a config), from the cache when it is there and intact, else fetched.
     async fn fetch_document(&self, reference: &ImageReference, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         // A damaged copy is evicted by the read, so the second round fetches it again.
         for _ in 0..2 {
             self.fetch_blob(reference, digest, size).await?;
-            if let Some(bytes) = self.cache.read_verified(digest)? {
+            if let Some(bytes) = self.read_cached(digest, Some(size)).await? {
                 return Ok(bytes);
             }
         }
@@ -247,11 +254,13 @@ impl Puller {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            let Some(digest) = damaged_blob(&error).cloned() else { return Err(error) };
+            let Some(damage) = damaged_blob(&error) else { return Err(error) };
+            let (digest, file) = (damage.digest.clone(), damage.file);
             if !repaired.insert(digest.clone()) {
                 return Err(error.context(format!("{digest} was fetched again and is still damaged")));
             }
-            self.cache.evict(&digest, &format!("{error:#}"))?;
+            let (cache, why, evicted) = (self.cache.clone(), format!("{error:#}"), digest.clone());
+            tokio::task::spawn_blocking(move || cache.evict(&evicted, &why, file)).await??;
             for image in images {
                 self.pull(image).await?;
             }

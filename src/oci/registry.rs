@@ -24,7 +24,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 use thiserror::Error;
 
 use super::auth::{credentials_for, Credentials, DockerConfig, RegistrySettings};
-use super::cache::BlobCache;
+use super::cache::{BlobCache, VerifyError};
 use super::manifest::ACCEPTED_MANIFEST_TYPES;
 use super::reference::{Digest, RegistryReference};
 use super::retry::{parse_retry_after, with_retries, Attempt, RetryError};
@@ -35,7 +35,7 @@ use super::FetchError;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest manifest read (distribution itself refuses manifests over 4 MiB).
-const MAX_MANIFEST_BYTES: usize = 4 << 20;
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 /// A registry client shared by every resource of one provider instance. Credentials are
 /// looked up once per registry host, authorisation once per repository.
@@ -51,10 +51,39 @@ pub struct RegistryClient {
     authorizations: Mutex<BTreeMap<String, Option<String>>>,
 }
 
-/// A failure of the connection or of reading an answer: worth retrying.
+/// A failure of the connection or of reading an answer's body.
 #[derive(Debug, Error)]
-#[error("{0}")]
-struct TransportError(String);
+#[error("{detail}")]
+struct TransportError {
+    transient: bool,
+    detail: String,
+}
+
+/// The first bytes of an error answer that are read (they are summarised on one line).
+const MAX_ERROR_BODY_BYTES: u64 = 64 << 10;
+
+/// A request that got no (whole) answer: retried when that may pass.
+fn transport_failure<T>(error: reqwest::Error) -> Attempt<T> {
+    if transport_is_transient(&error) {
+        Attempt::Retry { reason: error_chain(&error), after: None }
+    } else {
+        Attempt::Failed(anyhow::Error::new(error))
+    }
+}
+
+/// Reads an answer's body, at most `limit` bytes; `true` when there was more.
+async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if bytes.len() as u64 + chunk.len() as u64 > limit {
+            let room = (limit as usize).saturating_sub(bytes.len());
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok((bytes, true));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes, false))
+}
 
 /// What a finished request said, when it was not a success.
 enum Refusal {
@@ -70,7 +99,7 @@ impl RegistryClient {
         install_crypto_provider();
         let plain_http: Vec<String> = registries.iter().filter(|r| r.plain_http).map(|r| r.address.clone()).collect();
         let user_agent = concat!("terraform-provider-resin/", env!("CARGO_PKG_VERSION"));
-        let connect_timeout = timeout.min(Duration::from_secs(15));
+        let connect_timeout = timeout;
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain_http.clone()),
             connect_timeout: Some(connect_timeout),
@@ -190,15 +219,16 @@ impl RegistryClient {
         }
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) => return Attempt::Retry { reason: error_chain(&e), after: None },
+            Err(e) => return transport_failure(e),
         };
         let status = response.status();
         if status.is_success() {
             return Attempt::Done(Ok(response));
         }
         let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-        let body = response.text().await.unwrap_or_default();
-        let detail = format!("HTTP {}{}", status.as_u16(), summary(&body));
+        // Only the start of an error body is shown, so only that much is read.
+        let body = read_capped(response, MAX_ERROR_BODY_BYTES).await.map(|(bytes, _)| bytes).unwrap_or_default();
+        let detail = format!("HTTP {}{}", status.as_u16(), summary(&String::from_utf8_lossy(&body)));
         match status.as_u16() {
             429 => Attempt::Retry { reason: detail, after: retry_after },
             500..=599 => Attempt::Retry { reason: detail, after: retry_after },
@@ -262,13 +292,13 @@ impl RegistryClient {
                         Attempt::Retry { reason, after } => return Attempt::Retry { reason, after },
                         Attempt::Failed(e) => return Attempt::Failed(e),
                     };
-                    if response.content_length().is_some_and(|n| n as usize > MAX_MANIFEST_BYTES) {
+                    if response.content_length().is_some_and(|n| n > MAX_MANIFEST_BYTES) {
                         return Attempt::Failed(anyhow::anyhow!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"));
                     }
-                    match response.bytes().await {
-                        Ok(bytes) if bytes.len() > MAX_MANIFEST_BYTES => Attempt::Failed(anyhow::anyhow!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes")),
-                        Ok(bytes) => Attempt::Done(Ok(bytes.to_vec())),
-                        Err(e) => Attempt::Retry { reason: error_chain(&e), after: None },
+                    match read_capped(response, MAX_MANIFEST_BYTES).await {
+                        Ok((_, true)) => Attempt::Failed(anyhow::anyhow!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes")),
+                        Ok((bytes, false)) => Attempt::Done(Ok(bytes)),
+                        Err(e) => transport_failure(e),
                     }
                 }
             })
@@ -297,13 +327,26 @@ impl RegistryClient {
                     Attempt::Retry { reason, after } => return Attempt::Retry { reason, after },
                     Attempt::Failed(e) => return Attempt::Failed(e),
                 };
-                let stream = response.bytes_stream().map_err(|e| TransportError(error_chain(&e)));
+                let stream = response.bytes_stream().map_err(|e| TransportError { transient: transport_is_transient(&e), detail: error_chain(&e) });
                 match cache.insert_stream(digest, Some(size), stream).await {
                     Ok(_) => Attempt::Done(Ok(())),
-                    Err(e) => match e.chain().find_map(|c| c.downcast_ref::<TransportError>()) {
-                        Some(transport) => Attempt::Retry { reason: format!("the answer was cut off: {transport}"), after: None },
-                        None => Attempt::Failed(e),
-                    },
+                    Err(e) => {
+                        let transport = e.chain().find_map(|c| c.downcast_ref::<TransportError>());
+                        let short = e.chain().find_map(|c| match c.downcast_ref::<VerifyError>() {
+                            Some(VerifyError::Size { expected, actual, .. }) if actual < expected => Some((*actual, *expected)),
+                            _ => None,
+                        });
+                        match (transport, short) {
+                            (Some(transport), _) if transport.transient => {
+                                Attempt::Retry { reason: format!("the answer was cut off: {}", transport.detail), after: None }
+                            }
+                            // The connection ended cleanly, but early.
+                            (None, Some((actual, expected))) => {
+                                Attempt::Retry { reason: format!("the answer was cut off after {actual} of {expected} bytes"), after: None }
+                            }
+                            _ => Attempt::Failed(e),
+                        }
+                    }
                 }
             }
         })
@@ -317,10 +360,43 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Whether a failed request (no answer, or an answer that broke off) is worth another
+/// try: timeouts, refused or reset connections, bodies cut off. Not a malformed request,
+/// a redirect loop, or TLS refusing the registry's certificate (or TLS spoken to a plain
+/// HTTP registry): asking again gives the same answer.
+fn transport_is_transient(error: &reqwest::Error) -> bool {
+    if error.is_builder() || error.is_redirect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if is_tls(cause) {
+            return false;
+        }
+        source = cause.source();
+    }
+    error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() || error.is_decode()
+}
+
+/// Whether `cause` is TLS failing: a rustls error, which tokio-rustls wraps in an io::Error
+/// of kind InvalidData, itself wrapped in further io::Errors (whose `source` skips what
+/// they wrap, so they are opened here). Refused, reset or cut-off connections and
+/// timeouts have kinds of their own.
+fn is_tls(cause: &(dyn std::error::Error + 'static)) -> bool {
+    if cause.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    match cause.downcast_ref::<std::io::Error>() {
+        Some(io) if io.kind() == std::io::ErrorKind::InvalidData => true,
+        Some(io) => io.get_ref().is_some_and(|inner| is_tls(inner)),
+        None => false,
+    }
+}
+
 /// Why a handshake failure is worth retrying, if it is.
 fn transient(error: &OciDistributionError) -> Option<String> {
     match error {
-        OciDistributionError::RequestError(e) => Some(error_chain(e)),
+        OciDistributionError::RequestError(e) => transport_is_transient(e).then(|| error_chain(e)),
         OciDistributionError::IoError(e) => Some(e.to_string()),
         OciDistributionError::ServerError { code, message, .. } if *code == 429 || *code >= 500 => {
             Some(format!("HTTP {code}{}", summary(message)))

@@ -6,11 +6,12 @@
 //! than 429: a missing image or a wrong password does not get better by asking again.
 //!
 //! [`RETRIES`] retries at most, waiting 0.5, 1, 2 and 4 s (plus up to 25 % jitter, so
-//! parallel pulls do not retry in lockstep); a `Retry-After` replaces the wait, up to
-//! [`MAX_RETRY_AFTER`]. So one request waits at most about 40 s in all between its
-//! attempts, on top of the attempts themselves (each bounded by the provider's
-//! `registry_timeout` while nothing arrives). Every retry is logged at INFO with its
-//! reason.
+//! parallel pulls do not retry in lockstep); a `Retry-After` (on a 429 or a 5xx) replaces
+//! the wait, up to [`MAX_RETRY_AFTER`]; a registry asking for longer is given up on at
+//! once. So one request waits at most 9.4 s in all between its attempts, or 2 minutes
+//! when the registry keeps asking to wait, on top of the attempts themselves (each
+//! bounded by the provider's `registry_timeout` while nothing arrives). Every retry is
+//! logged at INFO with its reason.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

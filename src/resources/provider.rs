@@ -120,7 +120,7 @@ impl Provider for ResinProvider {
                     attribute("parallel_pulls", AttributeType::Number, AttributeConstraint::Optional,
                         "Largest number of blobs downloaded at once. Default: 4."),
                     attribute("registry_timeout", AttributeType::Number, AttributeConstraint::Optional,
-                        "Seconds a registry request may wait for a connection, or between two reads of its answer, before it is abandoned and retried. A request is retried up to 4 times (after 0.5, 1, 2 and 4 s, or the registry's `Retry-After` up to 30 s) on HTTP 5xx and 429, refused or reset connections, timeouts and answers cut off part way; never on other 4xx answers. Default: 60."),
+                        "Seconds a registry request may wait for a connection, or between two reads of its answer, before it is abandoned and retried. A request is retried up to 4 times (after 0.5, 1, 2 and 4 s, or the registry's `Retry-After` up to 30 s) on HTTP 5xx and 429, refused or reset connections, timeouts and answers cut off part way; never on TLS failures or other 4xx answers (a 401 authenticates once more first). Default: 60."),
                 ]),
                 blocks: HashMap::from([("registry".to_string(), NestedBlock::List(registry))]),
                 deprecated: false,
@@ -207,7 +207,10 @@ impl Provider for ResinProvider {
                 plain_http: block.plain_http.unwrap_or(false),
             });
         }
-        let cache = match BlobCache::open(&cache_dir) {
+        // Opening removes the temporary files of killed runs: off the async runtime.
+        let opening = cache_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || BlobCache::open(&opening)).await;
+        let cache = match opened.map_err(anyhow::Error::from).and_then(|r| r) {
             Ok(cache) => cache,
             Err(e) => {
                 super::error_at(diags, "Unusable cache directory", &e, AttributePath::new("cache_dir"));

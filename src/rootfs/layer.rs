@@ -88,7 +88,15 @@ impl LayerSource {
     /// reading it (damage explains any parse error); otherwise `read`'s own error, then a
     /// [`DiffIdMismatch`].
     pub fn read<T>(&self, read: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
-        let file = std::fs::File::open(&self.path).with_context(|| format!("opening layer {}", self.path.display()))?;
+        let file = match (std::fs::File::open(&self.path), &self.blob) {
+            (Ok(file), _) => file,
+            // A cache blob gone since it was pulled (evicted by another run): fetched again.
+            (Err(e), Some((digest, _))) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(DamagedBlob { digest: digest.clone(), detail: "it is missing from the cache".into(), file: None }.into());
+            }
+            (Err(e), _) => return Err(e).with_context(|| format!("opening layer {}", self.path.display())),
+        };
+        let file_identity = file.metadata().ok().map(|meta| crate::oci::cache::identity(&meta));
         let mut blob = HashingReader::new(file);
         let outcome = (|| {
             let mut tar = decompress(&mut blob)?;
@@ -118,7 +126,7 @@ impl LayerSource {
                 None
             };
             if let Some(detail) = detail {
-                return Err(DamagedBlob { digest: digest.clone(), detail }.into());
+                return Err(DamagedBlob { digest: digest.clone(), detail, file: file_identity }.into());
             }
         }
         drained.with_context(|| format!("reading {}", self.path.display()))?;
@@ -147,7 +155,7 @@ pub fn decompress<'a>(reader: impl Read + Send + 'a) -> Result<Box<dyn Read + Se
     let head = reader.fill_buf().context("reading the start of the layer")?;
     if head.starts_with(&GZIP_MAGIC) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
-    } else if head.starts_with(&ZSTD_MAGIC) {
+    } else if is_zstd(head) {
         Ok(Box::new(ZstdFrames::new(reader)))
     } else {
         Ok(Box::new(reader))
@@ -156,71 +164,80 @@ pub fn decompress<'a>(reader: impl Read + Send + 'a) -> Result<Box<dyn Read + Se
 
 /// A zstd stream of any number of frames (zstd:chunked layers have many, and skippable
 /// ones), each frame's content checksum checked when it carries one. ruzstd's streaming
-/// decoder reads a single frame.
+/// decoder reads a single frame; this drives its frame decoder the same way, frame after
+/// frame, until the input ends.
 struct ZstdFrames<R: BufRead> {
-    /// `None` between frames.
-    frame: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
-    reader: Option<R>,
+    reader: R,
+    /// The frame being decoded; `None` between frames.
+    frame: Option<ruzstd::decoding::FrameDecoder>,
 }
 
 impl<R: BufRead> ZstdFrames<R> {
     fn new(reader: R) -> Self {
-        ZstdFrames { frame: None, reader: Some(reader) }
+        ZstdFrames { reader, frame: None }
     }
 
-    /// Starts the next frame, past any skippable frames; `false` at the end of the stream.
+    /// Starts the next frame, past any skippable frames; `false` at the end of the input.
     fn next_frame(&mut self) -> io::Result<bool> {
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
         loop {
-            let mut reader = self.reader.take().expect("a reader between frames");
-            let head = reader.fill_buf()?;
-            if head.is_empty() {
-                self.reader = Some(reader);
+            if self.reader.fill_buf()?.is_empty() {
                 return Ok(false);
             }
-            // Skippable frames: magic 0x184D2A50..=0x184D2A5F, a 4-byte length, then data.
-            if head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18] {
-                let mut header = [0u8; 8];
-                reader.read_exact(&mut header)?;
-                let length = u64::from(u32::from_le_bytes([header[4], header[5], header[6], header[7]]));
-                let skipped = io::copy(&mut (&mut reader).take(length), &mut io::sink())?;
-                if skipped != length {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a zstd skippable frame ends early"));
+            let mut decoder = ruzstd::decoding::FrameDecoder::new();
+            match decoder.init(&mut self.reader) {
+                Ok(()) => {
+                    self.frame = Some(decoder);
+                    return Ok(true);
                 }
-                self.reader = Some(reader);
-                continue;
+                // The 8-byte skippable frame header is read; its data follows.
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
+                    let length = u64::from(length);
+                    let skipped = io::copy(&mut (&mut self.reader).take(length), &mut io::sink())?;
+                    if skipped != length {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a zstd skippable frame ends early"));
+                    }
+                }
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("reading a zstd frame header: {e}"))),
             }
-            let frame = ruzstd::decoding::StreamingDecoder::new(reader)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("reading a zstd frame header: {e}")))?;
-            self.frame = Some(frame);
-            return Ok(true);
         }
     }
 }
 
 impl<R: BufRead> Read for ZstdFrames<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if buffer.is_empty() {
+            return Ok(0);
+        }
         loop {
             if let Some(frame) = &mut self.frame {
+                while frame.can_collect() < buffer.len() && !frame.is_finished() {
+                    let wanted = buffer.len() - frame.can_collect();
+                    frame
+                        .decode_blocks(&mut self.reader, ruzstd::decoding::BlockDecodingStrategy::UptoBytes(wanted))
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("decoding a zstd frame: {e}")))?;
+                }
                 let n = frame.read(buffer)?;
-                if n > 0 || buffer.is_empty() {
+                if n > 0 {
                     return Ok(n);
                 }
-                let (reader, decoder) = self.frame.take().expect("a frame").into_parts();
-                if !decoder.is_finished() {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "zstd frame ends early"));
-                }
-                if let (Some(stored), Some(computed)) = (decoder.get_checksum_from_data(), decoder.get_calculated_checksum()) {
+                if let (Some(stored), Some(computed)) = (frame.get_checksum_from_data(), frame.get_calculated_checksum()) {
                     if stored != computed {
                         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame checksum mismatch: stored {stored:08x}, computed {computed:08x}")));
                     }
                 }
-                self.reader = Some(reader);
+                self.frame = None;
             }
             if !self.next_frame()? {
                 return Ok(0);
             }
         }
     }
+}
+
+/// Whether a stream starts like zstd: a frame, or a skippable frame (0x184D2A5?).
+fn is_zstd(head: &[u8]) -> bool {
+    head.starts_with(&ZSTD_MAGIC) || (head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18])
 }
 
 fn entry_of(ordinal: usize, entry: &mut tar::Entry<'_, impl Read>) -> Result<Option<LayerEntry>> {
@@ -511,7 +528,8 @@ pub(crate) mod tests {
                 // Two frames (checksummed) with a skippable frame between them, as
                 // zstd:chunked writes: each frame compresses part of the tar.
                 let half = plain.len() / 2;
-                let mut out = Vec::new();
+                // A leading skippable frame too: the stream must still be known as zstd.
+                let mut out = vec![0x5f, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 7, 7];
                 for part in [&plain[..half], &plain[half..]] {
                     let path = dir.join(format!("{name}.part"));
                     std::fs::write(&path, part).unwrap();

@@ -141,19 +141,19 @@ fn the_next_run_removes_what_a_provider_killed_mid_assembly_left() {
     let output_dir = workspace.work_dir().join("out");
     let mut terraform = workspace.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     wait_for("an initrd segment being written", Duration::from_secs(120), || {
-        temporary_files(&output_dir, ".resin-segment-").into_iter().find(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
+        temporary_files(&output_dir, ".resin~segment-").into_iter().find(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
     });
     let (provider, _) = provider_of(terraform.id());
     kill_9(provider);
     assert!(!terraform.wait().unwrap().success());
-    let left = temporary_files(&output_dir, ".resin-");
+    let left = temporary_files(&output_dir, ".resin~");
     assert!(!left.is_empty(), "the killed assembly leaves its temporary files");
     let after: Vec<String> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(&workspace, a))).collect();
     assert_eq!(after, before, "the previous artifacts are intact");
 
     age(&left);
     workspace.apply();
-    assert!(temporary_files(&output_dir, ".resin-").is_empty(), "the next run removes them: {:?}", temporary_files(&output_dir, ".resin-"));
+    assert!(temporary_files(&output_dir, ".resin~").is_empty(), "the next run removes them: {:?}", temporary_files(&output_dir, ".resin~"));
     assert_ne!(sha256(&out(&workspace, "initrd.img")), before[1]);
     assert_eq!(workspace.plan().code, 0);
 }

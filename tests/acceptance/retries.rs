@@ -88,6 +88,17 @@ fn persistent_faults_and_client_errors_end_in_a_clear_error() {
     assert!(plan.says("the registry asks to wait 3600 s"), "{}", plan.text());
     assert_eq!(proxy.seen("/fixtures/kernel/manifests/v1").len(), 1, "a Retry-After beyond the bound is not waited for");
 
+    // TLS spoken to a plain-HTTP registry (no plain_http): refused at once, not retried.
+    let workspace = Workspace::new();
+    workspace.write_config(&format!(
+        "provider \"resin\" {{\n  cache_dir = \"{}\"\n}}\nresource \"resin_package\" \"init\" {{\n  image = \"{}/fixtures/init:v1\"\n}}\n",
+        workspace.cache_dir.display(),
+        registry.address
+    ));
+    let plan = workspace.run_with_env(&[("TF_LOG", "INFO")], &["plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(!plan.stderr.contains("retrying a registry request"), "a TLS failure must not be retried:\n{}", plan.stderr);
+
     // A 4xx is the answer: asked once.
     let plan = run(format!("resource \"resin_package\" \"missing\" {{\n  image = \"{}/fixtures/init:no-such-tag\"\n}}\n", proxy.address));
     assert!(plan.says("not found"), "{}", plan.text());

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::fixtures::{add_layered_image, layer_digests, noise, tar_layer, Entry};
-use crate::image::{image_config, out, write_fixtures};
+use crate::image::{applied, artifact_digests, image_config, out, sha256};
 use crate::terraform::Workspace;
 use crate::trust::assert_cache_consistent;
 
@@ -85,11 +85,6 @@ fn age(files: &[PathBuf]) {
     }
 }
 
-fn sha256(path: &Path) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
-
 #[test]
 fn the_next_run_removes_what_a_provider_killed_mid_pull_left() {
     let (registry, layouts) = crate::basic_registry();
@@ -123,12 +118,8 @@ fn the_next_run_removes_what_a_provider_killed_mid_pull_left() {
 
 #[test]
 fn the_next_run_removes_what_a_provider_killed_mid_assembly_left() {
-    let workspace = Workspace::new();
+    let (workspace, before) = applied();
     let layout = workspace.work_dir().join("layout");
-    write_fixtures(&layout);
-    workspace.write_config(&image_config(&workspace, ""));
-    workspace.apply();
-    let before: Vec<String> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(&workspace, a))).collect();
 
     // An init image big enough for assembly to take a while.
     let big = noise(9, 96 << 20);
@@ -148,8 +139,7 @@ fn the_next_run_removes_what_a_provider_killed_mid_assembly_left() {
     assert!(!terraform.wait().unwrap().success());
     let left = temporary_files(&output_dir, ".resin~");
     assert!(!left.is_empty(), "the killed assembly leaves its temporary files");
-    let after: Vec<String> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(&workspace, a))).collect();
-    assert_eq!(after, before, "the previous artifacts are intact");
+    assert_eq!(artifact_digests(&workspace), before, "the previous artifacts are intact");
 
     age(&left);
     workspace.apply();

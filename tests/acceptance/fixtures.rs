@@ -26,6 +26,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// The sha256 (hex) of a file's contents.
+pub fn file_sha256(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap())
+}
+
 /// Writes a blob, returning its descriptor fields (digest, size).
 fn put_blob(dir: &Path, bytes: &[u8]) -> (String, usize) {
     let hex = sha256_hex(bytes);
@@ -50,15 +55,23 @@ fn put_image(dir: &Path, layers: &[Vec<u8>], architecture: &str, variant: Option
         image_config["variant"] = json!(variant);
         platform["variant"] = json!(variant);
     }
-    let (config_digest, config_size) = put_blob(dir, image_config.to_string().as_bytes());
+    let mut descriptor = put_manifest(dir, &image_config, descriptors);
+    descriptor["platform"] = platform;
+    descriptor
+}
+
+/// Writes an image config and a manifest of it and `layers`; returns the manifest's
+/// descriptor.
+fn put_manifest(dir: &Path, config: &serde_json::Value, layers: Vec<serde_json::Value>) -> serde_json::Value {
+    let (config_digest, config_size) = put_blob(dir, config.to_string().as_bytes());
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
-        "layers": descriptors,
+        "layers": layers,
     });
     let (digest, size) = put_blob(dir, manifest.to_string().as_bytes());
-    json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size, "platform": platform })
+    json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size })
 }
 
 /// Points `tag` of the layout's index.json at `descriptor` (its platform dropped);
@@ -220,15 +233,8 @@ pub fn add_raw_image(dir: &Path, tag: &str, blobs: &[Vec<u8>], diff_ids: &[Strin
         })
         .collect();
     let config = json!({ "architecture": "amd64", "os": "linux", "config": {}, "rootfs": { "type": "layers", "diff_ids": diff_ids } });
-    let (config_digest, config_size) = put_blob(dir, config.to_string().as_bytes());
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
-        "layers": descriptors,
-    });
-    let (digest, size) = put_blob(dir, manifest.to_string().as_bytes());
-    set_tag(dir, tag, &json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size }))
+    let descriptor = put_manifest(dir, &config, descriptors);
+    set_tag(dir, tag, &descriptor)
 }
 
 /// gzip of `bytes`, as the fixtures compress layers.

@@ -164,9 +164,22 @@ fn new_workspace() -> Workspace {
     workspace
 }
 
-fn sha256(path: &Path) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+pub fn sha256(path: &Path) -> String {
+    crate::fixtures::file_sha256(path)
+}
+
+/// The sha256 of the standard image's kernel, initrd and cmdline.
+pub fn artifact_digests(workspace: &Workspace) -> Vec<String> {
+    ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(workspace, a))).collect()
+}
+
+/// A workspace with the standard image applied, and its artifact digests.
+pub fn applied() -> (Workspace, Vec<String>) {
+    let workspace = new_workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    let digests = artifact_digests(&workspace);
+    (workspace, digests)
 }
 
 #[test]

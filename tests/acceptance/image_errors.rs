@@ -4,27 +4,8 @@
 use serde_json::json;
 
 use crate::fixtures::{add_layered_image, add_raw_image, digest_of, gzip, tar_layer, Entry};
-use crate::image::{image_config, out, write_fixtures};
+use crate::image::{applied, artifact_digests, image_config};
 use crate::terraform::Workspace;
-
-fn sha256(path: &std::path::Path) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
-
-/// A workspace with the standard image applied; returns it and the artifact digests.
-fn applied() -> (Workspace, Vec<String>) {
-    let workspace = Workspace::new();
-    write_fixtures(&workspace.work_dir().join("layout"));
-    workspace.write_config(&image_config(&workspace, ""));
-    workspace.apply();
-    let digests = artifact_digests(&workspace);
-    (workspace, digests)
-}
-
-fn artifact_digests(workspace: &Workspace) -> Vec<String> {
-    ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(workspace, a))).collect()
-}
 
 /// Adds `resin_package.extra` (image tag `tag`) to the onboot list.
 fn with_extra_onboot(workspace: &Workspace, tag: &str) -> String {

@@ -1,21 +1,10 @@
 //! Saved plans whose world changed before `terraform apply saved.tfplan`, and updates that
 //! fail: what was planned is written or nothing is, and no resource leaves the state.
 
-use std::path::Path;
-
 use crate::fixtures::{add_to_layout, config_digest, layer_digests, Image};
-use crate::image::{extract_initrd, image_config, out, write_fixtures};
+use crate::image::{artifact_digests, extract_initrd, image_config, out, sha256, write_fixtures};
 use crate::terraform::Workspace;
 use crate::trust::{assert_cache_consistent, cache_blob};
-
-fn sha256(path: &Path) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
-
-fn artifact_digests(workspace: &Workspace) -> Vec<String> {
-    ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(workspace, a))).collect()
-}
 
 fn plan_out(workspace: &Workspace) {
     let plan = workspace.run(&["plan", "-out=saved.tfplan", "-input=false", "-no-color"]);

@@ -6,14 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::fixtures::{config_digest, layer_digests};
-use crate::image::{extract_initrd, image_config, out, write_fixtures};
+use crate::image::{applied, artifact_digests, extract_initrd, image_config, out, sha256};
 use crate::registry::Registry;
 use crate::terraform::Workspace;
-
-fn sha256(path: &Path) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
 
 pub fn cache_blob(workspace: &Workspace, digest: &str) -> PathBuf {
     workspace.cache_dir.join("blobs/sha256").join(digest.strip_prefix("sha256:").unwrap())
@@ -88,12 +83,8 @@ fn damaged_cache_blobs_are_fetched_again_and_never_built_in() {
 
 #[test]
 fn a_damaged_layout_blob_is_an_error_naming_image_layer_and_digest() {
-    let workspace = Workspace::new();
+    let (workspace, before) = applied();
     let layout = workspace.work_dir().join("layout");
-    write_fixtures(&layout);
-    workspace.write_config(&image_config(&workspace, ""));
-    workspace.apply();
-    let before: Vec<String> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(&workspace, a))).collect();
     let sshd = workspace.state()["resin_package.sshd"]["digest"].as_str().unwrap().to_string();
     let layer = layer_digests(&layout, &sshd).remove(0);
 
@@ -116,8 +107,7 @@ fn a_damaged_layout_blob_is_an_error_naming_image_layer_and_digest() {
     for expected in ["oci-layout:./layout", "layer 1", layer.as_str(), "digest mismatch"] {
         assert!(apply.says(expected), "expected {expected:?}:\n{}", apply.text());
     }
-    let after: Vec<String> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&out(&workspace, a))).collect();
-    assert_eq!(after, before, "the previous artifacts must be untouched");
+    assert_eq!(artifact_digests(&workspace), before, "the previous artifacts must be untouched");
     assert_cache_consistent(&workspace);
 
     std::fs::write(&layout_blob, intact).unwrap();

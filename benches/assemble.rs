@@ -4,10 +4,10 @@
 //! peak memory does not grow with image size; and `terraform plan` with a warm cache.
 //! Prints numbers; asserts nothing about speed.
 
-mod measure;
 #[path = "../tests/acceptance/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+mod measure;
 #[path = "../tests/acceptance/terraform.rs"]
 #[allow(dead_code)]
 mod terraform;
@@ -77,7 +77,12 @@ fn synthetic(seed: u64, len: usize) -> Vec<u8> {
 
 /// Writes a kernel and `PACKAGES` packages into a layout; returns the uncompressed bytes.
 fn write_layout(layout: &Path, content: &dyn Fn(usize) -> Vec<(String, Vec<u8>)>) -> u64 {
-    add_layered_image(layout, "kernel", &[tar_layer(&[Entry::File("kernel", &synthetic(99, 8 << 20), 0o644)])], json!({}));
+    add_layered_image(
+        layout,
+        "kernel",
+        &[tar_layer(&[Entry::File("kernel", &synthetic(99, 8 << 20), 0o644)])],
+        json!({}),
+    );
     let mut total = 0;
     for index in 0..PACKAGES {
         let files = content(index);
@@ -92,7 +97,11 @@ fn write_layout(layout: &Path, content: &dyn Fn(usize) -> Vec<(String, Vec<u8>)>
 fn child(layout: &Path) {
     resin::oci::registry::install_crypto_provider();
     let work = tempfile::tempdir().unwrap();
-    let puller = Puller::new(BlobCache::open(&work.path().join("cache")).unwrap(), Arc::new(RegistryClient::new(vec![], DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)), 4);
+    let puller = Puller::new(
+        BlobCache::open(&work.path().join("cache")).unwrap(),
+        Arc::new(RegistryClient::new(vec![], DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)),
+        4,
+    );
     let platform: Platform = "linux/amd64".parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let started = Instant::now();
@@ -120,9 +129,24 @@ fn child(layout: &Path) {
                 defaults: ImageDefaults::of(&resolved.config),
             });
         }
-        let kernel = KernelSpec { spec_version: SPEC_VERSION, image: kernel, platform: "linux/amd64".into(), cmdline: "console=ttyS0".into(), binary: "kernel".into(), modules_tar: "".into(), ucode: None };
+        let kernel = KernelSpec {
+            spec_version: SPEC_VERSION,
+            image: kernel,
+            platform: "linux/amd64".into(),
+            cmdline: "console=ttyS0".into(),
+            binary: "kernel".into(),
+            modules_tar: "".into(),
+            ucode: None,
+        };
         let (init, services) = packages.split_at(1);
-        let inputs = ImageInputs { kernel, init: init.to_vec(), onboot: vec![], onshutdown: vec![], services: services.to_vec(), files: vec![] };
+        let inputs = ImageInputs {
+            kernel,
+            init: init.to_vec(),
+            onboot: vec![],
+            onshutdown: vec![],
+            services: services.to_vec(),
+            files: vec![],
+        };
         let composition = compose(inputs).map_err(|e| format!("{e:?}")).unwrap();
         let pulled = started.elapsed().as_secs_f64();
         let artifacts = build(composition, &puller, work.path().to_path_buf(), "bench".into()).await.unwrap();
@@ -137,13 +161,9 @@ fn child(layout: &Path) {
     );
 }
 
-
-
 fn run_child(layout: &Path) -> serde_json::Value {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("RESIN_BENCH_CHILD", layout)
-        .output()
-        .unwrap();
+    let output =
+        std::process::Command::new(std::env::current_exe().unwrap()).env("RESIN_BENCH_CHILD", layout).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(text.lines().last().unwrap()).unwrap()
@@ -188,7 +208,11 @@ fn main() {
         let per = (bytes / PACKAGES as u64) as usize;
         let total = write_layout(&layout, &|index| {
             // 4 MiB files, so no single buffer is the size of a package.
-            (0..per.div_ceil(4 << 20)).map(|f| (format!("data/f{f}"), synthetic((index * 1000 + f) as u64, (4 << 20).min(per - f * (4 << 20))))).collect()
+            (0..per.div_ceil(4 << 20))
+                .map(|f| {
+                    (format!("data/f{f}"), synthetic((index * 1000 + f) as u64, (4 << 20).min(per - f * (4 << 20))))
+                })
+                .collect()
         });
         report(label, total, &run_child(&layout));
         std::fs::remove_dir_all(&layout).unwrap();
@@ -215,5 +239,8 @@ fn main() {
     let plan = workspace.plan();
     let plan_seconds = started.elapsed().as_secs_f64();
     assert_eq!(plan.code, 0, "{}", plan.text());
-    println!("terraform : apply (cold cache, {} resources) {apply:.2} s; plan with a warm cache {plan_seconds:.2} s", PACKAGES + 2);
+    println!(
+        "terraform : apply (cold cache, {} resources) {apply:.2} s; plan with a warm cache {plan_seconds:.2} s",
+        PACKAGES + 2
+    );
 }

@@ -2,16 +2,16 @@
 //! cold and a warm cache. Prints wall time, throughput and peak RSS; asserts nothing about
 //! speed (numbers vary by machine), only that the pulls succeed.
 
-mod measure;
 #[path = "../tests/acceptance/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
-#[path = "../tests/acceptance/token_server.rs"]
-#[allow(dead_code)]
-mod token_server;
+mod measure;
 #[path = "../tests/acceptance/registry.rs"]
 #[allow(dead_code)]
 mod registry;
+#[path = "../tests/acceptance/token_server.rs"]
+#[allow(dead_code)]
+mod token_server;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,8 +25,6 @@ use resin::oci::Puller;
 
 const PACKAGES: usize = 8;
 const PACKAGE_BYTES: usize = 16 << 20;
-
-
 
 async fn pull_all(puller: &Puller, references: &[ImageReference], platform: &Platform) -> (f64, f64, u64) {
     let started = Instant::now();
@@ -55,8 +53,13 @@ fn main() {
         references.push(format!("{}/bench/package:{tag}", registry.address).parse::<ImageReference>().unwrap());
     }
     let cache = tempfile::tempdir().unwrap();
-    let settings = vec![RegistrySettings { address: registry.address.clone(), username: None, password: None, plain_http: true }];
-    let puller = Puller::new(BlobCache::open(cache.path()).unwrap(), Arc::new(RegistryClient::new(settings, DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)), 4);
+    let settings =
+        vec![RegistrySettings { address: registry.address.clone(), username: None, password: None, plain_http: true }];
+    let puller = Puller::new(
+        BlobCache::open(cache.path()).unwrap(),
+        Arc::new(RegistryClient::new(settings, DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)),
+        4,
+    );
     let platform: Platform = "linux/amd64".parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mib = (PACKAGES * PACKAGE_BYTES) as f64 / (1 << 20) as f64;
@@ -76,4 +79,3 @@ fn main() {
         );
     }
 }
-

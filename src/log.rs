@@ -67,7 +67,6 @@ pub fn warn(message: &str, fields: &[(&str, String)]) {
     write(Level::Warn, message, fields);
 }
 
-
 /// `2026-11-22T03:56:04.123456Z` from a system time (UTC, microseconds).
 fn rfc3339(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();

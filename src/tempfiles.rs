@@ -34,7 +34,10 @@ pub fn create_locked(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile
         // A file system without locks (some NFS or FUSE mounts): the file is written all
         // the same; `remove_abandoned` cannot take its lock either, so it never removes it.
         Err(std::fs::TryLockError::Error(e)) => {
-            crate::log::debug("temporary file not locked", &[("path", file.path().display().to_string()), ("error", e.to_string())]);
+            crate::log::debug(
+                "temporary file not locked",
+                &[("path", file.path().display().to_string()), ("error", e.to_string())],
+            );
         }
         Err(std::fs::TryLockError::WouldBlock) => bail!("{} is locked by another process", file.path().display()),
     }
@@ -70,7 +73,9 @@ pub fn remove_abandoned(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
         match std::fs::remove_file(&path) {
             Ok(()) => removed.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing the abandoned temporary file {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing the abandoned temporary file {}", path.display()))
+            }
         }
     }
     if !removed.is_empty() {

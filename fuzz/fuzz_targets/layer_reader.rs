@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
     let stream = stream.take(16 << 20);
     let _ = for_each_entry(stream, |entry, content| {
         let normalised = |path: &[u8]| {
-            !path.starts_with(b"/") && (path.is_empty() || path.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b".."))
+            !path.starts_with(b"/")
+                && (path.is_empty() || path.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b".."))
         };
         assert!(normalised(&entry.path), "unnormalised path {:?}", String::from_utf8_lossy(&entry.path));
         if let EntryKind::HardLink { target } = &entry.kind {

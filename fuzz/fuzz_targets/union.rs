@@ -42,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
     for (path, node) in tree.nodes() {
         assert!(!path.is_empty(), "the root is not a node");
         let up = parent(path);
-        assert!(up.is_empty() || matches!(tree.get(up), Some(Node::Directory(_))), "{:?} has no parent directory", String::from_utf8_lossy(path));
+        assert!(
+            up.is_empty() || matches!(tree.get(up), Some(Node::Directory(_))),
+            "{:?} has no parent directory",
+            String::from_utf8_lossy(path)
+        );
         if let Node::File(id) = node {
             let _ = tree.inode(*id);
         }

@@ -32,10 +32,10 @@ use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
 use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
 use crate::log;
 use crate::oci::cache::BlobCache;
+use crate::oci::hashing::{HashingReader, HashingWriter};
 use crate::oci::platform::Platform;
 use crate::oci::reference::Digest;
 use crate::oci::{Puller, ResolvedImage};
-use crate::oci::hashing::{HashingReader, HashingWriter};
 use crate::rootfs::host::digest_regular;
 use crate::rootfs::layer::{for_each_entry, read_entries, LayerSource};
 use crate::rootfs::path::{display, normalise};
@@ -91,7 +91,8 @@ pub fn sbom_path(output_dir: &Path, name: &str) -> PathBuf {
 /// The SPDX SBOM of image `name`: a function of the composition alone, so its digest is
 /// known at plan time.
 pub fn sbom_bytes(composition: &Composition, name: &str) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(&super::interop::spdx_document(composition, name)).expect("JSON values serialise");
+    let mut bytes =
+        serde_json::to_vec_pretty(&super::interop::spdx_document(composition, name)).expect("JSON values serialise");
     bytes.push(b'\n');
     bytes
 }
@@ -104,7 +105,9 @@ pub fn write_sbom(composition: &Composition, output_dir: &Path, name: &str) -> R
     let mut file = temporary(output_dir, "sbom")?;
     file.write_all(&bytes).with_context(|| format!("writing {}", path.display()))?;
     publishable(&file)?;
-    crate::tempfiles::publish(|| file.persist(&path).with_context(|| format!("moving the SBOM into place at {}", path.display())))?;
+    crate::tempfiles::publish(|| {
+        file.persist(&path).with_context(|| format!("moving the SBOM into place at {}", path.display()))
+    })?;
     Ok(Artifact { path, sha256: Digest::of(&bytes).to_string(), size: bytes.len() as u64 })
 }
 
@@ -134,7 +137,12 @@ pub async fn build(composition: Composition, puller: &Puller, output_dir: PathBu
     let kernel = &composition.inputs.kernel;
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
     wanted.insert((kernel.image.clone(), kernel.platform.clone()));
-    for package in composition.inputs.init.iter().chain(composition.bundles.iter().filter(|b| b.extracts_image).map(|b| &b.package)) {
+    for package in composition
+        .inputs
+        .init
+        .iter()
+        .chain(composition.bundles.iter().filter(|b| b.extracts_image).map(|b| &b.package))
+    {
         wanted.insert((package.image.clone(), package.platform.clone()));
     }
     let images: BTreeMap<String, ResolvedImage> = stream::iter(wanted)
@@ -148,7 +156,10 @@ pub async fn build(composition: Composition, puller: &Puller, output_dir: PathBu
         .buffer_unordered(4)
         .try_collect()
         .await?;
-    log::debug("assembly: images pulled", &[("images", images.len().to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())]);
+    log::debug(
+        "assembly: images pulled",
+        &[("images", images.len().to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
+    );
     let cache = puller.cache().clone();
     // A cache blob found damaged while assembling is fetched again and assembly restarts;
     // nothing is published before every layer has been read and verified.
@@ -168,8 +179,13 @@ pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<Lay
             let digest = layer.parsed_digest()?;
             let diff_id = match diff_ids {
                 Some(ids) => {
-                    let id = ids.get(index).with_context(|| format!("{}: the config has no diff_id for layer {}", image.reference, index + 1))?;
-                    Some(id.parse::<Digest>().with_context(|| format!("{}: the diff_id of layer {}", image.reference, index + 1))?)
+                    let id = ids.get(index).with_context(|| {
+                        format!("{}: the config has no diff_id for layer {}", image.reference, index + 1)
+                    })?;
+                    Some(
+                        id.parse::<Digest>()
+                            .with_context(|| format!("{}: the diff_id of layer {}", image.reference, index + 1))?,
+                    )
                 }
                 None => None,
             };
@@ -189,7 +205,8 @@ fn flatten(image: &ResolvedImage, layers: &[LayerSource]) -> Result<(Tree, Vec<W
     let mut tree = Tree::new();
     let mut warnings = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
-        let describe = || format!("layer {} ({}) of {}", index + 1, image.manifest.layers[index].digest, image.reference);
+        let describe =
+            || format!("layer {} ({}) of {}", index + 1, image.manifest.layers[index].digest, image.reference);
         let entries = layer.read(|stream| read_entries(stream)).with_context(describe)?;
         let dropped = tree.apply_layer(index, &entries).with_context(describe)?;
         for DroppedXattrs { path, names } in dropped {
@@ -206,7 +223,12 @@ fn flatten(image: &ResolvedImage, layers: &[LayerSource]) -> Result<(Tree, Vec<W
 }
 
 /// Copies the contents of files of `tree` (by path) into writers, in one pass per layer.
-fn extract(tree: &Tree, layers: &[LayerSource], files: Vec<(&[u8], &mut dyn Write)>, image: &ResolvedImage) -> Result<()> {
+fn extract(
+    tree: &Tree,
+    layers: &[LayerSource],
+    files: Vec<(&[u8], &mut dyn Write)>,
+    image: &ResolvedImage,
+) -> Result<()> {
     let mut by_layer: BTreeMap<usize, BTreeMap<usize, &mut dyn Write>> = BTreeMap::new();
     for (path, out) in files {
         let Some(Node::File(id)) = tree.get(path) else {
@@ -231,7 +253,9 @@ fn extract(tree: &Tree, layers: &[LayerSource], files: Vec<(&[u8], &mut dyn Writ
                     Ok(())
                 })
             })
-            .with_context(|| format!("reading layer {} ({}) of {}", layer + 1, image.manifest.layers[layer].digest, image.reference))?;
+            .with_context(|| {
+                format!("reading layer {} ({}) of {}", layer + 1, image.manifest.layers[layer].digest, image.reference)
+            })?;
     }
     Ok(())
 }
@@ -323,7 +347,8 @@ fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<Written
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<std::sync::Mutex<Option<Result<WrittenSegment>>>> = segments.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<Result<WrittenSegment>>>> =
+        segments.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
@@ -333,8 +358,13 @@ fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<Written
                 }
                 let segment = &segments[index];
                 let describe = segment.describe();
-                let result = write_segment(segment, index as u32 + 1, output_dir)
-                    .with_context(|| format!("writing initrd segment {} ({describe}) to a temporary file in {}", index + 1, output_dir.display()));
+                let result = write_segment(segment, index as u32 + 1, output_dir).with_context(|| {
+                    format!(
+                        "writing initrd segment {} ({describe}) to a temporary file in {}",
+                        index + 1,
+                        output_dir.display()
+                    )
+                });
                 if result.is_err() {
                     failed.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -357,7 +387,11 @@ fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<Written
 /// Writes the initrd: the microcode cpio (if any), then one gzip member of the written
 /// segments and the trailer. Returns its sha256, size, uncompressed cpio size and the
 /// number of segments.
-fn write_initrd(initrd: &tempfile::NamedTempFile, ucode: Option<&tempfile::NamedTempFile>, written: &[WrittenSegment]) -> Result<(String, u64, u64, usize)> {
+fn write_initrd(
+    initrd: &tempfile::NamedTempFile,
+    ucode: Option<&tempfile::NamedTempFile>,
+    written: &[WrittenSegment],
+) -> Result<(String, u64, u64, usize)> {
     let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
     if let Some(ucode) = ucode {
         std::io::copy(&mut ucode.reopen()?, &mut out).context("copying the microcode cpio")?;
@@ -393,7 +427,10 @@ fn assemble(
     // Temporary files of an apply that was killed: their writers' locks are gone. Failing
     // to remove one is no reason not to build.
     if let Err(e) = crate::tempfiles::remove_abandoned(output_dir, TEMPORARY_PREFIX) {
-        log::warn("could not remove abandoned temporary files", &[("directory", output_dir.display().to_string()), ("error", format!("{e:#}"))]);
+        log::warn(
+            "could not remove abandoned temporary files",
+            &[("directory", output_dir.display().to_string()), ("error", format!("{e:#}"))],
+        );
     }
     let kernel_spec = &composition.inputs.kernel;
     let kernel_image = &images[&kernel_spec.image];
@@ -430,7 +467,14 @@ fn assemble(
         let entries = source.read(|stream| read_entries(stream)).with_context(|| format!("reading {describe}"))?;
         let mut tree = Tree::new();
         tree.apply_layer(0, &entries).with_context(|| describe.clone())?;
-        bodies.push(SegmentBody::Tree { tree, prefix: vec![], layers: vec![source], scaffold_directories: vec![], scaffold_files: vec![], describe });
+        bodies.push(SegmentBody::Tree {
+            tree,
+            prefix: vec![],
+            layers: vec![source],
+            scaffold_directories: vec![],
+            scaffold_files: vec![],
+            describe,
+        });
     }
     // Init images at /, each flattened on its own (later ones overwrite earlier files).
     let mut apk_databases: Vec<Vec<u8>> = Vec::new();
@@ -446,7 +490,14 @@ fn assemble(
             apk_databases.push(database);
         }
         rewrite(&mut tree, ImageRole::Init);
-        bodies.push(SegmentBody::Tree { tree, prefix: vec![], layers, scaffold_directories: vec![], scaffold_files: vec![], describe });
+        bodies.push(SegmentBody::Tree {
+            tree,
+            prefix: vec![],
+            layers,
+            scaffold_directories: vec![],
+            scaffold_files: vec![],
+            describe,
+        });
     }
     // Several init images each bring their apk database; like LinuxKit, the image gets
     // their concatenation, so every installed package stays listed.
@@ -482,7 +533,14 @@ fn assemble(
         } else {
             (Tree::new(), vec![], at.clone())
         };
-        bodies.push(SegmentBody::Tree { tree, prefix: bundle.image_root.clone().into_bytes(), layers, scaffold_directories, scaffold_files, describe });
+        bodies.push(SegmentBody::Tree {
+            tree,
+            prefix: bundle.image_root.clone().into_bytes(),
+            layers,
+            scaffold_directories,
+            scaffold_files,
+            describe,
+        });
     }
     // file entries.
     let mut files = Tree::new();
@@ -497,17 +555,32 @@ fn assemble(
             FileKind::Source(source) => {
                 // The plan hashed this file; it must still be what the plan saw (checked
                 // here, to fail early, and again as it is copied).
-                let (sha256, size) = digest_regular(source).with_context(|| format!("the source of file {}", display(&file.path)))?;
+                let (sha256, size) =
+                    digest_regular(source).with_context(|| format!("the source of file {}", display(&file.path)))?;
                 if sha256.hex() != file.sha256 || size != file.size {
-                    bail!("{} changed since the plan (file {}); run terraform plan again", source.display(), display(&file.path));
+                    bail!(
+                        "{} changed since the plan (file {}); run terraform plan again",
+                        source.display(),
+                        display(&file.path)
+                    );
                 }
                 files.insert_file(&file.path, meta, size, Content::HostFile { path: source.clone(), sha256 });
             }
         }
     }
-    bodies.push(SegmentBody::Tree { tree: files, prefix: vec![], layers: vec![], scaffold_directories: vec![], scaffold_files: vec![], describe: "file".into() });
+    bodies.push(SegmentBody::Tree {
+        tree: files,
+        prefix: vec![],
+        layers: vec![],
+        scaffold_directories: vec![],
+        scaffold_files: vec![],
+        describe: "file".into(),
+    });
 
-    log::debug("assembly: layers unioned", &[("segments", bodies.len().to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())]);
+    log::debug(
+        "assembly: layers unioned",
+        &[("segments", bodies.len().to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
+    );
     let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
     let mut segments = Vec::new();
     for body in bodies {
@@ -524,7 +597,10 @@ fn assemble(
     }
     let segments_started = Instant::now();
     let written = write_segments(&segments, output_dir)?;
-    log::debug("assembly: segments written", &[("segments", written.len().to_string()), ("elapsed_ms", segments_started.elapsed().as_millis().to_string())]);
+    log::debug(
+        "assembly: segments written",
+        &[("segments", written.len().to_string()), ("elapsed_ms", segments_started.elapsed().as_millis().to_string())],
+    );
     for (segment, written) in segments.iter().zip(&written) {
         for (name, reason) in &written.uncreatable {
             warnings.push(Warning {
@@ -545,18 +621,24 @@ fn assemble(
     let (initrd_sha256, initrd_size, cpio_bytes, segment_count) =
         write_initrd(&initrd, ucode, &written).with_context(|| format!("writing the initrd to {initrd_path}"))?;
     drop(written);
-    log::debug("assembly: initrd written", &[
-        ("segments", segment_count.to_string()),
-        ("uncompressed_bytes", cpio_bytes.to_string()),
-        ("bytes", initrd_size.to_string()),
-        ("elapsed_ms", started.elapsed().as_millis().to_string()),
-    ]);
+    log::debug(
+        "assembly: initrd written",
+        &[
+            ("segments", segment_count.to_string()),
+            ("uncompressed_bytes", cpio_bytes.to_string()),
+            ("bytes", initrd_size.to_string()),
+            ("elapsed_ms", started.elapsed().as_millis().to_string()),
+        ],
+    );
 
     let (kernel_sha256, kernel_size) = file_digest(kernel_file.path())?;
     let mut cmdline = temporary(output_dir, "cmdline")?;
     cmdline.write_all(kernel_spec.cmdline.as_bytes())?;
     let (cmdline_sha256, cmdline_size) = file_digest(cmdline.path())?;
-    log::debug("assembly: artifacts written", &[("name", name.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())]);
+    log::debug(
+        "assembly: artifacts written",
+        &[("name", name.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
+    );
 
     let mut sbom_file = temporary(output_dir, "sbom")?;
     sbom_file.write_all(sbom)?;
@@ -568,12 +650,21 @@ fn assemble(
     let sbom_destination = sbom_path(output_dir, name);
     crate::tempfiles::publish(|| {
         let mut replaced: Vec<String> = Vec::new();
-        for (file, path) in [(kernel_file, &kernel_path), (initrd, &initrd_path), (cmdline, &cmdline_path), (sbom_file, &sbom_destination)] {
+        for (file, path) in [
+            (kernel_file, &kernel_path),
+            (initrd, &initrd_path),
+            (cmdline, &cmdline_path),
+            (sbom_file, &sbom_destination),
+        ] {
             // Renames within one directory fail only exceptionally (permissions changed
             // under the run); then say which artifacts are already new: refresh sees them
             // as changed and the next apply writes all of them again.
             file.persist(path).with_context(|| {
-                let already = if replaced.is_empty() { "none was replaced".to_string() } else { format!("already replaced: {}", replaced.join(", ")) };
+                let already = if replaced.is_empty() {
+                    "none was replaced".to_string()
+                } else {
+                    format!("already replaced: {}", replaced.join(", "))
+                };
                 format!("moving the artifact into place at {} ({already})", path.display())
             })?;
             replaced.push(path.display().to_string());

@@ -98,7 +98,12 @@ impl std::fmt::Display for InputError {
     }
 }
 
-fn input_error(attribute: &'static str, index: Option<usize>, field: Option<&'static str>, error: anyhow::Error) -> InputError {
+fn input_error(
+    attribute: &'static str,
+    index: Option<usize>,
+    field: Option<&'static str>,
+    error: anyhow::Error,
+) -> InputError {
     InputError { attribute, index, field, message: format!("{error:#}") }
 }
 
@@ -168,9 +173,16 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
     ] {
         for (index, package) in packages.iter().enumerate() {
             if package.platform != platform {
-                errors.push(input_error(attribute, Some(index), None, anyhow!(
-                    "{} was resolved for {}, the kernel for {platform}; set the same platform on both", package.image, package.platform
-                )));
+                errors.push(input_error(
+                    attribute,
+                    Some(index),
+                    None,
+                    anyhow!(
+                        "{} was resolved for {}, the kernel for {platform}; set the same platform on both",
+                        package.image,
+                        package.platform
+                    ),
+                ));
             }
         }
     }
@@ -227,7 +239,12 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             })();
             match result {
                 Ok(bundle) => bundles.push(bundle),
-                Err(e) => errors.push(input_error(section.attribute(), Some(index), None, e.context(format!("package {}", package.name)))),
+                Err(e) => errors.push(input_error(
+                    section.attribute(),
+                    Some(index),
+                    None,
+                    e.context(format!("package {}", package.name)),
+                )),
             }
         }
     }
@@ -256,7 +273,8 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
                 continue;
             }
         };
-        let ids_of = |id: &Option<String>, field| resolve_id(id.as_deref().unwrap_or("0"), &ids).map_err(|e| at(Some(field), e));
+        let ids_of =
+            |id: &Option<String>, field| resolve_id(id.as_deref().unwrap_or("0"), &ids).map_err(|e| at(Some(field), e));
         let (uid, gid) = match (ids_of(&file.uid, "uid"), ids_of(&file.gid, "gid")) {
             (Ok(u), Ok(g)) => (u, g),
             (u, g) => {
@@ -317,7 +335,13 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
 }
 
 /// Checks a `file` block's settings are consistent; returns its kind.
-pub fn file_kind(contents: Option<String>, sensitive: Option<String>, source: Option<String>, directory: bool, symlink: Option<String>) -> Result<FileKind> {
+pub fn file_kind(
+    contents: Option<String>,
+    sensitive: Option<String>,
+    source: Option<String>,
+    directory: bool,
+    symlink: Option<String>,
+) -> Result<FileKind> {
     let given: Vec<&str> = [
         contents.as_ref().map(|_| "contents"),
         sensitive.as_ref().map(|_| "sensitive_contents"),
@@ -329,7 +353,10 @@ pub fn file_kind(contents: Option<String>, sensitive: Option<String>, source: Op
     .flatten()
     .collect();
     if given.len() > 1 {
-        bail!("a file block takes one of contents, sensitive_contents, source, directory and symlink; this one sets {}", given.join(" and "));
+        bail!(
+            "a file block takes one of contents, sensitive_contents, source, directory and symlink; this one sets {}",
+            given.join(" and ")
+        );
     }
     Ok(match (contents.or(sensitive), source, directory, symlink) {
         (Some(text), ..) => FileKind::Contents(text.into_bytes()),
@@ -350,12 +377,27 @@ mod tests {
     const B: &str = "docker.io/library/b@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
     fn package(image: &str, name: &str, options: ContainerOptions) -> PackageSpec {
-        PackageSpec { spec_version: SPEC_VERSION, image: image.into(), platform: "linux/amd64".into(), name: name.into(), options, defaults: ImageDefaults::default() }
+        PackageSpec {
+            spec_version: SPEC_VERSION,
+            image: image.into(),
+            platform: "linux/amd64".into(),
+            name: name.into(),
+            options,
+            defaults: ImageDefaults::default(),
+        }
     }
 
     fn inputs(onboot: Vec<PackageSpec>, services: Vec<PackageSpec>) -> ImageInputs {
         ImageInputs {
-            kernel: KernelSpec { spec_version: SPEC_VERSION, image: A.into(), platform: "linux/amd64".into(), cmdline: String::new(), binary: "kernel".into(), modules_tar: String::new(), ucode: None },
+            kernel: KernelSpec {
+                spec_version: SPEC_VERSION,
+                image: A.into(),
+                platform: "linux/amd64".into(),
+                cmdline: String::new(),
+                binary: "kernel".into(),
+                modules_tar: String::new(),
+                ucode: None,
+            },
             init: vec![],
             onboot,
             onshutdown: vec![],
@@ -368,11 +410,16 @@ mod tests {
     fn layout_ids_and_shared_extraction() {
         let readonly = ContainerOptions { readonly: Some(true), ..Default::default() };
         let composition = compose(inputs(
-            vec![package(A, "first", readonly), package(A, "second", ContainerOptions::default()), package(B, "third", ContainerOptions::default())],
+            vec![
+                package(A, "first", readonly),
+                package(A, "second", ContainerOptions::default()),
+                package(B, "third", ContainerOptions::default()),
+            ],
             vec![package(A, "svc", ContainerOptions { uid: Some("second".into()), ..Default::default() })],
         ))
         .unwrap();
-        let summary: Vec<(&str, &str, bool)> = composition.bundles.iter().map(|b| (b.path.as_str(), b.image_root.as_str(), b.extracts_image)).collect();
+        let summary: Vec<(&str, &str, bool)> =
+            composition.bundles.iter().map(|b| (b.path.as_str(), b.image_root.as_str(), b.extracts_image)).collect();
         assert_eq!(
             summary,
             [
@@ -382,17 +429,40 @@ mod tests {
                 ("containers/services/svc", "containers/onboot/000-first/rootfs", false),
             ]
         );
-        assert_eq!(composition.ids, BTreeMap::from([("first".into(), 100), ("second".into(), 101), ("third".into(), 102), ("svc".into(), 103)]));
+        assert_eq!(
+            composition.ids,
+            BTreeMap::from([("first".into(), 100), ("second".into(), 101), ("third".into(), 102), ("svc".into(), 103)])
+        );
         let svc: serde_json::Value = serde_json::from_slice(&composition.bundles[3].config_json).unwrap();
         assert_eq!(svc["process"]["user"]["uid"], 101);
     }
 
     #[test]
     fn problems_point_at_their_attribute() {
-        let mut bad = inputs(vec![], vec![package(A, "x", ContainerOptions::default()), package(B, "x", ContainerOptions::default())]);
-        bad.onboot.push(PackageSpec { platform: "linux/arm64".into(), ..package(B, "arm", ContainerOptions::default()) });
-        bad.files.push(FileSpec { path: "/etc/a".into(), kind: FileKind::Contents(vec![]), mode: None, uid: Some("nobody".into()), gid: None, optional: false, sensitive: false });
-        bad.files.push(FileSpec { path: "/".into(), kind: FileKind::Directory, mode: None, uid: None, gid: None, optional: false, sensitive: false });
+        let mut bad = inputs(
+            vec![],
+            vec![package(A, "x", ContainerOptions::default()), package(B, "x", ContainerOptions::default())],
+        );
+        bad.onboot
+            .push(PackageSpec { platform: "linux/arm64".into(), ..package(B, "arm", ContainerOptions::default()) });
+        bad.files.push(FileSpec {
+            path: "/etc/a".into(),
+            kind: FileKind::Contents(vec![]),
+            mode: None,
+            uid: Some("nobody".into()),
+            gid: None,
+            optional: false,
+            sensitive: false,
+        });
+        bad.files.push(FileSpec {
+            path: "/".into(),
+            kind: FileKind::Directory,
+            mode: None,
+            uid: None,
+            gid: None,
+            optional: false,
+            sensitive: false,
+        });
         let errors: Vec<String> = compose(bad).unwrap_err().iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 4, "{errors:#?}");
         assert!(errors[0].starts_with("onboot[0]: docker.io/library/b@sha256:bbbb"), "{}", errors[0]);
@@ -403,7 +473,12 @@ mod tests {
 
     #[test]
     fn the_hash_covers_order_options_and_files() {
-        let base = || inputs(vec![package(A, "a", ContainerOptions::default()), package(B, "b", ContainerOptions::default())], vec![]);
+        let base = || {
+            inputs(
+                vec![package(A, "a", ContainerOptions::default()), package(B, "b", ContainerOptions::default())],
+                vec![],
+            )
+        };
         let hash = |inputs: ImageInputs| compose(inputs).unwrap().content_hash;
         let reference = hash(base());
         assert_eq!(reference, hash(base()), "same inputs, same hash");
@@ -412,7 +487,15 @@ mod tests {
         let mut option = base();
         option.onboot[0].options.env = Some(vec!["X=1".into()]);
         let mut file = base();
-        file.files.push(FileSpec { path: "/etc/x".into(), kind: FileKind::Contents(b"x".to_vec()), mode: None, uid: None, gid: None, optional: false, sensitive: false });
+        file.files.push(FileSpec {
+            path: "/etc/x".into(),
+            kind: FileKind::Contents(b"x".to_vec()),
+            mode: None,
+            uid: None,
+            gid: None,
+            optional: false,
+            sensitive: false,
+        });
         let mut cmdline = base();
         cmdline.kernel.cmdline = "quiet".into();
         for (name, changed) in [("order", swapped), ("option", option), ("file", file), ("cmdline", cmdline)] {

@@ -136,7 +136,9 @@ pub fn linuxkit_document(composition: &Composition) -> Value {
     let mut document = Map::new();
     document.insert("kernel".into(), kernel_entry);
     document.insert("init".into(), json!(inputs.init.iter().map(|p| p.image.clone()).collect::<Vec<_>>()));
-    for (key, packages) in [("onboot", &inputs.onboot), ("onshutdown", &inputs.onshutdown), ("services", &inputs.services)] {
+    for (key, packages) in
+        [("onboot", &inputs.onboot), ("onshutdown", &inputs.onshutdown), ("services", &inputs.services)]
+    {
         if !packages.is_empty() {
             document.insert(key.into(), Value::Array(packages.iter().map(container).collect()));
         }
@@ -206,7 +208,11 @@ pub fn to_yaml(value: &Value) -> String {
                 keys.sort_by_key(|k| key_rank(k));
                 for key in keys {
                     let item = &map[key];
-                    let key_text = if key.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) { key.clone() } else { scalar(&json!(key)) };
+                    let key_text = if key.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                        key.clone()
+                    } else {
+                        scalar(&json!(key))
+                    };
                     match item {
                         Value::Object(m) if !m.is_empty() => {
                             out.push_str(&format!("{pad}{key_text}:\n"));
@@ -265,7 +271,9 @@ pub fn spdx_document(composition: &Composition, name: &str) -> Value {
         "primaryPackagePurpose": "OPERATING-SYSTEM",
         "comment": "The machine image assembled by terraform-provider-resin; the version is its content hash.",
     })];
-    let mut relationships = vec![json!({ "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image" })];
+    let mut relationships = vec![
+        json!({ "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image" }),
+    ];
     let mut add = |id: String, package_name: &str, image: &str, role: &str| {
         let digest = image.split_once('@').map(|(_, d)| d).unwrap_or("");
         packages.push(json!({
@@ -279,10 +287,17 @@ pub fn spdx_document(composition: &Composition, name: &str) -> Value {
             "externalRefs": [{ "referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl(image) }],
             "comment": role,
         }));
-        relationships.push(json!({ "spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id }));
+        relationships.push(
+            json!({ "spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id }),
+        );
     };
     add("SPDXRef-Kernel".into(), "kernel", &inputs.kernel.image, "kernel");
-    for (section, list) in [("init", &inputs.init), ("onboot", &inputs.onboot), ("onshutdown", &inputs.onshutdown), ("services", &inputs.services)] {
+    for (section, list) in [
+        ("init", &inputs.init),
+        ("onboot", &inputs.onboot),
+        ("onshutdown", &inputs.onshutdown),
+        ("services", &inputs.services),
+    ] {
         for (index, package) in list.iter().enumerate() {
             add(format!("SPDXRef-{section}-{index}"), &package.name, &package.image, &format!("{section}[{index}]"));
         }

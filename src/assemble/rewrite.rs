@@ -31,9 +31,16 @@ pub fn rewrite(tree: &mut Tree, role: ImageRole) {
     }
     tree.insert_file(b"etc/hosts", Meta::generated(0o644), HOSTS.len() as u64, Content::Bytes(HOSTS.to_vec()));
     match role {
-        ImageRole::Init => tree.insert(b"etc/resolv.conf", Node::Symlink(Meta::generated(0o777), INIT_RESOLV_CONF_TARGET.to_vec())),
+        ImageRole::Init => {
+            tree.insert(b"etc/resolv.conf", Node::Symlink(Meta::generated(0o777), INIT_RESOLV_CONF_TARGET.to_vec()))
+        }
         ImageRole::Bundle => {
-            tree.insert_file(b"etc/resolv.conf", Meta::generated(0o644), BUNDLE_RESOLV_CONF.len() as u64, Content::Bytes(BUNDLE_RESOLV_CONF.to_vec()));
+            tree.insert_file(
+                b"etc/resolv.conf",
+                Meta::generated(0o644),
+                BUNDLE_RESOLV_CONF.len() as u64,
+                Content::Bytes(BUNDLE_RESOLV_CONF.to_vec()),
+            );
         }
     }
     tree.insert(b"etc/mtab", Node::Symlink(Meta::generated(0o777), b"/proc/mounts".to_vec()));
@@ -67,7 +74,17 @@ mod tests {
         rewrite(&mut init, ImageRole::Init);
         assert_eq!(
             listing(&init),
-            ["d dev", "d dev/pts", "d dev/shm", "d etc", "f etc/hosts", "l etc/mtab", "l etc/resolv.conf", "d proc", "d sys"]
+            [
+                "d dev",
+                "d dev/pts",
+                "d dev/shm",
+                "d etc",
+                "f etc/hosts",
+                "l etc/mtab",
+                "l etc/resolv.conf",
+                "d proc",
+                "d sys"
+            ]
         );
         assert!(matches!(init.get(b"etc/resolv.conf"), Some(Node::Symlink(_, t)) if t == INIT_RESOLV_CONF_TARGET));
         let Some(Node::File(hosts)) = init.get(b"etc/hosts") else { panic!() };

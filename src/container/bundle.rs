@@ -44,7 +44,11 @@ pub fn merge(resource: &ContainerOptions, label: &ContainerOptions) -> Container
     fn pick<T: Clone>(resource: &Option<T>, label: &Option<T>) -> Option<T> {
         resource.clone().or_else(|| label.clone())
     }
-    fn extended(resource: &Option<Vec<String>>, label: &Option<Vec<String>>, added: &Option<Vec<String>>) -> Option<Vec<String>> {
+    fn extended(
+        resource: &Option<Vec<String>>,
+        label: &Option<Vec<String>>,
+        added: &Option<Vec<String>>,
+    ) -> Option<Vec<String>> {
         if resource.is_some() {
             return resource.clone();
         }
@@ -142,7 +146,8 @@ fn mount_json(destination: &str, mount_type: Option<&str>, source: Option<&str>,
 }
 
 fn user_mount(mount: &Mount) -> Result<Value> {
-    let mount_type = inferred_mount_type(mount).with_context(|| format!("mount for destination {} is missing its type", mount.destination))?;
+    let mount_type = inferred_mount_type(mount)
+        .with_context(|| format!("mount for destination {} is missing its type", mount.destination))?;
     let source = mount.source.clone().unwrap_or_else(|| mount_type.clone());
     Ok(mount_json(&mount.destination, Some(&mount_type), Some(&source), &mount.options))
 }
@@ -229,12 +234,16 @@ fn resources(options: &ContainerOptions) -> Result<(Value, Vec<Value>)> {
         };
         let (major, minor) = (device.major.unwrap_or(0), device.minor.unwrap_or(0));
         devices.push(json!({ "path": device.path, "type": device.device_type, "major": major, "minor": minor, "fileMode": mode }));
-        cgroup_devices.push(json!({ "allow": true, "type": device.device_type, "major": major, "minor": minor, "access": "rwm" }));
+        cgroup_devices.push(
+            json!({ "allow": true, "type": device.device_type, "major": major, "minor": minor, "access": "rwm" }),
+        );
     }
     if let Some(r) = &options.resources {
         if let Some(m) = &r.memory {
             let mut memory = Map::new();
-            for (key, value) in [("limit", m.limit), ("reservation", m.reservation), ("swap", m.swap), ("swappiness", m.swappiness)] {
+            for (key, value) in
+                [("limit", m.limit), ("reservation", m.reservation), ("swap", m.swap), ("swappiness", m.swappiness)]
+            {
                 if let Some(v) = value {
                     memory.insert(key.into(), json!(v));
                 }
@@ -308,7 +317,8 @@ pub fn config_json(options: &ContainerOptions, image: &ContainerConfig, context:
     user.insert("uid".into(), json!(resolve_id(options.uid.as_deref().unwrap_or("0"), context.ids).context("uid")?));
     user.insert("gid".into(), json!(resolve_id(options.gid.as_deref().unwrap_or("0"), context.ids).context("gid")?));
     if let Some(gids) = &options.additional_gids {
-        let gids: Vec<u32> = gids.iter().map(|g| resolve_id(g, context.ids)).collect::<Result<_>>().context("additional_gids")?;
+        let gids: Vec<u32> =
+            gids.iter().map(|g| resolve_id(g, context.ids)).collect::<Result<_>>().context("additional_gids")?;
         user.insert("additionalGids".into(), json!(gids));
     }
     let mut process = Map::new();
@@ -360,7 +370,12 @@ pub fn config_json(options: &ContainerOptions, image: &ContainerConfig, context:
 pub fn runtime_json(options: &ContainerOptions, context: &BundleContext) -> Result<Value> {
     let bundle = context.path;
     let mut runtime_mounts = if options.readonly.unwrap_or(false) {
-        vec![mount_json(&format!("/{bundle}/rootfs"), None, Some(&format!("/{}", context.image_root)), &strings(&["bind"]))]
+        vec![mount_json(
+            &format!("/{bundle}/rootfs"),
+            None,
+            Some(&format!("/{}", context.image_root)),
+            &strings(&["bind"]),
+        )]
     } else {
         vec![
             mount_json(&format!("/{bundle}/tmp"), Some("tmpfs"), Some("tmpfs"), &[]),
@@ -438,7 +453,8 @@ mod tests {
 
     fn generate(resource: ContainerOptions, label: &str, image: ContainerConfig) -> (Value, Value) {
         let ids = ids();
-        let context = BundleContext { path: "containers/services/x", image_root: "containers/services/x/lower", ids: &ids };
+        let context =
+            BundleContext { path: "containers/services/x", image_root: "containers/services/x/lower", ids: &ids };
         let merged = merge(&resource, &parse_label(label).unwrap());
         (config_json(&merged, &image, &context).unwrap(), runtime_json(&merged, &context).unwrap())
     }
@@ -462,17 +478,41 @@ mod tests {
         let cases: Vec<(ContainerOptions, &str, &str, Value)> = vec![
             (ContainerOptions::default(), "{}", "/process/args", json!(["/bin/entry", "--flag"])),
             (ContainerOptions::default(), r#"{"command":["/label"]}"#, "/process/args", json!(["/label"])),
-            (ContainerOptions { command: s(&["/attr"]), ..Default::default() }, r#"{"command":["/label"]}"#, "/process/args", json!(["/attr"])),
+            (
+                ContainerOptions { command: s(&["/attr"]), ..Default::default() },
+                r#"{"command":["/label"]}"#,
+                "/process/args",
+                json!(["/attr"]),
+            ),
             (ContainerOptions::default(), "{}", "/process/env", json!(["PATH=/bin", "FROM=image"])),
-            (ContainerOptions { env: s(&["ONLY=attr"]), ..Default::default() }, r#"{"env":["L=1"]}"#, "/process/env", json!(["ONLY=attr"])),
+            (
+                ContainerOptions { env: s(&["ONLY=attr"]), ..Default::default() },
+                r#"{"env":["L=1"]}"#,
+                "/process/env",
+                json!(["ONLY=attr"]),
+            ),
             (ContainerOptions::default(), "{}", "/process/cwd", json!("/work")),
             (ContainerOptions::default(), r#"{"cwd":"/label"}"#, "/process/cwd", json!("/label")),
             (ContainerOptions::default(), "{}", "/process/user", json!({"uid": 0, "gid": 0})),
-            (ContainerOptions { uid: Some("getty".into()), gid: Some("1000".into()), additional_gids: s(&["sshd", "5"]), ..Default::default() },
-                "{}", "/process/user", json!({"uid": 101, "gid": 1000, "additionalGids": [102, 5]})),
+            (
+                ContainerOptions {
+                    uid: Some("getty".into()),
+                    gid: Some("1000".into()),
+                    additional_gids: s(&["sshd", "5"]),
+                    ..Default::default()
+                },
+                "{}",
+                "/process/user",
+                json!({"uid": 101, "gid": 1000, "additionalGids": [102, 5]}),
+            ),
             (ContainerOptions::default(), "{}", "/root", json!({"path": "rootfs", "readonly": false})),
             (ContainerOptions::default(), "{}", "/process/noNewPrivileges", json!(false)),
-            (ContainerOptions { oom_score_adj: Some(-500), ..Default::default() }, "{}", "/process/oomScoreAdj", json!(-500)),
+            (
+                ContainerOptions { oom_score_adj: Some(-500), ..Default::default() },
+                "{}",
+                "/process/oomScoreAdj",
+                json!(-500),
+            ),
             (ContainerOptions::default(), r#"{"hostname":"box"}"#, "/hostname", json!("box")),
             (ContainerOptions::default(), "{}", "/linux/maskedPaths", json!([])),
         ];
@@ -488,25 +528,52 @@ mod tests {
     #[test]
     fn capabilities() {
         let cases: Vec<(ContainerOptions, &str, Value)> = vec![
-            (ContainerOptions::default(), "{}", json!({"bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []})),
-            (ContainerOptions { capabilities: s(&["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_SYS_ADMIN"]), ambient: s(&["CAP_NET_RAW"]), ..Default::default() }, "{}",
+            (
+                ContainerOptions::default(),
+                "{}",
+                json!({"bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []}),
+            ),
+            (
+                ContainerOptions {
+                    capabilities: s(&["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_SYS_ADMIN"]),
+                    ambient: s(&["CAP_NET_RAW"]),
+                    ..Default::default()
+                },
+                "{}",
                 json!({"effective": ["CAP_SYS_ADMIN", "CAP_CHOWN"], "ambient": ["CAP_NET_RAW"],
                        "bounding": ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"], "inheritable": ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"],
-                       "permitted": ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]})),
-            (ContainerOptions { capabilities_add: s(&["CAP_CHOWN"]), ..Default::default() }, r#"{"capabilities":["CAP_KILL"]}"#,
+                       "permitted": ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]}),
+            ),
+            (
+                ContainerOptions { capabilities_add: s(&["CAP_CHOWN"]), ..Default::default() },
+                r#"{"capabilities":["CAP_KILL"]}"#,
                 json!({"effective": ["CAP_KILL", "CAP_CHOWN"], "ambient": [], "bounding": ["CAP_CHOWN", "CAP_KILL"],
-                       "inheritable": ["CAP_CHOWN", "CAP_KILL"], "permitted": ["CAP_CHOWN", "CAP_KILL"]})),
-            (ContainerOptions { capabilities: s(&["CAP_CHOWN"]), capabilities_add: s(&["CAP_BPF"]), ..Default::default() }, r#"{"capabilities":["CAP_KILL"]}"#,
-                json!({"effective": ["CAP_CHOWN"], "ambient": [], "bounding": ["CAP_CHOWN"], "inheritable": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"]})),
-            (ContainerOptions { capabilities: s(&["none"]), ..Default::default() }, r#"{"capabilities":["CAP_KILL"]}"#,
-                json!({"bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []})),
+                       "inheritable": ["CAP_CHOWN", "CAP_KILL"], "permitted": ["CAP_CHOWN", "CAP_KILL"]}),
+            ),
+            (
+                ContainerOptions {
+                    capabilities: s(&["CAP_CHOWN"]),
+                    capabilities_add: s(&["CAP_BPF"]),
+                    ..Default::default()
+                },
+                r#"{"capabilities":["CAP_KILL"]}"#,
+                json!({"effective": ["CAP_CHOWN"], "ambient": [], "bounding": ["CAP_CHOWN"], "inheritable": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"]}),
+            ),
+            (
+                ContainerOptions { capabilities: s(&["none"]), ..Default::default() },
+                r#"{"capabilities":["CAP_KILL"]}"#,
+                json!({"bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []}),
+            ),
         ];
         for (resource, label, expected) in cases {
             let (config, _) = generate(resource.clone(), label, image());
             assert_eq!(config.pointer("/process/capabilities"), Some(&expected), "{resource:?} / {label}");
         }
         let (config, _) = generate(ContainerOptions { capabilities: s(&["all"]), ..Default::default() }, "{}", image());
-        assert_eq!(config.pointer("/process/capabilities/effective").unwrap().as_array().unwrap().len(), ALL_CAPABILITIES.len());
+        assert_eq!(
+            config.pointer("/process/capabilities/effective").unwrap().as_array().unwrap().len(),
+            ALL_CAPABILITIES.len()
+        );
     }
 
     #[test]
@@ -514,11 +581,23 @@ mod tests {
         let cases: Vec<(ContainerOptions, Value)> = vec![
             (ContainerOptions::default(), json!([{"type": "pid"}, {"type": "mount"}])),
             (ContainerOptions { pid: Some("host".into()), ..Default::default() }, json!([{"type": "mount"}])),
-            (ContainerOptions { net: Some("new".into()), uts: Some("new".into()), ..Default::default() },
-                json!([{"type": "network"}, {"type": "uts"}, {"type": "pid"}, {"type": "mount"}])),
-            (ContainerOptions { net: Some("none".into()), ..Default::default() }, json!([{"type": "network"}, {"type": "pid"}, {"type": "mount"}])),
-            (ContainerOptions { net: Some("/run/netns/x".into()), ipc: Some("host".into()), userns: Some("new".into()), ..Default::default() },
-                json!([{"type": "network", "path": "/run/netns/x"}, {"type": "pid"}, {"type": "user"}, {"type": "mount"}])),
+            (
+                ContainerOptions { net: Some("new".into()), uts: Some("new".into()), ..Default::default() },
+                json!([{"type": "network"}, {"type": "uts"}, {"type": "pid"}, {"type": "mount"}]),
+            ),
+            (
+                ContainerOptions { net: Some("none".into()), ..Default::default() },
+                json!([{"type": "network"}, {"type": "pid"}, {"type": "mount"}]),
+            ),
+            (
+                ContainerOptions {
+                    net: Some("/run/netns/x".into()),
+                    ipc: Some("host".into()),
+                    userns: Some("new".into()),
+                    ..Default::default()
+                },
+                json!([{"type": "network", "path": "/run/netns/x"}, {"type": "pid"}, {"type": "user"}, {"type": "mount"}]),
+            ),
         ];
         for (resource, expected) in cases {
             let (config, _) = generate(resource.clone(), "{}", image());
@@ -531,24 +610,42 @@ mod tests {
         let resource = ContainerOptions {
             tmpfs: s(&["/run:size=1m", "/var"]),
             binds: s(&["/etc/resolv.conf:/etc/resolv.conf", "/var/lib:/var:ro"]),
-            mounts: Some(vec![Mount { destination: "/run".into(), mount_type: Some("bind".into()), source: Some("/host/run".into()), options: vec!["rbind".into()] }]),
+            mounts: Some(vec![Mount {
+                destination: "/run".into(),
+                mount_type: Some("bind".into()),
+                source: Some("/host/run".into()),
+                options: vec!["rbind".into()],
+            }]),
             readonly: Some(true),
             ..Default::default()
         };
         let (config, _) = generate(resource, "{}", image());
         let mounts = config["mounts"].as_array().unwrap();
         let destinations: Vec<&str> = mounts.iter().map(|m| m["destination"].as_str().unwrap()).collect();
-        assert_eq!(destinations, ["/dev", "/dev/pts", "/etc/resolv.conf", "/proc", "/run", "/sys", "/sys/fs/cgroup", "/var"]);
+        assert_eq!(
+            destinations,
+            ["/dev", "/dev/pts", "/etc/resolv.conf", "/proc", "/run", "/sys", "/sys/fs/cgroup", "/var"]
+        );
         let by = |d: &str| mounts.iter().find(|m| m["destination"] == d).unwrap().clone();
-        assert_eq!(by("/run"), json!({"destination": "/run", "type": "bind", "source": "/host/run", "options": ["rbind"]}), "mounts beat tmpfs");
-        assert_eq!(by("/var"), json!({"destination": "/var", "type": "bind", "source": "/var/lib", "options": ["ro", "rbind"]}), "binds beat tmpfs");
+        assert_eq!(
+            by("/run"),
+            json!({"destination": "/run", "type": "bind", "source": "/host/run", "options": ["rbind"]}),
+            "mounts beat tmpfs"
+        );
+        assert_eq!(
+            by("/var"),
+            json!({"destination": "/var", "type": "bind", "source": "/var/lib", "options": ["ro", "rbind"]}),
+            "binds beat tmpfs"
+        );
         assert_eq!(by("/etc/resolv.conf")["options"], json!(["rw", "rbind", "rshared"]));
         assert_eq!(by("/dev")["options"], json!(["nosuid", "strictatime", "mode=755", "size=65536k", "ro"]));
         assert_eq!(by("/sys")["options"], json!(["nosuid", "noexec", "nodev", "ro"]));
         assert_eq!(config["root"], json!({"path": "rootfs", "readonly": true}));
         let ids = ids();
         let context = BundleContext { path: "b", image_root: "b/rootfs", ids: &ids };
-        let err = config_json(&ContainerOptions { binds: s(&["data:/data"]), ..Default::default() }, &image(), &context).unwrap_err();
+        let err =
+            config_json(&ContainerOptions { binds: s(&["data:/data"]), ..Default::default() }, &image(), &context)
+                .unwrap_err();
         assert!(err.to_string().contains("names a volume"), "{err}");
     }
 
@@ -556,15 +653,25 @@ mod tests {
     fn devices_rlimits_sysctl_resources() {
         let resource = ContainerOptions {
             devices: Some(vec![
-                Device { path: "/dev/console".into(), device_type: "c".into(), major: Some(5), minor: Some(1), mode: Some("0666".into()) },
+                Device {
+                    path: "/dev/console".into(),
+                    device_type: "c".into(),
+                    major: Some(5),
+                    minor: Some(1),
+                    mode: Some("0666".into()),
+                },
                 Device { path: "all".into(), device_type: "b".into(), ..Default::default() },
             ]),
             rlimits: s(&["nofile,1024,unlimited", "RLIMIT_CORE,0,0"]),
             sysctl: Some(BTreeMap::from([("net.ipv4.ip_forward".to_string(), "1".to_string())])),
             ..Default::default()
         };
-        let (config, _) = generate(resource, r#"{"resources":{"memory":{"limit":1048576},"pids":{"limit":10}}}"#, image());
-        assert_eq!(config.pointer("/linux/devices"), Some(&json!([{"path": "/dev/console", "type": "c", "major": 5, "minor": 1, "fileMode": 438}])));
+        let (config, _) =
+            generate(resource, r#"{"resources":{"memory":{"limit":1048576},"pids":{"limit":10}}}"#, image());
+        assert_eq!(
+            config.pointer("/linux/devices"),
+            Some(&json!([{"path": "/dev/console", "type": "c", "major": 5, "minor": 1, "fileMode": 438}]))
+        );
         assert_eq!(
             config.pointer("/linux/resources"),
             Some(&json!({"memory": {"limit": 1048576}, "pids": {"limit": 10}, "devices": [
@@ -573,7 +680,9 @@ mod tests {
         );
         assert_eq!(
             config.pointer("/process/rlimits"),
-            Some(&json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": u64::MAX}, {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]))
+            Some(
+                &json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": u64::MAX}, {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}])
+            )
         );
         assert_eq!(config.pointer("/linux/sysctl/net.ipv4.ip_forward"), Some(&json!("1")));
     }
@@ -600,17 +709,26 @@ mod tests {
         assert_eq!(runtime["bindNS"]["net"], json!(""));
 
         let ids = ids();
-        let context = BundleContext { path: "containers/onboot/001-b", image_root: "containers/onboot/000-a/rootfs", ids: &ids };
+        let context =
+            BundleContext { path: "containers/onboot/001-b", image_root: "containers/onboot/000-a/rootfs", ids: &ids };
         let readonly = ContainerOptions { readonly: Some(true), ..Default::default() };
         let runtime = runtime_json(&readonly, &context).unwrap();
-        assert_eq!(runtime["mounts"], json!([{"destination": "/containers/onboot/001-b/rootfs", "source": "/containers/onboot/000-a/rootfs", "options": ["bind"]}]));
+        assert_eq!(
+            runtime["mounts"],
+            json!([{"destination": "/containers/onboot/001-b/rootfs", "source": "/containers/onboot/000-a/rootfs", "options": ["bind"]}])
+        );
     }
 
     #[test]
     fn unknown_container_names_are_errors() {
         let ids = ids();
         let context = BundleContext { path: "b", image_root: "b/lower", ids: &ids };
-        let err = config_json(&ContainerOptions { uid: Some("nobody-here".into()), ..Default::default() }, &image(), &context).unwrap_err();
+        let err = config_json(
+            &ContainerOptions { uid: Some("nobody-here".into()), ..Default::default() },
+            &image(),
+            &context,
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("no container named \"nobody-here\""), "{err:#}");
     }
 

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use super::{BindNamespaces, ContainerOptions, CpuResources, Device, Interface, MemoryResources, Mount, Resources, Runtime};
+use super::{
+    BindNamespaces, ContainerOptions, CpuResources, Device, Interface, MemoryResources, Mount, Resources, Runtime,
+};
 
 /// The label's key.
 pub const LABEL: &str = "org.mobyproject.config";
@@ -167,7 +169,8 @@ fn empty_to_none(s: Option<String>) -> Option<String> {
 
 /// Parses the label text into options (unset keys stay `None`).
 pub fn parse_label(text: &str) -> Result<ContainerOptions> {
-    let value: serde_json::Value = serde_json::from_str(text).context("the org.mobyproject.config label is not JSON")?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).context("the org.mobyproject.config label is not JSON")?;
     if let Some(object) = value.as_object() {
         for forbidden in ["name", "image"] {
             if object.contains_key(forbidden) {
@@ -231,7 +234,13 @@ pub fn parse_label(text: &str) -> Result<ContainerOptions> {
                 swappiness: m.swappiness,
                 disable_oom_killer: m.disable_oom_killer,
             }),
-            cpu: r.cpu.map(|c| CpuResources { shares: c.shares, quota: c.quota, period: c.period, cpus: c.cpus, mems: c.mems }),
+            cpu: r.cpu.map(|c| CpuResources {
+                shares: c.shares,
+                quota: c.quota,
+                period: c.period,
+                cpus: c.cpus,
+                mems: c.mems,
+            }),
             pids_limit: r.pids.and_then(|p| p.limit),
             block_io_weight: r.blockio.and_then(|b| b.weight),
         }),
@@ -247,7 +256,15 @@ pub fn parse_label(text: &str) -> Result<ContainerOptions> {
                     .map(|i| Interface { name: i.name, add: i.add, peer: i.peer, create_in_root: i.create_in_root })
                     .collect()
             }),
-            bind_ns: r.bind_ns.map(|b| BindNamespaces { cgroup: b.cgroup, ipc: b.ipc, mnt: b.mnt, net: b.net, pid: b.pid, user: b.user, uts: b.uts }),
+            bind_ns: r.bind_ns.map(|b| BindNamespaces {
+                cgroup: b.cgroup,
+                ipc: b.ipc,
+                mnt: b.mnt,
+                net: b.net,
+                pid: b.pid,
+                user: b.user,
+                uts: b.uts,
+            }),
             namespace: empty_to_none(r.namespace),
         }),
     })

@@ -11,26 +11,71 @@ use super::{ContainerOptions, Device, Mount};
 
 /// The capabilities a container may be given, as LinuxKit spells them.
 pub const ALL_CAPABILITIES: [&str; 41] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// Resource limits `rlimits` may name (without the `RLIMIT_` prefix).
 pub const RLIMIT_NAMES: [&str; 16] = [
-    "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS",
-    "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME",
+    "CPU",
+    "FSIZE",
+    "DATA",
+    "STACK",
+    "CORE",
+    "RSS",
+    "NPROC",
+    "NOFILE",
+    "MEMLOCK",
+    "AS",
+    "LOCKS",
+    "SIGPENDING",
+    "MSGQUEUE",
+    "NICE",
+    "RTPRIO",
+    "RTTIME",
 ];
 
-const PROPAGATIONS: [&str; 8] = [
-    "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable",
-];
+const PROPAGATIONS: [&str; 8] =
+    ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
 
 /// One step of the path to an offending value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,10 +113,7 @@ struct Checker {
 
 impl Checker {
     fn fail(&mut self, path: &[PathStep], message: impl Into<String>) {
-        self.errors.push(OptionError {
-            path: path.to_vec(),
-            message: message.into(),
-        });
+        self.errors.push(OptionError { path: path.to_vec(), message: message.into() });
     }
 
     fn each<T>(
@@ -97,9 +139,7 @@ pub fn is_valid_name(name: &str) -> bool {
         && name.len() <= 128
         && name != "."
         && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Checks every option; returns all problems found, not just the first.
@@ -112,14 +152,15 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
     c.each("binds_add", &options.binds_add, check_bind);
     c.each("tmpfs", &options.tmpfs, check_tmpfs);
     c.each("mounts", &options.mounts, check_mount);
-    c.each("env", &options.env, |c, path, entry: &String| {
-        match entry.split_once('=') {
-            Some((key, _)) if !key.is_empty() && !key.contains(char::is_whitespace) => {}
-            _ => c.fail(path, format!("{entry:?} is not KEY=value")),
-        }
+    c.each("env", &options.env, |c, path, entry: &String| match entry.split_once('=') {
+        Some((key, _)) if !key.is_empty() && !key.contains(char::is_whitespace) => {}
+        _ => c.fail(path, format!("{entry:?} is not KEY=value")),
     });
     if options.command.as_ref().is_some_and(Vec::is_empty) {
-        c.fail(&[PathStep::Field("command")], "command must not be empty; leave it unset to use the image's entrypoint");
+        c.fail(
+            &[PathStep::Field("command")],
+            "command must not be empty; leave it unset to use the image's entrypoint",
+        );
     }
     if let Some(cwd) = &options.cwd {
         if !is_absolute(cwd) {
@@ -134,14 +175,15 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
         ("userns", &options.userns, false),
     ] {
         if let Some(mode) = value {
-            let known = matches!(mode.as_str(), "host" | "root" | "new")
-                || (allow_none && mode == "none")
-                || is_absolute(mode);
+            let known =
+                matches!(mode.as_str(), "host" | "root" | "new") || (allow_none && mode == "none") || is_absolute(mode);
             if !known {
                 let modes = if allow_none { "host, new, none" } else { "host, new" };
                 c.fail(
                     &[PathStep::Field(field)],
-                    format!("unknown namespace mode {mode:?}: use {modes}, or the absolute path of a namespace to join"),
+                    format!(
+                        "unknown namespace mode {mode:?}: use {modes}, or the absolute path of a namespace to join"
+                    ),
                 );
             }
         }
@@ -187,7 +229,10 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
             let ok = !key.is_empty()
                 && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
             if !ok {
-                c.fail(&[PathStep::Field("sysctl"), PathStep::Key(key.clone())], format!("{key:?} is not a sysctl name"));
+                c.fail(
+                    &[PathStep::Field("sysctl"), PathStep::Key(key.clone())],
+                    format!("{key:?} is not a sysctl name"),
+                );
             }
         }
     }
@@ -238,7 +283,10 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
             ] {
                 if let Some(path) = value {
                     if !is_absolute(path) {
-                        c.fail(&[PathStep::Field("bind_ns"), PathStep::Field(field)], format!("{path:?} is not an absolute path"));
+                        c.fail(
+                            &[PathStep::Field("bind_ns"), PathStep::Field(field)],
+                            format!("{path:?} is not an absolute path"),
+                        );
                     }
                 }
             }
@@ -267,11 +315,8 @@ fn check_capabilities(c: &mut Checker, field: &'static str, caps: &Option<Vec<St
         }
         let upper = cap.to_ascii_uppercase();
         let guess = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-        let hint = if ALL_CAPABILITIES.contains(&guess.as_str()) {
-            format!("; did you mean {guess}?")
-        } else {
-            String::new()
-        };
+        let hint =
+            if ALL_CAPABILITIES.contains(&guess.as_str()) { format!("; did you mean {guess}?") } else { String::new() };
         c.fail(&path, format!("unknown capability {cap:?}{hint}"));
     }
 }
@@ -286,7 +331,9 @@ fn check_bind(c: &mut Checker, path: &[PathStep], bind: &String) {
             } else if !is_absolute(destination) {
                 Some(format!("malformed bind {bind:?}: destination {destination:?} is not an absolute path"))
             } else if !is_absolute(source) && !is_valid_name(source) {
-                Some(format!("malformed bind {bind:?}: source {source:?} is neither an absolute path nor a volume name"))
+                Some(format!(
+                    "malformed bind {bind:?}: source {source:?} is neither an absolute path nor a volume name"
+                ))
             } else if rest.first().is_some_and(|o| o.is_empty() || o.split(',').any(str::is_empty)) {
                 Some(format!("malformed bind {bind:?}: empty mount option"))
             } else {
@@ -363,7 +410,9 @@ fn check_device(c: &mut Checker, path: &[PathStep], device: &Device) {
         }
     }
     match &device.mode {
-        None => c.fail(&field("mode"), format!("device {} needs a mode (an octal string such as \"0666\")", device.path)),
+        None => {
+            c.fail(&field("mode"), format!("device {} needs a mode (an octal string such as \"0666\")", device.path))
+        }
         Some(mode) if u32::from_str_radix(mode, 8).map_or(true, |m| m > 0o7777) => {
             c.fail(&field("mode"), format!("device mode {mode:?} is not an octal mode such as \"0666\""))
         }
@@ -409,7 +458,7 @@ fn check_id(c: &mut Checker, path: &[PathStep], id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::{Resources, MemoryResources, Runtime};
+    use crate::container::{MemoryResources, Resources, Runtime};
 
     fn errors_of(options: ContainerOptions) -> Vec<String> {
         validate(&options).iter().map(ToString::to_string).collect()
@@ -433,7 +482,13 @@ mod tests {
             gid: Some("100".into()),
             rlimits: strings(&["nofile,1024,unlimited", "RLIMIT_CORE,0,0"]),
             devices: Some(vec![
-                Device { path: "/dev/console".into(), device_type: "c".into(), major: Some(5), minor: Some(1), mode: Some("0666".into()) },
+                Device {
+                    path: "/dev/console".into(),
+                    device_type: "c".into(),
+                    major: Some(5),
+                    minor: Some(1),
+                    mode: Some("0666".into()),
+                },
                 Device { path: "all".into(), device_type: "b".into(), ..Default::default() },
             ]),
             ..Default::default()
@@ -445,44 +500,116 @@ mod tests {
     #[test]
     fn points_at_each_malformed_value() {
         let cases: Vec<(ContainerOptions, &str)> = vec![
-            (ContainerOptions { capabilities: strings(&["CAP_CHOWN", "net_admin"]), ..Default::default() },
-             "capabilities[1]: unknown capability \"net_admin\"; did you mean CAP_NET_ADMIN?"),
-            (ContainerOptions { capabilities: strings(&["CAP_CHOWN", "all"]), ..Default::default() },
-             "capabilities[1]: \"all\" must be the only entry of capabilities"),
-            (ContainerOptions { binds: strings(&["/only-one-part"]), ..Default::default() },
-             "binds[0]: malformed bind \"/only-one-part\": expected source:destination[:options]"),
-            (ContainerOptions { binds: strings(&["/a:/b:ro:x"]), ..Default::default() },
-             "binds[0]: malformed bind \"/a:/b:ro:x\": too many ':'"),
-            (ContainerOptions { binds_add: strings(&["/a:relative"]), ..Default::default() },
-             "binds_add[0]: malformed bind \"/a:relative\": destination \"relative\" is not an absolute path"),
-            (ContainerOptions { tmpfs: strings(&["run"]), ..Default::default() },
-             "tmpfs[0]: malformed tmpfs \"run\""),
-            (ContainerOptions { mounts: Some(vec![Mount { destination: "/x".into(), ..Default::default() }]), ..Default::default() },
-             "mounts[0].type: mount for destination \"/x\" is missing its type"),
-            (ContainerOptions { net: Some("bridge".into()), ..Default::default() },
-             "net: unknown namespace mode \"bridge\""),
-            (ContainerOptions { pid: Some("none".into()), ..Default::default() },
-             "pid: unknown namespace mode \"none\""),
-            (ContainerOptions { rlimits: strings(&["nofile,10"]), ..Default::default() },
-             "rlimits[0]: malformed rlimit \"nofile,10\""),
-            (ContainerOptions { rlimits: strings(&["files,1,2"]), ..Default::default() },
-             "rlimits[0]: unknown rlimit \"files\""),
-            (ContainerOptions { rlimits: strings(&["nofile,20,10"]), ..Default::default() },
-             "rlimits[0]: rlimit \"nofile,20,10\": soft limit above hard limit"),
-            (ContainerOptions { devices: Some(vec![Device { path: "/dev/x".into(), device_type: "c".into(), major: Some(1), minor: Some(2), mode: Some("rw".into()) }]), ..Default::default() },
-             "devices[0].mode: device mode \"rw\" is not an octal mode"),
-            (ContainerOptions { devices: Some(vec![Device { path: "/dev/x".into(), device_type: "z".into(), major: Some(1), minor: Some(2), mode: Some("0600".into()) }]), ..Default::default() },
-             "devices[0].type: unknown device type \"z\""),
-            (ContainerOptions { env: strings(&["NOVALUE"]), ..Default::default() },
-             "env[0]: \"NOVALUE\" is not KEY=value"),
-            (ContainerOptions { uid: Some("../etc".into()), ..Default::default() },
-             "uid: \"../etc\" is neither a numeric id nor a container name"),
-            (ContainerOptions { rootfs_propagation: Some("shard".into()), ..Default::default() },
-             "rootfs_propagation: unknown propagation \"shard\""),
-            (ContainerOptions { resources: Some(Resources { memory: Some(MemoryResources { swappiness: Some(101), ..Default::default() }), ..Default::default() }), ..Default::default() },
-             "resources.memory.swappiness: 101 is outside 0..100"),
-            (ContainerOptions { runtime: Some(Runtime { mounts: Some(vec![Mount { destination: "rel".into(), mount_type: Some("bind".into()), ..Default::default() }]), ..Default::default() }), ..Default::default() },
-             "runtime.mounts[0].destination: mount destination \"rel\" is not an absolute path"),
+            (
+                ContainerOptions { capabilities: strings(&["CAP_CHOWN", "net_admin"]), ..Default::default() },
+                "capabilities[1]: unknown capability \"net_admin\"; did you mean CAP_NET_ADMIN?",
+            ),
+            (
+                ContainerOptions { capabilities: strings(&["CAP_CHOWN", "all"]), ..Default::default() },
+                "capabilities[1]: \"all\" must be the only entry of capabilities",
+            ),
+            (
+                ContainerOptions { binds: strings(&["/only-one-part"]), ..Default::default() },
+                "binds[0]: malformed bind \"/only-one-part\": expected source:destination[:options]",
+            ),
+            (
+                ContainerOptions { binds: strings(&["/a:/b:ro:x"]), ..Default::default() },
+                "binds[0]: malformed bind \"/a:/b:ro:x\": too many ':'",
+            ),
+            (
+                ContainerOptions { binds_add: strings(&["/a:relative"]), ..Default::default() },
+                "binds_add[0]: malformed bind \"/a:relative\": destination \"relative\" is not an absolute path",
+            ),
+            (ContainerOptions { tmpfs: strings(&["run"]), ..Default::default() }, "tmpfs[0]: malformed tmpfs \"run\""),
+            (
+                ContainerOptions {
+                    mounts: Some(vec![Mount { destination: "/x".into(), ..Default::default() }]),
+                    ..Default::default()
+                },
+                "mounts[0].type: mount for destination \"/x\" is missing its type",
+            ),
+            (
+                ContainerOptions { net: Some("bridge".into()), ..Default::default() },
+                "net: unknown namespace mode \"bridge\"",
+            ),
+            (
+                ContainerOptions { pid: Some("none".into()), ..Default::default() },
+                "pid: unknown namespace mode \"none\"",
+            ),
+            (
+                ContainerOptions { rlimits: strings(&["nofile,10"]), ..Default::default() },
+                "rlimits[0]: malformed rlimit \"nofile,10\"",
+            ),
+            (
+                ContainerOptions { rlimits: strings(&["files,1,2"]), ..Default::default() },
+                "rlimits[0]: unknown rlimit \"files\"",
+            ),
+            (
+                ContainerOptions { rlimits: strings(&["nofile,20,10"]), ..Default::default() },
+                "rlimits[0]: rlimit \"nofile,20,10\": soft limit above hard limit",
+            ),
+            (
+                ContainerOptions {
+                    devices: Some(vec![Device {
+                        path: "/dev/x".into(),
+                        device_type: "c".into(),
+                        major: Some(1),
+                        minor: Some(2),
+                        mode: Some("rw".into()),
+                    }]),
+                    ..Default::default()
+                },
+                "devices[0].mode: device mode \"rw\" is not an octal mode",
+            ),
+            (
+                ContainerOptions {
+                    devices: Some(vec![Device {
+                        path: "/dev/x".into(),
+                        device_type: "z".into(),
+                        major: Some(1),
+                        minor: Some(2),
+                        mode: Some("0600".into()),
+                    }]),
+                    ..Default::default()
+                },
+                "devices[0].type: unknown device type \"z\"",
+            ),
+            (
+                ContainerOptions { env: strings(&["NOVALUE"]), ..Default::default() },
+                "env[0]: \"NOVALUE\" is not KEY=value",
+            ),
+            (
+                ContainerOptions { uid: Some("../etc".into()), ..Default::default() },
+                "uid: \"../etc\" is neither a numeric id nor a container name",
+            ),
+            (
+                ContainerOptions { rootfs_propagation: Some("shard".into()), ..Default::default() },
+                "rootfs_propagation: unknown propagation \"shard\"",
+            ),
+            (
+                ContainerOptions {
+                    resources: Some(Resources {
+                        memory: Some(MemoryResources { swappiness: Some(101), ..Default::default() }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "resources.memory.swappiness: 101 is outside 0..100",
+            ),
+            (
+                ContainerOptions {
+                    runtime: Some(Runtime {
+                        mounts: Some(vec![Mount {
+                            destination: "rel".into(),
+                            mount_type: Some("bind".into()),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "runtime.mounts[0].destination: mount destination \"rel\" is not an absolute path",
+            ),
         ];
         for (options, expected) in cases {
             let errors = errors_of(options);

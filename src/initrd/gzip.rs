@@ -54,10 +54,7 @@ impl<W: Write> SegmentEncoder<W> {
         loop {
             self.buffer.clear();
             let before_in = self.compress.total_in();
-            let status = self
-                .compress
-                .compress_vec(input, &mut self.buffer, flush)
-                .map_err(io::Error::other)?;
+            let status = self.compress.compress_vec(input, &mut self.buffer, flush).map_err(io::Error::other)?;
             let consumed = (self.compress.total_in() - before_in) as usize;
             input = &input[consumed..];
             self.out.write_all(&self.buffer)?;
@@ -73,13 +70,7 @@ impl<W: Write> SegmentEncoder<W> {
     /// Ends the segment (full flush) and returns its output and summary.
     pub fn finish(mut self) -> io::Result<(W, SegmentSummary)> {
         self.run(&[], FlushCompress::Full)?;
-        Ok((
-            self.out,
-            SegmentSummary {
-                crc: self.hasher.finalize(),
-                length: self.length,
-            },
-        ))
+        Ok((self.out, SegmentSummary { crc: self.hasher.finalize(), length: self.length }))
     }
 }
 
@@ -137,12 +128,8 @@ mod tests {
     #[test]
     fn separately_deflated_segments_form_one_valid_member() {
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let cases: Vec<Vec<&[u8]>> = vec![
-            vec![],
-            vec![b"hello"],
-            vec![b"hello ", b"", b"world"],
-            vec![&big[..1_000_000], &big[1_000_000..]],
-        ];
+        let cases: Vec<Vec<&[u8]>> =
+            vec![vec![], vec![b"hello"], vec![b"hello ", b"", b"world"], vec![&big[..1_000_000], &big[1_000_000..]]];
         for segments in cases {
             let gz = member(&segments);
             // flate2's reader checks the CRC32 and the length of the trailer.

@@ -62,13 +62,19 @@ pub const MAX_PATH: usize = 4096;
 /// Why the kernel cannot create an entry with this name (or symlink target), if it cannot.
 pub fn uncreatable_reason(name: &[u8], symlink_target: Option<&[u8]>) -> Option<String> {
     if name.len() + 1 > MAX_PATH {
-        return Some(format!("its path is {} bytes, and the kernel skips paths of {MAX_PATH} bytes or more", name.len()));
+        return Some(format!(
+            "its path is {} bytes, and the kernel skips paths of {MAX_PATH} bytes or more",
+            name.len()
+        ));
     }
     if let Some(component) = name.split(|b| *b == b'/').find(|c| c.len() > MAX_COMPONENT) {
         return Some(format!("a path component is {} bytes, longer than {MAX_COMPONENT} bytes", component.len()));
     }
     if let Some(target) = symlink_target.filter(|t| t.len() >= MAX_PATH) {
-        return Some(format!("its symlink target is {} bytes, and the kernel skips targets of {MAX_PATH} bytes or more", target.len()));
+        return Some(format!(
+            "its symlink target is {} bytes, and the kernel skips targets of {MAX_PATH} bytes or more",
+            target.len()
+        ));
     }
     None
 }
@@ -102,13 +108,7 @@ pub struct SegmentWriter<W: Write> {
 impl<W: Write> SegmentWriter<W> {
     /// A writer for segment number `segment` (written into every header's devminor).
     pub fn new(out: W, segment: u32) -> SegmentWriter<W> {
-        SegmentWriter {
-            out,
-            written: 0,
-            next_ino: 1,
-            segment,
-            uncreatable: Vec::new(),
-        }
+        SegmentWriter { out, written: 0, next_ino: 1, segment, uncreatable: Vec::new() }
     }
 
     fn header(&mut self, name: &[u8], meta: &Metadata, ino: u32, nlink: u32, size: u64, devminor: u32) -> Result<()> {
@@ -116,10 +116,7 @@ impl<W: Write> SegmentWriter<W> {
             bail!("invalid cpio entry name {:?}", String::from_utf8_lossy(name));
         }
         if size > MAX_FILE_SIZE {
-            bail!(
-                "{} is {size} bytes: newc cannot record files of 4 GiB or more",
-                String::from_utf8_lossy(name)
-            );
+            bail!("{} is {size} bytes: newc cannot record files of 4 GiB or more", String::from_utf8_lossy(name));
         }
         let mtime = meta.mtime.min(u32::MAX as u64) as u32;
         let header = format!(
@@ -251,8 +248,7 @@ mod tests {
         let mut bytes = writer.into_inner();
         assert_eq!(bytes.len() as u64, written);
         let fields = [
-            "070701",
-            "00000001", // ino
+            "070701", "00000001", // ino
             "000041ED", // mode: directory, 0755
             "00000000", // uid
             "00000000", // gid

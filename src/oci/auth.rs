@@ -29,7 +29,10 @@ use super::reference::DOCKER_HUB;
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     Anonymous,
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// An OAuth2 identity token, traded for a bearer token by the registry's auth server.
     IdentityToken(String),
 }
@@ -89,8 +92,9 @@ impl DockerConfig {
     /// Loads `path`; a missing file is an empty configuration.
     pub fn load(path: &Path) -> Result<DockerConfig> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing Docker config {}", path.display())),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).with_context(|| format!("parsing Docker config {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerConfig::default()),
             Err(e) => Err(e).with_context(|| format!("reading Docker config {}", path.display())),
         }
@@ -101,11 +105,7 @@ impl DockerConfig {
         if host == DOCKER_HUB {
             keys.extend(["https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io"].map(String::from));
         }
-        keys.iter().find_map(|k| {
-            self.auths
-                .get(k)
-                .or_else(|| self.auths.get(&format!("{k}/")))
-        })
+        keys.iter().find_map(|k| self.auths.get(k).or_else(|| self.auths.get(&format!("{k}/"))))
     }
 
     fn helper_for(&self, host: &str) -> Option<&str> {
@@ -117,11 +117,7 @@ impl DockerConfig {
 }
 
 /// Finds the credentials for `host`.
-pub fn credentials_for(
-    host: &str,
-    registries: &[RegistrySettings],
-    docker: &DockerConfig,
-) -> Result<Credentials> {
+pub fn credentials_for(host: &str, registries: &[RegistrySettings], docker: &DockerConfig) -> Result<Credentials> {
     if let Some(block) = registries.iter().find(|r| r.address == host) {
         if let Some(username) = &block.username {
             return Ok(Credentials::Basic {
@@ -146,16 +142,10 @@ pub fn credentials_for(
             let Some((username, password)) = decoded.split_once(':') else {
                 bail!("the auth of {host} in Docker config is not user:password");
             };
-            return Ok(Credentials::Basic {
-                username: username.to_string(),
-                password: password.to_string(),
-            });
+            return Ok(Credentials::Basic { username: username.to_string(), password: password.to_string() });
         }
         if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
-            return Ok(Credentials::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            });
+            return Ok(Credentials::Basic { username: username.clone(), password: password.clone() });
         }
     }
     if let Some(store) = &docker.creds_store {
@@ -175,11 +165,7 @@ fn run_credential_helper(helper: &str, host: &str) -> Result<Credentials> {
         secret: String,
     }
     let program = format!("docker-credential-{helper}");
-    let server = if host == DOCKER_HUB {
-        "https://index.docker.io/v1/".to_string()
-    } else {
-        host.to_string()
-    };
+    let server = if host == DOCKER_HUB { "https://index.docker.io/v1/".to_string() } else { host.to_string() };
     let mut child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
@@ -193,12 +179,10 @@ fn run_credential_helper(helper: &str, host: &str) -> Result<Credentials> {
         .expect("stdin is piped")
         .write_all(server.as_bytes())
         .with_context(|| format!("writing to credential helper {program}"))?;
-    let output = child
-        .wait_with_output()
-        .with_context(|| format!("waiting for credential helper {program}"))?;
+    let output = child.wait_with_output().with_context(|| format!("waiting for credential helper {program}"))?;
     if !output.status.success() {
-        let message = String::from_utf8_lossy(&output.stdout).trim().to_string()
-            + String::from_utf8_lossy(&output.stderr).trim();
+        let message =
+            String::from_utf8_lossy(&output.stdout).trim().to_string() + String::from_utf8_lossy(&output.stderr).trim();
         if message.contains("credentials not found") {
             return Ok(Credentials::Anonymous);
         }
@@ -209,10 +193,7 @@ fn run_credential_helper(helper: &str, host: &str) -> Result<Credentials> {
     if answer.username == "<token>" {
         return Ok(Credentials::IdentityToken(answer.secret));
     }
-    Ok(Credentials::Basic {
-        username: answer.username,
-        password: answer.secret,
-    })
+    Ok(Credentials::Basic { username: answer.username, password: answer.secret })
 }
 
 #[cfg(test)]
@@ -232,16 +213,10 @@ mod tests {
                 "quay.io": {"identitytoken": "tok"}
             }}"#,
         );
-        let basic = |u: &str, p: &str| Credentials::Basic {
-            username: u.into(),
-            password: p.into(),
-        };
+        let basic = |u: &str, p: &str| Credentials::Basic { username: u.into(), password: p.into() };
         assert_eq!(credentials_for("docker.io", &[], &docker).unwrap(), basic("hub", "secret"));
         assert_eq!(credentials_for("ghcr.io", &[], &docker).unwrap(), basic("u", "p"));
-        assert_eq!(
-            credentials_for("quay.io", &[], &docker).unwrap(),
-            Credentials::IdentityToken("tok".into())
-        );
+        assert_eq!(credentials_for("quay.io", &[], &docker).unwrap(), Credentials::IdentityToken("tok".into()));
         assert_eq!(credentials_for("example.com", &[], &docker).unwrap(), Credentials::Anonymous);
     }
 
@@ -256,10 +231,7 @@ mod tests {
         }];
         assert_eq!(
             credentials_for("ghcr.io", &blocks, &docker).unwrap(),
-            Credentials::Basic {
-                username: "block".into(),
-                password: "pw".into()
-            }
+            Credentials::Basic { username: "block".into(), password: "pw".into() }
         );
     }
 
@@ -280,10 +252,7 @@ mod tests {
         let docker = config(r#"{"credHelpers": {"reg.example": "resintest"}, "credsStore": "resintest"}"#);
         assert_eq!(
             credentials_for("reg.example", &[], &docker).unwrap(),
-            Credentials::Basic {
-                username: "hu".into(),
-                password: "hs".into()
-            }
+            Credentials::Basic { username: "hu".into(), password: "hs".into() }
         );
         assert_eq!(credentials_for("other.example", &[], &docker).unwrap(), Credentials::Anonymous);
     }

@@ -45,11 +45,7 @@ pub enum VerifyError {
     #[error("digest mismatch: expected {expected}, got {actual}")]
     Digest { expected: Digest, actual: Digest },
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
-    Size {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
+    Size { digest: Digest, expected: u64, actual: u64 },
     #[error("size mismatch for {digest}: expected {expected} bytes, got more")]
     TooLong { digest: Digest, expected: u64 },
 }
@@ -94,16 +90,16 @@ impl BlobCache {
     /// Opens (creating if needed) the cache rooted at `root`.
     pub fn open(root: &Path) -> Result<BlobCache> {
         for dir in [root.join("blobs/sha256"), root.join("locks")] {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating cache directory {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating cache directory {}", dir.display()))?;
         }
         // Downloads of runs that were killed: their writers' locks are gone.
         if let Err(e) = crate::tempfiles::remove_abandoned(&root.join("blobs/sha256"), TEMPORARY_PREFIX) {
-            crate::log::warn("could not remove abandoned temporary files from the cache", &[("error", format!("{e:#}"))]);
+            crate::log::warn(
+                "could not remove abandoned temporary files from the cache",
+                &[("error", format!("{e:#}"))],
+            );
         }
-        Ok(BlobCache {
-            root: root.to_path_buf(),
-        })
+        Ok(BlobCache { root: root.to_path_buf() })
     }
 
     pub fn root(&self) -> &Path {
@@ -138,7 +134,9 @@ impl BlobCache {
         let meta = file.metadata().with_context(|| format!("reading the metadata of {}", path.display()))?;
         let damage = match size {
             Some(size) if meta.len() != size => Some(format!("it has {} bytes, not {size}", meta.len())),
-            None if meta.len() > MAX_DOCUMENT_BYTES => Some(format!("it has {} bytes, more than a manifest may", meta.len())),
+            None if meta.len() > MAX_DOCUMENT_BYTES => {
+                Some(format!("it has {} bytes, more than a manifest may", meta.len()))
+            }
             _ => None,
         };
         let damage = match damage {
@@ -210,12 +208,7 @@ impl BlobCache {
     /// on a blocking thread fed through a small bounded channel, so the async runtime only
     /// moves buffers. A stream that runs past `size` is cut off at once rather than read to
     /// its end.
-    pub async fn insert_stream<S, B, E>(
-        &self,
-        digest: &Digest,
-        size: Option<u64>,
-        mut stream: S,
-    ) -> Result<PathBuf>
+    pub async fn insert_stream<S, B, E>(&self, digest: &Digest, size: Option<u64>, mut stream: S) -> Result<PathBuf>
     where
         S: Stream<Item = Result<B, E>> + Unpin,
         B: AsRef<[u8]> + Send + 'static,
@@ -308,42 +301,24 @@ impl BlobWriter {
         self.written += bytes.len() as u64;
         if let Some(expected) = self.size {
             if self.written > expected {
-                return Err(VerifyError::TooLong {
-                    digest: self.digest.clone(),
-                    expected,
-                }
-                .into());
+                return Err(VerifyError::TooLong { digest: self.digest.clone(), expected }.into());
             }
         }
         self.hasher.update(bytes);
-        self.file.write_all(bytes).with_context(|| {
-            format!("writing to {}", self.file.path().display())
-        })
+        self.file.write_all(bytes).with_context(|| format!("writing to {}", self.file.path().display()))
     }
 
     fn commit(self) -> Result<PathBuf> {
         let actual = Digest::from_sha256(&self.hasher.finalize());
         if let Some(expected) = self.size {
             if self.written != expected {
-                return Err(VerifyError::Size {
-                    digest: self.digest,
-                    expected,
-                    actual: self.written,
-                }
-                .into());
+                return Err(VerifyError::Size { digest: self.digest, expected, actual: self.written }.into());
             }
         }
         if actual != self.digest {
-            return Err(VerifyError::Digest {
-                expected: self.digest,
-                actual,
-            }
-            .into());
+            return Err(VerifyError::Digest { expected: self.digest, actual }.into());
         }
-        self.file
-            .as_file()
-            .sync_all()
-            .with_context(|| format!("syncing {}", self.file.path().display()))?;
+        self.file.as_file().sync_all().with_context(|| format!("syncing {}", self.file.path().display()))?;
         self.file
             .persist(&self.destination)
             .with_context(|| format!("moving blob into place at {}", self.destination.display()))?;
@@ -392,10 +367,8 @@ mod tests {
     }
 
     fn entries(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
@@ -436,10 +409,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
         let digest = Digest::of(b"abcdef");
-        let chunks = futures_util::stream::iter(vec![
-            Ok::<_, std::io::Error>(b"abc".to_vec()),
-            Ok(b"def".to_vec()),
-        ]);
+        let chunks = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(b"abc".to_vec()), Ok(b"def".to_vec())]);
         cache.insert_stream(&digest, Some(6), chunks).await.unwrap();
         assert_eq!(cache.read_verified(&digest, Some(6)).unwrap().unwrap(), b"abcdef");
 

@@ -22,10 +22,7 @@ fn check_layout(dir: &Path) -> Result<()> {
     let marker = dir.join("oci-layout");
     if !marker.is_file() {
         if !dir.exists() {
-            return Err(FetchError::NotFound {
-                what: format!("OCI layout directory {}", dir.display()),
-            }
-            .into());
+            return Err(FetchError::NotFound { what: format!("OCI layout directory {}", dir.display()) }.into());
         }
         bail!("{} is not an OCI image layout (no oci-layout file)", dir.display());
     }
@@ -34,10 +31,7 @@ fn check_layout(dir: &Path) -> Result<()> {
 
 /// Reads the manifest `reference` names (or `digest`, when given). Returns the bytes and
 /// their digest; the digest is checked against the file.
-pub async fn fetch_manifest(
-    reference: &LayoutReference,
-    digest: Option<&Digest>,
-) -> Result<(Vec<u8>, Digest)> {
+pub async fn fetch_manifest(reference: &LayoutReference, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest)> {
     let dir = PathBuf::from(&reference.path);
     check_layout(&dir)?;
     let digest = match digest.or(reference.digest.as_ref()) {
@@ -45,18 +39,17 @@ pub async fn fetch_manifest(
         None => {
             let tag = reference.tag.as_deref().unwrap_or("latest");
             let index_path = dir.join("index.json");
-            let bytes = tokio::fs::read(&index_path)
-                .await
-                .with_context(|| format!("reading {}", index_path.display()))?;
-            let index: ImageIndex = serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing {}", index_path.display()))?;
+            let bytes =
+                tokio::fs::read(&index_path).await.with_context(|| format!("reading {}", index_path.display()))?;
+            let index: ImageIndex =
+                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", index_path.display()))?;
             let entry = index
                 .manifests
                 .iter()
                 .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
                 .ok_or_else(|| FetchError::NotFound {
-                    what: format!("tag {tag} in OCI layout {}", dir.display()),
-                })?;
+                what: format!("tag {tag} in OCI layout {}", dir.display()),
+            })?;
             entry.parsed_digest()?
         }
     };
@@ -64,54 +57,37 @@ pub async fn fetch_manifest(
     let bytes = match tokio::fs::read(&path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(FetchError::NotFound {
-                what: format!("manifest {digest} in OCI layout {}", dir.display()),
-            }
-            .into())
+            return Err(
+                FetchError::NotFound { what: format!("manifest {digest} in OCI layout {}", dir.display()) }.into()
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let actual = Digest::of(&bytes);
     if actual != digest {
-        return Err(super::cache::VerifyError::Digest {
-            expected: digest,
-            actual,
-        })
-        .with_context(|| format!("reading {}", path.display()));
+        return Err(super::cache::VerifyError::Digest { expected: digest, actual })
+            .with_context(|| format!("reading {}", path.display()));
     }
     Ok((bytes, digest))
 }
 
 /// Copies one blob of the layout into the cache, verified against `digest` and `size`.
-pub async fn fetch_blob(
-    reference: &LayoutReference,
-    digest: &Digest,
-    size: u64,
-    cache: &BlobCache,
-) -> Result<()> {
+pub async fn fetch_blob(reference: &LayoutReference, digest: &Digest, size: u64, cache: &BlobCache) -> Result<()> {
     let path = blob_path(Path::new(&reference.path), digest);
     let file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(FetchError::NotFound {
-                what: format!("blob {digest} in OCI layout {}", reference.path),
-            }
-            .into())
+            return Err(FetchError::NotFound { what: format!("blob {digest} in OCI layout {}", reference.path) }.into())
         }
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
     let stream = file_chunks(file);
-    cache
-        .insert_stream(digest, Some(size), stream)
-        .await
-        .with_context(|| format!("copying {}", path.display()))?;
+    cache.insert_stream(digest, Some(size), stream).await.with_context(|| format!("copying {}", path.display()))?;
     Ok(())
 }
 
 /// A file as a stream of 256 KiB chunks.
-fn file_chunks(
-    file: tokio::fs::File,
-) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Unpin {
+fn file_chunks(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Unpin {
     use tokio::io::AsyncReadExt as _;
     Box::pin(futures_util::stream::unfold(Some(file), |file| async move {
         let mut file = file?;

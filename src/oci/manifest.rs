@@ -16,8 +16,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 
 /// What a manifest request accepts. Registries answer 404 to OCI documents unless their
 /// media types are listed, so all four are always sent.
-pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] =
-    [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
 /// A content descriptor.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -35,9 +34,7 @@ pub struct Descriptor {
 
 impl Descriptor {
     pub fn parsed_digest(&self) -> Result<Digest> {
-        self.digest
-            .parse()
-            .with_context(|| format!("descriptor digest {:?}", self.digest))
+        self.digest.parse().with_context(|| format!("descriptor digest {:?}", self.digest))
     }
 }
 
@@ -103,13 +100,9 @@ impl Manifest {
             None => probe.manifests.is_some(),
         };
         if is_index {
-            Ok(Manifest::Index(
-                serde_json::from_slice(bytes).context("parsing image index")?,
-            ))
+            Ok(Manifest::Index(serde_json::from_slice(bytes).context("parsing image index")?))
         } else {
-            Ok(Manifest::Image(
-                serde_json::from_slice(bytes).context("parsing image manifest")?,
-            ))
+            Ok(Manifest::Image(serde_json::from_slice(bytes).context("parsing image manifest")?))
         }
     }
 }
@@ -171,7 +164,9 @@ mod tests {
     #[test]
     fn tells_indexes_from_manifests() {
         let index = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:00","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
-        assert!(matches!(Manifest::parse(index).unwrap(), Manifest::Index(i) if i.manifests[0].platform.as_ref().unwrap().variant.as_deref() == Some("v8")));
+        assert!(
+            matches!(Manifest::parse(index).unwrap(), Manifest::Index(i) if i.manifests[0].platform.as_ref().unwrap().variant.as_deref() == Some("v8"))
+        );
         let docker = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:00","size":1},"layers":[]}"#;
         assert!(matches!(Manifest::parse(docker).unwrap(), Manifest::Image(_)));
         let schema1 = br#"{"schemaVersion":1,"fsLayers":[]}"#;

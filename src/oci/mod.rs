@@ -34,7 +34,5 @@ pub enum FetchError {
 
 /// Whether `error` is (or was caused by) a registry that could not be reached.
 pub fn is_unreachable(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|e| matches!(e.downcast_ref::<FetchError>(), Some(FetchError::Unreachable { .. })))
+    error.chain().any(|e| matches!(e.downcast_ref::<FetchError>(), Some(FetchError::Unreachable { .. })))
 }

@@ -62,8 +62,7 @@ impl FromStr for Platform {
 
     fn from_str(s: &str) -> Result<Self> {
         let parts: Vec<&str> = s.split('/').collect();
-        let valid_part =
-            |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid_part = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| valid_part(p)) {
             bail!("invalid platform {s:?}: expected os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8");
         }

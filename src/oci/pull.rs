@@ -15,11 +15,11 @@ use anyhow::{bail, Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::cache::{damaged_blob, BlobCache};
+use super::layout;
 use super::manifest::{ImageConfig, ImageManifest, Manifest};
 use super::platform::Platform;
 use super::reference::{Digest, ImageReference};
 use super::registry::RegistryClient;
-use super::layout;
 use crate::log;
 
 /// A reference resolved for one platform.
@@ -53,11 +53,7 @@ pub struct Puller {
 
 impl Puller {
     pub fn new(cache: BlobCache, registry: Arc<RegistryClient>, parallel: usize) -> Puller {
-        Puller {
-            cache,
-            registry,
-            parallel: parallel.max(1),
-        }
+        Puller { cache, registry, parallel: parallel.max(1) }
     }
 
     pub fn cache(&self) -> &BlobCache {
@@ -87,9 +83,9 @@ impl Puller {
                     .manifests
                     .iter()
                     .find(|m| {
-                        m.platform.as_ref().is_some_and(|p| {
-                            platform.matches(&p.os, &p.architecture, p.variant.as_deref())
-                        })
+                        m.platform
+                            .as_ref()
+                            .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
                     })
                     .ok_or_else(|| {
                         let available: Vec<String> = index
@@ -137,9 +133,7 @@ impl Puller {
         }
         if let (Some(os), Some(architecture)) = (&config.os, &config.architecture) {
             if !platform.matches(os, architecture, config.variant.as_deref()) {
-                bail!(
-                    "{reference} is an image for {os}/{architecture}, not for the requested platform {platform}"
-                );
+                bail!("{reference} is an image for {os}/{architecture}, not for the requested platform {platform}");
             }
         }
         log::debug(
@@ -151,21 +145,11 @@ impl Puller {
                 ("elapsed_ms", started.elapsed().as_millis().to_string()),
             ],
         );
-        Ok(ResolvedImage {
-            reference: reference.clone(),
-            platform: platform.clone(),
-            digest,
-            manifest,
-            config,
-        })
+        Ok(ResolvedImage { reference: reference.clone(), platform: platform.clone(), digest, manifest, config })
     }
 
     /// Fetches a manifest (by `digest` when given) and stores it in the cache.
-    async fn manifest(
-        &self,
-        reference: &ImageReference,
-        digest: Option<&Digest>,
-    ) -> Result<(Vec<u8>, Digest)> {
+    async fn manifest(&self, reference: &ImageReference, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest)> {
         if let Some(digest) = digest.or(reference.digest()) {
             if let Some(bytes) = self.read_cached(digest, None).await? {
                 return Ok((bytes, digest.clone()));
@@ -216,7 +200,12 @@ impl Puller {
         bail!("{digest} was damaged again right after it was fetched")
     }
 
-    async fn pull_layer(&self, reference: &ImageReference, index: usize, layer: super::manifest::Descriptor) -> Result<u64> {
+    async fn pull_layer(
+        &self,
+        reference: &ImageReference,
+        index: usize,
+        layer: super::manifest::Descriptor,
+    ) -> Result<u64> {
         let digest = layer.parsed_digest()?;
         let layer_started = Instant::now();
         let bytes = self

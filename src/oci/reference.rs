@@ -39,15 +39,11 @@ impl Digest {
     /// Digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Digest {
         use sha2::Digest as _;
-        Digest {
-            hex: hex::encode(sha2::Sha256::digest(bytes)),
-        }
+        Digest { hex: hex::encode(sha2::Sha256::digest(bytes)) }
     }
 
     pub(crate) fn from_sha256(hash: &[u8]) -> Digest {
-        Digest {
-            hex: hex::encode(hash),
-        }
+        Digest { hex: hex::encode(hash) }
     }
 }
 
@@ -64,15 +60,10 @@ impl FromStr for Digest {
         let Some((algorithm, hex)) = s.split_once(':') else {
             return Err(ReferenceError::Digest(s.to_string()));
         };
-        if algorithm != "sha256"
-            || hex.len() != 64
-            || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
+        if algorithm != "sha256" || hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(ReferenceError::Digest(s.to_string()));
         }
-        Ok(Digest {
-            hex: hex.to_string(),
-        })
+        Ok(Digest { hex: hex.to_string() })
     }
 }
 
@@ -212,9 +203,7 @@ fn split_tag_and_digest(s: &str) -> Result<(&str, Option<String>, Option<Digest>
 fn parse_registry(s: &str) -> Result<RegistryReference, ReferenceError> {
     let (name, mut tag, digest) = split_tag_and_digest(s)?;
     let (registry, repository) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
+        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
             (first.to_string(), rest.to_string())
         }
         _ => (DOCKER_HUB.to_string(), name.to_string()),
@@ -225,21 +214,13 @@ fn parse_registry(s: &str) -> Result<RegistryReference, ReferenceError> {
         registry
     };
     validate_registry(&registry)?;
-    let repository = if registry == DOCKER_HUB && !repository.contains('/') {
-        format!("library/{repository}")
-    } else {
-        repository
-    };
+    let repository =
+        if registry == DOCKER_HUB && !repository.contains('/') { format!("library/{repository}") } else { repository };
     validate_repository(&repository)?;
     if tag.is_none() && digest.is_none() {
         tag = Some("latest".to_string());
     }
-    Ok(RegistryReference {
-        registry,
-        repository,
-        tag,
-        digest,
-    })
+    Ok(RegistryReference { registry, repository, tag, digest })
 }
 
 fn parse_layout(s: &str) -> Result<LayoutReference, ReferenceError> {
@@ -263,20 +244,14 @@ fn parse_layout(s: &str) -> Result<LayoutReference, ReferenceError> {
     if tag.is_none() && digest.is_none() {
         tag = Some("latest".to_string());
     }
-    Ok(LayoutReference {
-        path: path.to_string(),
-        tag,
-        digest,
-    })
+    Ok(LayoutReference { path: path.to_string(), tag, digest })
 }
 
 fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
     let ok = !tag.is_empty()
         && tag.len() <= 128
         && !tag.starts_with(['.', '-'])
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -286,15 +261,11 @@ fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
 
 fn validate_registry(registry: &str) -> Result<(), ReferenceError> {
     let (host, port) = match registry.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || registry.starts_with('[') => {
-            (host, Some(port))
-        }
+        Some((host, port)) if !host.ends_with(']') || registry.starts_with('[') => (host, Some(port)),
         _ => (registry, None),
     };
     let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
     let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if host_ok && port_ok {
         Ok(())
@@ -307,10 +278,7 @@ fn validate_registry(registry: &str) -> Result<(), ReferenceError> {
 fn validate_repository(repository: &str) -> Result<(), ReferenceError> {
     let component_ok = |c: &str| {
         let bytes = c.as_bytes();
-        if bytes.is_empty()
-            || !bytes[0].is_ascii_alphanumeric()
-            || !bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        {
+        if bytes.is_empty() || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
             return false;
         }
         let mut i = 0;
@@ -369,21 +337,13 @@ mod tests {
     #[test]
     fn digests_pin_with_or_without_tag() {
         let by_digest: ImageReference = format!("alpine@sha256:{HEX}").parse().unwrap();
-        assert_eq!(
-            by_digest.to_string(),
-            format!("docker.io/library/alpine@sha256:{HEX}")
-        );
+        assert_eq!(by_digest.to_string(), format!("docker.io/library/alpine@sha256:{HEX}"));
         let both: ImageReference = format!("host:5000/a:t@sha256:{HEX}").parse().unwrap();
-        let ImageReference::Registry(r) = &both else {
-            panic!("registry reference expected")
-        };
+        let ImageReference::Registry(r) = &both else { panic!("registry reference expected") };
         assert_eq!(r.tag.as_deref(), Some("t"));
         assert_eq!(r.digest.as_ref().unwrap().hex(), HEX);
         assert_eq!(both.to_string().parse::<ImageReference>().unwrap(), both);
-        assert_eq!(
-            both.by_digest(r.digest.clone().unwrap()).to_string(),
-            format!("host:5000/a@sha256:{HEX}")
-        );
+        assert_eq!(both.by_digest(r.digest.clone().unwrap()).to_string(), format!("host:5000/a@sha256:{HEX}"));
     }
 
     #[test]
@@ -395,9 +355,7 @@ mod tests {
             (&format!("oci-layout:../d@sha256:{HEX}"), "../d", None, true),
         ];
         for (input, path, tag, has_digest) in cases {
-            let ImageReference::Layout(l) = input.parse().unwrap() else {
-                panic!("layout expected for {input}")
-            };
+            let ImageReference::Layout(l) = input.parse().unwrap() else { panic!("layout expected for {input}") };
             assert_eq!(l.path, path, "{input}");
             assert_eq!(l.tag.as_deref(), tag, "{input}");
             assert_eq!(l.digest.is_some(), has_digest, "{input}");
@@ -431,11 +389,9 @@ mod tests {
 
     #[test]
     fn short_names() {
-        for (input, short) in [
-            ("linuxkit/getty:v1", "getty"),
-            ("alpine", "alpine"),
-            ("oci-layout:./fixtures/sshd/:x", "sshd"),
-        ] {
+        for (input, short) in
+            [("linuxkit/getty:v1", "getty"), ("alpine", "alpine"), ("oci-layout:./fixtures/sshd/:x", "sshd")]
+        {
             assert_eq!(input.parse::<ImageReference>().unwrap().short_name(), short);
         }
     }

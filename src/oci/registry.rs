@@ -130,8 +130,10 @@ impl RegistryClient {
         }
         // A credential helper is a program that may take its time (a keychain): off the
         // async runtime.
-        let (registries, docker_config, owned_host) = (self.registries.clone(), self.docker_config.clone(), host.to_string());
-        let credentials = tokio::task::spawn_blocking(move || credentials_for(&owned_host, &registries, &docker_config)).await??;
+        let (registries, docker_config, owned_host) =
+            (self.registries.clone(), self.docker_config.clone(), host.to_string());
+        let credentials =
+            tokio::task::spawn_blocking(move || credentials_for(&owned_host, &registries, &docker_config)).await??;
         let auth = match credentials {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic { username, password } => RegistryAuth::Basic(username, password),
@@ -140,11 +142,18 @@ impl RegistryClient {
         };
         crate::log::debug(
             "registry credentials",
-            &[("registry", host.to_string()), ("kind", match &auth {
-                RegistryAuth::Anonymous => "anonymous",
-                RegistryAuth::Basic(..) => "basic",
-                RegistryAuth::Bearer(_) => "bearer",
-            }.to_string())],
+            &[
+                ("registry", host.to_string()),
+                (
+                    "kind",
+                    match &auth {
+                        RegistryAuth::Anonymous => "anonymous",
+                        RegistryAuth::Basic(..) => "basic",
+                        RegistryAuth::Bearer(_) => "bearer",
+                    }
+                    .to_string(),
+                ),
+            ],
         );
         self.credentials.lock().expect("credentials lock").insert(host.to_string(), auth.clone());
         Ok(auth)
@@ -188,7 +197,10 @@ impl RegistryClient {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, RegistryAuth::Basic(user, password)) => {
                 use base64::Engine as _;
-                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                ))
             }
             (None, _) => None,
         };
@@ -197,19 +209,29 @@ impl RegistryClient {
     }
 
     fn forget_authorization(&self, reference: &RegistryReference) {
-        self.authorizations.lock().expect("authorizations lock").remove(&format!("{}/{}", reference.registry, reference.repository));
+        self.authorizations
+            .lock()
+            .expect("authorizations lock")
+            .remove(&format!("{}/{}", reference.registry, reference.repository));
     }
 
     fn retry_error(&self, error: RetryError, registry: &str) -> anyhow::Error {
         match error {
             RetryError::Failed(e) => e,
-            RetryError::GaveUp(gave_up) => FetchError::Unreachable { registry: registry.to_string(), detail: gave_up.to_string() }.into(),
+            RetryError::GaveUp(gave_up) => {
+                FetchError::Unreachable { registry: registry.to_string(), detail: gave_up.to_string() }.into()
+            }
         }
     }
 
     /// Sends a GET and sorts its outcome: the response when it succeeded, a retry when the
     /// failure is transient, or what the registry refused.
-    async fn get(&self, url: &str, accept: Option<&str>, authorization: Option<&str>) -> Attempt<Result<reqwest::Response, Refusal>> {
+    async fn get(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Attempt<Result<reqwest::Response, Refusal>> {
         let mut request = self.http.get(url);
         if let Some(accept) = accept {
             request = request.header(reqwest::header::ACCEPT, accept);
@@ -225,7 +247,11 @@ impl RegistryClient {
         if status.is_success() {
             return Attempt::Done(Ok(response));
         }
-        let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         // Only the start of an error body is shown, so only that much is read.
         let body = read_capped(response, MAX_ERROR_BODY_BYTES).await.map(|(bytes, _)| bytes).unwrap_or_default();
         let detail = format!("HTTP {}{}", status.as_u16(), summary(&String::from_utf8_lossy(&body)));
@@ -250,7 +276,9 @@ impl RegistryClient {
         let mut reauthenticated = false;
         loop {
             let authorization = self.authorization(reference).await?;
-            let outcome = with_retries(what, || attempt(authorization.clone())).await.map_err(|e| self.retry_error(e, &reference.registry))?;
+            let outcome = with_retries(what, || attempt(authorization.clone()))
+                .await
+                .map_err(|e| self.retry_error(e, &reference.registry))?;
             let refusal = match outcome {
                 Ok(value) => return Ok(value),
                 Err(refusal) => refusal,
@@ -263,7 +291,9 @@ impl RegistryClient {
                     reauthenticated = true;
                     continue;
                 }
-                Refusal::Reauthenticate(detail) | Refusal::Unauthorized(detail) => FetchError::Unauthorized { registry, detail }.into(),
+                Refusal::Reauthenticate(detail) | Refusal::Unauthorized(detail) => {
+                    FetchError::Unauthorized { registry, detail }.into()
+                }
                 Refusal::NotFound => FetchError::NotFound { what: what.to_string() }.into(),
                 Refusal::Other(detail) => anyhow::anyhow!("fetching {what}: {detail}"),
             });
@@ -272,7 +302,11 @@ impl RegistryClient {
 
     /// Fetches the manifest named by `reference` (by `digest` when given, else by its own
     /// digest or tag). Returns the bytes and their digest; a pinned digest is verified.
-    pub async fn fetch_manifest(&self, reference: &RegistryReference, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest)> {
+    pub async fn fetch_manifest(
+        &self,
+        reference: &RegistryReference,
+        digest: Option<&Digest>,
+    ) -> Result<(Vec<u8>, Digest)> {
         let pinned = digest.or(reference.digest.as_ref());
         let name = match (pinned, &reference.tag) {
             (Some(digest), _) => digest.to_string(),
@@ -293,10 +327,14 @@ impl RegistryClient {
                         Attempt::Failed(e) => return Attempt::Failed(e),
                     };
                     if response.content_length().is_some_and(|n| n > MAX_MANIFEST_BYTES) {
-                        return Attempt::Failed(anyhow::anyhow!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"));
+                        return Attempt::Failed(anyhow::anyhow!(
+                            "the manifest is larger than {MAX_MANIFEST_BYTES} bytes"
+                        ));
                     }
                     match read_capped(response, MAX_MANIFEST_BYTES).await {
-                        Ok((_, true)) => Attempt::Failed(anyhow::anyhow!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes")),
+                        Ok((_, true)) => {
+                            Attempt::Failed(anyhow::anyhow!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"))
+                        }
                         Ok((bytes, false)) => Attempt::Done(Ok(bytes)),
                         Err(e) => transport_failure(e),
                     }
@@ -315,7 +353,13 @@ impl RegistryClient {
 
     /// Streams one blob into the cache, verified against `digest` and `size`. An answer cut
     /// off part way is fetched again from the start.
-    pub async fn fetch_blob(&self, reference: &RegistryReference, digest: &Digest, size: u64, cache: &BlobCache) -> Result<()> {
+    pub async fn fetch_blob(
+        &self,
+        reference: &RegistryReference,
+        digest: &Digest,
+        size: u64,
+        cache: &BlobCache,
+    ) -> Result<()> {
         let url = format!("{}blobs/{digest}", self.base_url(reference));
         let what = format!("{}/{}@{digest}", reference.registry, reference.repository);
         self.request(reference, &what, |authorization| {
@@ -327,23 +371,29 @@ impl RegistryClient {
                     Attempt::Retry { reason, after } => return Attempt::Retry { reason, after },
                     Attempt::Failed(e) => return Attempt::Failed(e),
                 };
-                let stream = response.bytes_stream().map_err(|e| TransportError { transient: transport_is_transient(&e), detail: error_chain(&e) });
+                let stream = response
+                    .bytes_stream()
+                    .map_err(|e| TransportError { transient: transport_is_transient(&e), detail: error_chain(&e) });
                 match cache.insert_stream(digest, Some(size), stream).await {
                     Ok(_) => Attempt::Done(Ok(())),
                     Err(e) => {
                         let transport = e.chain().find_map(|c| c.downcast_ref::<TransportError>());
                         let short = e.chain().find_map(|c| match c.downcast_ref::<VerifyError>() {
-                            Some(VerifyError::Size { expected, actual, .. }) if actual < expected => Some((*actual, *expected)),
+                            Some(VerifyError::Size { expected, actual, .. }) if actual < expected => {
+                                Some((*actual, *expected))
+                            }
                             _ => None,
                         });
                         match (transport, short) {
-                            (Some(transport), _) if transport.transient => {
-                                Attempt::Retry { reason: format!("the answer was cut off: {}", transport.detail), after: None }
-                            }
+                            (Some(transport), _) if transport.transient => Attempt::Retry {
+                                reason: format!("the answer was cut off: {}", transport.detail),
+                                after: None,
+                            },
                             // The connection ended cleanly, but early.
-                            (None, Some((actual, expected))) => {
-                                Attempt::Retry { reason: format!("the answer was cut off after {actual} of {expected} bytes"), after: None }
-                            }
+                            (None, Some((actual, expected))) => Attempt::Retry {
+                                reason: format!("the answer was cut off after {actual} of {expected} bytes"),
+                                after: None,
+                            },
                             _ => Attempt::Failed(e),
                         }
                     }
@@ -456,7 +506,12 @@ mod tests {
     #[test]
     fn urls_use_docker_hubs_registry_host_and_plain_http_only_when_listed() {
         let client = RegistryClient::new(
-            vec![RegistrySettings { address: "127.0.0.1:5000".into(), username: None, password: None, plain_http: true }],
+            vec![RegistrySettings {
+                address: "127.0.0.1:5000".into(),
+                username: None,
+                password: None,
+                plain_http: true,
+            }],
             DockerConfig::default(),
             DEFAULT_TIMEOUT,
         );

@@ -29,7 +29,10 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 pub enum Attempt<T> {
     Done(T),
     /// Worth another try; `after` is the registry's `Retry-After`, when it sent one.
-    Retry { reason: String, after: Option<Duration> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     Failed(anyhow::Error),
 }
 
@@ -85,7 +88,11 @@ where
         let wait = match after {
             Some(after) if after > MAX_RETRY_AFTER => {
                 let mut gave_up = gave_up();
-                gave_up.reason = format!("{reason}; the registry asks to wait {} s, more than the {} s resin waits", after.as_secs(), MAX_RETRY_AFTER.as_secs());
+                gave_up.reason = format!(
+                    "{reason}; the registry asks to wait {} s, more than the {} s resin waits",
+                    after.as_secs(),
+                    MAX_RETRY_AFTER.as_secs()
+                );
                 return Err(RetryError::GaveUp(gave_up));
             }
             Some(after) => after,
@@ -131,7 +138,11 @@ mod tests {
     fn retry_after_is_seconds_or_a_date() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a date in the past means now");
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
         let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(100));
         let parsed = parse_retry_after(&later).unwrap();
         assert!(parsed > Duration::from_secs(95) && parsed <= Duration::from_secs(100), "{parsed:?}");
@@ -185,10 +196,14 @@ mod tests {
         assert!(matches!(value, Ok(7)));
         assert!(started.elapsed() >= Duration::from_millis(300), "Retry-After is honoured");
 
-        let result: Result<(), RetryError> =
-            retry_with_first_wait("test", quick, || async { Attempt::Retry { reason: "HTTP 429".into(), after: Some(Duration::from_secs(3600)) } }).await;
+        let result: Result<(), RetryError> = retry_with_first_wait("test", quick, || async {
+            Attempt::Retry { reason: "HTTP 429".into(), after: Some(Duration::from_secs(3600)) }
+        })
+        .await;
         match result {
-            Err(RetryError::GaveUp(gave_up)) => assert!(gave_up.reason.contains("asks to wait 3600 s"), "{}", gave_up.reason),
+            Err(RetryError::GaveUp(gave_up)) => {
+                assert!(gave_up.reason.contains("asks to wait 3600 s"), "{}", gave_up.reason)
+            }
             _ => panic!("a Retry-After beyond the bound is given up on"),
         }
     }

@@ -32,8 +32,8 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::build::{artifact_paths, build, file_digest, sbom_bytes, sbom_path, write_sbom};
-use crate::assemble::interop::{linuxkit_document, to_yaml};
 use crate::assemble::compose::{compose, file_kind, Composition, FileSpec, ImageInputs, InputError};
+use crate::assemble::interop::{linuxkit_document, to_yaml};
 use crate::assemble::spec::{KernelSpec, PackageSpec};
 use crate::oci::reference::Digest;
 
@@ -164,7 +164,12 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
         }
     };
     let mut sections = Vec::new();
-    for (attribute, value) in [("init", &state.init), ("onboot", &state.onboot), ("onshutdown", &state.onshutdown), ("services", &state.services)] {
+    for (attribute, value) in [
+        ("init", &state.init),
+        ("onboot", &state.onboot),
+        ("onshutdown", &state.onshutdown),
+        ("services", &state.services),
+    ] {
         let Some(texts) = known_strings(value) else { return Ok(None) };
         let mut packages = Vec::new();
         for (index, text) in texts.iter().enumerate() {
@@ -201,7 +206,19 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
             known(&block.gid),
             known(&block.optional),
         );
-        let (Some(path), Some(contents), Some(sensitive), Some(source), Some(directory), Some(symlink), Some(mode), Some(uid), Some(gid), Some(optional)) = fields else {
+        let (
+            Some(path),
+            Some(contents),
+            Some(sensitive),
+            Some(source),
+            Some(directory),
+            Some(symlink),
+            Some(mode),
+            Some(uid),
+            Some(gid),
+            Some(optional),
+        ) = fields
+        else {
             return Ok(None);
         };
         let at = |field: &'static str| AttributePath::new("file").index(index as i64).attribute(field);
@@ -209,7 +226,11 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
         let kind = match file_kind(contents, sensitive, source, directory.unwrap_or(false), symlink) {
             Ok(kind) => kind,
             Err(e) => {
-                diags.error("Conflicting file settings", format!("resin_image file[{index}]: {e:#}"), AttributePath::new("file").index(index as i64));
+                diags.error(
+                    "Conflicting file settings",
+                    format!("resin_image file[{index}]: {e:#}"),
+                    AttributePath::new("file").index(index as i64),
+                );
                 failed = true;
                 continue;
             }
@@ -218,12 +239,24 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
             None => None,
             Some(Ok(m)) => Some(m),
             Some(Err(m)) => {
-                diags.error("Invalid file mode", format!("resin_image file[{index}]: mode {m:?} is not an octal mode such as \"0644\""), at("mode"));
+                diags.error(
+                    "Invalid file mode",
+                    format!("resin_image file[{index}]: mode {m:?} is not an octal mode such as \"0644\""),
+                    at("mode"),
+                );
                 failed = true;
                 continue;
             }
         };
-        files.push(FileSpec { path: path.unwrap_or_default(), kind, mode, uid, gid, optional: optional.unwrap_or(false), sensitive: is_sensitive });
+        files.push(FileSpec {
+            path: path.unwrap_or_default(),
+            kind,
+            mode,
+            uid,
+            gid,
+            optional: optional.unwrap_or(false),
+            sensitive: is_sensitive,
+        });
     }
     if failed {
         return Err(());
@@ -238,7 +271,11 @@ fn composition_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<
         Ok(composition) => Ok(Some(composition)),
         Err(errors) => {
             for error in errors {
-                diags.error(format!("Invalid {}", error_path_text(&error)), format!("resin_image attribute {error}"), error_path(&error));
+                diags.error(
+                    format!("Invalid {}", error_path_text(&error)),
+                    format!("resin_image attribute {error}"),
+                    error_path(&error),
+                );
             }
             Err(())
         }
@@ -258,7 +295,13 @@ fn error_path_text(error: &InputError) -> String {
 
 fn set_paths(state: &mut ImageState) {
     let (Some(Some(name)), Some(Some(dir))) = (known(&state.name), known(&state.output_dir)) else {
-        for v in [&mut state.id, &mut state.kernel_path, &mut state.initrd_path, &mut state.cmdline_path, &mut state.sbom_path] {
+        for v in [
+            &mut state.id,
+            &mut state.kernel_path,
+            &mut state.initrd_path,
+            &mut state.cmdline_path,
+            &mut state.sbom_path,
+        ] {
             *v = Value::Unknown;
         }
         return;
@@ -281,7 +324,11 @@ fn set_artifacts_unknown(state: &mut ImageState) {
 }
 
 fn recorded_shas(state: &ImageState) -> [Option<String>; 3] {
-    [state.kernel_sha256.as_ref_option().cloned(), state.initrd_sha256.as_ref_option().cloned(), state.cmdline_sha256.as_ref_option().cloned()]
+    [
+        state.kernel_sha256.as_ref_option().cloned(),
+        state.initrd_sha256.as_ref_option().cloned(),
+        state.cmdline_sha256.as_ref_option().cloned(),
+    ]
 }
 
 fn paths_of(state: &ImageState) -> Option<[PathBuf; 3]> {
@@ -345,7 +392,12 @@ impl Image {
 
     /// Writes the SBOM again when it alone is missing or was edited: the other artifacts
     /// are as written, and the SBOM is a function of the composition.
-    async fn restore_sbom(&self, diags: &mut Diagnostics, planned: ImageState, private: Option<Written>) -> Option<(ImageState, Option<Written>)> {
+    async fn restore_sbom(
+        &self,
+        diags: &mut Diagnostics,
+        planned: ImageState,
+        private: Option<Written>,
+    ) -> Option<(ImageState, Option<Written>)> {
         let (composition, name, dir) = Self::target(&planned, diags)?;
         let image = format!("resin_image {name} in {dir}");
         let written = tokio::task::spawn_blocking(move || write_sbom(&composition, Path::new(&dir), &name)).await;
@@ -371,14 +423,20 @@ impl Image {
         set_paths(&mut state);
         let output_dir = PathBuf::from(&dir);
         let result = async {
-            std::fs::create_dir_all(&output_dir).map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", output_dir.display()))?;
+            std::fs::create_dir_all(&output_dir)
+                .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", output_dir.display()))?;
             build(composition, &context.puller, output_dir.clone(), name.clone()).await
         }
         .await;
         let artifacts = match result {
             Ok(artifacts) => artifacts,
             Err(e) => {
-                super::error_at(diags, format!("Cannot assemble image {name}"), &e.context(format!("resin_image {name} in {}", output_dir.display())), AttributePath::root());
+                super::error_at(
+                    diags,
+                    format!("Cannot assemble image {name}"),
+                    &e.context(format!("resin_image {name} in {}", output_dir.display())),
+                    AttributePath::root(),
+                );
                 return None;
             }
         };
@@ -433,14 +491,32 @@ impl Resource for Image {
             attribute("linuxkit_yaml", AttributeType::String, Computed,
                 "The equivalent LinuxKit YAML (kernel, init, onboot, onshutdown, services, files), to compare with or migrate from `linuxkit build`. Files with `sensitive_contents` appear with a placeholder instead of their contents."),
         ];
-        for (artifact, what) in [("kernel", "kernel binary"), ("initrd", "gzip'd newc initrd"), ("cmdline", "kernel command line")] {
-            attributes.push(attribute(&format!("{artifact}_path"), AttributeType::String, Computed, &format!("Path of the {what}.")));
+        for (artifact, what) in
+            [("kernel", "kernel binary"), ("initrd", "gzip'd newc initrd"), ("cmdline", "kernel command line")]
+        {
+            attributes.push(attribute(
+                &format!("{artifact}_path"),
+                AttributeType::String,
+                Computed,
+                &format!("Path of the {what}."),
+            ));
             attributes.push(attribute(&format!("{artifact}_sha256"), AttributeType::String, Computed, &format!("sha256 of the {what} as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches.")));
-            attributes.push(attribute(&format!("{artifact}_size"), AttributeType::Number, Computed, &format!("Size in bytes of the {what}.")));
+            attributes.push(attribute(
+                &format!("{artifact}_size"),
+                AttributeType::Number,
+                Computed,
+                &format!("Size in bytes of the {what}."),
+            ));
         }
         let sensitive = Attribute {
             sensitive: true,
-            ..attribute("sensitive_contents", AttributeType::String, Optional, "Contents that must not show in plans or logs (secrets).").1
+            ..attribute(
+                "sensitive_contents",
+                AttributeType::String,
+                Optional,
+                "Contents that must not show in plans or logs (secrets).",
+            )
+            .1
         };
         let file = list_block("file", "A file, directory or symlink added to the root filesystem after everything else.", vec![
             attribute("path", AttributeType::String, Required, "Absolute path in the image."),
@@ -464,7 +540,11 @@ impl Resource for Image {
     async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
         if let Value::Value(name) = &config.name {
             if !crate::container::is_valid_name(name) {
-                diags.error("Invalid name", format!("resin_image: {name:?} is not a usable file name prefix"), AttributePath::new("name"));
+                diags.error(
+                    "Invalid name",
+                    format!("resin_image: {name:?} is not a usable file name prefix"),
+                    AttributePath::new("name"),
+                );
             }
         }
         // Composition errors that need no registry (conflicting file settings, bad
@@ -536,7 +616,8 @@ impl Resource for Image {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let (mut state, _) = self.plan(diags, proposed)?;
         set_artifacts_unknown(&mut state);
-        let mut will_write: Vec<String> = paths_of(&state).map(|p| p.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
+        let mut will_write: Vec<String> =
+            paths_of(&state).map(|p| p.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
         will_write.extend(state.sbom_path.as_ref_option().cloned());
         Some((state, Some(Written { will_write, ..Written::default() })))
     }
@@ -552,7 +633,9 @@ impl Resource for Image {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         let (mut state, _) = self.plan(diags, proposed)?;
         let mut replace = Vec::new();
-        for (name, before, after) in [("name", &prior.name, &state.name), ("output_dir", &prior.output_dir, &state.output_dir)] {
+        for (name, before, after) in
+            [("name", &prior.name, &state.name), ("output_dir", &prior.output_dir, &state.output_dir)]
+        {
             if before != after {
                 replace.push(AttributePath::new(name));
             }
@@ -606,7 +689,10 @@ impl Resource for Image {
         // disk are what was written: only the configuration's wording changed, or the SBOM
         // is missing or was edited and is written again on its own.
         let kept = (prior.clone(), private.clone());
-        let applied = if !planned.initrd_sha256.is_unknown() && !planned.kernel_sha256.is_unknown() && !planned.cmdline_sha256.is_unknown() {
+        let applied = if !planned.initrd_sha256.is_unknown()
+            && !planned.kernel_sha256.is_unknown()
+            && !planned.cmdline_sha256.is_unknown()
+        {
             if prior.sbom_sha256 == planned.sbom_sha256 {
                 return Some((planned, private));
             }
@@ -634,7 +720,9 @@ impl Resource for Image {
             Some(written) => written.map(Some),
             None => recorded_shas(&prior),
         };
-        let sbom = prior.sbom_path.as_ref_option().map(|path| (PathBuf::from(path), private.sbom_sha256.or_else(|| prior.sbom_sha256.as_ref_option().cloned())));
+        let sbom = prior.sbom_path.as_ref_option().map(|path| {
+            (PathBuf::from(path), private.sbom_sha256.or_else(|| prior.sbom_sha256.as_ref_option().cloned()))
+        });
         for (path, sha) in paths.into_iter().zip(written).chain(sbom) {
             if private.will_write.contains(&path.display().to_string()) {
                 // The replacement writes this path; it overwrites it atomically.
@@ -644,7 +732,10 @@ impl Resource for Image {
             if Some(&current) != sha.as_ref() {
                 diags.warning(
                     "Artifact left in place",
-                    format!("{} is not what this resource wrote (it changed on disk), so destroy leaves it", path.display()),
+                    format!(
+                        "{} is not what this resource wrote (it changed on disk), so destroy leaves it",
+                        path.display()
+                    ),
                     AttributePath::root(),
                 );
                 continue;

@@ -29,9 +29,9 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 use super::provider::{ProviderContext, SharedContext};
 use super::{content_hash, error_at};
 use crate::assemble::spec::ImageDefaults;
+use crate::oci::cache::damaged_blob;
 use crate::oci::platform::Platform;
 use crate::oci::reference::{Digest, ImageReference};
-use crate::oci::cache::damaged_blob;
 use crate::oci::{is_unreachable, ResolvedImage};
 
 /// The image-related fields of a resource state.
@@ -65,7 +65,11 @@ pub trait ImageKind: Send + Sync + 'static {
     fn stub(image: String) -> Self::State;
     /// Checks a pulled image has what the settings name (on a blocking thread); returns
     /// the attribute at fault with the error.
-    fn check_pulled(_state: &Self::State, _image: &ResolvedImage, _cache: &crate::oci::cache::BlobCache) -> Result<(), (&'static str, anyhow::Error)> {
+    fn check_pulled(
+        _state: &Self::State,
+        _image: &ResolvedImage,
+        _cache: &crate::oci::cache::BlobCache,
+    ) -> Result<(), (&'static str, anyhow::Error)> {
         Ok(())
     }
 }
@@ -83,10 +87,7 @@ pub struct ImageResource<K> {
 
 impl<K: ImageKind> ImageResource<K> {
     pub fn new(context: SharedContext) -> Self {
-        ImageResource {
-            context,
-            kind: PhantomData,
-        }
+        ImageResource { context, kind: PhantomData }
     }
 
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
@@ -148,7 +149,11 @@ impl<K: ImageKind> ImageResource<K> {
 
     /// Sets `id`, `digest`, `content_hash` and `spec` from a known digest and the image's
     /// defaults (or marks them unknown).
-    fn set_computed(state: &mut K::State, reference: Option<&ImageReference>, resolved: Option<(Digest, ImageDefaults)>) {
+    fn set_computed(
+        state: &mut K::State,
+        reference: Option<&ImageReference>,
+        resolved: Option<(Digest, ImageDefaults)>,
+    ) {
         let (id, digest_value, defaults) = match (reference, resolved) {
             (Some(reference), Some((digest, defaults))) => (
                 Value::Value(reference.by_digest(digest.clone()).to_string()),
@@ -204,7 +209,12 @@ impl<K: ImageKind> ImageResource<K> {
         match context.puller.resolve(reference, platform, pinned).await {
             Ok(resolved) => Some(resolved),
             Err(e) => {
-                error_at(diags, format!("Cannot resolve image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
+                error_at(
+                    diags,
+                    format!("Cannot resolve image {reference}"),
+                    &e.context(format!("{} attribute image", K::TYPE_NAME)),
+                    AttributePath::new("image"),
+                );
                 None
             }
         }
@@ -225,30 +235,51 @@ impl<K: ImageKind> ImageResource<K> {
         };
         let resolved = Self::resolve(&context, &reference, &platform, pinned.as_ref(), diags).await?;
         if let Err(e) = context.puller.pull(&resolved).await {
-            error_at(diags, format!("Cannot pull image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
+            error_at(
+                diags,
+                format!("Cannot pull image {reference}"),
+                &e.context(format!("{} attribute image", K::TYPE_NAME)),
+                AttributePath::new("image"),
+            );
             return None;
         }
         let (check_state, check_image, cache) = (state.clone(), resolved.clone(), context.puller.cache().clone());
         // Checking reads the layers: a damaged cache blob is fetched again (with_repair).
         let checked = context
             .puller
-            .with_repair(std::slice::from_ref(&resolved), move || match K::check_pulled(&check_state, &check_image, &cache) {
-                Err((_, e)) if damaged_blob(&e).is_some() => Err(e),
-                other => Ok(other),
+            .with_repair(std::slice::from_ref(&resolved), move || {
+                match K::check_pulled(&check_state, &check_image, &cache) {
+                    Err((_, e)) if damaged_blob(&e).is_some() => Err(e),
+                    other => Ok(other),
+                }
             })
             .await;
         match checked {
             Ok(Ok(())) => {}
             Ok(Err((attribute, e))) => {
-                error_at(diags, format!("Unusable image {reference}"), &e.context(format!("{} attribute {attribute}", K::TYPE_NAME)), AttributePath::new(attribute));
+                error_at(
+                    diags,
+                    format!("Unusable image {reference}"),
+                    &e.context(format!("{} attribute {attribute}", K::TYPE_NAME)),
+                    AttributePath::new(attribute),
+                );
                 return None;
             }
             Err(e) => {
-                error_at(diags, format!("Unusable image {reference}"), &e.context(format!("{} attribute image", K::TYPE_NAME)), AttributePath::new("image"));
+                error_at(
+                    diags,
+                    format!("Unusable image {reference}"),
+                    &e.context(format!("{} attribute image", K::TYPE_NAME)),
+                    AttributePath::new("image"),
+                );
                 return None;
             }
         }
-        Self::set_computed(&mut state, Some(&reference), Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))));
+        Self::set_computed(
+            &mut state,
+            Some(&reference),
+            Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))),
+        );
         let mut planned = planned;
         let (planned_fields, fields) = (K::fields(&mut planned), K::fields(&mut state));
         for (name, promised, actual) in [
@@ -309,7 +340,11 @@ impl<K: ImageKind> Resource for ImageResource<K> {
             }
             let platform = Self::platform(&mut state, diags).ok()??;
             let resolved = Self::resolve(&context, &reference, &platform, None, diags).await?;
-            Self::set_computed(&mut state, Some(&reference), Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))));
+            Self::set_computed(
+                &mut state,
+                Some(&reference),
+                Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))),
+            );
             return Some((state, None));
         }
         if reference.digest().is_some() {
@@ -328,20 +363,24 @@ impl<K: ImageKind> Resource for ImageResource<K> {
                 } else {
                     crate::log::info(
                         "tag moved",
-                        &[("reference", reference.to_string()), ("recorded", recorded.unwrap_or_default()), ("remote", remote.clone())],
+                        &[
+                            ("reference", reference.to_string()),
+                            ("recorded", recorded.unwrap_or_default()),
+                            ("remote", remote.clone()),
+                        ],
                     );
                     Some((state, Some(Observed { remote_digest: Some(remote) })))
                 }
             }
             Err(e) => {
-                let why = if is_unreachable(&e) {
-                    "the registry cannot be reached"
-                } else {
-                    "the image cannot be resolved"
-                };
+                let why =
+                    if is_unreachable(&e) { "the registry cannot be reached" } else { "the image cannot be resolved" };
                 diags.warning(
                     format!("Could not refresh {}: {why}", K::TYPE_NAME),
-                    format!("{:#}\n\nThe recorded digest is kept; drift of this tag is not checked in this run.", e.context(format!("re-resolving {reference}"))),
+                    format!(
+                        "{:#}\n\nThe recorded digest is kept; drift of this tag is not checked in this run.",
+                        e.context(format!("re-resolving {reference}"))
+                    ),
                     AttributePath::new("image"),
                 );
                 Some((state, private))
@@ -387,10 +426,8 @@ impl<K: ImageKind> Resource for ImageResource<K> {
                 let same_image = prior_fields.image.as_ref_option() == K::fields(&mut state).image.as_ref_option()
                     && prior_fields.platform.as_ref_option() == Some(&platform.to_string());
                 let recorded = prior_fields.digest.as_ref_option().and_then(|d| d.parse::<Digest>().ok());
-                let observed = private
-                    .as_ref()
-                    .and_then(|p| p.remote_digest.as_ref())
-                    .and_then(|d| d.parse::<Digest>().ok());
+                let observed =
+                    private.as_ref().and_then(|p| p.remote_digest.as_ref()).and_then(|d| d.parse::<Digest>().ok());
                 // An unchanged image keeps its digest and the defaults recorded with it, so
                 // planning needs no registry; a moved tag or a new image is resolved.
                 let (pinned, defaults) = match (same_image, observed, recorded) {
@@ -457,11 +494,18 @@ impl<K: ImageKind> Resource for ImageResource<K> {
         Some(())
     }
 
-    async fn import<'a>(&self, diags: &mut Diagnostics, id: String) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+    async fn import<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        id: String,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         if let Err(e) = id.parse::<ImageReference>() {
             diags.root_error(
                 format!("Cannot import {}: invalid image reference {id:?}", K::TYPE_NAME),
-                format!("{e}. Import takes an image reference, e.g. terraform import {}.name linuxkit/init:v1.0", K::TYPE_NAME),
+                format!(
+                    "{e}. Import takes an image reference, e.g. terraform import {}.name linuxkit/init:v1.0",
+                    K::TYPE_NAME
+                ),
             );
             return None;
         }

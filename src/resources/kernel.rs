@@ -116,7 +116,11 @@ impl ImageKind for Kernel {
         serde_json::to_value(spec).ok()
     }
 
-    fn check_pulled(state: &KernelState, image: &crate::oci::ResolvedImage, cache: &crate::oci::cache::BlobCache) -> Result<(), (&'static str, anyhow::Error)> {
+    fn check_pulled(
+        state: &KernelState,
+        image: &crate::oci::ResolvedImage,
+        cache: &crate::oci::cache::BlobCache,
+    ) -> Result<(), (&'static str, anyhow::Error)> {
         use crate::rootfs::tree::Node;
         let tree = crate::assemble::build::flatten_pulled(image, cache).map_err(|e| ("image", e))?;
         let files = [
@@ -128,16 +132,16 @@ impl ImageKind for Kernel {
             let Some(file) = file else { continue };
             let path = crate::rootfs::path::normalise(file.as_bytes()).map_err(|e| (attribute, e))?;
             if !matches!(tree.get(&path), Some(Node::File(_))) {
-                return Err((attribute, anyhow::anyhow!("{} has no file /{}", image.reference, file.trim_start_matches('/'))));
+                return Err((
+                    attribute,
+                    anyhow::anyhow!("{} has no file /{}", image.reference, file.trim_start_matches('/')),
+                ));
             }
         }
         Ok(())
     }
 
     fn stub(image: String) -> KernelState {
-        KernelState {
-            image: Value::Value(image),
-            ..Default::default()
-        }
+        KernelState { image: Value::Value(image), ..Default::default() }
     }
 }

@@ -20,7 +20,12 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// One diagnostic for a failure: a short summary, the whole context chain as detail, and
 /// the attribute it concerns.
-pub(crate) fn error_at(diags: &mut Diagnostics, summary: impl Into<String>, error: &anyhow::Error, path: AttributePath) {
+pub(crate) fn error_at(
+    diags: &mut Diagnostics,
+    summary: impl Into<String>,
+    error: &anyhow::Error,
+    path: AttributePath,
+) {
     diags.error(summary.into(), format!("{error:#}"), path);
 }
 

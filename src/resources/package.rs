@@ -11,11 +11,11 @@ use tf_provider::{AttributePath, Diagnostics};
 
 use super::image_resource::{ImageFields, ImageKind};
 use super::schema::{attribute, image_attributes, list_block, optional_block, resource_schema, string_map, strings};
+use crate::assemble::spec::{ImageDefaults, PackageSpec, SPEC_VERSION};
 use crate::container::{
     self, BindNamespaces, ContainerOptions, CpuResources, Device, Interface, MemoryResources, Mount, PathStep,
     Resources, Runtime,
 };
-use crate::assemble::spec::{ImageDefaults, PackageSpec, SPEC_VERSION};
 use crate::oci::reference::ImageReference;
 
 pub struct Package;
@@ -188,7 +188,11 @@ impl Conversion {
     }
 
     /// A list block; empty means "not set", like an absent block.
-    fn blocks<B: Clone, T>(&mut self, value: &Value<Vec<B>>, mut convert: impl FnMut(&mut Self, &B) -> T) -> Option<Vec<T>> {
+    fn blocks<B: Clone, T>(
+        &mut self,
+        value: &Value<Vec<B>>,
+        mut convert: impl FnMut(&mut Self, &B) -> T,
+    ) -> Option<Vec<T>> {
         let items = self.scalar(value)?;
         if items.is_empty() {
             return None;
@@ -341,9 +345,11 @@ impl ImageKind for Package {
         let mut attributes = image_attributes(
             "OCI image reference: `name[:tag][@sha256:...]` as Docker normalises it, or `oci-layout:<dir>[:<tag>|@sha256:...]` for a local OCI image layout.",
         );
-        let namespace = |name: &str, extra: &str| attribute(name, AttributeType::String, Optional, &format!(
+        let namespace = |name: &str, extra: &str| {
+            attribute(name, AttributeType::String, Optional, &format!(
             "{} namespace: `host` to share the host's, `new` for a new one{extra}, or the absolute path of a namespace to join. Default: the image label's, else {}.",
-            name, if name == "pid" { "`new`" } else { "`host`" }));
+            name, if name == "pid" { "`new`" } else { "`host`" }))
+        };
         attributes.extend([
             attribute("name", AttributeType::String, OptionalComputed,
                 "Container name: the bundle directory (`containers/<section>/[NNN-]<name>`) and the key of uid/gid allocation. Default: the last component of the image repository."),
@@ -383,49 +389,129 @@ impl ImageKind for Package {
             attribute("annotations", string_map(), Optional, "OCI annotations of the container."),
         ]);
         let blocks = vec![
-            mount_block("mounts", "A mount of the container (OCI `mounts`); overrides tmpfs and binds with the same destination."),
-            list_block("devices", "A device node in the container and its cgroup allow rule (access `rwm`).", vec![
-                attribute("path", AttributeType::String, Required, "Device path, or `all` for only a cgroup rule covering every device of `type`."),
-                attribute("type", AttributeType::String, Required, "`c` (character), `b` (block), `u`, `p` (FIFO) or `a` (all)."),
-                attribute("major", AttributeType::Number, Optional, "Major number."),
-                attribute("minor", AttributeType::Number, Optional, "Minor number."),
-                attribute("mode", AttributeType::String, Optional, "File mode as an octal string, e.g. `\"0666\"`."),
-            ], vec![]),
-            optional_block("resources", "cgroup resource limits (OCI `linux.resources`).", vec![
-                attribute("pids_limit", AttributeType::Number, Optional, "Largest number of processes."),
-                attribute("block_io_weight", AttributeType::Number, Optional, "Block I/O weight, 10..1000."),
-            ], vec![
-                optional_block("memory", "Memory limits, in bytes.", vec![
-                    attribute("limit", AttributeType::Number, Optional, "Memory limit."),
-                    attribute("reservation", AttributeType::Number, Optional, "Soft limit."),
-                    attribute("swap", AttributeType::Number, Optional, "Memory plus swap limit."),
-                    attribute("swappiness", AttributeType::Number, Optional, "Swappiness, 0..100."),
-                    attribute("disable_oom_killer", AttributeType::Bool, Optional, "Disable the OOM killer."),
-                ], vec![]),
-                optional_block("cpu", "CPU limits.", vec![
-                    attribute("shares", AttributeType::Number, Optional, "Relative CPU weight."),
-                    attribute("quota", AttributeType::Number, Optional, "CPU time in microseconds per period."),
-                    attribute("period", AttributeType::Number, Optional, "Period in microseconds."),
-                    attribute("cpus", AttributeType::String, Optional, "CPUs to run on (cpuset, e.g. `0-1`)."),
-                    attribute("mems", AttributeType::String, Optional, "Memory nodes (cpuset)."),
-                ], vec![]),
-            ]),
-            optional_block("runtime", "What the image's init prepares before the container starts (`runtime.json`).", vec![
-                attribute("cgroups", strings(), Optional, "cgroups to create."),
-                attribute("mkdir", strings(), Optional, "Directories to create (relative paths are relative to the bundle's rootfs)."),
-                attribute("namespace", AttributeType::String, Optional, "containerd namespace of a service. Default: `services.linuxkit`."),
-            ], vec![
-                mount_block("mounts", "A mount made before the container starts."),
-                list_block("interfaces", "A network interface created in or moved into the container.", vec![
-                    attribute("name", AttributeType::String, Required, "Interface name."),
-                    attribute("add", AttributeType::String, Optional, "Type of interface to create (e.g. `veth`); unset to move an existing one."),
-                    attribute("peer", AttributeType::String, Optional, "Peer name of a veth pair."),
-                    attribute("create_in_root", AttributeType::Bool, Optional, "Create in the root namespace, then move into the container."),
-                ], vec![]),
-                optional_block("bind_ns", "Paths where the container's namespaces are bind-mounted once it runs.", ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"]
-                    .map(|ns| attribute(ns, AttributeType::String, Optional, &format!("Absolute path to bind the {ns} namespace to.")))
-                    .into(), vec![]),
-            ]),
+            mount_block(
+                "mounts",
+                "A mount of the container (OCI `mounts`); overrides tmpfs and binds with the same destination.",
+            ),
+            list_block(
+                "devices",
+                "A device node in the container and its cgroup allow rule (access `rwm`).",
+                vec![
+                    attribute(
+                        "path",
+                        AttributeType::String,
+                        Required,
+                        "Device path, or `all` for only a cgroup rule covering every device of `type`.",
+                    ),
+                    attribute(
+                        "type",
+                        AttributeType::String,
+                        Required,
+                        "`c` (character), `b` (block), `u`, `p` (FIFO) or `a` (all).",
+                    ),
+                    attribute("major", AttributeType::Number, Optional, "Major number."),
+                    attribute("minor", AttributeType::Number, Optional, "Minor number."),
+                    attribute(
+                        "mode",
+                        AttributeType::String,
+                        Optional,
+                        "File mode as an octal string, e.g. `\"0666\"`.",
+                    ),
+                ],
+                vec![],
+            ),
+            optional_block(
+                "resources",
+                "cgroup resource limits (OCI `linux.resources`).",
+                vec![
+                    attribute("pids_limit", AttributeType::Number, Optional, "Largest number of processes."),
+                    attribute("block_io_weight", AttributeType::Number, Optional, "Block I/O weight, 10..1000."),
+                ],
+                vec![
+                    optional_block(
+                        "memory",
+                        "Memory limits, in bytes.",
+                        vec![
+                            attribute("limit", AttributeType::Number, Optional, "Memory limit."),
+                            attribute("reservation", AttributeType::Number, Optional, "Soft limit."),
+                            attribute("swap", AttributeType::Number, Optional, "Memory plus swap limit."),
+                            attribute("swappiness", AttributeType::Number, Optional, "Swappiness, 0..100."),
+                            attribute("disable_oom_killer", AttributeType::Bool, Optional, "Disable the OOM killer."),
+                        ],
+                        vec![],
+                    ),
+                    optional_block(
+                        "cpu",
+                        "CPU limits.",
+                        vec![
+                            attribute("shares", AttributeType::Number, Optional, "Relative CPU weight."),
+                            attribute("quota", AttributeType::Number, Optional, "CPU time in microseconds per period."),
+                            attribute("period", AttributeType::Number, Optional, "Period in microseconds."),
+                            attribute("cpus", AttributeType::String, Optional, "CPUs to run on (cpuset, e.g. `0-1`)."),
+                            attribute("mems", AttributeType::String, Optional, "Memory nodes (cpuset)."),
+                        ],
+                        vec![],
+                    ),
+                ],
+            ),
+            optional_block(
+                "runtime",
+                "What the image's init prepares before the container starts (`runtime.json`).",
+                vec![
+                    attribute("cgroups", strings(), Optional, "cgroups to create."),
+                    attribute(
+                        "mkdir",
+                        strings(),
+                        Optional,
+                        "Directories to create (relative paths are relative to the bundle's rootfs).",
+                    ),
+                    attribute(
+                        "namespace",
+                        AttributeType::String,
+                        Optional,
+                        "containerd namespace of a service. Default: `services.linuxkit`.",
+                    ),
+                ],
+                vec![
+                    mount_block("mounts", "A mount made before the container starts."),
+                    list_block(
+                        "interfaces",
+                        "A network interface created in or moved into the container.",
+                        vec![
+                            attribute("name", AttributeType::String, Required, "Interface name."),
+                            attribute(
+                                "add",
+                                AttributeType::String,
+                                Optional,
+                                "Type of interface to create (e.g. `veth`); unset to move an existing one.",
+                            ),
+                            attribute("peer", AttributeType::String, Optional, "Peer name of a veth pair."),
+                            attribute(
+                                "create_in_root",
+                                AttributeType::Bool,
+                                Optional,
+                                "Create in the root namespace, then move into the container.",
+                            ),
+                        ],
+                        vec![],
+                    ),
+                    optional_block(
+                        "bind_ns",
+                        "Paths where the container's namespaces are bind-mounted once it runs.",
+                        ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"]
+                            .map(|ns| {
+                                attribute(
+                                    ns,
+                                    AttributeType::String,
+                                    Optional,
+                                    &format!("Absolute path to bind the {ns} namespace to."),
+                                )
+                            })
+                            .into(),
+                        vec![],
+                    ),
+                ],
+            ),
         ];
         resource_schema(
             "One OCI image plus how it runs inside a machine image: as an `init` image (unpacked at `/`) or as an onboot, onshutdown or service container whose `config.json` and `runtime.json` these settings shape. Unset settings come from the image's `org.mobyproject.config` label, then its config, as in LinuxKit.",
@@ -458,11 +544,17 @@ impl ImageKind for Package {
         let (options, _) = options_of(state);
         let image = state.image.as_ref_option().map_or("(unknown image)", String::as_str);
         for error in container::validate(&options) {
-            let attribute = error.path.iter().map(|s| match s {
-                PathStep::Field(f) => f.to_string(),
-                PathStep::Index(i) => format!("[{i}]"),
-                PathStep::Key(k) => format!("[{k:?}]"),
-            }).collect::<Vec<_>>().join(".").replace(".[", "[");
+            let attribute = error
+                .path
+                .iter()
+                .map(|s| match s {
+                    PathStep::Field(f) => f.to_string(),
+                    PathStep::Index(i) => format!("[{i}]"),
+                    PathStep::Key(k) => format!("[{k:?}]"),
+                })
+                .collect::<Vec<_>>()
+                .join(".")
+                .replace(".[", "[");
             diags.error(
                 format!("Invalid {attribute}"),
                 format!("resin_package ({image}): {error}"),
@@ -520,7 +612,8 @@ mod tests {
 
     #[test]
     fn single_blocks_point_through_index_zero() {
-        let path = attribute_path(&[PathStep::Field("resources"), PathStep::Field("memory"), PathStep::Field("swappiness")]);
+        let path =
+            attribute_path(&[PathStep::Field("resources"), PathStep::Field("memory"), PathStep::Field("swappiness")]);
         let expected = AttributePath::new("resources").index(0).attribute("memory").index(0).attribute("swappiness");
         assert_eq!(path, expected);
         let path = attribute_path(&[PathStep::Field("binds"), PathStep::Index(2)]);

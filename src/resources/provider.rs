@@ -75,7 +75,10 @@ fn known_string(value: &Value<String>, name: &str, diags: &mut Diagnostics) -> O
         Value::Value(s) => Some(Some(s.clone())),
         Value::Null => Some(None),
         Value::Unknown => {
-            diags.error_short(format!("{name} must be known when the provider is configured"), AttributePath::new(name.to_string()));
+            diags.error_short(
+                format!("{name} must be known when the provider is configured"),
+                AttributePath::new(name.to_string()),
+            );
             None
         }
     }
@@ -136,12 +139,20 @@ impl Provider for ResinProvider {
         }
         if let Value::Value(n) = config.parallel_pulls {
             if !(1..=64).contains(&n) {
-                diags.error("Invalid parallel_pulls", format!("{n} is outside 1..64"), AttributePath::new("parallel_pulls"));
+                diags.error(
+                    "Invalid parallel_pulls",
+                    format!("{n} is outside 1..64"),
+                    AttributePath::new("parallel_pulls"),
+                );
             }
         }
         if let Value::Value(n) = config.registry_timeout {
             if !(1..=3600).contains(&n) {
-                diags.error("Invalid registry_timeout", format!("{n} seconds is outside 1..3600"), AttributePath::new("registry_timeout"));
+                diags.error(
+                    "Invalid registry_timeout",
+                    format!("{n} seconds is outside 1..3600"),
+                    AttributePath::new("registry_timeout"),
+                );
             }
         }
         for (index, block) in config.registry.iter().flatten().enumerate() {
@@ -159,7 +170,12 @@ impl Provider for ResinProvider {
         Some(())
     }
 
-    async fn configure<'a>(&self, diags: &mut Diagnostics, _terraform_version: String, config: Self::Config<'a>) -> Option<()> {
+    async fn configure<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        _terraform_version: String,
+        config: Self::Config<'a>,
+    ) -> Option<()> {
         let cache_dir = match known_string(&config.cache_dir, "cache_dir", diags)? {
             Some(dir) => PathBuf::from(dir),
             None => match default_cache_dir() {
@@ -170,7 +186,8 @@ impl Provider for ResinProvider {
                 }
             },
         };
-        let platform = known_string(&config.platform, "platform", diags)?.unwrap_or_else(|| DEFAULT_PLATFORM.to_string());
+        let platform =
+            known_string(&config.platform, "platform", diags)?.unwrap_or_else(|| DEFAULT_PLATFORM.to_string());
         let platform: Platform = match platform.parse() {
             Ok(p) => p,
             Err(e) => {

@@ -17,16 +17,15 @@ pub fn description(text: &str) -> Description {
     Description::markdown(text)
 }
 
-pub fn attribute(name: &str, attr_type: AttributeType, constraint: AttributeConstraint, text: &str) -> (String, Attribute) {
+pub fn attribute(
+    name: &str,
+    attr_type: AttributeType,
+    constraint: AttributeConstraint,
+    text: &str,
+) -> (String, Attribute) {
     (
         name.to_string(),
-        Attribute {
-            attr_type,
-            description: description(text),
-            constraint,
-            sensitive: false,
-            deprecated: false,
-        },
+        Attribute { attr_type, description: description(text), constraint, sensitive: false, deprecated: false },
     )
 }
 
@@ -39,12 +38,22 @@ pub fn string_map() -> AttributeType {
 }
 
 /// A block that may appear once (`NestedBlock::Optional`: a list of at most one item).
-pub fn optional_block(name: &str, text: &str, attributes: Vec<(String, Attribute)>, blocks: Vec<(String, NestedBlock)>) -> (String, NestedBlock) {
+pub fn optional_block(
+    name: &str,
+    text: &str,
+    attributes: Vec<(String, Attribute)>,
+    blocks: Vec<(String, NestedBlock)>,
+) -> (String, NestedBlock) {
     (name.to_string(), NestedBlock::Optional(block(text, attributes, blocks)))
 }
 
 /// A block that may repeat.
-pub fn list_block(name: &str, text: &str, attributes: Vec<(String, Attribute)>, blocks: Vec<(String, NestedBlock)>) -> (String, NestedBlock) {
+pub fn list_block(
+    name: &str,
+    text: &str,
+    attributes: Vec<(String, Attribute)>,
+    blocks: Vec<(String, NestedBlock)>,
+) -> (String, NestedBlock) {
     (name.to_string(), NestedBlock::List(block(text, attributes, blocks)))
 }
 

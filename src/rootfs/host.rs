@@ -68,7 +68,12 @@ pub struct PlannedFile {
 
 impl PlannedFile {
     pub fn open(path: &Path, expected: &Digest, size: u64) -> Result<PlannedFile> {
-        Ok(PlannedFile { reader: HashingReader::new(open_regular(path)?.take(size)), expected: expected.clone(), size, path: path.to_path_buf() })
+        Ok(PlannedFile {
+            reader: HashingReader::new(open_regular(path)?.take(size)),
+            expected: expected.clone(),
+            size,
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -107,7 +112,9 @@ mod tests {
         let fifo = dir.path().join("fifo");
         let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
         assert!(status.success());
-        for (path, kind) in [(fifo.as_path(), "a FIFO"), (Path::new("/dev/zero"), "a character device"), (dir.path(), "a directory")] {
+        for (path, kind) in
+            [(fifo.as_path(), "a FIFO"), (Path::new("/dev/zero"), "a character device"), (dir.path(), "a directory")]
+        {
             // A FIFO without a writer must not block: this returns at once.
             let err = digest_regular(path).unwrap_err();
             assert!(format!("{err:#}").contains(kind), "{}: {err:#}", path.display());
@@ -130,7 +137,8 @@ mod tests {
         assert_eq!(out, b"planned");
         for edited in [&b"planted"[..], b"plan", b"planted and more", b""] {
             std::fs::write(&file, edited).unwrap();
-            let err = std::io::copy(&mut PlannedFile::open(&file, &digest, size).unwrap(), &mut Vec::new()).unwrap_err();
+            let err =
+                std::io::copy(&mut PlannedFile::open(&file, &digest, size).unwrap(), &mut Vec::new()).unwrap_err();
             assert!(err.to_string().contains("changed since the plan"), "{edited:?}: {err:#}");
         }
     }

@@ -33,12 +33,24 @@ const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {
     Directory,
-    File { size: u64 },
-    Symlink { target: Vec<u8> },
+    File {
+        size: u64,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
     /// A hard link to the (normalised) path of an earlier entry.
-    HardLink { target: Vec<u8> },
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    HardLink {
+        target: Vec<u8>,
+    },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     /// `.wh.<name>`: hides `<name>` of lower layers (the path is the hidden one).
     Whiteout,
@@ -92,7 +104,12 @@ impl LayerSource {
             (Ok(file), _) => file,
             // A cache blob gone since it was pulled (evicted by another run): fetched again.
             (Err(e), Some((digest, _))) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(DamagedBlob { digest: digest.clone(), detail: "it is missing from the cache".into(), file: None }.into());
+                return Err(DamagedBlob {
+                    digest: digest.clone(),
+                    detail: "it is missing from the cache".into(),
+                    file: None,
+                }
+                .into());
             }
             (Err(e), _) => return Err(e).with_context(|| format!("opening layer {}", self.path.display())),
         };
@@ -198,7 +215,9 @@ impl<R: BufRead> ZstdFrames<R> {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a zstd skippable frame ends early"));
                     }
                 }
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("reading a zstd frame header: {e}"))),
+                Err(e) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("reading a zstd frame header: {e}")))
+                }
             }
         }
     }
@@ -221,9 +240,14 @@ impl<R: BufRead> Read for ZstdFrames<R> {
                 if n > 0 {
                     return Ok(n);
                 }
-                if let (Some(stored), Some(computed)) = (frame.get_checksum_from_data(), frame.get_calculated_checksum()) {
+                if let (Some(stored), Some(computed)) =
+                    (frame.get_checksum_from_data(), frame.get_calculated_checksum())
+                {
                     if stored != computed {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame checksum mismatch: stored {stored:08x}, computed {computed:08x}")));
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("zstd frame checksum mismatch: stored {stored:08x}, computed {computed:08x}"),
+                        ));
                     }
                 }
                 self.frame = None;
@@ -271,13 +295,14 @@ fn entry_of(ordinal: usize, entry: &mut tar::Entry<'_, impl Read>) -> Result<Opt
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
             EntryKind::File { size: entry.size() }
         }
-        tar::EntryType::Symlink => EntryKind::Symlink {
-            target: entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default(),
-        },
+        tar::EntryType::Symlink => {
+            EntryKind::Symlink { target: entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default() }
+        }
         tar::EntryType::Link => {
             let target = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
             EntryKind::HardLink {
-                target: normalise(&target).with_context(|| format!("hard link {}", String::from_utf8_lossy(&raw_path)))?,
+                target: normalise(&target)
+                    .with_context(|| format!("hard link {}", String::from_utf8_lossy(&raw_path)))?,
             }
         }
         tar::EntryType::Char => {
@@ -290,9 +315,10 @@ fn entry_of(ordinal: usize, entry: &mut tar::Entry<'_, impl Read>) -> Result<Opt
         }
         tar::EntryType::Fifo => EntryKind::Fifo,
         // Metadata entries: the reader applies long names and PAX headers itself.
-        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => {
-            return Ok(None)
-        }
+        tar::EntryType::XGlobalHeader
+        | tar::EntryType::XHeader
+        | tar::EntryType::GNULongName
+        | tar::EntryType::GNULongLink => return Ok(None),
         other => bail!("unsupported tar entry type {:?} for {}", other, String::from_utf8_lossy(&raw_path)),
     };
     let mut xattrs = Vec::new();
@@ -325,7 +351,10 @@ fn entry_of(ordinal: usize, entry: &mut tar::Entry<'_, impl Read>) -> Result<Opt
 
 /// Walks the entries of a plain tar stream in order. `visit` gets each entry and the
 /// entry's data reader (the data of a regular file; read it or leave it).
-pub fn for_each_entry(tar_stream: impl Read, mut visit: impl FnMut(LayerEntry, &mut dyn Read) -> Result<()>) -> Result<()> {
+pub fn for_each_entry(
+    tar_stream: impl Read,
+    mut visit: impl FnMut(LayerEntry, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
     let mut archive = tar::Archive::new(tar_stream);
     let entries = archive.entries().context("reading the tar stream")?;
     let mut previous: Option<String> = None;
@@ -403,12 +432,24 @@ pub(crate) mod tests {
                 }
                 EntryKind::Symlink { target } => {
                     header.set_entry_type(tar::EntryType::Symlink);
-                    builder.append_link(&mut header, std::str::from_utf8(path).unwrap(), std::str::from_utf8(target).unwrap()).unwrap();
+                    builder
+                        .append_link(
+                            &mut header,
+                            std::str::from_utf8(path).unwrap(),
+                            std::str::from_utf8(target).unwrap(),
+                        )
+                        .unwrap();
                     continue;
                 }
                 EntryKind::HardLink { target } => {
                     header.set_entry_type(tar::EntryType::Link);
-                    builder.append_link(&mut header, std::str::from_utf8(path).unwrap(), std::str::from_utf8(target).unwrap()).unwrap();
+                    builder
+                        .append_link(
+                            &mut header,
+                            std::str::from_utf8(path).unwrap(),
+                            std::str::from_utf8(target).unwrap(),
+                        )
+                        .unwrap();
                     continue;
                 }
                 EntryKind::CharDevice { major, minor } => {
@@ -440,10 +481,8 @@ pub(crate) mod tests {
             (long.as_bytes(), EntryKind::File { size: 1 }),
         ]);
         let entries = read_entries(&stream[..]).unwrap();
-        let summary: Vec<(String, EntryKind)> = entries
-            .iter()
-            .map(|e| (String::from_utf8_lossy(&e.path).into_owned(), e.kind.clone()))
-            .collect();
+        let summary: Vec<(String, EntryKind)> =
+            entries.iter().map(|e| (String::from_utf8_lossy(&e.path).into_owned(), e.kind.clone())).collect();
         assert_eq!(
             summary,
             vec![
@@ -533,7 +572,11 @@ pub(crate) mod tests {
                 for part in [&plain[..half], &plain[half..]] {
                     let path = dir.join(format!("{name}.part"));
                     std::fs::write(&path, part).unwrap();
-                    let output = std::process::Command::new("zstd").args(["-q", "-c", "--check"]).arg(&path).output().expect("zstd is installed by make test");
+                    let output = std::process::Command::new("zstd")
+                        .args(["-q", "-c", "--check"])
+                        .arg(&path)
+                        .output()
+                        .expect("zstd is installed by make test");
                     assert!(output.status.success());
                     out.extend_from_slice(&output.stdout);
                     if out.len() < 1_000_000 && part.as_ptr() == plain.as_ptr() {
@@ -569,15 +612,22 @@ pub(crate) mod tests {
                 damaged[position] ^= 0x01;
                 std::fs::write(&source.path, &damaged).unwrap();
                 let err = read_paths(&source).unwrap_err();
-                let damage = err.downcast_ref::<DamagedBlob>().unwrap_or_else(|| panic!("{compression} at {position}: {err:#}"));
+                let damage =
+                    err.downcast_ref::<DamagedBlob>().unwrap_or_else(|| panic!("{compression} at {position}: {err:#}"));
                 assert_eq!(&damage.digest, &source.blob.as_ref().unwrap().0);
                 // A later read of the same assembly checks the blob just the same.
                 let err = read_paths(&source.again()).unwrap_err();
-                assert!(err.downcast_ref::<DamagedBlob>().is_some(), "{compression} at {position}, read again: {err:#}");
+                assert!(
+                    err.downcast_ref::<DamagedBlob>().is_some(),
+                    "{compression} at {position}, read again: {err:#}"
+                );
             }
             // Truncated, or with bytes appended: damaged too.
             std::fs::write(&source.path, &bytes[..bytes.len() - 1]).unwrap();
-            assert!(read_paths(&source).unwrap_err().downcast_ref::<DamagedBlob>().is_some(), "{compression} truncated");
+            assert!(
+                read_paths(&source).unwrap_err().downcast_ref::<DamagedBlob>().is_some(),
+                "{compression} truncated"
+            );
             std::fs::write(&source.path, [&bytes[..], b"x"].concat()).unwrap();
             assert!(read_paths(&source).unwrap_err().downcast_ref::<DamagedBlob>().is_some(), "{compression} appended");
             std::fs::write(&source.path, &bytes).unwrap();
@@ -621,14 +671,21 @@ pub(crate) mod tests {
             assert!(format!("{err:#}").contains("names no file"), "{}: {err:#}", String::from_utf8_lossy(name));
         }
         // AUFS bookkeeping entries are skipped.
-        let stream = tar_of(&[(b"a/.wh..wh.plnk", EntryKind::Directory), (b"a/.wh..wh..opq", EntryKind::File { size: 0 })]);
+        let stream =
+            tar_of(&[(b"a/.wh..wh.plnk", EntryKind::Directory), (b"a/.wh..wh..opq", EntryKind::File { size: 0 })]);
         let entries = read_entries(&stream[..]).unwrap();
-        assert_eq!(entries.iter().map(|e| (e.path.clone(), e.kind.clone())).collect::<Vec<_>>(), vec![(b"a".to_vec(), EntryKind::Opaque)]);
+        assert_eq!(
+            entries.iter().map(|e| (e.path.clone(), e.kind.clone())).collect::<Vec<_>>(),
+            vec![(b"a".to_vec(), EntryKind::Opaque)]
+        );
     }
 
     #[test]
     fn truncated_data_is_reported_at_its_entry() {
-        let good = tar_of(&[(b"usr/bin/tool", EntryKind::File { size: 4000 }), (b"usr/bin/next", EntryKind::File { size: 1 })]);
+        let good = tar_of(&[
+            (b"usr/bin/tool", EntryKind::File { size: 4000 }),
+            (b"usr/bin/next", EntryKind::File { size: 1 }),
+        ]);
         let err = read_entries(&good[..2048]).unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains("usr/bin/tool") && message.contains("ends after"), "{message}");

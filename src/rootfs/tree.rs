@@ -212,8 +212,14 @@ impl Tree {
                 EntryKind::Symlink { target } => Node::Symlink(meta, target.clone()),
                 EntryKind::HardLink { target } => match self.nodes.get(target) {
                     Some(Node::File(id)) => Node::File(*id),
-                    Some(_) => bail!("hard link {} -> {}: the target is not a regular file", display(&entry.path), display(target)),
-                    None => bail!("hard link {} -> {}: the target does not exist", display(&entry.path), display(target)),
+                    Some(_) => bail!(
+                        "hard link {} -> {}: the target is not a regular file",
+                        display(&entry.path),
+                        display(target)
+                    ),
+                    None => {
+                        bail!("hard link {} -> {}: the target does not exist", display(&entry.path), display(target))
+                    }
                 },
                 EntryKind::CharDevice { major, minor } => Node::CharDevice(meta, *major, *minor),
                 EntryKind::BlockDevice { major, minor } => Node::BlockDevice(meta, *major, *minor),
@@ -286,7 +292,9 @@ impl Tree {
                 Node::BlockDevice(meta, major, minor) => {
                     writer.entry(&name(path), &with_type(meta, S_IFBLK, (*major, *minor)), 0, std::io::empty())?
                 }
-                Node::Fifo(meta) => writer.entry(&name(path), &with_type(meta, S_IFIFO, (0, 0)), 0, std::io::empty())?,
+                Node::Fifo(meta) => {
+                    writer.entry(&name(path), &with_type(meta, S_IFIFO, (0, 0)), 0, std::io::empty())?
+                }
                 _ => {}
             }
         }
@@ -319,9 +327,17 @@ impl Tree {
                         if let Some(id) = wanted.remove(&entry.ordinal) {
                             let inode = &self.inodes[id];
                             if !matches!(entry.kind, EntryKind::File { size } if size == inode.size) {
-                                bail!("layer changed between reads: entry {} is not the file it was", display(&entry.path));
+                                bail!(
+                                    "layer changed between reads: entry {} is not the file it was",
+                                    display(&entry.path)
+                                );
                             }
-                            writer.hard_links(&links[&id], &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
+                            writer.hard_links(
+                                &links[&id],
+                                &with_type(&inode.meta, S_IFREG, (0, 0)),
+                                inode.size,
+                                data,
+                            )?;
                         }
                         Ok(())
                     })?;
@@ -343,7 +359,16 @@ mod tests {
 
     /// A layer entry from a short description.
     fn e(path: &str, kind: EntryKind) -> LayerEntry {
-        LayerEntry { ordinal: 0, path: path.as_bytes().to_vec(), kind, mode: 0o755, uid: 0, gid: 0, mtime: 1, xattrs: vec![] }
+        LayerEntry {
+            ordinal: 0,
+            path: path.as_bytes().to_vec(),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            xattrs: vec![],
+        }
     }
 
     fn f(path: &str) -> LayerEntry {
@@ -385,28 +410,68 @@ mod tests {
         type Case<'a> = (&'a str, Vec<Vec<LayerEntry>>, Vec<&'a str>);
         let cases: Vec<Case> = vec![
             ("file whiteout", vec![vec![f("a/x"), f("a/y")], vec![e("a/x", Whiteout)]], vec!["d a", "f a/y 0"]),
-            ("directory whiteout removes the subtree", vec![vec![f("a/b/x"), f("a/c")], vec![e("a/b", Whiteout)]], vec!["d a", "f a/c 0"]),
-            ("opaque directory hides lower contents only",
-                vec![vec![f("a/old"), f("b")], vec![e("a", Opaque), f("a/new")]], vec!["d a", "f a/new 1", "f b 0"]),
-            ("opaque marker after the new file in the same layer",
-                vec![vec![f("a/old")], vec![f("a/new"), e("a", Opaque)]], vec!["d a", "f a/new 1"]),
-            ("deleted and recreated directory has only new contents",
-                vec![vec![f("d/old")], vec![e("d", Whiteout)], vec![e("d", Directory), f("d/new")]], vec!["d d", "f d/new 2"]),
-            ("whiteout in the same layer does not hide its own entries",
-                vec![vec![f("x")], vec![f("x"), e("x", Whiteout)]], vec!["f x 1"]),
-            ("directory replaced by a file",
-                vec![vec![f("p/x")], vec![f("p")]], vec!["f p 1"]),
-            ("directory replaced by a symlink and back",
-                vec![vec![f("p/x")], vec![e("p", Symlink { target: b"/q".to_vec() })], vec![e("p", Directory), f("p/y")]],
-                vec!["d p", "f p/y 2"]),
-            ("file under a former file gets an implicit directory",
-                vec![vec![f("p")], vec![f("p/y")]], vec!["d p", "f p/y 1"]),
-            ("duplicate paths: the later entry wins", vec![vec![f("x"), e("x", Symlink { target: b"y".to_vec() })]], vec!["l x -> y"]),
-            ("directory over directory keeps contents", vec![vec![f("d/a")], vec![e("d", Directory)]], vec!["d d", "f d/a 0"]),
+            (
+                "directory whiteout removes the subtree",
+                vec![vec![f("a/b/x"), f("a/c")], vec![e("a/b", Whiteout)]],
+                vec!["d a", "f a/c 0"],
+            ),
+            (
+                "opaque directory hides lower contents only",
+                vec![vec![f("a/old"), f("b")], vec![e("a", Opaque), f("a/new")]],
+                vec!["d a", "f a/new 1", "f b 0"],
+            ),
+            (
+                "opaque marker after the new file in the same layer",
+                vec![vec![f("a/old")], vec![f("a/new"), e("a", Opaque)]],
+                vec!["d a", "f a/new 1"],
+            ),
+            (
+                "deleted and recreated directory has only new contents",
+                vec![vec![f("d/old")], vec![e("d", Whiteout)], vec![e("d", Directory), f("d/new")]],
+                vec!["d d", "f d/new 2"],
+            ),
+            (
+                "whiteout in the same layer does not hide its own entries",
+                vec![vec![f("x")], vec![f("x"), e("x", Whiteout)]],
+                vec!["f x 1"],
+            ),
+            ("directory replaced by a file", vec![vec![f("p/x")], vec![f("p")]], vec!["f p 1"]),
+            (
+                "directory replaced by a symlink and back",
+                vec![
+                    vec![f("p/x")],
+                    vec![e("p", Symlink { target: b"/q".to_vec() })],
+                    vec![e("p", Directory), f("p/y")],
+                ],
+                vec!["d p", "f p/y 2"],
+            ),
+            (
+                "file under a former file gets an implicit directory",
+                vec![vec![f("p")], vec![f("p/y")]],
+                vec!["d p", "f p/y 1"],
+            ),
+            (
+                "duplicate paths: the later entry wins",
+                vec![vec![f("x"), e("x", Symlink { target: b"y".to_vec() })]],
+                vec!["l x -> y"],
+            ),
+            (
+                "directory over directory keeps contents",
+                vec![vec![f("d/a")], vec![e("d", Directory)]],
+                vec!["d d", "f d/a 0"],
+            ),
             ("missing parents are created", vec![vec![f("a/b/c")]], vec!["d a", "d a/b", "f a/b/c 0"]),
             ("root entries are ignored", vec![vec![e("", Directory), f("x")]], vec!["f x 0"]),
-            ("hard link shares the inode", vec![vec![f("a"), e("b", HardLink { target: b"a".to_vec() })]], vec!["f a 0", "f b 0"]),
-            ("devices and fifos", vec![vec![e("dev/null", CharDevice { major: 1, minor: 3 }), e("p", Fifo)]], vec!["d dev", "c dev/null", "p p"]),
+            (
+                "hard link shares the inode",
+                vec![vec![f("a"), e("b", HardLink { target: b"a".to_vec() })]],
+                vec!["f a 0", "f b 0"],
+            ),
+            (
+                "devices and fifos",
+                vec![vec![e("dev/null", CharDevice { major: 1, minor: 3 }), e("p", Fifo)]],
+                vec!["d dev", "c dev/null", "p p"],
+            ),
             ("whiteout of something absent is harmless", vec![vec![f("a")], vec![e("zz", Whiteout)]], vec!["f a 0"]),
         ];
         for (name, layers, expected) in cases {
@@ -438,7 +503,10 @@ mod tests {
         entry.xattrs = vec!["security.capability".into()];
         let mut tree = Tree::new();
         let dropped = tree.apply_layer(0, &[entry]).unwrap();
-        assert_eq!(dropped, vec![DroppedXattrs { path: b"usr/bin/ping".to_vec(), names: vec!["security.capability".into()] }]);
+        assert_eq!(
+            dropped,
+            vec![DroppedXattrs { path: b"usr/bin/ping".to_vec(), names: vec!["security.capability".into()] }]
+        );
     }
 
     #[test]
@@ -499,5 +567,4 @@ mod tests {
         assert!(!root.join("gone").exists());
         assert_eq!(root.join("etc/generated").metadata().unwrap().mode() & 0o7777, 0o600);
     }
-
 }

@@ -20,7 +20,11 @@ pub fn boot_layout() -> PathBuf {
     let path = std::env::var_os("RESIN_BOOT_LAYOUT")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/boot-layout"));
-    assert!(path.join("index.json").is_file(), "{} is missing: `make test` builds it (scripts/boot-fixtures/build.sh)", path.display());
+    assert!(
+        path.join("index.json").is_file(),
+        "{} is missing: `make test` builds it (scripts/boot-fixtures/build.sh)",
+        path.display()
+    );
     path
 }
 

@@ -44,7 +44,8 @@ fn provider_of(terraform: u32) -> (u32, u32) {
         let mut parents = vec![terraform];
         while let Some(parent) = parents.pop() {
             for child in children_of(parent) {
-                if std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c.starts_with("terraform-prov")) {
+                if std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c.starts_with("terraform-prov"))
+                {
                     return Some((child, parent));
                 }
                 parents.push(child);
@@ -73,7 +74,13 @@ fn kill_9(pid: u32) {
 /// The files in `dir` whose names start with `prefix`.
 fn temporary_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).map(|e| e.path()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| e.path())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -89,7 +96,10 @@ fn age(files: &[PathBuf]) {
 fn the_next_run_removes_what_a_provider_killed_mid_pull_left() {
     let (registry, layouts) = crate::basic_registry();
     let init_layer = layer_digests(layouts.path(), &registry.manifest_digest("fixtures/init", "v1")).remove(0);
-    let proxy = FaultProxy::start(&registry.address, vec![Rule::new(&format!("/blobs/{init_layer}"), 1, Fault::StallBody(Duration::from_secs(60)))]);
+    let proxy = FaultProxy::start(
+        &registry.address,
+        vec![Rule::new(&format!("/blobs/{init_layer}"), 1, Fault::StallBody(Duration::from_secs(60)))],
+    );
     let workspace = Workspace::new();
     workspace.write_config(&format!(
         "provider \"resin\" {{\n  cache_dir = \"{}\"\n  registry {{\n    address    = \"{a}\"\n    plain_http = true\n  }}\n}}\nresource \"resin_package\" \"init\" {{\n  image = \"{a}/fixtures/init:v1\"\n}}\n",
@@ -99,7 +109,9 @@ fn the_next_run_removes_what_a_provider_killed_mid_pull_left() {
     let mut terraform = workspace.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     let blobs = workspace.cache_dir.join("blobs/sha256");
     // Half the layer is in a temporary file when the provider dies.
-    wait_for("the stalled layer", Duration::from_secs(60), || proxy.seen(&format!("/blobs/{init_layer}")).first().cloned());
+    wait_for("the stalled layer", Duration::from_secs(60), || {
+        proxy.seen(&format!("/blobs/{init_layer}")).first().cloned()
+    });
     let partial = wait_for("a partial download", Duration::from_secs(10), || {
         std::thread::sleep(Duration::from_millis(200));
         temporary_files(&blobs, ".tmp-").into_iter().find(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
@@ -132,7 +144,9 @@ fn the_next_run_removes_what_a_provider_killed_mid_assembly_left() {
     let output_dir = workspace.work_dir().join("out");
     let mut terraform = workspace.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     wait_for("an initrd segment being written", Duration::from_secs(120), || {
-        temporary_files(&output_dir, ".resin~segment-").into_iter().find(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
+        temporary_files(&output_dir, ".resin~segment-")
+            .into_iter()
+            .find(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
     });
     let (provider, _) = provider_of(terraform.id());
     kill_9(provider);
@@ -143,7 +157,11 @@ fn the_next_run_removes_what_a_provider_killed_mid_assembly_left() {
 
     age(&left);
     workspace.apply();
-    assert!(temporary_files(&output_dir, ".resin~").is_empty(), "the next run removes them: {:?}", temporary_files(&output_dir, ".resin~"));
+    assert!(
+        temporary_files(&output_dir, ".resin~").is_empty(),
+        "the next run removes them: {:?}",
+        temporary_files(&output_dir, ".resin~")
+    );
     assert_ne!(sha256(&out(&workspace, "initrd.img")), before[1]);
     assert_eq!(workspace.plan().code, 0);
 }
@@ -173,7 +191,9 @@ fn killing_terraform_stops_the_provider_before_it_puts_anything_in_place() {
     let stall = Duration::from_secs(4);
     proxy.add(Rule::new(&format!("/blobs/{init_layer}"), 1, Fault::StallBody(stall)));
     let mut terraform = workspace.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-    wait_for("the stalled layer", Duration::from_secs(60), || proxy.seen(&format!("/blobs/{init_layer}")).first().cloned());
+    wait_for("the stalled layer", Duration::from_secs(60), || {
+        proxy.seen(&format!("/blobs/{init_layer}")).first().cloned()
+    });
     // The provider doing the apply, and the Terraform process that runs it.
     let (provider, parent) = provider_of(terraform.id());
     let killed = Instant::now();

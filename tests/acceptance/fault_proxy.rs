@@ -51,7 +51,8 @@ impl FaultProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let rules = Arc::new(Mutex::new(rules));
-        let (thread_log, thread_stop, thread_rules, upstream) = (log.clone(), stop.clone(), rules.clone(), upstream.to_string());
+        let (thread_log, thread_stop, thread_rules, upstream) =
+            (log.clone(), stop.clone(), rules.clone(), upstream.to_string());
         std::thread::spawn(move || {
             while !thread_stop.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -75,7 +76,13 @@ impl FaultProxy {
 
     /// The request lines seen that contain `matching`, with what was done to each.
     pub fn seen(&self, matching: &str) -> Vec<String> {
-        self.log.lock().unwrap().iter().filter(|(line, _)| line.contains(matching)).map(|(_, action)| action.clone()).collect()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(line, _)| line.contains(matching))
+            .map(|(_, action)| action.clone())
+            .collect()
     }
 }
 
@@ -98,7 +105,12 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(head)
 }
 
-fn handle(mut client: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mutex<Vec<(String, String)>>) -> std::io::Result<()> {
+fn handle(
+    mut client: TcpStream,
+    upstream: &str,
+    rules: &Mutex<Vec<Rule>>,
+    log: &Mutex<Vec<(String, String)>>,
+) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
     let head = read_head(&mut client)?;
     let text = String::from_utf8_lossy(&head).into_owned();

@@ -41,13 +41,21 @@ fn put_blob(dir: &Path, bytes: &[u8]) -> (String, usize) {
 
 /// Writes an image made of `layers` (uncompressed tars, gzip'd here) with container
 /// `config` (Cmd, Entrypoint, Labels...); returns its manifest descriptor, with platform.
-fn put_image(dir: &Path, layers: &[Vec<u8>], architecture: &str, variant: Option<&str>, config: serde_json::Value) -> serde_json::Value {
+fn put_image(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    architecture: &str,
+    variant: Option<&str>,
+    config: serde_json::Value,
+) -> serde_json::Value {
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
     for layer in layers {
         diff_ids.push(digest_of(layer));
         let (digest, size) = put_blob(dir, &gzip(layer));
-        descriptors.push(json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size }));
+        descriptors.push(
+            json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size }),
+        );
     }
     let mut image_config = json!({ "architecture": architecture, "os": "linux", "config": config, "rootfs": { "type": "layers", "diff_ids": diff_ids } });
     let mut platform = json!({ "os": "linux", "architecture": architecture });
@@ -96,7 +104,13 @@ pub fn set_tag(dir: &Path, tag: &str, descriptor: &serde_json::Value) -> String 
 /// The descriptor `tag` names in the layout's index.json.
 pub fn tagged(dir: &Path, tag: &str) -> serde_json::Value {
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    index["manifests"].as_array().unwrap().iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag).unwrap().clone()
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap()
+        .clone()
 }
 
 /// Adds `images` to the OCI layout at `dir` under `tag`: one image directly, several as an
@@ -106,7 +120,8 @@ pub fn add_to_layout(dir: &Path, tag: &str, images: &[Image]) -> String {
     let mut descriptors: Vec<serde_json::Value> = images
         .iter()
         .map(|image| {
-            let entries: Vec<Entry> = image.files.iter().map(|(path, contents)| Entry::File(path, contents, 0o755)).collect();
+            let entries: Vec<Entry> =
+                image.files.iter().map(|(path, contents)| Entry::File(path, contents, 0o755)).collect();
             let config = json!({ "Cmd": image.cmd, "Env": ["PATH=/bin"] });
             put_image(dir, &[tar_layer(&entries)], image.architecture, image.variant, config)
         })
@@ -124,14 +139,16 @@ pub fn add_to_layout(dir: &Path, tag: &str, images: &[Image]) -> String {
 /// The manifest descriptors of the index `digest` in the layout (platform manifests).
 pub fn index_entries(dir: &Path, digest: &str) -> Vec<serde_json::Value> {
     let hex = digest.strip_prefix("sha256:").unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
     index["manifests"].as_array().unwrap().clone()
 }
 
 /// The layer digests of manifest `digest` in the layout.
 pub fn layer_digests(dir: &Path, digest: &str) -> Vec<String> {
     let hex = digest.strip_prefix("sha256:").unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
     manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }
 
@@ -252,7 +269,8 @@ pub fn digest_of(bytes: &[u8]) -> String {
 /// The config digest of manifest `digest` in the layout.
 pub fn config_digest(dir: &Path, digest: &str) -> String {
     let hex = digest.strip_prefix("sha256:").unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
     manifest["config"]["digest"].as_str().unwrap().to_string()
 }
 

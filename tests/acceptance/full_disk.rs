@@ -17,7 +17,11 @@ struct SmallDisk(PathBuf);
 impl SmallDisk {
     fn mount(path: &Path, size: &str) -> SmallDisk {
         std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(path).status().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
         assert!(status.success(), "mounting a tmpfs needs root (the tests run as root)");
         SmallDisk(path.to_path_buf())
     }
@@ -30,7 +34,9 @@ impl Drop for SmallDisk {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
     names.sort();
     names
 }
@@ -62,17 +68,26 @@ fn a_full_output_disk_keeps_the_previous_artifacts() {
     let _disk = SmallDisk::mount(&workspace.work_dir().join("out"), "256k");
     workspace.write_config(&image_config(&workspace, ""));
     workspace.apply();
-    let before: Vec<Vec<u8>> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| std::fs::read(out(&workspace, a)).unwrap()).collect();
+    let before: Vec<Vec<u8>> =
+        ["kernel", "initrd.img", "cmdline"].iter().map(|a| std::fs::read(out(&workspace, a)).unwrap()).collect();
 
     // A file too big for the disk that is left.
     let big = workspace.work_dir().join("big.bin");
     std::fs::write(&big, noise(2, 400 << 10)).unwrap();
-    workspace.write_config(&image_config(&workspace, "\n  file {\n    path   = \"/big.bin\"\n    source = \"./big.bin\"\n  }\n"));
+    workspace.write_config(&image_config(
+        &workspace,
+        "\n  file {\n    path   = \"/big.bin\"\n    source = \"./big.bin\"\n  }\n",
+    ));
     let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(apply.code, 1, "{}", apply.text());
     assert!(apply.says("No space left on device"), "{}", apply.text());
-    assert!(apply.says("writing initrd segment") || apply.says("writing the initrd to"), "the error says what was being written:\n{}", apply.text());
-    let after: Vec<Vec<u8>> = ["kernel", "initrd.img", "cmdline"].iter().map(|a| std::fs::read(out(&workspace, a)).unwrap()).collect();
+    assert!(
+        apply.says("writing initrd segment") || apply.says("writing the initrd to"),
+        "the error says what was being written:\n{}",
+        apply.text()
+    );
+    let after: Vec<Vec<u8>> =
+        ["kernel", "initrd.img", "cmdline"].iter().map(|a| std::fs::read(out(&workspace, a)).unwrap()).collect();
     assert!(before == after, "the previous artifacts must be intact");
     let out_dir = workspace.work_dir().join("out");
     assert!(entries(&out_dir).iter().all(|n| !n.starts_with('.')), "temporary files left: {:?}", entries(&out_dir));

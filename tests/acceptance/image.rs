@@ -21,7 +21,11 @@ pub fn write_fixtures(dir: &Path) {
     add_layered_image(
         dir,
         "kernel",
-        &[tar_layer(&[Entry::File("kernel", KERNEL_BYTES, 0o644), Entry::File("kernel.tar", &modules, 0o644), Entry::File("README", b"ignored", 0o644)])],
+        &[tar_layer(&[
+            Entry::File("kernel", KERNEL_BYTES, 0o644),
+            Entry::File("kernel.tar", &modules, 0o644),
+            Entry::File("README", b"ignored", 0o644),
+        ])],
         json!({}),
     );
     add_layered_image(
@@ -273,16 +277,23 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
     let secret = root.join("etc/secret").metadata().unwrap();
     assert_eq!((secret.uid(), secret.mode() & 0o777), (101, 0o600), "uid of the container named sshd");
 
-    let sysctl: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("containers/onboot/000-sysctl/config.json")).unwrap()).unwrap();
+    let sysctl: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("containers/onboot/000-sysctl/config.json")).unwrap()).unwrap();
     assert_eq!(sysctl["root"], json!({ "path": "rootfs", "readonly": true }), "readonly from the label");
     assert_eq!(sysctl["process"]["args"], json!(["/usr/bin/sysctl-apply"]));
     assert_eq!(sysctl["process"]["capabilities"]["effective"], json!(["CAP_SYS_ADMIN"]));
-    assert_eq!(sysctl["linux"]["namespaces"], json!([{ "type": "pid" }, { "type": "mount" }]), "net host from the label");
-    let sshd: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("containers/services/sshd/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        sysctl["linux"]["namespaces"],
+        json!([{ "type": "pid" }, { "type": "mount" }]),
+        "net host from the label"
+    );
+    let sshd: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("containers/services/sshd/config.json")).unwrap()).unwrap();
     assert_eq!(sshd["process"]["args"], json!(["/usr/sbin/sshd", "-D"]));
     assert_eq!(sshd["process"]["user"], json!({ "uid": 101, "gid": 0 }));
     assert_eq!(sshd["process"]["capabilities"]["effective"], json!(["CAP_NET_BIND_SERVICE"]));
-    let runtime: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("containers/services/sshd/runtime.json")).unwrap()).unwrap();
+    let runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("containers/services/sshd/runtime.json")).unwrap()).unwrap();
     assert_eq!(runtime["mounts"][2]["options"][0], json!("lowerdir=/containers/services/sshd/lower"));
 
     let state = workspace.state();
@@ -291,9 +302,16 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
 
     // Interop: the LinuxKit YAML and the SPDX SBOM.
     let yaml = image["linuxkit_yaml"].as_str().unwrap();
-    for expected in ["kernel:\n  image: \"oci-layout:./layout@sha256:", "init:\n  - \"oci-layout:./layout@sha256:", "onboot:\n  - name: \"sysctl\"",
-        "    capabilities:\n      - \"CAP_SYS_ADMIN\"", "services:\n  - name: \"sshd\"", "    uid: \"sshd\"",
-        "  - path: \"etc/motd\"\n    contents: \"MOTD\"", "contents: \"(sensitive contents, not shown)\""] {
+    for expected in [
+        "kernel:\n  image: \"oci-layout:./layout@sha256:",
+        "init:\n  - \"oci-layout:./layout@sha256:",
+        "onboot:\n  - name: \"sysctl\"",
+        "    capabilities:\n      - \"CAP_SYS_ADMIN\"",
+        "services:\n  - name: \"sshd\"",
+        "    uid: \"sshd\"",
+        "  - path: \"etc/motd\"\n    contents: \"MOTD\"",
+        "contents: \"(sensitive contents, not shown)\"",
+    ] {
         assert!(yaml.contains(expected), "linuxkit_yaml lacks {expected:?}:\n{yaml}");
     }
     assert!(!yaml.contains("s3cret"), "a sensitive value leaked into linuxkit_yaml");
@@ -313,12 +331,16 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
     assert_eq!(parsed["services"][0]["binds"], json!(["/etc/ssh:/etc/ssh"]));
     assert_eq!(parsed["files"][0], json!({ "path": "etc/motd", "contents": "MOTD" }));
     assert_eq!(parsed["files"][1]["mode"], "0600");
-    let sbom: serde_json::Value = serde_json::from_slice(&std::fs::read(workspace.work_dir().join("out/test-sbom.spdx.json")).unwrap()).unwrap();
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(workspace.work_dir().join("out/test-sbom.spdx.json")).unwrap()).unwrap();
     assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
     let names: Vec<&str> = sbom["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["test", "kernel", "init", "sysctl", "sshd"]);
     assert!(sbom["packages"][4]["versionInfo"].as_str().unwrap().starts_with("sha256:"));
-    assert!(sbom["documentNamespace"].as_str().unwrap().ends_with(image["content_hash"].as_str().unwrap().trim_start_matches("sha256:")));
+    assert!(sbom["documentNamespace"]
+        .as_str()
+        .unwrap()
+        .ends_with(image["content_hash"].as_str().unwrap().trim_start_matches("sha256:")));
     assert_eq!(image["kernel_size"], KERNEL_BYTES.len());
     let plan = workspace.plan();
     assert_eq!(plan.code, 0, "{}", plan.text());
@@ -334,13 +356,23 @@ fn a_changed_file_block_is_a_content_hash_diff_that_updates_the_image() {
     workspace.write_config(&image_config(&workspace, "").replace("contents = \"MOTD\"", "contents = \"NEW MOTD\""));
     let plan = workspace.plan();
     assert_eq!(plan.code, 2, "{}", plan.text());
-    assert!(plan.says(&format!("~ content_hash = \"{hash}\" -> \"sha256:")), "the new hash is known at plan:\n{}", plan.text());
+    assert!(
+        plan.says(&format!("~ content_hash = \"{hash}\" -> \"sha256:")),
+        "the new hash is known at plan:\n{}",
+        plan.text()
+    );
     assert!(plan.says("resin_image.img will be updated in-place"), "{}", plan.text());
     workspace.apply();
     let root = extract_initrd(&out(&workspace, "initrd.img"));
     assert_eq!(std::fs::read_to_string(root.path().join("etc/motd")).unwrap(), "NEW MOTD");
-    assert!(!std::fs::read_dir(workspace.work_dir().join("out")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with('.')),
-        "no temporary file may remain");
+    assert!(
+        !std::fs::read_dir(workspace.work_dir().join("out")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')),
+        "no temporary file may remain"
+    );
     assert_eq!(workspace.plan().code, 0);
 }
 
@@ -391,7 +423,11 @@ fn a_missing_or_edited_sbom_is_drift_and_is_written_again_alone() {
     let workspace = new_workspace();
     workspace.write_config(&image_config(&workspace, ""));
     let plan = workspace.plan();
-    assert!(plan.says("+ sbom_sha256        = \"sha256:"), "the SBOM digest must be known at the first plan:\n{}", plan.text());
+    assert!(
+        plan.says("+ sbom_sha256        = \"sha256:"),
+        "the SBOM digest must be known at the first plan:\n{}",
+        plan.text()
+    );
     workspace.apply();
     let sbom = out(&workspace, "sbom.spdx.json");
     let original = std::fs::read(&sbom).unwrap();
@@ -416,13 +452,20 @@ fn a_missing_or_edited_sbom_is_drift_and_is_written_again_alone() {
         assert!(plan.says(&diff), "the plan must show the SBOM digest change ({diff}):\n{}", plan.text());
         assert!(plan.says("1 to change"), "restoring the SBOM is an update, not a replacement:\n{}", plan.text());
         workspace.apply();
-        assert_eq!(std::fs::read(&sbom).unwrap(), original, "the SBOM is written again, byte for byte, after it was {damage}d");
+        assert_eq!(
+            std::fs::read(&sbom).unwrap(),
+            original,
+            "the SBOM is written again, byte for byte, after it was {damage}d"
+        );
         assert_eq!(workspace.plan().code, 0);
     }
     // Only the SBOM was written: the initrd is the same file, untouched.
     use std::os::unix::fs::MetadataExt as _;
     let initrd_after = std::fs::metadata(&initrd).unwrap();
-    assert_eq!((initrd_after.ino(), initrd_after.mtime_nsec(), initrd_after.mtime()), (initrd_before.ino(), initrd_before.mtime_nsec(), initrd_before.mtime()));
+    assert_eq!(
+        (initrd_after.ino(), initrd_after.mtime_nsec(), initrd_after.mtime()),
+        (initrd_before.ino(), initrd_before.mtime_nsec(), initrd_before.mtime())
+    );
 }
 
 #[test]
@@ -437,7 +480,11 @@ fn destroy_leaves_an_artifact_edited_after_apply() {
     let destroy = workspace.run(&["destroy", "-auto-approve", "-no-color", "-input=false"]);
     assert_eq!(destroy.code, 0, "{}", destroy.text());
     assert!(destroy.says("Artifact left in place"), "{}", destroy.text());
-    assert!(destroy.says("test-cmdline is not what this resource wrote"), "the warning names the file:\n{}", destroy.text());
+    assert!(
+        destroy.says("test-cmdline is not what this resource wrote"),
+        "the warning names the file:\n{}",
+        destroy.text()
+    );
     assert_eq!(std::fs::read_to_string(&cmdline).unwrap(), "console=ttyS0 edited by hand");
     for artifact in ["kernel", "initrd.img", "sbom.spdx.json"] {
         assert!(!out(&workspace, artifact).exists(), "{artifact} left behind");
@@ -453,7 +500,11 @@ fn the_same_inputs_give_the_same_bytes_with_any_cache() {
     second.write_config(&image_config(&second, ""));
     second.apply();
     for artifact in ["kernel", "initrd.img", "cmdline", "sbom.spdx.json"] {
-        assert_eq!(sha256(&out(&first, artifact)), sha256(&out(&second, artifact)), "{artifact} differs between two caches");
+        assert_eq!(
+            sha256(&out(&first, artifact)),
+            sha256(&out(&second, artifact)),
+            "{artifact} differs between two caches"
+        );
     }
     assert_eq!(first.state()["resin_image.img"]["content_hash"], second.state()["resin_image.img"]["content_hash"]);
 }
@@ -464,7 +515,11 @@ fn a_saved_plan_applies_after_the_cache_is_deleted() {
     workspace.write_config(&image_config(&workspace, ""));
     let plan = workspace.run(&["plan", "-out=saved.tfplan", "-input=false", "-no-color"]);
     assert_eq!(plan.code, 0, "{}", plan.text());
-    assert!(plan.says("+ content_hash = \"sha256:"), "the content hash must be known at the first plan:\n{}", plan.text());
+    assert!(
+        plan.says("+ content_hash = \"sha256:"),
+        "the content hash must be known at the first plan:\n{}",
+        plan.text()
+    );
     std::fs::remove_dir_all(&workspace.cache_dir).unwrap();
     let apply = workspace.run(&["apply", "-input=false", "-no-color", "saved.tfplan"]);
     assert_eq!(apply.code, 0, "{}", apply.text());
@@ -510,7 +565,12 @@ fn microcode_is_prepended_and_apk_databases_are_merged() {
     );
     for (tag, package) in [("apk-a", "musl-1.2"), ("apk-b", "busybox-1.36")] {
         let database = format!("P:{package}\n\n");
-        add_layered_image(&layout, tag, &[tar_layer(&[Entry::File("lib/apk/db/installed", database.as_bytes(), 0o644)])], json!({}));
+        add_layered_image(
+            &layout,
+            tag,
+            &[tar_layer(&[Entry::File("lib/apk/db/installed", database.as_bytes(), 0o644)])],
+            json!({}),
+        );
     }
     let extra_files = "\n  file {\n    path      = \"/var/lib/data\"\n    directory = true\n    mode      = \"0700\"\n  }\n\n  file {\n    path    = \"/etc/localtime\"\n    symlink = \"/usr/share/zoneinfo/UTC\"\n  }\n";
     let config = image_config(&workspace, extra_files)
@@ -525,7 +585,10 @@ fn microcode_is_prepended_and_apk_databases_are_merged() {
     let gzip_part = workspace.work_dir().join("gzip-part");
     std::fs::write(&gzip_part, &initrd[ucode.len()..]).unwrap();
     let root = extract_initrd(&gzip_part);
-    assert_eq!(std::fs::read_to_string(root.path().join("lib/apk/db/installed")).unwrap(), "P:musl-1.2\n\nP:busybox-1.36\n\n");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("lib/apk/db/installed")).unwrap(),
+        "P:musl-1.2\n\nP:busybox-1.36\n\n"
+    );
     assert!(!root.path().join("lib/modules").exists(), "modules_tar = \"\" means no modules");
     assert_eq!(root.path().join("var/lib/data").metadata().unwrap().mode() & 0o7777, 0o700);
     assert_eq!(std::fs::read_link(root.path().join("etc/localtime")).unwrap(), Path::new("/usr/share/zoneinfo/UTC"));
@@ -535,20 +598,40 @@ fn microcode_is_prepended_and_apk_databases_are_merged() {
 fn debug_logs_show_pulls_and_assembly_phases_and_info_stays_quiet() {
     let workspace = new_workspace();
     workspace.write_config(&image_config(&workspace, ""));
-    let debug = workspace.run_with_env(&[("TF_LOG", "DEBUG")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let debug =
+        workspace.run_with_env(&[("TF_LOG", "DEBUG")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(debug.code, 0, "{}", debug.text());
     // Terraform prints a line's fields in no fixed order: look for each field in the line.
     let line_with = |message: &str, fields: &[&str]| {
-        debug.stderr.lines().any(|line| line.contains(&format!("{message}:")) && line.contains("@module=resin") && fields.iter().all(|f| line.contains(f)))
+        debug.stderr.lines().any(|line| {
+            line.contains(&format!("{message}:"))
+                && line.contains("@module=resin")
+                && fields.iter().all(|f| line.contains(f))
+        })
     };
-    assert!(line_with("pulled layer", &["reference=oci-layout:./layout:init", "digest=sha256:", "bytes=", "cache=miss", "elapsed_ms="]), "no pull line");
+    assert!(
+        line_with(
+            "pulled layer",
+            &["reference=oci-layout:./layout:init", "digest=sha256:", "bytes=", "cache=miss", "elapsed_ms="]
+        ),
+        "no pull line"
+    );
     assert!(line_with("pulled image", &["layers=", "bytes_fetched=", "elapsed_ms="]), "no image line");
     assert!(line_with("resolved image", &["platform=linux/amd64", "digest=sha256:"]), "no resolve line");
-    for phase in ["assembly: layers unioned", "assembly: segments written", "assembly: initrd written", "assembly: artifacts written"] {
+    for phase in [
+        "assembly: layers unioned",
+        "assembly: segments written",
+        "assembly: initrd written",
+        "assembly: artifacts written",
+    ] {
         assert!(line_with(phase, &["elapsed_ms="]), "no {phase:?} line");
     }
     workspace.write_config(&image_config(&workspace, "").replace("contents = \"MOTD\"", "contents = \"MOTD 2\""));
     let info = workspace.run_with_env(&[("TF_LOG", "INFO")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(info.code, 0, "{}", info.text());
-    assert!(!info.stderr.contains("@module=resin"), "INFO must stay quiet:\n{}", info.stderr.lines().filter(|l| l.contains("@module=resin")).collect::<Vec<_>>().join("\n"));
+    assert!(
+        !info.stderr.contains("@module=resin"),
+        "INFO must stay quiet:\n{}",
+        info.stderr.lines().filter(|l| l.contains("@module=resin")).collect::<Vec<_>>().join("\n")
+    );
 }

@@ -9,16 +9,24 @@ use crate::terraform::Workspace;
 
 /// Adds `resin_package.extra` (image tag `tag`) to the onboot list.
 fn with_extra_onboot(workspace: &Workspace, tag: &str) -> String {
-    image_config(workspace, "")
-        .replace("onboot     = [resin_package.sysctl.spec]", "onboot     = [resin_package.sysctl.spec, resin_package.extra.spec]")
-        + &format!("\nresource \"resin_package\" \"extra\" {{\n  name  = \"extra\"\n  image = \"oci-layout:./layout:{tag}\"\n}}\n")
+    image_config(workspace, "").replace(
+        "onboot     = [resin_package.sysctl.spec]",
+        "onboot     = [resin_package.sysctl.spec, resin_package.extra.spec]",
+    ) + &format!(
+        "\nresource \"resin_package\" \"extra\" {{\n  name  = \"extra\"\n  image = \"oci-layout:./layout:{tag}\"\n}}\n"
+    )
 }
 
 #[test]
 fn hostile_and_corrupt_layers_fail_naming_image_layer_and_path() {
     let (workspace, before) = applied();
     let layout = workspace.work_dir().join("layout");
-    add_layered_image(&layout, "hostile", &[tar_layer(&[Entry::File("ok", b"fine", 0o644), Entry::RawFile(b"../../etc/evil")])], json!({}));
+    add_layered_image(
+        &layout,
+        "hostile",
+        &[tar_layer(&[Entry::File("ok", b"fine", 0o644), Entry::RawFile(b"../../etc/evil")])],
+        json!({}),
+    );
     let good = tar_layer(&[Entry::File("usr/bin/tool", &vec![7u8; 4000], 0o755)]);
     add_layered_image(&layout, "truncated", &[good[..2048].to_vec()], json!({}));
     add_layered_image(&layout, "dangling", &[tar_layer(&[Entry::HardLink("bin/sh", "bin/nowhere")])], json!({}));
@@ -34,7 +42,10 @@ fn hostile_and_corrupt_layers_fail_naming_image_layer_and_path() {
     let diff_id_layer = digest_of(&gzip(&plain));
     for (tag, messages) in [
         ("hostile", vec!["onboot[1]", "oci-layout:./layout:hostile", "layer 1", "../../etc/evil", "escapes the root"]),
-        ("truncated", vec!["onboot[1]", "oci-layout:./layout:truncated", "layer 1", "tar entry \"usr/bin/tool\"", "ends after"]),
+        (
+            "truncated",
+            vec!["onboot[1]", "oci-layout:./layout:truncated", "layer 1", "tar entry \"usr/bin/tool\"", "ends after"],
+        ),
         ("dangling", vec!["onboot[1]", "hard link /bin/sh -> /bin/nowhere: the target does not exist"]),
         ("diffid", vec!["onboot[1]", "layer 1", &diff_id_layer, "diff_id"]),
         ("badcrc", vec!["onboot[1]", "layer 1", &bad_crc_digest, "corrupt"]),
@@ -61,9 +72,16 @@ fn names_newc_cannot_carry_are_an_error_or_a_warning() {
     let layout = workspace.work_dir().join("layout");
     // An init image with an entry named like the archive's end marker: GNU cpio and the
     // kernel would stop reading there and lose everything after it.
-    add_layered_image(&layout, "trailer", &[tar_layer(&[Entry::File("TRAILER!!!", b"", 0o644), Entry::File("etc/after", b"x", 0o644)])], json!({}));
-    let trailer_config = image_config(&workspace, "").replace("init       = [resin_package.init.spec]", "init       = [resin_package.init.spec, resin_package.extra.spec]")
-        + "\nresource \"resin_package\" \"extra\" {\n  image = \"oci-layout:./layout:trailer\"\n}\n";
+    add_layered_image(
+        &layout,
+        "trailer",
+        &[tar_layer(&[Entry::File("TRAILER!!!", b"", 0o644), Entry::File("etc/after", b"x", 0o644)])],
+        json!({}),
+    );
+    let trailer_config = image_config(&workspace, "").replace(
+        "init       = [resin_package.init.spec]",
+        "init       = [resin_package.init.spec, resin_package.extra.spec]",
+    ) + "\nresource \"resin_package\" \"extra\" {\n  image = \"oci-layout:./layout:trailer\"\n}\n";
     workspace.write_config(&trailer_config);
     let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(apply.code, 1, "{}", apply.text());
@@ -73,7 +91,10 @@ fn names_newc_cannot_carry_are_an_error_or_a_warning() {
     assert_eq!(artifact_digests(&workspace), before);
 
     // As a file block: refused at plan time.
-    workspace.write_config(&image_config(&workspace, "\n  file {\n    path     = \"/TRAILER!!!\"\n    contents = \"x\"\n  }\n"));
+    workspace.write_config(&image_config(
+        &workspace,
+        "\n  file {\n    path     = \"/TRAILER!!!\"\n    contents = \"x\"\n  }\n",
+    ));
     let plan = workspace.plan();
     assert_eq!(plan.code, 1, "{}", plan.text());
     assert!(plan.says("Invalid file[2].path") && plan.says("end-of-archive"), "{}", plan.text());
@@ -81,14 +102,22 @@ fn names_newc_cannot_carry_are_an_error_or_a_warning() {
     // Names the kernel cannot create: a warning naming the path (and the file block
     // forms are plan-time errors).
     let long_component = format!("opt/{}/file", "n".repeat(256));
-    add_layered_image(&layout, "longname", &[tar_layer(&[Entry::File(&long_component, b"lost at boot", 0o644)])], json!({}));
+    add_layered_image(
+        &layout,
+        "longname",
+        &[tar_layer(&[Entry::File(&long_component, b"lost at boot", 0o644)])],
+        json!({}),
+    );
     workspace.write_config(&with_extra_onboot(&workspace, "longname"));
     let apply = workspace.apply();
     assert!(apply.says("Warning: Names the kernel cannot create"), "{}", apply.text());
     assert!(apply.says("longer than 255 bytes"), "{}", apply.text());
     assert!(apply.stdout.contains(&"n".repeat(256)), "the path is not named:\n{}", apply.text());
     let long_path = format!("/{}", ["d"; 2100].join("/"));
-    workspace.write_config(&image_config(&workspace, &format!("\n  file {{\n    path     = \"{long_path}\"\n    contents = \"x\"\n  }}\n")));
+    workspace.write_config(&image_config(
+        &workspace,
+        &format!("\n  file {{\n    path     = \"{long_path}\"\n    contents = \"x\"\n  }}\n"),
+    ));
     let plan = workspace.plan();
     assert_eq!(plan.code, 1, "{}", plan.text());
     assert!(plan.says("Invalid file[2].path") && plan.says("4096"), "{}", plan.text());
@@ -97,7 +126,12 @@ fn names_newc_cannot_carry_are_an_error_or_a_warning() {
 #[test]
 fn a_kernel_image_without_its_kernel_file_is_an_error() {
     let (workspace, before) = applied();
-    add_layered_image(&workspace.work_dir().join("layout"), "nokernel", &[tar_layer(&[Entry::File("vmlinuz", b"elsewhere", 0o644)])], json!({}));
+    add_layered_image(
+        &workspace.work_dir().join("layout"),
+        "nokernel",
+        &[tar_layer(&[Entry::File("vmlinuz", b"elsewhere", 0o644)])],
+        json!({}),
+    );
     workspace.write_config(
         &image_config(&workspace, "")
             .replace("oci-layout:./layout:kernel\"", "oci-layout:./layout:nokernel\"\n  modules_tar = \"\""),
@@ -106,7 +140,11 @@ fn a_kernel_image_without_its_kernel_file_is_an_error() {
     assert_eq!(apply.code, 1, "{}", apply.text());
     assert!(apply.says("oci-layout:./layout:nokernel"), "{}", apply.text());
     assert!(apply.says("has no file /kernel"), "{}", apply.text());
-    assert!(apply.says("resin_kernel attribute binary"), "the kernel resource reports it, at binary:\n{}", apply.text());
+    assert!(
+        apply.says("resin_kernel attribute binary"),
+        "the kernel resource reports it, at binary:\n{}",
+        apply.text()
+    );
     assert_eq!(artifact_digests(&workspace), before);
 }
 
@@ -135,7 +173,10 @@ fn inputs_are_checked_at_plan_time_and_point_at_the_attribute() {
             vec!["Invalid file[2].source", "is a directory"],
         ),
         (
-            image_config(&workspace, "\n  file {\n    path     = \"/etc/both\"\n    contents = \"x\"\n    symlink  = \"/y\"\n  }\n"),
+            image_config(
+                &workspace,
+                "\n  file {\n    path     = \"/etc/both\"\n    contents = \"x\"\n    symlink  = \"/y\"\n  }\n",
+            ),
             vec!["Conflicting file settings", "sets contents and symlink"],
         ),
         (
@@ -143,11 +184,15 @@ fn inputs_are_checked_at_plan_time_and_point_at_the_attribute() {
             vec!["Invalid file[2].path", "escapes the root"],
         ),
         (
-            image_config(&workspace, "").replace("services   = [resin_package.sshd.spec]", "services   = [resin_package.sshd.spec, resin_package.sshd.spec]"),
+            image_config(&workspace, "").replace(
+                "services   = [resin_package.sshd.spec]",
+                "services   = [resin_package.sshd.spec, resin_package.sshd.spec]",
+            ),
             vec!["Invalid services[1]", "two services are named \"sshd\""],
         ),
         (
-            image_config(&workspace, "").replace("kernel     = resin_kernel.k.spec", "kernel     = resin_package.init.spec"),
+            image_config(&workspace, "")
+                .replace("kernel     = resin_kernel.k.spec", "kernel     = resin_package.init.spec"),
             vec!["Invalid kernel", "not a resin_kernel spec"],
         ),
     ];
@@ -160,7 +205,10 @@ fn inputs_are_checked_at_plan_time_and_point_at_the_attribute() {
         }
     }
     // An optional source that does not exist is skipped.
-    workspace.write_config(&image_config(&workspace, "\n  file {\n    path     = \"/etc/key\"\n    source   = \"./missing.key\"\n    optional = true\n  }\n"));
+    workspace.write_config(&image_config(
+        &workspace,
+        "\n  file {\n    path     = \"/etc/key\"\n    source   = \"./missing.key\"\n    optional = true\n  }\n",
+    ));
     let plan = workspace.plan();
     assert_eq!(plan.code, 2, "{}", plan.text());
     assert!(!plan.says("content_hash"), "an absent optional source changes no content:\n{}", plan.text());

@@ -99,10 +99,10 @@ fn apply_records_pinned_digests_then_plan_is_clean() {
 
     // A changed setting is a content-hash diff; the digest stays what was recorded.
     let hash = init["content_hash"].as_str().unwrap().to_string();
-    workspace.write_config(&basic_config(&workspace, &registry).replace(
-        "fixtures/init:v1\"\n}",
-        "fixtures/init:v1\"\n  capabilities = [\"CAP_NET_ADMIN\"]\n}",
-    ));
+    workspace.write_config(
+        &basic_config(&workspace, &registry)
+            .replace("fixtures/init:v1\"\n}", "fixtures/init:v1\"\n  capabilities = [\"CAP_NET_ADMIN\"]\n}"),
+    );
     let plan = workspace.plan();
     assert_eq!(plan.code, 2, "{}", plan.text());
     assert!(plan.says(&format!("~ content_hash = \"{hash}\" ->")), "{}", plan.text());
@@ -127,7 +127,11 @@ fn a_moved_tag_is_planned_as_a_digest_change() {
 
     let plan = workspace.plan();
     assert_eq!(plan.code, 2, "a moved tag must show as a change:\n{}", plan.text());
-    assert!(plan.stdout.contains(&format!("\"{old}\" -> \"{new}\"")), "the digest change is not shown:\n{}", plan.text());
+    assert!(
+        plan.stdout.contains(&format!("\"{old}\" -> \"{new}\"")),
+        "the digest change is not shown:\n{}",
+        plan.text()
+    );
     assert!(plan.stdout.contains("resin_package.init will be updated in-place"), "{}", plan.text());
     assert!(!plan.stdout.contains("resin_kernel.k will be"), "the kernel did not change:\n{}", plan.text());
 
@@ -237,7 +241,10 @@ fn basic_auth_from_registry_blocks_and_docker_config() {
     let with_block = Workspace::new();
     with_block.write_config(&basic_config(&with_block, &registry));
     with_block.apply();
-    assert_eq!(with_block.state()["resin_package.init"]["digest"], registry.manifest_digest("fixtures/init", "v1").as_str());
+    assert_eq!(
+        with_block.state()["resin_package.init"]["digest"],
+        registry.manifest_digest("fixtures/init", "v1").as_str()
+    );
 
     let with_docker_config = Workspace::new();
     std::fs::write(
@@ -303,12 +310,19 @@ fn a_multi_platform_index_resolves_to_the_requested_platform() {
         "v1",
         &[
             Image::amd64(vec![("arch", b"amd64".to_vec())]),
-            Image { architecture: "arm64", variant: Some("v8"), files: vec![("arch", b"arm64".to_vec())], cmd: vec!["/bin/true"] },
+            Image {
+                architecture: "arm64",
+                variant: Some("v8"),
+                files: vec![("arch", b"arm64".to_vec())],
+                cmd: vec!["/bin/true"],
+            },
         ],
     );
     registry.push(layouts.path(), "v1", "fixtures/multi", false);
     let entries = index_entries(layouts.path(), &index);
-    let digest_for = |arch: &str| entries.iter().find(|e| e["platform"]["architecture"] == arch).unwrap()["digest"].as_str().unwrap().to_string();
+    let digest_for = |arch: &str| {
+        entries.iter().find(|e| e["platform"]["architecture"] == arch).unwrap()["digest"].as_str().unwrap().to_string()
+    };
 
     let workspace = Workspace::new();
     workspace.write_config(&format!(
@@ -344,7 +358,10 @@ fn docker_v2_schema2_media_types() {
     let multi = add_to_layout(
         layouts.path(),
         "multi",
-        &[Image::amd64(vec![("a", b"1".to_vec())]), Image { architecture: "arm64", variant: None, files: vec![("a", b"2".to_vec())], cmd: vec![] }],
+        &[
+            Image::amd64(vec![("a", b"1".to_vec())]),
+            Image { architecture: "arm64", variant: None, files: vec![("a", b"2".to_vec())], cmd: vec![] },
+        ],
     );
     assert!(multi.starts_with("sha256:"));
     registry.push(layouts.path(), "multi", "fixtures/docker-list", true);
@@ -359,7 +376,10 @@ fn docker_v2_schema2_media_types() {
     let digest = registry.manifest_digest("fixtures/docker", "v1");
     let hex = digest.strip_prefix("sha256:").unwrap();
     let manifest = std::fs::read_to_string(workspace.cache_dir.join("blobs/sha256").join(hex)).unwrap();
-    assert!(manifest.contains("application/vnd.docker.distribution.manifest.v2+json"), "not a Docker manifest: {manifest}");
+    assert!(
+        manifest.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "not a Docker manifest: {manifest}"
+    );
     assert_eq!(workspace.state()["resin_package.docker"]["digest"], digest.as_str());
     assert_eq!(workspace.plan().code, 0);
 }

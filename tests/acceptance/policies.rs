@@ -15,7 +15,8 @@ pub fn checkov() -> std::path::PathBuf {
 fn each_policy_passes_its_passing_fixture_and_fails_its_failing_one() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/checkov");
     let fixtures = root.join("tests");
-    let mut checks: Vec<String> = std::fs::read_dir(&fixtures).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut checks: Vec<String> =
+        std::fs::read_dir(&fixtures).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     checks.sort();
     assert_eq!(checks.len(), 7, "one fixture directory per check: {checks:?}");
     let output = std::process::Command::new(checkov())
@@ -40,7 +41,9 @@ fn each_policy_passes_its_passing_fixture_and_fails_its_failing_one() {
     for check in &checks {
         for (fixture, expected) in [("pass", "passed"), ("fail", "failed")] {
             let file = format!("/{check}/{fixture}/main.tf");
-            let results = outcomes.get(&(check.clone(), file.clone())).unwrap_or_else(|| panic!("{check} did not run on {file}: {outcomes:?}"));
+            let results = outcomes
+                .get(&(check.clone(), file.clone()))
+                .unwrap_or_else(|| panic!("{check} did not run on {file}: {outcomes:?}"));
             assert!(results.iter().all(|r| *r == expected), "{check} on {file}: expected {expected}, got {results:?}");
         }
     }
@@ -66,11 +69,17 @@ fn the_full_stack_example_passes_the_whole_policy_pack() {
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("checkov's JSON report");
     let ids = |key: &str| -> std::collections::BTreeSet<String> {
-        report["results"][key].as_array().unwrap().iter().map(|r| format!("{} {}", r["check_id"].as_str().unwrap(), r["resource"].as_str().unwrap())).collect()
+        report["results"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", r["check_id"].as_str().unwrap(), r["resource"].as_str().unwrap()))
+            .collect()
     };
     assert!(ids("failed_checks").is_empty(), "the full-stack example fails {:?}", ids("failed_checks"));
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let passed: std::collections::BTreeSet<String> = ids("passed_checks").into_iter().map(|r| r.split(' ').next().unwrap().to_string()).collect();
+    let passed: std::collections::BTreeSet<String> =
+        ids("passed_checks").into_iter().map(|r| r.split(' ').next().unwrap().to_string()).collect();
     let every: std::collections::BTreeSet<String> = (1..=7).map(|n| format!("CKV_RESIN_{n}")).collect();
     assert_eq!(passed, every, "every check of the pack runs on the example and passes");
     // Pinning: every image of the example, the kernel and nine packages.

@@ -12,8 +12,13 @@ use crate::fixtures::{add_to_layout, layer_digests, Image};
 use crate::registry::Registry;
 
 fn puller(registry: &Registry, cache: &std::path::Path) -> Puller {
-    let settings = vec![RegistrySettings { address: registry.address.clone(), username: None, password: None, plain_http: true }];
-    Puller::new(BlobCache::open(cache).unwrap(), Arc::new(RegistryClient::new(settings, DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)), 3)
+    let settings =
+        vec![RegistrySettings { address: registry.address.clone(), username: None, password: None, plain_http: true }];
+    Puller::new(
+        BlobCache::open(cache).unwrap(),
+        Arc::new(RegistryClient::new(settings, DockerConfig::default(), resin::oci::registry::DEFAULT_TIMEOUT)),
+        3,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,10 @@ impl Registry {
                 cert.display()
             ));
         } else if let Some((user, password)) = credentials {
-            let htpasswd = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils) is installed by make test");
+            let htpasswd = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (apache2-utils) is installed by make test");
             assert!(htpasswd.status.success());
             let path = dir.path().join("htpasswd");
             std::fs::write(&path, htpasswd.stdout).unwrap();

@@ -47,7 +47,9 @@ fn transient_registry_faults_are_retried() {
     let apply = workspace.run_with_env(&[("TF_LOG", "INFO")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(apply.code, 0, "{}", apply.text());
 
-    for reason in ["HTTP 503", "HTTP 429", "end of file before message length reached", "the answer was cut off", "timed out"] {
+    for reason in
+        ["HTTP 503", "HTTP 429", "end of file before message length reached", "the answer was cut off", "timed out"]
+    {
         assert!(retried(&apply, reason), "no retry logged for {reason}:\n{}", apply.stderr);
     }
     // The 429's Retry-After: 1 was the wait.
@@ -55,7 +57,10 @@ fn transient_registry_faults_are_retried() {
     // Every fault was met once, then the request went through.
     assert_eq!(proxy.seen(&format!("/blobs/{init_layer}")), ["Status(429, Some(1))", "CutOff", "pass"]);
     assert_eq!(proxy.seen(&format!("/blobs/{kernel_layer}")), ["Stall(3s)", "pass"]);
-    assert_eq!(workspace.state()["resin_package.init"]["digest"], registry.manifest_digest("fixtures/init", "v1").as_str());
+    assert_eq!(
+        workspace.state()["resin_package.init"]["digest"],
+        registry.manifest_digest("fixtures/init", "v1").as_str()
+    );
     assert!(workspace.cache_has(&init_layer) && workspace.cache_has(&kernel_layer));
     assert_cache_consistent(&workspace);
 }
@@ -78,15 +83,21 @@ fn persistent_faults_and_client_errors_end_in_a_clear_error() {
         plan
     };
 
-    let plan = run(format!("resource \"resin_package\" \"init\" {{\n  image = \"{}/fixtures/init:v1\"\n}}\n", proxy.address));
+    let plan =
+        run(format!("resource \"resin_package\" \"init\" {{\n  image = \"{}/fixtures/init:v1\"\n}}\n", proxy.address));
     assert!(plan.says(&format!("registry {} cannot be reached: HTTP 500", proxy.address)), "{}", plan.text());
     assert!(plan.says("(gave up after 5 attempts"), "{}", plan.text());
     assert!(plan.says("image = "), "the attribute is not pointed at:\n{}", plan.text());
     assert_eq!(proxy.seen("/fixtures/init/manifests/v1").len(), 5, "1 attempt and 4 retries");
 
-    let plan = run(format!("resource \"resin_kernel\" \"k\" {{\n  image = \"{}/fixtures/kernel:v1\"\n}}\n", proxy.address));
+    let plan =
+        run(format!("resource \"resin_kernel\" \"k\" {{\n  image = \"{}/fixtures/kernel:v1\"\n}}\n", proxy.address));
     assert!(plan.says("the registry asks to wait 3600 s"), "{}", plan.text());
-    assert_eq!(proxy.seen("/fixtures/kernel/manifests/v1").len(), 1, "a Retry-After beyond the bound is not waited for");
+    assert_eq!(
+        proxy.seen("/fixtures/kernel/manifests/v1").len(),
+        1,
+        "a Retry-After beyond the bound is not waited for"
+    );
 
     // TLS spoken to a plain-HTTP registry (no plain_http): refused at once, not retried.
     let workspace = Workspace::new();
@@ -97,10 +108,17 @@ fn persistent_faults_and_client_errors_end_in_a_clear_error() {
     ));
     let plan = workspace.run_with_env(&[("TF_LOG", "INFO")], &["plan", "-input=false", "-no-color"]);
     assert_eq!(plan.code, 1, "{}", plan.text());
-    assert!(!plan.stderr.contains("retrying a registry request"), "a TLS failure must not be retried:\n{}", plan.stderr);
+    assert!(
+        !plan.stderr.contains("retrying a registry request"),
+        "a TLS failure must not be retried:\n{}",
+        plan.stderr
+    );
 
     // A 4xx is the answer: asked once.
-    let plan = run(format!("resource \"resin_package\" \"missing\" {{\n  image = \"{}/fixtures/init:no-such-tag\"\n}}\n", proxy.address));
+    let plan = run(format!(
+        "resource \"resin_package\" \"missing\" {{\n  image = \"{}/fixtures/init:no-such-tag\"\n}}\n",
+        proxy.address
+    ));
     assert!(plan.says("not found"), "{}", plan.text());
     assert_eq!(proxy.seen("/fixtures/init/manifests/no-such-tag"), ["pass"]);
 }

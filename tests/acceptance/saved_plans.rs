@@ -40,7 +40,8 @@ fn new_content_is_an_in_place_update() {
     assert!(plan.says("resin_image.img will be updated in-place"), "{}", plan.text());
     assert!(!plan.says("forces replacement"), "{}", plan.text());
     // A new output_dir is another image: a replacement.
-    workspace.write_config(&image_config(&workspace, "").replace("output_dir = \"./out\"", "output_dir = \"./elsewhere\""));
+    workspace
+        .write_config(&image_config(&workspace, "").replace("output_dir = \"./out\"", "output_dir = \"./elsewhere\""));
     let plan = workspace.plan();
     assert!(plan.says("resin_image.img must be replaced") && plan.says("# forces replacement"), "{}", plan.text());
 }
@@ -63,7 +64,11 @@ fn a_tag_moved_after_the_plan_applies_what_was_planned() {
     assert_eq!(apply.code, 0, "{}", apply.text());
     assert_eq!(workspace.state()["resin_package.init"]["digest"], planned_digest.as_str());
     let root = extract_initrd(&workspace.work_dir().join("out/reg-initrd.img"));
-    assert_eq!(std::fs::read(root.path().join("sbin/init")).unwrap(), b"#!/bin/sh\necho init v1\n", "the planned digest's content");
+    assert_eq!(
+        std::fs::read(root.path().join("sbin/init")).unwrap(),
+        b"#!/bin/sh\necho init v1\n",
+        "the planned digest's content"
+    );
     assert_eq!(std::fs::read(root.path().join("etc/motd")).unwrap(), b"two");
     // The next plan sees the moved tag.
     let plan = workspace.plan();
@@ -167,19 +172,24 @@ fn failed_updates_keep_every_resource_in_state() {
     assert_eq!(artifact_digests_of(&workspace), before, "the previous artifacts must be intact");
 
     // A package update that must pull again fails the same way.
-    let changed = registry_image(&workspace, &registry, "one").replace(
-        "fixtures/init:v1\"\n}",
-        "fixtures/init:v1\"\n  capabilities = [\"CAP_NET_ADMIN\"]\n}",
-    );
+    let changed = registry_image(&workspace, &registry, "one")
+        .replace("fixtures/init:v1\"\n}", "fixtures/init:v1\"\n  capabilities = [\"CAP_NET_ADMIN\"]\n}");
     workspace.write_config(&changed);
     plan_out(&workspace);
     let apply = apply_saved(&workspace);
     assert_eq!(apply.code, 1, "{}", apply.text());
     assert!(apply.says("cannot be reached"), "{}", apply.text());
-    assert!(state_list(&workspace).contains("resin_package.init"), "the package was dropped from state:\n{}", apply.text());
+    assert!(
+        state_list(&workspace).contains("resin_package.init"),
+        "the package was dropped from state:\n{}",
+        apply.text()
+    );
     assert_eq!(workspace.state()["resin_package.init"]["content_hash"], state["resin_package.init"]["content_hash"]);
 }
 
 fn artifact_digests_of(workspace: &Workspace) -> Vec<String> {
-    ["kernel", "initrd.img", "cmdline"].iter().map(|a| sha256(&workspace.work_dir().join(format!("out/reg-{a}")))).collect()
+    ["kernel", "initrd.img", "cmdline"]
+        .iter()
+        .map(|a| sha256(&workspace.work_dir().join(format!("out/reg-{a}"))))
+        .collect()
 }

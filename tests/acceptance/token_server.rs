@@ -54,10 +54,8 @@ impl TokenServer {
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let realm = format!("http://{}/token", listener.local_addr().unwrap());
-        let expected = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        );
+        let expected =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -79,7 +77,8 @@ impl TokenServer {
                     }
                 }
                 if !authorized {
-                    let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                     continue;
                 }
                 let target = request_line.split_whitespace().nth(1).unwrap_or("");
@@ -106,7 +105,8 @@ impl TokenServer {
                     "exp": now + 600, "nbf": now - 60, "iat": now, "jti": format!("{now}-{}", access.len()),
                     "access": access,
                 });
-                let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+                let signing_input =
+                    format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
                 let signature = key.sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes()).unwrap();
                 let token = format!("{signing_input}.{}", b64(signature.as_ref()));
                 let body = serde_json::json!({ "token": token, "access_token": token, "expires_in": 600 }).to_string();

@@ -170,11 +170,11 @@ fn run_child(layout: &Path) -> serde_json::Value {
 }
 
 fn report(label: &str, uncompressed: u64, numbers: &serde_json::Value) {
-    let mib = uncompressed as f64 / (1 << 20) as f64;
+    let mib = uncompressed as f64 / f64::from(1 << 20);
     let wall = numbers["wall"].as_f64().unwrap();
     println!(
         "{label:10}: {mib:7.1} MiB in {PACKAGES} packages -> initrd {:7.1} MiB; wall {wall:6.2} s (resolve+compose {:5.2} s), cpu {:6.2} s, peak RSS {:4} MiB, {:6.1} MiB/s",
-        numbers["initrd_bytes"].as_f64().unwrap() / (1 << 20) as f64,
+        numbers["initrd_bytes"].as_f64().unwrap() / f64::from(1 << 20),
         numbers["pull_and_compose"].as_f64().unwrap(),
         numbers["cpu"].as_f64().unwrap(),
         numbers["peak_rss_kib"].as_u64().unwrap() / 1024,
@@ -205,7 +205,7 @@ fn main() {
 
     for (label, bytes) in [("10 MiB", 10u64 << 20), ("1 GiB", 1 << 30)] {
         let layout = scratch.path().join(label.replace(' ', ""));
-        let per = (bytes / PACKAGES as u64) as usize;
+        let per = usize::try_from(bytes / PACKAGES as u64).unwrap();
         let total = write_layout(&layout, &|index| {
             // 4 MiB files, so no single buffer is the size of a package.
             (0..per.div_ceil(4 << 20))

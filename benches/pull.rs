@@ -62,7 +62,7 @@ fn main() {
     );
     let platform: Platform = "linux/amd64".parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let mib = (PACKAGES * PACKAGE_BYTES) as f64 / (1 << 20) as f64;
+    let mib = (PACKAGES * PACKAGE_BYTES) as f64 / f64::from(1 << 20);
     println!("pull benchmark: {PACKAGES} packages, {mib:.0} MiB of gzip'd layers, registry on loopback");
     for (label, _) in [("cold cache", ()), ("warm cache", ())] {
         let cpu_before = measure::cpu_seconds();
@@ -73,8 +73,8 @@ fn main() {
             resolve * 1000.0,
             total * 1000.0,
             cpu,
-            fetched as f64 / (1 << 20) as f64,
-            fetched as f64 / (1 << 20) as f64 / total,
+            fetched as f64 / f64::from(1 << 20),
+            fetched as f64 / f64::from(1 << 20) / total,
             measure::peak_rss_kib() / 1024
         );
     }

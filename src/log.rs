@@ -72,7 +72,7 @@ fn rfc3339(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
     let (days, second_of_day) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
+    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
         second_of_day / 3600,
@@ -90,8 +90,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    // Both in 1..=31 and 1..=12 by construction.
+    let day = u32::try_from(day_of_year - (153 * month_index + 2) / 5 + 1).expect("a day of the month");
+    let month = u32::try_from(if month_index < 10 { month_index + 3 } else { month_index - 9 }).expect("a month");
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }

@@ -7,9 +7,7 @@ const MAGIC_COOKIE_KEY: &str = "TF_PLUGIN_MAGIC_COOKIE";
 const MAGIC_COOKIE_VALUE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
 fn main() -> ExitCode {
-    // Diagnostics must not carry backtraces, whatever RUST_BACKTRACE says.
-    // SAFETY: no other thread exists yet.
-    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    prepare_process();
 
     if std::env::var(MAGIC_COOKIE_KEY).as_deref() != Ok(MAGIC_COOKIE_VALUE) {
         eprintln!(
@@ -19,11 +17,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-
-    // Ctrl-C reaches the whole process group; Terraform then asks the provider to stop
-    // through the protocol, and in-flight calls must be allowed to finish and be recorded.
-    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
-    unsafe { libc_ignore_sigint() };
 
     resin::log::enable();
     resin::oci::registry::install_crypto_provider();
@@ -47,12 +40,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// `signal(SIGINT, SIG_IGN)` without a libc dependency.
-unsafe fn libc_ignore_sigint() {
+/// The process settings that need `unsafe`, the one place in the crate allowed it:
+/// * diagnostics must not carry backtraces, whatever RUST_BACKTRACE says;
+/// * Ctrl-C reaches the whole process group; Terraform then asks the provider to stop
+///   through the protocol, and in-flight calls must be allowed to finish and be
+///   recorded, so SIGINT is ignored (`signal(SIGINT, SIG_IGN)`, without a libc dependency).
+#[allow(unsafe_code)]
+fn prepare_process() {
     extern "C" {
         fn signal(signum: i32, handler: usize) -> usize;
     }
     const SIGINT: i32 = 2;
     const SIG_IGN: usize = 1;
+    // SAFETY: called first in main, when no other thread exists yet.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { signal(SIGINT, SIG_IGN) };
 }

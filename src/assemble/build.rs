@@ -358,13 +358,15 @@ fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<Written
                 }
                 let segment = &segments[index];
                 let describe = segment.describe();
-                let result = write_segment(segment, index as u32 + 1, output_dir).with_context(|| {
-                    format!(
-                        "writing initrd segment {} ({describe}) to a temporary file in {}",
-                        index + 1,
-                        output_dir.display()
-                    )
-                });
+                let result =
+                    write_segment(segment, u32::try_from(index + 1).expect("fewer than 2^32 segments"), output_dir)
+                        .with_context(|| {
+                            format!(
+                                "writing initrd segment {} ({describe}) to a temporary file in {}",
+                                index + 1,
+                                output_dir.display()
+                            )
+                        });
                 if result.is_err() {
                     failed.store(true, std::sync::atomic::Ordering::SeqCst);
                 }

@@ -154,7 +154,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn allocate_ids(inputs: &ImageInputs) -> BTreeMap<String, u32> {
     let mut ids = BTreeMap::new();
     for (offset, package) in inputs.onboot.iter().chain(&inputs.onshutdown).chain(&inputs.services).enumerate() {
-        ids.insert(package.name.clone(), 100 + offset as u32);
+        ids.insert(package.name.clone(), 100 + u32::try_from(offset).expect("fewer than 2^32 containers"));
     }
     ids
 }

@@ -89,7 +89,7 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     let value: serde_json::Value = serde_json::from_str(text)
         .with_context(|| format!("not a {what} spec (expected the spec attribute of a {what})"))?;
     let version = value.get("spec_version").and_then(|v| v.as_u64());
-    if version != Some(SPEC_VERSION as u64) {
+    if version != Some(u64::from(SPEC_VERSION)) {
         bail!("{what} spec version {version:?} is not {SPEC_VERSION}; refresh the {what} with this provider version");
     }
     serde_json::from_value(value)

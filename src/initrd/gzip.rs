@@ -55,7 +55,7 @@ impl<W: Write> SegmentEncoder<W> {
             self.buffer.clear();
             let before_in = self.compress.total_in();
             let status = self.compress.compress_vec(input, &mut self.buffer, flush).map_err(io::Error::other)?;
-            let consumed = (self.compress.total_in() - before_in) as usize;
+            let consumed = usize::try_from(self.compress.total_in() - before_in).expect("at most the input's length");
             input = &input[consumed..];
             self.out.write_all(&self.buffer)?;
             let output_full = self.buffer.len() == self.buffer.capacity();
@@ -102,7 +102,8 @@ pub fn write_footer(mut out: impl Write, segments: &[SegmentSummary]) -> io::Res
     }
     out.write_all(&FINAL_EMPTY_BLOCK)?;
     out.write_all(&crc.finalize().to_le_bytes())?;
-    out.write_all(&(length as u32).to_le_bytes())
+    // ISIZE is the length modulo 2^32 (RFC 1952).
+    out.write_all(&u32::try_from(length & 0xffff_ffff).expect("masked to 32 bits").to_le_bytes())
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@
 
 use std::io::{self, Read, Write};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
@@ -118,7 +118,7 @@ impl<W: Write> SegmentWriter<W> {
         if size > MAX_FILE_SIZE {
             bail!("{} is {size} bytes: newc cannot record files of 4 GiB or more", String::from_utf8_lossy(name));
         }
-        let mtime = meta.mtime.min(u32::MAX as u64) as u32;
+        let mtime = u32::try_from(meta.mtime).unwrap_or(u32::MAX);
         let header = format!(
             "070701{ino:08X}{:08X}{:08X}{:08X}{nlink:08X}{mtime:08X}{size:08X}{:08X}{devminor:08X}{:08X}{:08X}{:08X}{:08X}",
             meta.mode,
@@ -192,7 +192,7 @@ impl<W: Write> SegmentWriter<W> {
     /// Writes a hard-link group: every name, one inode; the data goes with the last name.
     pub fn hard_links(&mut self, names: &[Vec<u8>], meta: &Metadata, size: u64, data: impl Read) -> Result<()> {
         let ino = self.allocate_ino();
-        let nlink = names.len() as u32;
+        let nlink = u32::try_from(names.len()).context("a hard-link group of 2^32 names or more")?;
         let Some((last, others)) = names.split_last() else {
             bail!("a hard-link group needs a name");
         };

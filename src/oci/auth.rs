@@ -66,6 +66,9 @@ pub struct DockerConfig {
     cred_helpers: BTreeMap<String, String>,
     #[serde(default, rename = "credsStore")]
     creds_store: Option<String>,
+    /// Where `docker-credential-*` programs are looked up instead of `PATH` (tests).
+    #[serde(skip)]
+    helper_search_path: Option<std::ffi::OsString>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -127,7 +130,7 @@ pub fn credentials_for(host: &str, registries: &[RegistrySettings], docker: &Doc
         }
     }
     if let Some(helper) = docker.helper_for(host) {
-        return run_credential_helper(helper, host);
+        return run_credential_helper(helper, host, docker.helper_search_path.as_deref());
     }
     if let Some(entry) = docker.auth_entry(host) {
         if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
@@ -149,14 +152,14 @@ pub fn credentials_for(host: &str, registries: &[RegistrySettings], docker: &Doc
         }
     }
     if let Some(store) = &docker.creds_store {
-        return run_credential_helper(store, host);
+        return run_credential_helper(store, host, docker.helper_search_path.as_deref());
     }
     Ok(Credentials::Anonymous)
 }
 
 /// Runs `docker-credential-<helper> get` with the server URL on stdin, per the
 /// docker-credential-helpers protocol. "credentials not found" means anonymous.
-fn run_credential_helper(helper: &str, host: &str) -> Result<Credentials> {
+fn run_credential_helper(helper: &str, host: &str, search_path: Option<&std::ffi::OsStr>) -> Result<Credentials> {
     #[derive(Deserialize)]
     struct HelperAnswer {
         #[serde(rename = "Username")]
@@ -166,7 +169,12 @@ fn run_credential_helper(helper: &str, host: &str) -> Result<Credentials> {
     }
     let program = format!("docker-credential-{helper}");
     let server = if host == DOCKER_HUB { "https://index.docker.io/v1/".to_string() } else { host.to_string() };
-    let mut child = Command::new(&program)
+    let mut command = Command::new(&program);
+    if let Some(search_path) = search_path {
+        // A PATH set for the child is also where the program is looked up.
+        command.env("PATH", search_path);
+    }
+    let mut child = command
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -246,10 +254,11 @@ mod tests {
         )
         .unwrap();
         std::process::Command::new("chmod").arg("+x").arg(&helper).status().unwrap();
+        // The helper's directory first, then the usual PATH (the helper is a shell script);
+        // the process's own PATH is left alone, other tests run meanwhile.
         let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
-        // Only this test changes PATH, and only to prepend a directory.
-        unsafe { std::env::set_var("PATH", path) };
-        let docker = config(r#"{"credHelpers": {"reg.example": "resintest"}, "credsStore": "resintest"}"#);
+        let mut docker = config(r#"{"credHelpers": {"reg.example": "resintest"}, "credsStore": "resintest"}"#);
+        docker.helper_search_path = Some(path.into());
         assert_eq!(
             credentials_for("reg.example", &[], &docker).unwrap(),
             Credentials::Basic { username: "hu".into(), password: "hs".into() }

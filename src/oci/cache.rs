@@ -142,7 +142,7 @@ impl BlobCache {
         let damage = match damage {
             Some(damage) => damage,
             None => {
-                let mut bytes = Vec::with_capacity(meta.len() as usize);
+                let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
                 file.read_to_end(&mut bytes).with_context(|| format!("reading cached blob {}", path.display()))?;
                 let actual = Digest::of(&bytes);
                 if &actual == digest {

@@ -76,7 +76,7 @@ async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<(Vec
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         if bytes.len() as u64 + chunk.len() as u64 > limit {
-            let room = (limit as usize).saturating_sub(bytes.len());
+            let room = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(bytes.len());
             bytes.extend_from_slice(&chunk[..room]);
             return Ok((bytes, true));
         }

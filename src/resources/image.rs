@@ -143,7 +143,7 @@ fn known_strings(value: &Strings) -> Option<Vec<String>> {
 fn error_path(error: &InputError) -> AttributePath {
     let mut path = AttributePath::new(error.attribute);
     if let Some(index) = error.index {
-        path.add_index(index as i64);
+        path.add_index(super::attribute_index(index));
     }
     if let Some(field) = error.field {
         path.add_attribute(field);
@@ -179,7 +179,7 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
                     diags.error(
                         format!("Invalid {attribute}[{index}]"),
                         format!("resin_image attribute {attribute}[{index}]: {e:#}"),
-                        AttributePath::new(attribute).index(index as i64),
+                        AttributePath::new(attribute).index(super::attribute_index(index)),
                     );
                     failed = true;
                 }
@@ -221,7 +221,7 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
         else {
             return Ok(None);
         };
-        let at = |field: &'static str| AttributePath::new("file").index(index as i64).attribute(field);
+        let at = |field: &'static str| AttributePath::new("file").index(super::attribute_index(index)).attribute(field);
         let is_sensitive = sensitive.is_some();
         let kind = match file_kind(contents, sensitive, source, directory.unwrap_or(false), symlink) {
             Ok(kind) => kind,
@@ -229,7 +229,7 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
                 diags.error(
                     "Conflicting file settings",
                     format!("resin_image file[{index}]: {e:#}"),
-                    AttributePath::new("file").index(index as i64),
+                    AttributePath::new("file").index(super::attribute_index(index)),
                 );
                 failed = true;
                 continue;
@@ -446,9 +446,9 @@ impl Image {
         state.kernel_sha256 = Value::Value(artifacts.kernel.sha256.clone());
         state.initrd_sha256 = Value::Value(artifacts.initrd.sha256.clone());
         state.cmdline_sha256 = Value::Value(artifacts.cmdline.sha256.clone());
-        state.kernel_size = Value::Value(artifacts.kernel.size as i64);
-        state.initrd_size = Value::Value(artifacts.initrd.size as i64);
-        state.cmdline_size = Value::Value(artifacts.cmdline.size as i64);
+        state.kernel_size = Value::Value(super::number_of_bytes(artifacts.kernel.size));
+        state.initrd_size = Value::Value(super::number_of_bytes(artifacts.initrd.size));
+        state.cmdline_size = Value::Value(super::number_of_bytes(artifacts.cmdline.size));
         state.sbom_sha256 = Value::Value(artifacts.sbom.sha256.clone());
         let stamps = [stamp(&artifacts.kernel.path), stamp(&artifacts.initrd.path), stamp(&artifacts.cmdline.path)];
         let written = Written {
@@ -595,7 +595,7 @@ impl Resource for Image {
             match digest {
                 Some((digest, length)) => {
                     *sha = Value::Value(digest);
-                    *size = Value::Value(length as i64);
+                    *size = Value::Value(super::number_of_bytes(length));
                 }
                 None => {
                     *sha = Value::Null;

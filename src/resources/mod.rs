@@ -18,6 +18,16 @@ use tf_provider::{AttributePath, Diagnostics};
 /// writes for the same inputs shows up as a new hash.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// A list index as Terraform's attribute paths take it.
+pub(crate) fn attribute_index(index: usize) -> i64 {
+    i64::try_from(index).expect("a list shorter than 2^63")
+}
+
+/// A byte count as a Terraform number (sizes of files, far below 2^63).
+pub(crate) fn number_of_bytes(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
 /// One diagnostic for a failure: a short summary, the whole context chain as detail, and
 /// the attribute it concerns.
 pub(crate) fn error_at(

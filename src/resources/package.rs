@@ -317,7 +317,7 @@ fn attribute_path(steps: &[PathStep]) -> AttributePath {
                 }
             }
             PathStep::Index(index) => {
-                path.add_index(*index as i64);
+                path.add_index(super::attribute_index(*index));
             }
             PathStep::Key(key) => {
                 path.add_key(key.clone());

@@ -162,7 +162,7 @@ impl Provider for ResinProvider {
                     diags.error(
                         "Invalid registry address",
                         format!("{address:?} is not a registry host[:port]"),
-                        AttributePath::new("registry").index(index as i64).attribute("address"),
+                        AttributePath::new("registry").index(super::attribute_index(index)).attribute("address"),
                     );
                 }
             }
@@ -207,7 +207,7 @@ impl Provider for ResinProvider {
         };
         let mut registries = Vec::new();
         for (index, block) in config.registry.iter().flatten().enumerate() {
-            let path = || AttributePath::new("registry").index(index as i64);
+            let path = || AttributePath::new("registry").index(super::attribute_index(index));
             let (Value::Value(address), false, false, false) = (
                 &block.address,
                 block.username.is_unknown(),
@@ -234,9 +234,10 @@ impl Provider for ResinProvider {
                 return None;
             }
         };
-        let parallel = config.parallel_pulls.unwrap_or(DEFAULT_PARALLEL_PULLS).clamp(1, 64) as usize;
+        let parallel = usize::try_from(config.parallel_pulls.unwrap_or(DEFAULT_PARALLEL_PULLS).clamp(1, 64))
+            .expect("clamped to 1..=64");
         let timeout = match config.registry_timeout {
-            Value::Value(seconds) => std::time::Duration::from_secs(seconds.clamp(1, 3600) as u64),
+            Value::Value(seconds) => std::time::Duration::from_secs(seconds.clamp(1, 3600).unsigned_abs()),
             _ => crate::oci::registry::DEFAULT_TIMEOUT,
         };
         let context = ProviderContext {

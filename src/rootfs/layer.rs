@@ -279,9 +279,16 @@ fn entry_of(ordinal: usize, entry: &mut tar::Entry<'_, impl Read>) -> Result<Opt
             Err(e) => Err(e).with_context(|| format!("reading the {what}")),
         }
     };
-    let mode = number(header.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
-    let uid = number(header.uid(), &old.uid, "uid")? as u32;
-    let gid = number(header.gid(), &old.gid, "gid")? as u32;
+    let mode =
+        header.mode().map_or_else(|e| if blank(&old.mode) { Ok(0) } else { Err(e) }, Ok).context("reading the mode")?
+            & 0o7777;
+    // PAX headers can carry ids of any size; newc and the kernel take 32 bits.
+    let id = |value: u64, what: &str| {
+        u32::try_from(value)
+            .map_err(|_| anyhow::anyhow!("the {what} {value} is larger than 4294967295, which an initrd cannot record"))
+    };
+    let uid = id(number(header.uid(), &old.uid, "uid")?, "uid")?;
+    let gid = id(number(header.gid(), &old.gid, "gid")?, "gid")?;
     let mtime = number(header.mtime(), &old.mtime, "mtime")?;
     let device = |h: &tar::Header| -> Result<(u32, u32)> {
         Ok((
@@ -427,7 +434,7 @@ pub(crate) mod tests {
                 EntryKind::File { size } => {
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_size(*size);
-                    contents = vec![b'x'; *size as usize];
+                    contents = vec![b'x'; usize::try_from(*size).unwrap()];
                     data = &contents;
                 }
                 EntryKind::Symlink { target } => {
@@ -678,6 +685,37 @@ pub(crate) mod tests {
             entries.iter().map(|e| (e.path.clone(), e.kind.clone())).collect::<Vec<_>>(),
             vec![(b"a".to_vec(), EntryKind::Opaque)]
         );
+    }
+
+    #[test]
+    fn ids_newc_cannot_record_are_errors() {
+        // A PAX header may carry any uid; newc and the kernel take 32 bits.
+        let body = " uid=5000000000\n";
+        let record = format!("{}{body}", body.len() + 2);
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut pax = tar::Header::new_ustar();
+        pax.set_path("PaxHeaders/big").unwrap();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        pax.set_mode(0o644);
+        pax.set_mtime(0);
+        pax.set_uid(0);
+        pax.set_gid(0);
+        pax.set_cksum();
+        builder.append(&pax, record.as_bytes()).unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_path("etc/owned").unwrap();
+        file.set_entry_type(tar::EntryType::Regular);
+        file.set_size(0);
+        file.set_mode(0o644);
+        file.set_mtime(0);
+        file.set_uid(0);
+        file.set_gid(0);
+        file.set_cksum();
+        builder.append(&file, &[][..]).unwrap();
+        let err = read_entries(&builder.into_inner().unwrap()[..]).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("etc/owned") && message.contains("uid 5000000000"), "{message}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ fn puller(registry: &Registry, cache: &std::path::Path) -> Puller {
 async fn two_pullers_sharing_a_cache_pull_the_same_image_safely() {
     let registry = Registry::start(None);
     let layouts = tempfile::tempdir().unwrap();
-    let files: Vec<(String, Vec<u8>)> = (0..8).map(|i| (format!("f{i}"), vec![i as u8; 300_000])).collect();
+    let files: Vec<(String, Vec<u8>)> = (0..8u8).map(|i| (format!("f{i}"), vec![i; 300_000])).collect();
     let image = Image::amd64(files.iter().map(|(n, c)| (n.as_str(), c.clone())).collect());
     let digest = add_to_layout(layouts.path(), "v1", &[image]);
     registry.push(layouts.path(), "v1", "fixtures/big", false);

@@ -16,14 +16,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use sha2::Digest as _;
 
+use super::hash::{content_hash, ASSEMBLY_FORMAT};
 use super::spec::{KernelSpec, PackageSpec};
 use crate::container::bundle::{config_json, merge, resolve_id, runtime_json, to_bytes, BundleContext};
 use crate::container::label::parse_label;
 use crate::container::ContainerOptions;
 use crate::rootfs::path::{display, normalise};
-
-/// Bumped whenever the bytes resin writes for the same inputs change.
-pub const ASSEMBLY_FORMAT: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Section {
@@ -330,7 +328,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             "mode": f.mode, "uid": f.uid, "gid": f.gid, "sha256": f.sha256,
         })).collect::<Vec<_>>(),
     });
-    let content_hash = crate::resources::content_hash(&document);
+    let content_hash = content_hash(&document);
     Ok(Composition { inputs, ids, bundles, files, content_hash })
 }
 

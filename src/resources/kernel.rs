@@ -6,7 +6,7 @@ use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics};
 
-use super::image_resource::{ImageFields, ImageKind};
+use super::image_backed::{ImageFields, ImageKind};
 use super::schema::{attribute, image_attributes, resource_schema};
 use crate::assemble::spec::{ImageDefaults, KernelSpec, SPEC_VERSION};
 use crate::oci::reference::ImageReference;
@@ -121,24 +121,17 @@ impl ImageKind for Kernel {
         image: &crate::oci::ResolvedImage,
         cache: &crate::oci::cache::BlobCache,
     ) -> Result<(), (&'static str, anyhow::Error)> {
-        use crate::rootfs::tree::Node;
-        let tree = crate::assemble::build::flatten_pulled(image, cache).map_err(|e| ("image", e))?;
-        let files = [
-            ("binary", state.binary.as_ref_option().cloned()),
-            ("modules_tar", state.modules_tar.as_ref_option().cloned().filter(|m| !m.is_empty())),
-            ("ucode", state.ucode.as_ref_option().cloned()),
-        ];
-        for (attribute, file) in files {
-            let Some(file) = file else { continue };
-            let path = crate::rootfs::path::normalise(file.as_bytes()).map_err(|e| (attribute, e))?;
-            if !matches!(tree.get(&path), Some(Node::File(_))) {
-                return Err((
-                    attribute,
-                    anyhow::anyhow!("{} has no file /{}", image.reference, file.trim_start_matches('/')),
-                ));
-            }
-        }
-        Ok(())
+        use crate::assemble::kernel::{check_kernel_files, NamedFile};
+        let (binary, modules_tar, ucode) = (
+            state.binary.as_ref_option(),
+            state.modules_tar.as_ref_option().filter(|m| !m.is_empty()),
+            state.ucode.as_ref_option(),
+        );
+        let files: Vec<NamedFile> = [("binary", binary), ("modules_tar", modules_tar), ("ucode", ucode)]
+            .into_iter()
+            .filter_map(|(setting, path)| path.map(|path| NamedFile { setting, path }))
+            .collect();
+        check_kernel_files(image, cache, &files)
     }
 
     fn stub(image: String) -> KernelState {

@@ -9,7 +9,7 @@ use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics};
 
-use super::image_resource::{ImageFields, ImageKind};
+use super::image_backed::{ImageFields, ImageKind};
 use super::schema::{attribute, image_attributes, list_block, optional_block, resource_schema, string_map, strings};
 use crate::assemble::spec::{ImageDefaults, PackageSpec, SPEC_VERSION};
 use crate::container::{

@@ -14,7 +14,7 @@ use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, 
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics, DynamicResource, Provider};
 
-use super::image_resource::ImageResource;
+use super::image_backed::ImageResource;
 use super::kernel::Kernel;
 use super::package::Package;
 use super::schema::{attribute, description};

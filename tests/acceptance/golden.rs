@@ -20,7 +20,7 @@ fn the_golden_fixture_gives_the_same_bytes() {
     };
     let content_hash = workspace.state()["resin_image.img"]["content_hash"].as_str().unwrap().to_string();
     let advice = "If this change is intentional (resin now writes different bytes or hashes different \
-                  inputs for the same image), bump ASSEMBLY_FORMAT in src/assemble/compose.rs so every \
+                  inputs for the same image), bump ASSEMBLY_FORMAT in src/assemble/hash.rs so every \
                   content_hash changes with the bytes, note it in CHANGELOG.md, and set the constants in \
                   tests/acceptance/golden.rs to the new values. If it is not intentional, a change made \
                   the output depend on something it must not (order, time, cache state, backend).";

@@ -26,8 +26,9 @@ use tf_provider::schema::Schema;
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, Resource};
 
+use super::error_at;
 use super::provider::{ProviderContext, SharedContext};
-use super::{content_hash, error_at};
+use crate::assemble::hash::content_hash;
 use crate::assemble::spec::ImageDefaults;
 use crate::oci::cache::damaged_blob;
 use crate::oci::platform::Platform;
@@ -166,7 +167,7 @@ impl<K: ImageKind> ImageResource<K> {
             (Value::Value(d), Some(settings)) => {
                 let fields = K::fields(state);
                 Value::Value(content_hash(&serde_json::json!({
-                    "format": super::FORMAT_VERSION,
+                    "format": crate::assemble::hash::ASSEMBLY_FORMAT,
                     "type": K::TYPE_NAME,
                     "digest": d,
                     "platform": fields.platform.as_ref_option(),

@@ -32,7 +32,7 @@ use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
 use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
 use crate::log;
 use crate::oci::cache::BlobCache;
-use crate::oci::hashing::{HashingReader, HashingWriter};
+use crate::oci::hashing::HashingWriter;
 use crate::oci::platform::Platform;
 use crate::oci::reference::Digest;
 use crate::oci::{Puller, ResolvedImage};
@@ -120,12 +120,9 @@ fn publishable(file: &tempfile::NamedTempFile) -> Result<()> {
     Ok(())
 }
 
-/// sha256 and size of a file on disk (an artifact).
+/// sha256 and size of a file on disk (an artifact), as `sha256:<hex>`.
 pub fn file_digest(path: &Path) -> Result<(String, u64)> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hashing = HashingReader::new(file);
-    std::io::copy(&mut hashing, &mut std::io::sink()).with_context(|| format!("reading {}", path.display()))?;
-    let (digest, size) = hashing.finish();
+    let (digest, size) = digest_regular(path)?;
     Ok((digest.to_string(), size))
 }
 
@@ -442,9 +439,11 @@ fn assemble(
     let mut kernel_file = temporary(output_dir, "kernel")?;
     let mut modules = temporary(output_dir, "modules")?;
     let mut ucode = temporary(output_dir, "ucode")?;
-    let modules_digest = {
+    let (kernel_digest, modules_digest) = {
         let binary = normalise(kernel_spec.binary.as_bytes())?;
-        let mut wanted: Vec<(&[u8], &mut dyn Write)> = vec![(&binary, kernel_file.as_file_mut())];
+        // The kernel's digest is taken as it is written, not by reading the file again.
+        let mut kernel_out = HashingWriter::new(kernel_file.as_file_mut());
+        let mut wanted: Vec<(&[u8], &mut dyn Write)> = vec![(&binary, &mut kernel_out)];
         // The modules tarball is read again from its temporary file: hashed as it is
         // written, so that read is verified like any other.
         let mut modules_out = HashingWriter::new(modules.as_file_mut());
@@ -457,7 +456,7 @@ fn assemble(
             wanted.push((path, ucode.as_file_mut()));
         }
         extract(&kernel_tree, &kernel_layers, wanted, kernel_image).context("extracting from the kernel image")?;
-        modules_out.finish()
+        (kernel_out.finish(), modules_out.finish())
     };
 
     // Every segment's tree is built first (metadata only), so each knows which
@@ -555,18 +554,11 @@ fn assemble(
                 files.insert_file(&file.path, meta, bytes.len() as u64, Content::Bytes(bytes.clone()));
             }
             FileKind::Source(source) => {
-                // The plan hashed this file; it must still be what the plan saw (checked
-                // here, to fail early, and again as it is copied).
-                let (sha256, size) =
-                    digest_regular(source).with_context(|| format!("the source of file {}", display(&file.path)))?;
-                if sha256.hex() != file.sha256 || size != file.size {
-                    bail!(
-                        "{} changed since the plan (file {}); run terraform plan again",
-                        source.display(),
-                        display(&file.path)
-                    );
-                }
-                files.insert_file(&file.path, meta, size, Content::HostFile { path: source.clone(), sha256 });
+                // The composition hashed this file (the caller checked the content hash
+                // against the plan's); the bytes copied are checked against that digest
+                // as they are copied, so it is not read a third time here.
+                let sha256: Digest = format!("sha256:{}", file.sha256).parse().context("a file digest")?;
+                files.insert_file(&file.path, meta, file.size, Content::HostFile { path: source.clone(), sha256 });
             }
         }
     }
@@ -633,7 +625,7 @@ fn assemble(
         ],
     );
 
-    let (kernel_sha256, kernel_size) = file_digest(kernel_file.path())?;
+    let (kernel_sha256, kernel_size) = (kernel_digest.0.to_string(), kernel_digest.1);
     let mut cmdline = temporary(output_dir, "cmdline")?;
     cmdline.write_all(kernel_spec.cmdline.as_bytes())?;
     let (cmdline_sha256, cmdline_size) = file_digest(cmdline.path())?;

@@ -224,14 +224,15 @@ impl RegistryClient {
         }
     }
 
-    /// Sends a GET and sorts its outcome: the response when it succeeded, a retry when the
-    /// failure is transient, or what the registry refused.
-    async fn get(
+    /// Sends a GET: the response when it succeeded, else the attempt's outcome (a retry
+    /// when the failure is transient, or what the registry refused), which the caller
+    /// returns as it is.
+    async fn get<T>(
         &self,
         url: &str,
         accept: Option<&str>,
         authorization: Option<&str>,
-    ) -> Attempt<Result<reqwest::Response, Refusal>> {
+    ) -> Result<reqwest::Response, Attempt<Result<T, Refusal>>> {
         let mut request = self.http.get(url);
         if let Some(accept) = accept {
             request = request.header(reqwest::header::ACCEPT, accept);
@@ -239,13 +240,10 @@ impl RegistryClient {
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => return transport_failure(e),
-        };
+        let response = request.send().await.map_err(transport_failure)?;
         let status = response.status();
         if status.is_success() {
-            return Attempt::Done(Ok(response));
+            return Ok(response);
         }
         let retry_after = response
             .headers()
@@ -255,15 +253,14 @@ impl RegistryClient {
         // Only the start of an error body is shown, so only that much is read.
         let body = read_capped(response, MAX_ERROR_BODY_BYTES).await.map(|(bytes, _)| bytes).unwrap_or_default();
         let detail = format!("HTTP {}{}", status.as_u16(), summary(&String::from_utf8_lossy(&body)));
-        match status.as_u16() {
-            429 => Attempt::Retry { reason: detail, after: retry_after },
-            500..=599 => Attempt::Retry { reason: detail, after: retry_after },
+        Err(match status.as_u16() {
+            429 | 500..=599 => Attempt::Retry { reason: detail, after: retry_after },
             404 => Attempt::Done(Err(Refusal::NotFound)),
             // Maybe an expired token, or a handshake that missed the registry's challenge.
             401 => Attempt::Done(Err(Refusal::Reauthenticate(detail))),
             403 => Attempt::Done(Err(Refusal::Unauthorized(detail))),
             _ => Attempt::Done(Err(Refusal::Other(detail))),
-        }
+        })
     }
 
     /// Runs one request (`attempt` gets the authorisation header) with retries, and turns
@@ -321,10 +318,8 @@ impl RegistryClient {
                 let (url, accept) = (url.clone(), accept.clone());
                 async move {
                     let response = match self.get(&url, Some(&accept), authorization.as_deref()).await {
-                        Attempt::Done(Ok(response)) => response,
-                        Attempt::Done(Err(refusal)) => return Attempt::Done(Err(refusal)),
-                        Attempt::Retry { reason, after } => return Attempt::Retry { reason, after },
-                        Attempt::Failed(e) => return Attempt::Failed(e),
+                        Ok(response) => response,
+                        Err(outcome) => return outcome,
                     };
                     if response.content_length().is_some_and(|n| n > MAX_MANIFEST_BYTES) {
                         return Attempt::Failed(anyhow::anyhow!(
@@ -366,10 +361,8 @@ impl RegistryClient {
             let url = url.clone();
             async move {
                 let response = match self.get(&url, None, authorization.as_deref()).await {
-                    Attempt::Done(Ok(response)) => response,
-                    Attempt::Done(Err(refusal)) => return Attempt::Done(Err(refusal)),
-                    Attempt::Retry { reason, after } => return Attempt::Retry { reason, after },
-                    Attempt::Failed(e) => return Attempt::Failed(e),
+                    Ok(response) => response,
+                    Err(outcome) => return outcome,
                 };
                 let stream = response
                     .bytes_stream()

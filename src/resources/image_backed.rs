@@ -255,26 +255,20 @@ impl<K: ImageKind> ImageResource<K> {
                 }
             })
             .await;
-        match checked {
-            Ok(Ok(())) => {}
-            Ok(Err((attribute, e))) => {
-                error_at(
-                    diags,
-                    format!("Unusable image {reference}"),
-                    &e.context(format!("{} attribute {attribute}", K::TYPE_NAME)),
-                    AttributePath::new(attribute),
-                );
-                return None;
-            }
-            Err(e) => {
-                error_at(
-                    diags,
-                    format!("Unusable image {reference}"),
-                    &e.context(format!("{} attribute image", K::TYPE_NAME)),
-                    AttributePath::new("image"),
-                );
-                return None;
-            }
+        let failure = match checked {
+            Ok(Ok(())) => None,
+            Ok(Err((attribute, e))) => Some((attribute, e)),
+            // The repair itself failed (the blob could not be fetched again).
+            Err(e) => Some(("image", e)),
+        };
+        if let Some((attribute, e)) = failure {
+            error_at(
+                diags,
+                format!("Unusable image {reference}"),
+                &e.context(format!("{} attribute {attribute}", K::TYPE_NAME)),
+                AttributePath::new(attribute),
+            );
+            return None;
         }
         Self::set_computed(
             &mut state,

@@ -512,37 +512,38 @@ pub(crate) mod tests {
     #[test]
     fn reads_pax_long_names() {
         let name = format!("pax/{}/file", "p".repeat(200));
-        let body = format!(" path={name}\n");
-        let mut length = body.len() + 3;
-        if format!("{length}{body}").len() != length {
+        let stream = pax_then_file("path", &name, "truncated-name");
+        let entries = read_entries(&stream[..]).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(String::from_utf8_lossy(&entries[0].path), name);
+    }
+
+    /// A tar stream of one PAX extended header (`key=value`) and the empty file `name`
+    /// it applies to.
+    fn pax_then_file(key: &str, value: &str, name: &str) -> Vec<u8> {
+        // A PAX record starts with its own length, digits included.
+        let body = format!(" {key}={value}\n");
+        let mut length = body.len() + 1;
+        while format!("{length}{body}").len() != length {
             length += 1;
         }
         let record = format!("{length}{body}");
         let mut builder = tar::Builder::new(Vec::new());
-        let mut pax = tar::Header::new_ustar();
-        pax.set_path("PaxHeaders/x").unwrap();
-        pax.set_entry_type(tar::EntryType::XHeader);
-        pax.set_size(record.len() as u64);
-        pax.set_mode(0o644);
-        pax.set_mtime(0);
-        pax.set_uid(0);
-        pax.set_gid(0);
-        pax.set_cksum();
-        builder.append(&pax, record.as_bytes()).unwrap();
-        let mut file = tar::Header::new_ustar();
-        file.set_path("truncated-name").unwrap();
-        file.set_entry_type(tar::EntryType::Regular);
-        file.set_size(0);
-        file.set_mode(0o644);
-        file.set_mtime(0);
-        file.set_uid(0);
-        file.set_gid(0);
-        file.set_cksum();
-        builder.append(&file, &[][..]).unwrap();
-        let stream = builder.into_inner().unwrap();
-        let entries = read_entries(&stream[..]).unwrap();
-        assert_eq!(entries.len(), 1);
-        assert_eq!(String::from_utf8_lossy(&entries[0].path), name);
+        for (path, kind, data) in
+            [("PaxHeaders/x", tar::EntryType::XHeader, record.as_bytes()), (name, tar::EntryType::Regular, &[][..])]
+        {
+            let mut header = tar::Header::new_ustar();
+            header.set_path(path).unwrap();
+            header.set_entry_type(kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.into_inner().unwrap()
     }
 
     #[test]
@@ -690,30 +691,7 @@ pub(crate) mod tests {
     #[test]
     fn ids_newc_cannot_record_are_errors() {
         // A PAX header may carry any uid; newc and the kernel take 32 bits.
-        let body = " uid=5000000000\n";
-        let record = format!("{}{body}", body.len() + 2);
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut pax = tar::Header::new_ustar();
-        pax.set_path("PaxHeaders/big").unwrap();
-        pax.set_entry_type(tar::EntryType::XHeader);
-        pax.set_size(record.len() as u64);
-        pax.set_mode(0o644);
-        pax.set_mtime(0);
-        pax.set_uid(0);
-        pax.set_gid(0);
-        pax.set_cksum();
-        builder.append(&pax, record.as_bytes()).unwrap();
-        let mut file = tar::Header::new_ustar();
-        file.set_path("etc/owned").unwrap();
-        file.set_entry_type(tar::EntryType::Regular);
-        file.set_size(0);
-        file.set_mode(0o644);
-        file.set_mtime(0);
-        file.set_uid(0);
-        file.set_gid(0);
-        file.set_cksum();
-        builder.append(&file, &[][..]).unwrap();
-        let err = read_entries(&builder.into_inner().unwrap()[..]).unwrap_err();
+        let err = read_entries(&pax_then_file("uid", "5000000000", "etc/owned")[..]).unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains("etc/owned") && message.contains("uid 5000000000"), "{message}");
     }

@@ -172,13 +172,7 @@ fn killing_terraform_stops_the_provider_before_it_puts_anything_in_place() {
     let init_layer = layer_digests(layouts.path(), &registry.manifest_digest("fixtures/init", "v1")).remove(0);
     let proxy = FaultProxy::start(&registry.address, vec![]);
     let workspace = Workspace::new();
-    let config = |motd: &str| {
-        format!(
-            "provider \"resin\" {{\n  cache_dir = \"{}\"\n  registry {{\n    address    = \"{a}\"\n    plain_http = true\n  }}\n}}\nresource \"resin_kernel\" \"k\" {{\n  image = \"{a}/fixtures/kernel:v1\"\n}}\nresource \"resin_package\" \"init\" {{\n  image = \"{a}/fixtures/init:v1\"\n}}\nresource \"resin_image\" \"img\" {{\n  name       = \"reg\"\n  output_dir = \"./out\"\n  kernel     = resin_kernel.k.spec\n  init       = [resin_package.init.spec]\n  file {{\n    path     = \"/etc/motd\"\n    contents = \"{motd}\"\n  }}\n}}\n",
-            workspace.cache_dir.display(),
-            a = proxy.address
-        )
-    };
+    let config = |motd: &str| crate::registry_image_config(&workspace, &proxy.address, motd);
     workspace.write_config(&config("one"));
     workspace.apply();
     let initrd = workspace.work_dir().join("out/reg-initrd.img");

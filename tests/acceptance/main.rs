@@ -63,10 +63,23 @@ fn retag(dir: &Path, from: &str, to: &str) {
 }
 
 fn basic_config(workspace: &Workspace, registry: &Registry) -> String {
+    format!("{}\n{}", provider_block(workspace, &[registry], true), basic_packages(&registry.address))
+}
+
+/// `resin_kernel.k` and `resin_package.init` from the basic fixtures served at `address`.
+fn basic_packages(address: &str) -> String {
     format!(
-        "{}\nresource \"resin_kernel\" \"k\" {{\n  image   = \"{a}/fixtures/kernel:v1\"\n  cmdline = \"console=ttyS0\"\n}}\n\nresource \"resin_package\" \"init\" {{\n  image = \"{a}/fixtures/init:v1\"\n}}\n",
-        provider_block(workspace, &[registry], true),
-        a = registry.address
+        "resource \"resin_kernel\" \"k\" {{\n  image   = \"{address}/fixtures/kernel:v1\"\n  cmdline = \"console=ttyS0\"\n}}\n\nresource \"resin_package\" \"init\" {{\n  image = \"{address}/fixtures/init:v1\"\n}}\n"
+    )
+}
+
+/// The basic fixtures served at `address` (plain HTTP, anonymous: a registry or a proxy in
+/// front of one) composed into the image `reg` in `./out`, with `/etc/motd` holding `motd`.
+fn registry_image_config(workspace: &Workspace, address: &str, motd: &str) -> String {
+    format!(
+        "provider \"resin\" {{\n  cache_dir = \"{}\"\n  registry {{\n    address    = \"{address}\"\n    plain_http = true\n  }}\n}}\n{}\nresource \"resin_image\" \"img\" {{\n  name       = \"reg\"\n  output_dir = \"./out\"\n  kernel     = resin_kernel.k.spec\n  init       = [resin_package.init.spec]\n  file {{\n    path     = \"/etc/motd\"\n    contents = \"{motd}\"\n  }}\n}}\n",
+        workspace.cache_dir.display(),
+        basic_packages(address)
     )
 }
 

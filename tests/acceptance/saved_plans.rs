@@ -21,13 +21,6 @@ fn state_list(workspace: &Workspace) -> String {
     list.stdout
 }
 
-fn registry_image(workspace: &Workspace, registry: &crate::registry::Registry, motd: &str) -> String {
-    format!(
-        "{}\nresource \"resin_image\" \"img\" {{\n  name       = \"reg\"\n  output_dir = \"./out\"\n  kernel     = resin_kernel.k.spec\n  init       = [resin_package.init.spec]\n  file {{\n    path     = \"/etc/motd\"\n    contents = \"{motd}\"\n  }}\n}}\n",
-        crate::basic_config(workspace, registry)
-    )
-}
-
 #[test]
 fn new_content_is_an_in_place_update() {
     let workspace = Workspace::new();
@@ -50,11 +43,11 @@ fn new_content_is_an_in_place_update() {
 fn a_tag_moved_after_the_plan_applies_what_was_planned() {
     let (registry, layouts) = crate::basic_registry();
     let workspace = Workspace::new();
-    workspace.write_config(&registry_image(&workspace, &registry, "one"));
+    workspace.write_config(&crate::registry_image_config(&workspace, &registry.address, "one"));
     workspace.apply();
     let planned_digest = registry.manifest_digest("fixtures/init", "v1");
 
-    workspace.write_config(&registry_image(&workspace, &registry, "two"));
+    workspace.write_config(&crate::registry_image_config(&workspace, &registry.address, "two"));
     plan_out(&workspace);
     add_to_layout(layouts.path(), "v1", &[Image::amd64(vec![("sbin/init", b"#!/bin/sh\necho init v2\n".to_vec())])]);
     registry.push(layouts.path(), "v1", "fixtures/init", false);
@@ -84,7 +77,7 @@ fn a_tag_moved_before_a_new_package_is_applied_is_refused_and_nothing_is_written
     // remedy: pin by digest for saved-plan workflows, or plan again.
     let (registry, layouts) = crate::basic_registry();
     let workspace = Workspace::new();
-    workspace.write_config(&registry_image(&workspace, &registry, "one"));
+    workspace.write_config(&crate::registry_image_config(&workspace, &registry.address, "one"));
     plan_out(&workspace);
     add_to_layout(layouts.path(), "v1", &[Image::amd64(vec![("sbin/init", b"#!/bin/sh\necho init v2\n".to_vec())])]);
     registry.push(layouts.path(), "v1", "fixtures/init", false);
@@ -128,9 +121,9 @@ fn a_source_edited_after_the_plan_is_refused_and_the_image_stays() {
 fn cache_blobs_damaged_after_the_plan_are_fetched_again() {
     let (registry, layouts) = crate::basic_registry();
     let workspace = Workspace::new();
-    workspace.write_config(&registry_image(&workspace, &registry, "one"));
+    workspace.write_config(&crate::registry_image_config(&workspace, &registry.address, "one"));
     workspace.apply();
-    workspace.write_config(&registry_image(&workspace, &registry, "two"));
+    workspace.write_config(&crate::registry_image_config(&workspace, &registry.address, "two"));
     plan_out(&workspace);
 
     let init = registry.manifest_digest("fixtures/init", "v1");
@@ -154,7 +147,7 @@ fn cache_blobs_damaged_after_the_plan_are_fetched_again() {
 fn failed_updates_keep_every_resource_in_state() {
     let (mut registry, _layouts) = crate::basic_registry();
     let workspace = Workspace::new();
-    workspace.write_config(&registry_image(&workspace, &registry, "one"));
+    workspace.write_config(&crate::registry_image_config(&workspace, &registry.address, "one"));
     workspace.apply();
     let before = artifact_digests_of(&workspace);
     let state = workspace.state();
@@ -162,7 +155,7 @@ fn failed_updates_keep_every_resource_in_state() {
     std::fs::remove_dir_all(&workspace.cache_dir).unwrap();
 
     // New image content, with the registry and the cache gone: the image's update fails.
-    workspace.write_config(&registry_image(&workspace, &registry, "two"));
+    workspace.write_config(&crate::registry_image_config(&workspace, &registry.address, "two"));
     plan_out(&workspace);
     let apply = apply_saved(&workspace);
     assert_eq!(apply.code, 1, "{}", apply.text());
@@ -172,7 +165,7 @@ fn failed_updates_keep_every_resource_in_state() {
     assert_eq!(artifact_digests_of(&workspace), before, "the previous artifacts must be intact");
 
     // A package update that must pull again fails the same way.
-    let changed = registry_image(&workspace, &registry, "one")
+    let changed = crate::registry_image_config(&workspace, &registry.address, "one")
         .replace("fixtures/init:v1\"\n}", "fixtures/init:v1\"\n  capabilities = [\"CAP_NET_ADMIN\"]\n}");
     workspace.write_config(&changed);
     plan_out(&workspace);

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use crate::fixtures::{config_digest, layer_digests};
 use crate::image::{applied, artifact_digests, extract_initrd, image_config, out, sha256};
-use crate::registry::Registry;
 use crate::terraform::Workspace;
 
 pub fn cache_blob(workspace: &Workspace, digest: &str) -> PathBuf {
@@ -31,19 +30,11 @@ fn flip_middle_byte(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// The registry fixtures composed into one image, `reg`.
-fn registry_image(workspace: &Workspace, registry: &Registry) -> String {
-    format!(
-        "{}\nresource \"resin_image\" \"img\" {{\n  name       = \"reg\"\n  output_dir = \"./out\"\n  kernel     = resin_kernel.k.spec\n  init       = [resin_package.init.spec]\n}}\n",
-        crate::basic_config(workspace, registry)
-    )
-}
-
 #[test]
 fn damaged_cache_blobs_are_fetched_again_and_never_built_in() {
     let (registry, layouts) = crate::basic_registry();
     let workspace = Workspace::new();
-    workspace.write_config(&registry_image(&workspace, &registry));
+    workspace.write_config(&crate::registry_image_config(&workspace, &registry.address, "one"));
     workspace.apply();
     let initrd = workspace.work_dir().join("out/reg-initrd.img");
     let planned = sha256(&initrd);

@@ -16,14 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use resin::assemble::build::build;
-use resin::assemble::compose::{compose, ImageInputs};
-use resin::assemble::spec::{ImageDefaults, KernelSpec, PackageSpec, SPEC_VERSION};
+use resin::assemble::{build, compose, ImageDefaults, ImageInputs, KernelSpec, PackageSpec, SPEC_VERSION};
 use resin::container::ContainerOptions;
 use resin::oci::auth::DockerConfig;
 use resin::oci::cache::BlobCache;
 use resin::oci::platform::Platform;
-use resin::oci::reference::ImageReference;
+use resin::oci::reference::{ImageReference, PinnedImage};
 use resin::oci::registry::RegistryClient;
 use resin::oci::Puller;
 use serde_json::json;
@@ -113,7 +111,7 @@ fn child(layout: &Path) {
             async move {
                 let reference: ImageReference = format!("oci-layout:{}:{tag}", layout.display()).parse().unwrap();
                 let resolved = puller.resolve(&reference, platform, None).await.unwrap();
-                (reference.by_digest(resolved.digest.clone()).to_string(), resolved)
+                (PinnedImage::new(reference, resolved.digest.clone()), resolved)
             }
         };
         let (kernel, _) = resolve("kernel".into()).await;
@@ -123,7 +121,7 @@ fn child(layout: &Path) {
             packages.push(PackageSpec {
                 spec_version: SPEC_VERSION,
                 image,
-                platform: "linux/amd64".into(),
+                platform: platform.clone(),
                 name: format!("p{index}"),
                 options: ContainerOptions::default(),
                 defaults: ImageDefaults::of(&resolved.config),
@@ -132,7 +130,7 @@ fn child(layout: &Path) {
         let kernel = KernelSpec {
             spec_version: SPEC_VERSION,
             image: kernel,
-            platform: "linux/amd64".into(),
+            platform: platform.clone(),
             cmdline: "console=ttyS0".into(),
             binary: "kernel".into(),
             modules_tar: "".into(),

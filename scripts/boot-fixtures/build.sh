@@ -50,4 +50,4 @@ for arch in amd64 arm64; do
 done
 
 rm -rf "$layout"
-python3 "$here/make-layout.py" "$staging" "$layout"
+(cd "$top" && cargo run --quiet --example boot_fixtures -- "$staging" "$layout")

@@ -21,6 +21,8 @@ use super::spec::{KernelSpec, PackageSpec};
 use crate::container::bundle::{config_json, merge, resolve_id, runtime_json, to_bytes, BundleContext};
 use crate::container::label::parse_label;
 use crate::container::ContainerOptions;
+use crate::oci::digest::Digest;
+use crate::oci::reference::PinnedImage;
 use crate::rootfs::path::{display, normalise};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -141,7 +143,7 @@ pub struct Composition {
     pub ids: BTreeMap<String, u32>,
     pub bundles: Vec<Bundle>,
     pub files: Vec<PlacedFile>,
-    pub content_hash: String,
+    pub content_hash: Digest,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -194,7 +196,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
     }
 
     let mut bundles = Vec::new();
-    let mut extracted: BTreeMap<String, String> = BTreeMap::new();
+    let mut extracted: BTreeMap<PinnedImage, String> = BTreeMap::new();
     for (section, packages) in [
         (Section::Onboot, &inputs.onboot),
         (Section::Onshutdown, &inputs.onshutdown),
@@ -286,7 +288,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             FileKind::Directory => (String::new(), 0, 0o755),
             FileKind::Symlink(target) => (sha256_hex(target.as_bytes()), target.len() as u64, 0o777),
             FileKind::Source(source) => match crate::rootfs::host::digest_regular(source) {
-                Ok((sha, size)) => (sha.hex().to_string(), size, 0o644),
+                Ok((sha, size)) => (sha.digest().to_string(), size, 0o644),
                 Err(_) if file.optional && !source.exists() => continue,
                 Err(e) => {
                     errors.push(at(Some("source"), e.context(format!("the source of {}", display(&path)))));
@@ -377,8 +379,8 @@ mod tests {
     fn package(image: &str, name: &str, options: ContainerOptions) -> PackageSpec {
         PackageSpec {
             spec_version: SPEC_VERSION,
-            image: image.into(),
-            platform: "linux/amd64".into(),
+            image: image.parse().unwrap(),
+            platform: "linux/amd64".parse().unwrap(),
             name: name.into(),
             options,
             defaults: ImageDefaults::default(),
@@ -389,8 +391,8 @@ mod tests {
         ImageInputs {
             kernel: KernelSpec {
                 spec_version: SPEC_VERSION,
-                image: A.into(),
-                platform: "linux/amd64".into(),
+                image: A.parse().unwrap(),
+                platform: "linux/amd64".parse().unwrap(),
                 cmdline: String::new(),
                 binary: "kernel".into(),
                 modules_tar: String::new(),
@@ -441,8 +443,10 @@ mod tests {
             vec![],
             vec![package(A, "x", ContainerOptions::default()), package(B, "x", ContainerOptions::default())],
         );
-        bad.onboot
-            .push(PackageSpec { platform: "linux/arm64".into(), ..package(B, "arm", ContainerOptions::default()) });
+        bad.onboot.push(PackageSpec {
+            platform: "linux/arm64".parse().unwrap(),
+            ..package(B, "arm", ContainerOptions::default())
+        });
         bad.files.push(FileSpec {
             path: "/etc/a".into(),
             kind: FileKind::Contents(vec![]),

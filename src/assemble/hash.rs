@@ -9,12 +9,12 @@
 /// Bumped whenever the bytes resin writes for the same inputs change.
 pub const ASSEMBLY_FORMAT: u32 = 1;
 
-/// sha256 over canonical JSON (object keys sorted, no whitespace), as `sha256:<hex>`.
-pub fn content_hash(value: &serde_json::Value) -> String {
+/// sha256 over canonical JSON (object keys sorted, no whitespace).
+pub fn content_hash(value: &serde_json::Value) -> crate::oci::digest::Digest {
     // serde_json's map is ordered by key (the preserve_order feature is not enabled), so
     // serialising a Value is canonical; the test below guards that.
     let bytes = serde_json::to_vec(value).expect("a JSON value always serialises");
-    crate::oci::reference::Digest::of(&bytes).to_string()
+    crate::oci::digest::sha256(&bytes)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use super::compose::{Composition, FileKind};
 use super::spec::PackageSpec;
 use crate::container::ContainerOptions;
+use crate::oci::reference::{ImageReference, PinnedImage, LAYOUT_PREFIX};
 
 /// What `linuxkit_yaml` shows for the contents of a file given as `sensitive_contents`.
 pub const SENSITIVE_PLACEHOLDER: &str = "(sensitive contents, not shown)";
@@ -251,16 +252,33 @@ pub fn to_yaml(value: &Value) -> String {
     out
 }
 
-fn purl(image: &str) -> String {
-    // pkg:oci/<name>@sha256%3A<hex>?repository_url=<registry>/<repository>
-    let (location, digest) = image.split_once('@').unwrap_or((image, ""));
-    let name = location.rsplit('/').next().unwrap_or(location);
-    format!("pkg:oci/{name}@{}?repository_url={}", digest.replace(':', "%3A"), location)
+/// `pkg:oci/<name>@sha256%3A<hex>?repository_url=<registry>/<repository>[&tag=<tag>]`.
+fn purl(image: &PinnedImage) -> String {
+    let (location, tag) = match image.reference() {
+        ImageReference::Registry(r) => (format!("{}/{}", r.registry(), r.repository()), r.tag()),
+        ImageReference::Layout(l) => (format!("{LAYOUT_PREFIX}{}", l.path), l.tag.as_deref()),
+    };
+    let digest = image.digest().to_string().replace(':', "%3A");
+    let tag = tag.map(|t| format!("&tag={t}")).unwrap_or_default();
+    format!("pkg:oci/{}@{digest}?repository_url={location}{tag}", image.reference().short_name())
+}
+
+/// The LinuxKit YAML equivalent to the composition (the `linuxkit_yaml` attribute).
+pub fn linuxkit_yaml(composition: &Composition) -> String {
+    to_yaml(&linuxkit_document(composition))
+}
+
+/// The SPDX SBOM of image `name` as written: a function of the composition alone, so its
+/// digest is known at plan time.
+pub fn sbom_bytes(composition: &Composition, name: &str) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(&spdx_document(composition, name)).expect("JSON values serialise");
+    bytes.push(b'\n');
+    bytes
 }
 
 /// The SPDX 2.3 JSON SBOM of an image named `name`.
 pub fn spdx_document(composition: &Composition, name: &str) -> Value {
-    let hex = composition.content_hash.trim_start_matches("sha256:");
+    let hex = composition.content_hash.digest();
     let inputs = &composition.inputs;
     let mut packages = vec![json!({
         "SPDXID": "SPDXRef-Image",
@@ -274,16 +292,15 @@ pub fn spdx_document(composition: &Composition, name: &str) -> Value {
     let mut relationships = vec![
         json!({ "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image" }),
     ];
-    let mut add = |id: String, package_name: &str, image: &str, role: &str| {
-        let digest = image.split_once('@').map(|(_, d)| d).unwrap_or("");
+    let mut add = |id: String, package_name: &str, image: &PinnedImage, role: &str| {
         packages.push(json!({
             "SPDXID": id,
             "name": package_name,
-            "versionInfo": digest,
+            "versionInfo": image.digest(),
             "downloadLocation": image,
             "filesAnalyzed": false,
             "primaryPackagePurpose": "CONTAINER",
-            "checksums": [{ "algorithm": "SHA256", "checksumValue": digest.trim_start_matches("sha256:") }],
+            "checksums": [{ "algorithm": "SHA256", "checksumValue": image.digest().digest() }],
             "externalRefs": [{ "referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl(image) }],
             "comment": role,
         }));
@@ -338,9 +355,17 @@ mod tests {
 
     #[test]
     fn purls_name_the_image() {
-        assert_eq!(
-            purl("docker.io/linuxkit/init@sha256:abc"),
-            "pkg:oci/init@sha256%3Aabc?repository_url=docker.io/linuxkit/init"
-        );
+        let hex = "8b0f0ea7fbdcbc3bd8e0c1e1d3a2b1f1e1d2c3b4a5968778695a4b3c2d1e0f00";
+        for (image, location) in [
+            (format!("linuxkit/init@sha256:{hex}"), "docker.io/linuxkit/init"),
+            (format!("linuxkit/init:v1@sha256:{hex}"), "docker.io/linuxkit/init&tag=v1"),
+            (format!("oci-layout:./l/init@sha256:{hex}"), "oci-layout:./l/init"),
+        ] {
+            assert_eq!(
+                purl(&image.parse().unwrap()),
+                format!("pkg:oci/init@sha256%3A{hex}?repository_url={location}"),
+                "{image}"
+            );
+        }
     }
 }

@@ -1,12 +1,36 @@
-//! Assembling a machine image: the spec documents resources exchange ([`spec`]), content
-//! hashes and the assembly format version ([`hash`]), the composition decided at plan
-//! time ([`compose`]), LinuxKit's per-image rewriting ([`rewrite`]), writing the
-//! artifacts ([`build`]) and what a kernel image must hold ([`kernel`]).
+//! Assembling a machine image, without Terraform. The public API is what this module
+//! re-exports; `resources/` uses nothing else.
+//!
+//! * [`spec`]: the documents `resin_kernel` and `resin_package` hand to `resin_image`.
+//! * [`hash`]: content hashes and the assembly format version.
+//! * [`compose`]: the composition, decided at plan time without reading a layer.
+//! * [`interop`]: the LinuxKit YAML and SPDX SBOM of a composition.
+//! * [`build`]: writing the artifacts: [`segments`] plans the initrd's segments, [`union`]
+//!   unions and extracts an image's layers, [`kernel`] extracts the kernel's files,
+//!   [`rewrite`] applies LinuxKit's per-image rewriting, [`initrd`] writes the segments and
+//!   the initrd, and [`artifacts`] publishes them and tells drift.
 
-pub mod build;
-pub mod compose;
-pub mod hash;
-pub mod interop;
-pub mod kernel;
-pub mod rewrite;
-pub mod spec;
+mod artifacts;
+mod build;
+mod compose;
+#[cfg(test)]
+mod golden;
+mod hash;
+mod initrd;
+mod interop;
+mod kernel;
+mod rewrite;
+mod segments;
+mod spec;
+mod union;
+
+pub use artifacts::{
+    artifact_paths, check, file_digest, remove_if_written, sbom_path, write_sbom, Artifact, FileStamp, Removal,
+    TEMPORARY_PREFIX,
+};
+pub use build::{build, Artifacts, Warning};
+pub use compose::{compose, file_kind, Composition, FileKind, FileSpec, ImageInputs, InputError, Section};
+pub use hash::{content_hash, ASSEMBLY_FORMAT};
+pub use interop::{linuxkit_yaml, sbom_bytes};
+pub use kernel::{check_kernel_files, NamedFile};
+pub use spec::{ImageDefaults, KernelSpec, PackageSpec, SPEC_VERSION};

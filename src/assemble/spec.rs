@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::container::ContainerOptions;
 use crate::oci::manifest::{ContainerConfig, ImageConfig};
 use crate::oci::platform::Platform;
-use crate::oci::reference::{Digest, ImageReference};
+use crate::oci::reference::PinnedImage;
 
 /// Bumped when the spec documents change shape.
 pub const SPEC_VERSION: u32 = 1;
@@ -19,9 +19,8 @@ pub const SPEC_VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct KernelSpec {
     pub spec_version: u32,
-    /// The image pinned by digest.
-    pub image: String,
-    pub platform: String,
+    pub image: PinnedImage,
+    pub platform: Platform,
     pub cmdline: String,
     pub binary: String,
     /// Empty: no modules tarball.
@@ -69,20 +68,11 @@ impl ImageDefaults {
 #[serde(deny_unknown_fields)]
 pub struct PackageSpec {
     pub spec_version: u32,
-    pub image: String,
-    pub platform: String,
+    pub image: PinnedImage,
+    pub platform: Platform,
     pub name: String,
     pub options: ContainerOptions,
     pub defaults: ImageDefaults,
-}
-
-/// A pinned reference and its digest, checked.
-pub fn pinned(image: &str) -> Result<(ImageReference, Digest)> {
-    let reference: ImageReference = image.parse().with_context(|| format!("image {image:?}"))?;
-    let Some(digest) = reference.digest().cloned() else {
-        bail!("image {image:?} is not pinned by digest");
-    };
-    Ok((reference, digest))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
@@ -98,18 +88,12 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
 
 impl KernelSpec {
     pub fn parse(text: &str) -> Result<KernelSpec> {
-        let spec: KernelSpec = parse(text, "resin_kernel")?;
-        pinned(&spec.image)?;
-        spec.platform.parse::<Platform>()?;
-        Ok(spec)
+        parse(text, "resin_kernel")
     }
 }
 
 impl PackageSpec {
     pub fn parse(text: &str) -> Result<PackageSpec> {
-        let spec: PackageSpec = parse(text, "resin_package")?;
-        pinned(&spec.image)?;
-        spec.platform.parse::<Platform>()?;
-        Ok(spec)
+        parse(text, "resin_package")
     }
 }

@@ -31,7 +31,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::Digest as _;
 use thiserror::Error;
 
-use super::reference::Digest;
+use super::digest::Digest;
 
 /// Names of downloads in progress in `blobs/sha256/`.
 const TEMPORARY_PREFIX: &str = ".tmp-";
@@ -108,7 +108,7 @@ impl BlobCache {
 
     /// Where the blob with `digest` lives (whether or not it is there yet).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
+        self.root.join(super::digest::blob_path(digest))
     }
 
     /// Whether the blob is cached (with the expected size, when one is known).
@@ -144,7 +144,7 @@ impl BlobCache {
             None => {
                 let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
                 file.read_to_end(&mut bytes).with_context(|| format!("reading cached blob {}", path.display()))?;
-                let actual = Digest::of(&bytes);
+                let actual = super::digest::sha256(&bytes);
                 if &actual == digest {
                     return Ok(Some(bytes));
                 }
@@ -186,7 +186,7 @@ impl BlobCache {
     }
 
     fn lock_blocking(&self, digest: &Digest) -> Result<BlobLock> {
-        let path = self.root.join("locks").join(format!("{}.lock", digest.hex()));
+        let path = self.root.join("locks").join(format!("{}.lock", digest.digest()));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -309,7 +309,7 @@ impl BlobWriter {
     }
 
     fn commit(self) -> Result<PathBuf> {
-        let actual = Digest::from_sha256(&self.hasher.finalize());
+        let actual = super::digest::from_hash(&self.hasher.finalize());
         if let Some(expected) = self.size {
             if self.written != expected {
                 return Err(VerifyError::Size { digest: self.digest, expected, actual: self.written }.into());
@@ -334,7 +334,7 @@ mod tests {
     fn damaged_blobs_are_evicted_when_read() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
-        let digest = Digest::of(b"{\"config\":1}");
+        let digest = crate::oci::digest::sha256(b"{\"config\":1}");
         assert!(cache.read_verified(&digest, Some(12)).unwrap().is_none(), "absent");
         cache.insert_bytes(&digest, None, b"{\"config\":1}").unwrap();
         assert_eq!(cache.read_verified(&digest, Some(12)).unwrap().unwrap(), b"{\"config\":1}");
@@ -353,7 +353,7 @@ mod tests {
     fn eviction_spares_a_good_copy_put_in_place_since() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
-        let digest = Digest::of(b"layer");
+        let digest = crate::oci::digest::sha256(b"layer");
         std::fs::write(cache.blob_path(&digest), b"lay3r").unwrap();
         // Held open, as the reader that found it damaged holds it (its inode stays taken).
         let damaged_file = std::fs::File::open(cache.blob_path(&digest)).unwrap();
@@ -377,20 +377,20 @@ mod tests {
     fn verified_bytes_are_stored_under_their_digest() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
-        let digest = Digest::of(b"hello");
+        let digest = crate::oci::digest::sha256(b"hello");
         assert!(!cache.contains(&digest, None));
         let path = cache.insert_bytes(&digest, Some(5), b"hello").unwrap();
         assert_eq!(std::fs::read(path).unwrap(), b"hello");
         assert!(cache.contains(&digest, Some(5)));
         assert!(!cache.contains(&digest, Some(6)));
-        assert_eq!(entries(&dir.path().join("blobs/sha256")), vec![digest.hex().to_string()]);
+        assert_eq!(entries(&dir.path().join("blobs/sha256")), vec![digest.digest().to_string()]);
     }
 
     #[test]
     fn corrupt_content_never_enters_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
-        let digest = Digest::of(b"hello");
+        let digest = crate::oci::digest::sha256(b"hello");
         let cases: [(&[u8], Option<u64>, &str); 3] = [
             (b"hellO", Some(5), "digest mismatch"),
             (b"hell", Some(5), "size mismatch"),
@@ -408,12 +408,12 @@ mod tests {
     async fn streams_are_verified() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
-        let digest = Digest::of(b"abcdef");
+        let digest = crate::oci::digest::sha256(b"abcdef");
         let chunks = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(b"abc".to_vec()), Ok(b"def".to_vec())]);
         cache.insert_stream(&digest, Some(6), chunks).await.unwrap();
         assert_eq!(cache.read_verified(&digest, Some(6)).unwrap().unwrap(), b"abcdef");
 
-        let other = Digest::of(b"xyz");
+        let other = crate::oci::digest::sha256(b"xyz");
         let failing = futures_util::stream::iter(vec![
             Ok::<_, std::io::Error>(b"x".to_vec()),
             Err(std::io::Error::other("connection reset")),
@@ -421,6 +421,6 @@ mod tests {
         let err = cache.insert_stream(&other, Some(3), failing).await.unwrap_err();
         assert!(err.to_string().contains("connection reset"));
         assert!(!cache.contains(&other, None));
-        assert_eq!(entries(&dir.path().join("blobs/sha256")), vec![digest.hex().to_string()]);
+        assert_eq!(entries(&dir.path().join("blobs/sha256")), vec![digest.digest().to_string()]);
     }
 }

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 
 use sha2::Digest as _;
 
-use super::reference::Digest;
+use super::digest::Digest;
 
 /// Hashes and counts what is read through it.
 pub struct HashingReader<R> {
@@ -21,7 +21,7 @@ impl<R: Read> HashingReader<R> {
 
     /// The digest and length of everything read so far.
     pub fn finish(self) -> (Digest, u64) {
-        (Digest::from_sha256(&self.hasher.finalize()), self.read)
+        (super::digest::from_hash(&self.hasher.finalize()), self.read)
     }
 
     /// How many bytes were read so far.
@@ -31,7 +31,7 @@ impl<R: Read> HashingReader<R> {
 
     /// The digest of everything read so far; reading may go on.
     pub fn digest_so_far(&self) -> Digest {
-        Digest::from_sha256(&self.hasher.clone().finalize())
+        super::digest::from_hash(&self.hasher.clone().finalize())
     }
 }
 
@@ -58,7 +58,7 @@ impl<W: Write> HashingWriter<W> {
 
     /// The digest and length of everything written so far.
     pub fn finish(self) -> (Digest, u64) {
-        (Digest::from_sha256(&self.hasher.finalize()), self.written)
+        (super::digest::from_hash(&self.hasher.finalize()), self.written)
     }
 }
 
@@ -85,10 +85,10 @@ mod tests {
         let mut first = [0u8; 5];
         reader.read_exact(&mut first).unwrap();
         io::copy(&mut reader, &mut io::sink()).unwrap();
-        assert_eq!(reader.finish(), (Digest::of(b"hello world"), 11));
+        assert_eq!(reader.finish(), (crate::oci::digest::sha256(b"hello world"), 11));
         let mut writer = HashingWriter::new(Vec::new());
         writer.write_all(b"hello ").unwrap();
         writer.write_all(b"world").unwrap();
-        assert_eq!(writer.finish(), (Digest::of(b"hello world"), 11));
+        assert_eq!(writer.finish(), (crate::oci::digest::sha256(b"hello world"), 11));
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::cache::BlobCache;
-use super::manifest::ImageIndex;
+use super::manifest::parse_index;
 use super::reference::{Digest, LayoutReference};
 use super::FetchError;
 
@@ -15,7 +15,7 @@ use super::FetchError;
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join("blobs/sha256").join(digest.hex())
+    dir.join(super::digest::blob_path(digest))
 }
 
 fn check_layout(dir: &Path) -> Result<()> {
@@ -41,16 +41,13 @@ pub async fn fetch_manifest(reference: &LayoutReference, digest: Option<&Digest>
             let index_path = dir.join("index.json");
             let bytes =
                 tokio::fs::read(&index_path).await.with_context(|| format!("reading {}", index_path.display()))?;
-            let index: ImageIndex =
-                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", index_path.display()))?;
+            let index = parse_index(&bytes).with_context(|| format!("reading {}", index_path.display()))?;
             let entry = index
-                .manifests
+                .manifests()
                 .iter()
-                .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
-                .ok_or_else(|| FetchError::NotFound {
-                what: format!("tag {tag} in OCI layout {}", dir.display()),
-            })?;
-            entry.parsed_digest()?
+                .find(|m| m.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(tag))
+                .ok_or_else(|| FetchError::NotFound { what: format!("tag {tag} in OCI layout {}", dir.display()) })?;
+            entry.digest().clone()
         }
     };
     let path = blob_path(&dir, &digest);
@@ -63,7 +60,7 @@ pub async fn fetch_manifest(reference: &LayoutReference, digest: Option<&Digest>
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let actual = Digest::of(&bytes);
+    let actual = super::digest::sha256(&bytes);
     if actual != digest {
         return Err(super::cache::VerifyError::Digest { expected: digest, actual })
             .with_context(|| format!("reading {}", path.display()));

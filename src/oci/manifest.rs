@@ -1,13 +1,16 @@
 //! The OCI and Docker v2 manifest documents resin reads: image indexes (manifest lists),
-//! image manifests and image configs. Both media-type families share one JSON shape, so
-//! one set of types parses both; Docker schema 1 is refused.
+//! image manifests and image configs. Indexes, manifests and descriptors are oci-spec's
+//! types (both media-type families share one JSON shape); Docker schema 1 is refused, and
+//! every digest a document names must be sha256. The image config is a tolerant subset of
+//! our own: real images omit fields oci-spec's `ImageConfiguration` requires.
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
+pub use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
 
-use super::reference::Digest;
+use super::digest::{require_sha256, Digest};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -18,61 +21,31 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// media types are listed, so all four are always sent.
 pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
-/// A content descriptor.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    #[serde(default)]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<DescriptorPlatform>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+/// Parses an image index (an OCI layout's `index.json`, a registry's index or manifest
+/// list), refusing digests other than sha256.
+pub fn parse_index(bytes: &[u8]) -> Result<ImageIndex> {
+    let index: ImageIndex = serde_json::from_slice(bytes).context("parsing image index")?;
+    check_digests(index.manifests())?;
+    Ok(index)
 }
 
-impl Descriptor {
-    pub fn parsed_digest(&self) -> Result<Digest> {
-        self.digest.parse().with_context(|| format!("descriptor digest {:?}", self.digest))
+fn check_digests<'a>(descriptors: impl IntoIterator<Item = &'a Descriptor>) -> Result<()> {
+    for descriptor in descriptors {
+        require_sha256(descriptor.digest()).context("a descriptor")?;
     }
+    Ok(())
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct DescriptorPlatform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-/// An image manifest: one config and the layers in application order.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageManifest {
-    pub schema_version: u32,
-    #[serde(default)]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-}
-
-/// An image index or Docker manifest list.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageIndex {
-    pub schema_version: u32,
-    #[serde(default)]
-    pub media_type: Option<String>,
-    pub manifests: Vec<Descriptor>,
+/// The `os/architecture[/variant]` a descriptor of an index is for, when it says.
+pub fn descriptor_platform(descriptor: &Descriptor) -> Option<(String, String, Option<String>)> {
+    descriptor.platform().as_ref().map(|p| (p.os().to_string(), p.architecture().to_string(), p.variant().clone()))
 }
 
 /// A manifest document of either kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Manifest {
-    Index(ImageIndex),
-    Image(ImageManifest),
+    Index(Box<ImageIndex>),
+    Image(Box<ImageManifest>),
 }
 
 impl Manifest {
@@ -100,9 +73,11 @@ impl Manifest {
             None => probe.manifests.is_some(),
         };
         if is_index {
-            Ok(Manifest::Index(serde_json::from_slice(bytes).context("parsing image index")?))
+            Ok(Manifest::Index(Box::new(parse_index(bytes)?)))
         } else {
-            Ok(Manifest::Image(serde_json::from_slice(bytes).context("parsing image manifest")?))
+            let manifest: ImageManifest = serde_json::from_slice(bytes).context("parsing image manifest")?;
+            check_digests(std::iter::once(manifest.config()).chain(manifest.layers()))?;
+            Ok(Manifest::Image(Box::new(manifest)))
         }
     }
 }
@@ -127,7 +102,7 @@ pub struct ImageConfig {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct RootFs {
     #[serde(default)]
-    pub diff_ids: Vec<String>,
+    pub diff_ids: Vec<Digest>,
 }
 
 /// `config` of an image config: the defaults of a container made from the image.
@@ -147,12 +122,16 @@ pub struct ContainerConfig {
 
 impl ImageConfig {
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig> {
-        serde_json::from_slice(bytes).context("parsing image config")
+        let config: ImageConfig = serde_json::from_slice(bytes).context("parsing image config")?;
+        for diff_id in config.diff_ids().unwrap_or_default() {
+            require_sha256(diff_id).context("a layer diff_id")?;
+        }
+        Ok(config)
     }
 
     /// The layers' diff_ids, when the config lists them (the OCI spec requires them;
     /// a config without `rootfs` only has its layers checked against their blob digests).
-    pub fn diff_ids(&self) -> Option<&[String]> {
+    pub fn diff_ids(&self) -> Option<&[Digest]> {
         self.rootfs.as_ref().map(|r| r.diff_ids.as_slice())
     }
 }
@@ -161,17 +140,39 @@ impl ImageConfig {
 mod tests {
     use super::*;
 
+    const HEX: &str = "8b0f0ea7fbdcbc3bd8e0c1e1d3a2b1f1e1d2c3b4a5968778695a4b3c2d1e0f00";
+
     #[test]
     fn tells_indexes_from_manifests() {
-        let index = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:00","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
-        assert!(
-            matches!(Manifest::parse(index).unwrap(), Manifest::Index(i) if i.manifests[0].platform.as_ref().unwrap().variant.as_deref() == Some("v8"))
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{HEX}","size":1,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#
         );
-        let docker = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:00","size":1},"layers":[]}"#;
-        assert!(matches!(Manifest::parse(docker).unwrap(), Manifest::Image(_)));
+        let Manifest::Index(parsed) = Manifest::parse(index.as_bytes()).unwrap() else { panic!("an index") };
+        assert_eq!(
+            descriptor_platform(&parsed.manifests()[0]),
+            Some(("linux".into(), "arm64".into(), Some("v8".into())))
+        );
+        let docker = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:{HEX}","size":1}},"layers":[]}}"#
+        );
+        assert!(matches!(Manifest::parse(docker.as_bytes()).unwrap(), Manifest::Image(_)));
         let schema1 = br#"{"schemaVersion":1,"fsLayers":[]}"#;
         assert!(Manifest::parse(schema1).unwrap_err().to_string().contains("schema version"));
         let odd = br#"{"schemaVersion":2,"mediaType":"text/plain"}"#;
         assert!(Manifest::parse(odd).is_err());
+    }
+
+    #[test]
+    fn digests_other_than_sha256_are_refused() {
+        let sha512 = format!("sha512:{HEX}{HEX}");
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{HEX}","size":1}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{sha512}","size":1}}]}}"#
+        );
+        let error = format!("{:#}", Manifest::parse(manifest.as_bytes()).unwrap_err());
+        assert!(error.contains(&sha512), "{error}");
+        let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{sha512}"]}}}}"#);
+        assert!(format!("{:#}", ImageConfig::parse(config.as_bytes()).unwrap_err()).contains("diff_id"));
+        let tolerant = br#"{"config":{"Cmd":["/bin/sh"]}}"#;
+        assert_eq!(ImageConfig::parse(tolerant).unwrap().config.unwrap().cmd.unwrap(), ["/bin/sh"]);
     }
 }

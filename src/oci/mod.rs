@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod digest;
 pub mod hashing;
 pub mod layout;
 pub mod manifest;

@@ -14,7 +14,9 @@ pub const DEFAULT_PLATFORM: &str = "linux/amd64";
 
 /// `os/architecture[/variant]`, with architecture aliases normalised (`x86_64` is
 /// `amd64`, `aarch64` is `arm64`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Serialised as that text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Platform {
     pub os: String,
     pub architecture: String,
@@ -71,6 +73,20 @@ impl FromStr for Platform {
             architecture: normalise_architecture(&parts[1].to_ascii_lowercase()).to_string(),
             variant: parts.get(2).map(|v| v.to_ascii_lowercase()),
         })
+    }
+}
+
+impl TryFrom<String> for Platform {
+    type Error = anyhow::Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<Platform> for String {
+    fn from(platform: Platform) -> String {
+        platform.to_string()
     }
 }
 

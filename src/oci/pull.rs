@@ -7,7 +7,7 @@
 //! step (or another process) can read it by digest. Pulling fetches the layers with at
 //! most `parallel` downloads at once; layers already cached are not fetched again.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use super::cache::{damaged_blob, BlobCache};
 use super::layout;
-use super::manifest::{ImageConfig, ImageManifest, Manifest};
+use super::manifest::{descriptor_platform, Descriptor, ImageConfig, ImageManifest, Manifest};
 use super::platform::Platform;
 use super::reference::{Digest, ImageReference};
 use super::registry::RegistryClient;
@@ -74,27 +74,27 @@ impl Puller {
         let (manifest, digest) = match Manifest::parse(&bytes)
             .with_context(|| format!("reading the manifest {digest} of {reference}"))?
         {
-            Manifest::Image(manifest) => (manifest, digest),
+            Manifest::Image(manifest) => (*manifest, digest),
             Manifest::Index(index) => {
                 if pinned.is_some() {
                     bail!("{reference}: the pinned digest {digest} names an index, not a platform manifest");
                 }
                 let entry = index
-                    .manifests
+                    .manifests()
                     .iter()
                     .find(|m| {
-                        m.platform
-                            .as_ref()
-                            .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+                        descriptor_platform(m).is_some_and(|(os, architecture, variant)| {
+                            platform.matches(&os, &architecture, variant.as_deref())
+                        })
                     })
                     .ok_or_else(|| {
                         let available: Vec<String> = index
-                            .manifests
+                            .manifests()
                             .iter()
-                            .filter_map(|m| m.platform.as_ref())
-                            .map(|p| match &p.variant {
-                                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                                None => format!("{}/{}", p.os, p.architecture),
+                            .filter_map(descriptor_platform)
+                            .map(|(os, architecture, variant)| match variant {
+                                Some(v) => format!("{os}/{architecture}/{v}"),
+                                None => format!("{os}/{architecture}"),
                             })
                             .collect();
                         anyhow::anyhow!(
@@ -102,32 +102,31 @@ impl Puller {
                             if available.is_empty() { "none".to_string() } else { available.join(", ") }
                         )
                     })?;
-                let entry_digest = entry.parsed_digest()?;
-                let (bytes, digest) = self.manifest(reference, Some(&entry_digest)).await?;
-                if bytes.len() as u64 != entry.size {
-                    bail!("{reference}: manifest {digest} has {} bytes, the index says {}", bytes.len(), entry.size);
+                let (bytes, digest) = self.manifest(reference, Some(entry.digest())).await?;
+                if bytes.len() as u64 != entry.size() {
+                    bail!("{reference}: manifest {digest} has {} bytes, the index says {}", bytes.len(), entry.size());
                 }
                 match Manifest::parse(&bytes)
                     .with_context(|| format!("reading the manifest {digest} of {reference}"))?
                 {
-                    Manifest::Image(manifest) => (manifest, digest),
+                    Manifest::Image(manifest) => (*manifest, digest),
                     Manifest::Index(_) => bail!("{reference}: nested indexes are not supported"),
                 }
             }
         };
-        let config_digest = manifest.config.parsed_digest()?;
+        let config_digest = manifest.config().digest();
         let config_bytes = self
-            .fetch_document(reference, &config_digest, manifest.config.size)
+            .fetch_document(reference, config_digest, manifest.config().size())
             .await
             .with_context(|| format!("fetching the config {config_digest} of {reference}"))?;
         let config = ImageConfig::parse(&config_bytes)
             .with_context(|| format!("reading the config {config_digest} of {reference}"))?;
         if let Some(diff_ids) = config.diff_ids() {
-            if diff_ids.len() != manifest.layers.len() {
+            if diff_ids.len() != manifest.layers().len() {
                 bail!(
                     "{reference}: the config {config_digest} lists {} layer diff_ids, the manifest {digest} has {} layers",
                     diff_ids.len(),
-                    manifest.layers.len()
+                    manifest.layers().len()
                 );
             }
         }
@@ -150,9 +149,9 @@ impl Puller {
 
     /// Fetches a manifest (by `digest` when given) and stores it in the cache.
     async fn manifest(&self, reference: &ImageReference, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest)> {
-        if let Some(digest) = digest.or(reference.digest()) {
-            if let Some(bytes) = self.read_cached(digest, None).await? {
-                return Ok((bytes, digest.clone()));
+        if let Some(digest) = digest.cloned().or_else(|| reference.digest()) {
+            if let Some(bytes) = self.read_cached(&digest, None).await? {
+                return Ok((bytes, digest));
             }
         }
         let (bytes, digest) = match reference {
@@ -200,16 +199,11 @@ impl Puller {
         bail!("{digest} was damaged again right after it was fetched")
     }
 
-    async fn pull_layer(
-        &self,
-        reference: &ImageReference,
-        index: usize,
-        layer: super::manifest::Descriptor,
-    ) -> Result<u64> {
-        let digest = layer.parsed_digest()?;
+    async fn pull_layer(&self, reference: &ImageReference, index: usize, layer: Descriptor) -> Result<u64> {
+        let digest = layer.digest();
         let layer_started = Instant::now();
         let bytes = self
-            .fetch_blob(reference, &digest, layer.size)
+            .fetch_blob(reference, digest, layer.size())
             .await
             .with_context(|| format!("pulling layer {} ({digest}) of {reference}", index + 1))?;
         log::debug(
@@ -217,7 +211,7 @@ impl Puller {
             &[
                 ("reference", reference.to_string()),
                 ("digest", digest.to_string()),
-                ("bytes", layer.size.to_string()),
+                ("bytes", layer.size().to_string()),
                 ("cache", if bytes == 0 { "hit" } else { "miss" }.to_string()),
                 ("elapsed_ms", layer_started.elapsed().as_millis().to_string()),
             ],
@@ -236,7 +230,7 @@ impl Puller {
         work: impl Fn() -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
         let work = Arc::new(work);
-        let mut repaired: BTreeSet<Digest> = BTreeSet::new();
+        let mut repaired: HashSet<Digest> = HashSet::new();
         loop {
             let attempt = work.clone();
             let error = match tokio::task::spawn_blocking(move || attempt()).await? {
@@ -260,8 +254,8 @@ impl Puller {
     pub async fn pull(&self, image: &ResolvedImage) -> Result<PullStats> {
         let started = Instant::now();
         let reference = &image.reference;
-        let layers = &image.manifest.layers;
-        let owned: Vec<(usize, super::manifest::Descriptor)> = layers.iter().cloned().enumerate().collect();
+        let layers = image.manifest.layers();
+        let owned: Vec<(usize, Descriptor)> = layers.iter().cloned().enumerate().collect();
         let fetched: Vec<u64> = stream::iter(owned)
             .map(|(index, layer)| self.pull_layer(reference, index, layer))
             .buffered(self.parallel)

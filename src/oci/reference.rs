@@ -16,64 +16,23 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub use oci_spec::distribution::Reference as RegistryReference;
 use thiserror::Error;
+
+pub use super::digest::{Digest, InvalidDigest};
 
 /// Prefix of a local OCI image layout reference.
 pub const LAYOUT_PREFIX: &str = "oci-layout:";
 /// Registry host Docker uses for references without one.
 pub const DOCKER_HUB: &str = "docker.io";
 
-/// A content digest. Only `sha256` is supported: it is what every registry and layout
-/// uses, and the cache is keyed on it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Digest {
-    hex: String,
-}
-
-impl Digest {
-    /// The 64 lowercase hex characters after `sha256:`.
-    pub fn hex(&self) -> &str {
-        &self.hex
-    }
-
-    /// Digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Digest {
-        use sha2::Digest as _;
-        Digest { hex: hex::encode(sha2::Sha256::digest(bytes)) }
-    }
-
-    pub(crate) fn from_sha256(hash: &[u8]) -> Digest {
-        Digest { hex: hex::encode(hash) }
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
-    }
-}
-
-impl FromStr for Digest {
-    type Err = ReferenceError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let Some((algorithm, hex)) = s.split_once(':') else {
-            return Err(ReferenceError::Digest(s.to_string()));
-        };
-        if algorithm != "sha256" || hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(ReferenceError::Digest(s.to_string()));
-        }
-        Ok(Digest { hex: hex.to_string() })
-    }
-}
-
 /// Why a reference could not be parsed.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ReferenceError {
     #[error("the reference is empty")]
     Empty,
-    #[error("invalid digest {0:?}: expected sha256: followed by 64 lowercase hex digits")]
-    Digest(String),
+    #[error(transparent)]
+    Digest(#[from] InvalidDigest),
     #[error("invalid tag {0:?}: a tag is 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'")]
     Tag(String),
     #[error("invalid repository name {0:?}: use lowercase letters, digits and separators ('.', '_', '__', '-') between '/'-separated components")]
@@ -87,21 +46,10 @@ pub enum ReferenceError {
 /// A parsed, normalised image reference.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ImageReference {
+    /// An image in a registry: oci-spec's reference (registry host with port when given,
+    /// repository, tag, digest), built from parts this module has validated.
     Registry(RegistryReference),
     Layout(LayoutReference),
-}
-
-/// An image in a registry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RegistryReference {
-    /// Registry host, with port when given (`docker.io`, `127.0.0.1:5000`).
-    pub registry: String,
-    /// Repository path (`library/alpine`).
-    pub repository: String,
-    /// Tag; `latest` when neither tag nor digest was given.
-    pub tag: Option<String>,
-    /// Digest pinning the content.
-    pub digest: Option<Digest>,
 }
 
 /// An image in a local OCI image layout directory.
@@ -117,29 +65,30 @@ pub struct LayoutReference {
 
 impl ImageReference {
     /// The digest the reference pins, if any.
-    pub fn digest(&self) -> Option<&Digest> {
+    pub fn digest(&self) -> Option<Digest> {
         match self {
-            ImageReference::Registry(r) => r.digest.as_ref(),
-            ImageReference::Layout(l) => l.digest.as_ref(),
+            // Validated as sha256 when the reference was built.
+            ImageReference::Registry(r) => r.digest().and_then(|d| super::digest::parse(d).ok()),
+            ImageReference::Layout(l) => l.digest.clone(),
         }
     }
 
     /// The same image pinned to `digest`, without its tag: the shortest reference that
     /// always names exactly this content.
     pub fn by_digest(&self, digest: Digest) -> ImageReference {
-        let mut pinned = self.clone();
-        match &mut pinned {
-            ImageReference::Registry(r) => (r.tag, r.digest) = (None, Some(digest)),
-            ImageReference::Layout(l) => (l.tag, l.digest) = (None, Some(digest)),
+        match self {
+            ImageReference::Registry(r) => ImageReference::Registry(r.clone_with_digest(digest.to_string())),
+            ImageReference::Layout(l) => {
+                ImageReference::Layout(LayoutReference { path: l.path.clone(), tag: None, digest: Some(digest) })
+            }
         }
-        pinned
     }
 
     /// The last component of the repository (or of the layout directory): the default
     /// container name, as LinuxKit derives it.
     pub fn short_name(&self) -> String {
         let path = match self {
-            ImageReference::Registry(r) => r.repository.as_str(),
+            ImageReference::Registry(r) => r.repository(),
             ImageReference::Layout(l) => l.path.trim_end_matches('/'),
         };
         path.rsplit('/').next().unwrap_or(path).to_string()
@@ -148,23 +97,19 @@ impl ImageReference {
 
 impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (tag, digest) = match self {
-            ImageReference::Registry(r) => {
-                write!(f, "{}/{}", r.registry, r.repository)?;
-                (&r.tag, &r.digest)
-            }
+        match self {
+            ImageReference::Registry(r) => write!(f, "{r}"),
             ImageReference::Layout(l) => {
                 write!(f, "{LAYOUT_PREFIX}{}", l.path)?;
-                (&l.tag, &l.digest)
+                if let Some(tag) = &l.tag {
+                    write!(f, ":{tag}")?;
+                }
+                if let Some(digest) = &l.digest {
+                    write!(f, "@{digest}")?;
+                }
+                Ok(())
             }
-        };
-        if let Some(tag) = tag {
-            write!(f, ":{tag}")?;
         }
-        if let Some(digest) = digest {
-            write!(f, "@{digest}")?;
-        }
-        Ok(())
     }
 }
 
@@ -182,10 +127,108 @@ impl FromStr for ImageReference {
     }
 }
 
+/// A reference pinned by digest, in its canonical text (its identity: equality, order and
+/// hashing are the text's). This is how specs name images, so assembly fetches exactly
+/// the content the plan saw. Serialised as the canonical text.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PinnedImage {
+    text: String,
+    reference: ImageReference,
+    digest: Digest,
+}
+
+impl PinnedImage {
+    pub fn new(reference: ImageReference, digest: Digest) -> PinnedImage {
+        let reference = match reference.digest() {
+            Some(pinned) if pinned == digest => reference,
+            _ => reference.by_digest(digest.clone()),
+        };
+        PinnedImage { text: reference.to_string(), reference, digest }
+    }
+
+    pub fn reference(&self) -> &ImageReference {
+        &self.reference
+    }
+
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Why a text is not a pinned image.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PinnedImageError {
+    #[error("image {0:?}: {1}")]
+    Reference(String, ReferenceError),
+    #[error("image {0:?} is not pinned by digest")]
+    NotPinned(String),
+}
+
+impl FromStr for PinnedImage {
+    type Err = PinnedImageError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let reference: ImageReference = s.parse().map_err(|e| PinnedImageError::Reference(s.to_string(), e))?;
+        let digest = reference.digest().ok_or_else(|| PinnedImageError::NotPinned(s.to_string()))?;
+        Ok(PinnedImage { text: reference.to_string(), reference, digest })
+    }
+}
+
+impl TryFrom<String> for PinnedImage {
+    type Error = PinnedImageError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<PinnedImage> for String {
+    fn from(image: PinnedImage) -> String {
+        image.text
+    }
+}
+
+impl fmt::Display for PinnedImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq for PinnedImage {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for PinnedImage {}
+
+impl std::hash::Hash for PinnedImage {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl PartialOrd for PinnedImage {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PinnedImage {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
 /// Splits `name[:tag][@digest]`; the tag colon is the last one after the last `/`.
 fn split_tag_and_digest(s: &str) -> Result<(&str, Option<String>, Option<Digest>), ReferenceError> {
     let (rest, digest) = match s.rsplit_once('@') {
-        Some((rest, digest)) => (rest, Some(digest.parse::<Digest>()?)),
+        Some((rest, digest)) => (rest, Some(super::digest::parse(digest)?)),
         None => (s, None),
     };
     let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
@@ -201,7 +244,7 @@ fn split_tag_and_digest(s: &str) -> Result<(&str, Option<String>, Option<Digest>
 }
 
 fn parse_registry(s: &str) -> Result<RegistryReference, ReferenceError> {
-    let (name, mut tag, digest) = split_tag_and_digest(s)?;
+    let (name, tag, digest) = split_tag_and_digest(s)?;
     let (registry, repository) = match name.split_once('/') {
         Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
             (first.to_string(), rest.to_string())
@@ -217,15 +260,18 @@ fn parse_registry(s: &str) -> Result<RegistryReference, ReferenceError> {
     let repository =
         if registry == DOCKER_HUB && !repository.contains('/') { format!("library/{repository}") } else { repository };
     validate_repository(&repository)?;
-    if tag.is_none() && digest.is_none() {
-        tag = Some("latest".to_string());
-    }
-    Ok(RegistryReference { registry, repository, tag, digest })
+    Ok(match (tag, digest) {
+        (Some(tag), Some(digest)) => {
+            RegistryReference::with_tag_and_digest(registry, repository, tag, digest.to_string())
+        }
+        (None, Some(digest)) => RegistryReference::with_digest(registry, repository, digest.to_string()),
+        (tag, None) => RegistryReference::with_tag(registry, repository, tag.unwrap_or_else(|| "latest".to_string())),
+    })
 }
 
 fn parse_layout(s: &str) -> Result<LayoutReference, ReferenceError> {
     let (path, digest) = match s.rsplit_once('@') {
-        Some((path, digest)) => (path, Some(digest.parse::<Digest>()?)),
+        Some((path, digest)) => (path, Some(super::digest::parse(digest)?)),
         None => (s, None),
     };
     // A tag follows the last ':' that comes after the last '/'.
@@ -340,10 +386,10 @@ mod tests {
         assert_eq!(by_digest.to_string(), format!("docker.io/library/alpine@sha256:{HEX}"));
         let both: ImageReference = format!("host:5000/a:t@sha256:{HEX}").parse().unwrap();
         let ImageReference::Registry(r) = &both else { panic!("registry reference expected") };
-        assert_eq!(r.tag.as_deref(), Some("t"));
-        assert_eq!(r.digest.as_ref().unwrap().hex(), HEX);
+        assert_eq!(r.tag(), Some("t"));
+        assert_eq!(both.digest().unwrap().digest(), HEX);
         assert_eq!(both.to_string().parse::<ImageReference>().unwrap(), both);
-        assert_eq!(both.by_digest(r.digest.clone().unwrap()).to_string(), format!("host:5000/a@sha256:{HEX}"));
+        assert_eq!(both.by_digest(both.digest().unwrap()).to_string(), format!("host:5000/a@sha256:{HEX}"));
     }
 
     #[test]
@@ -385,6 +431,20 @@ mod tests {
         for input in cases {
             assert!(input.parse::<ImageReference>().is_err(), "{input:?} parsed");
         }
+    }
+
+    #[test]
+    fn pinned_images_are_canonical_and_need_a_digest() {
+        let image: PinnedImage = format!("alpine:3@sha256:{HEX}").parse().unwrap();
+        assert_eq!(image.as_str(), format!("docker.io/library/alpine:3@sha256:{HEX}"));
+        assert_eq!(image.digest().digest(), HEX);
+        let json = serde_json::to_string(&image).unwrap();
+        assert_eq!(serde_json::from_str::<PinnedImage>(&json).unwrap(), image);
+        assert_eq!("alpine:3".parse::<PinnedImage>(), Err(PinnedImageError::NotPinned("alpine:3".into())));
+        assert!(serde_json::from_str::<PinnedImage>(r#""Alpine@sha256:00""#).is_err());
+        let by_tag: ImageReference = "oci-layout:./d:v1".parse().unwrap();
+        let pinned = PinnedImage::new(by_tag, image.digest().clone());
+        assert_eq!(pinned.as_str(), format!("oci-layout:./d@sha256:{HEX}"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use futures_util::TryStreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use oci_client::{Client, RegistryOperation};
 use thiserror::Error;
 
 use super::auth::{credentials_for, Credentials, DockerConfig, RegistrySettings};
@@ -159,40 +159,33 @@ impl RegistryClient {
         Ok(auth)
     }
 
-    fn client_reference(reference: &RegistryReference) -> Reference {
-        let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
-        Reference::with_tag(reference.registry.clone(), reference.repository.clone(), tag)
-    }
-
     /// `scheme://host/v2/<repository>/`.
     fn base_url(&self, reference: &RegistryReference) -> String {
-        let client_ref = Self::client_reference(reference);
-        let host = client_ref.resolve_registry();
+        let host = reference.resolve_registry();
         let scheme = if self.plain_http.iter().any(|h| h == host) { "http" } else { "https" };
-        format!("{scheme}://{host}/v2/{}/", reference.repository)
+        format!("{scheme}://{host}/v2/{}/", reference.repository())
     }
 
     /// The `Authorization` header for the reference's repository: a bearer token from the
     /// registry's token server, basic credentials, or none.
     async fn authorization(&self, reference: &RegistryReference) -> Result<Option<String>> {
-        let key = format!("{}/{}", reference.registry, reference.repository);
+        let key = format!("{}/{}", reference.registry(), reference.repository());
         if let Some(header) = self.authorizations.lock().expect("authorizations lock").get(&key) {
             return Ok(header.clone());
         }
-        let auth = self.auth_for(&reference.registry).await?;
-        let client_ref = Self::client_reference(reference);
-        let what = format!("authentication with {}", reference.registry);
+        let auth = self.auth_for(reference.registry()).await?;
+        let what = format!("authentication with {}", reference.registry());
         let token = with_retries(&what, || async {
-            match self.auth_client.auth(&client_ref, &auth, RegistryOperation::Pull).await {
+            match self.auth_client.auth(reference, &auth, RegistryOperation::Pull).await {
                 Ok(token) => Attempt::Done(token),
                 Err(e) => match transient(&e) {
                     Some(reason) => Attempt::Retry { reason, after: None },
-                    None => Attempt::Failed(classify_auth(e, &reference.registry)),
+                    None => Attempt::Failed(classify_auth(e, reference.registry())),
                 },
             }
         })
         .await
-        .map_err(|e| self.retry_error(e, &reference.registry))?;
+        .map_err(|e| self.retry_error(e, reference.registry()))?;
         let header = match (token, &auth) {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, RegistryAuth::Basic(user, password)) => {
@@ -209,10 +202,11 @@ impl RegistryClient {
     }
 
     fn forget_authorization(&self, reference: &RegistryReference) {
-        self.authorizations
-            .lock()
-            .expect("authorizations lock")
-            .remove(&format!("{}/{}", reference.registry, reference.repository));
+        self.authorizations.lock().expect("authorizations lock").remove(&format!(
+            "{}/{}",
+            reference.registry(),
+            reference.repository()
+        ));
     }
 
     fn retry_error(&self, error: RetryError, registry: &str) -> anyhow::Error {
@@ -275,12 +269,12 @@ impl RegistryClient {
             let authorization = self.authorization(reference).await?;
             let outcome = with_retries(what, || attempt(authorization.clone()))
                 .await
-                .map_err(|e| self.retry_error(e, &reference.registry))?;
+                .map_err(|e| self.retry_error(e, reference.registry()))?;
             let refusal = match outcome {
                 Ok(value) => return Ok(value),
                 Err(refusal) => refusal,
             };
-            let registry = reference.registry.clone();
+            let registry = reference.registry().to_string();
             return Err(match refusal {
                 Refusal::Reauthenticate(_) if !reauthenticated => {
                     // The token may have expired: one new handshake, then the request again.
@@ -304,14 +298,20 @@ impl RegistryClient {
         reference: &RegistryReference,
         digest: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest)> {
-        let pinned = digest.or(reference.digest.as_ref());
-        let name = match (pinned, &reference.tag) {
-            (Some(digest), _) => digest.to_string(),
-            (None, Some(tag)) => tag.clone(),
-            (None, None) => "latest".to_string(),
+        let pinned = match digest {
+            Some(digest) => Some(digest.clone()),
+            None => reference.digest().map(super::digest::parse).transpose()?,
+        };
+        let (name, what) = match (&pinned, reference.tag()) {
+            (Some(digest), _) => {
+                (digest.to_string(), format!("{}/{}@{digest}", reference.registry(), reference.repository()))
+            }
+            (None, tag) => {
+                let tag = tag.unwrap_or("latest");
+                (tag.to_string(), format!("{}/{}:{tag}", reference.registry(), reference.repository()))
+            }
         };
         let url = format!("{}manifests/{name}", self.base_url(reference));
-        let what = format!("{}/{}:{name}", reference.registry, reference.repository).replace(":sha256:", "@sha256:");
         let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
         let bytes = self
             .request(reference, &what, |authorization| {
@@ -337,10 +337,10 @@ impl RegistryClient {
             })
             .await?;
         // The digest is computed here, not taken from a header: it is what gets pinned.
-        let actual = Digest::of(&bytes);
+        let actual = super::digest::sha256(&bytes);
         if let Some(expected) = pinned {
-            if &actual != expected {
-                return Err(super::cache::VerifyError::Digest { expected: expected.clone(), actual }.into());
+            if actual != expected {
+                return Err(super::cache::VerifyError::Digest { expected, actual }.into());
             }
         }
         Ok((bytes, actual))
@@ -356,7 +356,7 @@ impl RegistryClient {
         cache: &BlobCache,
     ) -> Result<()> {
         let url = format!("{}blobs/{digest}", self.base_url(reference));
-        let what = format!("{}/{}@{digest}", reference.registry, reference.repository);
+        let what = format!("{}/{}@{digest}", reference.registry(), reference.repository());
         self.request(reference, &what, |authorization| {
             let url = url.clone();
             async move {

@@ -31,11 +31,10 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
-use crate::assemble::build::{artifact_paths, build, file_digest, sbom_bytes, sbom_path, write_sbom};
-use crate::assemble::compose::{compose, file_kind, Composition, FileSpec, ImageInputs, InputError};
-use crate::assemble::interop::{linuxkit_document, to_yaml};
-use crate::assemble::spec::{KernelSpec, PackageSpec};
-use crate::oci::reference::Digest;
+use crate::assemble::{
+    artifact_paths, build, check, compose, file_digest, file_kind, linuxkit_yaml, remove_if_written, sbom_bytes,
+    sbom_path, write_sbom, Composition, FileSpec, FileStamp, ImageInputs, InputError, KernelSpec, PackageSpec, Removal,
+};
 
 pub struct Image {
     context: SharedContext,
@@ -108,19 +107,6 @@ pub struct Written {
     /// The SBOM as written.
     #[serde(default)]
     sbom_sha256: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStamp {
-    size: u64,
-    mtime_ns: i64,
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-    Some(FileStamp { size: meta.len(), mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), inode: meta.ino() })
 }
 
 /// Marks unknown values: `None` means "not known yet".
@@ -352,15 +338,15 @@ impl Image {
         set_paths(&mut state);
         let composition = composition_of(&state, diags).ok()?;
         state.content_hash = match &composition {
-            Some(c) => Value::Value(c.content_hash.clone()),
+            Some(c) => Value::Value(c.content_hash.to_string()),
             None => Value::Unknown,
         };
         state.linuxkit_yaml = match &composition {
-            Some(c) => Value::Value(to_yaml(&linuxkit_document(c))),
+            Some(c) => Value::Value(linuxkit_yaml(c)),
             None => Value::Unknown,
         };
         state.sbom_sha256 = match (&composition, &state.name) {
-            (Some(c), Value::Value(name)) => Value::Value(Digest::of(&sbom_bytes(c, name)).to_string()),
+            (Some(c), Value::Value(name)) => Value::Value(crate::oci::digest::sha256(&sbom_bytes(c, name)).to_string()),
             _ => Value::Unknown,
         };
         Some((state, composition))
@@ -374,7 +360,7 @@ impl Image {
             return None;
         };
         if let Value::Value(promised) = &planned.content_hash {
-            if promised != &composition.content_hash {
+            if *promised != composition.content_hash.to_string() {
                 diags.error(
                     "content_hash changed between plan and apply",
                     format!("the plan promised {promised}, the inputs now give {}: an input (a package, a file source) changed since the plan was made. Nothing was written; run terraform plan again.", composition.content_hash),
@@ -418,8 +404,8 @@ impl Image {
         let context = self.context(diags)?;
         let (composition, name, dir) = Self::target(&planned, diags)?;
         let mut state = planned;
-        state.content_hash = Value::Value(composition.content_hash.clone());
-        state.linuxkit_yaml = Value::Value(to_yaml(&linuxkit_document(&composition)));
+        state.content_hash = Value::Value(composition.content_hash.to_string());
+        state.linuxkit_yaml = Value::Value(linuxkit_yaml(&composition));
         set_paths(&mut state);
         let output_dir = PathBuf::from(&dir);
         let result = async {
@@ -450,7 +436,8 @@ impl Image {
         state.initrd_size = Value::Value(super::number_of_bytes(artifacts.initrd.size));
         state.cmdline_size = Value::Value(super::number_of_bytes(artifacts.cmdline.size));
         state.sbom_sha256 = Value::Value(artifacts.sbom.sha256.clone());
-        let stamps = [stamp(&artifacts.kernel.path), stamp(&artifacts.initrd.path), stamp(&artifacts.cmdline.path)];
+        let stamps =
+            [&artifacts.kernel.path, &artifacts.initrd.path, &artifacts.cmdline.path].map(|p| FileStamp::of(p));
         let written = Written {
             sha256: Some([artifacts.kernel.sha256, artifacts.initrd.sha256, artifacts.cmdline.sha256]),
             will_write: Vec::new(),
@@ -573,13 +560,8 @@ impl Resource for Image {
         let checked = tokio::task::spawn_blocking(move || {
             let mut digests: [Option<(String, u64)>; 3] = Default::default();
             for (index, path) in paths.iter().enumerate() {
-                let current = stamp(path);
-                let unchanged = current.is_some() && current.as_ref() == stamps.as_ref().map(|s| &s[index]);
-                digests[index] = match (unchanged, &recorded[index]) {
-                    (true, Some(sha)) => Some((sha.clone(), current.expect("checked").size)),
-                    _ if current.is_some() => file_digest(path).ok(),
-                    _ => None,
-                };
+                let written = stamps.as_ref().map(|s| &s[index]).zip(recorded[index].as_deref());
+                digests[index] = check(path, written);
             }
             // The SBOM is small: always hashed.
             let sbom = sbom.and_then(|path| file_digest(&path).ok()).map(|(sha, _)| sha);
@@ -728,21 +710,20 @@ impl Resource for Image {
                 // The replacement writes this path; it overwrites it atomically.
                 continue;
             }
-            let Ok((current, _)) = file_digest(&path) else { continue };
-            if Some(&current) != sha.as_ref() {
-                diags.warning(
+            match remove_if_written(&path, sha.as_deref()) {
+                Ok(Removal::Removed | Removal::Absent) => {}
+                Ok(Removal::Changed) => diags.warning(
                     "Artifact left in place",
                     format!(
                         "{} is not what this resource wrote (it changed on disk), so destroy leaves it",
                         path.display()
                     ),
                     AttributePath::root(),
-                );
-                continue;
-            }
-            if let Err(e) = std::fs::remove_file(&path) {
-                diags.error("Cannot remove artifact", format!("{}: {e}", path.display()), AttributePath::root());
-                return None;
+                ),
+                Err(e) => {
+                    diags.error("Cannot remove artifact", format!("{e:#}"), AttributePath::root());
+                    return None;
+                }
             }
         }
         Some(())

@@ -28,11 +28,10 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::error_at;
 use super::provider::{ProviderContext, SharedContext};
-use crate::assemble::hash::content_hash;
-use crate::assemble::spec::ImageDefaults;
+use crate::assemble::{content_hash, ImageDefaults, ASSEMBLY_FORMAT};
 use crate::oci::cache::damaged_blob;
 use crate::oci::platform::Platform;
-use crate::oci::reference::{Digest, ImageReference};
+use crate::oci::reference::{Digest, ImageReference, PinnedImage};
 use crate::oci::{is_unreachable, ResolvedImage};
 
 /// The image-related fields of a resource state.
@@ -59,9 +58,14 @@ pub trait ImageKind: Send + Sync + 'static {
     fn fill_defaults(state: &mut Self::State, config: &Self::State, reference: Option<&ImageReference>);
     /// The settings covered by `content_hash`, or `None` while any is unknown.
     fn hash_inputs(state: &Self::State) -> Option<serde_json::Value>;
-    /// The `spec` document for `resin_image` (see `crate::assemble::spec`), or `None`
+    /// The `spec` document for `resin_image` (see `crate::assemble::KernelSpec` and `PackageSpec`), or `None`
     /// while a setting is unknown. `image` is the pinned reference.
-    fn spec(state: &Self::State, image: &str, defaults: &ImageDefaults) -> Option<serde_json::Value>;
+    fn spec(
+        state: &Self::State,
+        image: &PinnedImage,
+        platform: &Platform,
+        defaults: &ImageDefaults,
+    ) -> Option<serde_json::Value>;
     /// A state with only `image` set (import), blocks as empty lists.
     fn stub(image: String) -> Self::State;
     /// Checks a pulled image has what the settings name (on a blocking thread); returns
@@ -155,34 +159,39 @@ impl<K: ImageKind> ImageResource<K> {
         reference: Option<&ImageReference>,
         resolved: Option<(Digest, ImageDefaults)>,
     ) {
-        let (id, digest_value, defaults) = match (reference, resolved) {
+        let (pinned, digest_value, defaults) = match (reference, resolved) {
             (Some(reference), Some((digest, defaults))) => (
-                Value::Value(reference.by_digest(digest.clone()).to_string()),
+                Some(PinnedImage::new(reference.clone(), digest.clone())),
                 Value::Value(digest.to_string()),
                 Some(defaults),
             ),
-            _ => (Value::Unknown, Value::Unknown, None),
+            _ => (None, Value::Unknown, None),
         };
         let hash = match (&digest_value, K::hash_inputs(state)) {
             (Value::Value(d), Some(settings)) => {
                 let fields = K::fields(state);
-                Value::Value(content_hash(&serde_json::json!({
-                    "format": crate::assemble::hash::ASSEMBLY_FORMAT,
-                    "type": K::TYPE_NAME,
-                    "digest": d,
-                    "platform": fields.platform.as_ref_option(),
-                    "settings": settings,
-                })))
+                Value::Value(
+                    content_hash(&serde_json::json!({
+                        "format": ASSEMBLY_FORMAT,
+                        "type": K::TYPE_NAME,
+                        "digest": d,
+                        "platform": fields.platform.as_ref_option(),
+                        "settings": settings,
+                    }))
+                    .to_string(),
+                )
             }
             _ => Value::Unknown,
         };
-        let spec = match (&id, &defaults) {
-            (Value::Value(id), Some(defaults)) => match K::spec(state, id, defaults) {
+        let platform = K::fields(state).platform.as_ref_option().and_then(|p| p.parse::<Platform>().ok());
+        let spec = match (&pinned, &platform, &defaults) {
+            (Some(image), Some(platform), Some(defaults)) => match K::spec(state, image, platform, defaults) {
                 Some(document) => Value::Value(serde_json::to_string(&document).expect("JSON values serialise")),
                 None => Value::Unknown,
             },
             _ => Value::Unknown,
         };
+        let id = pinned.map_or(Value::Unknown, |image| Value::Value(image.to_string()));
         let fields = K::fields(state);
         *fields.id = id;
         *fields.digest = digest_value;
@@ -231,7 +240,7 @@ impl<K: ImageKind> ImageResource<K> {
             return None;
         };
         let pinned = match &*K::fields(&mut state).digest {
-            Value::Value(d) => Some(d.parse::<Digest>().ok()?),
+            Value::Value(d) => Some(crate::oci::digest::parse(d).ok()?),
             _ => None,
         };
         let resolved = Self::resolve(&context, &reference, &platform, pinned.as_ref(), diags).await?;
@@ -420,9 +429,11 @@ impl<K: ImageKind> Resource for ImageResource<K> {
                 let prior_fields = K::fields(&mut prior);
                 let same_image = prior_fields.image.as_ref_option() == K::fields(&mut state).image.as_ref_option()
                     && prior_fields.platform.as_ref_option() == Some(&platform.to_string());
-                let recorded = prior_fields.digest.as_ref_option().and_then(|d| d.parse::<Digest>().ok());
-                let observed =
-                    private.as_ref().and_then(|p| p.remote_digest.as_ref()).and_then(|d| d.parse::<Digest>().ok());
+                let recorded = prior_fields.digest.as_ref_option().and_then(|d| crate::oci::digest::parse(d).ok());
+                let observed = private
+                    .as_ref()
+                    .and_then(|p| p.remote_digest.as_ref())
+                    .and_then(|d| crate::oci::digest::parse(d).ok());
                 // An unchanged image keeps its digest and the defaults recorded with it, so
                 // planning needs no registry; a moved tag or a new image is resolved.
                 let (pinned, defaults) = match (same_image, observed, recorded) {

@@ -8,8 +8,9 @@ use tf_provider::{AttributePath, Diagnostics};
 
 use super::image_backed::{ImageFields, ImageKind};
 use super::schema::{attribute, image_attributes, resource_schema};
-use crate::assemble::spec::{ImageDefaults, KernelSpec, SPEC_VERSION};
-use crate::oci::reference::ImageReference;
+use crate::assemble::{ImageDefaults, KernelSpec, SPEC_VERSION};
+use crate::oci::platform::Platform;
+use crate::oci::reference::{ImageReference, PinnedImage};
 
 pub struct Kernel;
 
@@ -102,12 +103,17 @@ impl ImageKind for Kernel {
         }))
     }
 
-    fn spec(state: &KernelState, image: &str, _defaults: &ImageDefaults) -> Option<serde_json::Value> {
+    fn spec(
+        state: &KernelState,
+        image: &PinnedImage,
+        platform: &Platform,
+        _defaults: &ImageDefaults,
+    ) -> Option<serde_json::Value> {
         let known = |v: &Value<String>| (!v.is_unknown()).then(|| v.as_ref_option().cloned());
         let spec = KernelSpec {
             spec_version: SPEC_VERSION,
-            image: image.to_string(),
-            platform: state.platform.as_ref_option()?.clone(),
+            image: image.clone(),
+            platform: platform.clone(),
             cmdline: known(&state.cmdline)?.unwrap_or_default(),
             binary: state.binary.as_ref_option()?.clone(),
             modules_tar: state.modules_tar.as_ref_option()?.clone(),
@@ -121,7 +127,7 @@ impl ImageKind for Kernel {
         image: &crate::oci::ResolvedImage,
         cache: &crate::oci::cache::BlobCache,
     ) -> Result<(), (&'static str, anyhow::Error)> {
-        use crate::assemble::kernel::{check_kernel_files, NamedFile};
+        use crate::assemble::{check_kernel_files, NamedFile};
         let (binary, modules_tar, ucode) = (
             state.binary.as_ref_option(),
             state.modules_tar.as_ref_option().filter(|m| !m.is_empty()),

@@ -11,12 +11,13 @@ use tf_provider::{AttributePath, Diagnostics};
 
 use super::image_backed::{ImageFields, ImageKind};
 use super::schema::{attribute, image_attributes, list_block, optional_block, resource_schema, string_map, strings};
-use crate::assemble::spec::{ImageDefaults, PackageSpec, SPEC_VERSION};
+use crate::assemble::{ImageDefaults, PackageSpec, SPEC_VERSION};
 use crate::container::{
     self, BindNamespaces, ContainerOptions, CpuResources, Device, Interface, MemoryResources, Mount, PathStep,
     Resources, Runtime,
 };
-use crate::oci::reference::ImageReference;
+use crate::oci::platform::Platform;
+use crate::oci::reference::{ImageReference, PinnedImage};
 
 pub struct Package;
 
@@ -578,15 +579,20 @@ impl ImageKind for Package {
         all_known.then(|| serde_json::json!({ "name": name, "options": options }))
     }
 
-    fn spec(state: &PackageState, image: &str, defaults: &ImageDefaults) -> Option<serde_json::Value> {
+    fn spec(
+        state: &PackageState,
+        image: &PinnedImage,
+        platform: &Platform,
+        defaults: &ImageDefaults,
+    ) -> Option<serde_json::Value> {
         let (options, all_known) = options_of(state);
         if !all_known {
             return None;
         }
         let spec = PackageSpec {
             spec_version: SPEC_VERSION,
-            image: image.to_string(),
-            platform: state.platform.as_ref_option()?.clone(),
+            image: image.clone(),
+            platform: platform.clone(),
             name: state.name.as_ref_option()?.clone(),
             options,
             defaults: defaults.clone(),

@@ -20,8 +20,8 @@ use thiserror::Error;
 
 use super::path::{file_name, join, normalise, parent};
 use crate::oci::cache::DamagedBlob;
+use crate::oci::digest::Digest;
 use crate::oci::hashing::HashingReader;
-use crate::oci::reference::Digest;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -597,7 +597,11 @@ pub(crate) mod tests {
         };
         let path = dir.join(name);
         std::fs::write(&path, &bytes).unwrap();
-        LayerSource { path, blob: Some((Digest::of(&bytes), bytes.len() as u64)), diff_id: Some(Digest::of(plain)) }
+        LayerSource {
+            path,
+            blob: Some((crate::oci::digest::sha256(&bytes), bytes.len() as u64)),
+            diff_id: Some(crate::oci::digest::sha256(plain)),
+        }
     }
 
     fn read_paths(source: &LayerSource) -> Result<Vec<Vec<u8>>> {
@@ -641,7 +645,7 @@ pub(crate) mod tests {
             std::fs::write(&source.path, &bytes).unwrap();
 
             // A blob that matches its digest but not the config's diff_id.
-            let wrong = LayerSource { diff_id: Some(Digest::of(b"another layer")), ..source.clone() };
+            let wrong = LayerSource { diff_id: Some(crate::oci::digest::sha256(b"another layer")), ..source.clone() };
             let err = read_paths(&wrong).unwrap_err();
             assert!(err.downcast_ref::<DiffIdMismatch>().is_some(), "{compression}: {err:#}");
         }

@@ -72,7 +72,7 @@ pub enum Content {
     Bytes(Vec<u8>),
     /// A file on the machine running the provider, which must still have the digest
     /// (and the inode's size) it was planned with.
-    HostFile { path: PathBuf, sha256: crate::oci::reference::Digest },
+    HostFile { path: PathBuf, sha256: crate::oci::digest::Digest },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -536,7 +536,7 @@ mod tests {
             .map(|(index, layer)| {
                 let path = blobs.path().join(index.to_string());
                 std::fs::write(&path, layer).unwrap();
-                let digest = crate::oci::reference::Digest::of(layer);
+                let digest = crate::oci::digest::sha256(layer);
                 LayerSource { path, blob: Some((digest.clone(), layer.len() as u64)), diff_id: Some(digest) }
             })
             .collect();

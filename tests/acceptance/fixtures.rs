@@ -1,12 +1,29 @@
 //! Fixture images written by code: deterministic OCI image layouts (tar layers, gzip,
-//! JSON, sha256), optionally as a multi-platform index. Pushed to the test registry with
-//! skopeo, which can also convert them to Docker v2 schema 2 media types.
+//! JSON, sha256), optionally as a multi-platform index. The one layout writer of the
+//! project: the acceptance tests, the library's golden test (`src/assemble/golden.rs`),
+//! the benchmarks and the boot-fixture builder (`examples/boot_fixtures.rs`) include this
+//! file. The tests push layouts to the test registry with skopeo, which can also convert
+//! them to Docker v2 schema 2 media types.
 
 use std::io::Write as _;
 use std::path::Path;
 
 use serde_json::json;
 use sha2::Digest as _;
+
+/// sha256 of the initrd of the golden image: the standard fixture's packages
+/// ([`write_fixtures`]) with the settings of `tests/acceptance/image.rs`'s `image_config`.
+/// Checked through Terraform (tests/acceptance/golden.rs) and by the library alone
+/// (`src/assemble/golden.rs`).
+pub const GOLDEN_INITRD: &str = "81aecdf6d4afcdae300fb8790d340bde5fa2079a137449f3cf5358fdb37838e1";
+
+/// What to do when a golden value changes.
+pub const GOLDEN_ADVICE: &str = "If this change is intentional (resin now writes different bytes or hashes \
+    different inputs for the same image), bump ASSEMBLY_FORMAT in src/assemble/hash.rs so every content_hash \
+    changes with the bytes, note it in CHANGELOG.md, and set the golden constants (GOLDEN_INITRD in \
+    tests/acceptance/fixtures.rs, GOLDEN_CONTENT_HASH in tests/acceptance/golden.rs) to the new values. If it \
+    is not intentional, a change made the output depend on something it must not (order, time, cache state, \
+    backend).";
 
 pub struct Image<'a> {
     pub architecture: &'a str,
@@ -41,7 +58,7 @@ fn put_blob(dir: &Path, bytes: &[u8]) -> (String, usize) {
 
 /// Writes an image made of `layers` (uncompressed tars, gzip'd here) with container
 /// `config` (Cmd, Entrypoint, Labels...); returns its manifest descriptor, with platform.
-fn put_image(
+pub fn put_image(
     dir: &Path,
     layers: &[Vec<u8>],
     architecture: &str,
@@ -126,14 +143,54 @@ pub fn add_to_layout(dir: &Path, tag: &str, images: &[Image]) -> String {
             put_image(dir, &[tar_layer(&entries)], image.architecture, image.variant, config)
         })
         .collect();
-    let descriptor = if descriptors.len() == 1 {
-        descriptors.remove(0)
-    } else {
-        let index = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descriptors });
-        let (digest, size) = put_blob(dir, index.to_string().as_bytes());
-        json!({ "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": size })
-    };
+    let descriptor = if descriptors.len() == 1 { descriptors.remove(0) } else { put_index(dir, descriptors) };
     set_tag(dir, tag, &descriptor)
+}
+
+/// Writes an image index over platform manifest descriptors; returns its descriptor.
+pub fn put_index(dir: &Path, manifests: Vec<serde_json::Value>) -> serde_json::Value {
+    let index =
+        json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests });
+    let (digest, size) = put_blob(dir, index.to_string().as_bytes());
+    json!({ "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": size })
+}
+
+/// An uncompressed tar of everything under `root` (paths relative to it, in sorted order,
+/// directories before their contents), with owner root and mtime 0; modes and symlinks
+/// are kept. (Used by examples/boot_fixtures.rs, not by the acceptance tests.)
+#[allow(dead_code)]
+pub fn tar_directory(root: &Path) -> Vec<u8> {
+    fn walk(builder: &mut tar::Builder<Vec<u8>>, root: &Path, relative: &Path) {
+        let mut names: Vec<std::ffi::OsString> =
+            std::fs::read_dir(root.join(relative)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        for name in names {
+            let path = relative.join(&name);
+            let meta = std::fs::symlink_metadata(root.join(&path)).unwrap();
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                header.set_mode(meta.permissions().mode() & 0o7777);
+            }
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(root.join(&path)).unwrap();
+                builder.append_link(&mut header, &path, target).unwrap();
+            } else if meta.is_dir() {
+                builder.append_data(&mut header, &path, &[][..]).unwrap();
+                walk(builder, root, &path);
+            } else {
+                let file = std::fs::File::open(root.join(&path)).unwrap();
+                builder.append_data(&mut header, &path, file).unwrap();
+            }
+        }
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    walk(&mut builder, root, Path::new(""));
+    builder.into_inner().unwrap()
 }
 
 /// The manifest descriptors of the index `digest` in the layout (platform manifests).
@@ -294,4 +351,60 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+pub const KERNEL_BYTES: &[u8] = b"\x4d\x5a stand-in kernel image\n";
+
+/// Writes the standard fixture's kernel, init, sysctl and sshd packages into the layout
+/// at `dir` (the golden image: `GOLDEN_INITRD`).
+pub fn write_fixtures(dir: &Path) {
+    let modules = tar_layer(&[
+        Entry::Dir("lib/modules/6.1.0"),
+        Entry::File("lib/modules/6.1.0/modules.dep", b"kernel/fs/overlayfs/overlay.ko:\n", 0o644),
+        Entry::File("lib/modules/6.1.0/kernel/fs/overlayfs/overlay.ko", b"\x7fELF overlay", 0o644),
+    ]);
+    add_layered_image(
+        dir,
+        "kernel",
+        &[tar_layer(&[
+            Entry::File("kernel", KERNEL_BYTES, 0o644),
+            Entry::File("kernel.tar", &modules, 0o644),
+            Entry::File("README", b"ignored", 0o644),
+        ])],
+        json!({}),
+    );
+    add_layered_image(
+        dir,
+        "init",
+        &[
+            tar_layer(&[
+                Entry::Dir("./"),
+                Entry::File("bin/busybox", b"busybox binary", 0o755),
+                Entry::HardLink("bin/sh", "bin/busybox"),
+                Entry::Symlink("bin/ls", "busybox"),
+                Entry::CharDevice("dev/null", 1, 3),
+                Entry::File("usr/bin/passwd", b"setuid", 0o4755),
+                Entry::Dir("tmp"),
+                Entry::File("etc/hostname", b"builder", 0o644),
+                Entry::File("sbin/init", b"#!/bin/sh\nexec /bin/sh\n", 0o755),
+                Entry::File("tmp/junk", b"removed by the next layer", 0o644),
+                Entry::File(".dockerenv", b"", 0o644),
+            ]),
+            tar_layer(&[Entry::File("tmp/.wh.junk", b"", 0), Entry::File("etc/issue", b"resin\n", 0o644)]),
+        ],
+        json!({ "Cmd": ["/sbin/init"] }),
+    );
+    add_layered_image(
+        dir,
+        "sysctl",
+        &[tar_layer(&[Entry::File("usr/bin/sysctl-apply", b"#!/bin/sh\n", 0o755)])],
+        json!({ "Cmd": ["/usr/bin/sysctl-apply"], "Labels": { "org.mobyproject.config": "{\"readonly\":true,\"net\":\"host\"}" } }),
+    );
+    add_layered_image(
+        dir,
+        "sshd",
+        &[tar_layer(&[Entry::File("usr/sbin/sshd", b"sshd binary", 0o4755)])],
+        json!({ "Entrypoint": ["/usr/sbin/sshd", "-D"], "Env": ["PATH=/usr/sbin"],
+                "Labels": { "org.mobyproject.config": "{\"capabilities\":[\"CAP_NET_BIND_SERVICE\"]}" } }),
+    );
 }

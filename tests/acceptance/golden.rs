@@ -1,11 +1,12 @@
-//! The golden fixture: the standard test image must keep giving exactly these bytes.
+//! The golden fixture: the standard test image must keep giving exactly these bytes (and
+//! the same content hash) through Terraform.
 
+use crate::fixtures::{GOLDEN_ADVICE, GOLDEN_INITRD};
 use crate::image::{image_config, out, write_fixtures};
 use crate::terraform::Workspace;
 
-/// sha256 of `test-initrd.img` for the standard fixture (tests/acceptance/image.rs).
-const GOLDEN_INITRD: &str = "81aecdf6d4afcdae300fb8790d340bde5fa2079a137449f3cf5358fdb37838e1";
-/// Its `content_hash`.
+/// The `content_hash` of the golden image, planned by Terraform (it names the layout as
+/// `./layout`, relative to Terraform's working directory).
 const GOLDEN_CONTENT_HASH: &str = "sha256:2df0f88ab6157f13d965b2028b455da6118b2f4a030a43efe0009ff8cb6b2c20";
 
 #[test]
@@ -19,11 +20,6 @@ fn the_golden_fixture_gives_the_same_bytes() {
         hex::encode(sha2::Sha256::digest(std::fs::read(out(&workspace, "initrd.img")).unwrap()))
     };
     let content_hash = workspace.state()["resin_image.img"]["content_hash"].as_str().unwrap().to_string();
-    let advice = "If this change is intentional (resin now writes different bytes or hashes different \
-                  inputs for the same image), bump ASSEMBLY_FORMAT in src/assemble/hash.rs so every \
-                  content_hash changes with the bytes, note it in CHANGELOG.md, and set the constants in \
-                  tests/acceptance/golden.rs to the new values. If it is not intentional, a change made \
-                  the output depend on something it must not (order, time, cache state, backend).";
-    assert_eq!(initrd, GOLDEN_INITRD, "the golden initrd changed.\n{advice}");
-    assert_eq!(content_hash, GOLDEN_CONTENT_HASH, "the golden content hash changed.\n{advice}");
+    assert_eq!(initrd, GOLDEN_INITRD, "the golden initrd changed.\n{GOLDEN_ADVICE}");
+    assert_eq!(content_hash, GOLDEN_CONTENT_HASH, "the golden content hash changed.\n{GOLDEN_ADVICE}");
 }

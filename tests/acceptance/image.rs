@@ -9,60 +9,7 @@ use serde_json::json;
 use crate::fixtures::{add_layered_image, tar_layer, Entry};
 use crate::terraform::Workspace;
 
-pub const KERNEL_BYTES: &[u8] = b"\x4d\x5a stand-in kernel image\n";
-
-/// Writes the kernel, init, sysctl and sshd packages into the layout at `dir`.
-pub fn write_fixtures(dir: &Path) {
-    let modules = tar_layer(&[
-        Entry::Dir("lib/modules/6.1.0"),
-        Entry::File("lib/modules/6.1.0/modules.dep", b"kernel/fs/overlayfs/overlay.ko:\n", 0o644),
-        Entry::File("lib/modules/6.1.0/kernel/fs/overlayfs/overlay.ko", b"\x7fELF overlay", 0o644),
-    ]);
-    add_layered_image(
-        dir,
-        "kernel",
-        &[tar_layer(&[
-            Entry::File("kernel", KERNEL_BYTES, 0o644),
-            Entry::File("kernel.tar", &modules, 0o644),
-            Entry::File("README", b"ignored", 0o644),
-        ])],
-        json!({}),
-    );
-    add_layered_image(
-        dir,
-        "init",
-        &[
-            tar_layer(&[
-                Entry::Dir("./"),
-                Entry::File("bin/busybox", b"busybox binary", 0o755),
-                Entry::HardLink("bin/sh", "bin/busybox"),
-                Entry::Symlink("bin/ls", "busybox"),
-                Entry::CharDevice("dev/null", 1, 3),
-                Entry::File("usr/bin/passwd", b"setuid", 0o4755),
-                Entry::Dir("tmp"),
-                Entry::File("etc/hostname", b"builder", 0o644),
-                Entry::File("sbin/init", b"#!/bin/sh\nexec /bin/sh\n", 0o755),
-                Entry::File("tmp/junk", b"removed by the next layer", 0o644),
-                Entry::File(".dockerenv", b"", 0o644),
-            ]),
-            tar_layer(&[Entry::File("tmp/.wh.junk", b"", 0), Entry::File("etc/issue", b"resin\n", 0o644)]),
-        ],
-        json!({ "Cmd": ["/sbin/init"] }),
-    );
-    add_layered_image(
-        dir,
-        "sysctl",
-        &[tar_layer(&[Entry::File("usr/bin/sysctl-apply", b"#!/bin/sh\n", 0o755)])],
-        json!({ "Cmd": ["/usr/bin/sysctl-apply"], "Labels": { "org.mobyproject.config": "{\"readonly\":true,\"net\":\"host\"}" } }),
-    );
-    add_layered_image(
-        dir,
-        "sshd",
-        &[tar_layer(&[Entry::File("usr/sbin/sshd", b"sshd binary", 0o4755)])],
-        json!({ "Entrypoint": ["/usr/sbin/sshd", "-D"], "Env": ["PATH=/usr/sbin"],
-                "Labels": { "org.mobyproject.config": "{\"capabilities\":[\"CAP_NET_BIND_SERVICE\"]}" } }),
-    );
-}
+pub use crate::fixtures::{write_fixtures, KERNEL_BYTES};
 
 /// The standard image configuration; `files` is extra HCL inside `resin_image`.
 pub fn image_config(workspace: &Workspace, files: &str) -> String {

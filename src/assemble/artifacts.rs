@@ -1,0 +1,198 @@
+//! The artifacts of an image on disk: where they go, what was written, and how to tell
+//! drift from what apply wrote.
+//!
+//! * **Paths**: `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline` and
+//!   `<name>-sbom.spdx.json` in the output directory.
+//! * **Drift** ([`check`]): an artifact whose size, mtime and inode are as written
+//!   ([`FileStamp`]) keeps its recorded digest without being read again, as make and git
+//!   do, so refresh stays fast for large initrds; any other file is hashed.
+//! * **Publishing**: artifacts are written to temporary files in the output directory
+//!   (named [`TEMPORARY_PREFIX`]..., locked while written, so a killed run's leftovers are
+//!   told from a running one's) and renamed into place only when all are complete.
+//! * **Destroy safety** ([`remove_if_written`]): an artifact is removed only while its
+//!   bytes are still what apply wrote; an edited one is left in place.
+
+use std::path::{Path, PathBuf};
+
+use std::io::Write as _;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::compose::Composition;
+use crate::rootfs::host::digest_regular;
+
+/// One written artifact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    pub path: PathBuf,
+    /// `sha256:<hex>`.
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The kernel, initrd and cmdline paths of image `name` in `output_dir`.
+pub fn artifact_paths(output_dir: &Path, name: &str) -> [PathBuf; 3] {
+    [
+        output_dir.join(format!("{name}-kernel")),
+        output_dir.join(format!("{name}-initrd.img")),
+        output_dir.join(format!("{name}-cmdline")),
+    ]
+}
+
+/// Where the SPDX SBOM of image `name` goes.
+pub fn sbom_path(output_dir: &Path, name: &str) -> PathBuf {
+    output_dir.join(format!("{name}-sbom.spdx.json"))
+}
+
+/// sha256 (as `sha256:<hex>`) and size of a regular file on disk.
+pub fn file_digest(path: &Path) -> Result<(String, u64)> {
+    let (digest, size) = digest_regular(path)?;
+    Ok((digest.to_string(), size))
+}
+
+/// Names of resin's temporary files in an output directory. `~` never appears in an
+/// image name, so no artifact can be taken for a temporary file.
+pub const TEMPORARY_PREFIX: &str = ".resin~";
+
+/// A new locked temporary file in `dir`, labelled for what it will hold.
+pub fn temporary(dir: &Path, label: &str) -> Result<tempfile::NamedTempFile> {
+    crate::tempfiles::create_locked(dir, &format!("{TEMPORARY_PREFIX}{label}-"))
+}
+
+/// Renames complete temporary files into place, in order. Artifacts are meant to be read
+/// (by a PXE or image server, a VM launcher) while temporary files are created 0600, and
+/// they must be on disk before the rename. Renames within one directory fail only
+/// exceptionally (permissions changed under the run); the error then says which artifacts
+/// are already new: refresh sees them as changed and the next apply writes all again.
+pub fn publish(files: Vec<(tempfile::NamedTempFile, &Path)>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for (file, _) in &files {
+        file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.as_file().sync_all()?;
+    }
+    crate::tempfiles::publish(|| {
+        let mut replaced: Vec<String> = Vec::new();
+        for (file, path) in files {
+            file.persist(path).with_context(|| {
+                let already = if replaced.is_empty() {
+                    "none was replaced".to_string()
+                } else {
+                    format!("already replaced: {}", replaced.join(", "))
+                };
+                format!("moving the artifact into place at {} ({already})", path.display())
+            })?;
+            replaced.push(path.display().to_string());
+        }
+        Ok(())
+    })
+}
+
+/// Writes the SBOM alone (when only it is missing or was edited), through a temporary
+/// file renamed into place.
+pub fn write_sbom(composition: &Composition, output_dir: &Path, name: &str) -> Result<Artifact> {
+    let bytes = super::interop::sbom_bytes(composition, name);
+    let path = sbom_path(output_dir, name);
+    let mut file = temporary(output_dir, "sbom")?;
+    file.write_all(&bytes).with_context(|| format!("writing {}", path.display()))?;
+    publish(vec![(file, &path)])?;
+    Ok(Artifact { path, sha256: crate::oci::digest::sha256(&bytes).to_string(), size: bytes.len() as u64 })
+}
+
+/// Size, mtime and inode of a file as written: a file with the same stamp is taken to
+/// have the same bytes. (Kept in Terraform's private state; the field names are part of
+/// that format.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    size: u64,
+    mtime_ns: i64,
+    inode: u64,
+}
+
+impl FileStamp {
+    /// The stamp of the regular file at `path`; `None` when there is none.
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        Some(FileStamp {
+            size: meta.len(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+            inode: meta.ino(),
+        })
+    }
+}
+
+/// What is at an artifact's path now: its digest and size, or `None` when there is no
+/// regular file. With the stamp taken when it was written and the digest recorded then,
+/// an unchanged file is not read.
+pub fn check(path: &Path, written: Option<(&FileStamp, &str)>) -> Option<(String, u64)> {
+    let current = FileStamp::of(path)?;
+    match written {
+        Some((stamp, digest)) if *stamp == current => Some((digest.to_string(), current.size)),
+        _ => file_digest(path).ok(),
+    }
+}
+
+/// What [`remove_if_written`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Nothing (readable) was there.
+    Absent,
+    /// The file is not what was written (or nothing is known of what was): left in place.
+    Changed,
+}
+
+/// Removes the artifact at `path` only while it is still what was written (`written`,
+/// `sha256:<hex>`).
+pub fn remove_if_written(path: &Path, written: Option<&str>) -> Result<Removal> {
+    let Ok((current, _)) = file_digest(path) else { return Ok(Removal::Absent) };
+    if Some(current.as_str()) != written {
+        return Ok(Removal::Changed);
+    }
+    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(Removal::Removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_stamp_trusts_the_recorded_digest_and_any_change_is_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a-initrd.img");
+        std::fs::write(&path, b"written").unwrap();
+        let (digest, size) = file_digest(&path).unwrap();
+        assert_eq!((digest.clone(), size), (crate::oci::digest::sha256(b"written").to_string(), 7));
+        let stamp = FileStamp::of(&path).unwrap();
+        // The same stamp: the recorded digest is believed (a bogus one proves it was not read).
+        assert_eq!(check(&path, Some((&stamp, "sha256:recorded"))), Some(("sha256:recorded".into(), 7)));
+        // Rewritten (a new inode, as an editor's save or a rename does): hashed again.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"edited!").unwrap();
+        let edited = check(&path, Some((&stamp, "sha256:recorded"))).unwrap();
+        assert_eq!(edited, file_digest(&path).unwrap());
+        assert_ne!(edited.0, digest);
+        // Without a stamp, hashed; without a file, nothing.
+        assert_eq!(check(&path, None), Some(edited));
+        assert_eq!(check(&dir.path().join("missing"), Some((&stamp, "sha256:recorded"))), None);
+        assert_eq!(check(dir.path(), None), None, "a directory is not an artifact");
+    }
+
+    #[test]
+    fn only_what_was_written_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a-kernel");
+        std::fs::write(&path, b"kernel").unwrap();
+        let (written, _) = file_digest(&path).unwrap();
+        std::fs::write(&path, b"edited").unwrap();
+        assert_eq!(remove_if_written(&path, Some(&written)).unwrap(), Removal::Changed);
+        assert_eq!(remove_if_written(&path, None).unwrap(), Removal::Changed);
+        assert_eq!(std::fs::read(&path).unwrap(), b"edited");
+        std::fs::write(&path, b"kernel").unwrap();
+        assert_eq!(remove_if_written(&path, Some(&written)).unwrap(), Removal::Removed);
+        assert!(!path.exists());
+        assert_eq!(remove_if_written(&path, Some(&written)).unwrap(), Removal::Absent);
+    }
+}

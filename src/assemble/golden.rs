@@ -1,0 +1,124 @@
+//! The golden image assembled by the library alone, without Terraform: the fixtures
+//! write an OCI layout, the puller resolves and pulls it into a fresh cache, and
+//! [`build`] must write exactly the golden initrd (the same bytes Terraform gets in
+//! `tests/acceptance/golden.rs`), twice in a row.
+
+#[allow(dead_code)]
+#[path = "../../tests/acceptance/fixtures.rs"]
+mod fixtures;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{build, compose, FileKind, FileSpec, ImageDefaults, ImageInputs, KernelSpec, PackageSpec, SPEC_VERSION};
+use crate::container::ContainerOptions;
+use crate::oci::auth::DockerConfig;
+use crate::oci::cache::BlobCache;
+use crate::oci::platform::Platform;
+use crate::oci::reference::{ImageReference, PinnedImage};
+use crate::oci::registry::{RegistryClient, DEFAULT_TIMEOUT};
+use crate::oci::Puller;
+
+fn file(path: &str, contents: &[u8], mode: Option<u32>, uid: Option<&str>, sensitive: bool) -> FileSpec {
+    FileSpec {
+        path: path.into(),
+        kind: FileKind::Contents(contents.to_vec()),
+        mode,
+        uid: uid.map(Into::into),
+        gid: None,
+        optional: false,
+        sensitive,
+    }
+}
+
+/// The inputs `image_config` of the acceptance tests gives, resolved from `layout`.
+async fn golden_inputs(puller: &Puller, layout: &Path) -> ImageInputs {
+    let platform: Platform = "linux/amd64".parse().unwrap();
+    let resolve = |tag: &'static str| {
+        let platform = platform.clone();
+        async move {
+            let reference: ImageReference = format!("oci-layout:{}:{tag}", layout.display()).parse().unwrap();
+            let resolved = puller.resolve(&reference, &platform, None).await.unwrap();
+            (PinnedImage::new(reference, resolved.digest.clone()), ImageDefaults::of(&resolved.config))
+        }
+    };
+    let package = |(image, defaults): (PinnedImage, ImageDefaults), name: &str, options| PackageSpec {
+        spec_version: SPEC_VERSION,
+        image,
+        platform: platform.clone(),
+        name: name.into(),
+        options,
+        defaults,
+    };
+    let (kernel, _) = resolve("kernel").await;
+    ImageInputs {
+        kernel: KernelSpec {
+            spec_version: SPEC_VERSION,
+            image: kernel,
+            platform: platform.clone(),
+            cmdline: "console=ttyS0 panic=-1".into(),
+            binary: "kernel".into(),
+            modules_tar: "kernel.tar".into(),
+            ucode: None,
+        },
+        init: vec![package(resolve("init").await, "init", ContainerOptions::default())],
+        onboot: vec![package(
+            resolve("sysctl").await,
+            "sysctl",
+            ContainerOptions { capabilities: Some(vec!["CAP_SYS_ADMIN".into()]), ..Default::default() },
+        )],
+        onshutdown: vec![],
+        services: vec![package(
+            resolve("sshd").await,
+            "sshd",
+            ContainerOptions {
+                binds: Some(vec!["/etc/ssh:/etc/ssh".into()]),
+                uid: Some("sshd".into()),
+                ..Default::default()
+            },
+        )],
+        files: vec![
+            file("/etc/motd", b"MOTD", None, None, false),
+            file("/etc/secret", b"s3cret", Some(0o600), Some("sshd"), true),
+        ],
+    }
+}
+
+#[test]
+fn the_library_assembles_the_golden_image() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    fixtures::write_fixtures(&layout);
+    let puller = Puller::new(
+        BlobCache::open(&work.path().join("cache")).unwrap(),
+        Arc::new(RegistryClient::new(vec![], DockerConfig::default(), DEFAULT_TIMEOUT)),
+        4,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let inputs = runtime.block_on(golden_inputs(&puller, &layout));
+    let composition = compose(inputs).unwrap();
+    for round in ["first", "second"] {
+        let out = work.path().join(format!("out-{round}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let artifacts = runtime.block_on(build(composition.clone(), &puller, out.clone(), "test".into())).unwrap();
+        assert_eq!(
+            artifacts.initrd.sha256,
+            format!("sha256:{}", fixtures::GOLDEN_INITRD),
+            "the golden initrd changed ({round} build).\n{}",
+            fixtures::GOLDEN_ADVICE
+        );
+        assert_eq!(
+            artifacts.initrd.sha256,
+            crate::oci::digest::sha256(&std::fs::read(&artifacts.initrd.path).unwrap()).to_string()
+        );
+        assert_eq!(std::fs::read(&artifacts.kernel.path).unwrap(), fixtures::KERNEL_BYTES);
+        assert_eq!(std::fs::read(&artifacts.cmdline.path).unwrap(), b"console=ttyS0 panic=-1");
+        assert!(artifacts.warnings.is_empty(), "{:?}", artifacts.warnings);
+        let leftovers: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(super::TEMPORARY_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+}

@@ -111,7 +111,7 @@ fn child(layout: &Path) {
             async move {
                 let reference: ImageReference = format!("oci-layout:{}:{tag}", layout.display()).parse().unwrap();
                 let resolved = puller.resolve(&reference, platform, None).await.unwrap();
-                (PinnedImage::new(reference, resolved.digest.clone()), resolved)
+                (PinnedImage::new(&reference, resolved.digest.clone()), resolved)
             }
         };
         let (kernel, _) = resolve("kernel".into()).await;

@@ -279,7 +279,7 @@ fn file_entries(composition: &Composition) -> Result<Tree> {
                 // The composition hashed this file (the caller checked the content hash
                 // against the plan's); the bytes copied are checked against that digest
                 // as they are copied, so it is not read a third time here.
-                let sha256 = crate::oci::digest::parse(&format!("sha256:{}", file.sha256)).context("a file digest")?;
+                let sha256 = file.digest.clone().with_context(|| format!("{}: no digest", source.display()))?;
                 files.insert_file(&file.path, meta, file.size, Content::HostFile { path: source.clone(), sha256 });
             }
         }

@@ -132,8 +132,8 @@ pub struct PlacedFile {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    /// sha256 of the contents (files) or target (symlinks).
-    pub sha256: String,
+    /// Digest of the contents (files) or target (symlinks); none for directories.
+    pub digest: Option<Digest>,
     pub size: u64,
 }
 
@@ -284,11 +284,13 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             }
         };
         let (sha256, size, default_mode) = match &file.kind {
-            FileKind::Contents(bytes) => (sha256_hex(bytes), bytes.len() as u64, 0o644),
-            FileKind::Directory => (String::new(), 0, 0o755),
-            FileKind::Symlink(target) => (sha256_hex(target.as_bytes()), target.len() as u64, 0o777),
+            FileKind::Contents(bytes) => (Some(crate::oci::digest::sha256(bytes)), bytes.len() as u64, 0o644),
+            FileKind::Directory => (None, 0, 0o755),
+            FileKind::Symlink(target) => {
+                (Some(crate::oci::digest::sha256(target.as_bytes())), target.len() as u64, 0o777)
+            }
             FileKind::Source(source) => match crate::rootfs::host::digest_regular(source) {
-                Ok((sha, size)) => (sha.digest().to_string(), size, 0o644),
+                Ok((sha, size)) => (Some(sha), size, 0o644),
                 Err(_) if file.optional && !source.exists() => continue,
                 Err(e) => {
                     errors.push(at(Some("source"), e.context(format!("the source of {}", display(&path)))));
@@ -307,7 +309,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             errors.push(at(Some("mode"), anyhow!("mode {mode:o} is not a permission mode")));
             continue;
         }
-        files.push(PlacedFile { path, kind: file.kind.clone(), mode, uid, gid, sha256, size });
+        files.push(PlacedFile { path, kind: file.kind.clone(), mode, uid, gid, digest: sha256, size });
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -327,7 +329,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
         "files": files.iter().map(|f| json!({
             "path": String::from_utf8_lossy(&f.path), "kind": match f.kind {
                 FileKind::Contents(_) | FileKind::Source(_) => "file", FileKind::Directory => "directory", FileKind::Symlink(_) => "symlink" },
-            "mode": f.mode, "uid": f.uid, "gid": f.gid, "sha256": f.sha256,
+            "mode": f.mode, "uid": f.uid, "gid": f.gid, "sha256": f.digest.as_ref().map_or("", |d| d.digest()),
         })).collect::<Vec<_>>(),
     });
     let content_hash = content_hash(&document);
@@ -404,6 +406,15 @@ mod tests {
             services,
             files: vec![],
         }
+    }
+
+    #[test]
+    fn platforms_are_compared_as_platforms_not_as_text() {
+        let mut same = inputs(vec![package(B, "x", ContainerOptions::default())], vec![]);
+        same.onboot[0].platform = "linux/x86_64".parse().unwrap();
+        let composition = compose(same.clone()).unwrap();
+        same.onboot[0].platform = "linux/amd64".parse().unwrap();
+        assert_eq!(compose(same).unwrap().content_hash, composition.content_hash);
     }
 
     #[test]

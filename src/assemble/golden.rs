@@ -39,7 +39,7 @@ async fn golden_inputs(puller: &Puller, layout: &Path) -> ImageInputs {
         async move {
             let reference: ImageReference = format!("oci-layout:{}:{tag}", layout.display()).parse().unwrap();
             let resolved = puller.resolve(&reference, &platform, None).await.unwrap();
-            (PinnedImage::new(reference, resolved.digest.clone()), ImageDefaults::of(&resolved.config))
+            (PinnedImage::new(&reference, resolved.digest.clone()), ImageDefaults::of(&resolved.config))
         }
     };
     let package = |(image, defaults): (PinnedImage, ImageDefaults), name: &str, options| PackageSpec {

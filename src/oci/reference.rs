@@ -139,11 +139,10 @@ pub struct PinnedImage {
 }
 
 impl PinnedImage {
-    pub fn new(reference: ImageReference, digest: Digest) -> PinnedImage {
-        let reference = match reference.digest() {
-            Some(pinned) if pinned == digest => reference,
-            _ => reference.by_digest(digest.clone()),
-        };
+    /// `reference` pinned to `digest`, without its tag: the shortest reference that always
+    /// names exactly this content.
+    pub fn new(reference: &ImageReference, digest: Digest) -> PinnedImage {
+        let reference = reference.by_digest(digest.clone());
         PinnedImage { text: reference.to_string(), reference, digest }
     }
 
@@ -443,8 +442,11 @@ mod tests {
         assert_eq!("alpine:3".parse::<PinnedImage>(), Err(PinnedImageError::NotPinned("alpine:3".into())));
         assert!(serde_json::from_str::<PinnedImage>(r#""Alpine@sha256:00""#).is_err());
         let by_tag: ImageReference = "oci-layout:./d:v1".parse().unwrap();
-        let pinned = PinnedImage::new(by_tag, image.digest().clone());
+        let pinned = PinnedImage::new(&by_tag, image.digest().clone());
         assert_eq!(pinned.as_str(), format!("oci-layout:./d@sha256:{HEX}"));
+        let tagged_and_pinned: ImageReference = format!("alpine:3@sha256:{HEX}").parse().unwrap();
+        let pinned = PinnedImage::new(&tagged_and_pinned, image.digest().clone());
+        assert_eq!(pinned.as_str(), format!("docker.io/library/alpine@sha256:{HEX}"), "the tag is dropped");
     }
 
     #[test]

@@ -160,11 +160,9 @@ impl<K: ImageKind> ImageResource<K> {
         resolved: Option<(Digest, ImageDefaults)>,
     ) {
         let (pinned, digest_value, defaults) = match (reference, resolved) {
-            (Some(reference), Some((digest, defaults))) => (
-                Some(PinnedImage::new(reference.clone(), digest.clone())),
-                Value::Value(digest.to_string()),
-                Some(defaults),
-            ),
+            (Some(reference), Some((digest, defaults))) => {
+                (Some(PinnedImage::new(reference, digest.clone())), Value::Value(digest.to_string()), Some(defaults))
+            }
             _ => (None, Value::Unknown, None),
         };
         let hash = match (&digest_value, K::hash_inputs(state)) {

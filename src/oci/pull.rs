@@ -44,16 +44,19 @@ pub struct PullStats {
     pub elapsed: Duration,
 }
 
-/// Resolves and pulls images into one cache.
+/// Resolves and pulls images into one cache. At most `parallel` blobs are downloaded at
+/// once, however many images and resources pull at the same time.
 pub struct Puller {
     cache: BlobCache,
     registry: Arc<RegistryClient>,
     parallel: usize,
+    downloads: tokio::sync::Semaphore,
 }
 
 impl Puller {
     pub fn new(cache: BlobCache, registry: Arc<RegistryClient>, parallel: usize) -> Puller {
-        Puller { cache, registry, parallel: parallel.max(1) }
+        let parallel = parallel.max(1);
+        Puller { cache, registry, parallel, downloads: tokio::sync::Semaphore::new(parallel) }
     }
 
     pub fn cache(&self) -> &BlobCache {
@@ -173,6 +176,7 @@ impl Puller {
         if self.cache.contains(digest, Some(size)) {
             return Ok(0);
         }
+        let _download = self.downloads.acquire().await.expect("the semaphore is never closed");
         match reference {
             ImageReference::Registry(r) => self.registry.fetch_blob(r, digest, size, &self.cache).await?,
             ImageReference::Layout(l) => layout::fetch_blob(l, digest, size, &self.cache).await?,

@@ -121,7 +121,7 @@ impl Provider for ResinProvider {
                     attribute("docker_config", AttributeType::String, AttributeConstraint::Optional,
                         "Path of Docker's `config.json` for registry credentials (auths, credHelpers, credsStore). Default: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`."),
                     attribute("parallel_pulls", AttributeType::Number, AttributeConstraint::Optional,
-                        "Largest number of blobs downloaded at once. Default: 4."),
+                        "Largest number of blobs downloaded at once, by all the resources of a run together (layers and configs; manifests are small and not counted). Default: 4."),
                     attribute("registry_timeout", AttributeType::Number, AttributeConstraint::Optional,
                         "Seconds a registry request may wait for a connection, or between two reads of its answer, before it is abandoned and retried. A request is retried up to 4 times (after 0.5, 1, 2 and 4 s, or the registry's `Retry-After` up to 30 s) on HTTP 5xx and 429, refused or reset connections, timeouts and answers cut off part way; never on TLS failures or other 4xx answers (a 401 authenticates once more first). Default: 60."),
                 ]),

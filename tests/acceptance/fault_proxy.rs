@@ -1,11 +1,12 @@
 //! A fault-injecting HTTP proxy in front of the test registry, on a loopback port: it
 //! answers chosen requests with an error status, cuts their answer off half way, or
 //! stalls, and forwards the rest. One request per connection (it asks the registry to
-//! close), so every request the client makes is seen and counted. Stopped when dropped.
+//! close), so every request the client makes is seen and counted, and so is the largest
+//! number of blob requests in flight at once. Stopped when dropped.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub enum Fault {
     Stall(Duration),
     /// Forward the head and half the body, wait this long, then send the rest.
     StallBody(Duration),
+    /// Wait this long, then forward.
+    Delay(Duration),
 }
 
 /// Applies `fault` to the next `times` requests whose request line contains `matching`.
@@ -41,6 +44,8 @@ pub struct FaultProxy {
     log: Arc<Mutex<Vec<(String, String)>>>,
     rules: Arc<Mutex<Vec<Rule>>>,
     stop: Arc<AtomicBool>,
+    /// Blob requests being answered now, and the most there were at once.
+    blobs: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl FaultProxy {
@@ -51,22 +56,29 @@ impl FaultProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let rules = Arc::new(Mutex::new(rules));
-        let (thread_log, thread_stop, thread_rules, upstream) =
-            (log.clone(), stop.clone(), rules.clone(), upstream.to_string());
+        let blobs = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let (thread_log, thread_stop, thread_rules, thread_blobs, upstream) =
+            (log.clone(), stop.clone(), rules.clone(), blobs.clone(), upstream.to_string());
         std::thread::spawn(move || {
             while !thread_stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        let (rules, log, upstream) = (thread_rules.clone(), thread_log.clone(), upstream.clone());
+                        let (rules, log, blobs, upstream) =
+                            (thread_rules.clone(), thread_log.clone(), thread_blobs.clone(), upstream.clone());
                         std::thread::spawn(move || {
-                            let _ = handle(client, &upstream, &rules, &log);
+                            let _ = handle(client, &upstream, &rules, &log, &blobs);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        FaultProxy { address, log, rules, stop }
+        FaultProxy { address, log, rules, stop, blobs }
+    }
+
+    /// The largest number of blob requests that were in flight at once.
+    pub fn most_blob_requests_at_once(&self) -> usize {
+        self.blobs.1.load(Ordering::SeqCst)
     }
 
     /// Adds a rule, after the ones given at the start.
@@ -110,11 +122,24 @@ fn handle(
     upstream: &str,
     rules: &Mutex<Vec<Rule>>,
     log: &Mutex<Vec<(String, String)>>,
+    blobs: &(AtomicUsize, AtomicUsize),
 ) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
     let head = read_head(&mut client)?;
     let text = String::from_utf8_lossy(&head).into_owned();
     let request_line = text.lines().next().unwrap_or("").to_string();
+    /// Counts a blob request in flight until dropped.
+    struct InFlight<'a>(&'a AtomicUsize);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _in_flight = request_line.contains("/blobs/").then(|| {
+        let now = blobs.0.fetch_add(1, Ordering::SeqCst) + 1;
+        blobs.1.fetch_max(now, Ordering::SeqCst);
+        InFlight(&blobs.0)
+    });
     let fault = {
         let mut rules = rules.lock().unwrap();
         rules.iter_mut().find(|r| r.times > 0 && request_line.contains(&r.matching)).map(|rule| {
@@ -133,6 +158,7 @@ fn handle(
             std::thread::sleep(duration);
             return Ok(());
         }
+        Some(Fault::Delay(duration)) => std::thread::sleep(duration),
         _ => {}
     }
     // Forward with `Connection: close`, so the registry's answer ends with the connection.

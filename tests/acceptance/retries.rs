@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
-use crate::fixtures::layer_digests;
+use crate::fixtures::{add_layered_image, layer_digests, tar_layer, Entry};
 use crate::terraform::Workspace;
 use crate::trust::assert_cache_consistent;
 
@@ -121,4 +121,32 @@ fn persistent_faults_and_client_errors_end_in_a_clear_error() {
     ));
     assert!(plan.says("not found"), "{}", plan.text());
     assert_eq!(proxy.seen("/fixtures/init/manifests/no-such-tag"), ["pass"]);
+}
+
+#[test]
+fn parallel_pulls_bounds_the_downloads_of_every_resource_together() {
+    let (registry, layouts) = crate::basic_registry();
+    let layers: Vec<Vec<u8>> =
+        (0..4).map(|i| tar_layer(&[Entry::File(&format!("layer{i}"), format!("{i}").as_bytes(), 0o644)])).collect();
+    add_layered_image(layouts.path(), "layers", &layers, serde_json::json!({ "Cmd": ["/layer0"] }));
+    registry.push(layouts.path(), "layers", "fixtures/layers", false);
+    // Every blob answer takes a while, so requests that may overlap do.
+    let proxy =
+        FaultProxy::start(&registry.address, vec![Rule::new("/blobs/", 100, Fault::Delay(Duration::from_millis(300)))]);
+    let workspace = Workspace::new();
+    let packages = format!(
+        "{}resource \"resin_package\" \"layers\" {{\n  image = \"{}/fixtures/layers:layers\"\n}}\n",
+        kernel_and_init(&proxy.address),
+        proxy.address
+    );
+    let config = config_through(&workspace, &proxy.address, &packages)
+        .replace("registry_timeout = 1\n", "registry_timeout = 5\n  parallel_pulls   = 2\n");
+    workspace.write_config(&config);
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 0, "{}", apply.text());
+    // Three resources apply at once and one image has four layers: nine blobs (three
+    // configs, four layers and two single layers) wanted together, two downloaded at a time.
+    assert_eq!(proxy.seen("/blobs/").len(), 9, "{:?}", proxy.seen("/blobs/"));
+    assert_eq!(proxy.most_blob_requests_at_once(), 2);
+    assert_cache_consistent(&workspace);
 }

@@ -7,7 +7,9 @@
 #   make install  build a release binary into Terraform's filesystem mirror
 #   make fuzz     fuzz the layer reader, the union and the newc writer (FUZZ_SECONDS each)
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
-#                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache)
+#                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache), and whole
+#                 terraform applies of a LinuxKit-shaped image against a loopback registry
+#                 (cold, warm, one package changed, 200k files) beside zcat/gzip/pigz/zstd floors
 #   make docs     regenerate docs/ from the provider schema and the examples
 
 VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -67,6 +69,7 @@ bench:
 	scripts/install-deps.sh test
 	cargo bench --bench pull
 	cargo bench --bench assemble
+	cargo bench --bench linuxkit
 
 # Regenerates docs/ from the provider schema and the examples (a test checks they are current).
 docs:

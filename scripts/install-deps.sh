@@ -3,6 +3,7 @@
 #   install-deps.sh build   protoc and its well-known protos (the plugin protocol is compiled)
 #   install-deps.sh demo    build + Terraform 1.0.3, verified by its pinned hashes, in .tools/bin
 #   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio, zstd,
+#                           pigz (a benchmark floor),
 #                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64),
 #                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer)
 set -euo pipefail
@@ -25,6 +26,7 @@ if [ "$what" = test ]; then
   command -v skopeo >/dev/null || need_apt+=(skopeo)
   command -v cpio >/dev/null || need_apt+=(cpio)
   command -v zstd >/dev/null || need_apt+=(zstd)
+  command -v pigz >/dev/null || need_apt+=(pigz)
   command -v c++ >/dev/null || need_apt+=(g++)
   command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
   command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)

@@ -1,0 +1,347 @@
+//! `make bench`, LinuxKit-shaped: whole `terraform apply` runs of a kernel and 14 packages
+//! (two layers each, about 300 MB of real binaries from this machine's /usr), every image
+//! published to a loopback registry as a one-entry OCI index:
+//!
+//! * **cold**: empty cache, new state and output directory;
+//! * **warm**: the populated cache, new state and output directory;
+//! * **one changed**: the warm workspace again after one small package's tag moved;
+//! * **many files**: 200k small files in one image used by two packages (cold).
+//!
+//! For each: wall time of the apply, CPU time and peak RSS of the provider processes
+//! (sampled from /proc while Terraform runs), and the initrd's size. In the same run, on
+//! the same bytes, the floors: `zcat` of every layer, `gzip -6`, `pigz -6 -p<cores>` and
+//! `zstd -3 -T<cores>` of the uncompressed cpio; every time is also printed as a ratio to
+//! the `pigz -6` floor. Prints numbers; asserts nothing about speed.
+
+#[path = "../tests/acceptance/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+#[path = "../tests/acceptance/registry.rs"]
+#[allow(dead_code)]
+mod registry;
+#[path = "../tests/acceptance/terraform.rs"]
+#[allow(dead_code)]
+mod terraform;
+#[path = "../tests/acceptance/token_server.rs"]
+#[allow(dead_code)]
+mod token_server;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fixtures::{put_image, put_index, set_tag, tar_layer, Entry};
+use registry::Registry;
+use serde_json::json;
+use terraform::Workspace;
+
+const PACKAGES: usize = 14;
+const BUDGET: u64 = 300 << 20;
+
+/// Regular files of this machine between 16 KiB and 16 MiB, in path order.
+fn real_files(roots: &[&str], budget: u64) -> Vec<PathBuf> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if meta.is_dir() {
+                walk(&path, files);
+            } else if meta.is_file() && (16 << 10..16 << 20).contains(&meta.len()) {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for root in roots {
+        walk(Path::new(root), &mut files);
+    }
+    let mut total = 0;
+    files.retain(|f| {
+        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        let keep = total + size <= budget;
+        total += if keep { size } else { 0 };
+        keep
+    });
+    files
+}
+
+/// A tar layer of `(path, contents)`.
+fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let entries: Vec<Entry> = files.iter().map(|(p, c)| Entry::File(p, c, 0o755)).collect();
+    tar_layer(&entries)
+}
+
+/// Writes one image (its layers gzip'd) as a one-entry index under `tag` of the layout, and
+/// pushes it to `registry` as `bench/<tag>:<tag>`.
+fn publish(registry: &Registry, layout: &Path, tag: &str, layers: &[Vec<u8>], config: serde_json::Value) {
+    let manifest = put_image(layout, layers, "amd64", None, config);
+    let index = put_index(layout, vec![manifest]);
+    set_tag(layout, tag, &index);
+    registry.push(layout, tag, &format!("bench/{tag}"), false);
+}
+
+/// Samples every provider process while a Terraform command runs: total CPU seconds and
+/// the largest peak RSS (VmHWM) seen.
+struct ProviderSampler {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<BTreeMap<u32, (f64, u64)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProviderSampler {
+    fn start() -> ProviderSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<BTreeMap<u32, (f64, u64)>>> = Arc::default();
+        let (thread_stop, thread_seen) = (stop.clone(), seen.clone());
+        let ticks = 100.0; // USER_HZ
+        let thread = std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::SeqCst) {
+                for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+                    let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                    if !comm.starts_with("terraform-provi") {
+                        continue;
+                    }
+                    let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+                    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+                    let cpu = (tick(11) + tick(12)) / ticks;
+                    let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+                    let hwm = status
+                        .lines()
+                        .find(|l| l.starts_with("VmHWM:"))
+                        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                        .unwrap_or(0);
+                    let mut seen = thread_seen.lock().unwrap();
+                    let slot = seen.entry(pid).or_default();
+                    *slot = (slot.0.max(cpu), slot.1.max(hwm));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        ProviderSampler { stop, seen, thread: Some(thread) }
+    }
+
+    /// (CPU seconds of all provider processes, largest peak RSS in MiB).
+    fn finish(mut self) -> (f64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap();
+        let seen = self.seen.lock().unwrap();
+        (seen.values().map(|v| v.0).sum(), seen.values().map(|v| v.1).max().unwrap_or(0) / 1024)
+    }
+}
+
+struct Run {
+    wall: f64,
+    cpu: f64,
+    rss_mib: u64,
+    initrd: u64,
+}
+
+fn apply(workspace: &Workspace, name: &str) -> Run {
+    let sampler = ProviderSampler::start();
+    let started = Instant::now();
+    let output = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu, rss_mib) = sampler.finish();
+    assert_eq!(output.code, 0, "{}", output.text());
+    let initrd = std::fs::metadata(workspace.work_dir().join(format!("out/{name}-initrd.img"))).unwrap().len();
+    Run { wall, cpu, rss_mib, initrd }
+}
+
+fn config(cache: &Path, registry: &Registry, packages: &[(&str, &str)], name: &str) -> String {
+    let mut text = format!(
+        "provider \"resin\" {{\n  cache_dir = \"{}\"\n  registry {{\n    address    = \"{}\"\n    plain_http = true\n  }}\n}}\nresource \"resin_kernel\" \"k\" {{\n  image   = \"{}/bench/kernel:kernel\"\n  cmdline = \"console=ttyS0\"\n}}\n",
+        cache.display(),
+        registry.address,
+        registry.address
+    );
+    let mut sections: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (index, (tag, section)) in packages.iter().enumerate() {
+        text.push_str(&format!(
+            "resource \"resin_package\" \"p{index}\" {{\n  name  = \"p{index}\"\n  image = \"{}/bench/{tag}:{tag}\"\n}}\n",
+            registry.address
+        ));
+        sections.entry(section).or_default().push(format!("resin_package.p{index}.spec"));
+    }
+    let list = |section: &str| sections.get(section).map_or(String::new(), |s| s.join(", "));
+    text.push_str(&format!(
+        "resource \"resin_image\" \"img\" {{\n  name       = \"{name}\"\n  output_dir = \"./out\"\n  kernel     = resin_kernel.k.spec\n  init       = [{}]\n  onboot     = [{}]\n  services   = [{}]\n}}\n",
+        list("init"),
+        list("onboot"),
+        list("services")
+    ));
+    text
+}
+
+/// Runs `program args` with `input` as stdin (when given); returns the seconds it took
+/// and the number of bytes it wrote.
+fn floor(program: &str, args: &[&str], input: Option<&Path>) -> (f64, u64) {
+    let mut command = Command::new(program);
+    command.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    if let Some(input) = input {
+        command.stdin(std::fs::File::open(input).unwrap());
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("{program}: {e} (make bench installs it)"));
+    let mut out = child.stdout.take().unwrap();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    loop {
+        let n = out.read(&mut buffer).unwrap();
+        if n == 0 {
+            break;
+        }
+        written += n as u64;
+    }
+    assert!(child.wait().unwrap().success(), "{program} failed");
+    (started.elapsed().as_secs_f64(), written)
+}
+
+fn main() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    let registry = Registry::start(None);
+
+    // The kernel: a large real binary as `kernel`, 20 MB of real files as its modules.
+    let files = real_files(&["/usr/lib", "/usr/bin", "/usr/libexec"], BUDGET + (30 << 20));
+    let read = |paths: &[PathBuf]| -> Vec<(String, Vec<u8>)> {
+        paths.iter().map(|p| (p.strip_prefix("/").unwrap().display().to_string(), std::fs::read(p).unwrap())).collect()
+    };
+    let (kernel_files, package_files) = files.split_at(files.len() / 30);
+    let modules = read(kernel_files);
+    let kernel_binary = std::fs::read(package_files[package_files.len() / 2].clone()).unwrap();
+    let kernel_layer =
+        tar_layer(&[Entry::File("kernel", &kernel_binary, 0o644), Entry::File("kernel.tar", &layer(&modules), 0o644)]);
+    publish(&registry, &layout, "kernel", &[kernel_layer], json!({}));
+
+    // 14 packages of two layers each, sizes uneven as in LinuxKit (one small one).
+    let per = package_files.len().div_ceil(PACKAGES - 1);
+    let mut layer_blobs = Vec::new();
+    let mut packages: Vec<(String, &str)> = Vec::new();
+    for index in 0..PACKAGES {
+        let contents = if index == PACKAGES - 1 {
+            vec![("usr/bin/small".to_string(), b"#!/bin/sh\necho small v1\n".to_vec())]
+        } else {
+            read(&package_files[(index * per).min(package_files.len())..((index + 1) * per).min(package_files.len())])
+        };
+        let (lower, upper) = contents.split_at(contents.len() / 2);
+        let layers = [layer(lower), layer(upper)];
+        layer_blobs.extend(layers.iter().map(|l| fixtures::gzip(l)));
+        let tag = format!("pkg{index}");
+        publish(&registry, &layout, &tag, &layers, json!({ "Cmd": ["/bin/true"] }));
+        let section = match index {
+            0..=2 => "init",
+            3..=5 => "onboot",
+            _ => "services",
+        };
+        packages.push((tag, section));
+    }
+    let packages: Vec<(&str, &str)> = packages.iter().map(|(t, s)| (t.as_str(), *s)).collect();
+    let layer_bytes: usize = layer_blobs.iter().map(Vec::len).sum();
+    println!(
+        "LinuxKit-shaped benchmark: kernel + {PACKAGES} packages, {} layers, {:.1} MB of layer blobs, {cores} cores",
+        2 * PACKAGES + 1,
+        layer_bytes as f64 / 1e6
+    );
+
+    let cold = Workspace::new();
+    cold.write_config(&config(&cold.cache_dir, &registry, &packages, "lk"));
+    let cold_run = apply(&cold, "lk");
+
+    let warm = Workspace::new();
+    warm.write_config(&config(&cold.cache_dir, &registry, &packages, "lk"));
+    let warm_run = apply(&warm, "lk");
+
+    // One small package changes: its tag moves to new content.
+    let changed = [layer(&[("usr/bin/small".to_string(), b"#!/bin/sh\necho small v2\n".to_vec())]), layer(&[])];
+    let manifest = put_image(&layout, &changed, "amd64", None, json!({ "Cmd": ["/bin/true"] }));
+    set_tag(&layout, "pkg13", &put_index(&layout, vec![manifest]));
+    registry.push(&layout, "pkg13", "bench/pkg13", false);
+    let changed_run = apply(&warm, "lk");
+
+    // The floors, on the same bytes.
+    let cpio = scratch.path().join("initrd.cpio");
+    let initrd = cold.work_dir().join("out/lk-initrd.img");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zcat '{}' > '{}'", initrd.display(), cpio.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cpio_bytes = std::fs::metadata(&cpio).unwrap().len();
+    let blobs_dir = scratch.path().join("layers");
+    std::fs::create_dir_all(&blobs_dir).unwrap();
+    let mut blob_paths = Vec::new();
+    for (index, blob) in layer_blobs.iter().enumerate() {
+        let path = blobs_dir.join(format!("{index}.gz"));
+        std::fs::write(&path, blob).unwrap();
+        blob_paths.push(path.display().to_string());
+    }
+    let mut zcat_args = vec!["-c"];
+    zcat_args.extend(blob_paths.iter().map(String::as_str));
+    let (zcat, _) = floor("zcat", &zcat_args, None);
+    let (gzip, gzip_size) = floor("gzip", &["-6", "-c"], Some(&cpio));
+    let (pigz, pigz_size) = floor("pigz", &["-6", "-p", &cores, "-c"], Some(&cpio));
+    let (zstd, zstd_size) = floor("zstd", &["-3", &format!("-T{cores}"), "-c", "-q"], Some(&cpio));
+
+    // Many small files: 200k of them in one image, used by two packages.
+    let many: Vec<(String, Vec<u8>)> = (0..200_000)
+        .map(|i| (format!("data/d{:03}/f{i:06}", i / 1000), format!("file {i}\n").repeat(1 + i % 16).into_bytes()))
+        .collect();
+    let (lower, upper) = many.split_at(many.len() / 2);
+    publish(&registry, &layout, "many", &[layer(lower), layer(upper)], json!({ "Cmd": ["/bin/true"] }));
+    let many_workspace = Workspace::new();
+    many_workspace.write_config(&config(
+        &many_workspace.cache_dir,
+        &registry,
+        &[("pkg13", "init"), ("many", "onboot"), ("many", "services")],
+        "many",
+    ));
+    let many_run = apply(&many_workspace, "many");
+
+    println!(
+        "uncompressed cpio {:.1} MB; gzip -6 {:.1} MB, pigz -6 {:.1} MB, zstd -3 {:.1} MB",
+        cpio_bytes as f64 / 1e6,
+        gzip_size as f64 / 1e6,
+        pigz_size as f64 / 1e6,
+        zstd_size as f64 / 1e6
+    );
+    println!("{:34} {:>8} {:>8} {:>8} {:>10} {:>12}", "", "wall s", "/pigz", "cpu s", "peak MiB", "initrd/gzip6");
+    for (label, run) in
+        [("apply, cold", &cold_run), ("apply, warm", &warm_run), ("apply, one package changed", &changed_run)]
+    {
+        println!(
+            "{label:34} {:8.2} {:8.2} {:8.2} {:>10} {:12.3}",
+            run.wall,
+            run.wall / pigz,
+            run.cpu,
+            run.rss_mib,
+            run.initrd as f64 / gzip_size as f64
+        );
+    }
+    println!(
+        "{:34} {:8.2} {:8.2} {:>8} {:>10} {:>12}",
+        "apply, many files (200k, cold)",
+        many_run.wall,
+        many_run.wall / pigz,
+        format!("{:.2}", many_run.cpu),
+        many_run.rss_mib,
+        "-"
+    );
+    for (label, seconds) in [
+        ("floor: zcat of every layer", zcat),
+        ("floor: gzip -6 of the cpio", gzip),
+        (&*format!("floor: pigz -6 -p{cores} of the cpio"), pigz),
+        (&*format!("floor: zstd -3 -T{cores} of the cpio"), zstd),
+    ] {
+        println!("{label:34} {seconds:8.2} {:8.2}", seconds / pigz);
+    }
+}

@@ -4,10 +4,11 @@
 //! the segments and the initrd ([`super::initrd`]), and publish `<name>-kernel`,
 //! `<name>-initrd.img`, `<name>-cmdline` and the SBOM together ([`super::artifacts`]).
 //!
-//! Every segment's tree is built first (metadata only), which fixes what each segment
-//! writes; then the segments are written. Layers are read twice (headers, then the data
-//! of the surviving files), verified on each read (blob digest and compression trailer
-//! each time, the diff_id on the first) and never held in memory. A cache blob found
+//! Every segment's tree is built first, which fixes what each segment writes; then the
+//! segments are written. Each layer is read (and decompressed) once, verified as it is
+//! read (blob digest, compression trailer, diff_id); its files' data goes to a spool (an
+//! unnamed temporary file beside the cache) that the segments are written from, so no
+//! layer is held in memory or decompressed twice. A cache blob found
 //! damaged is fetched again and assembly starts over ([`Puller::with_repair`]); nothing is
 //! renamed into place before everything verified. Temporary files left in the output
 //! directory by a killed run are removed first.
@@ -32,7 +33,7 @@ use crate::oci::cache::BlobCache;
 use crate::oci::platform::Platform;
 use crate::oci::reference::PinnedImage;
 use crate::oci::{Puller, ResolvedImage};
-use crate::rootfs::layer::read_entries;
+use crate::rootfs::spool::Spool;
 use crate::rootfs::tree::{Content, Meta, Node, Tree};
 
 #[derive(Clone, Debug)]
@@ -115,9 +116,13 @@ fn assemble(
     }
     let kernel_spec = &composition.inputs.kernel;
     let kernel_image = &images[&kernel_spec.image];
+    // Layer data is kept in unnamed temporary files beside the cache.
+    let spool_dir = cache.root();
+    let new_spool = || Spool::new_in(spool_dir);
     let kernel_layers = layer_sources(kernel_image, cache)?;
-    let (kernel_tree, mut warnings) = flatten(kernel_image, &kernel_layers)?;
-    let kernel = extract_kernel(kernel_spec, kernel_image, &kernel_tree, &kernel_layers, output_dir)?;
+    let (kernel_tree, kernel_spool, mut warnings) = flatten(kernel_image, &kernel_layers, new_spool()?)?;
+    let mut kernel = extract_kernel(kernel_spec, kernel_image, &kernel_tree, &kernel_spool, output_dir, spool_dir)?;
+    drop((kernel_tree, kernel_spool));
 
     // Every segment's tree is built first (metadata only), so each knows which
     // directories the segments before it write; then they are written in parallel.
@@ -126,29 +131,26 @@ fn assemble(
     for planned in plan(composition) {
         match planned {
             Planned::KernelModules => {
-                let (_, source) = kernel.modules.as_ref().expect("a modules tarball was extracted");
+                let (tree, spool) = kernel.modules.take().expect("the modules tarball was read");
                 let describe = format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference);
-                let entries =
-                    source.read(|stream| read_entries(stream)).with_context(|| format!("reading {describe}"))?;
-                let mut tree = Tree::new();
-                tree.apply_layer(0, &entries).with_context(|| describe.clone())?;
-                bodies.push(image_body(tree, vec![], vec![source.clone()], describe));
+                bodies.push(image_body(tree, vec![], spool, describe));
             }
             // Init images at /, each flattened on its own (later ones overwrite earlier files).
             Planned::Init { index, package } => {
                 let image = &images[&package.image];
                 let layers = layer_sources(image, cache)?;
                 let describe = format!("init[{index}]: {}", image.reference);
-                let (mut tree, dropped) = flatten(image, &layers).with_context(|| format!("init[{index}]"))?;
+                let (mut tree, spool, dropped) =
+                    flatten(image, &layers, new_spool()?).with_context(|| format!("init[{index}]"))?;
                 warnings.extend(dropped);
                 if let Some(Node::File(_)) = tree.get(APK_DATABASE) {
                     let mut database = Vec::new();
-                    extract(&tree, &layers, vec![(APK_DATABASE, &mut database)], image)
+                    extract(&tree, &spool, vec![(APK_DATABASE, &mut database)], image)
                         .with_context(|| describe.clone())?;
                     apk_databases.push(database);
                 }
                 rewrite(&mut tree, ImageRole::Init);
-                bodies.push(image_body(tree, vec![], layers, describe));
+                bodies.push(image_body(tree, vec![], spool, describe));
             }
             // Like LinuxKit, the image gets the concatenation of the init images' apk
             // databases, so every installed package stays listed.
@@ -159,26 +161,29 @@ fn assemble(
             }
             Planned::Bundle { bundle, prefix, scaffold } => {
                 let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
-                let (tree, layers, describe) = if bundle.extracts_image {
+                let (tree, spool, describe) = if bundle.extracts_image {
                     let image = &images[&bundle.package.image];
                     let layers = layer_sources(image, cache)?;
-                    let (mut tree, dropped) = flatten(image, &layers).with_context(|| at.clone())?;
+                    let (mut tree, spool, dropped) =
+                        flatten(image, &layers, new_spool()?).with_context(|| at.clone())?;
                     warnings.extend(dropped);
                     rewrite(&mut tree, ImageRole::Bundle);
-                    (tree, layers, format!("{at}: {}", image.reference))
+                    (tree, spool, format!("{at}: {}", image.reference))
                 } else {
-                    (Tree::new(), vec![], at)
+                    (Tree::new(), Spool::discarding(), at)
                 };
                 bodies.push(SegmentBody::Tree {
                     tree,
                     prefix,
-                    layers,
+                    spool,
                     scaffold_directories: scaffold.directories,
                     scaffold_files: scaffold.files,
                     describe,
                 });
             }
-            Planned::Files => bodies.push(image_body(file_entries(composition)?, vec![], vec![], "file".into())),
+            Planned::Files => {
+                bodies.push(image_body(file_entries(composition)?, vec![], Spool::discarding(), "file".into()))
+            }
         }
     }
     log::debug(
@@ -255,13 +260,8 @@ fn assemble(
 }
 
 /// A segment of a tree alone, without bundle scaffolding.
-fn image_body<'a>(
-    tree: Tree,
-    prefix: Vec<u8>,
-    layers: Vec<crate::rootfs::layer::LayerSource>,
-    describe: String,
-) -> SegmentBody<'a> {
-    SegmentBody::Tree { tree, prefix, layers, scaffold_directories: vec![], scaffold_files: vec![], describe }
+fn image_body<'a>(tree: Tree, prefix: Vec<u8>, spool: Spool, describe: String) -> SegmentBody<'a> {
+    SegmentBody::Tree { tree, prefix, spool, scaffold_directories: vec![], scaffold_files: vec![], describe }
 }
 
 /// The `file` entries as a tree (their contents: bytes, or host files checked as copied).

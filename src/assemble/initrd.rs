@@ -14,7 +14,7 @@ use super::artifacts::temporary;
 use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
 use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
 use crate::oci::hashing::HashingWriter;
-use crate::rootfs::layer::LayerSource;
+use crate::rootfs::spool::Spool;
 use crate::rootfs::tree::Tree;
 
 fn directory_meta() -> Metadata {
@@ -22,13 +22,14 @@ fn directory_meta() -> Metadata {
 }
 
 /// What one segment of the initrd holds.
+#[allow(clippy::large_enum_variant)] // a few dozen per image: not worth a box
 pub enum SegmentBody<'a> {
-    /// A flattened tree under a prefix, its layers (plain tar files or cache blobs), and
-    /// bundle scaffolding (directories, then files) written before it.
+    /// A flattened tree under a prefix, the spool holding its files' data, and bundle
+    /// scaffolding (directories, then files) written before it.
     Tree {
         tree: Tree,
         prefix: Vec<u8>,
-        layers: Vec<LayerSource>,
+        spool: Spool,
         scaffold_directories: Vec<Vec<u8>>,
         scaffold_files: Vec<(Vec<u8>, &'a [u8])>,
         describe: String,
@@ -66,7 +67,7 @@ fn write_segment(segment: &Segment, number: u32, output_dir: &Path) -> Result<Wr
     let encoder = SegmentEncoder::new(std::io::BufWriter::with_capacity(1 << 20, file.as_file().try_clone()?));
     let mut writer = SegmentWriter::new(encoder, number);
     match &segment.body {
-        SegmentBody::Tree { tree, prefix, layers, scaffold_directories, scaffold_files, describe } => {
+        SegmentBody::Tree { tree, prefix, spool, scaffold_directories, scaffold_files, describe } => {
             for directory in scaffold_directories {
                 writer.entry(directory, &directory_meta(), 0, std::io::empty())?;
             }
@@ -74,7 +75,7 @@ fn write_segment(segment: &Segment, number: u32, output_dir: &Path) -> Result<Wr
                 let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
                 writer.entry(path, &meta, bytes.len() as u64, &bytes[..])?;
             }
-            tree.write(prefix, &mut writer, layers, &segment.existing).with_context(|| describe.clone())?;
+            tree.write(prefix, &mut writer, spool, &segment.existing).with_context(|| describe.clone())?;
         }
         SegmentBody::File { path, contents } => {
             let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };

@@ -2,7 +2,6 @@
 //! microcode cpio): checked once the image is pulled, so that a wrong name is reported at
 //! the setting rather than at the first image built from it, and extracted at assembly.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -10,13 +9,13 @@ use tempfile::NamedTempFile;
 
 use super::artifacts::temporary;
 use super::spec::KernelSpec;
-use super::union::extract;
+use super::union::{extract, open_file};
 use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
 use crate::oci::hashing::HashingWriter;
 use crate::oci::ResolvedImage;
-use crate::rootfs::layer::LayerSource;
 use crate::rootfs::path::normalise;
+use crate::rootfs::spool::Spool;
 use crate::rootfs::tree::{Node, Tree};
 
 /// A file a kernel setting names, and the setting (`binary`, `modules_tar`, `ucode`).
@@ -46,54 +45,54 @@ pub fn check_kernel_files(
     Ok(())
 }
 
-/// A kernel image's files, extracted into temporary files of the output directory.
+/// A kernel image's files: the binary in a temporary file of the output directory, the
+/// modules tarball as a union (its data in its own spool), the microcode cpio.
 pub struct KernelFiles {
     /// The kernel binary, with the digest and size taken as it was written.
     pub kernel: (NamedTempFile, Digest, u64),
-    /// The modules tarball, readable as a layer (verified against the digest taken as it
-    /// was written) while the file lives.
-    pub modules: Option<(NamedTempFile, LayerSource)>,
+    /// The modules tarball's union and its files' data.
+    pub modules: Option<(Tree, Spool)>,
     /// The early microcode cpio.
     pub ucode: Option<NamedTempFile>,
 }
 
-/// Extracts what `spec` names from the kernel image (its union `tree` and `layers`), in
-/// one pass over the layers.
+/// Extracts what `spec` names from the kernel image (its union `tree` and `spool`): the
+/// modules tarball is read straight from the spool into its own union, never unpacked
+/// to a file.
 pub fn extract_kernel(
     spec: &KernelSpec,
     image: &ResolvedImage,
     tree: &Tree,
-    layers: &[LayerSource],
+    spool: &Spool,
     output_dir: &Path,
+    spool_dir: &Path,
 ) -> Result<KernelFiles> {
     let mut kernel = temporary(output_dir, "kernel")?;
-    let mut modules = temporary(output_dir, "modules")?;
-    let mut ucode = temporary(output_dir, "ucode")?;
-    let binary = normalise(spec.binary.as_bytes())?;
-    let modules_path = normalise(spec.modules_tar.as_bytes())?;
-    let ucode_path = spec.ucode.as_ref().map(|u| normalise(u.as_bytes())).transpose()?;
-    // The kernel's digest is taken as it is written, not by reading the file again; the
-    // modules tarball is hashed as it is written, so reading it back is verified like any
-    // other layer.
+    // The kernel's digest is taken as it is written, not by reading the file again.
     let mut kernel_out = HashingWriter::new(kernel.as_file_mut());
-    let mut modules_out = HashingWriter::new(modules.as_file_mut());
-    let mut wanted: Vec<(&[u8], &mut dyn Write)> = vec![(&binary, &mut kernel_out)];
-    if !spec.modules_tar.is_empty() {
-        wanted.push((&modules_path, &mut modules_out));
-    }
-    if let Some(path) = &ucode_path {
-        wanted.push((path, ucode.as_file_mut()));
-    }
-    extract(tree, layers, wanted, image).context("extracting from the kernel image")?;
+    extract(tree, spool, vec![(&normalise(spec.binary.as_bytes())?, &mut kernel_out)], image)
+        .context("extracting the kernel")?;
     let (kernel_digest, kernel_size) = kernel_out.finish();
-    let modules_digest = modules_out.finish();
-    let modules = (!spec.modules_tar.is_empty()).then(|| {
-        let source = LayerSource { path: modules.path().to_path_buf(), blob: Some(modules_digest), diff_id: None };
-        (modules, source)
-    });
-    Ok(KernelFiles {
-        kernel: (kernel, kernel_digest, kernel_size),
-        modules,
-        ucode: spec.ucode.is_some().then_some(ucode),
-    })
+    let modules = if spec.modules_tar.is_empty() {
+        None
+    } else {
+        let path = normalise(spec.modules_tar.as_bytes())?;
+        let mut modules = Tree::new();
+        let mut modules_spool = Spool::new_in(spool_dir)?;
+        modules
+            .read_layer(0, open_file(tree, spool, &path, image)?, &mut modules_spool)
+            .with_context(|| format!("reading {} of {}", spec.modules_tar, image.reference))?;
+        modules_spool.finish()?;
+        Some((modules, modules_spool))
+    };
+    let ucode = match &spec.ucode {
+        Some(path) => {
+            let mut ucode = temporary(output_dir, "ucode")?;
+            extract(tree, spool, vec![(&normalise(path.as_bytes())?, ucode.as_file_mut())], image)
+                .context("extracting the microcode")?;
+            Some(ucode)
+        }
+        None => None,
+    };
+    Ok(KernelFiles { kernel: (kernel, kernel_digest, kernel_size), modules, ucode })
 }

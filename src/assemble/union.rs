@@ -1,8 +1,7 @@
-//! An image's layers as one tree: the union of its layers (metadata only, the layers
-//! read once and verified), and the contents of chosen files copied out of it with a
-//! second, verified read of only the layers that hold them.
+//! An image's layers as one tree: the union of its layers, each layer read once and
+//! verified (blob digest, compression trailer, diff_id), its files' data kept in a
+//! [`Spool`] from which the initrd and the kernel's files are written.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
@@ -10,8 +9,9 @@ use anyhow::{bail, Context, Result};
 use super::build::Warning;
 use crate::oci::cache::BlobCache;
 use crate::oci::ResolvedImage;
-use crate::rootfs::layer::{for_each_entry, read_entries, LayerSource};
+use crate::rootfs::layer::LayerSource;
 use crate::rootfs::path::display;
+use crate::rootfs::spool::{Spool, SpoolReader};
 use crate::rootfs::tree::{Content, DroppedXattrs, Node, Tree};
 
 /// An image's layers in the cache, in order, with the digests they must have.
@@ -42,18 +42,18 @@ pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<Lay
 /// The union of a pulled image's layers (metadata only), e.g. to check a file is there.
 pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Tree> {
     let layers = layer_sources(image, cache)?;
-    Ok(flatten(image, &layers)?.0)
+    Ok(flatten(image, &layers, Spool::discarding())?.0)
 }
 
-/// The union of an image's layers, and what they carried that newc drops.
-pub fn flatten(image: &ResolvedImage, layers: &[LayerSource]) -> Result<(Tree, Vec<Warning>)> {
+/// The union of an image's layers, each read once (its files' data kept in `spool`), and
+/// what they carried that newc drops.
+pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) -> Result<(Tree, Spool, Vec<Warning>)> {
     let mut tree = Tree::new();
     let mut warnings = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
         let describe =
             || format!("layer {} ({}) of {}", index + 1, image.manifest.layers()[index].digest(), image.reference);
-        let entries = layer.read(|stream| read_entries(stream)).with_context(describe)?;
-        let dropped = tree.apply_layer(index, &entries).with_context(describe)?;
+        let dropped = layer.read(|stream| tree.read_layer(index, stream, &mut spool)).with_context(describe)?;
         for DroppedXattrs { path, names } in dropped {
             warnings.push(Warning::dropped_xattrs(format!(
                 "{}: {} in {} carries extended attributes ({}) that a newc initrd cannot hold; they are dropped",
@@ -64,48 +64,27 @@ pub fn flatten(image: &ResolvedImage, layers: &[LayerSource]) -> Result<(Tree, V
             )));
         }
     }
-    Ok((tree, warnings))
+    spool.finish()?;
+    Ok((tree, spool, warnings))
 }
 
-/// Copies the contents of files of `tree` (by path) into writers, in one pass per layer.
-pub fn extract(
-    tree: &Tree,
-    layers: &[LayerSource],
-    files: Vec<(&[u8], &mut dyn Write)>,
-    image: &ResolvedImage,
-) -> Result<()> {
-    let mut by_layer: BTreeMap<usize, BTreeMap<usize, &mut dyn Write>> = BTreeMap::new();
+/// The contents of the regular file `path` of `tree`, from the spool its layers filled.
+pub fn open_file<'s>(tree: &Tree, spool: &'s Spool, path: &[u8], image: &ResolvedImage) -> Result<SpoolReader<'s>> {
+    let Some(Node::File(id)) = tree.get(path) else {
+        bail!("{} has no file {}", image.reference, display(path));
+    };
+    let inode = tree.inode(*id);
+    let Content::Layer { layer, ordinal } = inode.content else {
+        bail!("{} of {} does not come from a layer", display(path), image.reference);
+    };
+    spool.reader(layer, ordinal, inode.size).with_context(|| format!("{} of {}", display(path), image.reference))
+}
+
+/// Copies the contents of files of `tree` (by path) into writers.
+pub fn extract(tree: &Tree, spool: &Spool, files: Vec<(&[u8], &mut dyn Write)>, image: &ResolvedImage) -> Result<()> {
     for (path, out) in files {
-        let Some(Node::File(id)) = tree.get(path) else {
-            bail!("{} has no file {}", image.reference, display(path));
-        };
-        let Content::Layer { layer, ordinal } = tree.inode(*id).content else {
-            bail!("{} of {} does not come from a layer", display(path), image.reference);
-        };
-        if by_layer.entry(layer).or_default().insert(ordinal, out).is_some() {
-            bail!("{} is asked for twice from {}", display(path), image.reference);
-        }
-    }
-    for (layer, mut wanted) in by_layer {
-        // `tree` came from a first, fully verified read of these layers.
-        layers[layer]
-            .again()
-            .read(|stream| {
-                for_each_entry(stream, |entry, data| {
-                    if let Some(out) = wanted.remove(&entry.ordinal) {
-                        std::io::copy(data, out)?;
-                    }
-                    Ok(())
-                })
-            })
-            .with_context(|| {
-                format!(
-                    "reading layer {} ({}) of {}",
-                    layer + 1,
-                    image.manifest.layers()[layer].digest(),
-                    image.reference
-                )
-            })?;
+        std::io::copy(&mut open_file(tree, spool, path, image)?, out)
+            .with_context(|| format!("copying {} of {}", display(path), image.reference))?;
     }
     Ok(())
 }

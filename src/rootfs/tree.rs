@@ -1,5 +1,5 @@
 //! The union of an image's layers, per the OCI image spec, as an in-memory tree of
-//! metadata (file contents stay in the layers, referenced by position).
+//! metadata (file contents are kept in a spool, referenced by layer and position).
 //!
 //! For each layer, in order:
 //! 1. its whiteouts apply first, to what the lower layers built: `.wh.<name>` removes
@@ -19,16 +19,17 @@
 //! [`Tree::write`] emits the tree as newc entries: directories first (sorted, so parents
 //! precede children), then symlinks, devices and FIFOs (sorted), then files whose
 //! contents are in memory or on the host (sorted), then layer files in layer and tar
-//! order, read in one more pass over each layer that holds any. A hard-link group is
-//! written together, at its data's position.
+//! order, their data read back from the [`Spool`] the one read of each layer filled
+//! ([`Tree::read_layer`]). A hard-link group is written together, at its data's position.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::layer::{for_each_entry, EntryKind, LayerEntry, LayerSource};
+use super::layer::{for_each_entry, EntryKind, LayerEntry};
 use super::path::{display, join, parent};
+use super::spool::Spool;
 use crate::initrd::newc::{Metadata, SegmentWriter, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
 /// mtime of entries resin makes up (implicit parents, generated files): LinuxKit's,
@@ -179,6 +180,26 @@ impl Tree {
         id
     }
 
+    /// Reads one layer's plain tar stream to its end, applies its entries as layer `layer`
+    /// and keeps the data of its regular files in `spool`: the layer's one read. Returns
+    /// the entries that carried extended attributes.
+    pub fn read_layer(
+        &mut self,
+        layer: usize,
+        tar_stream: impl std::io::Read,
+        spool: &mut Spool,
+    ) -> Result<Vec<DroppedXattrs>> {
+        let mut entries = Vec::new();
+        for_each_entry(tar_stream, |entry, data| {
+            if matches!(entry.kind, EntryKind::File { .. }) {
+                spool.append(layer, entry.ordinal, data)?;
+            }
+            entries.push(entry);
+            Ok(())
+        })?;
+        self.apply_layer(layer, &entries)
+    }
+
     /// Applies one layer's entries (see the module doc). Returns the entries that carried
     /// extended attributes.
     pub fn apply_layer(&mut self, layer: usize, entries: &[LayerEntry]) -> Result<Vec<DroppedXattrs>> {
@@ -245,16 +266,16 @@ impl Tree {
             .collect()
     }
 
-    /// Writes the tree under `prefix` (empty for `/`). `layers[i]` is layer `i` (as given
-    /// to [`Tree::apply_layer`], whose entries came from a verified read of it), read again
-    /// for the data of the files that survived ([`LayerSource::again`]). Implicit directories (made only as parents) that `existing` already holds
-    /// are not written again, so they do not override the metadata an earlier segment gave
-    /// them. Returns the names of the directories written.
+    /// Writes the tree under `prefix` (empty for `/`). The data of files from layers comes
+    /// from `spool`, filled by the one verified read of each layer (layer `i` as given to
+    /// [`Tree::apply_layer`]). Implicit directories (made only as parents) that `existing`
+    /// already holds are not written again, so they do not override the metadata an
+    /// earlier segment gave them. Returns the names of the directories written.
     pub fn write<W: std::io::Write>(
         &self,
         prefix: &[u8],
         writer: &mut SegmentWriter<W>,
-        layers: &[LayerSource],
+        spool: &Spool,
         existing: &std::collections::BTreeSet<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>> {
         let directories = self.directories_written(prefix, existing);
@@ -318,35 +339,15 @@ impl Tree {
                 }
             }
         }
-        for (layer, mut wanted) in from_layers {
-            // The header pass that built this tree checked the layer's diff_id.
-            layers[layer]
-                .again()
-                .read(|stream| {
-                    for_each_entry(stream, |entry, data| {
-                        if let Some(id) = wanted.remove(&entry.ordinal) {
-                            let inode = &self.inodes[id];
-                            if !matches!(entry.kind, EntryKind::File { size } if size == inode.size) {
-                                bail!(
-                                    "layer changed between reads: entry {} is not the file it was",
-                                    display(&entry.path)
-                                );
-                            }
-                            writer.hard_links(
-                                &links[&id],
-                                &with_type(&inode.meta, S_IFREG, (0, 0)),
-                                inode.size,
-                                data,
-                            )?;
-                        }
-                        Ok(())
-                    })?;
-                    if let Some(ordinal) = wanted.keys().next() {
-                        bail!("the layer ended before its entry {}", ordinal + 1);
-                    }
-                    Ok(())
-                })
-                .with_context(|| format!("copying files of layer {}", layer + 1))?;
+        // The data of layer files comes from the spool filled by the one read of each layer.
+        for (layer, wanted) in from_layers {
+            for (ordinal, id) in wanted {
+                let inode = &self.inodes[id];
+                let data = spool
+                    .reader(layer, ordinal, inode.size)
+                    .with_context(|| format!("the data of {} (layer {})", display(&links[&id][0]), layer + 1))?;
+                writer.hard_links(&links[&id], &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
+            }
         }
         Ok(directories)
     }
@@ -511,7 +512,7 @@ mod tests {
 
     #[test]
     fn written_archives_extract_with_gnu_cpio() {
-        use crate::rootfs::layer::{read_entries, tests::tar_of};
+        use crate::rootfs::layer::tests::tar_of;
         use std::os::unix::fs::MetadataExt as _;
         let layers = [
             tar_of(&[
@@ -525,23 +526,15 @@ mod tests {
             tar_of(&[(b".wh.gone", File { size: 0 }), (b"etc/c", File { size: 3 })]),
         ];
         let mut tree = Tree::new();
+        let spool_dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(spool_dir.path()).unwrap();
         for (index, layer) in layers.iter().enumerate() {
-            tree.apply_layer(index, &read_entries(&layer[..]).unwrap()).unwrap();
+            tree.read_layer(index, &layer[..], &mut spool).unwrap();
         }
+        spool.finish().unwrap();
         tree.insert_file(b"etc/generated", Meta::generated(0o600), 2, Content::Bytes(b"hi".to_vec()));
-        let blobs = tempfile::tempdir().unwrap();
-        let sources: Vec<LayerSource> = layers
-            .iter()
-            .enumerate()
-            .map(|(index, layer)| {
-                let path = blobs.path().join(index.to_string());
-                std::fs::write(&path, layer).unwrap();
-                let digest = crate::oci::digest::sha256(layer);
-                LayerSource { path, blob: Some((digest.clone(), layer.len() as u64)), diff_id: Some(digest) }
-            })
-            .collect();
         let mut writer = SegmentWriter::new(Vec::new(), 1);
-        tree.write(b"", &mut writer, &sources, &Default::default()).unwrap();
+        tree.write(b"", &mut writer, &spool, &Default::default()).unwrap();
         let written = writer.written();
         let mut archive = writer.into_inner();
         crate::initrd::newc::write_trailer(&mut archive, written).unwrap();

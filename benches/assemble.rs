@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use resin::assemble::{build, compose, ImageDefaults, ImageInputs, KernelSpec, PackageSpec, SPEC_VERSION};
+use resin::assemble::{
+    build, compose, ImageDefaults, ImageInputs, KernelSpec, PackageSpec, SegmentCache, SPEC_VERSION,
+};
 use resin::container::ContainerOptions;
 use resin::oci::auth::DockerConfig;
 use resin::oci::cache::BlobCache;
@@ -147,7 +149,9 @@ fn child(layout: &Path) {
         };
         let composition = compose(inputs).map_err(|e| format!("{e:?}")).unwrap();
         let pulled = started.elapsed().as_secs_f64();
-        let artifacts = build(composition, &puller, work.path().to_path_buf(), "bench".into()).await.unwrap();
+        let segments = SegmentCache::open(&work.path().join("cache"), 1 << 40).unwrap();
+        let artifacts =
+            build(composition, &puller, &segments, work.path().to_path_buf(), "bench".into()).await.unwrap();
         (pulled, artifacts)
     });
     let wall = started.elapsed().as_secs_f64();

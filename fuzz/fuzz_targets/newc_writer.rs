@@ -40,7 +40,7 @@ fn parse(mut bytes: &[u8]) -> Vec<Parsed> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut writer = SegmentWriter::new(Vec::new(), 1);
+    let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
     let mut accepted = Vec::new();
     let mut input = data;
     while input.len() >= 3 {

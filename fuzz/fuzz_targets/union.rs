@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = tree.inode(*id);
         }
     }
-    let mut writer = SegmentWriter::new(Vec::new(), 1);
+    let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
     if tree.write(b"", &mut writer, &sources, &BTreeSet::new()).is_ok() {
         let written = writer.written();
         assert_eq!(written % 4, 0);

@@ -1,17 +1,19 @@
 //! Assembling the artifacts of a composition: pull every image, then (on a blocking
-//! thread, off the async runtime) extract the kernel ([`super::kernel`]), build the tree
-//! of every initrd segment the plan names ([`super::segments`], [`super::union`]), write
-//! the segments and the initrd ([`super::initrd`]), and publish `<name>-kernel`,
-//! `<name>-initrd.img`, `<name>-cmdline` and the SBOM together ([`super::artifacts`]).
+//! thread, off the async runtime) extract the kernel ([`super::kernel`]), take each
+//! segment the plan names ([`super::segments`]) from the segment cache or build its tree
+//! ([`super::union`]), write the new segments and the initrd ([`super::initrd`]), and
+//! publish `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline` and the SBOM together
+//! ([`super::artifacts`]).
 //!
-//! Every segment's tree is built first, which fixes what each segment writes; then the
-//! segments are written. Each layer is read (and decompressed) once, verified as it is
-//! read (blob digest, compression trailer, diff_id); its files' data goes to a spool (an
-//! unnamed temporary file beside the cache) that the segments are written from, so no
-//! layer is held in memory or decompressed twice. A cache blob found
-//! damaged is fetched again and assembly starts over ([`Puller::with_repair`]); nothing is
-//! renamed into place before everything verified. Temporary files left in the output
-//! directory by a killed run are removed first.
+//! Segments are decided in order, each knowing the directories the ones before it write.
+//! A cached segment is used as it is (verified by its sha256); any other has its tree
+//! built, which reads (and decompresses) each of its layers once, verified as it is read
+//! (blob digest, compression trailer, diff_id), its files' data going to a spool (an
+//! unnamed temporary file beside the cache) that the segment is written from: no layer
+//! is held in memory or decompressed twice. A cache blob found damaged is fetched again
+//! and assembly starts over ([`Puller::with_repair`]); nothing is renamed into place
+//! before everything verified. Temporary files left in the output directory by a killed
+//! run are removed first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -20,12 +22,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde_json::json;
 
 use super::artifacts::{artifact_paths, file_digest, publish, sbom_path, temporary, Artifact, TEMPORARY_PREFIX};
 use super::compose::{Composition, FileKind};
-use super::initrd::{in_order, write_initrd, write_segments, SegmentBody};
-use super::kernel::extract_kernel;
+use super::hash::{content_hash, ASSEMBLY_FORMAT};
+use super::initrd::{device_of, segment_key, write_initrd, write_segments, Segment, SegmentBody};
+use super::kernel::{extract_kernel, read_modules};
 use super::rewrite::{rewrite, ImageRole};
+use super::segment_cache::{CachedSegment, SegmentCache};
 use super::segments::{plan, Planned, APK_DATABASE};
 use super::union::{extract, flatten, layer_sources};
 use crate::log;
@@ -50,19 +55,40 @@ pub struct Artifacts {
 /// Something the image will not have at boot although a layer asked for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
-    pub summary: &'static str,
+    pub summary: String,
     pub detail: String,
 }
 
 impl Warning {
     pub(super) fn dropped_xattrs(detail: String) -> Warning {
-        Warning { summary: "Extended attributes dropped", detail }
+        Warning { summary: "Extended attributes dropped".into(), detail }
+    }
+
+    pub(super) fn uncreatable(segment: &str, name: &[u8], reason: &str) -> Warning {
+        Warning {
+            summary: "Names the kernel cannot create".into(),
+            detail: format!(
+                "{segment}: /{}: {reason}; the kernel cannot create it when it unpacks the initrd, so it is missing at boot",
+                String::from_utf8_lossy(name)
+            ),
+        }
+    }
+
+    /// A warning kept with a cached segment.
+    fn cached(summary: &str, detail: &str) -> Warning {
+        Warning { summary: summary.to_string(), detail: detail.to_string() }
     }
 }
 
 /// Pulls every image of the composition (a few at a time), then assembles on a
 /// blocking thread.
-pub async fn build(composition: Composition, puller: &Puller, output_dir: PathBuf, name: String) -> Result<Artifacts> {
+pub async fn build(
+    composition: Composition,
+    puller: &Puller,
+    segment_cache: &SegmentCache,
+    output_dir: PathBuf,
+    name: String,
+) -> Result<Artifacts> {
     let sbom = super::interop::sbom_bytes(&composition, &name);
     let started = Instant::now();
     let kernel = &composition.inputs.kernel;
@@ -93,7 +119,12 @@ pub async fn build(composition: Composition, puller: &Puller, output_dir: PathBu
     // A cache blob found damaged while assembling is fetched again and assembly restarts;
     // nothing is published before every layer has been read and verified.
     let pulled: Vec<ResolvedImage> = images.values().cloned().collect();
-    puller.with_repair(&pulled, move || assemble(&composition, &images, &cache, &output_dir, &name, &sbom)).await
+    let segment_cache = segment_cache.clone();
+    puller
+        .with_repair(&pulled, move || {
+            assemble(&composition, &images, &cache, &segment_cache, &output_dir, &name, &sbom)
+        })
+        .await
 }
 
 /// The blocking part: the kernel, the segments, the initrd, the cmdline, published.
@@ -101,6 +132,7 @@ fn assemble(
     composition: &Composition,
     images: &BTreeMap<PinnedImage, ResolvedImage>,
     cache: &BlobCache,
+    segment_cache: &SegmentCache,
     output_dir: &Path,
     name: &str,
     sbom: &[u8],
@@ -114,6 +146,7 @@ fn assemble(
             &[("directory", output_dir.display().to_string()), ("error", format!("{e:#}"))],
         );
     }
+    let level = crate::initrd::gzip::DEFAULT_LEVEL;
     let kernel_spec = &composition.inputs.kernel;
     let kernel_image = &images[&kernel_spec.image];
     // Layer data is kept in unnamed temporary files beside the cache.
@@ -121,102 +154,155 @@ fn assemble(
     let new_spool = || Spool::new_in(spool_dir);
     let kernel_layers = layer_sources(kernel_image, cache)?;
     let (kernel_tree, kernel_spool, mut warnings) = flatten(kernel_image, &kernel_layers, new_spool()?)?;
-    let mut kernel = extract_kernel(kernel_spec, kernel_image, &kernel_tree, &kernel_spool, output_dir, spool_dir)?;
-    drop((kernel_tree, kernel_spool));
+    let kernel = extract_kernel(kernel_spec, kernel_image, &kernel_tree, &kernel_spool, output_dir)?;
 
-    // Every segment's tree is built first (metadata only), so each knows which
-    // directories the segments before it write; then they are written in parallel.
-    let mut bodies: Vec<SegmentBody> = Vec::new();
-    let mut apk_databases: Vec<Vec<u8>> = Vec::new();
-    for planned in plan(composition) {
-        match planned {
+    // Segment by segment, in order: a segment in the cache gives its bytes and the
+    // directories it writes; any other is built (its layers read once) and written below.
+    let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut parts: Vec<Result<CachedSegment, usize>> = Vec::new();
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut init_databases: BTreeMap<usize, Option<Vec<u8>>> = BTreeMap::new();
+    let planned_segments = plan(composition);
+    let (mut hits, mut misses) = (0usize, 0usize);
+    for planned in planned_segments {
+        let base = content_hash(&json!({
+            "format": ASSEMBLY_FORMAT,
+            "gzip_level": level,
+            "segment": planned.identity(composition),
+        }));
+        let key = segment_key(&base, planned.prefix(), &existing);
+        if let Some(cached) = segment_cache.get(&key)? {
+            for directory in &cached.meta.directories {
+                existing.insert(hex::decode(directory).context("a cached segment's directory")?);
+            }
+            warnings.extend(cached.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)));
+            parts.push(Ok(cached));
+            hits += 1;
+            continue;
+        }
+        misses += 1;
+        let mut dropped = Vec::new();
+        let body = match planned {
             Planned::KernelModules => {
-                let (tree, spool) = kernel.modules.take().expect("the modules tarball was read");
+                let (tree, spool) = read_modules(kernel_spec, kernel_image, &kernel_tree, &kernel_spool, new_spool()?)?;
                 let describe = format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference);
-                bodies.push(image_body(tree, vec![], spool, describe));
+                image_body(tree, vec![], spool, describe)
             }
             // Init images at /, each flattened on its own (later ones overwrite earlier files).
             Planned::Init { index, package } => {
                 let image = &images[&package.image];
-                let layers = layer_sources(image, cache)?;
                 let describe = format!("init[{index}]: {}", image.reference);
-                let (mut tree, spool, dropped) =
-                    flatten(image, &layers, new_spool()?).with_context(|| format!("init[{index}]"))?;
-                warnings.extend(dropped);
-                if let Some(Node::File(_)) = tree.get(APK_DATABASE) {
-                    let mut database = Vec::new();
-                    extract(&tree, &spool, vec![(APK_DATABASE, &mut database)], image)
-                        .with_context(|| describe.clone())?;
-                    apk_databases.push(database);
-                }
+                let (mut tree, spool, flattened) = flatten(image, &layer_sources(image, cache)?, new_spool()?)
+                    .with_context(|| format!("init[{index}]"))?;
+                dropped = flattened;
+                init_databases.insert(index, apk_database(&tree, &spool, image).with_context(|| describe.clone())?);
                 rewrite(&mut tree, ImageRole::Init);
-                bodies.push(image_body(tree, vec![], spool, describe));
+                image_body(tree, vec![], spool, describe)
             }
             // Like LinuxKit, the image gets the concatenation of the init images' apk
             // databases, so every installed package stays listed.
             Planned::ApkDatabases => {
-                if apk_databases.len() >= 2 {
-                    bodies.push(SegmentBody::File { path: APK_DATABASE, contents: apk_databases.concat() });
+                let mut databases = Vec::new();
+                for (index, package) in composition.inputs.init.iter().enumerate() {
+                    let database = match init_databases.remove(&index) {
+                        Some(database) => database,
+                        None => {
+                            let image = &images[&package.image];
+                            let (tree, spool, _) = flatten(image, &layer_sources(image, cache)?, new_spool()?)?;
+                            apk_database(&tree, &spool, image).with_context(|| format!("init[{index}]"))?
+                        }
+                    };
+                    databases.extend(database);
+                }
+                if databases.len() >= 2 {
+                    SegmentBody::File { path: APK_DATABASE, contents: databases.concat() }
+                } else {
+                    SegmentBody::Empty
                 }
             }
             Planned::Bundle { bundle, prefix, scaffold } => {
                 let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
                 let (tree, spool, describe) = if bundle.extracts_image {
                     let image = &images[&bundle.package.image];
-                    let layers = layer_sources(image, cache)?;
-                    let (mut tree, spool, dropped) =
-                        flatten(image, &layers, new_spool()?).with_context(|| at.clone())?;
-                    warnings.extend(dropped);
+                    let (mut tree, spool, flattened) =
+                        flatten(image, &layer_sources(image, cache)?, new_spool()?).with_context(|| at.clone())?;
+                    dropped = flattened;
                     rewrite(&mut tree, ImageRole::Bundle);
                     (tree, spool, format!("{at}: {}", image.reference))
                 } else {
                     (Tree::new(), Spool::discarding(), at)
                 };
-                bodies.push(SegmentBody::Tree {
+                SegmentBody::Tree {
                     tree,
                     prefix,
                     spool,
                     scaffold_directories: scaffold.directories,
                     scaffold_files: scaffold.files,
                     describe,
-                });
+                }
             }
-            Planned::Files => {
-                bodies.push(image_body(file_entries(composition)?, vec![], Spool::discarding(), "file".into()))
+            Planned::Files => image_body(file_entries(composition)?, vec![], Spool::discarding(), "file".into()),
+        };
+        let directories = match &body {
+            SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {
+                let mut scaffolded = existing.clone();
+                scaffolded.extend(scaffold_directories.iter().cloned());
+                let mut directories = scaffold_directories.clone();
+                directories.extend(tree.directories_written(prefix, &scaffolded));
+                directories
             }
-        }
+            SegmentBody::File { .. } | SegmentBody::Empty => Vec::new(),
+        };
+        let segment = Segment {
+            body,
+            existing: existing.clone(),
+            device: device_of(&key),
+            key,
+            directories: directories.clone(),
+            warnings: dropped,
+        };
+        existing.extend(directories);
+        parts.push(Err(segments.len()));
+        segments.push(segment);
     }
+    drop((kernel_tree, kernel_spool));
     log::debug(
-        "assembly: layers unioned",
-        &[("segments", bodies.len().to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
+        "assembly: segments planned",
+        &[
+            ("cached", hits.to_string()),
+            ("to_build", misses.to_string()),
+            ("elapsed_ms", started.elapsed().as_millis().to_string()),
+        ],
     );
-    let segments = in_order(bodies);
     let segments_started = Instant::now();
-    let written = write_segments(&segments, output_dir)?;
+    let mut written = write_segments(&segments, level, segment_cache)?.into_iter();
+    drop(segments);
     log::debug(
         "assembly: segments written",
-        &[("segments", written.len().to_string()), ("elapsed_ms", segments_started.elapsed().as_millis().to_string())],
+        &[("segments", misses.to_string()), ("elapsed_ms", segments_started.elapsed().as_millis().to_string())],
     );
-    for (segment, written) in segments.iter().zip(&written) {
-        for (name, reason) in &written.uncreatable {
-            warnings.push(Warning {
-                summary: "Names the kernel cannot create",
-                detail: format!(
-                    "{}: /{}: {reason}; the kernel cannot create it when it unpacks the initrd, so it is missing at boot",
-                    segment.describe(),
-                    String::from_utf8_lossy(name)
-                ),
-            });
+    let mut ordered: Vec<CachedSegment> = Vec::new();
+    for part in parts {
+        match part {
+            Ok(cached) => ordered.push(cached),
+            Err(_) => {
+                let segment = written.next().context("a segment was not written")?;
+                warnings.extend(segment.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)));
+                ordered.push(segment);
+            }
         }
     }
 
     // The initrd: microcode, then one gzip member of the segments and the trailer.
     let initrd = temporary(output_dir, "initrd")?;
     let initrd_path = initrd.path().display().to_string();
-    let (initrd_sha256, initrd_size, cpio_bytes, segment_count) =
-        write_initrd(&initrd, kernel.ucode.as_ref(), &written)
-            .with_context(|| format!("writing the initrd to {initrd_path}"))?;
-    drop(written);
+    let (initrd_sha256, initrd_size, cpio_bytes) = write_initrd(&initrd, kernel.ucode.as_ref(), &mut ordered, level)
+        .with_context(|| format!("writing the initrd to {initrd_path}"))?;
+    let segment_count = ordered.len();
+    drop(ordered);
+    if let Err(e) = segment_cache.trim() {
+        log::warn("could not trim the segment cache", &[("error", format!("{e:#}"))]);
+    }
     log::debug(
         "assembly: initrd written",
         &[
@@ -257,6 +343,16 @@ fn assemble(
         },
         warnings,
     })
+}
+
+/// The apk database of an init image's union, if it has one.
+fn apk_database(tree: &Tree, spool: &Spool, image: &ResolvedImage) -> Result<Option<Vec<u8>>> {
+    if !matches!(tree.get(APK_DATABASE), Some(Node::File(_))) {
+        return Ok(None);
+    }
+    let mut database = Vec::new();
+    extract(tree, spool, vec![(APK_DATABASE, &mut database)], image)?;
+    Ok(Some(database))
 }
 
 /// A segment of a tree alone, without bundle scaffolding.

@@ -10,7 +10,9 @@ mod fixtures;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{build, compose, FileKind, FileSpec, ImageDefaults, ImageInputs, KernelSpec, PackageSpec, SPEC_VERSION};
+use super::{
+    build, compose, FileKind, FileSpec, ImageDefaults, ImageInputs, KernelSpec, PackageSpec, SegmentCache, SPEC_VERSION,
+};
 use crate::container::ContainerOptions;
 use crate::oci::auth::DockerConfig;
 use crate::oci::cache::BlobCache;
@@ -94,13 +96,15 @@ fn the_library_assembles_the_golden_image() {
         Arc::new(RegistryClient::new(vec![], DockerConfig::default(), DEFAULT_TIMEOUT)),
         4,
     );
+    let segments = SegmentCache::open(&work.path().join("cache"), 1 << 30).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let inputs = runtime.block_on(golden_inputs(&puller, &layout));
     let composition = compose(inputs).unwrap();
     for round in ["first", "second"] {
         let out = work.path().join(format!("out-{round}"));
         std::fs::create_dir_all(&out).unwrap();
-        let artifacts = runtime.block_on(build(composition.clone(), &puller, out.clone(), "test".into())).unwrap();
+        let artifacts =
+            runtime.block_on(build(composition.clone(), &puller, &segments, out.clone(), "test".into())).unwrap();
         assert_eq!(
             artifacts.initrd.sha256,
             format!("sha256:{}", fixtures::GOLDEN_INITRD),

@@ -1,18 +1,24 @@
-//! Writing the initrd: each segment is a newc stream compressed on its own (segment `n`
-//! numbers its inodes in its own namespace, devminor `n`), written to its own temporary
-//! file, several at once (one per core); then the initrd is the microcode cpio (when the
-//! kernel sets one), one gzip member made of the segments in order and the cpio trailer.
-//! Segments never hold a whole image in memory: file contents stream from the layers.
+//! Writing the initrd. Each segment is a newc stream whose inodes are numbered from 1 in
+//! its own namespace: its device number, 64 bits of its key ([`segment_key`]), so its bytes
+//! do not depend on where it sits. A segment's stream is cut into [`PIECE`]-byte pieces
+//! that one compressor per core compresses (each ending in a full flush) into a new entry
+//! of the segment cache. The initrd is then the microcode cpio (when the kernel sets one),
+//! one gzip member made of the segments (cached or new) in order, and the cpio trailer.
+//! File contents stream from the spools; memory holds a few pieces at a time.
 
-use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-use super::artifacts::temporary;
+use super::build::Warning;
+use super::hash::content_hash;
+use super::segment_cache::{CachedSegment, NewSegment, SegmentCache, SegmentMeta};
 use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
 use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
+use crate::oci::digest::Digest;
 use crate::oci::hashing::HashingWriter;
 use crate::rootfs::spool::Spool;
 use crate::rootfs::tree::Tree;
@@ -36,21 +42,23 @@ pub enum SegmentBody<'a> {
     },
     /// One generated file.
     File { path: &'static [u8], contents: Vec<u8> },
+    /// Nothing (a planned segment that turned out to have nothing to hold).
+    Empty,
 }
 
 pub struct Segment<'a> {
     pub body: SegmentBody<'a>,
     /// Directories written by the segments before this one.
     pub existing: BTreeSet<Vec<u8>>,
-}
-
-/// A segment written to its own temporary file, compressed.
-pub struct WrittenSegment {
-    pub file: tempfile::NamedTempFile,
-    pub summary: SegmentSummary,
-    pub cpio_bytes: u64,
-    /// Names written that the kernel cannot create, with the reason.
-    pub uncreatable: Vec<(Vec<u8>, String)>,
+    /// The device number of every entry (newc's devmajor, devminor), which keeps the
+    /// segment's inode numbers apart from every other segment's.
+    pub device: (u32, u32),
+    /// What the segment's bytes are a function of: its name in the segment cache.
+    pub key: Digest,
+    /// The directories it writes (its scaffolding's and its tree's).
+    pub directories: Vec<Vec<u8>>,
+    /// What building its tree warned about.
+    pub warnings: Vec<Warning>,
 }
 
 impl Segment<'_> {
@@ -58,18 +66,116 @@ impl Segment<'_> {
         match &self.body {
             SegmentBody::Tree { describe, .. } => describe.clone(),
             SegmentBody::File { path, .. } => String::from_utf8_lossy(path).into_owned(),
+            SegmentBody::Empty => "nothing".into(),
         }
     }
 }
 
-fn write_segment(segment: &Segment, number: u32, output_dir: &Path) -> Result<WrittenSegment> {
-    let file = temporary(output_dir, "segment")?;
-    let encoder = SegmentEncoder::new(std::io::BufWriter::with_capacity(1 << 20, file.as_file().try_clone()?));
-    let mut writer = SegmentWriter::new(encoder, number);
+/// Uncompressed cpio bytes compressed as one piece. Segments are cut into pieces of this
+/// size, compressed in parallel (so every core stays busy however unequal the packages)
+/// and each ended with a full flush. Fixed, so the bytes do not depend on the machine.
+pub const PIECE: usize = 4 << 20;
+
+/// One piece of one segment's cpio stream, to compress.
+struct Piece {
+    segment: usize,
+    index: usize,
+    bytes: Vec<u8>,
+}
+
+/// Cuts a segment's cpio stream into pieces for the compressors.
+struct Cutter<'q> {
+    segment: usize,
+    pieces: usize,
+    buffer: Vec<u8>,
+    queue: &'q std::sync::mpsc::SyncSender<Piece>,
+    stop: &'q AtomicBool,
+}
+
+impl Cutter<'_> {
+    fn send(&mut self) -> io::Result<()> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(io::Error::other("stopped: another segment failed"));
+        }
+        let bytes = std::mem::replace(&mut self.buffer, Vec::with_capacity(PIECE));
+        let piece = Piece { segment: self.segment, index: self.pieces, bytes };
+        self.queue.send(piece).map_err(|_| io::Error::other("the compressors stopped"))?;
+        self.pieces += 1;
+        Ok(())
+    }
+
+    /// Sends what is left; returns the number of pieces.
+    fn finish(mut self) -> io::Result<usize> {
+        if !self.buffer.is_empty() {
+            self.send()?;
+        }
+        Ok(self.pieces)
+    }
+}
+
+impl Write for Cutter<'_> {
+    fn write(&mut self, input: &[u8]) -> io::Result<usize> {
+        let n = input.len().min(PIECE - self.buffer.len());
+        self.buffer.extend_from_slice(&input[..n]);
+        if self.buffer.len() == PIECE {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A segment's compressed pieces, written to its cache entry in order as they arrive.
+struct Output {
+    entry: NewSegment,
+    next: usize,
+    waiting: BTreeMap<usize, (Vec<u8>, SegmentSummary)>,
+    crc: crc32fast::Hasher,
+    length: u64,
+    error: Option<anyhow::Error>,
+}
+
+impl Output {
+    fn new(cache: &SegmentCache) -> Result<Output> {
+        Ok(Output {
+            entry: cache.create()?,
+            next: 0,
+            waiting: BTreeMap::new(),
+            crc: crc32fast::Hasher::new(),
+            length: 0,
+            error: None,
+        })
+    }
+
+    fn add(&mut self, index: usize, compressed: Vec<u8>, summary: SegmentSummary) -> io::Result<()> {
+        self.waiting.insert(index, (compressed, summary));
+        while let Some((compressed, summary)) = self.waiting.remove(&self.next) {
+            self.entry.write_data(&compressed)?;
+            self.crc.combine(&crc32fast::Hasher::new_with_initial_len(summary.crc, summary.length));
+            self.length += summary.length;
+            self.next += 1;
+        }
+        Ok(())
+    }
+}
+
+/// What one segment's producer learnt while writing its cpio stream.
+struct Produced {
+    pieces: usize,
+    cpio_bytes: u64,
+    uncreatable: Vec<(Vec<u8>, String)>,
+}
+
+/// Writes one segment's cpio stream into `cutter`.
+fn produce(segment: &Segment, mut cutter: Cutter<'_>) -> Result<Produced> {
+    let mut writer = SegmentWriter::new(&mut cutter, segment.device);
     match &segment.body {
         SegmentBody::Tree { tree, prefix, spool, scaffold_directories, scaffold_files, describe } => {
             for directory in scaffold_directories {
-                writer.entry(directory, &directory_meta(), 0, std::io::empty())?;
+                writer.entry(directory, &directory_meta(), 0, io::empty())?;
             }
             for (path, bytes) in scaffold_files {
                 let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
@@ -81,105 +187,146 @@ fn write_segment(segment: &Segment, number: u32, output_dir: &Path) -> Result<Wr
             let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
             writer.entry(path, &meta, contents.len() as u64, &contents[..])?;
         }
+        SegmentBody::Empty => {}
     }
-    let cpio_bytes = writer.written();
-    let uncreatable = writer.uncreatable().to_vec();
-    let (mut out, summary) = writer.into_inner().finish()?;
-    out.flush()?;
-    drop(out);
-    Ok(WrittenSegment { file, summary, cpio_bytes, uncreatable })
+    let (cpio_bytes, uncreatable) = (writer.written(), writer.uncreatable().to_vec());
+    drop(writer);
+    Ok(Produced { pieces: cutter.finish()?, cpio_bytes, uncreatable })
 }
 
-/// Writes every segment, several at once (one per core), each to its own file.
-pub fn write_segments(segments: &[Segment], output_dir: &Path) -> Result<Vec<WrittenSegment>> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let results: Vec<std::sync::Mutex<Option<Result<WrittenSegment>>>> =
-        segments.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
+/// Writes every segment into a new entry of the segment cache: this thread writes the
+/// cpio streams in order, cut into pieces that one compressor per core compresses at
+/// `level`; memory holds a few pieces at a time. Returns the entries, open, in order.
+pub fn write_segments(segments: &[Segment], level: u32, cache: &SegmentCache) -> Result<Vec<CachedSegment>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let describe = |index: usize| {
+        format!(
+            "writing initrd segment ({}) to the segment cache {}",
+            segments[index].describe(),
+            cache.dir().display()
+        )
+    };
+    let outputs: Vec<Mutex<Output>> = segments
+        .iter()
+        .enumerate()
+        .map(|(index, _)| Output::new(cache).map(Mutex::new).with_context(|| describe(index)))
+        .collect::<Result<_>>()?;
+    let stop = AtomicBool::new(false);
+    let (queue, pieces) = std::sync::mpsc::sync_channel::<Piece>(workers);
+    let pieces = Mutex::new(pieces);
+    let produced: Vec<Result<Produced>> = std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
-                let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if index >= segments.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
+                let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
+                let compressed = (|| {
+                    let mut encoder = SegmentEncoder::with_level(Vec::with_capacity(piece.bytes.len() / 2), level);
+                    encoder.write_all(&piece.bytes)?;
+                    encoder.finish()
+                })();
+                let mut output = outputs[piece.segment].lock().expect("segment output lock");
+                let added = compressed.and_then(|(bytes, summary)| output.add(piece.index, bytes, summary));
+                if let Err(e) = added {
+                    output.error.get_or_insert(e.into());
+                    stop.store(true, Ordering::SeqCst);
                 }
-                let segment = &segments[index];
-                let describe = segment.describe();
-                let result =
-                    write_segment(segment, u32::try_from(index + 1).expect("fewer than 2^32 segments"), output_dir)
-                        .with_context(|| {
-                            format!(
-                                "writing initrd segment {} ({describe}) to a temporary file in {}",
-                                index + 1,
-                                output_dir.display()
-                            )
-                        });
-                if result.is_err() {
-                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                *results[index].lock().expect("segment result lock") = Some(result);
             });
         }
+        let mut produced = Vec::new();
+        for (index, segment) in segments.iter().enumerate() {
+            let cutter =
+                Cutter { segment: index, pieces: 0, buffer: Vec::with_capacity(PIECE), queue: &queue, stop: &stop };
+            let result = produce(segment, cutter);
+            let failed = result.is_err();
+            produced.push(result);
+            if failed || stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        drop(queue);
+        produced
     });
     let mut written = Vec::new();
-    for result in results {
-        match result.into_inner().expect("segment result lock") {
-            Some(Ok(segment)) => written.push(segment),
-            Some(Err(e)) => return Err(e),
-            // Not started because another segment failed; that error comes first.
-            None => continue,
+    let mut produced = produced.into_iter();
+    for (index, output) in outputs.into_iter().enumerate() {
+        let mut output = output.into_inner().expect("segment output lock");
+        if let Some(error) = output.error.take() {
+            return Err(error).with_context(|| describe(index));
         }
+        // Segments after a failure were never started; the failure is reported above.
+        let Some(produced) = produced.next() else { break };
+        let produced = produced.with_context(|| describe(index))?;
+        if output.next != produced.pieces {
+            bail!("{}: {} of {} pieces were compressed", describe(index), output.next, produced.pieces);
+        }
+        let segment = &segments[index];
+        debug_assert_eq!(produced.cpio_bytes, output.length);
+        let mut warnings: Vec<(String, String)> =
+            segment.warnings.iter().map(|w| (w.summary.to_string(), w.detail.clone())).collect();
+        warnings.extend(produced.uncreatable.iter().map(|(name, reason)| {
+            let warning = Warning::uncreatable(&segment.describe(), name, reason);
+            (warning.summary, warning.detail)
+        }));
+        let meta = SegmentMeta {
+            crc: output.crc.finalize(),
+            length: output.length,
+            directories: segment.directories.iter().map(hex::encode).collect(),
+            warnings,
+        };
+        written.push(output.entry.finish(cache, &segment.key, &meta).with_context(|| describe(index))?);
     }
     Ok(written)
 }
 
-/// Writes the initrd: the microcode cpio (if any), then one gzip member of the written
-/// segments and the trailer. Returns its sha256, size, uncompressed cpio size and the
-/// number of segments.
+/// Writes the initrd: the microcode cpio (if any), then one gzip member of the segments
+/// (cache entries, in order) and the trailer. Returns its sha256, size and uncompressed
+/// cpio size.
 pub fn write_initrd(
     initrd: &tempfile::NamedTempFile,
     ucode: Option<&tempfile::NamedTempFile>,
-    written: &[WrittenSegment],
-) -> Result<(String, u64, u64, usize)> {
-    let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
+    segments: &mut [CachedSegment],
+    level: u32,
+) -> Result<(String, u64, u64)> {
+    let mut out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
     if let Some(ucode) = ucode {
-        std::io::copy(&mut ucode.reopen()?, &mut out).context("copying the microcode cpio")?;
+        io::copy(&mut ucode.reopen()?, &mut out).context("copying the microcode cpio")?;
     }
     gzip::write_header(&mut out)?;
     let mut summaries = Vec::new();
     let mut cpio_bytes = 0;
-    for segment in written {
-        std::io::copy(&mut segment.file.reopen()?, &mut out)?;
-        summaries.push(segment.summary);
-        cpio_bytes += segment.cpio_bytes;
+    for segment in segments.iter_mut() {
+        segment.copy_to(&mut out)?;
+        summaries.push(SegmentSummary { crc: segment.meta.crc, length: segment.meta.length });
+        cpio_bytes += segment.meta.length;
     }
-    let mut trailer = SegmentEncoder::new(&mut out);
+    let mut trailer = SegmentEncoder::with_level(&mut out, level);
     cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
     let (_, summary) = trailer.finish()?;
     summaries.push(summary);
     gzip::write_footer(&mut out, &summaries)?;
     out.flush()?;
     let (sha256, size) = out.finish();
-    Ok((sha256.to_string(), size, cpio_bytes, summaries.len()))
+    Ok((sha256.to_string(), size, cpio_bytes))
 }
 
-/// The segments in order, each knowing the directories the ones before it write (a
-/// directory a layer only implies is then not written twice).
-pub fn in_order(bodies: Vec<SegmentBody<'_>>) -> Vec<Segment<'_>> {
-    let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
-    let mut segments = Vec::new();
-    for body in bodies {
-        let before = existing.clone();
-        match &body {
-            SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {
-                existing.extend(scaffold_directories.iter().cloned());
-                let scaffolded = existing.clone();
-                existing.extend(tree.directories_written(prefix, &scaffolded));
-            }
-            SegmentBody::File { .. } => {}
+/// The key of a segment made of `base` (what it holds) when `existing` holds the
+/// directories written before it: only those under its prefix can change its bytes (a
+/// directory a layer only implies is not written again). `prefix` is `None` for a
+/// segment without a tree. The key names the segment's bytes wherever it sits in the
+/// initrd.
+pub fn segment_key(base: &Digest, prefix: Option<&[u8]>, existing: &BTreeSet<Vec<u8>>) -> Digest {
+    let relevant: Vec<String> = match prefix {
+        Some(prefix) => {
+            let below = [prefix, b"/"].concat();
+            existing.iter().filter(|d| prefix.is_empty() || d.starts_with(&below)).map(hex::encode).collect()
         }
-        segments.push(Segment { body, existing: before });
-    }
-    segments
+        None => Vec::new(),
+    };
+    content_hash(&serde_json::json!({ "segment": base.to_string(), "existing": relevant }))
+}
+
+/// A segment's device number: the first 64 bits of its key, as (major, minor).
+pub fn device_of(key: &Digest) -> (u32, u32) {
+    let hex = key.digest();
+    let part = |range: std::ops::Range<usize>| u32::from_str_radix(&hex[range], 16).expect("a sha256 digest is hex");
+    (part(0..8), part(8..16))
 }

@@ -46,26 +46,22 @@ pub fn check_kernel_files(
 }
 
 /// A kernel image's files: the binary in a temporary file of the output directory, the
-/// modules tarball as a union (its data in its own spool), the microcode cpio.
+/// microcode cpio.
 pub struct KernelFiles {
     /// The kernel binary, with the digest and size taken as it was written.
     pub kernel: (NamedTempFile, Digest, u64),
-    /// The modules tarball's union and its files' data.
-    pub modules: Option<(Tree, Spool)>,
     /// The early microcode cpio.
     pub ucode: Option<NamedTempFile>,
 }
 
-/// Extracts what `spec` names from the kernel image (its union `tree` and `spool`): the
-/// modules tarball is read straight from the spool into its own union, never unpacked
-/// to a file.
+/// Extracts the kernel binary and the microcode `spec` names from the kernel image (its
+/// union `tree` and `spool`).
 pub fn extract_kernel(
     spec: &KernelSpec,
     image: &ResolvedImage,
     tree: &Tree,
     spool: &Spool,
     output_dir: &Path,
-    spool_dir: &Path,
 ) -> Result<KernelFiles> {
     let mut kernel = temporary(output_dir, "kernel")?;
     // The kernel's digest is taken as it is written, not by reading the file again.
@@ -73,18 +69,6 @@ pub fn extract_kernel(
     extract(tree, spool, vec![(&normalise(spec.binary.as_bytes())?, &mut kernel_out)], image)
         .context("extracting the kernel")?;
     let (kernel_digest, kernel_size) = kernel_out.finish();
-    let modules = if spec.modules_tar.is_empty() {
-        None
-    } else {
-        let path = normalise(spec.modules_tar.as_bytes())?;
-        let mut modules = Tree::new();
-        let mut modules_spool = Spool::new_in(spool_dir)?;
-        modules
-            .read_layer(0, open_file(tree, spool, &path, image)?, &mut modules_spool)
-            .with_context(|| format!("reading {} of {}", spec.modules_tar, image.reference))?;
-        modules_spool.finish()?;
-        Some((modules, modules_spool))
-    };
     let ucode = match &spec.ucode {
         Some(path) => {
             let mut ucode = temporary(output_dir, "ucode")?;
@@ -94,5 +78,23 @@ pub fn extract_kernel(
         }
         None => None,
     };
-    Ok(KernelFiles { kernel: (kernel, kernel_digest, kernel_size), modules, ucode })
+    Ok(KernelFiles { kernel: (kernel, kernel_digest, kernel_size), ucode })
+}
+
+/// The union of the modules tarball `spec` names, read straight from the kernel image's
+/// spool (never unpacked to a file), its data kept in `modules_spool`.
+pub fn read_modules(
+    spec: &KernelSpec,
+    image: &ResolvedImage,
+    tree: &Tree,
+    spool: &Spool,
+    mut modules_spool: Spool,
+) -> Result<(Tree, Spool)> {
+    let path = normalise(spec.modules_tar.as_bytes())?;
+    let mut modules = Tree::new();
+    modules
+        .read_layer(0, open_file(tree, spool, &path, image)?, &mut modules_spool)
+        .with_context(|| format!("reading {} of {}", spec.modules_tar, image.reference))?;
+    modules_spool.finish()?;
+    Ok((modules, modules_spool))
 }

@@ -8,7 +8,8 @@
 //! * [`build`]: writing the artifacts: [`segments`] plans the initrd's segments, [`union`]
 //!   unions and extracts an image's layers, [`kernel`] extracts the kernel's files,
 //!   [`rewrite`] applies LinuxKit's per-image rewriting, [`initrd`] writes the segments and
-//!   the initrd, and [`artifacts`] publishes them and tells drift.
+//!   the initrd, [`segment_cache`] keeps segments between applies, and [`artifacts`]
+//!   publishes the artifacts and tells drift.
 
 mod artifacts;
 mod build;
@@ -20,6 +21,7 @@ mod initrd;
 mod interop;
 mod kernel;
 mod rewrite;
+mod segment_cache;
 mod segments;
 mod spec;
 mod union;
@@ -33,4 +35,5 @@ pub use compose::{compose, file_kind, Composition, FileKind, FileSpec, ImageInpu
 pub use hash::{content_hash, ASSEMBLY_FORMAT};
 pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};
+pub use segment_cache::SegmentCache;
 pub use spec::{ImageDefaults, KernelSpec, PackageSpec, SPEC_VERSION};

@@ -6,7 +6,9 @@
 //! database (kept only when two or more init images turn out to have one), each bundle
 //! (onboot, onshutdown, services), then the `file` entries.
 
-use super::compose::{Bundle, Composition};
+use serde_json::json;
+
+use super::compose::{Bundle, Composition, FileKind};
 use super::spec::PackageSpec;
 
 /// Where an init image keeps its apk database.
@@ -35,6 +37,52 @@ pub enum Planned<'c> {
 pub struct Scaffold<'c> {
     pub directories: Vec<Vec<u8>>,
     pub files: Vec<(Vec<u8>, &'c [u8])>,
+}
+
+impl Planned<'_> {
+    /// Where the segment's tree goes (`Some(b"")` for `/`); `None` for a segment without
+    /// a tree.
+    pub fn prefix(&self) -> Option<&[u8]> {
+        match self {
+            Planned::KernelModules | Planned::Init { .. } | Planned::Files => Some(b""),
+            Planned::Bundle { prefix, .. } => Some(prefix),
+            Planned::ApkDatabases => None,
+        }
+    }
+
+    /// What the segment is made of, without reading a layer: images by digest, generated
+    /// bytes by their sha256, names hex-encoded (they may be any bytes). Part of the
+    /// segment's key ([`super::initrd::in_order`] adds what the segments before it write).
+    pub fn identity(&self, composition: &Composition) -> serde_json::Value {
+        let kernel = &composition.inputs.kernel;
+        let sha = |bytes: &[u8]| crate::oci::digest::sha256(bytes).to_string();
+        match self {
+            Planned::KernelModules => json!({
+                "kind": "kernel modules", "kernel": kernel.image.digest().to_string(), "modules_tar": kernel.modules_tar,
+            }),
+            Planned::Init { package, .. } => json!({ "kind": "init", "image": package.image.digest().to_string() }),
+            Planned::ApkDatabases => json!({
+                "kind": "apk databases",
+                "init": composition.inputs.init.iter().map(|p| p.image.digest().to_string()).collect::<Vec<_>>(),
+            }),
+            Planned::Bundle { bundle, prefix, scaffold } => json!({
+                "kind": "bundle",
+                "image": bundle.extracts_image.then(|| bundle.package.image.digest().to_string()),
+                "prefix": hex::encode(prefix),
+                "directories": scaffold.directories.iter().map(hex::encode).collect::<Vec<_>>(),
+                "files": scaffold.files.iter().map(|(path, bytes)| (hex::encode(path), sha(bytes))).collect::<Vec<_>>(),
+            }),
+            Planned::Files => json!({
+                "kind": "files",
+                "files": composition.files.iter().map(|f| json!({
+                    "path": hex::encode(&f.path),
+                    "kind": match f.kind { FileKind::Directory => "directory", FileKind::Symlink(_) => "symlink", _ => "file" },
+                    "mode": f.mode, "uid": f.uid, "gid": f.gid, "size": f.size,
+                    "sha256": f.digest.as_ref().map(ToString::to_string),
+                })).collect::<Vec<_>>(),
+            }),
+        }
+    }
 }
 
 /// The segments of `composition`'s initrd, in order.
@@ -177,6 +225,24 @@ mod tests {
             scaffold(6).files.iter().map(|(path, _)| String::from_utf8(path.clone()).unwrap()).collect();
         assert_eq!(files, ["containers/services/svc/config.json", "containers/services/svc/runtime.json"]);
         assert_eq!(scaffold(6).files[0].1, &composition.bundles[2].config_json[..]);
+    }
+
+    #[test]
+    fn identities_name_images_by_digest_and_change_with_what_the_segment_holds() {
+        let composition = composition("kernel.tar", vec![package(A, "i0", false), package(B, "i1", false)]);
+        let identities: Vec<serde_json::Value> = plan(&composition).iter().map(|p| p.identity(&composition)).collect();
+        let unique: std::collections::BTreeSet<String> = identities.iter().map(ToString::to_string).collect();
+        assert_eq!(unique.len(), identities.len(), "every segment is told apart: {identities:#?}");
+        assert_eq!(identities[1]["image"], format!("sha256:{}", "a".repeat(64)));
+        // The sharing bundle carries no image; the read-only one does.
+        assert_eq!(identities[4]["image"], identities[1]["image"]);
+        assert!(identities[5]["image"].is_null());
+        // A different container config changes only that bundle's identity.
+        let mut other = composition.clone();
+        other.bundles[2].config_json = b"{}".to_vec();
+        let changed: Vec<serde_json::Value> = plan(&other).iter().map(|p| p.identity(&other)).collect();
+        let differing: Vec<usize> = (0..identities.len()).filter(|&i| identities[i] != changed[i]).collect();
+        assert_eq!(differing, [6]);
     }
 
     #[test]

@@ -10,15 +10,18 @@
 //!
 //! Each segment starts with a fresh compressor and ends byte-aligned, so segments can be
 //! compressed independently (in parallel, or cached) and concatenated in order; the
-//! CRC32s of the segments are combined. The backend (zlib-rs) and the level are pinned:
-//! the compressed bytes, and hence the initrd digest, depend on both.
+//! CRC32s of the segments are combined. The backend (zlib-rs) is pinned and the level is
+//! part of every content hash: the compressed bytes, and hence the initrd digest, depend
+//! on both.
 
 use std::io::{self, Write};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-/// The pinned compression level.
-pub const LEVEL: u32 = 6;
+/// The default compression level: 4, the fastest of zlib-rs's levels whose initrds stay
+/// within 5 % of `gzip -6`'s size (measured on a LinuxKit-shaped image of real binaries:
+/// level 4 is 1.04x `gzip -6`, 1.3x faster than level 6; level 3 is 1.07x).
+pub const DEFAULT_LEVEL: u32 = 4;
 
 const HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff];
 const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
@@ -40,10 +43,11 @@ pub struct SegmentEncoder<W: Write> {
 }
 
 impl<W: Write> SegmentEncoder<W> {
-    pub fn new(out: W) -> SegmentEncoder<W> {
+    /// An encoder at `level` (0 to 9).
+    pub fn with_level(out: W, level: u32) -> SegmentEncoder<W> {
         SegmentEncoder {
             out,
-            compress: Compress::new(Compression::new(LEVEL), false),
+            compress: Compress::new(Compression::new(level), false),
             hasher: crc32fast::Hasher::new(),
             length: 0,
             buffer: Vec::with_capacity(128 * 1024),
@@ -116,7 +120,7 @@ mod tests {
         write_header(&mut out).unwrap();
         let mut summaries = Vec::new();
         for segment in segments {
-            let mut encoder = SegmentEncoder::new(Vec::new());
+            let mut encoder = SegmentEncoder::with_level(Vec::new(), DEFAULT_LEVEL);
             encoder.write_all(segment).unwrap();
             let (bytes, summary) = encoder.finish().unwrap();
             out.extend_from_slice(&bytes);

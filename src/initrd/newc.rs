@@ -12,8 +12,8 @@
 //!   mtime                   from the layer, clamped to 0..=u32::MAX; generated entries
 //!                           use a fixed time
 //!   filesize                data length; a file of 4 GiB or more is an error
-//!   devmajor, devminor      0, segment number: (dev, ino) identifies an inode across
-//!                           independently written segments
+//!   devmajor, devminor      the segment's device number, 64 bits of its key: (dev, ino)
+//!                           identifies an inode across independently written segments
 //!   rdevmajor, rdevminor    device numbers of character and block devices, else 0
 //!   namesize                name length + 1 (the NUL)
 //!   check                   0
@@ -101,17 +101,27 @@ pub struct SegmentWriter<W: Write> {
     out: W,
     written: u64,
     next_ino: u32,
-    segment: u32,
+    device: (u32, u32),
     uncreatable: Vec<(Vec<u8>, String)>,
 }
 
 impl<W: Write> SegmentWriter<W> {
-    /// A writer for segment number `segment` (written into every header's devminor).
-    pub fn new(out: W, segment: u32) -> SegmentWriter<W> {
-        SegmentWriter { out, written: 0, next_ino: 1, segment, uncreatable: Vec::new() }
+    /// A writer for a segment whose entries carry `device` (devmajor, devminor): inode
+    /// numbers count from 1 in each segment, so the device number tells segments apart
+    /// (the kernel and cpio match hard links on device and inode).
+    pub fn new(out: W, device: (u32, u32)) -> SegmentWriter<W> {
+        SegmentWriter { out, written: 0, next_ino: 1, device, uncreatable: Vec::new() }
     }
 
-    fn header(&mut self, name: &[u8], meta: &Metadata, ino: u32, nlink: u32, size: u64, devminor: u32) -> Result<()> {
+    fn header(
+        &mut self,
+        name: &[u8],
+        meta: &Metadata,
+        ino: u32,
+        nlink: u32,
+        size: u64,
+        device: (u32, u32),
+    ) -> Result<()> {
         if name.is_empty() || name.contains(&0) {
             bail!("invalid cpio entry name {:?}", String::from_utf8_lossy(name));
         }
@@ -120,11 +130,12 @@ impl<W: Write> SegmentWriter<W> {
         }
         let mtime = u32::try_from(meta.mtime).unwrap_or(u32::MAX);
         let header = format!(
-            "070701{ino:08X}{:08X}{:08X}{:08X}{nlink:08X}{mtime:08X}{size:08X}{:08X}{devminor:08X}{:08X}{:08X}{:08X}{:08X}",
+            "070701{ino:08X}{:08X}{:08X}{:08X}{nlink:08X}{mtime:08X}{size:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
             meta.mode,
             meta.uid,
             meta.gid,
-            0,
+            device.0,
+            device.1,
             meta.rdev.0,
             meta.rdev.1,
             name.len() + 1,
@@ -158,7 +169,7 @@ impl<W: Write> SegmentWriter<W> {
     pub fn entry(&mut self, name: &[u8], meta: &Metadata, size: u64, data: impl Read) -> Result<()> {
         Self::check_name(name)?;
         let ino = self.allocate_ino();
-        self.header(name, meta, ino, 1, size, self.segment)?;
+        self.header(name, meta, ino, 1, size, self.device)?;
         if meta.mode & S_IFMT == S_IFLNK {
             // A symlink's data is its target: small, read to check its length.
             let mut target = Vec::new();
@@ -200,10 +211,10 @@ impl<W: Write> SegmentWriter<W> {
             Self::check_name(name)?;
         }
         for name in others {
-            self.header(name, meta, ino, nlink, 0, self.segment)?;
+            self.header(name, meta, ino, nlink, 0, self.device)?;
             self.note_uncreatable(name, None);
         }
-        self.header(last, meta, ino, nlink, size, self.segment)?;
+        self.header(last, meta, ino, nlink, size, self.device)?;
         self.note_uncreatable(last, None);
         self.data(size, data)
     }
@@ -221,9 +232,9 @@ impl<W: Write> SegmentWriter<W> {
 /// Writes the trailer after `written` bytes of entries, padding the archive to 512 bytes.
 /// Returns the number of bytes it wrote.
 pub fn write_trailer(mut out: impl Write, written: u64) -> Result<u64> {
-    let mut trailer = SegmentWriter::new(Vec::new(), 0);
+    let mut trailer = SegmentWriter::new(Vec::new(), (0, 0));
     let meta = Metadata { mode: 0, uid: 0, gid: 0, mtime: 0, rdev: (0, 0) };
-    trailer.header(TRAILER, &meta, 0, 1, 0, 0)?;
+    trailer.header(TRAILER, &meta, 0, 1, 0, (0, 0))?;
     let mut bytes = trailer.into_inner();
     let total = written + bytes.len() as u64;
     bytes.resize(bytes.len() + ((512 - total % 512) % 512) as usize, 0);
@@ -241,7 +252,7 @@ mod tests {
 
     #[test]
     fn writes_the_documented_bytes() {
-        let mut writer = SegmentWriter::new(Vec::new(), 1);
+        let mut writer = SegmentWriter::new(Vec::new(), (0xabc, 1));
         writer.entry(b"etc", &meta(S_IFDIR | 0o755), 0, io::empty()).unwrap();
         writer.entry(b"etc/hosts", &meta(S_IFREG | 0o644), 3, &b"abc"[..]).unwrap();
         let written = writer.written();
@@ -255,8 +266,8 @@ mod tests {
             "00000001", // nlink
             "58F63F08", // mtime 2017-04-18T16:30:00Z
             "00000000", // filesize
-            "00000000", // devmajor
-            "00000001", // devminor: the segment
+            "00000ABC", // devmajor: the segment's device
+            "00000001", // devminor
             "00000000", // rdevmajor
             "00000000", // rdevminor
             "00000004", // namesize, with the NUL
@@ -279,7 +290,7 @@ mod tests {
 
     #[test]
     fn lists_what_the_kernel_cannot_create() {
-        let mut writer = SegmentWriter::new(Vec::new(), 1);
+        let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
         let long_component = [b"dir/".as_slice(), &[b'n'; 256]].concat();
         let long_path = vec![b'p'; 4096];
         let long_target = vec![b't'; 4096];
@@ -295,7 +306,7 @@ mod tests {
 
     #[test]
     fn refuses_what_newc_cannot_hold() {
-        let mut writer = SegmentWriter::new(Vec::new(), 1);
+        let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
         let err = writer.entry(TRAILER, &meta(S_IFREG | 0o644), 0, io::empty()).unwrap_err();
         assert!(err.to_string().contains("end-of-archive marker"), "{err}");
         let err = writer.entry(b"big", &meta(S_IFREG | 0o644), MAX_FILE_SIZE + 1, io::empty()).unwrap_err();

@@ -411,7 +411,7 @@ impl Image {
         let result = async {
             std::fs::create_dir_all(&output_dir)
                 .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", output_dir.display()))?;
-            build(composition, &context.puller, output_dir.clone(), name.clone()).await
+            build(composition, &context.puller, &context.segments, output_dir.clone(), name.clone()).await
         }
         .await;
         let artifacts = match result {
@@ -427,7 +427,7 @@ impl Image {
             }
         };
         for warning in &artifacts.warnings {
-            diags.warning(warning.summary, warning.detail.clone(), AttributePath::root());
+            diags.warning(warning.summary.clone(), warning.detail.clone(), AttributePath::root());
         }
         state.kernel_sha256 = Value::Value(artifacts.kernel.sha256.clone());
         state.initrd_sha256 = Value::Value(artifacts.initrd.sha256.clone());

@@ -18,6 +18,7 @@ use super::image_backed::ImageResource;
 use super::kernel::Kernel;
 use super::package::Package;
 use super::schema::{attribute, description};
+use crate::assemble::SegmentCache;
 use crate::oci::auth::{DockerConfig, RegistrySettings};
 use crate::oci::cache::BlobCache;
 use crate::oci::platform::{Platform, DEFAULT_PLATFORM};
@@ -26,10 +27,14 @@ use crate::oci::Puller;
 
 /// How many blobs are downloaded at once unless `parallel_pulls` says otherwise.
 const DEFAULT_PARALLEL_PULLS: i64 = 4;
+/// MiB of compressed initrd segments kept unless `segment_cache_mb` says otherwise: a few
+/// versions of a few images.
+const DEFAULT_SEGMENT_CACHE_MB: i64 = 2048;
 
 /// What every resource needs once the provider is configured.
 pub struct ProviderContext {
     pub puller: Puller,
+    pub segments: SegmentCache,
     pub platform: Platform,
 }
 
@@ -50,6 +55,8 @@ pub struct ProviderConfig {
     /// Absent from configurations written before it existed.
     #[serde(default)]
     registry_timeout: Value<i64>,
+    #[serde(default)]
+    segment_cache_mb: Value<i64>,
     registry: Value<Vec<RegistryBlock>>,
 }
 
@@ -122,6 +129,8 @@ impl Provider for ResinProvider {
                         "Path of Docker's `config.json` for registry credentials (auths, credHelpers, credsStore). Default: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`."),
                     attribute("parallel_pulls", AttributeType::Number, AttributeConstraint::Optional,
                         "Largest number of blobs downloaded at once, by all the resources of a run together (layers and configs; manifests are small and not counted). Default: 4."),
+                    attribute("segment_cache_mb", AttributeType::Number, AttributeConstraint::Optional,
+                        "MiB of compressed initrd segments kept in `cache_dir/segments` between applies, so that an image where nothing or one package changed compresses only what is new. After each assembly the least recently used segments are removed until at most this much is kept; 0 keeps none. Default: 2048."),
                     attribute("registry_timeout", AttributeType::Number, AttributeConstraint::Optional,
                         "Seconds a registry request may wait for a connection, or between two reads of its answer, before it is abandoned and retried. A request is retried up to 4 times (after 0.5, 1, 2 and 4 s, or the registry's `Retry-After` up to 30 s) on HTTP 5xx and 429, refused or reset connections, timeouts and answers cut off part way; never on TLS failures or other 4xx answers (a 401 authenticates once more first). Default: 60."),
                 ]),
@@ -143,6 +152,15 @@ impl Provider for ResinProvider {
                     "Invalid parallel_pulls",
                     format!("{n} is outside 1..64"),
                     AttributePath::new("parallel_pulls"),
+                );
+            }
+        }
+        if let Value::Value(n) = config.segment_cache_mb {
+            if n < 0 {
+                diags.error(
+                    "Invalid segment_cache_mb",
+                    format!("{n} is negative"),
+                    AttributePath::new("segment_cache_mb"),
                 );
             }
         }
@@ -226,9 +244,13 @@ impl Provider for ResinProvider {
         }
         // Opening removes the temporary files of killed runs: off the async runtime.
         let opening = cache_dir.clone();
-        let opened = tokio::task::spawn_blocking(move || BlobCache::open(&opening)).await;
-        let cache = match opened.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok(cache) => cache,
+        let segment_bytes = config.segment_cache_mb.unwrap_or(DEFAULT_SEGMENT_CACHE_MB).max(0).unsigned_abs() << 20;
+        let opened = tokio::task::spawn_blocking(move || {
+            Ok::<_, anyhow::Error>((BlobCache::open(&opening)?, SegmentCache::open(&opening, segment_bytes)?))
+        })
+        .await;
+        let (cache, segments) = match opened.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(caches) => caches,
             Err(e) => {
                 super::error_at(diags, "Unusable cache directory", &e, AttributePath::new("cache_dir"));
                 return None;
@@ -242,6 +264,7 @@ impl Provider for ResinProvider {
         };
         let context = ProviderContext {
             puller: Puller::new(cache, Arc::new(RegistryClient::new(registries, docker_config, timeout)), parallel),
+            segments,
             platform,
         };
         crate::log::debug("provider configured", &[("cache_dir", cache_dir.display().to_string())]);

@@ -533,7 +533,7 @@ mod tests {
         }
         spool.finish().unwrap();
         tree.insert_file(b"etc/generated", Meta::generated(0o600), 2, Content::Bytes(b"hi".to_vec()));
-        let mut writer = SegmentWriter::new(Vec::new(), 1);
+        let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
         tree.write(b"", &mut writer, &spool, &Default::default()).unwrap();
         let written = writer.written();
         let mut archive = writer.into_inner();

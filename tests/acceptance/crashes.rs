@@ -142,26 +142,27 @@ fn the_next_run_removes_what_a_provider_killed_mid_assembly_left() {
             .replace("resource \"resin_package\" \"sysctl\"", "resource \"resin_package\" \"big\" {\n  image = \"oci-layout:./layout:big\"\n}\n\nresource \"resin_package\" \"sysctl\""),
     );
     let output_dir = workspace.work_dir().join("out");
+    let segments = workspace.cache_dir.join("segments");
     let mut terraform = workspace.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     wait_for("an initrd segment being written", Duration::from_secs(120), || {
-        temporary_files(&output_dir, ".resin~segment-")
+        temporary_files(&segments, ".resin~segment-")
             .into_iter()
             .find(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
     });
     let (provider, _) = provider_of(terraform.id());
     kill_9(provider);
     assert!(!terraform.wait().unwrap().success());
-    let left = temporary_files(&output_dir, ".resin~");
-    assert!(!left.is_empty(), "the killed assembly leaves its temporary files");
+    let left_in = |dir: &Path| temporary_files(dir, ".resin~");
+    assert!(!left_in(&output_dir).is_empty(), "the killed assembly leaves its temporary artifacts");
+    assert!(!left_in(&segments).is_empty(), "the killed assembly leaves its segment being written");
     assert_eq!(artifact_digests(&workspace), before, "the previous artifacts are intact");
 
-    age(&left);
+    age(&left_in(&output_dir));
+    age(&left_in(&segments));
     workspace.apply();
-    assert!(
-        temporary_files(&output_dir, ".resin~").is_empty(),
-        "the next run removes them: {:?}",
-        temporary_files(&output_dir, ".resin~")
-    );
+    for dir in [&output_dir, &segments] {
+        assert!(left_in(dir).is_empty(), "the next run removes them: {:?}", left_in(dir));
+    }
     assert_ne!(sha256(&out(&workspace, "initrd.img")), before[1]);
     assert_eq!(workspace.plan().code, 0);
 }

@@ -15,7 +15,7 @@ use sha2::Digest as _;
 /// ([`write_fixtures`]) with the settings of `tests/acceptance/image.rs`'s `image_config`.
 /// Checked through Terraform (tests/acceptance/golden.rs) and by the library alone
 /// (`src/assemble/golden.rs`).
-pub const GOLDEN_INITRD: &str = "81aecdf6d4afcdae300fb8790d340bde5fa2079a137449f3cf5358fdb37838e1";
+pub const GOLDEN_INITRD: &str = "33ec7b82a1ea9995d88e2700b0e82da2a854fccc535f6f2de209a1748b8d2524";
 
 /// What to do when a golden value changes.
 pub const GOLDEN_ADVICE: &str = "If this change is intentional (resin now writes different bytes or hashes \

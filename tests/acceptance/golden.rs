@@ -7,7 +7,7 @@ use crate::terraform::Workspace;
 
 /// The `content_hash` of the golden image, planned by Terraform (it names the layout as
 /// `./layout`, relative to Terraform's working directory).
-const GOLDEN_CONTENT_HASH: &str = "sha256:2df0f88ab6157f13d965b2028b455da6118b2f4a030a43efe0009ff8cb6b2c20";
+const GOLDEN_CONTENT_HASH: &str = "sha256:762cbd406c575879f3832badc827e7f72242563c7923d86b4e9c46ee1133a3b6";
 
 #[test]
 fn the_golden_fixture_gives_the_same_bytes() {

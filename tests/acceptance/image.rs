@@ -566,7 +566,7 @@ fn debug_logs_show_pulls_and_assembly_phases_and_info_stays_quiet() {
     assert!(line_with("pulled image", &["layers=", "bytes_fetched=", "elapsed_ms="]), "no image line");
     assert!(line_with("resolved image", &["platform=linux/amd64", "digest=sha256:"]), "no resolve line");
     for phase in [
-        "assembly: layers unioned",
+        "assembly: segments planned",
         "assembly: segments written",
         "assembly: initrd written",
         "assembly: artifacts written",

@@ -14,6 +14,7 @@ mod pull;
 mod registry;
 mod retries;
 mod saved_plans;
+mod segments;
 mod terraform;
 mod token_server;
 mod trust;
@@ -55,6 +56,13 @@ fn push_basic_fixtures(registry: &Registry, dir: &Path) {
     registry.push(dir, "v1", "fixtures/init", false);
     retag(dir, "kernel-v1", "v1");
     registry.push(dir, "v1", "fixtures/kernel", false);
+}
+
+/// `config` with a provider that keeps no initrd segments, so every assembly reads its
+/// layers (for tests of what reading a layer checks).
+fn without_segment_cache(config: &str) -> String {
+    assert!(config.contains("provider \"resin\" {\n"), "{config}");
+    config.replacen("provider \"resin\" {\n", "provider \"resin\" {\n  segment_cache_mb = 0\n", 1)
 }
 
 /// Points `to` at whatever `from` names in the layout's index.json.

@@ -158,139 +158,142 @@ fn assemble(
 
     // Segment by segment, in order: a segment in the cache gives its bytes and the
     // directories it writes; any other is built (its layers read once) and written below.
-    let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
-    let mut parts: Vec<Result<CachedSegment, usize>> = Vec::new();
-    let mut segments: Vec<Segment> = Vec::new();
-    let mut init_databases: BTreeMap<usize, Option<Vec<u8>>> = BTreeMap::new();
-    let planned_segments = plan(composition);
+    // New segments are written (cut into pieces, compressed on every core) while the next
+    // ones are built.
+    let mut parts: Vec<Option<CachedSegment>> = Vec::new();
     let (mut hits, mut misses) = (0usize, 0usize);
-    for planned in planned_segments {
-        let base = content_hash(&json!({
-            "format": ASSEMBLY_FORMAT,
-            "gzip_level": level,
-            "segment": planned.identity(composition),
-        }));
-        let key = segment_key(&base, planned.prefix(), &existing);
-        if let Some(cached) = segment_cache.get(&key)? {
-            for directory in &cached.meta.directories {
-                existing.insert(hex::decode(directory).context("a cached segment's directory")?);
-            }
-            warnings.extend(cached.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)));
-            parts.push(Ok(cached));
-            hits += 1;
-            continue;
-        }
-        misses += 1;
-        let mut dropped = Vec::new();
-        let body = match planned {
-            Planned::KernelModules => {
-                let (tree, spool) = read_modules(kernel_spec, kernel_image, &kernel_tree, &kernel_spool, new_spool()?)?;
-                let describe = format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference);
-                image_body(tree, vec![], spool, describe)
-            }
-            // Init images at /, each flattened on its own (later ones overwrite earlier files).
-            Planned::Init { index, package } => {
-                let image = &images[&package.image];
-                let describe = format!("init[{index}]: {}", image.reference);
-                let (mut tree, spool, flattened) = flatten(image, &layer_sources(image, cache)?, new_spool()?)
-                    .with_context(|| format!("init[{index}]"))?;
-                dropped = flattened;
-                init_databases.insert(index, apk_database(&tree, &spool, image).with_context(|| describe.clone())?);
-                rewrite(&mut tree, ImageRole::Init);
-                image_body(tree, vec![], spool, describe)
-            }
-            // Like LinuxKit, the image gets the concatenation of the init images' apk
-            // databases, so every installed package stays listed.
-            Planned::ApkDatabases => {
-                let mut databases = Vec::new();
-                for (index, package) in composition.inputs.init.iter().enumerate() {
-                    let database = match init_databases.remove(&index) {
-                        Some(database) => database,
-                        None => {
-                            let image = &images[&package.image];
-                            let (tree, spool, _) = flatten(image, &layer_sources(image, cache)?, new_spool()?)?;
-                            apk_database(&tree, &spool, image).with_context(|| format!("init[{index}]"))?
-                        }
-                    };
-                    databases.extend(database);
+    let written = write_segments(level, segment_cache, |sink| {
+        let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut init_databases: BTreeMap<usize, Option<Vec<u8>>> = BTreeMap::new();
+        for planned in plan(composition) {
+            let base = content_hash(&json!({
+                "format": ASSEMBLY_FORMAT,
+                "gzip_level": level,
+                "segment": planned.identity(composition),
+            }));
+            let key = segment_key(&base, planned.prefix(), &existing);
+            if let Some(cached) = segment_cache.get(&key)? {
+                for directory in &cached.meta.directories {
+                    existing.insert(hex::decode(directory).context("a cached segment's directory")?);
                 }
-                if databases.len() >= 2 {
-                    SegmentBody::File { path: APK_DATABASE, contents: databases.concat() }
-                } else {
-                    SegmentBody::Empty
-                }
+                warnings.extend(cached.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)));
+                parts.push(Some(cached));
+                hits += 1;
+                continue;
             }
-            Planned::Bundle { bundle, prefix, scaffold } => {
-                let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
-                let (tree, spool, describe) = if bundle.extracts_image {
-                    let image = &images[&bundle.package.image];
-                    let (mut tree, spool, flattened) =
-                        flatten(image, &layer_sources(image, cache)?, new_spool()?).with_context(|| at.clone())?;
+            misses += 1;
+            let mut dropped = Vec::new();
+            let body = match planned {
+                Planned::KernelModules => {
+                    let (tree, spool) =
+                        read_modules(kernel_spec, kernel_image, &kernel_tree, &kernel_spool, new_spool()?)?;
+                    let describe = format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference);
+                    image_body(tree, vec![], spool, describe)
+                }
+                // Init images at /, each flattened on its own (later ones overwrite earlier files).
+                Planned::Init { index, package } => {
+                    let image = &images[&package.image];
+                    let describe = format!("init[{index}]: {}", image.reference);
+                    let (mut tree, spool, flattened) = flatten(image, &layer_sources(image, cache)?, new_spool()?)
+                        .with_context(|| format!("init[{index}]"))?;
                     dropped = flattened;
-                    rewrite(&mut tree, ImageRole::Bundle);
-                    (tree, spool, format!("{at}: {}", image.reference))
-                } else {
-                    (Tree::new(), Spool::discarding(), at)
-                };
-                SegmentBody::Tree {
-                    tree,
-                    prefix,
-                    spool,
-                    scaffold_directories: scaffold.directories,
-                    scaffold_files: scaffold.files,
-                    describe,
+                    init_databases.insert(index, apk_database(&tree, &spool, image).with_context(|| describe.clone())?);
+                    rewrite(&mut tree, ImageRole::Init);
+                    image_body(tree, vec![], spool, describe)
                 }
-            }
-            Planned::Files => image_body(file_entries(composition)?, vec![], Spool::discarding(), "file".into()),
-        };
-        let directories = match &body {
-            SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {
-                let mut scaffolded = existing.clone();
-                scaffolded.extend(scaffold_directories.iter().cloned());
-                let mut directories = scaffold_directories.clone();
-                directories.extend(tree.directories_written(prefix, &scaffolded));
-                directories
-            }
-            SegmentBody::File { .. } | SegmentBody::Empty => Vec::new(),
-        };
-        let segment = Segment {
-            body,
-            existing: existing.clone(),
-            device: device_of(&key),
-            key,
-            directories: directories.clone(),
-            warnings: dropped,
-        };
-        existing.extend(directories);
-        parts.push(Err(segments.len()));
-        segments.push(segment);
-    }
+                // Like LinuxKit, the image gets the concatenation of the init images' apk
+                // databases, so every installed package stays listed.
+                Planned::ApkDatabases => {
+                    let mut databases = Vec::new();
+                    for (index, package) in composition.inputs.init.iter().enumerate() {
+                        let database = match init_databases.remove(&index) {
+                            Some(database) => database,
+                            None => {
+                                let image = &images[&package.image];
+                                let (tree, spool, _) = flatten(image, &layer_sources(image, cache)?, new_spool()?)?;
+                                apk_database(&tree, &spool, image).with_context(|| format!("init[{index}]"))?
+                            }
+                        };
+                        databases.extend(database);
+                    }
+                    if databases.len() >= 2 {
+                        SegmentBody::File { path: APK_DATABASE, contents: databases.concat() }
+                    } else {
+                        SegmentBody::Empty
+                    }
+                }
+                Planned::Bundle { bundle, prefix, scaffold } => {
+                    let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
+                    let (tree, spool, describe) = if bundle.extracts_image {
+                        let image = &images[&bundle.package.image];
+                        let (mut tree, spool, flattened) =
+                            flatten(image, &layer_sources(image, cache)?, new_spool()?).with_context(|| at.clone())?;
+                        dropped = flattened;
+                        rewrite(&mut tree, ImageRole::Bundle);
+                        (tree, spool, format!("{at}: {}", image.reference))
+                    } else {
+                        (Tree::new(), Spool::discarding(), at)
+                    };
+                    SegmentBody::Tree {
+                        tree,
+                        prefix,
+                        spool,
+                        scaffold_directories: scaffold.directories,
+                        scaffold_files: scaffold.files,
+                        describe,
+                    }
+                }
+                Planned::Files => image_body(file_entries(composition)?, vec![], Spool::discarding(), "file".into()),
+            };
+            let directories = match &body {
+                SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {
+                    let mut scaffolded = existing.clone();
+                    scaffolded.extend(scaffold_directories.iter().cloned());
+                    let mut directories = scaffold_directories.clone();
+                    directories.extend(tree.directories_written(prefix, &scaffolded));
+                    directories
+                }
+                SegmentBody::File { .. } | SegmentBody::Empty => Vec::new(),
+            };
+            let segment = Segment {
+                body,
+                existing: existing.clone(),
+                device: device_of(&key),
+                key,
+                directories: directories.clone(),
+                warnings: dropped,
+            };
+            existing.extend(directories);
+            parts.push(None);
+            sink.push(segment)?;
+        }
+        log::debug(
+            "assembly: segments planned",
+            &[
+                ("cached", hits.to_string()),
+                ("to_build", misses.to_string()),
+                ("elapsed_ms", started.elapsed().as_millis().to_string()),
+            ],
+        );
+        Ok(())
+    })?;
     drop((kernel_tree, kernel_spool));
     log::debug(
-        "assembly: segments planned",
-        &[
-            ("cached", hits.to_string()),
-            ("to_build", misses.to_string()),
-            ("elapsed_ms", started.elapsed().as_millis().to_string()),
-        ],
-    );
-    let segments_started = Instant::now();
-    let mut written = write_segments(&segments, level, segment_cache)?.into_iter();
-    drop(segments);
-    log::debug(
         "assembly: segments written",
-        &[("segments", misses.to_string()), ("elapsed_ms", segments_started.elapsed().as_millis().to_string())],
+        &[("segments", misses.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
     );
+    let mut written = written.into_iter();
     let mut ordered: Vec<CachedSegment> = Vec::new();
     for part in parts {
-        match part {
-            Ok(cached) => ordered.push(cached),
-            Err(_) => {
+        let segment = match part {
+            Some(cached) => cached,
+            None => {
                 let segment = written.next().context("a segment was not written")?;
                 warnings.extend(segment.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)));
-                ordered.push(segment);
+                segment
             }
-        }
+        };
+        ordered.push(segment);
     }
 
     // The initrd: microcode, then one gzip member of the segments and the trailer.

@@ -194,27 +194,52 @@ fn produce(segment: &Segment, mut cutter: Cutter<'_>) -> Result<Produced> {
     Ok(Produced { pieces: cutter.finish()?, cpio_bytes, uncreatable })
 }
 
-/// Writes every segment into a new entry of the segment cache: this thread writes the
-/// cpio streams in order, cut into pieces that one compressor per core compresses at
-/// `level`; memory holds a few pieces at a time. Returns the entries, open, in order.
-pub fn write_segments(segments: &[Segment], level: u32, cache: &SegmentCache) -> Result<Vec<CachedSegment>> {
+/// Hands segments, in order, to [`write_segments`]'s writers.
+pub struct SegmentSink<'c> {
+    segments: std::sync::mpsc::SyncSender<Segment<'c>>,
+}
+
+/// The writers stopped early: the reason is reported by [`write_segments`].
+#[derive(Debug, thiserror::Error)]
+#[error("the segment writers stopped")]
+struct WritersStopped;
+
+impl<'c> SegmentSink<'c> {
+    /// Queues the next segment (waiting while the writers are busy with earlier ones, so
+    /// only a few trees wait in memory).
+    pub fn push(&self, segment: Segment<'c>) -> Result<()> {
+        self.segments.send(segment).map_err(|_| WritersStopped.into())
+    }
+}
+
+/// A segment written: what its cache entry needs besides the bytes.
+struct Done {
+    key: Digest,
+    describe: String,
+    directories: Vec<Vec<u8>>,
+    warnings: Vec<Warning>,
+    produced: Produced,
+}
+
+/// Writes the segments `build` pushes into new entries of the segment cache, while
+/// `build` goes on: one thread writes their cpio streams in order, cut into pieces that
+/// one compressor per core compresses at `level`. Memory holds a few pieces and a few
+/// segments at a time. Returns the entries, open, in the order they were pushed.
+pub fn write_segments<'c>(
+    level: u32,
+    cache: &SegmentCache,
+    build: impl FnOnce(&SegmentSink<'c>) -> Result<()>,
+) -> Result<Vec<CachedSegment>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let describe = |index: usize| {
-        format!(
-            "writing initrd segment ({}) to the segment cache {}",
-            segments[index].describe(),
-            cache.dir().display()
-        )
-    };
-    let outputs: Vec<Mutex<Output>> = segments
-        .iter()
-        .enumerate()
-        .map(|(index, _)| Output::new(cache).map(Mutex::new).with_context(|| describe(index)))
-        .collect::<Result<_>>()?;
+    let describe =
+        |what: &str| format!("writing initrd segment ({what}) to the segment cache {}", cache.dir().display());
+    let outputs: Mutex<Vec<std::sync::Arc<Mutex<Output>>>> = Mutex::new(Vec::new());
+    let output = |index: usize| outputs.lock().expect("outputs lock")[index].clone();
     let stop = AtomicBool::new(false);
     let (queue, pieces) = std::sync::mpsc::sync_channel::<Piece>(workers);
     let pieces = Mutex::new(pieces);
-    let produced: Vec<Result<Produced>> = std::thread::scope(|scope| {
+    let (sink, segments) = std::sync::mpsc::sync_channel::<Segment<'c>>(1);
+    let (built, done) = std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
@@ -223,7 +248,8 @@ pub fn write_segments(segments: &[Segment], level: u32, cache: &SegmentCache) ->
                     encoder.write_all(&piece.bytes)?;
                     encoder.finish()
                 })();
-                let mut output = outputs[piece.segment].lock().expect("segment output lock");
+                let output = output(piece.segment);
+                let mut output = output.lock().expect("segment output lock");
                 let added = compressed.and_then(|(bytes, summary)| output.add(piece.index, bytes, summary));
                 if let Err(e) = added {
                     output.error.get_or_insert(e.into());
@@ -231,48 +257,73 @@ pub fn write_segments(segments: &[Segment], level: u32, cache: &SegmentCache) ->
                 }
             });
         }
-        let mut produced = Vec::new();
-        for (index, segment) in segments.iter().enumerate() {
-            let cutter =
-                Cutter { segment: index, pieces: 0, buffer: Vec::with_capacity(PIECE), queue: &queue, stop: &stop };
-            let result = produce(segment, cutter);
-            let failed = result.is_err();
-            produced.push(result);
-            if failed || stop.load(Ordering::SeqCst) {
-                break;
+        let (outputs, stop) = (&outputs, &stop);
+        let producer = scope.spawn(move || {
+            let queue = queue;
+            let mut done: Vec<Result<Done>> = Vec::new();
+            for (index, segment) in segments.iter().enumerate() {
+                let started =
+                    Output::new(cache).map(|o| outputs.lock().expect("outputs lock").push(Mutex::new(o).into()));
+                let what = segment.describe();
+                let result = started.and_then(|()| {
+                    let cutter =
+                        Cutter { segment: index, pieces: 0, buffer: Vec::with_capacity(PIECE), queue: &queue, stop };
+                    produce(&segment, cutter)
+                });
+                let Segment { key, directories, warnings, .. } = segment;
+                let failed = result.is_err();
+                done.push(result.map(|produced| Done { key, describe: what, directories, warnings, produced }));
+                if failed || stop.load(Ordering::SeqCst) {
+                    stop.store(true, Ordering::SeqCst);
+                    break;
+                }
             }
+            done
+        });
+        let built = build(&SegmentSink { segments: sink });
+        if built.is_err() {
+            stop.store(true, Ordering::SeqCst);
         }
-        drop(queue);
-        produced
+        let done = producer.join().expect("the segment producer does not panic");
+        (built, done)
     });
-    let mut written = Vec::new();
-    let mut produced = produced.into_iter();
-    for (index, output) in outputs.into_iter().enumerate() {
-        let mut output = output.into_inner().expect("segment output lock");
+    // The first real failure: the writers' (a full disk...), or the build's own.
+    let built = match built {
+        Err(error) if !error.is::<WritersStopped>() => Some(error),
+        _ => None,
+    };
+    let outputs = outputs.into_inner().expect("outputs lock");
+    for (output, done) in outputs.iter().zip(&done) {
+        let mut output = output.lock().expect("segment output lock");
         if let Some(error) = output.error.take() {
-            return Err(error).with_context(|| describe(index));
+            let what = done.as_ref().map_or_else(|_| "a segment".to_string(), |d| d.describe.clone());
+            return Err(error).with_context(|| describe(&what));
         }
-        // Segments after a failure were never started; the failure is reported above.
-        let Some(produced) = produced.next() else { break };
-        let produced = produced.with_context(|| describe(index))?;
-        if output.next != produced.pieces {
-            bail!("{}: {} of {} pieces were compressed", describe(index), output.next, produced.pieces);
+    }
+    if let Some(error) = built {
+        return Err(error);
+    }
+    let mut written = Vec::new();
+    for (output, done) in outputs.into_iter().zip(done) {
+        let done = done?;
+        let output = std::sync::Arc::into_inner(output).expect("the writers are done").into_inner().expect("lock");
+        let what = describe(&done.describe);
+        if output.next != done.produced.pieces {
+            bail!("{what}: {} of {} pieces were compressed", output.next, done.produced.pieces);
         }
-        let segment = &segments[index];
-        debug_assert_eq!(produced.cpio_bytes, output.length);
-        let mut warnings: Vec<(String, String)> =
-            segment.warnings.iter().map(|w| (w.summary.to_string(), w.detail.clone())).collect();
-        warnings.extend(produced.uncreatable.iter().map(|(name, reason)| {
-            let warning = Warning::uncreatable(&segment.describe(), name, reason);
+        debug_assert_eq!(done.produced.cpio_bytes, output.length);
+        let mut warnings: Vec<(String, String)> = done.warnings.into_iter().map(|w| (w.summary, w.detail)).collect();
+        warnings.extend(done.produced.uncreatable.iter().map(|(name, reason)| {
+            let warning = Warning::uncreatable(&done.describe, name, reason);
             (warning.summary, warning.detail)
         }));
         let meta = SegmentMeta {
             crc: output.crc.finalize(),
             length: output.length,
-            directories: segment.directories.iter().map(hex::encode).collect(),
+            directories: done.directories.iter().map(hex::encode).collect(),
             warnings,
         };
-        written.push(output.entry.finish(cache, &segment.key, &meta).with_context(|| describe(index))?);
+        written.push(output.entry.finish(cache, &done.key, &meta).with_context(|| what.clone())?);
     }
     Ok(written)
 }

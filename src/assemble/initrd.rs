@@ -74,7 +74,7 @@ impl Segment<'_> {
 /// Uncompressed cpio bytes compressed as one piece. Segments are cut into pieces of this
 /// size, compressed in parallel (so every core stays busy however unequal the packages)
 /// and each ended with a full flush. Fixed, so the bytes do not depend on the machine.
-pub const PIECE: usize = 4 << 20;
+pub const PIECE: usize = 1 << 20;
 
 /// One piece of one segment's cpio stream, to compress.
 struct Piece {

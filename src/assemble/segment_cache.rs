@@ -135,7 +135,8 @@ impl SegmentCache {
     /// A new entry to write: compressed bytes go to [`NewSegment::writer`].
     pub fn create(&self) -> Result<NewSegment> {
         let file = crate::tempfiles::create_locked(&self.dir, TEMPORARY_PREFIX)?;
-        let out = io::BufWriter::with_capacity(1 << 20, file.as_file().try_clone()?);
+        // Compressed pieces arrive in large writes, which pass the buffer by.
+        let out = io::BufWriter::with_capacity(64 << 10, file.as_file().try_clone()?);
         Ok(NewSegment { file, out, hasher: sha2::Sha256::new(), data_length: 0 })
     }
 

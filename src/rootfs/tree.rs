@@ -288,7 +288,10 @@ impl Tree {
             mtime: meta.mtime,
             rdev,
         };
-        let mut links: BTreeMap<InodeId, Vec<Vec<u8>>> = BTreeMap::new();
+        // Each inode's names (without the prefix), and the inodes in the order of their
+        // first name (the nodes are walked in path order).
+        let mut links: Vec<Vec<&[u8]>> = vec![Vec::new(); self.inodes.len()];
+        let mut by_first_path: Vec<InodeId> = Vec::new();
         for (path, node) in &self.nodes {
             match node {
                 Node::Directory(meta) => {
@@ -298,7 +301,12 @@ impl Tree {
                         writer.entry(&full, &with_type(meta, S_IFDIR, (0, 0)), 0, std::io::empty())?;
                     }
                 }
-                Node::File(id) => links.entry(*id).or_default().push(name(path)),
+                Node::File(id) => {
+                    if links[*id].is_empty() {
+                        by_first_path.push(*id);
+                    }
+                    links[*id].push(path);
+                }
                 _ => {}
             }
         }
@@ -319,19 +327,18 @@ impl Tree {
                 _ => {}
             }
         }
+        let names = |id: InodeId| -> Vec<Vec<u8>> { links[id].iter().map(|path| name(path)).collect() };
         // Files in memory or on the host, in path order; layer files grouped by layer.
-        let mut by_first_path: Vec<(&Vec<u8>, InodeId)> = links.iter().map(|(id, paths)| (&paths[0], *id)).collect();
-        by_first_path.sort();
         let mut from_layers: BTreeMap<usize, BTreeMap<usize, InodeId>> = BTreeMap::new();
-        for (_, id) in by_first_path {
+        for id in by_first_path {
             let inode = &self.inodes[id];
             let meta = with_type(&inode.meta, S_IFREG, (0, 0));
             match &inode.content {
-                Content::Bytes(bytes) => writer.hard_links(&links[&id], &meta, inode.size, &bytes[..])?,
+                Content::Bytes(bytes) => writer.hard_links(&names(id), &meta, inode.size, &bytes[..])?,
                 Content::HostFile { path, sha256 } => {
                     let file = super::host::PlannedFile::open(path, sha256, inode.size)?;
                     writer
-                        .hard_links(&links[&id], &meta, inode.size, file)
+                        .hard_links(&names(id), &meta, inode.size, file)
                         .with_context(|| format!("copying {}", path.display()))?
                 }
                 Content::Layer { layer, ordinal } => {
@@ -345,8 +352,8 @@ impl Tree {
                 let inode = &self.inodes[id];
                 let data = spool
                     .reader(layer, ordinal, inode.size)
-                    .with_context(|| format!("the data of {} (layer {})", display(&links[&id][0]), layer + 1))?;
-                writer.hard_links(&links[&id], &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
+                    .with_context(|| format!("the data of {} (layer {})", display(links[id][0]), layer + 1))?;
+                writer.hard_links(&names(id), &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
             }
         }
         Ok(directories)

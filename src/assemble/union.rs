@@ -74,10 +74,10 @@ pub fn open_file<'s>(tree: &Tree, spool: &'s Spool, path: &[u8], image: &Resolve
         bail!("{} has no file {}", image.reference, display(path));
     };
     let inode = tree.inode(*id);
-    let Content::Layer { layer, ordinal } = inode.content else {
+    let Content::Layer { extent, .. } = inode.content else {
         bail!("{} of {} does not come from a layer", display(path), image.reference);
     };
-    spool.reader(layer, ordinal, inode.size).with_context(|| format!("{} of {}", display(path), image.reference))
+    spool.reader(extent, inode.size).with_context(|| format!("{} of {}", display(path), image.reference))
 }
 
 /// Copies the contents of files of `tree` (by path) into writers.

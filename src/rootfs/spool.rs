@@ -1,10 +1,10 @@
 //! The data of an image's regular files, kept while its layers are read once: the one
 //! pass over a layer that builds the union ([`super::tree`]) also copies each file's bytes
 //! into an unnamed temporary file (gone when dropped, even if the process is killed), so
-//! writing the initrd never decompresses a layer again. Memory stays flat: only offsets
-//! are kept. Readers use positioned reads, so several threads can read one spool.
+//! writing the initrd never decompresses a layer again. Memory stays flat: the union's
+//! inodes keep where their bytes are ([`Extent`]). Readers use positioned reads, so
+//! several threads can read one spool.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt as _;
@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-/// Where the bytes of entry `ordinal` of layer `layer` are.
-#[derive(Clone, Copy, Debug)]
-struct Extent {
-    offset: u64,
-    length: u64,
+/// Where one entry's bytes are in a spool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Extent {
+    pub offset: u64,
+    pub length: u64,
 }
 
-/// File data of some layers, by (layer, entry ordinal).
+/// File data of some layers; each entry's place is kept by its owner (the union's inode).
 #[derive(Debug)]
 pub struct Spool {
     /// `None` for a union read for its metadata only: data is skipped.
@@ -28,7 +28,6 @@ pub struct Spool {
     writer: Option<io::BufWriter<File>>,
     dir: PathBuf,
     length: u64,
-    extents: HashMap<(usize, usize), Extent>,
 }
 
 impl Spool {
@@ -45,31 +44,31 @@ impl Spool {
             writer: Some(io::BufWriter::with_capacity(1 << 20, writer)),
             dir: dir.to_path_buf(),
             length: 0,
-            extents: HashMap::new(),
         })
     }
 
     /// A spool that keeps nothing: for a union wanted for its metadata.
     pub fn discarding() -> Spool {
-        Spool { file: None, writer: None, dir: PathBuf::new(), length: 0, extents: HashMap::new() }
+        Spool { file: None, writer: None, dir: PathBuf::new(), length: 0 }
     }
 
     fn failed(&self) -> String {
         format!("keeping layer data in a temporary file in {}", self.dir.display())
     }
 
-    /// Copies `data` (the whole data of entry `ordinal` of layer `layer`) into the spool.
-    pub fn append(&mut self, layer: usize, ordinal: usize, data: &mut dyn Read) -> Result<()> {
+    /// Copies `data` (the whole data of one entry) into the spool. Returns where it is;
+    /// `None` from a spool that keeps nothing.
+    pub fn append(&mut self, data: &mut dyn Read) -> Result<Option<Extent>> {
         let Some(writer) = &mut self.writer else {
             if self.file.is_some() {
                 bail!("the spool is finished");
             }
-            return Ok(());
+            return Ok(None);
         };
         let copied = io::copy(data, writer).with_context(|| self.failed())?;
-        self.extents.insert((layer, ordinal), Extent { offset: self.length, length: copied });
+        let extent = Extent { offset: self.length, length: copied };
         self.length += copied;
-        Ok(())
+        Ok(Some(extent))
     }
 
     /// Ends the appends: what was appended can be read from now on.
@@ -80,16 +79,16 @@ impl Spool {
         Ok(())
     }
 
-    /// The data of entry `ordinal` of layer `layer`, which must be `length` bytes.
-    pub fn reader(&self, layer: usize, ordinal: usize, length: u64) -> Result<SpoolReader<'_>> {
+    /// The data at `extent` (`None`: never kept), which must be `length` bytes.
+    pub fn reader(&self, extent: Option<Extent>, length: u64) -> Result<SpoolReader<'_>> {
         if self.writer.is_some() {
             bail!("the spool is read before it is finished");
         }
-        let (Some(file), Some(extent)) = (&self.file, self.extents.get(&(layer, ordinal))) else {
-            bail!("entry {} of layer {} was not kept", ordinal + 1, layer + 1);
+        let (Some(file), Some(extent)) = (&self.file, extent) else {
+            bail!("the data was not kept");
         };
-        if extent.length != length {
-            bail!("entry {} of layer {} has {} bytes, not {length}", ordinal + 1, layer + 1, extent.length);
+        if extent.length != length || extent.offset + extent.length > self.length {
+            bail!("the data kept has {} bytes, not {length}", extent.length);
         }
         Ok(SpoolReader { file, position: extent.offset, end: extent.offset + extent.length })
     }
@@ -123,27 +122,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_read_back_by_layer_and_ordinal_from_any_order() {
+    fn entries_read_back_in_any_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::new_in(dir.path()).unwrap();
-        spool.append(0, 3, &mut &b"first"[..]).unwrap();
-        spool.append(1, 0, &mut &b""[..]).unwrap();
-        spool.append(1, 7, &mut &vec![7u8; 300_000][..]).unwrap();
-        assert!(spool.reader(0, 3, 5).is_err(), "not finished");
+        let first = spool.append(&mut &b"first"[..]).unwrap();
+        let empty = spool.append(&mut &b""[..]).unwrap();
+        let big = spool.append(&mut &vec![7u8; 300_000][..]).unwrap();
+        assert!(spool.reader(first, 5).is_err(), "not finished");
         spool.finish().unwrap();
-        let read = |layer, ordinal, length| {
+        let read = |extent, length| {
             let mut bytes = Vec::new();
-            spool.reader(layer, ordinal, length).unwrap().read_to_end(&mut bytes).unwrap();
+            spool.reader(extent, length).unwrap().read_to_end(&mut bytes).unwrap();
             bytes
         };
-        assert_eq!(read(1, 7, 300_000), vec![7u8; 300_000]);
-        assert_eq!(read(0, 3, 5), b"first");
-        assert_eq!(read(1, 0, 0), b"");
-        assert!(spool.reader(0, 3, 4).is_err(), "a length that does not match is an error");
-        assert!(spool.reader(2, 0, 0).is_err());
+        assert_eq!(read(big, 300_000), vec![7u8; 300_000]);
+        assert_eq!(read(first, 5), b"first");
+        assert_eq!(read(empty, 0), b"");
+        assert!(spool.reader(first, 4).is_err(), "a length that does not match is an error");
+        assert!(spool.reader(None, 0).is_err());
+        assert!(spool.reader(Some(Extent { offset: 300_000, length: 10 }), 10).is_err(), "beyond the end");
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "the spool has no name");
         let mut discarding = Spool::discarding();
-        discarding.append(0, 0, &mut &b"dropped"[..]).unwrap();
-        assert!(discarding.reader(0, 0, 7).is_err());
+        assert_eq!(discarding.append(&mut &b"dropped"[..]).unwrap(), None);
     }
 }

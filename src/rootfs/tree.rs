@@ -29,7 +29,7 @@ use anyhow::{bail, Context, Result};
 
 use super::layer::{for_each_entry, EntryKind, LayerEntry};
 use super::path::{display, join, parent};
-use super::spool::Spool;
+use super::spool::{Extent, Spool};
 use crate::initrd::newc::{Metadata, SegmentWriter, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
 /// mtime of entries resin makes up (implicit parents, generated files): LinuxKit's,
@@ -67,8 +67,9 @@ pub enum Node {
 /// Where a file's bytes are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
-    /// Entry `ordinal` of layer `layer` (indexes given to [`Tree::apply_layer`]).
-    Layer { layer: usize, ordinal: usize },
+    /// From layer `layer` (as given to [`Tree::apply_layer`]); its bytes are at `extent`
+    /// in the spool the layer's read filled (`None` for a union of metadata only).
+    Layer { layer: usize, extent: Option<Extent> },
     /// Generated content.
     Bytes(Vec<u8>),
     /// A file on the machine running the provider, which must still have the digest
@@ -189,20 +190,32 @@ impl Tree {
         tar_stream: impl std::io::Read,
         spool: &mut Spool,
     ) -> Result<Vec<DroppedXattrs>> {
-        let mut entries = Vec::new();
+        let (mut entries, mut extents) = (Vec::new(), Vec::new());
         for_each_entry(tar_stream, |entry, data| {
-            if matches!(entry.kind, EntryKind::File { .. }) {
-                spool.append(layer, entry.ordinal, data)?;
-            }
+            extents.push(match entry.kind {
+                EntryKind::File { .. } => spool.append(data)?,
+                _ => None,
+            });
             entries.push(entry);
             Ok(())
         })?;
-        self.apply_layer(layer, &entries)
+        self.apply_entries(layer, &entries, &extents)
     }
 
     /// Applies one layer's entries (see the module doc). Returns the entries that carried
     /// extended attributes.
     pub fn apply_layer(&mut self, layer: usize, entries: &[LayerEntry]) -> Result<Vec<DroppedXattrs>> {
+        self.apply_entries(layer, entries, &vec![None; entries.len()])
+    }
+
+    /// [`Tree::apply_layer`], with where each entry's data was kept (`extents[i]` for
+    /// `entries[i]`).
+    fn apply_entries(
+        &mut self,
+        layer: usize,
+        entries: &[LayerEntry],
+        extents: &[Option<Extent>],
+    ) -> Result<Vec<DroppedXattrs>> {
         for entry in entries {
             match entry.kind {
                 EntryKind::Whiteout => self.remove(&entry.path),
@@ -211,7 +224,7 @@ impl Tree {
             }
         }
         let mut dropped = Vec::new();
-        for entry in entries {
+        for (entry, extent) in entries.iter().zip(extents) {
             let meta = Meta { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime };
             if !entry.xattrs.is_empty() {
                 dropped.push(DroppedXattrs { path: entry.path.clone(), names: entry.xattrs.clone() });
@@ -227,7 +240,7 @@ impl Tree {
                 }
                 EntryKind::Directory => Node::Directory(meta),
                 EntryKind::File { size } => {
-                    self.insert_file(&entry.path, meta, *size, Content::Layer { layer, ordinal: entry.ordinal });
+                    self.insert_file(&entry.path, meta, *size, Content::Layer { layer, extent: *extent });
                     continue;
                 }
                 EntryKind::Symlink { target } => Node::Symlink(meta, target.clone()),
@@ -328,8 +341,9 @@ impl Tree {
             }
         }
         let names = |id: InodeId| -> Vec<Vec<u8>> { links[id].iter().map(|path| name(path)).collect() };
-        // Files in memory or on the host, in path order; layer files grouped by layer.
-        let mut from_layers: BTreeMap<usize, BTreeMap<usize, InodeId>> = BTreeMap::new();
+        // Files in memory or on the host, in path order; layer files grouped by layer, in
+        // tar order (the order of their bytes in the spool).
+        let mut from_layers: Vec<(usize, Option<Extent>, InodeId)> = Vec::new();
         for id in by_first_path {
             let inode = &self.inodes[id];
             let meta = with_type(&inode.meta, S_IFREG, (0, 0));
@@ -341,20 +355,17 @@ impl Tree {
                         .hard_links(&names(id), &meta, inode.size, file)
                         .with_context(|| format!("copying {}", path.display()))?
                 }
-                Content::Layer { layer, ordinal } => {
-                    from_layers.entry(*layer).or_default().insert(*ordinal, id);
-                }
+                Content::Layer { layer, extent } => from_layers.push((*layer, *extent, id)),
             }
         }
         // The data of layer files comes from the spool filled by the one read of each layer.
-        for (layer, wanted) in from_layers {
-            for (ordinal, id) in wanted {
-                let inode = &self.inodes[id];
-                let data = spool
-                    .reader(layer, ordinal, inode.size)
-                    .with_context(|| format!("the data of {} (layer {})", display(links[id][0]), layer + 1))?;
-                writer.hard_links(&names(id), &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
-            }
+        from_layers.sort_unstable();
+        for (layer, extent, id) in from_layers {
+            let inode = &self.inodes[id];
+            let data = spool
+                .reader(extent, inode.size)
+                .with_context(|| format!("the data of {} (layer {})", display(links[id][0]), layer + 1))?;
+            writer.hard_links(&names(id), &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
         }
         Ok(directories)
     }
@@ -494,7 +505,7 @@ mod tests {
         let Some(Node::File(a)) = tree.get(b"a") else { panic!() };
         let Some(Node::File(b)) = tree.get(b"b") else { panic!() };
         assert_ne!(a, b);
-        assert_eq!(tree.inode(*b).content, Content::Layer { layer: 0, ordinal: 0 });
+        assert_eq!(tree.inode(*b).content, Content::Layer { layer: 0, extent: None });
     }
 
     #[test]

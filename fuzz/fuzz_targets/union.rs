@@ -9,11 +9,11 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use resin::initrd::newc::SegmentWriter;
-use resin::rootfs::layer::{read_entries, LayerSource};
 use resin::rootfs::path::parent;
+use resin::rootfs::spool::Spool;
 use resin::rootfs::tree::{Node, Tree};
 
-/// A directory for the layer files of this process (Tree::write reads layers from files).
+/// A directory for the spools of this process (Tree::write reads file data from a spool).
 fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -29,16 +29,13 @@ fuzz_target!(|data: &[u8]| {
     let size = rest.len().div_ceil(count).max(1);
     let layers: Vec<&[u8]> = rest.chunks(size).collect();
     let mut tree = Tree::new();
-    let mut sources = Vec::new();
+    let mut spool = Spool::new_in(scratch()).unwrap();
     for (index, layer) in layers.iter().enumerate() {
-        let Ok(entries) = read_entries(*layer) else { return };
-        if tree.apply_layer(index, &entries).is_err() {
+        if tree.read_layer(index, *layer, &mut spool).is_err() {
             return;
         }
-        let path = scratch().join(index.to_string());
-        std::fs::write(&path, layer).unwrap();
-        sources.push(LayerSource { path, blob: None, diff_id: None });
     }
+    spool.finish().unwrap();
     for (path, node) in tree.nodes() {
         assert!(!path.is_empty(), "the root is not a node");
         let up = parent(path);
@@ -52,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
-    if tree.write(b"", &mut writer, &sources, &BTreeSet::new()).is_ok() {
+    if tree.write(b"", &mut writer, &spool, &BTreeSet::new()).is_ok() {
         let written = writer.written();
         assert_eq!(written % 4, 0);
         assert_eq!(writer.into_inner().len() as u64, written);

@@ -140,6 +140,7 @@ fn child(layout: &Path) {
         };
         let (init, services) = packages.split_at(1);
         let inputs = ImageInputs {
+            compression: resin::assemble::Compression::DEFAULT,
             kernel,
             init: init.to_vec(),
             onboot: vec![],

@@ -146,7 +146,7 @@ fn assemble(
             &[("directory", output_dir.display().to_string()), ("error", format!("{e:#}"))],
         );
     }
-    let level = crate::initrd::gzip::DEFAULT_LEVEL;
+    let compression = composition.inputs.compression;
     let kernel_spec = &composition.inputs.kernel;
     let kernel_image = &images[&kernel_spec.image];
     // Layer data is kept in unnamed temporary files beside the cache.
@@ -162,13 +162,13 @@ fn assemble(
     // ones are built.
     let mut parts: Vec<Option<CachedSegment>> = Vec::new();
     let (mut hits, mut misses) = (0usize, 0usize);
-    let written = write_segments(level, segment_cache, |sink| {
+    let written = write_segments(compression, segment_cache, |sink| {
         let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut init_databases: BTreeMap<usize, Option<Vec<u8>>> = BTreeMap::new();
         for planned in plan(composition) {
             let base = content_hash(&json!({
                 "format": ASSEMBLY_FORMAT,
-                "gzip_level": level,
+                "compression": compression.identity(),
                 "segment": planned.identity(composition),
             }));
             let key = segment_key(&base, planned.prefix(), &existing);
@@ -299,8 +299,9 @@ fn assemble(
     // The initrd: microcode, then one gzip member of the segments and the trailer.
     let initrd = temporary(output_dir, "initrd")?;
     let initrd_path = initrd.path().display().to_string();
-    let (initrd_sha256, initrd_size, cpio_bytes) = write_initrd(&initrd, kernel.ucode.as_ref(), &mut ordered, level)
-        .with_context(|| format!("writing the initrd to {initrd_path}"))?;
+    let (initrd_sha256, initrd_size, cpio_bytes) =
+        write_initrd(&initrd, kernel.ucode.as_ref(), &mut ordered, compression)
+            .with_context(|| format!("writing the initrd to {initrd_path}"))?;
     let segment_count = ordered.len();
     drop(ordered);
     if let Err(e) = segment_cache.trim() {

@@ -65,9 +65,56 @@ pub struct FileSpec {
     pub sensitive: bool,
 }
 
+/// How the initrd's cpio is compressed. Part of the content hash: every setting writes
+/// different (deterministic) bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// One gzip member (zlib-rs at `level`, 1 to 9).
+    Gzip { level: u32 },
+    /// The plain cpio: larger, nothing to decompress at boot.
+    Uncompressed,
+}
+
+impl Compression {
+    /// The default: gzip at [`crate::initrd::gzip::DEFAULT_LEVEL`].
+    pub const DEFAULT: Compression = Compression::Gzip { level: crate::initrd::gzip::DEFAULT_LEVEL };
+
+    /// Reads the `compression` and `compression_level` settings (`None`: unset).
+    pub fn from_settings(name: Option<&str>, level: Option<i64>) -> Result<Compression, InputError> {
+        let error =
+            |field: &'static str, message: String| InputError { attribute: field, index: None, field: None, message };
+        match name.unwrap_or("gzip") {
+            "gzip" => match level {
+                None => Ok(Compression::DEFAULT),
+                Some(level @ 1..=9) => Ok(Compression::Gzip { level: u32::try_from(level).expect("1 to 9") }),
+                Some(level) => Err(error("compression_level", format!("{level} is not a gzip level (1 to 9)"))),
+            },
+            "none" => match level {
+                None => Ok(Compression::Uncompressed),
+                Some(_) => {
+                    Err(error("compression_level", "a level needs a compression (compression = \"gzip\")".into()))
+                }
+            },
+            other => Err(error(
+                "compression",
+                format!("{other:?} is not a compression: use \"gzip\" (the default) or \"none\""),
+            )),
+        }
+    }
+
+    /// What the content hash and the segment keys record.
+    pub fn identity(&self) -> serde_json::Value {
+        match self {
+            Compression::Gzip { level } => json!({ "gzip": level }),
+            Compression::Uncompressed => json!("none"),
+        }
+    }
+}
+
 /// Everything an image is made of, as the resource's attributes give it.
 #[derive(Clone, Debug)]
 pub struct ImageInputs {
+    pub compression: Compression,
     pub kernel: KernelSpec,
     pub init: Vec<PackageSpec>,
     pub onboot: Vec<PackageSpec>,
@@ -319,6 +366,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
     let package_ids = |packages: &[PackageSpec]| packages.iter().map(|p| p.image.clone()).collect::<Vec<_>>();
     let document = json!({
         "format": ASSEMBLY_FORMAT,
+        "compression": inputs.compression.identity(),
         "platform": platform,
         "kernel": { "image": kernel.image, "cmdline": kernel.cmdline, "binary": kernel.binary, "modules_tar": kernel.modules_tar, "ucode": kernel.ucode },
         "init": package_ids(&inputs.init),
@@ -391,6 +439,7 @@ mod tests {
 
     fn inputs(onboot: Vec<PackageSpec>, services: Vec<PackageSpec>) -> ImageInputs {
         ImageInputs {
+            compression: Compression::DEFAULT,
             kernel: KernelSpec {
                 spec_version: SPEC_VERSION,
                 image: A.parse().unwrap(),

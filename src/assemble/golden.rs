@@ -54,6 +54,7 @@ async fn golden_inputs(puller: &Puller, layout: &Path) -> ImageInputs {
     };
     let (kernel, _) = resolve("kernel").await;
     ImageInputs {
+        compression: super::Compression::DEFAULT,
         kernel: KernelSpec {
             spec_version: SPEC_VERSION,
             image: kernel,

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 
 use super::build::Warning;
+use super::compose::Compression;
 use super::hash::content_hash;
 use super::segment_cache::{CachedSegment, NewSegment, SegmentCache, SegmentMeta};
 use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
@@ -223,10 +224,10 @@ struct Done {
 
 /// Writes the segments `build` pushes into new entries of the segment cache, while
 /// `build` goes on: one thread writes their cpio streams in order, cut into pieces that
-/// one compressor per core compresses at `level`. Memory holds a few pieces and a few
+/// one compressor per core compresses (as `compression` says). Memory holds a few pieces and a few
 /// segments at a time. Returns the entries, open, in the order they were pushed.
 pub fn write_segments<'c>(
-    level: u32,
+    compression: Compression,
     cache: &SegmentCache,
     build: impl FnOnce(&SegmentSink<'c>) -> Result<()>,
 ) -> Result<Vec<CachedSegment>> {
@@ -243,11 +244,7 @@ pub fn write_segments<'c>(
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
-                let compressed = (|| {
-                    let mut encoder = SegmentEncoder::with_level(Vec::with_capacity(piece.bytes.len() / 2), level);
-                    encoder.write_all(&piece.bytes)?;
-                    encoder.finish()
-                })();
+                let compressed = compress(compression, piece.bytes);
                 let output = output(piece.segment);
                 let mut output = output.lock().expect("segment output lock");
                 let added = compressed.and_then(|(bytes, summary)| output.add(piece.index, bytes, summary));
@@ -328,20 +325,41 @@ pub fn write_segments<'c>(
     Ok(written)
 }
 
-/// Writes the initrd: the microcode cpio (if any), then one gzip member of the segments
-/// (cache entries, in order) and the trailer. Returns its sha256, size and uncompressed
-/// cpio size.
+/// One piece, compressed (or not): the bytes and the CRC32 and length of the input.
+fn compress(compression: Compression, piece: Vec<u8>) -> io::Result<(Vec<u8>, SegmentSummary)> {
+    match compression {
+        Compression::Gzip { level } => {
+            let mut encoder = SegmentEncoder::with_level(Vec::with_capacity(piece.len() / 2), level);
+            encoder.write_all(&piece)?;
+            encoder.finish()
+        }
+        Compression::Uncompressed => {
+            let length = piece.len() as u64;
+            Ok((piece, SegmentSummary { crc: 0, length }))
+        }
+    }
+}
+
+/// Writes the initrd: the microcode cpio (if any), then the segments (cache entries, in
+/// order) and the cpio trailer, as one gzip member or as they are. Returns its sha256,
+/// size and uncompressed cpio size.
 pub fn write_initrd(
     initrd: &tempfile::NamedTempFile,
     ucode: Option<&tempfile::NamedTempFile>,
     segments: &mut [CachedSegment],
-    level: u32,
+    compression: Compression,
 ) -> Result<(String, u64, u64)> {
     let mut out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
     if let Some(ucode) = ucode {
         io::copy(&mut ucode.reopen()?, &mut out).context("copying the microcode cpio")?;
     }
-    gzip::write_header(&mut out)?;
+    let gzip_level = match compression {
+        Compression::Gzip { level } => Some(level),
+        Compression::Uncompressed => None,
+    };
+    if gzip_level.is_some() {
+        gzip::write_header(&mut out)?;
+    }
     let mut summaries = Vec::new();
     let mut cpio_bytes = 0;
     for segment in segments.iter_mut() {
@@ -349,11 +367,16 @@ pub fn write_initrd(
         summaries.push(SegmentSummary { crc: segment.meta.crc, length: segment.meta.length });
         cpio_bytes += segment.meta.length;
     }
-    let mut trailer = SegmentEncoder::with_level(&mut out, level);
-    cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
-    let (_, summary) = trailer.finish()?;
-    summaries.push(summary);
-    gzip::write_footer(&mut out, &summaries)?;
+    match gzip_level {
+        Some(level) => {
+            let mut trailer = SegmentEncoder::with_level(&mut out, level);
+            cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
+            let (_, summary) = trailer.finish()?;
+            summaries.push(summary);
+            gzip::write_footer(&mut out, &summaries)?;
+        }
+        None => cpio_bytes += newc::write_trailer(&mut out, cpio_bytes)?,
+    }
     out.flush()?;
     let (sha256, size) = out.finish();
     Ok((sha256.to_string(), size, cpio_bytes))

@@ -31,7 +31,7 @@ pub use artifacts::{
     TEMPORARY_PREFIX,
 };
 pub use build::{build, Artifacts, Warning};
-pub use compose::{compose, file_kind, Composition, FileKind, FileSpec, ImageInputs, InputError, Section};
+pub use compose::{compose, file_kind, Composition, Compression, FileKind, FileSpec, ImageInputs, InputError, Section};
 pub use hash::{content_hash, ASSEMBLY_FORMAT};
 pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};

@@ -151,6 +151,7 @@ mod tests {
 
     fn composition(modules_tar: &str, init: Vec<PackageSpec>) -> Composition {
         compose(ImageInputs {
+            compression: crate::assemble::Compression::DEFAULT,
             kernel: KernelSpec {
                 spec_version: SPEC_VERSION,
                 image: A.parse().unwrap(),

@@ -7,7 +7,7 @@ use crate::terraform::Workspace;
 
 /// The `content_hash` of the golden image, planned by Terraform (it names the layout as
 /// `./layout`, relative to Terraform's working directory).
-const GOLDEN_CONTENT_HASH: &str = "sha256:762cbd406c575879f3832badc827e7f72242563c7923d86b4e9c46ee1133a3b6";
+const GOLDEN_CONTENT_HASH: &str = "sha256:6521c89f0ff45c3b09735901d0327c0b95572c64cc1b494851e525c0efb6560a";
 
 #[test]
 fn the_golden_fixture_gives_the_same_bytes() {

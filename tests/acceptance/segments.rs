@@ -100,3 +100,65 @@ fn a_damaged_cached_segment_is_built_again() {
     assert_eq!(artifact_digests(&workspace), before);
     assert_eq!(segment_entries(&workspace).len(), 5);
 }
+
+/// The standard image with `settings` added to `resin_image`.
+fn with_settings(workspace: &Workspace, settings: &str) -> String {
+    image_config(workspace, settings)
+}
+
+#[test]
+fn compression_settings_give_the_same_files_in_other_bytes() {
+    let workspace = workspace();
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    let gzip_root = crate::image::extract_initrd(&out(&workspace, "initrd.img"));
+    let default_hash = workspace.state()["resin_image.img"]["content_hash"].clone();
+    let default_initrd = sha256(&out(&workspace, "initrd.img"));
+
+    // Level 9: other bytes, the same files, another content hash.
+    workspace.write_config(&with_settings(&workspace, "\n  compression_level = 9\n"));
+    workspace.apply();
+    assert_ne!(sha256(&out(&workspace, "initrd.img")), default_initrd);
+    assert_ne!(workspace.state()["resin_image.img"]["content_hash"], default_hash);
+    let level9_root = crate::image::extract_initrd(&out(&workspace, "initrd.img"));
+    assert_eq!(crate::image::listing(level9_root.path()), crate::image::listing(gzip_root.path()));
+
+    // None: a plain newc archive with the same files.
+    workspace.write_config(&with_settings(&workspace, "\n  compression = \"none\"\n"));
+    workspace.apply();
+    let initrd = out(&workspace, "initrd.img");
+    assert_eq!(&std::fs::read(&initrd).unwrap()[..6], b"070701", "a plain cpio");
+    let plain = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cpio")
+        .args(["-idm", "--quiet", "--no-absolute-filenames", "-F"])
+        .arg(&initrd)
+        .current_dir(plain.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(crate::image::listing(plain.path()), crate::image::listing(gzip_root.path()));
+    assert_eq!(
+        std::fs::read(plain.path().join("etc/motd")).unwrap(),
+        std::fs::read(gzip_root.path().join("etc/motd")).unwrap()
+    );
+    // Back to the default: the cached segments give the first bytes again.
+    workspace.write_config(&image_config(&workspace, ""));
+    workspace.apply();
+    assert_eq!(sha256(&out(&workspace, "initrd.img")), default_initrd);
+}
+
+#[test]
+fn bad_compression_settings_are_plan_errors_at_the_attribute() {
+    let workspace = workspace();
+    for (settings, attribute, message) in [
+        ("compression = \"zstd\"", "compression", "\"zstd\" is not a compression"),
+        ("compression_level = 0", "compression_level", "0 is not a gzip level"),
+        ("compression = \"none\"\n  compression_level = 4", "compression_level", "a level needs a compression"),
+    ] {
+        workspace.write_config(&with_settings(&workspace, &format!("\n  {settings}\n")));
+        let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
+        assert_eq!(plan.code, 1, "{settings}: {}", plan.text());
+        assert!(plan.says(message), "{settings}: {}", plan.text());
+        assert!(plan.says(&format!("resin_image {attribute}:")), "{settings}: {}", plan.text());
+    }
+}

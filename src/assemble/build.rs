@@ -28,7 +28,7 @@ use super::artifacts::{artifact_paths, file_digest, publish, sbom_path, temporar
 use super::compose::{Composition, FileKind};
 use super::hash::{content_hash, ASSEMBLY_FORMAT};
 use super::initrd::{device_of, segment_key, write_initrd, write_segments, Segment, SegmentBody};
-use super::kernel::{extract_kernel, read_modules};
+use super::kernel::{extract_kernel, read_modules, KernelSource};
 use super::rewrite::{rewrite, ImageRole};
 use super::segment_cache::{CachedSegment, SegmentCache};
 use super::segments::{plan, Planned, APK_DATABASE};
@@ -75,7 +75,7 @@ impl Warning {
     }
 
     /// A warning kept with a cached segment.
-    fn cached(summary: &str, detail: &str) -> Warning {
+    pub(super) fn cached(summary: &str, detail: &str) -> Warning {
         Warning { summary: summary.to_string(), detail: detail.to_string() }
     }
 }
@@ -152,9 +152,11 @@ fn assemble(
     // Layer data is kept in unnamed temporary files beside the cache.
     let spool_dir = cache.root();
     let new_spool = || Spool::new_in(spool_dir);
-    let kernel_layers = layer_sources(kernel_image, cache)?;
-    let (kernel_tree, kernel_spool, mut warnings) = flatten(kernel_image, &kernel_layers, new_spool()?)?;
-    let kernel = extract_kernel(kernel_spec, kernel_image, &kernel_tree, &kernel_spool, output_dir)?;
+    // The kernel's files come from the segment cache; the kernel image is read only when
+    // one of them is not there (resin_kernel's apply usually kept them).
+    let mut kernel_source = KernelSource::new(kernel_image, cache, segment_cache);
+    let kernel = extract_kernel(kernel_spec, &mut kernel_source, output_dir)?;
+    let mut warnings = kernel.warnings.clone();
 
     // Segment by segment, in order: a segment in the cache gives its bytes and the
     // directories it writes; any other is built (its layers read once) and written below.
@@ -185,8 +187,7 @@ fn assemble(
             let mut dropped = Vec::new();
             let body = match planned {
                 Planned::KernelModules => {
-                    let (tree, spool) =
-                        read_modules(kernel_spec, kernel_image, &kernel_tree, &kernel_spool, new_spool()?)?;
+                    let (tree, spool) = read_modules(kernel_spec, &mut kernel_source, new_spool()?)?;
                     let describe = format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference);
                     image_body(tree, vec![], spool, describe)
                 }
@@ -277,7 +278,7 @@ fn assemble(
         );
         Ok(())
     })?;
-    drop((kernel_tree, kernel_spool));
+    drop(kernel_source);
     log::debug(
         "assembly: segments written",
         &[("segments", misses.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],

@@ -1,15 +1,23 @@
 //! The files a kernel's settings name (the kernel binary, the modules tarball, the
-//! microcode cpio): checked once the image is pulled, so that a wrong name is reported at
-//! the setting rather than at the first image built from it, and extracted at assembly.
+//! microcode cpio). `resin_kernel`'s apply checks them, so that a wrong name is reported at
+//! the setting rather than at the first image built from it; that one read of the kernel
+//! image also keeps each file in the segment cache (under the image's digest and the
+//! path), so assembly copies them from there instead of reading the kernel image again.
+//! Whichever comes first reads the image; nothing reads it twice while the files are kept.
 
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use serde_json::json;
 use tempfile::NamedTempFile;
 
 use super::artifacts::temporary;
+use super::build::Warning;
+use super::hash::{content_hash, ASSEMBLY_FORMAT};
+use super::segment_cache::{CachedSegment, SegmentCache, SegmentMeta};
 use super::spec::KernelSpec;
-use super::union::{extract, open_file};
+use super::union::{flatten, layer_sources, open_file};
 use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
 use crate::oci::hashing::HashingWriter;
@@ -24,77 +32,149 @@ pub struct NamedFile<'a> {
     pub path: &'a str,
 }
 
-/// Checks that the union of the pulled image's layers has every named file as a regular
-/// file. On failure, returns the setting at fault with the error (`image` when the layers
-/// themselves cannot be read).
+/// The files of one kernel image, from the segment cache or, when one is missing, from one
+/// read of the image (which then keeps every file asked for since in the cache).
+pub struct KernelSource<'a> {
+    image: &'a ResolvedImage,
+    cache: &'a BlobCache,
+    segments: &'a SegmentCache,
+    union: Option<(Tree, Spool)>,
+    /// What reading the image warned about.
+    warnings: Vec<Warning>,
+}
+
+impl<'a> KernelSource<'a> {
+    pub fn new(image: &'a ResolvedImage, cache: &'a BlobCache, segments: &'a SegmentCache) -> KernelSource<'a> {
+        KernelSource { image, cache, segments, union: None, warnings: Vec::new() }
+    }
+
+    fn key(&self, path: &[u8]) -> Digest {
+        content_hash(&json!({
+            "format": ASSEMBLY_FORMAT,
+            "kernel image": self.image.digest.to_string(),
+            "path": hex::encode(path),
+        }))
+    }
+
+    /// The kernel image's union, read (once) if it was not yet.
+    fn union(&mut self) -> Result<&(Tree, Spool)> {
+        if self.union.is_none() {
+            crate::log::debug("reading the kernel image", &[("reference", self.image.reference.to_string())]);
+            let layers = layer_sources(self.image, self.cache)?;
+            let (tree, spool, warnings) = flatten(self.image, &layers, Spool::new_in(self.cache.root())?)?;
+            // The union's warnings go with the files kept from it.
+            self.union = Some((tree, spool));
+            self.warnings = warnings;
+        }
+        Ok(self.union.as_ref().expect("just read"))
+    }
+
+    /// Whether the image has `path` as a regular file.
+    fn has_file(&mut self, path: &[u8]) -> Result<bool> {
+        if self.segments.get(&self.key(path))?.is_some() {
+            return Ok(true);
+        }
+        Ok(matches!(self.union()?.0.get(path), Some(Node::File(_))))
+    }
+
+    /// The regular file `path`, kept in the segment cache (an error names the image and
+    /// the path when there is no such file). Its entry also carries the warnings reading
+    /// the image gave.
+    pub fn file(&mut self, path: &[u8]) -> Result<CachedSegment> {
+        let key = self.key(path);
+        if let Some(kept) = self.segments.get(&key)? {
+            return Ok(kept);
+        }
+        let image = self.image;
+        let segments = self.segments;
+        self.union()?;
+        let warnings: Vec<(String, String)> =
+            self.warnings.iter().map(|w| (w.summary.clone(), w.detail.clone())).collect();
+        let (tree, spool) = self.union.as_ref().expect("read above");
+        let mut entry = segments.create()?;
+        let mut data = open_file(tree, spool, path, image)?;
+        let mut buffer = vec![0u8; 256 << 10];
+        let mut length = 0u64;
+        loop {
+            let n = data.read(&mut buffer).with_context(|| format!("reading {}", String::from_utf8_lossy(path)))?;
+            if n == 0 {
+                break;
+            }
+            entry.write_data(&buffer[..n]).with_context(|| format!("writing to {}", segments.dir().display()))?;
+            length += n as u64;
+        }
+        let meta = SegmentMeta { crc: 0, length, directories: Vec::new(), warnings };
+        entry.finish(segments, &key, &meta)
+    }
+}
+
+/// Checks that the pulled kernel image has every named file as a regular file, and keeps
+/// each in the segment cache. On failure, returns the setting at fault with the error
+/// (`image` when the layers themselves cannot be read).
 pub fn check_kernel_files(
     image: &ResolvedImage,
     cache: &BlobCache,
+    segments: &SegmentCache,
     files: &[NamedFile<'_>],
 ) -> Result<(), (&'static str, anyhow::Error)> {
-    let tree = super::union::flatten_pulled(image, cache).map_err(|e| ("image", e))?;
+    let mut source = KernelSource::new(image, cache, segments);
     for file in files {
         let path = normalise(file.path.as_bytes()).map_err(|e| (file.setting, e))?;
-        if !matches!(tree.get(&path), Some(Node::File(_))) {
+        if !source.has_file(&path).map_err(|e| ("image", e))? {
             return Err((
                 file.setting,
                 anyhow::anyhow!("{} has no file /{}", image.reference, file.path.trim_start_matches('/')),
             ));
         }
+        source.file(&path).map_err(|e| ("image", e))?;
     }
     Ok(())
 }
 
-/// A kernel image's files: the binary in a temporary file of the output directory, the
-/// microcode cpio.
+/// A kernel image's files for an assembly: the binary in a temporary file of the output
+/// directory, the microcode cpio, and the warnings reading the image gave.
 pub struct KernelFiles {
     /// The kernel binary, with the digest and size taken as it was written.
     pub kernel: (NamedTempFile, Digest, u64),
     /// The early microcode cpio.
     pub ucode: Option<NamedTempFile>,
+    pub warnings: Vec<Warning>,
 }
 
-/// Extracts the kernel binary and the microcode `spec` names from the kernel image (its
-/// union `tree` and `spool`).
-pub fn extract_kernel(
-    spec: &KernelSpec,
-    image: &ResolvedImage,
-    tree: &Tree,
-    spool: &Spool,
-    output_dir: &Path,
-) -> Result<KernelFiles> {
-    let mut kernel = temporary(output_dir, "kernel")?;
-    // The kernel's digest is taken as it is written, not by reading the file again.
-    let mut kernel_out = HashingWriter::new(kernel.as_file_mut());
-    extract(tree, spool, vec![(&normalise(spec.binary.as_bytes())?, &mut kernel_out)], image)
-        .context("extracting the kernel")?;
-    let (kernel_digest, kernel_size) = kernel_out.finish();
+/// Copies a kept file into a new temporary file of `output_dir`, hashing it.
+fn copy_out(kept: &mut CachedSegment, output_dir: &Path, label: &str) -> Result<(NamedTempFile, Digest, u64)> {
+    let mut file = temporary(output_dir, label)?;
+    let mut out = HashingWriter::new(file.as_file_mut());
+    kept.copy_to(&mut out).with_context(|| format!("writing the {label} to {}", output_dir.display()))?;
+    let (digest, size) = out.finish();
+    Ok((file, digest, size))
+}
+
+/// The kernel binary and the microcode `spec` names, in temporary files of `output_dir`.
+pub fn extract_kernel(spec: &KernelSpec, source: &mut KernelSource<'_>, output_dir: &Path) -> Result<KernelFiles> {
+    let mut binary = source.file(&normalise(spec.binary.as_bytes())?).context("the kernel binary")?;
+    let warnings = binary.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)).collect();
+    let kernel = copy_out(&mut binary, output_dir, "kernel")?;
     let ucode = match &spec.ucode {
         Some(path) => {
-            let mut ucode = temporary(output_dir, "ucode")?;
-            extract(tree, spool, vec![(&normalise(path.as_bytes())?, ucode.as_file_mut())], image)
-                .context("extracting the microcode")?;
-            Some(ucode)
+            let mut kept = source.file(&normalise(path.as_bytes())?).context("the microcode")?;
+            Some(copy_out(&mut kept, output_dir, "ucode")?.0)
         }
         None => None,
     };
-    Ok(KernelFiles { kernel: (kernel, kernel_digest, kernel_size), ucode })
+    Ok(KernelFiles { kernel, ucode, warnings })
 }
 
-/// The union of the modules tarball `spec` names, read straight from the kernel image's
-/// spool (never unpacked to a file), its data kept in `modules_spool`.
+/// The union of the modules tarball `spec` names, its data kept in `modules_spool`.
 pub fn read_modules(
     spec: &KernelSpec,
-    image: &ResolvedImage,
-    tree: &Tree,
-    spool: &Spool,
+    source: &mut KernelSource<'_>,
     mut modules_spool: Spool,
 ) -> Result<(Tree, Spool)> {
-    let path = normalise(spec.modules_tar.as_bytes())?;
+    let describe = || format!("reading {} of {}", spec.modules_tar, source.image.reference);
+    let mut kept = source.file(&normalise(spec.modules_tar.as_bytes())?).with_context(describe)?;
     let mut modules = Tree::new();
-    modules
-        .read_layer(0, open_file(tree, spool, &path, image)?, &mut modules_spool)
-        .with_context(|| format!("reading {} of {}", spec.modules_tar, image.reference))?;
+    modules.read_layer(0, kept.reader()?, &mut modules_spool).with_context(describe)?;
     modules_spool.finish()?;
     Ok((modules, modules_spool))
 }

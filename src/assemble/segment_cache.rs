@@ -68,6 +68,12 @@ impl CachedSegment {
         Ok(())
     }
 
+    /// Reads the data from its start.
+    pub fn reader(&mut self) -> io::Result<impl Read + '_> {
+        self.file.seek(SeekFrom::Start(0))?;
+        Ok((&mut self.file).take(self.data_length))
+    }
+
     pub fn compressed_length(&self) -> u64 {
         self.data_length
     }

@@ -39,12 +39,6 @@ pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<Lay
         .collect()
 }
 
-/// The union of a pulled image's layers (metadata only), e.g. to check a file is there.
-pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Tree> {
-    let layers = layer_sources(image, cache)?;
-    Ok(flatten(image, &layers, Spool::discarding())?.0)
-}
-
 /// The union of an image's layers, each read once (its files' data kept in `spool`), and
 /// what they carried that newc drops.
 pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) -> Result<(Tree, Spool, Vec<Warning>)> {

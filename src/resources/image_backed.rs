@@ -74,6 +74,7 @@ pub trait ImageKind: Send + Sync + 'static {
         _state: &Self::State,
         _image: &ResolvedImage,
         _cache: &crate::oci::cache::BlobCache,
+        _segments: &crate::assemble::SegmentCache,
     ) -> Result<(), (&'static str, anyhow::Error)> {
         Ok(())
     }
@@ -251,12 +252,13 @@ impl<K: ImageKind> ImageResource<K> {
             );
             return None;
         }
-        let (check_state, check_image, cache) = (state.clone(), resolved.clone(), context.puller.cache().clone());
+        let (check_state, check_image, cache, segments) =
+            (state.clone(), resolved.clone(), context.puller.cache().clone(), context.segments.clone());
         // Checking reads the layers: a damaged cache blob is fetched again (with_repair).
         let checked = context
             .puller
             .with_repair(std::slice::from_ref(&resolved), move || {
-                match K::check_pulled(&check_state, &check_image, &cache) {
+                match K::check_pulled(&check_state, &check_image, &cache, &segments) {
                     Err((_, e)) if damaged_blob(&e).is_some() => Err(e),
                     other => Ok(other),
                 }

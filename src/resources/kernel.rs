@@ -126,6 +126,7 @@ impl ImageKind for Kernel {
         state: &KernelState,
         image: &crate::oci::ResolvedImage,
         cache: &crate::oci::cache::BlobCache,
+        segments: &crate::assemble::SegmentCache,
     ) -> Result<(), (&'static str, anyhow::Error)> {
         use crate::assemble::{check_kernel_files, NamedFile};
         let (binary, modules_tar, ucode) = (
@@ -137,7 +138,7 @@ impl ImageKind for Kernel {
             .into_iter()
             .filter_map(|(setting, path)| path.map(|path| NamedFile { setting, path }))
             .collect();
-        check_kernel_files(image, cache, &files)
+        check_kernel_files(image, cache, segments, &files)
     }
 
     fn stub(image: String) -> KernelState {

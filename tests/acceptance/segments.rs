@@ -1,5 +1,6 @@
 //! The segment cache: applies where nothing or one input changed copy the cached
 //! segments and build only the new ones, with the same bytes as an apply from nothing;
+//! the kernel image is read once (by resin_kernel's check, which keeps its files);
 //! damaged entries are found and built again; the cache keeps at most its limit.
 
 use crate::image::{artifact_digests, image_config, out, sha256, write_fixtures};
@@ -32,6 +33,11 @@ fn planned(apply: &Output) -> (usize, usize) {
     (field("cached"), field("to_build"))
 }
 
+/// How many times the apply read the kernel image.
+fn kernel_reads(apply: &Output) -> usize {
+    apply.stderr.lines().filter(|l| l.contains("reading the kernel image:") && l.contains("@module=resin")).count()
+}
+
 fn segment_entries(workspace: &Workspace) -> Vec<std::path::PathBuf> {
     let mut entries: Vec<_> = std::fs::read_dir(workspace.cache_dir.join("segments"))
         .unwrap()
@@ -46,16 +52,22 @@ fn segment_entries(workspace: &Workspace) -> Vec<std::path::PathBuf> {
 fn cached_segments_give_the_same_bytes_and_only_what_changed_is_built() {
     let workspace = workspace();
     workspace.write_config(&image_config(&workspace, ""));
-    // kernel modules, init, onboot, services, files: five segments, all new.
-    assert_eq!(planned(&debug_apply(&workspace)), (0, 5));
+    // kernel modules, init, onboot, services, files: five segments, all new. The kernel
+    // image is read once, by resin_kernel's check, which keeps the kernel binary and the
+    // modules tarball for the assembly: seven entries.
+    let cold = debug_apply(&workspace);
+    assert_eq!(planned(&cold), (0, 5));
+    assert_eq!(kernel_reads(&cold), 1, "{}", cold.stderr);
     let first = artifact_digests(&workspace);
-    assert_eq!(segment_entries(&workspace).len(), 5);
+    assert_eq!(segment_entries(&workspace).len(), 7);
 
     // The artifacts rewritten from the cache alone: the same bytes.
     for artifact in ["kernel", "initrd.img", "cmdline"] {
         std::fs::remove_file(out(&workspace, artifact)).unwrap();
     }
-    assert_eq!(planned(&debug_apply(&workspace)), (5, 0));
+    let warm = debug_apply(&workspace);
+    assert_eq!(planned(&warm), (5, 0));
+    assert_eq!(kernel_reads(&warm), 0, "{}", warm.stderr);
     assert_eq!(artifact_digests(&workspace), first);
 
     // One file changes: only the file segment is built again.
@@ -96,9 +108,11 @@ fn a_damaged_cached_segment_is_built_again() {
     std::fs::remove_file(out(&workspace, "initrd.img")).unwrap();
     let apply = debug_apply(&workspace);
     assert_eq!(planned(&apply), (0, 5), "every damaged segment is built again");
-    assert_eq!(apply.stderr.matches("removing a damaged cached segment").count(), 5, "{}", apply.stderr);
+    // Five segments and the two kernel files kept.
+    assert_eq!(apply.stderr.matches("removing a damaged cached segment").count(), 7, "{}", apply.stderr);
+    assert_eq!(kernel_reads(&apply), 1, "the kernel files are kept again from one read");
     assert_eq!(artifact_digests(&workspace), before);
-    assert_eq!(segment_entries(&workspace).len(), 5);
+    assert_eq!(segment_entries(&workspace).len(), 7);
 }
 
 /// The standard image with `settings` added to `resin_image`.

@@ -27,7 +27,9 @@ use serde_json::json;
 use super::artifacts::{artifact_paths, file_digest, publish, sbom_path, temporary, Artifact, TEMPORARY_PREFIX};
 use super::compose::{Composition, FileKind};
 use super::hash::{content_hash, ASSEMBLY_FORMAT};
-use super::initrd::{device_of, segment_key, write_initrd, write_segments, Segment, SegmentBody};
+use super::initrd::{
+    compressor_fingerprint, device_of, segment_key, write_initrd, write_segments, Segment, SegmentBody, PIECE,
+};
 use super::kernel::{extract_kernel, read_modules, KernelSource};
 use super::rewrite::{rewrite, ImageRole};
 use super::segment_cache::{CachedSegment, SegmentCache};
@@ -64,19 +66,20 @@ impl Warning {
         Warning { summary: "Extended attributes dropped".into(), detail }
     }
 
-    pub(super) fn uncreatable(segment: &str, name: &[u8], reason: &str) -> Warning {
+    pub(super) fn uncreatable(name: &[u8], reason: &str) -> Warning {
         Warning {
             summary: "Names the kernel cannot create".into(),
             detail: format!(
-                "{segment}: /{}: {reason}; the kernel cannot create it when it unpacks the initrd, so it is missing at boot",
+                "/{}: {reason}; the kernel cannot create it when it unpacks the initrd, so it is missing at boot",
                 String::from_utf8_lossy(name)
             ),
         }
     }
 
-    /// A warning kept with a cached segment.
-    pub(super) fn cached(summary: &str, detail: &str) -> Warning {
-        Warning { summary: summary.to_string(), detail: detail.to_string() }
+    /// A warning kept with a cached segment or kernel file (its detail says nothing of
+    /// where the segment sits), told about `what` it is now.
+    pub(super) fn kept(what: &str, (summary, detail): &(String, String)) -> Warning {
+        Warning { summary: summary.clone(), detail: format!("{what}: {detail}") }
     }
 }
 
@@ -162,15 +165,19 @@ fn assemble(
     // directories it writes; any other is built (its layers read once) and written below.
     // New segments are written (cut into pieces, compressed on every core) while the next
     // ones are built.
-    let mut parts: Vec<Option<CachedSegment>> = Vec::new();
+    let mut parts: Vec<(String, Option<CachedSegment>)> = Vec::new();
     let (mut hits, mut misses) = (0usize, 0usize);
+    let fingerprint = compressor_fingerprint(compression);
     let written = write_segments(compression, segment_cache, |sink| {
         let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut init_databases: BTreeMap<usize, Option<Vec<u8>>> = BTreeMap::new();
         for planned in plan(composition) {
+            let describe = planned.describe(composition);
             let base = content_hash(&json!({
                 "format": ASSEMBLY_FORMAT,
                 "compression": compression.identity(),
+                "piece": PIECE,
+                "compressor": fingerprint,
                 "segment": planned.identity(composition),
             }));
             let key = segment_key(&base, planned.prefix(), &existing);
@@ -178,8 +185,7 @@ fn assemble(
                 for directory in &cached.meta.directories {
                     existing.insert(hex::decode(directory).context("a cached segment's directory")?);
                 }
-                warnings.extend(cached.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)));
-                parts.push(Some(cached));
+                parts.push((describe, Some(cached)));
                 hits += 1;
                 continue;
             }
@@ -188,19 +194,17 @@ fn assemble(
             let body = match planned {
                 Planned::KernelModules => {
                     let (tree, spool) = read_modules(kernel_spec, &mut kernel_source, new_spool()?)?;
-                    let describe = format!("{} of {}", kernel_spec.modules_tar, kernel_image.reference);
-                    image_body(tree, vec![], spool, describe)
+                    image_body(tree, vec![], spool, describe.clone())
                 }
                 // Init images at /, each flattened on its own (later ones overwrite earlier files).
                 Planned::Init { index, package } => {
                     let image = &images[&package.image];
-                    let describe = format!("init[{index}]: {}", image.reference);
                     let (mut tree, spool, flattened) = flatten(image, &layer_sources(image, cache)?, new_spool()?)
                         .with_context(|| format!("init[{index}]"))?;
                     dropped = flattened;
                     init_databases.insert(index, apk_database(&tree, &spool, image).with_context(|| describe.clone())?);
                     rewrite(&mut tree, ImageRole::Init);
-                    image_body(tree, vec![], spool, describe)
+                    image_body(tree, vec![], spool, describe.clone())
                 }
                 // Like LinuxKit, the image gets the concatenation of the init images' apk
                 // databases, so every installed package stays listed.
@@ -231,9 +235,9 @@ fn assemble(
                             flatten(image, &layer_sources(image, cache)?, new_spool()?).with_context(|| at.clone())?;
                         dropped = flattened;
                         rewrite(&mut tree, ImageRole::Bundle);
-                        (tree, spool, format!("{at}: {}", image.reference))
+                        (tree, spool, describe.clone())
                     } else {
-                        (Tree::new(), Spool::discarding(), at)
+                        (Tree::new(), Spool::discarding(), describe.clone())
                     };
                     SegmentBody::Tree {
                         tree,
@@ -265,7 +269,7 @@ fn assemble(
                 warnings: dropped,
             };
             existing.extend(directories);
-            parts.push(None);
+            parts.push((describe, None));
             sink.push(segment)?;
         }
         log::debug(
@@ -285,15 +289,12 @@ fn assemble(
     );
     let mut written = written.into_iter();
     let mut ordered: Vec<CachedSegment> = Vec::new();
-    for part in parts {
+    for (describe, part) in parts {
         let segment = match part {
             Some(cached) => cached,
-            None => {
-                let segment = written.next().context("a segment was not written")?;
-                warnings.extend(segment.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)));
-                segment
-            }
+            None => written.next().context("a segment was not written")?,
         };
+        warnings.extend(segment.meta.warnings.iter().map(|warning| Warning::kept(&describe, warning)));
         ordered.push(segment);
     }
 

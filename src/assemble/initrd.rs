@@ -216,7 +216,6 @@ impl<'c> SegmentSink<'c> {
 /// A segment written: what its cache entry needs besides the bytes.
 struct Done {
     key: Digest,
-    describe: String,
     directories: Vec<Vec<u8>>,
     warnings: Vec<Warning>,
     produced: Produced,
@@ -257,19 +256,20 @@ pub fn write_segments<'c>(
         let (outputs, stop) = (&outputs, &stop);
         let producer = scope.spawn(move || {
             let queue = queue;
-            let mut done: Vec<Result<Done>> = Vec::new();
+            // Each segment started, with what it is: its entry failing to open, or its
+            // writing failing, ends the writing.
+            let mut done: Vec<(String, Result<Done>)> = Vec::new();
             for (index, segment) in segments.iter().enumerate() {
-                let started =
-                    Output::new(cache).map(|o| outputs.lock().expect("outputs lock").push(Mutex::new(o).into()));
                 let what = segment.describe();
-                let result = started.and_then(|()| {
+                let result = Output::new(cache).and_then(|output| {
+                    outputs.lock().expect("outputs lock").push(Mutex::new(output).into());
                     let cutter =
                         Cutter { segment: index, pieces: 0, buffer: Vec::with_capacity(PIECE), queue: &queue, stop };
                     produce(&segment, cutter)
                 });
                 let Segment { key, directories, warnings, .. } = segment;
                 let failed = result.is_err();
-                done.push(result.map(|produced| Done { key, describe: what, directories, warnings, produced }));
+                done.push((what, result.map(|produced| Done { key, directories, warnings, produced })));
                 if failed || stop.load(Ordering::SeqCst) {
                     stop.store(true, Ordering::SeqCst);
                     break;
@@ -284,34 +284,33 @@ pub fn write_segments<'c>(
         let done = producer.join().expect("the segment producer does not panic");
         (built, done)
     });
-    // The first real failure: the writers' (a full disk...), or the build's own.
-    let built = match built {
-        Err(error) if !error.is::<WritersStopped>() => Some(error),
-        _ => None,
-    };
+    // The first real failure: a compressor's (a full disk...), the build's own (a damaged
+    // blob, which must reach the caller as it is), or the segment writer's.
     let outputs = outputs.into_inner().expect("outputs lock");
-    for (output, done) in outputs.iter().zip(&done) {
-        let mut output = output.lock().expect("segment output lock");
-        if let Some(error) = output.error.take() {
-            let what = done.as_ref().map_or_else(|_| "a segment".to_string(), |d| d.describe.clone());
-            return Err(error).with_context(|| describe(&what));
+    for ((what, _), output) in done.iter().zip(&outputs) {
+        if let Some(error) = output.lock().expect("segment output lock").error.take() {
+            return Err(error).with_context(|| describe(what));
         }
     }
-    if let Some(error) = built {
-        return Err(error);
+    if let Err(error) = built {
+        if !error.is::<WritersStopped>() {
+            return Err(error);
+        }
     }
     let mut written = Vec::new();
-    for (output, done) in outputs.into_iter().zip(done) {
-        let done = done?;
+    let mut outputs = outputs.into_iter();
+    for (what, done) in done {
+        let what = describe(&what);
+        let done = done.with_context(|| what.clone())?;
+        let output = outputs.next().context("a segment without its output")?;
         let output = std::sync::Arc::into_inner(output).expect("the writers are done").into_inner().expect("lock");
-        let what = describe(&done.describe);
         if output.next != done.produced.pieces {
             bail!("{what}: {} of {} pieces were compressed", output.next, done.produced.pieces);
         }
         debug_assert_eq!(done.produced.cpio_bytes, output.length);
         let mut warnings: Vec<(String, String)> = done.warnings.into_iter().map(|w| (w.summary, w.detail)).collect();
         warnings.extend(done.produced.uncreatable.iter().map(|(name, reason)| {
-            let warning = Warning::uncreatable(&done.describe, name, reason);
+            let warning = Warning::uncreatable(name, reason);
             (warning.summary, warning.detail)
         }));
         let meta = SegmentMeta {
@@ -323,6 +322,22 @@ pub fn write_segments<'c>(
         written.push(output.entry.finish(cache, &done.key, &meta).with_context(|| what.clone())?);
     }
     Ok(written)
+}
+
+/// A fingerprint of what the compressor writes at `compression` (the sha256 of a fixed,
+/// varied input compressed): part of every segment key, so a segment compressed by
+/// another version of zlib-rs, whose bytes could differ, is never reused.
+pub fn compressor_fingerprint(compression: Compression) -> String {
+    let mut input = Vec::with_capacity(64 << 10);
+    let mut state: u32 = 0x1234_5678;
+    while input.len() < 64 << 10 {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let [high, _, _, low] = state.to_be_bytes();
+        // Half text-like (few symbols, compressible), half noise.
+        input.push(if low & 1 == 0 { b'a' + high % 8 } else { high });
+    }
+    let (bytes, _) = compress(compression, input).expect("compressing in memory cannot fail");
+    crate::oci::digest::sha256(&bytes).digest()[..16].to_string()
 }
 
 /// One piece, compressed (or not): the bytes and the CRC32 and length of the input.

@@ -153,7 +153,8 @@ fn copy_out(kept: &mut CachedSegment, output_dir: &Path, label: &str) -> Result<
 /// The kernel binary and the microcode `spec` names, in temporary files of `output_dir`.
 pub fn extract_kernel(spec: &KernelSpec, source: &mut KernelSource<'_>, output_dir: &Path) -> Result<KernelFiles> {
     let mut binary = source.file(&normalise(spec.binary.as_bytes())?).context("the kernel binary")?;
-    let warnings = binary.meta.warnings.iter().map(|(summary, detail)| Warning::cached(summary, detail)).collect();
+    let what = format!("kernel {}", source.image.reference);
+    let warnings = binary.meta.warnings.iter().map(|warning| Warning::kept(&what, warning)).collect();
     let kernel = copy_out(&mut binary, output_dir, "kernel")?;
     let ucode = match &spec.ucode {
         Some(path) => {

@@ -118,7 +118,7 @@ impl SegmentCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
         };
-        match verify(file) {
+        match verify(file, key) {
             Ok(entry) => {
                 // Least recently used is judged by mtime.
                 let _ = entry.file.set_modified(std::time::SystemTime::now());
@@ -200,7 +200,12 @@ impl NewSegment {
         let path = cache.path(key);
         let json = serde_json::to_vec(meta).expect("the metadata serialises");
         self.hasher.update(&json);
-        let footer = format!("\n{MAGIC}{:016x} {}\n", json.len(), hex::encode(self.hasher.finalize()));
+        let json_length = format!("{:016x}", json.len());
+        // The key and the length are covered too: an entry under another name, or with
+        // another split between data and metadata, does not verify.
+        self.hasher.update(key.digest().as_bytes());
+        self.hasher.update(json_length.as_bytes());
+        let footer = format!("\n{MAGIC}{json_length} {}\n", hex::encode(self.hasher.finalize()));
         debug_assert_eq!(footer.len() as u64, FOOTER_LEN);
         let written = (|| {
             self.out.write_all(&json)?;
@@ -215,8 +220,8 @@ impl NewSegment {
     }
 }
 
-/// Checks a whole entry against its footer and reads its metadata.
-fn verify(mut file: File) -> Result<CachedSegment> {
+/// Checks a whole entry (named `key`) against its footer and reads its metadata.
+fn verify(mut file: File, key: &Digest) -> Result<CachedSegment> {
     let size = file.metadata()?.len();
     if size < FOOTER_LEN {
         bail!("it has {size} bytes, less than a footer");
@@ -229,8 +234,8 @@ fn verify(mut file: File) -> Result<CachedSegment> {
     else {
         bail!("no footer");
     };
-    let Some((json_length, sha)) = fields.split_once(' ') else { bail!("a malformed footer") };
-    let json_length = u64::from_str_radix(json_length, 16).context("a malformed footer")?;
+    let Some((json_length_hex, sha)) = fields.split_once(' ') else { bail!("a malformed footer") };
+    let json_length = u64::from_str_radix(json_length_hex, 16).context("a malformed footer")?;
     let Some(data_length) = (size - FOOTER_LEN).checked_sub(json_length) else { bail!("a malformed footer") };
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = sha2::Sha256::new();
@@ -254,6 +259,8 @@ fn verify(mut file: File) -> Result<CachedSegment> {
     if position != size - FOOTER_LEN {
         bail!("it ended early");
     }
+    hasher.update(key.digest().as_bytes());
+    hasher.update(json_length_hex.as_bytes());
     if hex::encode(hasher.finalize()) != sha {
         bail!("its content does not match its sha256");
     }
@@ -313,6 +320,10 @@ mod tests {
         }
         std::fs::write(&path, &good[..good.len() - 1]).unwrap();
         assert!(cache.get(&key(1)).unwrap().is_none());
+        // A good entry under another key's name is not that key's entry.
+        std::fs::write(&path, &good).unwrap();
+        std::fs::rename(&path, root.path().join("segments").join(key(3).digest())).unwrap();
+        assert!(cache.get(&key(3)).unwrap().is_none());
         let names: Vec<String> = std::fs::read_dir(root.path().join("segments"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -50,6 +50,25 @@ impl Planned<'_> {
         }
     }
 
+    /// What the segment is, in messages: the attribute and the image.
+    pub fn describe(&self, composition: &Composition) -> String {
+        let kernel = &composition.inputs.kernel;
+        match self {
+            Planned::KernelModules => format!("kernel {} of {}", kernel.modules_tar, kernel.image),
+            Planned::Init { index, package } => format!("init[{index}]: {}", package.image),
+            Planned::ApkDatabases => format!("/{}", String::from_utf8_lossy(APK_DATABASE)),
+            Planned::Bundle { bundle, .. } => {
+                let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
+                if bundle.extracts_image {
+                    format!("{at}: {}", bundle.package.image)
+                } else {
+                    at
+                }
+            }
+            Planned::Files => "file".into(),
+        }
+    }
+
     /// What the segment is made of, without reading a layer: images by digest, generated
     /// bytes by their sha256, names hex-encoded (they may be any bytes). Part of the
     /// segment's key ([`super::initrd::in_order`] adds what the segments before it write).

@@ -40,7 +40,8 @@ pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<Lay
 }
 
 /// The union of an image's layers, each read once (its files' data kept in `spool`), and
-/// what they carried that newc drops.
+/// what they carried that newc drops (warnings whose detail the caller prefixes with what
+/// the image is used as).
 pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) -> Result<(Tree, Spool, Vec<Warning>)> {
     let mut tree = Tree::new();
     let mut warnings = Vec::new();
@@ -50,10 +51,10 @@ pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) 
         let dropped = layer.read(|stream| tree.read_layer(index, stream, &mut spool)).with_context(describe)?;
         for DroppedXattrs { path, names } in dropped {
             warnings.push(Warning::dropped_xattrs(format!(
-                "{}: {} in {} carries extended attributes ({}) that a newc initrd cannot hold; they are dropped",
-                image.reference,
+                "{} in layer {} ({}) carries extended attributes ({}) that a newc initrd cannot hold; they are dropped",
                 display(&path),
-                describe(),
+                index + 1,
+                image.manifest.layers()[index].digest(),
                 names.join(", ")
             )));
         }

@@ -30,6 +30,8 @@ const DEFAULT_PARALLEL_PULLS: i64 = 4;
 /// MiB of compressed initrd segments kept unless `segment_cache_mb` says otherwise: a few
 /// versions of a few images.
 const DEFAULT_SEGMENT_CACHE_MB: i64 = 2048;
+/// The largest `segment_cache_mb`: 1 PiB.
+const MAX_SEGMENT_CACHE_MB: i64 = 1 << 30;
 
 /// What every resource needs once the provider is configured.
 pub struct ProviderContext {
@@ -156,10 +158,10 @@ impl Provider for ResinProvider {
             }
         }
         if let Value::Value(n) = config.segment_cache_mb {
-            if n < 0 {
+            if !(0..=MAX_SEGMENT_CACHE_MB).contains(&n) {
                 diags.error(
                     "Invalid segment_cache_mb",
-                    format!("{n} is negative"),
+                    format!("{n} is outside 0..{MAX_SEGMENT_CACHE_MB} (MiB)"),
                     AttributePath::new("segment_cache_mb"),
                 );
             }
@@ -244,7 +246,9 @@ impl Provider for ResinProvider {
         }
         // Opening removes the temporary files of killed runs: off the async runtime.
         let opening = cache_dir.clone();
-        let segment_bytes = config.segment_cache_mb.unwrap_or(DEFAULT_SEGMENT_CACHE_MB).max(0).unsigned_abs() << 20;
+        let segment_bytes =
+            config.segment_cache_mb.unwrap_or(DEFAULT_SEGMENT_CACHE_MB).clamp(0, MAX_SEGMENT_CACHE_MB).unsigned_abs()
+                << 20;
         let opened = tokio::task::spawn_blocking(move || {
             Ok::<_, anyhow::Error>((BlobCache::open(&opening)?, SegmentCache::open(&opening, segment_bytes)?))
         })

@@ -1,9 +1,9 @@
 # terraform-provider-resin
 #   make demo     the main job: build, build the fixture packages from Debian packages into
 #                 a local OCI layout, terraform apply examples/demo, boot it under QEMU
-#   make test     install what the tests need, check formatting and clippy, then run every
-#                 test (the acceptance tests on the pinned Terraform 1.0.3, and again on a
-#                 newer terraform on PATH)
+#   make test     install what the tests need, check formatting, clippy and that the fuzz
+#                 targets compile, then run every test (the acceptance tests on the pinned
+#                 Terraform 1.0.3, and again on a newer terraform on PATH)
 #   make install  build a release binary into Terraform's filesystem mirror
 #   make fuzz     fuzz the layer reader, the union and the newc writer (FUZZ_SECONDS each)
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
@@ -45,6 +45,7 @@ test:
 	scripts/install-deps.sh test
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	cargo check --quiet --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check --bins
 	scripts/boot-fixtures/build.sh $(CURDIR)/.tools/boot-layout
 	cargo build --benches
 	cargo test

@@ -26,10 +26,8 @@ use serde_json::json;
 
 use super::artifacts::{artifact_paths, file_digest, publish, sbom_path, temporary, Artifact, TEMPORARY_PREFIX};
 use super::compose::{Composition, FileKind};
-use super::hash::{content_hash, ASSEMBLY_FORMAT};
-use super::initrd::{
-    compressor_fingerprint, device_of, segment_key, write_initrd, write_segments, Segment, SegmentBody, PIECE,
-};
+use super::hash::ASSEMBLY_FORMAT;
+use super::initrd::{compressor_fingerprint, device_of, write_initrd, write_segments, Segment, SegmentBody, PIECE};
 use super::kernel::{extract_kernel, read_modules, KernelSource};
 use super::rewrite::{rewrite, ImageRole};
 use super::segment_cache::{CachedSegment, SegmentCache};
@@ -167,20 +165,19 @@ fn assemble(
     // ones are built.
     let mut parts: Vec<(String, Option<CachedSegment>)> = Vec::new();
     let (mut hits, mut misses) = (0usize, 0usize);
-    let fingerprint = compressor_fingerprint(compression);
+    // What every segment's bytes depend on besides its contents.
+    let settings = json!({
+        "format": ASSEMBLY_FORMAT,
+        "compression": compression.identity(),
+        "piece": PIECE,
+        "compressor": compressor_fingerprint(compression),
+    });
     let written = write_segments(compression, segment_cache, |sink| {
         let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut init_databases: BTreeMap<usize, Option<Vec<u8>>> = BTreeMap::new();
         for planned in plan(composition) {
             let describe = planned.describe(composition);
-            let base = content_hash(&json!({
-                "format": ASSEMBLY_FORMAT,
-                "compression": compression.identity(),
-                "piece": PIECE,
-                "compressor": fingerprint,
-                "segment": planned.identity(composition),
-            }));
-            let key = segment_key(&base, planned.prefix(), &existing);
+            let key = planned.key(composition, &settings, &existing);
             if let Some(cached) = segment_cache.get(&key)? {
                 for directory in &cached.meta.directories {
                     existing.insert(hex::decode(directory).context("a cached segment's directory")?);
@@ -237,7 +234,7 @@ fn assemble(
                         rewrite(&mut tree, ImageRole::Bundle);
                         (tree, spool, describe.clone())
                     } else {
-                        (Tree::new(), Spool::discarding(), describe.clone())
+                        (Tree::new(), Spool::empty(), describe.clone())
                     };
                     SegmentBody::Tree {
                         tree,
@@ -248,7 +245,7 @@ fn assemble(
                         describe,
                     }
                 }
-                Planned::Files => image_body(file_entries(composition)?, vec![], Spool::discarding(), "file".into()),
+                Planned::Files => image_body(file_entries(composition)?, vec![], Spool::empty(), "file".into()),
             };
             let directories = match &body {
                 SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {

@@ -1,5 +1,5 @@
 //! Writing the initrd. Each segment is a newc stream whose inodes are numbered from 1 in
-//! its own namespace: its device number, 64 bits of its key ([`segment_key`]), so its bytes
+//! its own namespace: its device number, 64 bits of its key ([`super::segments::Planned::key`]), so its bytes
 //! do not depend on where it sits. A segment's stream is cut into [`PIECE`]-byte pieces
 //! that one compressor per core compresses (each ending in a full flush) into a new entry
 //! of the segment cache. The initrd is then the microcode cpio (when the kernel sets one),
@@ -15,7 +15,6 @@ use anyhow::{bail, Context, Result};
 
 use super::build::Warning;
 use super::compose::Compression;
-use super::hash::content_hash;
 use super::segment_cache::{CachedSegment, NewSegment, SegmentCache, SegmentMeta};
 use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
 use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
@@ -52,7 +51,7 @@ pub struct Segment<'a> {
     /// Directories written by the segments before this one.
     pub existing: BTreeSet<Vec<u8>>,
     /// The device number of every entry (newc's devmajor, devminor), which keeps the
-    /// segment's inode numbers apart from every other segment's.
+    /// segment's inode numbers apart from every other segment's ([`device_of`] its key).
     pub device: (u32, u32),
     /// What the segment's bytes are a function of: its name in the segment cache.
     pub key: Digest,
@@ -154,7 +153,7 @@ impl Output {
     fn add(&mut self, index: usize, compressed: Vec<u8>, summary: SegmentSummary) -> io::Result<()> {
         self.waiting.insert(index, (compressed, summary));
         while let Some((compressed, summary)) = self.waiting.remove(&self.next) {
-            self.entry.write_data(&compressed)?;
+            self.entry.write_all(&compressed)?;
             self.crc.combine(&crc32fast::Hasher::new_with_initial_len(summary.crc, summary.length));
             self.length += summary.length;
             self.next += 1;
@@ -395,22 +394,6 @@ pub fn write_initrd(
     out.flush()?;
     let (sha256, size) = out.finish();
     Ok((sha256.to_string(), size, cpio_bytes))
-}
-
-/// The key of a segment made of `base` (what it holds) when `existing` holds the
-/// directories written before it: only those under its prefix can change its bytes (a
-/// directory a layer only implies is not written again). `prefix` is `None` for a
-/// segment without a tree. The key names the segment's bytes wherever it sits in the
-/// initrd.
-pub fn segment_key(base: &Digest, prefix: Option<&[u8]>, existing: &BTreeSet<Vec<u8>>) -> Digest {
-    let relevant: Vec<String> = match prefix {
-        Some(prefix) => {
-            let below = [prefix, b"/"].concat();
-            existing.iter().filter(|d| prefix.is_empty() || d.starts_with(&below)).map(hex::encode).collect()
-        }
-        None => Vec::new(),
-    };
-    content_hash(&serde_json::json!({ "segment": base.to_string(), "existing": relevant }))
 }
 
 /// A segment's device number: the first 64 bits of its key, as (major, minor).

@@ -5,7 +5,6 @@
 //! path), so assembly copies them from there instead of reading the kernel image again.
 //! Whichever comes first reads the image; nothing reads it twice while the files are kept.
 
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -69,42 +68,31 @@ impl<'a> KernelSource<'a> {
         Ok(self.union.as_ref().expect("just read"))
     }
 
-    /// Whether the image has `path` as a regular file.
-    fn has_file(&mut self, path: &[u8]) -> Result<bool> {
-        if self.segments.get(&self.key(path))?.is_some() {
-            return Ok(true);
+    /// The regular file `path`, kept in the segment cache; `None` when the image has no
+    /// such file. Its entry also carries the warnings reading the image gave.
+    fn kept(&mut self, path: &[u8]) -> Result<Option<CachedSegment>> {
+        let key = self.key(path);
+        if let Some(kept) = self.segments.get(&key)? {
+            return Ok(Some(kept));
         }
-        Ok(matches!(self.union()?.0.get(path), Some(Node::File(_))))
+        let (image, segments) = (self.image, self.segments);
+        let (tree, spool) = self.union()?;
+        if !matches!(tree.get(path), Some(Node::File(_))) {
+            return Ok(None);
+        }
+        let mut entry = segments.create()?;
+        let length = std::io::copy(&mut open_file(tree, spool, path, image)?, &mut entry)
+            .with_context(|| format!("keeping {} in {}", String::from_utf8_lossy(path), segments.dir().display()))?;
+        let warnings = self.warnings.iter().map(|w| (w.summary.clone(), w.detail.clone())).collect();
+        let meta = SegmentMeta { crc: 0, length, directories: Vec::new(), warnings };
+        entry.finish(segments, &key, &meta).map(Some)
     }
 
     /// The regular file `path`, kept in the segment cache (an error names the image and
-    /// the path when there is no such file). Its entry also carries the warnings reading
-    /// the image gave.
+    /// the path when there is no such file).
     pub fn file(&mut self, path: &[u8]) -> Result<CachedSegment> {
-        let key = self.key(path);
-        if let Some(kept) = self.segments.get(&key)? {
-            return Ok(kept);
-        }
         let image = self.image;
-        let segments = self.segments;
-        self.union()?;
-        let warnings: Vec<(String, String)> =
-            self.warnings.iter().map(|w| (w.summary.clone(), w.detail.clone())).collect();
-        let (tree, spool) = self.union.as_ref().expect("read above");
-        let mut entry = segments.create()?;
-        let mut data = open_file(tree, spool, path, image)?;
-        let mut buffer = vec![0u8; 256 << 10];
-        let mut length = 0u64;
-        loop {
-            let n = data.read(&mut buffer).with_context(|| format!("reading {}", String::from_utf8_lossy(path)))?;
-            if n == 0 {
-                break;
-            }
-            entry.write_data(&buffer[..n]).with_context(|| format!("writing to {}", segments.dir().display()))?;
-            length += n as u64;
-        }
-        let meta = SegmentMeta { crc: 0, length, directories: Vec::new(), warnings };
-        entry.finish(segments, &key, &meta)
+        self.kept(path)?.with_context(|| format!("{} has no file /{}", image.reference, String::from_utf8_lossy(path)))
     }
 }
 
@@ -120,13 +108,12 @@ pub fn check_kernel_files(
     let mut source = KernelSource::new(image, cache, segments);
     for file in files {
         let path = normalise(file.path.as_bytes()).map_err(|e| (file.setting, e))?;
-        if !source.has_file(&path).map_err(|e| ("image", e))? {
+        if source.kept(&path).map_err(|e| ("image", e))?.is_none() {
             return Err((
                 file.setting,
                 anyhow::anyhow!("{} has no file /{}", image.reference, file.path.trim_start_matches('/')),
             ));
         }
-        source.file(&path).map_err(|e| ("image", e))?;
     }
     Ok(())
 }

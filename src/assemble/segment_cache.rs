@@ -1,7 +1,7 @@
 //! Compressed initrd segments kept between applies, in `<cache_dir>/segments/`, under a
 //! key that covers everything their bytes depend on: what the segment holds (images by
 //! digest, generated files by content), the directories written before it under its
-//! prefix, the compression settings and the assembly format ([`super::initrd::in_order`]).
+//! prefix, the compression settings and the assembly format ([`super::segments::Planned::key`]).
 //! An apply where nothing or one package changed copies the cached segments and
 //! compresses only the new ones; the bytes are the same either way.
 //!
@@ -138,7 +138,7 @@ impl SegmentCache {
         }
     }
 
-    /// A new entry to write: compressed bytes go to [`NewSegment::writer`].
+    /// A new entry to write: its data is written to it, then [`NewSegment::finish`].
     pub fn create(&self) -> Result<NewSegment> {
         let file = crate::tempfiles::create_locked(&self.dir, TEMPORARY_PREFIX)?;
         // Compressed pieces arrive in large writes, which pass the buffer by.
@@ -186,14 +186,21 @@ pub struct NewSegment {
     data_length: u64,
 }
 
-impl NewSegment {
-    /// Where the compressed bytes go.
-    pub fn write_data(&mut self, bytes: &[u8]) -> io::Result<()> {
+/// The entry's data (compressed bytes, or a kept file) is written to it.
+impl Write for NewSegment {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.out.write_all(bytes)?;
         self.hasher.update(bytes);
         self.data_length += bytes.len() as u64;
-        self.out.write_all(bytes)
+        Ok(bytes.len())
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl NewSegment {
     /// Adds the metadata and the footer, puts the entry in place as `key` and returns it
     /// open.
     pub fn finish(mut self, cache: &SegmentCache, key: &Digest, meta: &SegmentMeta) -> Result<CachedSegment> {
@@ -278,7 +285,7 @@ mod tests {
 
     fn put(cache: &SegmentCache, key: &Digest, data: &[u8]) -> CachedSegment {
         let mut entry = cache.create().unwrap();
-        entry.write_data(data).unwrap();
+        entry.write_all(data).unwrap();
         let meta = SegmentMeta {
             crc: 7,
             length: 100,

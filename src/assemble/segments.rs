@@ -6,10 +6,14 @@
 //! database (kept only when two or more init images turn out to have one), each bundle
 //! (onboot, onshutdown, services), then the `file` entries.
 
-use serde_json::json;
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
 
 use super::compose::{Bundle, Composition, FileKind};
+use super::hash::content_hash;
 use super::spec::PackageSpec;
+use crate::oci::digest::Digest;
 
 /// Where an init image keeps its apk database.
 pub const APK_DATABASE: &[u8] = b"lib/apk/db/installed";
@@ -40,14 +44,28 @@ pub struct Scaffold<'c> {
 }
 
 impl Planned<'_> {
-    /// Where the segment's tree goes (`Some(b"")` for `/`); `None` for a segment without
-    /// a tree.
-    pub fn prefix(&self) -> Option<&[u8]> {
-        match self {
+    /// The segment's key, its name in the segment cache: `settings` (assembly format,
+    /// compression...), what it holds ([`Planned::identity`]) and, of the directories
+    /// `existing` written before it, those that can change its bytes: the ones under its
+    /// prefix (a directory a layer only implies is not written again). The key names the
+    /// segment's bytes wherever it sits in the initrd.
+    pub fn key(&self, composition: &Composition, settings: &Value, existing: &BTreeSet<Vec<u8>>) -> Digest {
+        let mut base = settings.clone();
+        base["segment"] = self.identity(composition);
+        // Where the segment's tree goes; `None` for a segment without a tree.
+        let prefix: Option<&[u8]> = match self {
             Planned::KernelModules | Planned::Init { .. } | Planned::Files => Some(b""),
             Planned::Bundle { prefix, .. } => Some(prefix),
             Planned::ApkDatabases => None,
-        }
+        };
+        let relevant: Vec<String> = match prefix {
+            Some(prefix) => {
+                let below = [prefix, b"/"].concat();
+                existing.iter().filter(|d| prefix.is_empty() || d.starts_with(&below)).map(hex::encode).collect()
+            }
+            None => Vec::new(),
+        };
+        content_hash(&json!({ "segment": content_hash(&base).to_string(), "existing": relevant }))
     }
 
     /// What the segment is, in messages: the attribute and the image.
@@ -71,7 +89,7 @@ impl Planned<'_> {
 
     /// What the segment is made of, without reading a layer: images by digest, generated
     /// bytes by their sha256, names hex-encoded (they may be any bytes). Part of the
-    /// segment's key ([`super::initrd::in_order`] adds what the segments before it write).
+    /// segment's key ([`Planned::key`] adds the settings and what the segments before it write).
     pub fn identity(&self, composition: &Composition) -> serde_json::Value {
         let kernel = &composition.inputs.kernel;
         let sha = |bytes: &[u8]| crate::oci::digest::sha256(bytes).to_string();

@@ -22,7 +22,7 @@ pub struct Extent {
 /// File data of some layers; each entry's place is kept by its owner (the union's inode).
 #[derive(Debug)]
 pub struct Spool {
-    /// `None` for a union read for its metadata only: data is skipped.
+    /// `None` for an empty spool (a tree with no file from a layer).
     file: Option<File>,
     /// Buffers appends until [`Spool::finish`].
     writer: Option<io::BufWriter<File>>,
@@ -47,8 +47,8 @@ impl Spool {
         })
     }
 
-    /// A spool that keeps nothing: for a union wanted for its metadata.
-    pub fn discarding() -> Spool {
+    /// A spool with nothing in it and no file: for a tree with no file from a layer.
+    pub fn empty() -> Spool {
         Spool { file: None, writer: None, dir: PathBuf::new(), length: 0 }
     }
 
@@ -56,19 +56,15 @@ impl Spool {
         format!("keeping layer data in a temporary file in {}", self.dir.display())
     }
 
-    /// Copies `data` (the whole data of one entry) into the spool. Returns where it is;
-    /// `None` from a spool that keeps nothing.
-    pub fn append(&mut self, data: &mut dyn Read) -> Result<Option<Extent>> {
+    /// Copies `data` (the whole data of one entry) into the spool. Returns where it is.
+    pub fn append(&mut self, data: &mut dyn Read) -> Result<Extent> {
         let Some(writer) = &mut self.writer else {
-            if self.file.is_some() {
-                bail!("the spool is finished");
-            }
-            return Ok(None);
+            bail!("the spool is finished, or has no file");
         };
         let copied = io::copy(data, writer).with_context(|| self.failed())?;
         let extent = Extent { offset: self.length, length: copied };
         self.length += copied;
-        Ok(Some(extent))
+        Ok(extent)
     }
 
     /// Ends the appends: what was appended can be read from now on.
@@ -125,9 +121,9 @@ mod tests {
     fn entries_read_back_in_any_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::new_in(dir.path()).unwrap();
-        let first = spool.append(&mut &b"first"[..]).unwrap();
-        let empty = spool.append(&mut &b""[..]).unwrap();
-        let big = spool.append(&mut &vec![7u8; 300_000][..]).unwrap();
+        let first = Some(spool.append(&mut &b"first"[..]).unwrap());
+        let empty = Some(spool.append(&mut &b""[..]).unwrap());
+        let big = Some(spool.append(&mut &vec![7u8; 300_000][..]).unwrap());
         assert!(spool.reader(first, 5).is_err(), "not finished");
         spool.finish().unwrap();
         let read = |extent, length| {
@@ -142,7 +138,9 @@ mod tests {
         assert!(spool.reader(None, 0).is_err());
         assert!(spool.reader(Some(Extent { offset: 300_000, length: 10 }), 10).is_err(), "beyond the end");
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "the spool has no name");
-        let mut discarding = Spool::discarding();
-        assert_eq!(discarding.append(&mut &b"dropped"[..]).unwrap(), None);
+        assert!(spool.append(&mut &b"late"[..]).is_err(), "a finished spool takes nothing more");
+        let mut empty = Spool::empty();
+        assert!(empty.append(&mut &b"nowhere"[..]).is_err());
+        assert!(empty.reader(None, 0).is_err());
     }
 }

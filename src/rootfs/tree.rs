@@ -193,7 +193,7 @@ impl Tree {
         let (mut entries, mut extents) = (Vec::new(), Vec::new());
         for_each_entry(tar_stream, |entry, data| {
             extents.push(match entry.kind {
-                EntryKind::File { .. } => spool.append(data)?,
+                EntryKind::File { .. } => Some(spool.append(data)?),
                 _ => None,
             });
             entries.push(entry);
@@ -283,14 +283,14 @@ impl Tree {
     /// from `spool`, filled by the one verified read of each layer (layer `i` as given to
     /// [`Tree::apply_layer`]). Implicit directories (made only as parents) that `existing`
     /// already holds are not written again, so they do not override the metadata an
-    /// earlier segment gave them. Returns the names of the directories written.
+    /// earlier segment gave them (which directories those are: [`Tree::directories_written`]).
     pub fn write<W: std::io::Write>(
         &self,
         prefix: &[u8],
         writer: &mut SegmentWriter<W>,
         spool: &Spool,
         existing: &std::collections::BTreeSet<Vec<u8>>,
-    ) -> Result<Vec<Vec<u8>>> {
+    ) -> Result<()> {
         let directories = self.directories_written(prefix, existing);
         let mut written = directories.iter().peekable();
         let name = |path: &[u8]| join(prefix, path);
@@ -367,7 +367,7 @@ impl Tree {
                 .with_context(|| format!("the data of {} (layer {})", display(links[id][0]), layer + 1))?;
             writer.hard_links(&names(id), &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
         }
-        Ok(directories)
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@ mod measure;
 #[allow(dead_code)]
 mod terraform;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,37 +31,6 @@ use serde_json::json;
 use fixtures::{add_layered_image, tar_layer, Entry};
 
 const PACKAGES: usize = 15;
-
-/// Regular files of this machine between 64 KiB and 16 MiB, in path order, up to `budget` bytes.
-fn real_binaries(budget: u64) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for path in paths {
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-            if meta.is_dir() {
-                walk(&path, files);
-            } else if meta.is_file() && (64 << 10..16 << 20).contains(&meta.len()) {
-                files.push(path);
-            }
-        }
-    }
-    for root in ["/usr/lib", "/usr/bin", "/usr/libexec"] {
-        walk(Path::new(root), &mut files);
-    }
-    let mut total = 0;
-    files.retain(|f| {
-        let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-        if total + size > budget {
-            return false;
-        }
-        total += size;
-        true
-    });
-    files
-}
 
 /// Semi-compressible synthetic content (for the memory scaling runs): noise whose every
 /// other 4-byte group keeps only its low nibbles.
@@ -192,7 +161,7 @@ fn main() {
     }
     let scratch = tempfile::tempdir().unwrap();
 
-    let binaries = real_binaries(300 << 20);
+    let binaries = measure::real_files(64 << 10..16 << 20, 300 << 20);
     let per_package = binaries.len().div_ceil(PACKAGES);
     let realistic = scratch.path().join("realistic");
     let total = write_layout(&realistic, &|index| {

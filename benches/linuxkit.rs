@@ -16,6 +16,7 @@
 #[path = "../tests/acceptance/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
+mod measure;
 #[path = "../tests/acceptance/registry.rs"]
 #[allow(dead_code)]
 mod registry;
@@ -41,35 +42,6 @@ use terraform::Workspace;
 
 const PACKAGES: usize = 14;
 const BUDGET: u64 = 300 << 20;
-
-/// Regular files of this machine between 16 KiB and 16 MiB, in path order.
-fn real_files(roots: &[&str], budget: u64) -> Vec<PathBuf> {
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        for path in paths {
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-            if meta.is_dir() {
-                walk(&path, files);
-            } else if meta.is_file() && (16 << 10..16 << 20).contains(&meta.len()) {
-                files.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    for root in roots {
-        walk(Path::new(root), &mut files);
-    }
-    let mut total = 0;
-    files.retain(|f| {
-        let size = std::fs::metadata(f).map_or(0, |m| m.len());
-        let keep = total + size <= budget;
-        total += if keep { size } else { 0 };
-        keep
-    });
-    files
-}
 
 /// A tar layer of `(path, contents)`.
 fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
@@ -99,7 +71,6 @@ impl ProviderSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let seen: Arc<Mutex<BTreeMap<u32, (f64, u64)>>> = Arc::default();
         let (thread_stop, thread_seen) = (stop.clone(), seen.clone());
-        let ticks = 100.0; // USER_HZ
         let thread = std::thread::spawn(move || {
             while !thread_stop.load(Ordering::SeqCst) {
                 for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -108,16 +79,7 @@ impl ProviderSampler {
                     if !comm.starts_with("terraform-provi") {
                         continue;
                     }
-                    let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-                    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-                    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-                    let cpu = (tick(11) + tick(12)) / ticks;
-                    let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-                    let hwm = status
-                        .lines()
-                        .find(|l| l.starts_with("VmHWM:"))
-                        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-                        .unwrap_or(0);
+                    let (cpu, hwm) = (measure::cpu_seconds_of(&entry.path()), measure::peak_rss_kib_of(&entry.path()));
                     let mut seen = thread_seen.lock().unwrap();
                     let slot = seen.entry(pid).or_default();
                     *slot = (slot.0.max(cpu), slot.1.max(hwm));
@@ -211,7 +173,7 @@ fn main() {
     let registry = Registry::start(None);
 
     // The kernel: a large real binary as `kernel`, 20 MB of real files as its modules.
-    let files = real_files(&["/usr/lib", "/usr/bin", "/usr/libexec"], BUDGET + (30 << 20));
+    let files = measure::real_files(16 << 10..16 << 20, BUDGET + (30 << 20));
     let read = |paths: &[PathBuf]| -> Vec<(String, Vec<u8>)> {
         paths.iter().map(|p| (p.strip_prefix("/").unwrap().display().to_string(), std::fs::read(p).unwrap())).collect()
     };

@@ -248,11 +248,11 @@ fn assemble(
                 Planned::Files => image_body(file_entries(composition)?, vec![], Spool::empty(), "file".into()),
             };
             let directories = match &body {
+                // The scaffolding, then what the tree writes (below its prefix, where no
+                // scaffolding directory is: the tree is written against `existing` alone).
                 SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {
-                    let mut scaffolded = existing.clone();
-                    scaffolded.extend(scaffold_directories.iter().cloned());
                     let mut directories = scaffold_directories.clone();
-                    directories.extend(tree.directories_written(prefix, &scaffolded));
+                    directories.extend(tree.directories_written(prefix, &existing));
                     directories
                 }
                 SegmentBody::File { .. } | SegmentBody::Empty => Vec::new(),

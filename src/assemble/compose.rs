@@ -418,15 +418,18 @@ pub fn file_kind(
     })
 }
 
+/// Tests, and the fixtures other modules' tests build compositions from.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::assemble::spec::{ImageDefaults, SPEC_VERSION};
 
-    const A: &str = "docker.io/library/a@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    const B: &str = "docker.io/library/b@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    pub(crate) const A: &str =
+        "docker.io/library/a@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    pub(crate) const B: &str =
+        "docker.io/library/b@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-    fn package(image: &str, name: &str, options: ContainerOptions) -> PackageSpec {
+    pub(crate) fn package(image: &str, name: &str, options: ContainerOptions) -> PackageSpec {
         PackageSpec {
             spec_version: SPEC_VERSION,
             image: image.parse().unwrap(),
@@ -437,7 +440,8 @@ mod tests {
         }
     }
 
-    fn inputs(onboot: Vec<PackageSpec>, services: Vec<PackageSpec>) -> ImageInputs {
+    /// Kernel `A` (no modules tarball), no init image, no file.
+    pub(crate) fn inputs(onboot: Vec<PackageSpec>, services: Vec<PackageSpec>) -> ImageInputs {
         ImageInputs {
             compression: Compression::DEFAULT,
             kernel: KernelSpec {

@@ -168,43 +168,21 @@ fn scaffold(bundle: &Bundle) -> Scaffold<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assemble::compose::{compose, ImageInputs};
-    use crate::assemble::spec::{ImageDefaults, KernelSpec, SPEC_VERSION};
+    use crate::assemble::compose::compose;
+    use crate::assemble::compose::tests::{inputs, A, B};
     use crate::container::ContainerOptions;
 
-    const A: &str = "docker.io/library/a@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    const B: &str = "docker.io/library/b@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
+    /// A package of the compose tests' fixtures, read-only or not.
     fn package(image: &str, name: &str, readonly: bool) -> PackageSpec {
-        PackageSpec {
-            spec_version: SPEC_VERSION,
-            image: image.parse().unwrap(),
-            platform: "linux/amd64".parse().unwrap(),
-            name: name.into(),
-            options: ContainerOptions { readonly: readonly.then_some(true), ..Default::default() },
-            defaults: ImageDefaults::default(),
-        }
+        let options = ContainerOptions { readonly: readonly.then_some(true), ..Default::default() };
+        crate::assemble::compose::tests::package(image, name, options)
     }
 
     fn composition(modules_tar: &str, init: Vec<PackageSpec>) -> Composition {
-        compose(ImageInputs {
-            compression: crate::assemble::Compression::DEFAULT,
-            kernel: KernelSpec {
-                spec_version: SPEC_VERSION,
-                image: A.parse().unwrap(),
-                platform: "linux/amd64".parse().unwrap(),
-                cmdline: String::new(),
-                binary: "kernel".into(),
-                modules_tar: modules_tar.into(),
-                ucode: None,
-            },
-            init,
-            onboot: vec![package(A, "ro", true), package(A, "rw", false)],
-            onshutdown: vec![],
-            services: vec![package(B, "svc", false)],
-            files: vec![],
-        })
-        .unwrap()
+        let mut inputs = inputs(vec![package(A, "ro", true), package(A, "rw", false)], vec![package(B, "svc", false)]);
+        inputs.kernel.modules_tar = modules_tar.into();
+        inputs.init = init;
+        compose(inputs).unwrap()
     }
 
     fn strings(bytes: &[Vec<u8>]) -> Vec<String> {

@@ -429,19 +429,9 @@ pub(crate) mod tests {
                     contents = vec![b'x'; usize::try_from(*size).unwrap()];
                     data = &contents;
                 }
-                EntryKind::Symlink { target } => {
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    builder
-                        .append_link(
-                            &mut header,
-                            std::str::from_utf8(path).unwrap(),
-                            std::str::from_utf8(target).unwrap(),
-                        )
-                        .unwrap();
-                    continue;
-                }
-                EntryKind::HardLink { target } => {
-                    header.set_entry_type(tar::EntryType::Link);
+                EntryKind::Symlink { target } | EntryKind::HardLink { target } => {
+                    let symlink = matches!(kind, EntryKind::Symlink { .. });
+                    header.set_entry_type(if symlink { tar::EntryType::Symlink } else { tar::EntryType::Link });
                     builder
                         .append_link(
                             &mut header,

@@ -5,6 +5,7 @@
 //! * **cold**: empty cache, new state and output directory;
 //! * **warm**: the populated cache, new state and output directory;
 //! * **one changed**: the warm workspace again after one small package's tag moved;
+//! * **cold, zstd**: as cold, with `compression = "zstd"` (level 3);
 //! * **many files**: 200k small files in one image used by two packages (cold).
 //!
 //! For each: wall time of the apply, CPU time and peak RSS of the provider processes
@@ -117,7 +118,8 @@ fn apply(workspace: &Workspace, name: &str) -> Run {
     Run { wall, cpu, rss_mib, initrd }
 }
 
-fn config(cache: &Path, registry: &Registry, packages: &[(&str, &str)], name: &str) -> String {
+/// The bench image of `packages`, with `settings` (more `resin_image` attributes).
+fn config(cache: &Path, registry: &Registry, packages: &[(&str, &str)], name: &str, settings: &str) -> String {
     let mut text = format!(
         "provider \"resin\" {{\n  cache_dir = \"{}\"\n  registry {{\n    address    = \"{}\"\n    plain_http = true\n  }}\n}}\nresource \"resin_kernel\" \"k\" {{\n  image   = \"{}/bench/kernel:kernel\"\n  cmdline = \"console=ttyS0\"\n}}\n",
         cache.display(),
@@ -134,7 +136,7 @@ fn config(cache: &Path, registry: &Registry, packages: &[(&str, &str)], name: &s
     }
     let list = |section: &str| sections.get(section).map_or(String::new(), |s| s.join(", "));
     text.push_str(&format!(
-        "resource \"resin_image\" \"img\" {{\n  name       = \"{name}\"\n  output_dir = \"./out\"\n  kernel     = resin_kernel.k.spec\n  init       = [{}]\n  onboot     = [{}]\n  services   = [{}]\n}}\n",
+        "resource \"resin_image\" \"img\" {{\n  name       = \"{name}\"\n  output_dir = \"./out\"\n  kernel     = resin_kernel.k.spec\n  init       = [{}]\n  onboot     = [{}]\n  services   = [{}]\n{settings}}}\n",
         list("init"),
         list("onboot"),
         list("services")
@@ -215,11 +217,11 @@ fn main() {
     );
 
     let cold = Workspace::new();
-    cold.write_config(&config(&cold.cache_dir, &registry, &packages, "lk"));
+    cold.write_config(&config(&cold.cache_dir, &registry, &packages, "lk", ""));
     let cold_run = apply(&cold, "lk");
 
     let warm = Workspace::new();
-    warm.write_config(&config(&cold.cache_dir, &registry, &packages, "lk"));
+    warm.write_config(&config(&cold.cache_dir, &registry, &packages, "lk", ""));
     let warm_run = apply(&warm, "lk");
 
     // One small package changes: its tag moves to new content.
@@ -228,6 +230,10 @@ fn main() {
     set_tag(&layout, "pkg13", &put_index(&layout, vec![manifest]));
     registry.push(&layout, "pkg13", "bench/pkg13", false);
     let changed_run = apply(&warm, "lk");
+
+    let zstd_cold = Workspace::new();
+    zstd_cold.write_config(&config(&zstd_cold.cache_dir, &registry, &packages, "lk", "  compression = \"zstd\"\n"));
+    let zstd_run = apply(&zstd_cold, "lk");
 
     // The floors, on the same bytes.
     let cpio = scratch.path().join("initrd.cpio");
@@ -266,6 +272,7 @@ fn main() {
         &registry,
         &[("pkg13", "init"), ("many", "onboot"), ("many", "services")],
         "many",
+        "",
     ));
     let many_run = apply(&many_workspace, "many");
 
@@ -277,9 +284,12 @@ fn main() {
         zstd_size as f64 / 1e6
     );
     println!("{:34} {:>8} {:>8} {:>8} {:>10} {:>12}", "", "wall s", "/pigz", "cpu s", "peak MiB", "initrd/gzip6");
-    for (label, run) in
-        [("apply, cold", &cold_run), ("apply, warm", &warm_run), ("apply, one package changed", &changed_run)]
-    {
+    for (label, run) in [
+        ("apply, cold", &cold_run),
+        ("apply, warm", &warm_run),
+        ("apply, one package changed", &changed_run),
+        ("apply, cold, zstd", &zstd_run),
+    ] {
         println!(
             "{label:34} {:8.2} {:8.2} {:8.2} {:>10} {:12.3}",
             run.wall,
@@ -289,6 +299,7 @@ fn main() {
             run.initrd as f64 / gzip_size as f64
         );
     }
+    println!("{:34} initrd/zstd-3 {:.3}", "apply, cold, zstd", zstd_run.initrd as f64 / zstd_size as f64);
     println!(
         "{:34} {:8.2} {:8.2} {:>8} {:>10} {:>12}",
         "apply, many files (200k, cold)",

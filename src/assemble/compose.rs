@@ -71,6 +71,8 @@ pub struct FileSpec {
 pub enum Compression {
     /// One gzip member (zlib-rs at `level`, 1 to 9).
     Gzip { level: u32 },
+    /// zstd frames that each end with a cpio entry (`level`, 1 to 19).
+    Zstd { level: u32 },
     /// The plain cpio: larger, nothing to decompress at boot.
     Uncompressed,
 }
@@ -83,21 +85,28 @@ impl Compression {
     pub fn from_settings(name: Option<&str>, level: Option<i64>) -> Result<Compression, InputError> {
         let error =
             |field: &'static str, message: String| InputError { attribute: field, index: None, field: None, message };
+        let level_in = |name: &str, range: std::ops::RangeInclusive<u32>, default: u32| match level {
+            None => Ok(default),
+            Some(level) => u32::try_from(level).ok().filter(|level| range.contains(level)).ok_or_else(|| {
+                let (low, high) = range.into_inner();
+                error("compression_level", format!("{level} is not a {name} level ({low} to {high})"))
+            }),
+        };
         match name.unwrap_or("gzip") {
-            "gzip" => match level {
-                None => Ok(Compression::DEFAULT),
-                Some(level @ 1..=9) => Ok(Compression::Gzip { level: u32::try_from(level).expect("1 to 9") }),
-                Some(level) => Err(error("compression_level", format!("{level} is not a gzip level (1 to 9)"))),
-            },
+            "gzip" => Ok(Compression::Gzip { level: level_in("gzip", 1..=9, crate::initrd::gzip::DEFAULT_LEVEL)? }),
+            "zstd" => Ok(Compression::Zstd {
+                level: level_in("zstd", 1..=crate::initrd::zstd::MAX_LEVEL, crate::initrd::zstd::DEFAULT_LEVEL)?,
+            }),
             "none" => match level {
                 None => Ok(Compression::Uncompressed),
-                Some(_) => {
-                    Err(error("compression_level", "a level needs a compression (compression = \"gzip\")".into()))
-                }
+                Some(_) => Err(error(
+                    "compression_level",
+                    "a level needs a compression (compression = \"gzip\" or \"zstd\")".into(),
+                )),
             },
             other => Err(error(
                 "compression",
-                format!("{other:?} is not a compression: use \"gzip\" (the default) or \"none\""),
+                format!("{other:?} is not a compression: use \"gzip\" (the default), \"zstd\" or \"none\""),
             )),
         }
     }
@@ -106,6 +115,7 @@ impl Compression {
     pub fn identity(&self) -> serde_json::Value {
         match self {
             Compression::Gzip { level } => json!({ "gzip": level }),
+            Compression::Zstd { level } => json!({ "zstd": level }),
             Compression::Uncompressed => json!("none"),
         }
     }

@@ -1,15 +1,18 @@
 //! Writing the initrd. Each segment is a newc stream whose inodes are numbered from 1 in
-//! its own namespace: its device number, 64 bits of its key ([`super::segments::Planned::key`]), so its bytes
-//! do not depend on where it sits. A segment's stream is cut into [`PIECE`]-byte pieces
-//! that one compressor per core compresses (each ending in a full flush) into a new entry
-//! of the segment cache. The initrd is then the microcode cpio (when the kernel sets one),
-//! one gzip member made of the segments (cached or new) in order, and the cpio trailer.
+//! its own namespace: its device number, 64 bits of its key ([`super::segments::Planned::key`]),
+//! so its bytes do not depend on where it sits. A segment's stream is cut into [`PIECE`]-byte
+//! pieces that one compressor per core compresses into a new entry of the segment cache:
+//! for gzip, raw deflate ending in a full flush; for zstd, frames that end where an entry
+//! ends (a piece cut inside a long entry continues its frame, compressed in order). The
+//! initrd is then the microcode cpio (when the kernel sets one), the segments (cached or
+//! new) in order and the cpio trailer: one gzip member, zstd frames, or plain cpio.
 //! File contents stream from the spools; memory holds a few pieces at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -18,6 +21,7 @@ use super::compose::Compression;
 use super::segment_cache::{CachedSegment, NewSegment, SegmentCache, SegmentMeta};
 use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
 use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
+use crate::initrd::zstd::{FrameCompressor, LongFrame};
 use crate::oci::digest::Digest;
 use crate::oci::hashing::HashingWriter;
 use crate::rootfs::spool::Spool;
@@ -76,54 +80,90 @@ impl Segment<'_> {
 /// and each ended with a full flush. Fixed, so the bytes do not depend on the machine.
 pub const PIECE: usize = 1 << 20;
 
+/// Where a piece sits in its compressed member. Gzip and uncompressed pieces are always
+/// [`Part::Whole`]; a zstd frame must end with an entry ([`crate::initrd::zstd`]), so an
+/// entry longer than a piece makes a frame of several pieces, compressed in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Whole,
+    First,
+    Middle,
+    Last,
+}
+
 /// One piece of one segment's cpio stream, to compress.
 struct Piece {
     segment: usize,
     index: usize,
+    part: Part,
     bytes: Vec<u8>,
 }
 
-/// Cuts a segment's cpio stream into pieces for the compressors.
+/// Cuts a segment's cpio stream into pieces for the compressors: every [`PIECE`] bytes,
+/// or (`at_entries`) at the first entry end after half a piece, where a piece that fills
+/// up inside an entry continues its member into the next one.
 struct Cutter<'q> {
     segment: usize,
     pieces: usize,
     buffer: Vec<u8>,
+    at_entries: bool,
+    /// The last piece sent left its member open: the next one continues it.
+    open: bool,
     queue: &'q std::sync::mpsc::SyncSender<Piece>,
     stop: &'q AtomicBool,
 }
 
 impl Cutter<'_> {
-    fn send(&mut self) -> io::Result<()> {
+    fn send(&mut self, ends_member: bool) -> io::Result<()> {
         if self.stop.load(Ordering::SeqCst) {
             return Err(io::Error::other("stopped: another segment failed"));
         }
+        let part = match (self.open, ends_member) {
+            (false, true) => Part::Whole,
+            (false, false) => Part::First,
+            (true, false) => Part::Middle,
+            (true, true) => Part::Last,
+        };
+        self.open = !ends_member;
         let bytes = std::mem::replace(&mut self.buffer, Vec::with_capacity(PIECE));
-        let piece = Piece { segment: self.segment, index: self.pieces, bytes };
+        let piece = Piece { segment: self.segment, index: self.pieces, part, bytes };
         self.queue.send(piece).map_err(|_| io::Error::other("the compressors stopped"))?;
         self.pieces += 1;
         Ok(())
     }
 
-    /// Sends what is left; returns the number of pieces.
+    /// Sends what is left (the end of a segment is the end of an entry); returns the
+    /// number of pieces.
     fn finish(mut self) -> io::Result<usize> {
         if !self.buffer.is_empty() {
-            self.send()?;
+            self.send(true)?;
         }
+        debug_assert!(!self.open, "a member left open");
         Ok(self.pieces)
     }
 }
 
 impl Write for Cutter<'_> {
     fn write(&mut self, input: &[u8]) -> io::Result<usize> {
+        if self.buffer.len() == PIECE {
+            // More bytes of the same entry: with `at_entries`, its member goes on.
+            self.send(!self.at_entries)?;
+        }
         let n = input.len().min(PIECE - self.buffer.len());
         self.buffer.extend_from_slice(&input[..n]);
-        if self.buffer.len() == PIECE {
-            self.send()?;
-        }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl newc::EntrySink for Cutter<'_> {
+    fn entry_end(&mut self) -> io::Result<()> {
+        if self.at_entries && self.buffer.len() >= PIECE / 2 {
+            self.send(true)?;
+        }
         Ok(())
     }
 }
@@ -136,6 +176,8 @@ struct Output {
     crc: crc32fast::Hasher,
     length: u64,
     error: Option<anyhow::Error>,
+    /// Open zstd frames, under the index of the piece that continues each.
+    frames: BTreeMap<usize, LongFrame>,
 }
 
 impl Output {
@@ -147,6 +189,7 @@ impl Output {
             crc: crc32fast::Hasher::new(),
             length: 0,
             error: None,
+            frames: BTreeMap::new(),
         })
     }
 
@@ -159,6 +202,81 @@ impl Output {
             self.next += 1;
         }
         Ok(())
+    }
+}
+
+/// A segment's output, and the signal that a piece of it was compressed.
+struct Slot {
+    output: Mutex<Output>,
+    compressed: Condvar,
+}
+
+/// One compressor thread's tools: a compressor for whole pieces, reused.
+enum PieceCompressor {
+    Gzip { level: u32 },
+    Zstd { level: u32, frames: FrameCompressor },
+    Plain,
+}
+
+impl PieceCompressor {
+    fn new(compression: Compression) -> io::Result<PieceCompressor> {
+        Ok(match compression {
+            Compression::Gzip { level } => PieceCompressor::Gzip { level },
+            Compression::Zstd { level } => PieceCompressor::Zstd { level, frames: FrameCompressor::new(level)? },
+            Compression::Uncompressed => PieceCompressor::Plain,
+        })
+    }
+
+    /// Compresses a piece that is a member of its own: the bytes, and the CRC32 (gzip's
+    /// alone) and length of the input.
+    fn whole(&mut self, bytes: Vec<u8>) -> io::Result<(Vec<u8>, SegmentSummary)> {
+        let summary = SegmentSummary { crc: 0, length: bytes.len() as u64 };
+        match self {
+            PieceCompressor::Gzip { level } => {
+                let mut encoder = SegmentEncoder::with_level(Vec::with_capacity(bytes.len() / 2), *level);
+                encoder.write_all(&bytes)?;
+                encoder.finish()
+            }
+            PieceCompressor::Zstd { frames, .. } => Ok((frames.frame(&bytes)?, summary)),
+            PieceCompressor::Plain => Ok((bytes, summary)),
+        }
+    }
+
+    /// Compresses a piece of a zstd frame that spans pieces, with the frame's encoder (left
+    /// in the segment's slot by the piece before, which this waits for). `None`: the writing
+    /// stopped meanwhile.
+    fn part_of_frame(
+        &self,
+        piece: &Piece,
+        slot: &Slot,
+        stop: &AtomicBool,
+    ) -> io::Result<Option<(Vec<u8>, SegmentSummary)>> {
+        let PieceCompressor::Zstd { level, .. } = self else {
+            return Err(io::Error::other("only zstd members span pieces"));
+        };
+        let summary = SegmentSummary { crc: 0, length: piece.bytes.len() as u64 };
+        let mut frame = if piece.part == Part::First {
+            LongFrame::new(*level)?
+        } else {
+            let mut output = slot.output.lock().expect("segment output lock");
+            loop {
+                if let Some(frame) = output.frames.remove(&piece.index) {
+                    break frame;
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                let wait = slot.compressed.wait_timeout(output, Duration::from_millis(50));
+                output = wait.expect("segment output lock").0;
+            }
+        };
+        if piece.part == Part::Last {
+            return Ok(Some((frame.finish(&piece.bytes)?, summary)));
+        }
+        let compressed = frame.part(&piece.bytes)?;
+        slot.output.lock().expect("segment output lock").frames.insert(piece.index + 1, frame);
+        slot.compressed.notify_all();
+        Ok(Some((compressed, summary)))
     }
 }
 
@@ -232,27 +350,42 @@ pub fn write_segments<'c>(
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let describe =
         |what: &str| format!("writing initrd segment ({what}) to the segment cache {}", cache.dir().display());
-    let outputs: Mutex<Vec<std::sync::Arc<Mutex<Output>>>> = Mutex::new(Vec::new());
-    let output = |index: usize| outputs.lock().expect("outputs lock")[index].clone();
+    let slots: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
+    let slot = |index: usize| slots.lock().expect("slots lock")[index].clone();
     let stop = AtomicBool::new(false);
     let (queue, pieces) = std::sync::mpsc::sync_channel::<Piece>(workers);
     let pieces = Mutex::new(pieces);
     let (sink, segments) = std::sync::mpsc::sync_channel::<Segment<'c>>(1);
+    let compressors = (0..workers)
+        .map(|_| PieceCompressor::new(compression))
+        .collect::<io::Result<Vec<_>>>()
+        .with_context(|| format!("starting the {compression:?} compressor"))?;
     let (built, done) = std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
+        for mut compressor in compressors {
+            let (pieces, stop, slot) = (&pieces, &stop, &slot);
+            scope.spawn(move || loop {
                 let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
-                let compressed = compress(compression, piece.bytes);
-                let output = output(piece.segment);
-                let mut output = output.lock().expect("segment output lock");
-                let added = compressed.and_then(|(bytes, summary)| output.add(piece.index, bytes, summary));
+                let slot = slot(piece.segment);
+                let index = piece.index;
+                let compressed = match piece.part {
+                    Part::Whole => compressor.whole(piece.bytes).map(Some),
+                    _ => compressor.part_of_frame(&piece, &slot, stop),
+                };
+                let mut output = slot.output.lock().expect("segment output lock");
+                let added = match compressed {
+                    Ok(Some((bytes, summary))) => output.add(index, bytes, summary),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = added {
                     output.error.get_or_insert(e.into());
                     stop.store(true, Ordering::SeqCst);
                 }
+                drop(output);
+                slot.compressed.notify_all();
             });
         }
-        let (outputs, stop) = (&outputs, &stop);
+        let (slots, stop) = (&slots, &stop);
         let producer = scope.spawn(move || {
             let queue = queue;
             // Each segment started, with what it is: its entry failing to open, or its
@@ -261,9 +394,17 @@ pub fn write_segments<'c>(
             for (index, segment) in segments.iter().enumerate() {
                 let what = segment.describe();
                 let result = Output::new(cache).and_then(|output| {
-                    outputs.lock().expect("outputs lock").push(Mutex::new(output).into());
-                    let cutter =
-                        Cutter { segment: index, pieces: 0, buffer: Vec::with_capacity(PIECE), queue: &queue, stop };
+                    let slot = Slot { output: Mutex::new(output), compressed: Condvar::new() };
+                    slots.lock().expect("slots lock").push(Arc::new(slot));
+                    let cutter = Cutter {
+                        segment: index,
+                        pieces: 0,
+                        buffer: Vec::with_capacity(PIECE),
+                        at_entries: matches!(compression, Compression::Zstd { .. }),
+                        open: false,
+                        queue: &queue,
+                        stop,
+                    };
                     produce(&segment, cutter)
                 });
                 let Segment { key, directories, warnings, .. } = segment;
@@ -285,9 +426,9 @@ pub fn write_segments<'c>(
     });
     // The first real failure: a compressor's (a full disk...), the build's own (a damaged
     // blob, which must reach the caller as it is), or the segment writer's.
-    let outputs = outputs.into_inner().expect("outputs lock");
-    for ((what, _), output) in done.iter().zip(&outputs) {
-        if let Some(error) = output.lock().expect("segment output lock").error.take() {
+    let slots = slots.into_inner().expect("slots lock");
+    for ((what, _), slot) in done.iter().zip(&slots) {
+        if let Some(error) = slot.output.lock().expect("segment output lock").error.take() {
             return Err(error).with_context(|| describe(what));
         }
     }
@@ -297,12 +438,12 @@ pub fn write_segments<'c>(
         }
     }
     let mut written = Vec::new();
-    let mut outputs = outputs.into_iter();
+    let mut slots = slots.into_iter();
     for (what, done) in done {
         let what = describe(&what);
         let done = done.with_context(|| what.clone())?;
-        let output = outputs.next().context("a segment without its output")?;
-        let output = std::sync::Arc::into_inner(output).expect("the writers are done").into_inner().expect("lock");
+        let slot = slots.next().context("a segment without its output")?;
+        let output = Arc::into_inner(slot).expect("the writers are done").output.into_inner().expect("lock");
         if output.next != done.produced.pieces {
             bail!("{what}: {} of {} pieces were compressed", output.next, done.produced.pieces);
         }
@@ -325,7 +466,7 @@ pub fn write_segments<'c>(
 
 /// A fingerprint of what the compressor writes at `compression` (the sha256 of a fixed,
 /// varied input compressed): part of every segment key, so a segment compressed by
-/// another version of zlib-rs, whose bytes could differ, is never reused.
+/// another version of zlib-rs or zstd, whose bytes could differ, is never reused.
 pub fn compressor_fingerprint(compression: Compression) -> String {
     let mut input = Vec::with_capacity(64 << 10);
     let mut state: u32 = 0x1234_5678;
@@ -335,23 +476,10 @@ pub fn compressor_fingerprint(compression: Compression) -> String {
         // Half text-like (few symbols, compressible), half noise.
         input.push(if low & 1 == 0 { b'a' + high % 8 } else { high });
     }
-    let (bytes, _) = compress(compression, input).expect("compressing in memory cannot fail");
+    let (bytes, _) = PieceCompressor::new(compression)
+        .and_then(|mut compressor| compressor.whole(input))
+        .expect("compressing in memory cannot fail");
     crate::oci::digest::sha256(&bytes).digest()[..16].to_string()
-}
-
-/// One piece, compressed (or not): the bytes and the CRC32 and length of the input.
-fn compress(compression: Compression, piece: Vec<u8>) -> io::Result<(Vec<u8>, SegmentSummary)> {
-    match compression {
-        Compression::Gzip { level } => {
-            let mut encoder = SegmentEncoder::with_level(Vec::with_capacity(piece.len() / 2), level);
-            encoder.write_all(&piece)?;
-            encoder.finish()
-        }
-        Compression::Uncompressed => {
-            let length = piece.len() as u64;
-            Ok((piece, SegmentSummary { crc: 0, length }))
-        }
-    }
 }
 
 /// Writes the initrd: the microcode cpio (if any), then the segments (cache entries, in
@@ -367,11 +495,7 @@ pub fn write_initrd(
     if let Some(ucode) = ucode {
         io::copy(&mut ucode.reopen()?, &mut out).context("copying the microcode cpio")?;
     }
-    let gzip_level = match compression {
-        Compression::Gzip { level } => Some(level),
-        Compression::Uncompressed => None,
-    };
-    if gzip_level.is_some() {
+    if let Compression::Gzip { .. } = compression {
         gzip::write_header(&mut out)?;
     }
     let mut summaries = Vec::new();
@@ -381,15 +505,20 @@ pub fn write_initrd(
         summaries.push(SegmentSummary { crc: segment.meta.crc, length: segment.meta.length });
         cpio_bytes += segment.meta.length;
     }
-    match gzip_level {
-        Some(level) => {
+    match compression {
+        Compression::Gzip { level } => {
             let mut trailer = SegmentEncoder::with_level(&mut out, level);
             cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
             let (_, summary) = trailer.finish()?;
             summaries.push(summary);
             gzip::write_footer(&mut out, &summaries)?;
         }
-        None => cpio_bytes += newc::write_trailer(&mut out, cpio_bytes)?,
+        Compression::Zstd { level } => {
+            let mut trailer = Vec::new();
+            cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
+            out.write_all(&FrameCompressor::new(level)?.frame(&trailer)?)?;
+        }
+        Compression::Uncompressed => cpio_bytes += newc::write_trailer(&mut out, cpio_bytes)?,
     }
     out.flush()?;
     let (sha256, size) = out.finish();
@@ -401,4 +530,107 @@ pub fn device_of(key: &Digest) -> (u32, u32) {
     let hex = key.digest();
     let part = |range: std::ops::Range<usize>| u32::from_str_radix(&hex[range], 16).expect("a sha256 digest is hex");
     (part(0..8), part(8..16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of generated files (as bundle scaffolding is written): `files` in a
+    /// directory of their own.
+    fn files_segment(files: &[(Vec<u8>, Vec<u8>)], n: u8) -> Segment<'_> {
+        let key = crate::oci::digest::sha256(&[n]);
+        let body = SegmentBody::Tree {
+            tree: Tree::new(),
+            prefix: Vec::new(),
+            spool: Spool::empty(),
+            scaffold_directories: vec![format!("d{n}").into_bytes()],
+            scaffold_files: files.iter().map(|(path, contents)| (path.clone(), &contents[..])).collect(),
+            describe: format!("segment {n}"),
+        };
+        let device = device_of(&key);
+        Segment { body, existing: BTreeSet::new(), device, key, directories: vec![], warnings: vec![] }
+    }
+
+    fn initrd(compression: Compression, segments: &[Vec<(Vec<u8>, Vec<u8>)>]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SegmentCache::open(dir.path(), 1 << 30).unwrap();
+        let mut written = write_segments(compression, &cache, |sink| {
+            for (n, files) in segments.iter().enumerate() {
+                sink.push(files_segment(files, u8::try_from(n)?))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let out = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        write_initrd(&out, None, &mut written, compression).unwrap();
+        std::fs::read(out.path()).unwrap()
+    }
+
+    /// Where each entry of a newc archive ends, up to and with the trailer's padding.
+    fn entry_ends(cpio: &[u8]) -> BTreeSet<usize> {
+        let field = |at: usize, index: usize| {
+            let hex = std::str::from_utf8(&cpio[at + 6 + 8 * index..][..8]).unwrap();
+            usize::from_str_radix(hex, 16).unwrap()
+        };
+        let align = |n: usize| n.next_multiple_of(4);
+        let (mut at, mut ends) = (0, BTreeSet::new());
+        while at < cpio.len() {
+            assert_eq!(&cpio[at..at + 6], b"070701", "an entry at {at}");
+            let (size, name_size) = (field(at, 6), field(at, 11));
+            let trailer = &cpio[at + 110..at + 110 + name_size - 1] == newc::TRAILER;
+            at = align(align(at + 110 + name_size) + size);
+            ends.insert(at);
+            if trailer {
+                ends.insert(cpio.len());
+                break;
+            }
+        }
+        ends
+    }
+
+    #[test]
+    fn zstd_frames_end_with_entries_and_hold_the_same_cpio() {
+        let noise = |n: usize, seed: u32| -> Vec<u8> {
+            let mut state = seed;
+            (0..n)
+                .map(|i| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    if i % 3 == 0 {
+                        (state >> 24) as u8
+                    } else {
+                        b"resin"[i % 5]
+                    }
+                })
+                .collect()
+        };
+        // Many small files (whole frames), a file of 2.5 pieces (one frame over several
+        // pieces, compressed in order), files after it; a segment of one large file; a
+        // segment with no file.
+        let mut first: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..300u32).map(|i| (format!("d0/small{i}").into_bytes(), noise(7_000 + i as usize * 13, i))).collect();
+        first.insert(150, (b"d0/large".to_vec(), noise(PIECE * 5 / 2, 7)));
+        let segments = vec![first, vec![(b"d1/medium".to_vec(), noise(PIECE * 3 / 4, 8))], vec![]];
+
+        let plain = initrd(Compression::Uncompressed, &segments);
+        let zstd = initrd(Compression::Zstd { level: 3 }, &segments);
+        assert_eq!(zstd, initrd(Compression::Zstd { level: 3 }, &segments), "the same bytes every time");
+        let frames = crate::initrd::zstd::decode_frames(&zstd);
+        assert_eq!(frames.concat(), plain, "the frames hold the plain cpio");
+        let ends = entry_ends(&plain);
+        let mut at = 0;
+        for frame in &frames {
+            at += frame.len();
+            assert!(ends.contains(&at), "a frame ends at {at}, inside an entry");
+        }
+        assert!(frames.len() > 6, "small files make frames of their own: {}", frames.len());
+        assert!(frames.iter().any(|frame| frame.len() > 2 * PIECE), "the large file's frame spans pieces");
+        assert!(zstd.len() < plain.len() * 3 / 4, "compressed: {} of {}", zstd.len(), plain.len());
+
+        // The gzip member holds the same cpio.
+        let gzip = initrd(Compression::DEFAULT, &segments);
+        let mut decoded = Vec::new();
+        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut decoded).unwrap();
+        assert_eq!(decoded, plain);
+    }
 }

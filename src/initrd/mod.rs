@@ -1,6 +1,8 @@
-//! The initrd: a newc cpio archive ([`newc`]) compressed as one gzip member of separately
-//! deflated segments ([`gzip`]), optionally preceded by an uncompressed early-microcode
-//! cpio. This module owns the exact bytes of `<name>-initrd.img`.
+//! The initrd: a newc cpio archive ([`newc`]), compressed as one gzip member of separately
+//! deflated segments ([`gzip`]), as zstd frames that each end with an entry ([`zstd`]) or
+//! not at all, optionally preceded by an uncompressed early-microcode cpio. This module
+//! owns the exact bytes of `<name>-initrd.img`.
 
 pub mod gzip;
 pub mod newc;
+pub mod zstd;

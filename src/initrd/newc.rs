@@ -95,9 +95,26 @@ fn pad4(n: u64) -> usize {
     ((4 - (n % 4)) % 4) as usize
 }
 
+/// Where a [`SegmentWriter`] writes: a writer told where each entry ends, the points at
+/// which the stream may be cut into separately compressed members ([`super::zstd`]).
+pub trait EntrySink: Write {
+    /// The bytes written so far end an entry (data and padding included).
+    fn entry_end(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl EntrySink for Vec<u8> {}
+
+impl<T: EntrySink + ?Sized> EntrySink for &mut T {
+    fn entry_end(&mut self) -> io::Result<()> {
+        (**self).entry_end()
+    }
+}
+
 /// Writes the entries of one segment. Counts what it writes, so segments can be
 /// concatenated and the trailer padded.
-pub struct SegmentWriter<W: Write> {
+pub struct SegmentWriter<W: EntrySink> {
     out: W,
     written: u64,
     next_ino: u32,
@@ -105,7 +122,7 @@ pub struct SegmentWriter<W: Write> {
     uncreatable: Vec<(Vec<u8>, String)>,
 }
 
-impl<W: Write> SegmentWriter<W> {
+impl<W: EntrySink> SegmentWriter<W> {
     /// A writer for a segment whose entries carry `device` (devmajor, devminor): inode
     /// numbers count from 1 in each segment, so the device number tells segments apart
     /// (the kernel and cpio match hard links on device and inode).
@@ -156,6 +173,7 @@ impl<W: Write> SegmentWriter<W> {
         }
         self.out.write_all(&[0u8; 4][..pad4(size)])?;
         self.written += size + pad4(size) as u64;
+        self.out.entry_end()?;
         Ok(())
     }
 

@@ -284,7 +284,7 @@ impl Tree {
     /// [`Tree::apply_layer`]). Implicit directories (made only as parents) that `existing`
     /// already holds are not written again, so they do not override the metadata an
     /// earlier segment gave them (which directories those are: [`Tree::directories_written`]).
-    pub fn write<W: std::io::Write>(
+    pub fn write<W: crate::initrd::newc::EntrySink>(
         &self,
         prefix: &[u8],
         writer: &mut SegmentWriter<W>,

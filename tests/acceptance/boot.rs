@@ -29,8 +29,9 @@ pub fn boot_layout() -> PathBuf {
 }
 
 /// The boot-test image: two onboot probes (one granted CAP_NET_ADMIN, with an env var and
-/// a bind of a file block; one with nothing) and one service probe.
-pub fn boot_config(workspace: &Workspace, platform: &str, with_init: bool) -> String {
+/// a bind of a file block; one with nothing) and one service probe; `settings` are more
+/// `resin_image` attributes.
+pub fn boot_config(workspace: &Workspace, platform: &str, with_init: bool, settings: &str) -> String {
     let layout = boot_layout();
     let layout = layout.display();
     let init = if with_init { "[resin_package.init.spec]" } else { "[]" };
@@ -79,6 +80,7 @@ resource "resin_image" "boot" {{
   init       = {init}
   onboot     = [resin_package.granted.spec, resin_package.withheld.spec]
   services   = [resin_package.service.spec]
+  {settings}
 
   file {{
     path     = "/etc/resin-fixture"
@@ -159,9 +161,9 @@ pub fn judge(console: &str, markers: &[&str]) -> Result<(), String> {
     }
 }
 
-fn boot_test(platform: &str, arch: &str) {
+fn boot_test(platform: &str, arch: &str, settings: &str) -> Workspace {
     let workspace = Workspace::new();
-    workspace.write_config(&boot_config(&workspace, platform, true));
+    workspace.write_config(&boot_config(&workspace, platform, true, settings));
     workspace.apply();
     let out = workspace.work_dir().join("out");
     let (console, elapsed) = boot(arch, &out.join("boot-kernel"), &out.join("boot-initrd.img"));
@@ -182,23 +184,33 @@ fn boot_test(platform: &str, arch: &str) {
     if let Err(report) = judge(&console, &markers) {
         panic!("{arch} boot failed: {report}");
     }
+    workspace
 }
 
 #[test]
 fn x86_64_boots_and_runs_its_containers_with_runc() {
-    boot_test("linux/amd64", "x86_64");
+    boot_test("linux/amd64", "x86_64", "");
 }
 
 #[test]
 fn aarch64_from_the_same_definition_boots_and_runs_its_containers() {
-    boot_test("linux/arm64", "aarch64");
+    boot_test("linux/arm64", "aarch64", "");
+}
+
+#[test]
+fn a_zstd_initrd_boots() {
+    // The kernel unpacks one zstd frame at a time and needs each to end with a cpio entry;
+    // runc, larger than a piece, makes frames that span pieces.
+    let workspace = boot_test("linux/amd64", "x86_64", "compression = \"zstd\"");
+    let initrd = std::fs::read(workspace.work_dir().join("out/boot-initrd.img")).unwrap();
+    assert_eq!(initrd[..4], [0x28, 0xb5, 0x2f, 0xfd], "a zstd frame first");
 }
 
 #[test]
 fn a_kernel_panic_fails_the_boot_check() {
     // No init image: the kernel finds no /init and panics; QEMU still exits 0.
     let workspace = Workspace::new();
-    workspace.write_config(&boot_config(&workspace, "linux/arm64", false));
+    workspace.write_config(&boot_config(&workspace, "linux/arm64", false, ""));
     workspace.apply();
     let out = workspace.work_dir().join("out");
     let (console, _) = boot("aarch64", &out.join("boot-kernel"), &out.join("boot-initrd.img"));

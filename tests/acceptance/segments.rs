@@ -155,6 +155,28 @@ fn compression_settings_give_the_same_files_in_other_bytes() {
         std::fs::read(plain.path().join("etc/motd")).unwrap(),
         std::fs::read(gzip_root.path().join("etc/motd")).unwrap()
     );
+    // zstd: frames that the zstd tool reads as one stream, the same files.
+    workspace.write_config(&with_settings(&workspace, "\n  compression = \"zstd\"\n"));
+    workspace.apply();
+    let zstd_hash = workspace.state()["resin_image.img"]["content_hash"].clone();
+    assert_ne!(zstd_hash, default_hash);
+    let initrd = out(&workspace, "initrd.img");
+    assert_eq!(std::fs::read(&initrd).unwrap()[..4], [0x28, 0xb5, 0x2f, 0xfd], "zstd frames");
+    let zstd_root = tempfile::tempdir().unwrap();
+    let script = format!("zstd -dcq '{}' | cpio -idm --quiet --no-absolute-filenames", initrd.display());
+    let status = std::process::Command::new("sh").arg("-c").arg(script).current_dir(zstd_root.path()).status().unwrap();
+    assert!(status.success());
+    assert_eq!(crate::image::listing(zstd_root.path()), crate::image::listing(gzip_root.path()));
+    assert_eq!(
+        std::fs::read(zstd_root.path().join("etc/motd")).unwrap(),
+        std::fs::read(gzip_root.path().join("etc/motd")).unwrap()
+    );
+    // Level 19: other bytes again.
+    let zstd_initrd = sha256(&initrd);
+    workspace.write_config(&with_settings(&workspace, "\n  compression = \"zstd\"\n  compression_level = 19\n"));
+    workspace.apply();
+    assert_ne!(sha256(&out(&workspace, "initrd.img")), zstd_initrd);
+    assert_ne!(workspace.state()["resin_image.img"]["content_hash"], zstd_hash);
     // Back to the default: the cached segments give the first bytes again.
     workspace.write_config(&image_config(&workspace, ""));
     workspace.apply();
@@ -165,8 +187,9 @@ fn compression_settings_give_the_same_files_in_other_bytes() {
 fn bad_compression_settings_are_plan_errors_at_the_attribute() {
     let workspace = workspace();
     for (settings, attribute, message) in [
-        ("compression = \"zstd\"", "compression", "\"zstd\" is not a compression"),
-        ("compression_level = 0", "compression_level", "0 is not a gzip level"),
+        ("compression = \"lz4\"", "compression", "\"lz4\" is not a compression"),
+        ("compression_level = 0", "compression_level", "0 is not a gzip level (1 to 9)"),
+        ("compression = \"zstd\"\n  compression_level = 20", "compression_level", "20 is not a zstd level (1 to 19)"),
         ("compression = \"none\"\n  compression_level = 4", "compression_level", "a level needs a compression"),
     ] {
         workspace.write_config(&with_settings(&workspace, &format!("\n  {settings}\n")));

@@ -7,6 +7,7 @@
 
 pub mod assemble;
 pub mod container;
+pub mod copy;
 pub mod initrd;
 pub mod log;
 pub mod oci;

@@ -120,6 +120,7 @@ pub struct SegmentWriter<W: EntrySink> {
     next_ino: u32,
     device: (u32, u32),
     uncreatable: Vec<(Vec<u8>, String)>,
+    buffer: crate::copy::Buffer,
 }
 
 impl<W: EntrySink> SegmentWriter<W> {
@@ -127,7 +128,14 @@ impl<W: EntrySink> SegmentWriter<W> {
     /// numbers count from 1 in each segment, so the device number tells segments apart
     /// (the kernel and cpio match hard links on device and inode).
     pub fn new(out: W, device: (u32, u32)) -> SegmentWriter<W> {
-        SegmentWriter { out, written: 0, next_ino: 1, device, uncreatable: Vec::new() }
+        SegmentWriter {
+            out,
+            written: 0,
+            next_ino: 1,
+            device,
+            uncreatable: Vec::new(),
+            buffer: crate::copy::Buffer::new(),
+        }
     }
 
     fn header(
@@ -167,7 +175,7 @@ impl<W: EntrySink> SegmentWriter<W> {
     }
 
     fn data(&mut self, size: u64, mut data: impl Read) -> Result<()> {
-        let copied = io::copy(&mut (&mut data).take(size), &mut self.out)?;
+        let copied = crate::copy::copy(&mut (&mut data).take(size), &mut self.out, &mut self.buffer)?;
         if copied != size {
             bail!("expected {size} bytes of data, got {copied}");
         }

@@ -357,6 +357,7 @@ pub fn for_each_entry(
     let mut archive = tar::Archive::new(tar_stream);
     let entries = archive.entries().context("reading the tar stream")?;
     let mut previous: Option<String> = None;
+    let mut buffer = crate::copy::Buffer::new();
     for (ordinal, entry) in entries.enumerate() {
         let mut entry = entry.with_context(|| match &previous {
             Some(path) => format!("reading the tar header after entry {path:?}"),
@@ -371,7 +372,8 @@ pub fn for_each_entry(
         }
         // What `visit` left of the data is read here, so that data ending early is
         // reported at its own entry rather than while looking for the next header.
-        io::copy(&mut data, &mut io::sink()).with_context(|| format!("tar entry {description:?}: reading its data"))?;
+        crate::copy::copy(&mut data, &mut io::sink(), &mut buffer)
+            .with_context(|| format!("tar entry {description:?}: reading its data"))?;
         let read = data.read;
         if read != size {
             bail!("tar entry {description:?}: its data ends after {read} of {size} bytes (the layer is truncated)");

@@ -28,6 +28,7 @@ pub struct Spool {
     writer: Option<io::BufWriter<File>>,
     dir: PathBuf,
     length: u64,
+    buffer: Option<crate::copy::Buffer>,
 }
 
 impl Spool {
@@ -44,12 +45,13 @@ impl Spool {
             writer: Some(io::BufWriter::with_capacity(1 << 20, writer)),
             dir: dir.to_path_buf(),
             length: 0,
+            buffer: Some(crate::copy::Buffer::new()),
         })
     }
 
     /// A spool with nothing in it and no file: for a tree with no file from a layer.
     pub fn empty() -> Spool {
-        Spool { file: None, writer: None, dir: PathBuf::new(), length: 0 }
+        Spool { file: None, writer: None, dir: PathBuf::new(), length: 0, buffer: None }
     }
 
     fn failed(&self) -> String {
@@ -58,10 +60,10 @@ impl Spool {
 
     /// Copies `data` (the whole data of one entry) into the spool. Returns where it is.
     pub fn append(&mut self, data: &mut dyn Read) -> Result<Extent> {
-        let Some(writer) = &mut self.writer else {
+        let (Some(writer), Some(buffer)) = (&mut self.writer, &mut self.buffer) else {
             bail!("the spool is finished, or has no file");
         };
-        let copied = io::copy(data, writer).with_context(|| self.failed())?;
+        let copied = crate::copy::copy(data, writer, buffer).with_context(|| self.failed())?;
         let extent = Extent { offset: self.length, length: copied };
         self.length += copied;
         Ok(extent)
@@ -72,6 +74,7 @@ impl Spool {
         if let Some(mut writer) = self.writer.take() {
             writer.flush().with_context(|| self.failed())?;
         }
+        self.buffer = None;
         Ok(())
     }
 

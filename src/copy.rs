@@ -59,7 +59,7 @@ mod tests {
     fn copies_everything_across_buffer_sizes() {
         let mut buffer = Buffer::new();
         for length in [0, 1, SIZE - 1, SIZE, SIZE + 1, 3 * SIZE + 17] {
-            let data: Vec<u8> = (0..length).map(|i| (i % 251) as u8).collect();
+            let data: Vec<u8> = (0..length).map(|i| (i % 251).to_le_bytes()[0]).collect();
             let mut out = Vec::new();
             assert_eq!(copy(&mut &data[..], &mut out, &mut buffer).unwrap(), length as u64);
             assert_eq!(out, data);

@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
-    if tree.write(b"", &mut writer, &spool, &BTreeSet::new()).is_ok() {
+    if tree.walk(b"", &spool, &BTreeSet::new(), |entry| writer.walked(entry)).is_ok() {
         let written = writer.written();
         assert_eq!(written % 4, 0);
         assert_eq!(writer.into_inner().len() as u64, written);

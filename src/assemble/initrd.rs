@@ -205,6 +205,18 @@ impl Output {
     }
 }
 
+/// Sets `stop` when the thread holding it panics, so that no other thread waits for what
+/// it would have done (the panic itself reaches the caller when the threads are joined).
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// A segment's output, and the signal that a piece of it was compressed.
 struct Slot {
     output: Mutex<Output>,
@@ -299,7 +311,8 @@ fn produce(segment: &Segment, mut cutter: Cutter<'_>) -> Result<Produced> {
                 let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
                 writer.entry(path, &meta, bytes.len() as u64, &bytes[..])?;
             }
-            tree.write(prefix, &mut writer, spool, &segment.existing).with_context(|| describe.clone())?;
+            tree.walk(prefix, spool, &segment.existing, |entry| writer.walked(entry))
+                .with_context(|| describe.clone())?;
         }
         SegmentBody::File { path, contents } => {
             let meta = Metadata { mode: newc::S_IFREG | 0o644, ..directory_meta() };
@@ -363,30 +376,34 @@ pub fn write_segments<'c>(
     let (built, done) = std::thread::scope(|scope| {
         for mut compressor in compressors {
             let (pieces, stop, slot) = (&pieces, &stop, &slot);
-            scope.spawn(move || loop {
-                let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
-                let slot = slot(piece.segment);
-                let index = piece.index;
-                let compressed = match piece.part {
-                    Part::Whole => compressor.whole(piece.bytes).map(Some),
-                    _ => compressor.part_of_frame(&piece, &slot, stop),
-                };
-                let mut output = slot.output.lock().expect("segment output lock");
-                let added = match compressed {
-                    Ok(Some((bytes, summary))) => output.add(index, bytes, summary),
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = added {
-                    output.error.get_or_insert(e.into());
-                    stop.store(true, Ordering::SeqCst);
+            scope.spawn(move || {
+                let _guard = StopOnPanic(stop);
+                loop {
+                    let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
+                    let slot = slot(piece.segment);
+                    let index = piece.index;
+                    let compressed = match piece.part {
+                        Part::Whole => compressor.whole(piece.bytes).map(Some),
+                        _ => compressor.part_of_frame(&piece, &slot, stop),
+                    };
+                    let mut output = slot.output.lock().expect("segment output lock");
+                    let added = match compressed {
+                        Ok(Some((bytes, summary))) => output.add(index, bytes, summary),
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = added {
+                        output.error.get_or_insert(e.into());
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    drop(output);
+                    slot.compressed.notify_all();
                 }
-                drop(output);
-                slot.compressed.notify_all();
             });
         }
         let (slots, stop) = (&slots, &stop);
         let producer = scope.spawn(move || {
+            let _guard = StopOnPanic(stop);
             let queue = queue;
             // Each segment started, with what it is: its entry failing to open, or its
             // writing failing, ends the writing.

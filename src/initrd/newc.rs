@@ -41,6 +41,8 @@ use std::io::{self, Read, Write};
 
 use anyhow::{bail, Context, Result};
 
+use crate::rootfs::tree::{Meta, Walked};
+
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;
@@ -245,6 +247,31 @@ impl<W: EntrySink> SegmentWriter<W> {
         self.data(size, data)
     }
 
+    /// Writes one entry of a tree walk ([`Tree::walk`](crate::rootfs::tree::Tree::walk)).
+    pub fn walked(&mut self, entry: Walked<'_>) -> Result<()> {
+        let typed = |meta: &Meta, kind: u32, rdev: (u32, u32)| Metadata {
+            mode: kind | meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: meta.mtime,
+            rdev,
+        };
+        match entry {
+            Walked::Directory { name, meta } => self.entry(&name, &typed(&meta, S_IFDIR, (0, 0)), 0, io::empty()),
+            Walked::Symlink { name, meta, target } => {
+                self.entry(&name, &typed(&meta, S_IFLNK, (0, 0)), target.len() as u64, target)
+            }
+            Walked::Device { name, meta, block, rdev } => {
+                let kind = if block { S_IFBLK } else { S_IFCHR };
+                self.entry(&name, &typed(&meta, kind, rdev), 0, io::empty())
+            }
+            Walked::Fifo { name, meta } => self.entry(&name, &typed(&meta, S_IFIFO, (0, 0)), 0, io::empty()),
+            Walked::File { names, meta, size, data } => {
+                self.hard_links(&names, &typed(&meta, S_IFREG, (0, 0)), size, data)
+            }
+        }
+    }
+
     /// Bytes written so far (always a multiple of 4).
     pub fn written(&self) -> u64 {
         self.written
@@ -340,5 +367,59 @@ mod tests {
         assert!(writer.entry(b"a\0b", &meta(S_IFREG), 0, io::empty()).is_err());
         let err = writer.entry(b"short", &meta(S_IFREG), 10, &b"abc"[..]).unwrap_err();
         assert!(err.to_string().contains("expected 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_walked_union_extracts_with_gnu_cpio() {
+        use crate::rootfs::layer::tests::tar_of;
+        use crate::rootfs::layer::EntryKind::*;
+        use crate::rootfs::spool::Spool;
+        use crate::rootfs::tree::{Content, Meta, Tree};
+        use std::os::unix::fs::MetadataExt as _;
+        let layers = [
+            tar_of(&[
+                (b"etc/", Directory),
+                (b"etc/a", File { size: 5 }),
+                (b"etc/b", HardLink { target: b"etc/a".to_vec() }),
+                (b"bin/sh", Symlink { target: b"busybox".to_vec() }),
+                (b"run/fifo", Fifo),
+                (b"gone/x", File { size: 1 }),
+            ]),
+            tar_of(&[(b".wh.gone", File { size: 0 }), (b"etc/c", File { size: 3 })]),
+        ];
+        let mut tree = Tree::new();
+        let spool_dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new_in(spool_dir.path()).unwrap();
+        for (index, layer) in layers.iter().enumerate() {
+            tree.read_layer(index, &layer[..], &mut spool).unwrap();
+        }
+        spool.finish().unwrap();
+        tree.insert_file(b"etc/generated", Meta::generated(0o600), 2, Content::Bytes(b"hi".to_vec()));
+        let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
+        tree.walk(b"", &spool, &Default::default(), |entry| writer.walked(entry)).unwrap();
+        let written = writer.written();
+        let mut archive = writer.into_inner();
+        crate::initrd::newc::write_trailer(&mut archive, written).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut cpio = std::process::Command::new("cpio")
+            .args(["-idm", "--quiet", "--no-absolute-filenames"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("GNU cpio is installed by make test");
+        std::io::Write::write_all(cpio.stdin.as_mut().unwrap(), &archive).unwrap();
+        drop(cpio.stdin.take());
+        assert!(cpio.wait().unwrap().success());
+        let root = dir.path();
+        assert_eq!(std::fs::read(root.join("etc/a")).unwrap(), b"xxxxx");
+        assert_eq!(std::fs::read(root.join("etc/c")).unwrap(), b"xxx");
+        assert_eq!(std::fs::read(root.join("etc/generated")).unwrap(), b"hi");
+        let (a, b) = (root.join("etc/a").metadata().unwrap(), root.join("etc/b").metadata().unwrap());
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "etc/b must be a real hard link");
+        assert_eq!(std::fs::read_link(root.join("bin/sh")).unwrap().to_str(), Some("busybox"));
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&root.join("run/fifo").metadata().unwrap().file_type()));
+        assert!(!root.join("gone").exists());
+        assert_eq!(root.join("etc/generated").metadata().unwrap().mode() & 0o7777, 0o600);
     }
 }

@@ -16,11 +16,13 @@
 //! layer's contents (LinuxKit brings the old ones back), and an opaque directory hides
 //! lower contents (LinuxKit ignores the marker).
 //!
-//! [`Tree::write`] emits the tree as newc entries: directories first (sorted, so parents
-//! precede children), then symlinks, devices and FIFOs (sorted), then files whose
-//! contents are in memory or on the host (sorted), then layer files in layer and tar
-//! order, their data read back from the [`Spool`] the one read of each layer filled
-//! ([`Tree::read_layer`]). A hard-link group is written together, at its data's position.
+//! [`Tree::walk`] hands out the tree in archive order, for any archive format (the initrd's
+//! newc writer is [`crate::initrd::newc::SegmentWriter::walked`]): directories first
+//! (sorted, so parents precede children), then symlinks, devices and FIFOs (sorted), then
+//! files whose contents are in memory or on the host (sorted), then layer files in layer
+//! and tar order, their data read back from the [`Spool`] the one read of each layer
+//! filled ([`Tree::read_layer`]). A hard-link group comes as one entry, at its data's
+//! position.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +32,6 @@ use anyhow::{bail, Context, Result};
 use super::layer::{for_each_entry, EntryKind, LayerEntry};
 use super::path::{display, join, parent};
 use super::spool::{Extent, Spool};
-use crate::initrd::newc::{Metadata, SegmentWriter, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
 /// mtime of entries resin makes up (implicit parents, generated files): LinuxKit's,
 /// 2017-04-18T16:30:00Z.
@@ -279,28 +280,22 @@ impl Tree {
             .collect()
     }
 
-    /// Writes the tree under `prefix` (empty for `/`). The data of files from layers comes
-    /// from `spool`, filled by the one verified read of each layer (layer `i` as given to
-    /// [`Tree::apply_layer`]). Implicit directories (made only as parents) that `existing`
-    /// already holds are not written again, so they do not override the metadata an
-    /// earlier segment gave them (which directories those are: [`Tree::directories_written`]).
-    pub fn write<W: crate::initrd::newc::EntrySink>(
+    /// Walks the tree under `prefix` (empty for `/`) in archive order, handing each entry
+    /// to `visit`. The data of files from layers comes from `spool`, filled by the one
+    /// verified read of each layer (layer `i` as given to [`Tree::apply_layer`]). Implicit
+    /// directories (made only as parents) that `existing` already holds are not walked
+    /// again, so they do not override the metadata an earlier segment gave them (which
+    /// directories those are: [`Tree::directories_written`]).
+    pub fn walk(
         &self,
         prefix: &[u8],
-        writer: &mut SegmentWriter<W>,
         spool: &Spool,
         existing: &std::collections::BTreeSet<Vec<u8>>,
+        mut visit: impl FnMut(Walked<'_>) -> Result<()>,
     ) -> Result<()> {
         let directories = self.directories_written(prefix, existing);
         let mut written = directories.iter().peekable();
         let name = |path: &[u8]| join(prefix, path);
-        let with_type = |meta: &Meta, kind: u32, rdev: (u32, u32)| Metadata {
-            mode: kind | meta.mode,
-            uid: meta.uid,
-            gid: meta.gid,
-            mtime: meta.mtime,
-            rdev,
-        };
         // Each inode's names (without the prefix), and the inodes in the order of their
         // first name (the nodes are walked in path order).
         let mut links: Vec<Vec<&[u8]>> = vec![Vec::new(); self.inodes.len()];
@@ -311,7 +306,7 @@ impl Tree {
                     let full = name(path);
                     if written.peek() == Some(&&full) {
                         written.next();
-                        writer.entry(&full, &with_type(meta, S_IFDIR, (0, 0)), 0, std::io::empty())?;
+                        visit(Walked::Directory { name: full, meta: *meta })?;
                     }
                 }
                 Node::File(id) => {
@@ -324,20 +319,17 @@ impl Tree {
             }
         }
         for (path, node) in &self.nodes {
+            let name = name(path);
             match node {
-                Node::Symlink(meta, target) => {
-                    writer.entry(&name(path), &with_type(meta, S_IFLNK, (0, 0)), target.len() as u64, &target[..])?
-                }
+                Node::Symlink(meta, target) => visit(Walked::Symlink { name, meta: *meta, target })?,
                 Node::CharDevice(meta, major, minor) => {
-                    writer.entry(&name(path), &with_type(meta, S_IFCHR, (*major, *minor)), 0, std::io::empty())?
+                    visit(Walked::Device { name, meta: *meta, block: false, rdev: (*major, *minor) })?
                 }
                 Node::BlockDevice(meta, major, minor) => {
-                    writer.entry(&name(path), &with_type(meta, S_IFBLK, (*major, *minor)), 0, std::io::empty())?
+                    visit(Walked::Device { name, meta: *meta, block: true, rdev: (*major, *minor) })?
                 }
-                Node::Fifo(meta) => {
-                    writer.entry(&name(path), &with_type(meta, S_IFIFO, (0, 0)), 0, std::io::empty())?
-                }
-                _ => {}
+                Node::Fifo(meta) => visit(Walked::Fifo { name, meta: *meta })?,
+                Node::Directory(_) | Node::File(_) => {}
             }
         }
         let names = |id: InodeId| -> Vec<Vec<u8>> { links[id].iter().map(|path| name(path)).collect() };
@@ -346,13 +338,12 @@ impl Tree {
         let mut from_layers: Vec<(usize, Option<Extent>, InodeId)> = Vec::new();
         for id in by_first_path {
             let inode = &self.inodes[id];
-            let meta = with_type(&inode.meta, S_IFREG, (0, 0));
+            let (meta, size) = (inode.meta, inode.size);
             match &inode.content {
-                Content::Bytes(bytes) => writer.hard_links(&names(id), &meta, inode.size, &bytes[..])?,
+                Content::Bytes(bytes) => visit(Walked::File { names: names(id), meta, size, data: &mut &bytes[..] })?,
                 Content::HostFile { path, sha256 } => {
-                    let file = super::host::PlannedFile::open(path, sha256, inode.size)?;
-                    writer
-                        .hard_links(&names(id), &meta, inode.size, file)
+                    let mut file = super::host::PlannedFile::open(path, sha256, size)?;
+                    visit(Walked::File { names: names(id), meta, size, data: &mut file })
                         .with_context(|| format!("copying {}", path.display()))?
                 }
                 Content::Layer { layer, extent } => from_layers.push((*layer, *extent, id)),
@@ -362,13 +353,45 @@ impl Tree {
         from_layers.sort_unstable();
         for (layer, extent, id) in from_layers {
             let inode = &self.inodes[id];
-            let data = spool
+            let mut data = spool
                 .reader(extent, inode.size)
                 .with_context(|| format!("the data of {} (layer {})", display(links[id][0]), layer + 1))?;
-            writer.hard_links(&names(id), &with_type(&inode.meta, S_IFREG, (0, 0)), inode.size, data)?;
+            visit(Walked::File { names: names(id), meta: inode.meta, size: inode.size, data: &mut data })?;
         }
         Ok(())
     }
+}
+
+/// One entry of a [`Tree::walk`], named with the walk's prefix.
+pub enum Walked<'a> {
+    Directory {
+        name: Vec<u8>,
+        meta: Meta,
+    },
+    Symlink {
+        name: Vec<u8>,
+        meta: Meta,
+        target: &'a [u8],
+    },
+    /// A character (`block: false`) or block device, with its device numbers.
+    Device {
+        name: Vec<u8>,
+        meta: Meta,
+        block: bool,
+        rdev: (u32, u32),
+    },
+    Fifo {
+        name: Vec<u8>,
+        meta: Meta,
+    },
+    /// A regular file: all its names (a hard-link group, in path order), its size and its
+    /// data, which is `size` bytes.
+    File {
+        names: Vec<Vec<u8>>,
+        meta: Meta,
+        size: u64,
+        data: &'a mut dyn std::io::Read,
+    },
 }
 
 #[cfg(test)]
@@ -526,56 +549,5 @@ mod tests {
             dropped,
             vec![DroppedXattrs { path: b"usr/bin/ping".to_vec(), names: vec!["security.capability".into()] }]
         );
-    }
-
-    #[test]
-    fn written_archives_extract_with_gnu_cpio() {
-        use crate::rootfs::layer::tests::tar_of;
-        use std::os::unix::fs::MetadataExt as _;
-        let layers = [
-            tar_of(&[
-                (b"etc/", Directory),
-                (b"etc/a", File { size: 5 }),
-                (b"etc/b", HardLink { target: b"etc/a".to_vec() }),
-                (b"bin/sh", Symlink { target: b"busybox".to_vec() }),
-                (b"run/fifo", Fifo),
-                (b"gone/x", File { size: 1 }),
-            ]),
-            tar_of(&[(b".wh.gone", File { size: 0 }), (b"etc/c", File { size: 3 })]),
-        ];
-        let mut tree = Tree::new();
-        let spool_dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::new_in(spool_dir.path()).unwrap();
-        for (index, layer) in layers.iter().enumerate() {
-            tree.read_layer(index, &layer[..], &mut spool).unwrap();
-        }
-        spool.finish().unwrap();
-        tree.insert_file(b"etc/generated", Meta::generated(0o600), 2, Content::Bytes(b"hi".to_vec()));
-        let mut writer = SegmentWriter::new(Vec::new(), (0, 1));
-        tree.write(b"", &mut writer, &spool, &Default::default()).unwrap();
-        let written = writer.written();
-        let mut archive = writer.into_inner();
-        crate::initrd::newc::write_trailer(&mut archive, written).unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let mut cpio = std::process::Command::new("cpio")
-            .args(["-idm", "--quiet", "--no-absolute-filenames"])
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("GNU cpio is installed by make test");
-        std::io::Write::write_all(cpio.stdin.as_mut().unwrap(), &archive).unwrap();
-        drop(cpio.stdin.take());
-        assert!(cpio.wait().unwrap().success());
-        let root = dir.path();
-        assert_eq!(std::fs::read(root.join("etc/a")).unwrap(), b"xxxxx");
-        assert_eq!(std::fs::read(root.join("etc/c")).unwrap(), b"xxx");
-        assert_eq!(std::fs::read(root.join("etc/generated")).unwrap(), b"hi");
-        let (a, b) = (root.join("etc/a").metadata().unwrap(), root.join("etc/b").metadata().unwrap());
-        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "etc/b must be a real hard link");
-        assert_eq!(std::fs::read_link(root.join("bin/sh")).unwrap().to_str(), Some("busybox"));
-        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&root.join("run/fifo").metadata().unwrap().file_type()));
-        assert!(!root.join("gone").exists());
-        assert_eq!(root.join("etc/generated").metadata().unwrap().mode() & 0o7777, 0o600);
     }
 }

@@ -129,7 +129,7 @@ fn child(layout: &Path) {
         "{{\"wall\": {wall:.3}, \"cpu\": {:.3}, \"pull_and_compose\": {pulled:.3}, \"peak_rss_kib\": {}, \"initrd_bytes\": {}}}",
         measure::cpu_seconds() - cpu_started,
         measure::peak_rss_kib(),
-        built.initrd.size
+        built.files[&resin::assemble::ArtifactKind::Initrd].size
     );
 }
 

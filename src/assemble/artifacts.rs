@@ -31,13 +31,51 @@ pub struct Artifact {
     pub size: u64,
 }
 
-/// The kernel, initrd and cmdline paths of image `name` in `output_dir`.
-pub fn artifact_paths(output_dir: &Path, name: &str) -> [PathBuf; 3] {
-    [
-        output_dir.join(format!("{name}-kernel")),
-        output_dir.join(format!("{name}-initrd.img")),
-        output_dir.join(format!("{name}-cmdline")),
-    ]
+/// A kind of file resin writes: its place (`<output_dir>/<name><suffix>`), its state
+/// attributes and its key in the private state. Resources handle the files they write
+/// as a list of these, whatever their number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactKind {
+    Kernel,
+    Initrd,
+    Cmdline,
+}
+
+impl ArtifactKind {
+    /// What a `resin_image` writes, in this order (the order of old private states).
+    pub const IMAGE: [ArtifactKind; 3] = [ArtifactKind::Kernel, ArtifactKind::Initrd, ArtifactKind::Cmdline];
+
+    /// The prefix of its state attributes: `<attribute>_path`, `_sha256`, `_size`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            ArtifactKind::Kernel => "kernel",
+            ArtifactKind::Initrd => "initrd",
+            ArtifactKind::Cmdline => "cmdline",
+        }
+    }
+
+    /// What it is, for documentation and messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ArtifactKind::Kernel => "kernel binary",
+            ArtifactKind::Initrd => "newc initrd",
+            ArtifactKind::Cmdline => "kernel command line",
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            ArtifactKind::Kernel => "-kernel",
+            ArtifactKind::Initrd => "-initrd.img",
+            ArtifactKind::Cmdline => "-cmdline",
+        }
+    }
+
+    /// Where the artifact of `name` goes in `output_dir`.
+    pub fn path(self, output_dir: &Path, name: &str) -> PathBuf {
+        output_dir.join(format!("{name}{}", self.suffix()))
+    }
 }
 
 /// Where the SPDX SBOM of image `name` goes.

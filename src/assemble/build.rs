@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
-use super::artifacts::{artifact_paths, file_digest, publish, sbom_path, temporary, Artifact, TEMPORARY_PREFIX};
+use super::artifacts::{file_digest, publish, sbom_path, temporary, Artifact, ArtifactKind, TEMPORARY_PREFIX};
 use super::compose::{Composition, FileKind};
 use super::hash::ASSEMBLY_FORMAT;
 use super::initrd::{compressor_fingerprint, device_of, write_initrd, write_segments, Segment, SegmentBody, PIECE};
@@ -43,9 +43,8 @@ use crate::rootfs::tree::{Content, Meta, Node, Tree};
 
 #[derive(Clone, Debug)]
 pub struct Artifacts {
-    pub kernel: Artifact,
-    pub initrd: Artifact,
-    pub cmdline: Artifact,
+    /// The files written, by kind ([`ArtifactKind::IMAGE`]).
+    pub files: BTreeMap<ArtifactKind, Artifact>,
     pub sbom: Artifact,
     /// Things worth a warning: extended attributes newc cannot keep, names the kernel
     /// cannot create.
@@ -327,20 +326,26 @@ fn assemble(
         &[("name", name.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
     );
 
-    let [kernel_path, initrd_path, cmdline_path] = artifact_paths(output_dir, name);
+    let written = [
+        (ArtifactKind::Kernel, kernel_file, kernel_digest.to_string(), kernel_size),
+        (ArtifactKind::Initrd, initrd, initrd_sha256, initrd_size),
+        (ArtifactKind::Cmdline, cmdline, cmdline_sha256, cmdline_size),
+    ];
+    let files: BTreeMap<ArtifactKind, Artifact> = written
+        .iter()
+        .map(|(kind, _, sha256, size)| {
+            (*kind, Artifact { path: kind.path(output_dir, name), sha256: sha256.clone(), size: *size })
+        })
+        .collect();
     let sbom_destination = sbom_path(output_dir, name);
-    publish(vec![
-        (kernel_file, &kernel_path),
-        (initrd, &initrd_path),
-        (cmdline, &cmdline_path),
-        (sbom_file, &sbom_destination),
-    ])?;
+    let mut renames: Vec<(tempfile::NamedTempFile, &Path)> =
+        written.into_iter().map(|(kind, file, _, _)| (file, files[&kind].path.as_path())).collect();
+    renames.push((sbom_file, &sbom_destination));
+    publish(renames)?;
     Ok(Artifacts {
-        kernel: Artifact { path: kernel_path, sha256: kernel_digest.to_string(), size: kernel_size },
-        initrd: Artifact { path: initrd_path, sha256: initrd_sha256, size: initrd_size },
-        cmdline: Artifact { path: cmdline_path, sha256: cmdline_sha256, size: cmdline_size },
+        files,
         sbom: Artifact {
-            path: sbom_destination,
+            path: sbom_destination.clone(),
             sha256: crate::oci::digest::sha256(sbom).to_string(),
             size: sbom.len() as u64,
         },

@@ -107,17 +107,21 @@ fn the_library_assembles_the_golden_image() {
         let artifacts =
             runtime.block_on(build(composition.clone(), &puller, &segments, out.clone(), "test".into())).unwrap();
         assert_eq!(
-            artifacts.initrd.sha256,
+            artifacts.files[&super::ArtifactKind::Initrd].sha256,
             format!("sha256:{}", fixtures::GOLDEN_INITRD),
             "the golden initrd changed ({round} build).\n{}",
             fixtures::GOLDEN_ADVICE
         );
         assert_eq!(
-            artifacts.initrd.sha256,
-            crate::oci::digest::sha256(&std::fs::read(&artifacts.initrd.path).unwrap()).to_string()
+            artifacts.files[&super::ArtifactKind::Initrd].sha256,
+            crate::oci::digest::sha256(&std::fs::read(&artifacts.files[&super::ArtifactKind::Initrd].path).unwrap())
+                .to_string()
         );
-        assert_eq!(std::fs::read(&artifacts.kernel.path).unwrap(), fixtures::KERNEL_BYTES);
-        assert_eq!(std::fs::read(&artifacts.cmdline.path).unwrap(), b"console=ttyS0 panic=-1");
+        assert_eq!(std::fs::read(&artifacts.files[&super::ArtifactKind::Kernel].path).unwrap(), fixtures::KERNEL_BYTES);
+        assert_eq!(
+            std::fs::read(&artifacts.files[&super::ArtifactKind::Cmdline].path).unwrap(),
+            b"console=ttyS0 panic=-1"
+        );
         assert!(artifacts.warnings.is_empty(), "{:?}", artifacts.warnings);
         let leftovers: Vec<_> = std::fs::read_dir(&out)
             .unwrap()

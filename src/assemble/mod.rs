@@ -27,7 +27,7 @@ mod spec;
 mod union;
 
 pub use artifacts::{
-    artifact_paths, check, file_digest, remove_if_written, sbom_path, write_sbom, Artifact, FileStamp, Removal,
+    check, file_digest, remove_if_written, sbom_path, write_sbom, Artifact, ArtifactKind, FileStamp, Removal,
     TEMPORARY_PREFIX,
 };
 pub use build::{build, Artifacts, Warning};

@@ -29,12 +29,12 @@ use tf_provider::schema::{Attribute, AttributeConstraint::*, AttributeType, Sche
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, Resource};
 
+use super::files::{self, OnDisk, WritesFiles, Written};
 use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::{
-    artifact_paths, build, check, compose, file_digest, file_kind, linuxkit_yaml, remove_if_written, sbom_bytes,
-    sbom_path, write_sbom, Composition, Compression, FileSpec, FileStamp, ImageInputs, InputError, KernelSpec,
-    PackageSpec, Removal,
+    build, compose, file_digest, file_kind, linuxkit_yaml, sbom_bytes, sbom_path, write_sbom, ArtifactKind,
+    Composition, Compression, FileSpec, ImageInputs, InputError, KernelSpec, PackageSpec,
 };
 
 pub struct Image {
@@ -95,24 +95,6 @@ pub struct FileBlock {
     uid: Value<String>,
     gid: Value<String>,
     optional: Value<bool>,
-}
-
-/// Private state: what apply wrote (to tell drift from the plan's own changes), and, in
-/// a planned create, the paths it will write (so the destroy half of a replacement leaves
-/// them for the create to overwrite instead of deleting them first).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Written {
-    #[serde(default)]
-    sha256: Option<[String; 3]>,
-    #[serde(default)]
-    will_write: Vec<String>,
-    /// Size, mtime and inode of each artifact as written: refresh hashes a file again only
-    /// when these changed (as make and git do), so plans stay fast for large initrds.
-    #[serde(default)]
-    stamps: Option<[FileStamp; 3]>,
-    /// The SBOM as written.
-    #[serde(default)]
-    sbom_sha256: Option<String>,
 }
 
 /// Marks unknown values: `None` means "not known yet".
@@ -299,48 +281,66 @@ fn error_path_text(error: &InputError) -> String {
 
 fn set_paths(state: &mut ImageState) {
     let (Some(Some(name)), Some(Some(dir))) = (known(&state.name), known(&state.output_dir)) else {
-        for v in [
-            &mut state.id,
-            &mut state.kernel_path,
-            &mut state.initrd_path,
-            &mut state.cmdline_path,
-            &mut state.sbom_path,
-        ] {
-            *v = Value::Unknown;
+        state.id = Value::Unknown;
+        state.sbom_path = Value::Unknown;
+        for kind in ArtifactKind::IMAGE {
+            *state.fields_mut(kind).0 = Value::Unknown;
         }
         return;
     };
     state.sbom_path = Value::Value(sbom_path(Path::new(&dir), &name).display().to_string());
-    let [kernel, initrd, cmdline] = artifact_paths(Path::new(&dir), &name);
     state.id = Value::Value(Path::new(&dir).join(&name).display().to_string());
-    state.kernel_path = Value::Value(kernel.display().to_string());
-    state.initrd_path = Value::Value(initrd.display().to_string());
-    state.cmdline_path = Value::Value(cmdline.display().to_string());
-}
-
-fn set_artifacts_unknown(state: &mut ImageState) {
-    for v in [&mut state.kernel_sha256, &mut state.initrd_sha256, &mut state.cmdline_sha256] {
-        *v = Value::Unknown;
-    }
-    for v in [&mut state.kernel_size, &mut state.initrd_size, &mut state.cmdline_size] {
-        *v = Value::Unknown;
+    for kind in ArtifactKind::IMAGE {
+        *state.fields_mut(kind).0 = Value::Value(kind.path(Path::new(&dir), &name).display().to_string());
     }
 }
 
-fn recorded_shas(state: &ImageState) -> [Option<String>; 3] {
-    [
-        state.kernel_sha256.as_ref_option().cloned(),
-        state.initrd_sha256.as_ref_option().cloned(),
-        state.cmdline_sha256.as_ref_option().cloned(),
-    ]
+impl ImageState {
+    /// The path, sha256 and size attributes of the artifact of `kind`.
+    fn fields(&self, kind: ArtifactKind) -> (&Value<String>, &Value<String>, &Value<i64>) {
+        match kind {
+            ArtifactKind::Kernel => (&self.kernel_path, &self.kernel_sha256, &self.kernel_size),
+            ArtifactKind::Initrd => (&self.initrd_path, &self.initrd_sha256, &self.initrd_size),
+            ArtifactKind::Cmdline => (&self.cmdline_path, &self.cmdline_sha256, &self.cmdline_size),
+        }
+    }
+
+    fn fields_mut(&mut self, kind: ArtifactKind) -> (&mut Value<String>, &mut Value<String>, &mut Value<i64>) {
+        match kind {
+            ArtifactKind::Kernel => (&mut self.kernel_path, &mut self.kernel_sha256, &mut self.kernel_size),
+            ArtifactKind::Initrd => (&mut self.initrd_path, &mut self.initrd_sha256, &mut self.initrd_size),
+            ArtifactKind::Cmdline => (&mut self.cmdline_path, &mut self.cmdline_sha256, &mut self.cmdline_size),
+        }
+    }
 }
 
-fn paths_of(state: &ImageState) -> Option<[PathBuf; 3]> {
-    Some([
-        PathBuf::from(state.kernel_path.as_ref_option()?),
-        PathBuf::from(state.initrd_path.as_ref_option()?),
-        PathBuf::from(state.cmdline_path.as_ref_option()?),
-    ])
+impl WritesFiles for ImageState {
+    fn kinds(&self) -> &'static [ArtifactKind] {
+        &ArtifactKind::IMAGE
+    }
+
+    fn path(&self, kind: ArtifactKind) -> Option<PathBuf> {
+        self.fields(kind).0.as_ref_option().map(PathBuf::from)
+    }
+
+    fn get(&self, kind: ArtifactKind) -> OnDisk {
+        match self.fields(kind) {
+            (_, Value::Value(sha256), Value::Value(size)) => {
+                OnDisk::File(sha256.clone(), u64::try_from(*size).unwrap_or_default())
+            }
+            (_, Value::Unknown, _) | (_, _, Value::Unknown) => OnDisk::ToWrite,
+            _ => OnDisk::Missing,
+        }
+    }
+
+    fn set(&mut self, kind: ArtifactKind, on_disk: OnDisk) {
+        let (_, sha256, size) = self.fields_mut(kind);
+        (*sha256, *size) = match on_disk {
+            OnDisk::File(digest, length) => (Value::Value(digest), Value::Value(super::number_of_bytes(length))),
+            OnDisk::Missing => (Value::Null, Value::Null),
+            OnDisk::ToWrite => (Value::Unknown, Value::Unknown),
+        };
+    }
 }
 
 impl Image {
@@ -447,24 +447,9 @@ impl Image {
         for warning in &artifacts.warnings {
             diags.warning(warning.summary.clone(), warning.detail.clone(), AttributePath::root());
         }
-        state.kernel_sha256 = Value::Value(artifacts.kernel.sha256.clone());
-        state.initrd_sha256 = Value::Value(artifacts.initrd.sha256.clone());
-        state.cmdline_sha256 = Value::Value(artifacts.cmdline.sha256.clone());
-        state.kernel_size = Value::Value(super::number_of_bytes(artifacts.kernel.size));
-        state.initrd_size = Value::Value(super::number_of_bytes(artifacts.initrd.size));
-        state.cmdline_size = Value::Value(super::number_of_bytes(artifacts.cmdline.size));
         state.sbom_sha256 = Value::Value(artifacts.sbom.sha256.clone());
-        let stamps =
-            [&artifacts.kernel.path, &artifacts.initrd.path, &artifacts.cmdline.path].map(|p| FileStamp::of(p));
-        let written = Written {
-            sha256: Some([artifacts.kernel.sha256, artifacts.initrd.sha256, artifacts.cmdline.sha256]),
-            will_write: Vec::new(),
-            stamps: match stamps {
-                [Some(k), Some(i), Some(c)] => Some([k, i, c]),
-                _ => None,
-            },
-            sbom_sha256: Some(artifacts.sbom.sha256),
-        };
+        let written =
+            Written { sbom_sha256: Some(artifacts.sbom.sha256), ..files::record(&mut state, &artifacts.files) };
         Some((state, Some(written)))
     }
 }
@@ -500,9 +485,8 @@ impl Resource for Image {
             attribute("linuxkit_yaml", AttributeType::String, Computed,
                 "The equivalent LinuxKit YAML (kernel, init, onboot, onshutdown, services, files), to compare with or migrate from `linuxkit build`. Files with `sensitive_contents` appear with a placeholder instead of their contents."),
         ];
-        for (artifact, what) in
-            [("kernel", "kernel binary"), ("initrd", "newc initrd"), ("cmdline", "kernel command line")]
-        {
+        for kind in ArtifactKind::IMAGE {
+            let (artifact, what) = (kind.attribute(), kind.describe());
             attributes.push(attribute(
                 &format!("{artifact}_path"),
                 AttributeType::String,
@@ -569,44 +553,14 @@ impl Resource for Image {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let Some(paths) = paths_of(&state) else { return Some((state, private)) };
-        let recorded = recorded_shas(&state);
-        let targets = [
-            (&mut state.kernel_sha256, &mut state.kernel_size),
-            (&mut state.initrd_sha256, &mut state.initrd_size),
-            (&mut state.cmdline_sha256, &mut state.cmdline_size),
-        ];
-        // An artifact whose size, mtime and inode are as written keeps its recorded digest.
-        let stamps = private.as_ref().and_then(|p| p.stamps.clone());
+        files::refresh(&mut state, private.as_ref(), diags).await;
+        // The SBOM is small: always hashed.
         let sbom = state.sbom_path.as_ref_option().map(PathBuf::from);
-        let checked = tokio::task::spawn_blocking(move || {
-            let mut digests: [Option<(String, u64)>; 3] = Default::default();
-            for (index, path) in paths.iter().enumerate() {
-                let written = stamps.as_ref().map(|s| &s[index]).zip(recorded[index].as_deref());
-                digests[index] = check(path, written);
-            }
-            // The SBOM is small: always hashed.
-            let sbom = sbom.and_then(|path| file_digest(&path).ok()).map(|(sha, _)| sha);
-            (digests, sbom)
-        })
-        .await
-        .ok();
-        let Some((digests, sbom)) = checked else {
-            diags.root_warning_short("could not check the artifacts on disk");
-            return Some((state, private));
-        };
-        for ((sha, size), digest) in targets.into_iter().zip(digests) {
-            match digest {
-                Some((digest, length)) => {
-                    *sha = Value::Value(digest);
-                    *size = Value::Value(super::number_of_bytes(length));
-                }
-                None => {
-                    *sha = Value::Null;
-                    *size = Value::Null;
-                }
-            }
-        }
+        let sbom =
+            tokio::task::spawn_blocking(move || sbom.and_then(|path| file_digest(&path).ok()).map(|(sha, _)| sha))
+                .await
+                .ok()
+                .flatten();
         state.sbom_sha256 = sbom.map_or(Value::Null, Value::Value);
         Some((state, private))
     }
@@ -619,9 +573,9 @@ impl Resource for Image {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let (mut state, _) = self.plan(diags, proposed)?;
-        set_artifacts_unknown(&mut state);
+        files::to_write(&mut state);
         let mut will_write: Vec<String> =
-            paths_of(&state).map(|p| p.iter().map(|p| p.display().to_string()).collect()).unwrap_or_default();
+            files::paths(&state).into_iter().map(|(_, path)| path.display().to_string()).collect();
         will_write.extend(state.sbom_path.as_ref_option().cloned());
         Some((state, Some(Written { will_write, ..Written::default() })))
     }
@@ -647,14 +601,8 @@ impl Resource for Image {
         // New content is an in-place update: the artifacts are rewritten atomically where
         // they are, and a failed apply keeps the resource and its previous artifacts.
         let content_changed = prior.content_hash != state.content_hash;
-        let written = private.as_ref().and_then(|p| p.sha256.clone());
-        let on_disk = recorded_shas(&prior);
-        let drifted = match &written {
-            Some(written) => written.iter().zip(&on_disk).any(|(w, d)| d.as_ref() != Some(w)),
-            None => on_disk.iter().any(Option::is_none),
-        };
-        if !replace.is_empty() || content_changed || drifted {
-            set_artifacts_unknown(&mut state);
+        if !replace.is_empty() || content_changed || files::drifted(&prior, private.as_ref()) {
+            files::to_write(&mut state);
         }
         Some((state, private, replace))
     }
@@ -693,10 +641,7 @@ impl Resource for Image {
         // disk are what was written: only the configuration's wording changed, or the SBOM
         // is missing or was edited and is written again on its own.
         let kept = (prior.clone(), private.clone());
-        let applied = if !planned.initrd_sha256.is_unknown()
-            && !planned.kernel_sha256.is_unknown()
-            && !planned.cmdline_sha256.is_unknown()
-        {
+        let applied = if files::all_kept(&planned) {
             if prior.sbom_sha256 == planned.sbom_sha256 {
                 return Some((planned, private));
             }
@@ -716,38 +661,11 @@ impl Resource for Image {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<()> {
-        let Some(paths) = paths_of(&prior) else { return Some(()) };
         let private = private.unwrap_or_default();
-        // Compared with what apply wrote (private state) rather than with the state: refresh
-        // records an edit in the state, and destroy must still leave an edited artifact.
-        let written: [Option<String>; 3] = match private.sha256 {
-            Some(written) => written.map(Some),
-            None => recorded_shas(&prior),
-        };
         let sbom = prior.sbom_path.as_ref_option().map(|path| {
-            (PathBuf::from(path), private.sbom_sha256.or_else(|| prior.sbom_sha256.as_ref_option().cloned()))
+            (PathBuf::from(path), private.sbom_sha256.clone().or_else(|| prior.sbom_sha256.as_ref_option().cloned()))
         });
-        for (path, sha) in paths.into_iter().zip(written).chain(sbom) {
-            if private.will_write.contains(&path.display().to_string()) {
-                // The replacement writes this path; it overwrites it atomically.
-                continue;
-            }
-            match remove_if_written(&path, sha.as_deref()) {
-                Ok(Removal::Removed | Removal::Absent) => {}
-                Ok(Removal::Changed) => diags.warning(
-                    "Artifact left in place",
-                    format!(
-                        "{} is not what this resource wrote (it changed on disk), so destroy leaves it",
-                        path.display()
-                    ),
-                    AttributePath::root(),
-                ),
-                Err(e) => {
-                    diags.error("Cannot remove artifact", format!("{e:#}"), AttributePath::root());
-                    return None;
-                }
-            }
-        }
+        files::remove(&prior, &private, sbom.into_iter().collect(), diags)?;
         Some(())
     }
 }

@@ -1,0 +1,221 @@
+//! The files a resource writes, handled one way by every resource that writes files,
+//! whatever their number: a resource's state says where each kind of file is and what it
+//! holds ([`WritesFiles`]), and its private state what apply wrote ([`Written`]).
+//!
+//! * **Plan**: a new content hash, a replacement or drift ([`drifted`]: a file that is not
+//!   what apply wrote) makes every digest unknown ([`to_write`]): the apply writes them
+//!   all again. A planned create records the paths it will write ([`Written::will_write`])
+//!   so that the destroy half of a replacement leaves them for the create to overwrite.
+//! * **Refresh** ([`refresh`]): each file is checked ([`check`]); one whose size, mtime and
+//!   inode are as written keeps its recorded digest without being read again.
+//! * **Destroy** ([`remove`]): a file is removed only while it is what apply wrote; an
+//!   edited one is left in place with a warning.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use tf_provider::{AttributePath, Diagnostics};
+
+use crate::assemble::{check, remove_if_written, Artifact, ArtifactKind, FileStamp, Removal};
+
+/// What the state says of one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnDisk {
+    /// A file with this digest (`sha256:<hex>`) and size.
+    File(String, u64),
+    /// No file (it was removed).
+    Missing,
+    /// Unknown until the apply writes it.
+    ToWrite,
+}
+
+/// A resource state that records files it writes.
+pub trait WritesFiles {
+    /// The kinds of file it writes.
+    fn kinds(&self) -> &'static [ArtifactKind];
+    /// Where the file of `kind` goes (`None` while unknown).
+    fn path(&self, kind: ArtifactKind) -> Option<PathBuf>;
+    fn get(&self, kind: ArtifactKind) -> OnDisk;
+    fn set(&mut self, kind: ArtifactKind, on_disk: OnDisk);
+}
+
+/// Private state: what apply wrote (to tell drift from the plan's own changes), and, in
+/// a planned create, the paths it will write.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Written {
+    /// The digest of each file as written.
+    #[serde(default, deserialize_with = "by_kind")]
+    pub sha256: BTreeMap<ArtifactKind, String>,
+    #[serde(default)]
+    pub will_write: Vec<String>,
+    /// Size, mtime and inode of each file as written: refresh hashes a file again only
+    /// when these changed (as make and git do), so plans stay fast for large files.
+    #[serde(default, deserialize_with = "by_kind")]
+    pub stamps: BTreeMap<ArtifactKind, FileStamp>,
+    /// `resin_image`'s SBOM as written.
+    #[serde(default)]
+    pub sbom_sha256: Option<String>,
+}
+
+/// A map by kind, or, as private states written before files were keyed by kind hold
+/// it, `null` or a list in [`ArtifactKind::IMAGE`] order.
+fn by_kind<'de, D, T>(deserializer: D) -> Result<BTreeMap<ArtifactKind, T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form<T> {
+        ByKind(BTreeMap<ArtifactKind, T>),
+        Listed(Vec<T>),
+    }
+    Ok(match Option::<Form<T>>::deserialize(deserializer)? {
+        None => BTreeMap::new(),
+        Some(Form::ByKind(map)) => map,
+        Some(Form::Listed(list)) => ArtifactKind::IMAGE.into_iter().zip(list).collect(),
+    })
+}
+
+/// The known paths of the files `state` writes.
+pub fn paths(state: &impl WritesFiles) -> Vec<(ArtifactKind, PathBuf)> {
+    state.kinds().iter().filter_map(|kind| Some((*kind, state.path(*kind)?))).collect()
+}
+
+/// Every file is to be written by the apply.
+pub fn to_write(state: &mut impl WritesFiles) {
+    for kind in state.kinds() {
+        state.set(*kind, OnDisk::ToWrite);
+    }
+}
+
+/// Whether the plan leaves every file as it is (no digest unknown).
+pub fn all_kept(planned: &impl WritesFiles) -> bool {
+    planned.kinds().iter().all(|kind| planned.get(*kind) != OnDisk::ToWrite)
+}
+
+fn recorded(state: &impl WritesFiles, kind: ArtifactKind) -> Option<String> {
+    match state.get(kind) {
+        OnDisk::File(sha256, _) => Some(sha256),
+        OnDisk::Missing | OnDisk::ToWrite => None,
+    }
+}
+
+/// Whether a file on disk (as refresh found it in `prior`) is not what apply wrote.
+pub fn drifted(prior: &impl WritesFiles, written: Option<&Written>) -> bool {
+    let written = written.map(|w| &w.sha256).filter(|w| !w.is_empty());
+    prior.kinds().iter().any(|kind| {
+        let on_disk = recorded(prior, *kind);
+        match written {
+            Some(written) => written.get(kind) != on_disk.as_ref(),
+            None => on_disk.is_none(),
+        }
+    })
+}
+
+/// Records what apply wrote in the state and returns the private state for it.
+pub fn record(state: &mut impl WritesFiles, files: &BTreeMap<ArtifactKind, Artifact>) -> Written {
+    let mut written = Written::default();
+    for (kind, artifact) in files {
+        state.set(*kind, OnDisk::File(artifact.sha256.clone(), artifact.size));
+        written.sha256.insert(*kind, artifact.sha256.clone());
+        if let Some(stamp) = FileStamp::of(&artifact.path) {
+            written.stamps.insert(*kind, stamp);
+        }
+    }
+    written
+}
+
+/// Checks every file on disk (off the async runtime) and records what is there. When the
+/// check cannot run, a warning says so and the state is unchanged.
+pub async fn refresh(state: &mut impl WritesFiles, written: Option<&Written>, diags: &mut Diagnostics) {
+    /// A file to check, with its stamp and digest as written.
+    type ToCheck = (ArtifactKind, PathBuf, Option<(FileStamp, String)>);
+    let files: Vec<ToCheck> = paths(state)
+        .into_iter()
+        .map(|(kind, path)| {
+            let stamp = written.and_then(|w| w.stamps.get(&kind)).cloned();
+            let as_written = stamp.zip(recorded(state, kind));
+            (kind, path, as_written)
+        })
+        .collect();
+    let checked = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|(kind, path, as_written)| {
+                let found = check(&path, as_written.as_ref().map(|(stamp, sha256)| (stamp, sha256.as_str())));
+                (kind, found)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let Ok(checked) = checked else {
+        diags.root_warning_short("could not check the artifacts on disk");
+        return;
+    };
+    for (kind, found) in checked {
+        state.set(kind, found.map_or(OnDisk::Missing, |(sha256, size)| OnDisk::File(sha256, size)));
+    }
+}
+
+/// Removes the files `prior` wrote (and `more`, with the digest each was written with)
+/// unless a planned create writes them again or they changed since they were written.
+/// `None`: a file could not be removed (an error says which).
+pub fn remove(
+    prior: &impl WritesFiles,
+    written: &Written,
+    more: Vec<(PathBuf, Option<String>)>,
+    diags: &mut Diagnostics,
+) -> Option<()> {
+    // Compared with what apply wrote (private state) rather than with the state: refresh
+    // records an edit in the state, and destroy must still leave an edited file.
+    let files = paths(prior).into_iter().map(|(kind, path)| {
+        let sha256 = if written.sha256.is_empty() { recorded(prior, kind) } else { written.sha256.get(&kind).cloned() };
+        (path, sha256)
+    });
+    for (path, sha256) in files.chain(more) {
+        if written.will_write.contains(&path.display().to_string()) {
+            // The replacement writes this path; it overwrites it atomically.
+            continue;
+        }
+        match remove_if_written(&path, sha256.as_deref()) {
+            Ok(Removal::Removed | Removal::Absent) => {}
+            Ok(Removal::Changed) => diags.warning(
+                "Artifact left in place",
+                format!(
+                    "{} is not what this resource wrote (it changed on disk), so destroy leaves it",
+                    path.display()
+                ),
+                AttributePath::root(),
+            ),
+            Err(e) => {
+                diags.error("Cannot remove artifact", format!("{e:#}"), AttributePath::root());
+                return None;
+            }
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_states_from_before_kinds_still_read() {
+        let old: Written = serde_json::from_str(
+            r#"{"sha256":["sha256:k","sha256:i","sha256:c"],"will_write":[],"stamps":null,"sbom_sha256":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.sha256[&ArtifactKind::Initrd], "sha256:i");
+        assert!(old.stamps.is_empty());
+        let none: Written = serde_json::from_str(r#"{"sha256":null,"will_write":["/out/a-kernel"]}"#).unwrap();
+        assert!(none.sha256.is_empty());
+        let mut new = Written::default();
+        new.sha256.insert(ArtifactKind::Cmdline, "sha256:c".into());
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.contains(r#""cmdline":"sha256:c""#), "{text}");
+        assert_eq!(serde_json::from_str::<Written>(&text).unwrap().sha256, new.sha256);
+    }
+}

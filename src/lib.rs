@@ -8,6 +8,7 @@
 pub mod assemble;
 pub mod container;
 pub mod copy;
+pub mod disk;
 pub mod initrd;
 pub mod log;
 pub mod oci;

@@ -25,6 +25,7 @@ mod segment_cache;
 mod segments;
 mod spec;
 mod union;
+pub use union::read_image_file;
 
 pub use artifacts::{
     check, file_digest, remove_if_written, sbom_path, write_sbom, Artifact, ArtifactKind, FileStamp, Removal,
@@ -36,4 +37,4 @@ pub use hash::{content_hash, ASSEMBLY_FORMAT};
 pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};
 pub use segment_cache::SegmentCache;
-pub use spec::{ImageDefaults, KernelSpec, PackageSpec, SPEC_VERSION};
+pub use spec::{EfiStubSpec, ImageDefaults, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION};

@@ -1,7 +1,8 @@
-//! The documents `resin_kernel` and `resin_package` hand to `resin_image` through their
-//! `spec` attribute: everything assembly needs, pinned and self-contained, so an image
-//! plans and applies on a machine whose cache is empty (the images are fetched again by
-//! digest) and without the provider remembering anything between calls.
+//! The documents resources hand to each other through their `spec` attribute:
+//! `resin_kernel` and `resin_package` to `resin_image`, `resin_image` and `resin_efi_stub`
+//! to `resin_disk`. Each holds everything its consumer needs, pinned and self-contained,
+//! so a resource plans and applies on a machine whose cache is empty (images are fetched
+//! again by digest) and without the provider remembering anything between calls.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,33 @@ pub struct PackageSpec {
     pub defaults: ImageDefaults,
 }
 
+/// An assembled image, as `resin_disk` needs it: where its artifacts are and what
+/// determines their bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    pub spec_version: u32,
+    pub name: String,
+    pub output_dir: String,
+    /// The image's content hash: the same hash, the same artifacts.
+    pub content_hash: String,
+    pub platform: Platform,
+    pub cmdline: String,
+    pub kernel_path: String,
+    pub initrd_path: String,
+}
+
+/// A UEFI stub in an image (systemd's `linuxx64.efi.stub`...), for `resin_disk`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EfiStubSpec {
+    pub spec_version: u32,
+    pub image: PinnedImage,
+    pub platform: Platform,
+    /// The stub's path in the image.
+    pub path: String,
+}
+
 fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     let value: serde_json::Value = serde_json::from_str(text)
         .with_context(|| format!("not a {what} spec (expected the spec attribute of a {what})"))?;
@@ -95,5 +123,17 @@ impl KernelSpec {
 impl PackageSpec {
     pub fn parse(text: &str) -> Result<PackageSpec> {
         parse(text, "resin_package")
+    }
+}
+
+impl ImageSpec {
+    pub fn parse(text: &str) -> Result<ImageSpec> {
+        parse(text, "resin_image")
+    }
+}
+
+impl EfiStubSpec {
+    pub fn parse(text: &str) -> Result<EfiStubSpec> {
+        parse(text, "resin_efi_stub")
     }
 }

@@ -34,7 +34,7 @@ use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::{
     build, compose, file_digest, file_kind, linuxkit_yaml, sbom_bytes, sbom_path, write_sbom, ArtifactKind,
-    Composition, Compression, FileSpec, ImageInputs, InputError, KernelSpec, PackageSpec,
+    Composition, Compression, FileSpec, ImageInputs, ImageSpec, InputError, KernelSpec, PackageSpec, SPEC_VERSION,
 };
 
 pub struct Image {
@@ -75,6 +75,9 @@ pub struct ImageState {
     #[serde(default)]
     sbom_sha256: Value<String>,
     linuxkit_yaml: Value<String>,
+    /// Absent from states written before it existed.
+    #[serde(default)]
+    spec: Value<String>,
     labels: Value<std::collections::BTreeMap<String, Value<String>>>,
     /// Absent from states written before they existed.
     #[serde(default)]
@@ -295,6 +298,31 @@ fn set_paths(state: &mut ImageState) {
     }
 }
 
+/// The `spec` document for `resin_disk` (unknown until the composition and the paths are).
+fn image_spec(state: &ImageState, composition: Option<&Composition>) -> Value<String> {
+    let (Some(composition), Value::Value(name), Value::Value(output_dir)) =
+        (composition, &state.name, &state.output_dir)
+    else {
+        return Value::Unknown;
+    };
+    let (Some(kernel_path), Some(initrd_path)) = (state.path(ArtifactKind::Kernel), state.path(ArtifactKind::Initrd))
+    else {
+        return Value::Unknown;
+    };
+    let kernel = &composition.inputs.kernel;
+    let spec = ImageSpec {
+        spec_version: SPEC_VERSION,
+        name: name.clone(),
+        output_dir: output_dir.clone(),
+        content_hash: composition.content_hash.to_string(),
+        platform: kernel.platform.clone(),
+        cmdline: kernel.cmdline.clone(),
+        kernel_path: kernel_path.display().to_string(),
+        initrd_path: initrd_path.display().to_string(),
+    };
+    Value::Value(serde_json::to_string(&spec).expect("a spec serialises"))
+}
+
 impl ImageState {
     /// The path, sha256 and size attributes of the artifact of `kind`.
     fn fields(&self, kind: ArtifactKind) -> (&Value<String>, &Value<String>, &Value<i64>) {
@@ -367,6 +395,7 @@ impl Image {
             (Some(c), Value::Value(name)) => Value::Value(crate::oci::digest::sha256(&sbom_bytes(c, name)).to_string()),
             _ => Value::Unknown,
         };
+        state.spec = image_spec(&state, composition.as_ref());
         Some((state, composition))
     }
 
@@ -425,6 +454,7 @@ impl Image {
         state.content_hash = Value::Value(composition.content_hash.to_string());
         state.linuxkit_yaml = Value::Value(linuxkit_yaml(&composition));
         set_paths(&mut state);
+        state.spec = image_spec(&state, Some(&composition));
         let output_dir = PathBuf::from(&dir);
         let result = async {
             std::fs::create_dir_all(&output_dir)
@@ -482,6 +512,8 @@ impl Resource for Image {
                 "Path of the SPDX 2.3 JSON SBOM written beside the artifacts (`<name>-sbom.spdx.json`): the kernel and every package with its pinned digest, deterministic (namespace and creation time derive from the content hash)."),
             attribute("sbom_sha256", AttributeType::String, Computed,
                 "SHA-256 of the SBOM (`sha256:<hex>`), known at plan time. Refresh reads the file: a missing or edited SBOM shows in the plan and is written again (alone, when the other artifacts are intact)."),
+            attribute("spec", AttributeType::String, Computed,
+                "The image for `resin_disk` (its `image` attribute): name, artifact paths, platform, command line and content hash, as JSON. Known at plan time whenever `content_hash` is."),
             attribute("linuxkit_yaml", AttributeType::String, Computed,
                 "The equivalent LinuxKit YAML (kernel, init, onboot, onshutdown, services, files), to compare with or migrate from `linuxkit build`. Files with `sensitive_contents` appear with a placeholder instead of their contents."),
         ];

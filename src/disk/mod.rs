@@ -1,0 +1,76 @@
+//! Boot formats made from an assembled image, for `resin_disk`: each format is one module
+//! implementing [`DiskFormat`] (it writes one file from the image's artifacts) and one
+//! line in [`FORMATS`].
+//!
+//! * [`uki`]: a Unified Kernel Image, the EFI stub with the kernel, initrd and command
+//!   line as sections ([`pe`] appends them);
+//! * [`ipxe`]: an iPXE script that boots the image's kernel and initrd from a URL.
+
+pub mod ipxe;
+pub mod pe;
+pub mod uki;
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::assemble::{EfiStubSpec, ImageSpec};
+use crate::oci::digest::Digest;
+
+/// Bumped whenever a format writes other bytes for the same inputs.
+pub const DISK_FORMAT: u32 = 1;
+
+/// What a disk is made of.
+pub struct Sources<'a> {
+    pub image: &'a ImageSpec,
+    /// The EFI stub's bytes, for formats that need one.
+    pub stub: Option<&'a [u8]>,
+    /// Where the image's artifacts are served from, for network boot.
+    pub base_url: Option<&'a str>,
+}
+
+/// One boot format.
+pub trait DiskFormat: Sync {
+    /// Its name, as `format` takes it (LinuxKit's where LinuxKit has the format).
+    fn name(&self) -> &'static str;
+    /// What follows the disk's name in its file name.
+    fn suffix(&self) -> &'static str;
+    fn needs_stub(&self) -> bool {
+        false
+    }
+    fn needs_base_url(&self) -> bool {
+        false
+    }
+    /// Checks the image's kernel (its first bytes) can be used: `Err` says why not.
+    fn check_kernel(&self, _kernel_head: &[u8], _sources: &Sources<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Writes the disk. The image's artifacts are read from the paths its spec gives.
+    fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()>;
+}
+
+/// Every format, by name.
+pub const FORMATS: &[&dyn DiskFormat] = &[&uki::Uki, &ipxe::Ipxe];
+
+/// The format named `name`.
+pub fn format(name: &str) -> Option<&'static dyn DiskFormat> {
+    FORMATS.iter().copied().find(|format| format.name() == name)
+}
+
+/// The names of every format, for messages and docs.
+pub fn format_names() -> Vec<&'static str> {
+    FORMATS.iter().map(|format| format.name()).collect()
+}
+
+/// The content hash of a disk: the same hash, the same bytes.
+pub fn content_hash(format: &dyn DiskFormat, sources: &Sources<'_>, stub: Option<&EfiStubSpec>) -> Digest {
+    let document = json!({
+        "disk_format": DISK_FORMAT,
+        "format": format.name(),
+        "image": { "name": sources.image.name, "content_hash": sources.image.content_hash },
+        "stub": stub,
+        "base_url": sources.base_url,
+    });
+    crate::oci::digest::sha256(document.to_string().as_bytes())
+}

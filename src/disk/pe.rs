@@ -1,0 +1,298 @@
+//! The few PE/COFF facts a UKI needs: reading an EFI binary's headers (machine, sections,
+//! alignments), and writing a copy of it with sections appended.
+//!
+//! Written by hand: `object`'s PE writer builds new images from scratch and `goblin`
+//! only reads, while a UKI is the stub's bytes kept as they are with new section headers
+//! and data added, which takes a few dozen lines on the layout below.
+//!
+//! ```text
+//! 0x00  "MZ" ... 0x3c: u32 offset of the PE header
+//! PE    "PE\0\0", COFF header (20 bytes): machine u16, sections u16, ..., optional header size u16
+//!       optional header (PE32+, magic 0x20b): +4 code size, +8 initialised data size,
+//!       +32 section alignment, +36 file alignment, +56 image size, +60 headers size,
+//!       +64 checksum, +108 number of data directories, +112 data directories (8 bytes each;
+//!       the 5th is the certificate table)
+//!       section table: 40 bytes each: name[8], virtual size, virtual address, raw size,
+//!       raw offset, ..., characteristics (+36)
+//! ```
+
+use std::io::{self, Read, Write};
+
+use anyhow::{bail, Context, Result};
+
+pub const MACHINE_X86_64: u16 = 0x8664;
+pub const MACHINE_AARCH64: u16 = 0xaa64;
+
+const SECTION_HEADER: usize = 40;
+/// Initialised data, readable.
+const DATA_SECTION: u32 = 0x4000_0040;
+
+fn u16_at(bytes: &[u8], at: usize) -> Result<u16> {
+    let field = bytes.get(at..at + 2).context("the PE headers end early")?;
+    Ok(u16::from_le_bytes([field[0], field[1]]))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Result<u32> {
+    let field = bytes.get(at..at + 4).context("the PE headers end early")?;
+    Ok(u32::from_le_bytes([field[0], field[1], field[2], field[3]]))
+}
+
+fn put_u16(bytes: &mut [u8], at: usize, value: u16) {
+    bytes[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+fn align(value: u64, to: u64) -> u64 {
+    value.div_ceil(to) * to
+}
+
+/// One section of an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    pub virtual_address: u32,
+    pub virtual_size: u32,
+    pub raw_offset: u32,
+    pub raw_size: u32,
+}
+
+/// The headers of a PE32+ image.
+#[derive(Clone, Debug)]
+pub struct Headers {
+    pub machine: u16,
+    pub sections: Vec<Section>,
+    pe: usize,
+    optional: usize,
+    table: usize,
+    section_alignment: u32,
+    file_alignment: u32,
+    headers_size: u32,
+}
+
+impl Headers {
+    /// Reads the headers at the start of `bytes` (the whole image or at least its headers).
+    pub fn read(bytes: &[u8]) -> Result<Headers> {
+        if bytes.get(..2) != Some(b"MZ") {
+            bail!("no MZ header: not an EFI (PE) binary");
+        }
+        let pe = u32_at(bytes, 0x3c)? as usize;
+        if bytes.get(pe..pe + 4) != Some(b"PE\0\0") {
+            bail!("no PE header at offset {pe:#x} (an MZ stub without a PE image)");
+        }
+        let machine = u16_at(bytes, pe + 4)?;
+        let count = usize::from(u16_at(bytes, pe + 6)?);
+        let optional = pe + 24;
+        let optional_size = usize::from(u16_at(bytes, pe + 20)?);
+        if u16_at(bytes, optional)? != 0x20b {
+            bail!("not a PE32+ image (64-bit EFI binaries are)");
+        }
+        let table = optional + optional_size;
+        let mut sections = Vec::with_capacity(count);
+        for index in 0..count {
+            let at = table + index * SECTION_HEADER;
+            let name = bytes.get(at..at + 8).context("the PE section table ends early")?;
+            let name = String::from_utf8_lossy(name).trim_end_matches('\0').to_string();
+            sections.push(Section {
+                name,
+                virtual_size: u32_at(bytes, at + 8)?,
+                virtual_address: u32_at(bytes, at + 12)?,
+                raw_size: u32_at(bytes, at + 16)?,
+                raw_offset: u32_at(bytes, at + 20)?,
+            });
+        }
+        let headers = Headers {
+            machine,
+            sections,
+            pe,
+            optional,
+            table,
+            section_alignment: u32_at(bytes, optional + 32)?,
+            file_alignment: u32_at(bytes, optional + 36)?,
+            headers_size: u32_at(bytes, optional + 60)?,
+        };
+        if headers.section_alignment == 0 || headers.file_alignment == 0 {
+            bail!("a PE image with a zero alignment");
+        }
+        Ok(headers)
+    }
+
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// Where the section table ends, and how many more headers fit before the first
+    /// section's data.
+    fn room(&self) -> usize {
+        let end = self.table + self.sections.len() * SECTION_HEADER;
+        let first_data =
+            self.sections.iter().map(|s| s.raw_offset as usize).filter(|o| *o > 0).min().unwrap_or(usize::MAX);
+        let limit = first_data.min(self.headers_size as usize);
+        limit.saturating_sub(end) / SECTION_HEADER
+    }
+}
+
+/// The name of the machine type, for messages.
+pub fn machine_name(machine: u16) -> String {
+    match machine {
+        MACHINE_X86_64 => "x86_64".into(),
+        MACHINE_AARCH64 => "aarch64".into(),
+        other => format!("machine {other:#06x}"),
+    }
+}
+
+/// A section to append: its name and its data (`length` bytes from `data`).
+pub struct NewSection<'a> {
+    pub name: &'static str,
+    pub length: u64,
+    pub data: Box<dyn Read + 'a>,
+}
+
+/// Writes `image` with `sections` appended: new section headers after the existing ones,
+/// each section's data at the end, aligned; the image size, the initialised data size and
+/// the checksum (0) updated, and any certificate table dropped (appending invalidates a
+/// signature). Data streams from the readers.
+pub fn append_sections(image: &[u8], sections: Vec<NewSection<'_>>, out: &mut dyn Write) -> Result<()> {
+    let headers = Headers::read(image)?;
+    if headers.room() < sections.len() {
+        bail!(
+            "the EFI stub has room for {} more section headers, not {} (its headers end at its first section)",
+            headers.room(),
+            sections.len()
+        );
+    }
+    let mut head = image.to_vec();
+    let (section_alignment, file_alignment) = (u64::from(headers.section_alignment), u64::from(headers.file_alignment));
+    let mut virtual_end = headers
+        .sections
+        .iter()
+        .map(|s| u64::from(s.virtual_address) + u64::from(s.virtual_size.max(s.raw_size)))
+        .max()
+        .unwrap_or(u64::from(headers.headers_size));
+    // The data of new sections goes after everything in the image.
+    let mut file_end = align(image.len() as u64, file_alignment);
+    let mut added_data: u64 = 0;
+    let mut placed = Vec::with_capacity(sections.len());
+    for (index, section) in sections.iter().enumerate() {
+        let virtual_address = align(virtual_end, section_alignment);
+        let raw_size = align(section.length, file_alignment);
+        let field = |value: u64, what: &str| {
+            u32::try_from(value).with_context(|| format!("section {} {what} is beyond 4 GiB", section.name))
+        };
+        let at = headers.table + (headers.sections.len() + index) * SECTION_HEADER;
+        let mut header = [0u8; SECTION_HEADER];
+        header[..section.name.len()].copy_from_slice(section.name.as_bytes());
+        put_u32(&mut header, 8, field(section.length, "size")?);
+        put_u32(&mut header, 12, field(virtual_address, "address")?);
+        put_u32(&mut header, 16, field(raw_size, "size")?);
+        put_u32(&mut header, 20, field(file_end, "offset")?);
+        put_u32(&mut header, 36, DATA_SECTION);
+        head[at..at + SECTION_HEADER].copy_from_slice(&header);
+        placed.push(file_end);
+        virtual_end = virtual_address + section.length;
+        file_end += raw_size;
+        added_data += raw_size;
+    }
+    let count = u16::try_from(headers.sections.len() + sections.len()).context("too many PE sections")?;
+    put_u16(&mut head, headers.pe + 6, count);
+    let optional = headers.optional;
+    let initialised = u64::from(u32_at(&head, optional + 8)?) + added_data;
+    put_u32(&mut head, optional + 8, u32::try_from(initialised).context("initialised data beyond 4 GiB")?);
+    let image_size = align(virtual_end, section_alignment);
+    put_u32(&mut head, optional + 56, u32::try_from(image_size).context("an image beyond 4 GiB")?);
+    put_u32(&mut head, optional + 64, 0);
+    if u32_at(&head, optional + 108)? > 4 {
+        head[optional + 112 + 4 * 8..optional + 112 + 5 * 8].fill(0);
+    }
+
+    out.write_all(&head)?;
+    let mut written = head.len() as u64;
+    for (section, offset) in sections.into_iter().zip(placed) {
+        out.write_all(&vec![0u8; usize::try_from(offset - written).expect("less than an alignment")])?;
+        let copied = io::copy(&mut section.data.take(section.length), out)?;
+        if copied != section.length {
+            bail!("section {}: expected {} bytes, got {copied}", section.name, section.length);
+        }
+        written = offset + copied;
+    }
+    out.write_all(&vec![0u8; usize::try_from(file_end - written).expect("less than an alignment")])?;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal PE32+ image: headers of 0x400 bytes, one `.text` section of 0x200 bytes.
+    pub fn tiny_image(machine: u16) -> Vec<u8> {
+        let mut image = vec![0u8; 0x600];
+        image[..2].copy_from_slice(b"MZ");
+        put_u32(&mut image, 0x3c, 0x80);
+        image[0x80..0x84].copy_from_slice(b"PE\0\0");
+        put_u16(&mut image, 0x84, machine);
+        put_u16(&mut image, 0x86, 1);
+        put_u16(&mut image, 0x94, 240);
+        let optional = 0x98;
+        put_u16(&mut image, optional, 0x20b);
+        put_u32(&mut image, optional + 32, 0x1000);
+        put_u32(&mut image, optional + 36, 0x200);
+        put_u32(&mut image, optional + 56, 0x2000);
+        put_u32(&mut image, optional + 60, 0x400);
+        put_u32(&mut image, optional + 108, 16);
+        let table = optional + 240;
+        image[table..table + 5].copy_from_slice(b".text");
+        put_u32(&mut image, table + 8, 0x10);
+        put_u32(&mut image, table + 12, 0x1000);
+        put_u32(&mut image, table + 16, 0x200);
+        put_u32(&mut image, table + 20, 0x400);
+        image[0x400..0x410].copy_from_slice(b"stub code here!!");
+        image
+    }
+
+    #[test]
+    fn appended_sections_are_where_their_headers_say() {
+        let image = tiny_image(MACHINE_X86_64);
+        let mut out = Vec::new();
+        let linux = vec![7u8; 3000];
+        let sections = vec![
+            NewSection { name: ".osrel", length: 5, data: Box::new(&b"ID=x\n"[..]) },
+            NewSection { name: ".linux", length: linux.len() as u64, data: Box::new(&linux[..]) },
+        ];
+        append_sections(&image, sections, &mut out).unwrap();
+        let headers = Headers::read(&out).unwrap();
+        assert_eq!(headers.machine, MACHINE_X86_64);
+        let names: Vec<&str> = headers.sections.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [".text", ".osrel", ".linux"]);
+        let data = |s: &Section| &out[s.raw_offset as usize..][..s.virtual_size as usize];
+        assert_eq!(data(headers.section(".osrel").unwrap()), b"ID=x\n");
+        assert_eq!(data(headers.section(".linux").unwrap()), &linux[..]);
+        assert_eq!(data(headers.section(".text").unwrap())[..4], *b"stub", "the stub's own sections are kept");
+        for section in &headers.sections {
+            assert_eq!(section.virtual_address % 0x1000, 0);
+            assert_eq!(section.raw_offset % 0x200, 0);
+        }
+        let linux_section = headers.section(".linux").unwrap();
+        let image_size = u32_at(&out, 0x98 + 56).unwrap();
+        assert!(image_size >= linux_section.virtual_address + linux_section.virtual_size);
+        assert_eq!(out.len() % 0x200, 0);
+    }
+
+    #[test]
+    fn what_is_not_an_efi_binary_is_refused() {
+        assert!(Headers::read(b"\x7fELF....").unwrap_err().to_string().contains("no MZ header"));
+        let mut image = tiny_image(MACHINE_X86_64);
+        image[0x80] = b'X';
+        assert!(Headers::read(&image).unwrap_err().to_string().contains("no PE header"));
+        // No room: a header area full of section headers.
+        let mut full = tiny_image(MACHINE_X86_64);
+        put_u32(&mut full, 0x98 + 60, 0x1d0);
+        let error = append_sections(
+            &full,
+            vec![NewSection { name: ".a", length: 0, data: Box::new(io::empty()) }],
+            &mut Vec::new(),
+        );
+        assert!(error.unwrap_err().to_string().contains("room for 0 more section headers"));
+    }
+}

@@ -1,0 +1,184 @@
+//! `uki`: a Unified Kernel Image as the UAPI specification describes it: an EFI stub
+//! (systemd's `linux<arch>.efi.stub`) with the image in sections the stub boots from:
+//!
+//! | section    | holds |
+//! |------------|-------|
+//! | `.osrel`   | os-release text naming the image (`IMAGE_ID`, and `IMAGE_VERSION` from its content hash) |
+//! | `.cmdline` | the kernel command line |
+//! | `.linux`   | the kernel, which must itself be an EFI binary (`CONFIG_EFI_STUB`) of the stub's machine |
+//! | `.initrd`  | the initrd |
+//!
+//! The stub's bytes are kept; the sections are appended ([`super::pe`]), the kernel and
+//! initrd streamed from the image's files. Firmware boots the file directly (an ESP's
+//! `\EFI\BOOT\BOOTX64.EFI`), as do systemd-boot and `qemu -kernel` under OVMF.
+
+use std::fs::File;
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+
+use super::pe::{self, Headers, NewSection};
+use super::{DiskFormat, Sources};
+use crate::assemble::ImageSpec;
+use crate::oci::platform::Platform;
+
+pub struct Uki;
+
+/// The PE machine type of EFI binaries for `platform`.
+pub fn machine_of(platform: &Platform) -> Option<u16> {
+    match platform.architecture.as_str() {
+        "amd64" => Some(pe::MACHINE_X86_64),
+        "arm64" => Some(pe::MACHINE_AARCH64),
+        _ => None,
+    }
+}
+
+/// The machine `platform` boots, or why it has no EFI machine type.
+fn expected_machine(platform: &Platform) -> Result<u16> {
+    machine_of(platform)
+        .with_context(|| format!("platform {platform} has no UEFI machine type resin knows (amd64, arm64)"))
+}
+
+/// Checks that `stub` is an EFI binary for `platform`.
+pub fn check_stub(stub: &[u8], platform: &Platform) -> Result<()> {
+    let headers = Headers::read(stub).context("the EFI stub")?;
+    let expected = expected_machine(platform)?;
+    if headers.machine != expected {
+        bail!(
+            "the EFI stub is for {}, the image for {platform} ({})",
+            pe::machine_name(headers.machine),
+            pe::machine_name(expected)
+        );
+    }
+    Ok(())
+}
+
+/// The `.osrel` section: os-release lines naming the image.
+pub fn osrel(image: &ImageSpec) -> String {
+    let version = image.content_hash.trim_start_matches("sha256:");
+    format!(
+        "NAME=resin\nID=resin\nPRETTY_NAME=\"{} (resin)\"\nIMAGE_ID={}\nIMAGE_VERSION={}\n",
+        image.name,
+        image.name,
+        &version[..version.len().min(12)]
+    )
+}
+
+impl DiskFormat for Uki {
+    fn name(&self) -> &'static str {
+        "uki"
+    }
+
+    fn suffix(&self) -> &'static str {
+        ".efi"
+    }
+
+    fn needs_stub(&self) -> bool {
+        true
+    }
+
+    fn check_kernel(&self, kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
+        let headers = Headers::read(kernel_head).with_context(|| {
+            format!(
+                "the kernel {} cannot go in a UKI: it has no EFI stub (a kernel built with CONFIG_EFI_STUB starts with an MZ and a PE header)",
+                sources.image.kernel_path
+            )
+        })?;
+        let expected = expected_machine(&sources.image.platform)?;
+        if headers.machine != expected {
+            bail!(
+                "the kernel {} is an EFI binary for {}, the image is for {}",
+                sources.image.kernel_path,
+                pe::machine_name(headers.machine),
+                sources.image.platform
+            );
+        }
+        Ok(())
+    }
+
+    fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
+        let stub = sources.stub.context("a UKI needs an EFI stub")?;
+        check_stub(stub, &sources.image.platform)?;
+        let image = sources.image;
+        let open = |path: &str| -> Result<(File, u64)> {
+            let file = crate::rootfs::host::open_regular(std::path::Path::new(path))
+                .with_context(|| format!("opening {path} of resin_image {}", image.name))?;
+            let length = file.metadata()?.len();
+            Ok((file, length))
+        };
+        let (kernel, kernel_length) = open(&image.kernel_path)?;
+        let (initrd, initrd_length) = open(&image.initrd_path)?;
+        let osrel = osrel(image);
+        let sections = vec![
+            NewSection { name: ".osrel", length: osrel.len() as u64, data: Box::new(osrel.as_bytes()) },
+            NewSection {
+                name: ".cmdline",
+                length: image.cmdline.len() as u64,
+                data: Box::new(image.cmdline.as_bytes()),
+            },
+            NewSection { name: ".linux", length: kernel_length, data: Box::new(kernel) },
+            NewSection { name: ".initrd", length: initrd_length, data: Box::new(initrd) },
+        ];
+        pe::append_sections(stub, sections, out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn image_spec(cmdline: &str) -> ImageSpec {
+        ImageSpec {
+            spec_version: crate::assemble::SPEC_VERSION,
+            name: "node".into(),
+            output_dir: "/out".into(),
+            content_hash: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+            platform: "linux/amd64".parse().unwrap(),
+            cmdline: cmdline.into(),
+            kernel_path: "/out/node-kernel".into(),
+            initrd_path: "/out/node-initrd.img".into(),
+        }
+    }
+
+    #[test]
+    fn a_uki_holds_the_image_in_its_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut image = image_spec("console=ttyS0");
+        let kernel = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
+        image.kernel_path = dir.path().join("node-kernel").display().to_string();
+        image.initrd_path = dir.path().join("node-initrd.img").display().to_string();
+        std::fs::write(&image.kernel_path, &kernel).unwrap();
+        std::fs::write(&image.initrd_path, b"initrd bytes").unwrap();
+        let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
+        let sources = Sources { image: &image, stub: Some(&stub), base_url: None };
+        Uki.check_kernel(&kernel, &sources).unwrap();
+        let mut out = Vec::new();
+        Uki.write(&sources, &mut out).unwrap();
+        let headers = Headers::read(&out).unwrap();
+        let data = |name: &str| {
+            let s = headers.section(name).unwrap();
+            out[s.raw_offset as usize..][..s.virtual_size as usize].to_vec()
+        };
+        assert_eq!(data(".cmdline"), b"console=ttyS0");
+        assert_eq!(data(".linux"), kernel);
+        assert_eq!(data(".initrd"), b"initrd bytes");
+        assert!(String::from_utf8(data(".osrel")).unwrap().contains("IMAGE_VERSION=0123456789ab\n"));
+        let mut again = Vec::new();
+        Uki.write(&sources, &mut again).unwrap();
+        assert_eq!(out, again, "the same bytes every time");
+    }
+
+    #[test]
+    fn a_kernel_without_an_efi_stub_or_of_another_machine_is_refused() {
+        let image = image_spec("");
+        let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
+        let sources = Sources { image: &image, stub: Some(&stub), base_url: None };
+        let error = Uki.check_kernel(b"\x1f\x8b\x08\x00 a gzip'd Image", &sources).unwrap_err();
+        assert!(format!("{error:#}").contains("has no EFI stub"), "{error:#}");
+        let arm = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);
+        let error = Uki.check_kernel(&arm, &sources).unwrap_err();
+        assert!(format!("{error:#}").contains("for aarch64, the image is for linux/amd64"), "{error:#}");
+        let error = check_stub(&arm, &image.platform).unwrap_err();
+        assert!(format!("{error:#}").contains("the EFI stub is for aarch64"), "{error:#}");
+    }
+}

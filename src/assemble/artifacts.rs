@@ -40,6 +40,8 @@ pub enum ArtifactKind {
     Kernel,
     Initrd,
     Cmdline,
+    /// A `resin_disk`'s file (its format names it: `crate::disk::DiskFormat::suffix`).
+    Disk,
 }
 
 impl ArtifactKind {
@@ -52,6 +54,7 @@ impl ArtifactKind {
             ArtifactKind::Kernel => "kernel",
             ArtifactKind::Initrd => "initrd",
             ArtifactKind::Cmdline => "cmdline",
+            ArtifactKind::Disk => "disk",
         }
     }
 
@@ -61,6 +64,7 @@ impl ArtifactKind {
             ArtifactKind::Kernel => "kernel binary",
             ArtifactKind::Initrd => "newc initrd",
             ArtifactKind::Cmdline => "kernel command line",
+            ArtifactKind::Disk => "boot file",
         }
     }
 
@@ -69,10 +73,12 @@ impl ArtifactKind {
             ArtifactKind::Kernel => "-kernel",
             ArtifactKind::Initrd => "-initrd.img",
             ArtifactKind::Cmdline => "-cmdline",
+            ArtifactKind::Disk => "",
         }
     }
 
-    /// Where the artifact of `name` goes in `output_dir`.
+    /// Where the artifact of `name` goes in `output_dir` (a disk's name includes its
+    /// format's suffix).
     pub fn path(self, output_dir: &Path, name: &str) -> PathBuf {
         output_dir.join(format!("{name}{}", self.suffix()))
     }
@@ -124,6 +130,27 @@ pub fn publish(files: Vec<(tempfile::NamedTempFile, &Path)>) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Writes one artifact at `path` through a locked temporary file in its directory, renamed
+/// into place once `write` has written all of it; returns its digest and size. A failure
+/// leaves the file that was at `path` as it was.
+pub fn write_artifact(
+    path: &Path,
+    label: &str,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+) -> Result<Artifact> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file = temporary(dir, label)?;
+    let mut out = crate::oci::hashing::HashingWriter::new(std::io::BufWriter::with_capacity(
+        1 << 20,
+        file.as_file().try_clone()?,
+    ));
+    write(&mut out).with_context(|| format!("writing {}", path.display()))?;
+    out.flush().with_context(|| format!("writing {}", path.display()))?;
+    let (sha256, size) = out.finish();
+    publish(vec![(file, path)])?;
+    Ok(Artifact { path: path.to_path_buf(), sha256: sha256.to_string(), size })
 }
 
 /// Writes the SBOM alone (when only it is missing or was edited), through a temporary

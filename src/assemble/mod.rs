@@ -25,11 +25,11 @@ mod segment_cache;
 mod segments;
 mod spec;
 mod union;
-pub use union::read_image_file;
+pub use union::{read_image_file, read_pulled_file};
 
 pub use artifacts::{
-    check, file_digest, remove_if_written, sbom_path, write_sbom, Artifact, ArtifactKind, FileStamp, Removal,
-    TEMPORARY_PREFIX,
+    check, file_digest, remove_if_written, sbom_path, write_artifact, write_sbom, Artifact, ArtifactKind, FileStamp,
+    Removal, TEMPORARY_PREFIX,
 };
 pub use build::{build, Artifacts, Warning};
 pub use compose::{compose, file_kind, Composition, Compression, FileKind, FileSpec, ImageInputs, InputError, Section};

@@ -84,8 +84,22 @@ pub fn extract(tree: &Tree, spool: &Spool, files: Vec<(&[u8], &mut dyn Write)>, 
     Ok(())
 }
 
-/// Pulls `image` (pinned) and reads its regular file `path`, refused beyond `limit`
-/// bytes: for small files a resource needs whole (an EFI stub).
+/// Reads the regular file `path` of a pulled image, refused beyond `limit` bytes: for
+/// small files a resource needs whole (an EFI stub).
+pub fn read_pulled_file(image: &ResolvedImage, cache: &BlobCache, path: &str, limit: u64) -> Result<Vec<u8>> {
+    let path = path.trim_start_matches("./").trim_start_matches('/').as_bytes();
+    let spool = Spool::new_in(cache.root())?;
+    let (tree, spool, _) = flatten(image, &layer_sources(image, cache)?, spool)?;
+    let mut file = open_file(&tree, &spool, path, image)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, limit + 1), &mut bytes)?;
+    if bytes.len() as u64 > limit {
+        bail!("{} of {} is larger than {limit} bytes", display(path), image.reference);
+    }
+    Ok(bytes)
+}
+
+/// Pulls `image` (pinned) and reads its regular file `path` ([`read_pulled_file`]).
 pub async fn read_image_file(
     puller: &crate::oci::Puller,
     image: &crate::oci::reference::PinnedImage,
@@ -96,19 +110,7 @@ pub async fn read_image_file(
     let resolved = puller.resolve(image.reference(), platform, Some(image.digest())).await?;
     puller.pull(&resolved).await?;
     let cache = puller.cache().clone();
-    let path = path.trim_start_matches("./").trim_start_matches('/').as_bytes().to_vec();
+    let path = path.to_string();
     let image = resolved.clone();
-    puller
-        .with_repair(&[resolved], move || {
-            let spool = Spool::new_in(cache.root())?;
-            let (tree, spool, _) = flatten(&image, &layer_sources(&image, &cache)?, spool)?;
-            let mut file = open_file(&tree, &spool, &path, &image)?;
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, limit + 1), &mut bytes)?;
-            if bytes.len() as u64 > limit {
-                bail!("{} of {} is larger than {limit} bytes", display(&path), image.reference);
-            }
-            Ok(bytes)
-        })
-        .await
+    puller.with_repair(&[resolved], move || read_pulled_file(&image, &cache, &path, limit)).await
 }

@@ -10,12 +10,13 @@ pub mod ipxe;
 pub mod pe;
 pub mod uki;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::assemble::{EfiStubSpec, ImageSpec};
+use crate::assemble::{write_artifact, Artifact, EfiStubSpec, ImageSpec};
 use crate::oci::digest::Digest;
 
 /// Bumped whenever a format writes other bytes for the same inputs.
@@ -61,6 +62,18 @@ pub fn format(name: &str) -> Option<&'static dyn DiskFormat> {
 /// The names of every format, for messages and docs.
 pub fn format_names() -> Vec<&'static str> {
     FORMATS.iter().map(|format| format.name()).collect()
+}
+
+/// Writes the disk of `format` at `path` (blocking): checks the image's kernel, then
+/// writes through a temporary file renamed into place, so a failure leaves what was there.
+pub fn write_disk(format: &dyn DiskFormat, sources: &Sources<'_>, path: &Path) -> Result<Artifact> {
+    let kernel = Path::new(&sources.image.kernel_path);
+    let mut head = Vec::new();
+    crate::rootfs::host::open_regular(kernel)
+        .and_then(|file| Ok(file.take(64 << 10).read_to_end(&mut head)?))
+        .with_context(|| format!("reading the kernel of resin_image {}", sources.image.name))?;
+    format.check_kernel(&head, sources)?;
+    write_artifact(path, format.name(), |out| format.write(sources, out))
 }
 
 /// The content hash of a disk: the same hash, the same bytes.

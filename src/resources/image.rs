@@ -330,6 +330,7 @@ impl ImageState {
             ArtifactKind::Kernel => (&self.kernel_path, &self.kernel_sha256, &self.kernel_size),
             ArtifactKind::Initrd => (&self.initrd_path, &self.initrd_sha256, &self.initrd_size),
             ArtifactKind::Cmdline => (&self.cmdline_path, &self.cmdline_sha256, &self.cmdline_size),
+            ArtifactKind::Disk => unreachable!("a resin_image writes no disk (its kinds are ArtifactKind::IMAGE)"),
         }
     }
 
@@ -338,6 +339,7 @@ impl ImageState {
             ArtifactKind::Kernel => (&mut self.kernel_path, &mut self.kernel_sha256, &mut self.kernel_size),
             ArtifactKind::Initrd => (&mut self.initrd_path, &mut self.initrd_sha256, &mut self.initrd_size),
             ArtifactKind::Cmdline => (&mut self.cmdline_path, &mut self.cmdline_sha256, &mut self.cmdline_size),
+            ArtifactKind::Disk => unreachable!("a resin_image writes no disk (its kinds are ArtifactKind::IMAGE)"),
         }
     }
 }

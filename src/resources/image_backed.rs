@@ -144,11 +144,12 @@ impl<K: ImageKind> ImageResource<K> {
         diags: &mut Diagnostics,
     ) -> Option<(K::State, Option<ImageReference>, Option<Platform>)> {
         let reference = Self::reference(&mut state, diags).ok()?;
-        K::fill_defaults(&mut state, config, reference.as_ref());
-        let mut config = config.clone();
-        if K::fields(&mut config).platform.is_null() {
+        let mut platform_config = config.clone();
+        if K::fields(&mut platform_config).platform.is_null() {
             *K::fields(&mut state).platform = Value::Value(context.platform.to_string());
         }
+        // After the platform, which some defaults depend on.
+        K::fill_defaults(&mut state, config, reference.as_ref());
         let platform = Self::platform(&mut state, diags).ok()?;
         Some((state, reference, platform))
     }
@@ -337,11 +338,11 @@ impl<K: ImageKind> Resource for ImageResource<K> {
         let imported = K::fields(&mut state).digest.is_null();
         if imported {
             // An import stub: resolve everything now.
-            let stub = state.clone();
-            K::fill_defaults(&mut state, &stub, Some(&reference));
             if K::fields(&mut state).platform.is_null() {
                 *K::fields(&mut state).platform = Value::Value(context.platform.to_string());
             }
+            let stub = state.clone();
+            K::fill_defaults(&mut state, &stub, Some(&reference));
             let platform = Self::platform(&mut state, diags).ok()??;
             let resolved = Self::resolve(&context, &reference, &platform, None, diags).await?;
             Self::set_computed(

@@ -3,6 +3,8 @@
 //! (`crate::oci`, `crate::container`), calls the core, and turns errors into diagnostics
 //! that point at the offending attribute.
 
+mod disk;
+mod efi_stub;
 mod files;
 mod image;
 mod image_backed;

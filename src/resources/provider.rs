@@ -14,6 +14,7 @@ use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, 
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics, DynamicResource, Provider};
 
+use super::efi_stub::EfiStub;
 use super::image_backed::ImageResource;
 use super::kernel::Kernel;
 use super::package::Package;
@@ -282,7 +283,9 @@ impl Provider for ResinProvider {
         Some(HashMap::from([
             ("kernel".to_string(), ImageResource::<Kernel>::new(self.context.clone()).into()),
             ("package".to_string(), ImageResource::<Package>::new(self.context.clone()).into()),
+            ("efi_stub".to_string(), ImageResource::<EfiStub>::new(self.context.clone()).into()),
             ("image".to_string(), super::image::Image::new(self.context.clone()).into()),
+            ("disk".to_string(), super::disk::Disk::new(self.context.clone()).into()),
         ]))
     }
 }

@@ -1,0 +1,455 @@
+//! `resin_disk`: one boot file made from a `resin_image` (`format`: `uki`, `ipxe`),
+//! written to `<output_dir>/<name><suffix>`. Several formats of one image are several
+//! resources.
+//!
+//! * **Plan** reads the image's `spec` (and the stub's, for formats that boot through
+//!   one) and computes `content_hash` from them: known whenever the image's content hash
+//!   is. A new hash rewrites the file in place; a new path (`name`, `output_dir`,
+//!   `format`) replaces the resource.
+//! * **Apply** checks the inputs still give the planned hash, pulls the stub by digest,
+//!   checks the image's kernel suits the format and writes the file through a temporary
+//!   file renamed into place: a failure leaves the previous file.
+//! * **Refresh**, drift and **destroy** are those of every file resin writes
+//!   ([`super::files`]): an edited or missing file is planned again, and destroy removes
+//!   the file only while it is what apply wrote.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
+use tf_provider::value::{Value, ValueEmpty};
+use tf_provider::{AttributePath, Diagnostics, Resource};
+
+use super::files::{self, OnDisk, WritesFiles, Written};
+use super::provider::{ProviderContext, SharedContext};
+use super::schema::{attribute, resource_schema};
+use crate::assemble::{ArtifactKind, EfiStubSpec, ImageSpec};
+use crate::disk::{DiskFormat, Sources};
+
+/// Largest stub accepted (systemd's are about 100 KiB).
+const MAX_STUB: u64 = 16 << 20;
+
+pub struct Disk {
+    context: SharedContext,
+}
+
+impl Disk {
+    pub fn new(context: SharedContext) -> Disk {
+        Disk { context }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DiskState {
+    id: Value<String>,
+    image: Value<String>,
+    format: Value<String>,
+    name: Value<String>,
+    output_dir: Value<String>,
+    stub: Value<String>,
+    base_url: Value<String>,
+    content_hash: Value<String>,
+    path: Value<String>,
+    sha256: Value<String>,
+    size: Value<i64>,
+}
+
+impl WritesFiles for DiskState {
+    fn kinds(&self) -> &'static [ArtifactKind] {
+        &[ArtifactKind::Disk]
+    }
+
+    fn path(&self, _kind: ArtifactKind) -> Option<PathBuf> {
+        self.path.as_ref_option().map(PathBuf::from)
+    }
+
+    fn get(&self, _kind: ArtifactKind) -> OnDisk {
+        match (&self.sha256, &self.size) {
+            (Value::Value(sha256), Value::Value(size)) => {
+                OnDisk::File(sha256.clone(), u64::try_from(*size).unwrap_or_default())
+            }
+            (Value::Unknown, _) | (_, Value::Unknown) => OnDisk::ToWrite,
+            _ => OnDisk::Missing,
+        }
+    }
+
+    fn set(&mut self, _kind: ArtifactKind, on_disk: OnDisk) {
+        (self.sha256, self.size) = match on_disk {
+            OnDisk::File(digest, length) => (Value::Value(digest), Value::Value(super::number_of_bytes(length))),
+            OnDisk::Missing => (Value::Null, Value::Null),
+            OnDisk::ToWrite => (Value::Unknown, Value::Unknown),
+        };
+    }
+}
+
+/// The parsed inputs of a disk; `None` where a value is still unknown.
+struct Inputs {
+    format: Option<&'static dyn DiskFormat>,
+    image: Option<ImageSpec>,
+    stub: Option<Option<EfiStubSpec>>,
+    base_url: Option<Option<String>>,
+}
+
+impl Inputs {
+    /// Parses what is known of `state`, reporting bad values at their attribute.
+    fn of(state: &DiskState, diags: &mut Diagnostics) -> Result<Inputs, ()> {
+        let mut failed = false;
+        let mut fail = |diags: &mut Diagnostics, attribute: &'static str, summary: &str, detail: String| {
+            diags.error(
+                summary.to_string(),
+                format!("resin_disk {attribute}: {detail}"),
+                AttributePath::new(attribute),
+            );
+            failed = true;
+        };
+        let format = match &state.format {
+            Value::Value(name) => match crate::disk::format(name) {
+                Some(format) => Some(format),
+                None => {
+                    let names = crate::disk::format_names().join(", ");
+                    fail(diags, "format", "Unknown format", format!("{name:?} is not a format: use one of {names}"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let image = match &state.image {
+            Value::Value(text) => match ImageSpec::parse(text) {
+                Ok(image) => Some(image),
+                Err(e) => {
+                    fail(diags, "image", "Invalid image", format!("{e:#}"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let stub = match &state.stub {
+            Value::Value(text) => match EfiStubSpec::parse(text) {
+                Ok(stub) => Some(Some(stub)),
+                Err(e) => {
+                    fail(diags, "stub", "Invalid stub", format!("{e:#}"));
+                    None
+                }
+            },
+            Value::Null => Some(None),
+            Value::Unknown => None,
+        };
+        let base_url = match &state.base_url {
+            Value::Value(url) => match crate::disk::ipxe::check_base_url(url) {
+                None => Some(Some(url.clone())),
+                Some(problem) => {
+                    fail(diags, "base_url", "Invalid base_url", problem);
+                    None
+                }
+            },
+            Value::Null => Some(None),
+            Value::Unknown => None,
+        };
+        if let Some(format) = format {
+            let name = format.name();
+            match &stub {
+                Some(None) if format.needs_stub() => fail(
+                    diags,
+                    "stub",
+                    "Missing stub",
+                    format!("format {name:?} boots through an EFI stub: set stub = resin_efi_stub.<name>.spec"),
+                ),
+                Some(Some(_)) if !format.needs_stub() => {
+                    fail(diags, "stub", "Unused stub", format!("format {name:?} takes no stub"))
+                }
+                _ => {}
+            }
+            match &base_url {
+                Some(None) if format.needs_base_url() => fail(
+                    diags,
+                    "base_url",
+                    "Missing base_url",
+                    format!(
+                        "format {name:?} boots from the network: set base_url to where the image's files are served"
+                    ),
+                ),
+                Some(Some(_)) if !format.needs_base_url() => {
+                    fail(diags, "base_url", "Unused base_url", format!("format {name:?} takes no base_url"))
+                }
+                _ => {}
+            }
+        }
+        if let (Some(image), Some(Some(stub))) = (&image, &stub) {
+            if image.platform != stub.platform {
+                fail(
+                    diags,
+                    "stub",
+                    "Stub of another platform",
+                    format!("the stub is for {}, resin_image {} for {}", stub.platform, image.name, image.platform),
+                );
+            }
+        }
+        if failed {
+            return Err(());
+        }
+        Ok(Inputs { format, image, stub, base_url })
+    }
+
+    /// Everything, when everything is known.
+    fn complete(&self) -> Option<(&'static dyn DiskFormat, &ImageSpec, Option<&EfiStubSpec>, Option<&str>)> {
+        Some((self.format?, self.image.as_ref()?, self.stub.as_ref()?.as_ref(), self.base_url.as_ref()?.as_deref()))
+    }
+}
+
+/// Fills `name` and `output_dir` from the image, `path` and `id` from them, and
+/// `content_hash` from the inputs (unknown until they are).
+fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> DiskState {
+    if config.name.is_null() {
+        state.name = inputs.image.as_ref().map_or(Value::Unknown, |image| Value::Value(image.name.clone()));
+    }
+    if config.output_dir.is_null() {
+        state.output_dir = inputs.image.as_ref().map_or(Value::Unknown, |image| Value::Value(image.output_dir.clone()));
+    }
+    state.path = match (&state.output_dir, &state.name, inputs.format) {
+        (Value::Value(dir), Value::Value(name), Some(format)) => {
+            Value::Value(Path::new(dir).join(format!("{name}{}", format.suffix())).display().to_string())
+        }
+        _ => Value::Unknown,
+    };
+    state.id = state.path.clone();
+    state.content_hash = match inputs.complete() {
+        Some((format, image, stub, base_url)) => {
+            let sources = Sources { image, stub: None, base_url };
+            Value::Value(crate::disk::content_hash(format, &sources, stub).to_string())
+        }
+        None => Value::Unknown,
+    };
+    state
+}
+
+impl Disk {
+    fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
+        let context = self.context.get().cloned();
+        if context.is_none() {
+            diags.root_error_short("the resin provider is not configured");
+        }
+        context
+    }
+
+    async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
+        let context = self.context(diags)?;
+        let inputs = Inputs::of(&planned, diags).ok()?;
+        let Some((format, image, stub, base_url)) = inputs.complete() else {
+            diags.root_error_short("resin_disk inputs are still unknown at apply");
+            return None;
+        };
+        let state = plan_state(planned.clone(), &planned, &inputs);
+        if let (Value::Value(promised), Value::Value(now)) = (&planned.content_hash, &state.content_hash) {
+            if promised != now {
+                diags.error(
+                    "content_hash changed between plan and apply",
+                    format!("the plan promised {promised}, the inputs now give {now}: the image or the stub changed since the plan was made. Nothing was written; run terraform plan again."),
+                    AttributePath::new("content_hash"),
+                );
+                return None;
+            }
+        }
+        let Some(path) = state.path.as_ref_option().map(PathBuf::from) else {
+            diags.root_error_short("name and output_dir must be known at apply");
+            return None;
+        };
+        let what = format!("resin_disk {} ({})", path.display(), format.name());
+        let stub_bytes = match stub {
+            Some(stub) => {
+                match crate::assemble::read_image_file(
+                    &context.puller,
+                    &stub.image,
+                    &stub.platform,
+                    &stub.path,
+                    MAX_STUB,
+                )
+                .await
+                {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) => {
+                        super::error_at(
+                            diags,
+                            "Cannot read the EFI stub",
+                            &e.context(what),
+                            AttributePath::new("stub"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        let (image, base_url) = (image.clone(), base_url.map(str::to_string));
+        let target = path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", dir.display()))?;
+            }
+            let sources = Sources { image: &image, stub: stub_bytes.as_deref(), base_url: base_url.as_deref() };
+            crate::disk::write_disk(format, &sources, &target)
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        let artifact = match written {
+            Ok(artifact) => artifact,
+            Err(e) => {
+                super::error_at(
+                    diags,
+                    format!("Cannot write {}", format.name()),
+                    &e.context(what),
+                    AttributePath::root(),
+                );
+                return None;
+            }
+        };
+        let mut state = state;
+        let written = files::record(&mut state, &[(ArtifactKind::Disk, artifact)].into_iter().collect());
+        Some((state, Some(written)))
+    }
+}
+
+#[async_trait]
+impl Resource for Disk {
+    type State<'a> = DiskState;
+    type PrivateState<'a> = Option<Written>;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        let formats = crate::disk::format_names().join("`, `");
+        Some(resource_schema(
+            "A boot file made from a `resin_image`: a Unified Kernel Image (`uki`) or an iPXE script (`ipxe`). `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources.",
+            vec![
+                attribute("image", AttributeType::String, Required, "The image: the `spec` of a `resin_image`."),
+                attribute("format", AttributeType::String, Required, &format!("The boot format: `{formats}`. `uki`: the EFI stub with the kernel, initrd and command line as sections (`<name>.efi`; the kernel needs `CONFIG_EFI_STUB`); `ipxe`: an iPXE script booting the image's kernel and initrd from `base_url` (`<name>.ipxe`). Changing it replaces the disk.")),
+                attribute("name", AttributeType::String, OptionalComputed, "Base name of the file. Default: the image's name. Changing it replaces the disk."),
+                attribute("output_dir", AttributeType::String, OptionalComputed, "Directory the file is written to (created if missing). Default: the image's output directory. Changing it replaces the disk."),
+                attribute("stub", AttributeType::String, Optional, "The EFI stub, for `uki`: the `spec` of a `resin_efi_stub` of the image's platform."),
+                attribute("base_url", AttributeType::String, Optional, "For `ipxe`: the http, https or tftp URL the image's `<name>-kernel` and `<name>-initrd.img` are served from."),
+                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`. Known at plan time whenever the image's content hash is."),
+                attribute("id", AttributeType::String, Computed, "The file's path."),
+                attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>.efi` (`uki`) or `<name>.ipxe` (`ipxe`)."),
+                attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),
+                attribute("size", AttributeType::Number, Computed, "Size of the file in bytes."),
+            ],
+            vec![],
+        ))
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
+        if let Value::Value(name) = &config.name {
+            if !crate::container::is_valid_name(name) {
+                diags.error(
+                    "Invalid name",
+                    format!("resin_disk: {name:?} is not a usable file name prefix"),
+                    AttributePath::new("name"),
+                );
+            }
+        }
+        let _ = Inputs::of(&config, diags);
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        mut state: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        files::refresh(&mut state, private.as_ref(), diags).await;
+        Some((state, private))
+    }
+
+    async fn plan_create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let inputs = Inputs::of(&proposed, diags).ok()?;
+        let mut state = plan_state(proposed, &config, &inputs);
+        files::to_write(&mut state);
+        let will_write = files::paths(&state).into_iter().map(|(_, path)| path.display().to_string()).collect();
+        Some((state, Some(Written { will_write, ..Written::default() })))
+    }
+
+    async fn plan_update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
+        let inputs = Inputs::of(&proposed, diags).ok()?;
+        let mut state = plan_state(proposed, &config, &inputs);
+        let mut replace = Vec::new();
+        for (name, before, after) in [
+            ("name", &prior.name, &state.name),
+            ("output_dir", &prior.output_dir, &state.output_dir),
+            ("format", &prior.format, &state.format),
+        ] {
+            if before != after {
+                replace.push(AttributePath::new(name));
+            }
+        }
+        if !replace.is_empty() || prior.content_hash != state.content_hash || files::drifted(&prior, private.as_ref()) {
+            files::to_write(&mut state);
+        }
+        Some((state, private, replace))
+    }
+
+    async fn plan_destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::PrivateState<'a>> {
+        Some(private.map(|p| Written { will_write: Vec::new(), ..p }))
+    }
+
+    async fn create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        self.apply(diags, planned).await
+    }
+
+    async fn update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        if files::all_kept(&planned) {
+            // Only the configuration's wording changed: the file is as written.
+            return Some((planned, private));
+        }
+        let kept = (prior, private);
+        // A failed update keeps the resource as it was (with the error).
+        self.apply(diags, planned).await.or(Some(kept))
+    }
+
+    async fn destroy<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<()> {
+        files::remove(&prior, &private.unwrap_or_default(), Vec::new(), diags)
+    }
+}

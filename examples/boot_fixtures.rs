@@ -105,7 +105,8 @@ fn main() {
         std::process::exit(2);
     };
     let (staging, layout) = (Path::new(staging), Path::new(layout));
-    let mut tags: Vec<(&str, Vec<serde_json::Value>)> = vec![("kernel", vec![]), ("init", vec![]), ("probe", vec![])];
+    let mut tags: Vec<(&str, Vec<serde_json::Value>)> =
+        vec![("kernel", vec![]), ("init", vec![]), ("probe", vec![]), ("efi-stub", vec![])];
     for architecture in ["amd64", "arm64"] {
         let staging = staging.join(architecture);
         let kernel_package = std::fs::read_to_string(staging.join("kernel-package")).unwrap();
@@ -149,6 +150,16 @@ fn main() {
         std::fs::create_dir_all(probe.join("probe")).unwrap();
         let config = json!({ "Entrypoint": ["/usr/bin/probe"], "Cmd": ["PROBE"], "Env": ["PATH=/bin:/usr/bin"] });
         tags[2].1.push(fixtures::put_image(layout, &[fixtures::tar_directory(&probe)], architecture, None, config));
+
+        // efi-stub: systemd's stubs (usr/lib/systemd/boot/efi/linux<arch>.efi.stub).
+        let stub = work.path().join("efi-stub");
+        let efi = staging.join("systemd-boot-efi/usr/lib/systemd/boot/efi");
+        for found in find(&efi, &|p| p.ends_with(".efi.stub")) {
+            let to = stub.join(found.strip_prefix(staging.join("systemd-boot-efi")).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&found, &to).unwrap();
+        }
+        tags[3].1.push(fixtures::put_image(layout, &[fixtures::tar_directory(&stub)], architecture, None, json!({})));
     }
     for (tag, manifests) in tags {
         let digests: Vec<String> = manifests.iter().map(|m| m["digest"].as_str().unwrap()[..19].to_string()).collect();

@@ -4,7 +4,8 @@
 #   install-deps.sh demo    build + Terraform 1.0.3, verified by its pinned hashes, in .tools/bin
 #   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio, zstd,
 #                           pigz (a benchmark floor),
-#                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64),
+#                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64) with
+#                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs,
 #                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer)
 set -euo pipefail
 what=${1:-test}
@@ -31,6 +32,10 @@ if [ "$what" = test ]; then
   command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
   command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
   command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
+  # UEFI firmware (UKI boot tests) and QEMU's iPXE ROMs (network boot tests).
+  [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need_apt+=(ovmf)
+  [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || need_apt+=(qemu-efi-aarch64)
+  [ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || need_apt+=(ipxe-qemu)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

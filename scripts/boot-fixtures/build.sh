@@ -4,6 +4,7 @@
 #   kernel  the current Debian kernel and a kernel.tar with overlay.ko
 #   init    busybox-static, runc with its libraries, and the fixture init (init, resin-init)
 #   probe   busybox-static and the probe script the boot tests run as containers
+#   efi-stub  systemd's UEFI stub from systemd-boot-efi (for UKIs)
 #
 #   build.sh LAYOUT_DIR
 #
@@ -32,7 +33,7 @@ for arch in amd64 arm64; do
     kernel_package=$(apt-cache depends "linux-image-$arch:$arch" | awk '/Depends: linux-image-[0-9]/ && !found {print $2; found = 1}')
   fi
   kernel_package="${kernel_package%%:*}"
-  for package in "$kernel_package" busybox-static runc libseccomp2 libc6; do
+  for package in "$kernel_package" busybox-static runc libseccomp2 libc6 systemd-boot-efi; do
     if ! ls "$debs/$arch/${package}_"*"_$arch.deb" >/dev/null 2>&1; then
       (cd "$debs/$arch" && apt-get download -q "$package:$arch" >/dev/null 2>&1) \
         || { echo "cannot download $package:$arch" >&2; exit 1; }

@@ -94,7 +94,6 @@ resource "resin_image" "boot" {{
 
 /// Boots kernel + initrd under QEMU for `arch` and returns the console and the boot time.
 pub fn boot(arch: &str, kernel: &Path, initrd: &Path) -> (String, Duration) {
-    let log = tempfile::NamedTempFile::new().unwrap();
     let mut command = match arch {
         "x86_64" => {
             let mut c = Command::new("qemu-system-x86_64");
@@ -108,14 +107,15 @@ pub fn boot(arch: &str, kernel: &Path, initrd: &Path) -> (String, Duration) {
         }
         other => panic!("no QEMU for {other}"),
     };
-    command
-        .args(["-nographic", "-no-reboot", "-kernel"])
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .stdin(Stdio::null())
-        .stdout(log.reopen().unwrap())
-        .stderr(log.reopen().unwrap());
+    command.args(["-nographic", "-no-reboot", "-kernel"]).arg(kernel).arg("-initrd").arg(initrd);
+    run_qemu(command)
+}
+
+/// Runs a QEMU `command` (with `-nographic`) until it exits or [`BOOT_TIMEOUT`]; returns
+/// the console and the time it ran.
+pub fn run_qemu(mut command: Command) -> (String, Duration) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    command.stdin(Stdio::null()).stdout(log.reopen().unwrap()).stderr(log.reopen().unwrap());
     let started = Instant::now();
     let mut child = command.spawn().expect("QEMU is installed by make test");
     let timed_out = loop {

@@ -3,6 +3,7 @@
 
 mod boot;
 mod crashes;
+mod disk;
 mod fault_proxy;
 mod fixtures;
 mod full_disk;

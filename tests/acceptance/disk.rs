@@ -1,0 +1,185 @@
+//! `resin_disk` from the boot fixture image: a UKI booted by UEFI firmware (OVMF, from a
+//! FAT directory QEMU presents as a disk), an iPXE script network-booted through QEMU's
+//! user network (its TFTP server and iPXE ROM), plan-time content hashes, the same bytes
+//! from another workspace, drift, destroy, and bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::boot::{boot_config, boot_layout, judge, run_qemu};
+use crate::image::sha256;
+use crate::terraform::Workspace;
+
+const UKI: &str = r#"
+resource "resin_disk" "uki" {
+  image  = resin_image.boot.spec
+  format = "uki"
+  stub   = resin_efi_stub.systemd.spec
+}
+"#;
+
+const IPXE: &str = r#"
+resource "resin_disk" "ipxe" {
+  image    = resin_image.boot.spec
+  format   = "ipxe"
+  base_url = "tftp://10.0.2.2/"
+}
+"#;
+
+/// The boot image, systemd's stub and `disks`.
+fn disk_config(workspace: &Workspace, disks: &str) -> String {
+    let layout = boot_layout();
+    format!(
+        "{}\nresource \"resin_efi_stub\" \"systemd\" {{\n  image = \"oci-layout:{}:efi-stub\"\n}}\n{disks}",
+        boot_config(workspace, "linux/amd64", true, ""),
+        layout.display()
+    )
+}
+
+fn markers() -> Vec<&'static str> {
+    vec![
+        "RESIN-INIT-OK arch=x86_64",
+        "RESIN-MODULE-OK overlay.ko",
+        "RESIN-ONBOOT-EXIT 000-granted 0",
+        "RESIN-ONBOOT-EXIT 001-withheld 0",
+        "RESIN-BOOT-DONE",
+    ]
+}
+
+/// Boots `uki` as the removable-media loader of a FAT disk under OVMF.
+fn boot_uki(uki: &Path) -> (String, std::time::Duration) {
+    let esp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
+    std::fs::copy(uki, esp.path().join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+    let vars = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars.path()).expect("OVMF is installed by make test");
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args(["-machine", "q35", "-m", "1024", "-nographic", "-no-reboot", "-net", "none"])
+        .args(["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"])
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.path().display()))
+        .arg("-drive")
+        .arg(format!("format=raw,file=fat:rw:{}", esp.path().display()));
+    run_qemu(command)
+}
+
+/// The planned value of `attribute` of `address` (`terraform plan -out`, `show -json`).
+fn planned(workspace: &Workspace, address: &str, attribute: &str) -> serde_json::Value {
+    let plan = workspace.run(&["plan", "-input=false", "-no-color", "-out=tfplan"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    let shown = workspace.run(&["show", "-json", "tfplan"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let change = shown["resource_changes"].as_array().unwrap().iter().find(|c| c["address"] == address).cloned();
+    change.unwrap_or_else(|| panic!("no change for {address}"))["change"]["after"][attribute].clone()
+}
+
+#[test]
+fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
+    let workspace = Workspace::new();
+    workspace.write_config(&disk_config(&workspace, UKI));
+    let content_hash = planned(&workspace, "resin_disk.uki", "content_hash");
+    assert!(content_hash.as_str().is_some_and(|h| h.starts_with("sha256:")), "known at plan: {content_hash}");
+    workspace.apply();
+    let state = workspace.state();
+    let disk = &state["resin_disk.uki"];
+    assert_eq!(disk["content_hash"], content_hash);
+    assert_eq!(disk["path"], "./out/boot.efi", "<output_dir>/<name>.efi, both the image's");
+    let uki = workspace.work_dir().join(disk["path"].as_str().unwrap());
+    assert_eq!(disk["sha256"].as_str().unwrap(), format!("sha256:{}", sha256(&uki)));
+
+    let (console, elapsed) = boot_uki(&uki);
+    eprintln!("x86_64 UKI: booted under OVMF and powered off in {:.1} s", elapsed.as_secs_f64());
+    if let Err(report) = judge(&console, &markers()) {
+        panic!("the UKI did not boot: {report}");
+    }
+
+    // Another workspace, another cache: the same bytes.
+    let other = Workspace::new();
+    other.write_config(&disk_config(&other, UKI));
+    other.apply();
+    assert_eq!(other.state()["resin_disk.uki"]["sha256"], disk["sha256"]);
+
+    // An edited file is drift: planned again, written again; destroy removes it.
+    std::fs::write(&uki, b"edited").unwrap();
+    assert_eq!(workspace.plan().code, 2, "the edit shows in the plan");
+    workspace.apply();
+    assert_eq!(workspace.state()["resin_disk.uki"]["sha256"], disk["sha256"]);
+    assert_eq!(workspace.plan().code, 0);
+    let destroy = workspace.run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(destroy.code, 0, "{}", destroy.text());
+    assert!(!uki.exists());
+}
+
+#[test]
+fn an_ipxe_script_network_boots_the_image() {
+    let workspace = Workspace::new();
+    workspace.write_config(&disk_config(&workspace, IPXE));
+    workspace.apply();
+    let out = workspace.work_dir().join("out");
+    let script = std::fs::read_to_string(out.join("boot.ipxe")).unwrap();
+    assert!(
+        script.starts_with("#!ipxe\nkernel tftp://10.0.2.2/boot-kernel initrd=boot-initrd.img console=ttyS0"),
+        "{script}"
+    );
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args(["-m", "1024", "-nographic", "-no-reboot", "-boot", "n"])
+        .arg("-netdev")
+        .arg(format!("user,id=net0,tftp={},bootfile=boot.ipxe", out.display()))
+        .args(["-device", "virtio-net-pci,netdev=net0"]);
+    let (console, elapsed) = run_qemu(command);
+    eprintln!("x86_64 iPXE: network-booted and powered off in {:.1} s", elapsed.as_secs_f64());
+    if let Err(report) = judge(&console, &markers()) {
+        panic!("the iPXE script did not boot the image: {report}");
+    }
+}
+
+#[test]
+fn bad_disk_inputs_are_errors_at_their_attribute() {
+    let workspace = Workspace::new();
+    let stub_arm = "resource \"resin_efi_stub\" \"arm\" {\n  image    = \"oci-layout:LAYOUT:efi-stub\"\n  platform = \"linux/arm64\"\n}\n"
+        .replace("LAYOUT", &boot_layout().display().to_string());
+    for (disk, attribute, message) in [
+        ("format = \"vhd\"", "format", "\"vhd\" is not a format: use one of uki, ipxe"),
+        ("format = \"uki\"", "stub", "boots through an EFI stub: set stub"),
+        ("format = \"ipxe\"", "base_url", "set base_url"),
+        ("format = \"ipxe\"\n  base_url = \"boot.example/images\"", "base_url", "is not a URL"),
+        (
+            "format = \"ipxe\"\n  base_url = \"http://x/\"\n  stub = resin_efi_stub.systemd.spec",
+            "stub",
+            "takes no stub",
+        ),
+        ("format = \"uki\"\n  stub = resin_efi_stub.arm.spec", "stub", "the stub is for linux/arm64"),
+    ] {
+        let config = disk_config(
+            &workspace,
+            &format!("{stub_arm}\nresource \"resin_disk\" \"d\" {{\n  image = resin_image.boot.spec\n  {disk}\n}}\n"),
+        );
+        workspace.write_config(&config);
+        let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
+        assert_eq!(plan.code, 1, "{disk}: {}", plan.text());
+        assert!(plan.says(message), "{disk}: {}", plan.text());
+        assert!(plan.says(&format!("resin_disk {attribute}:")), "{disk}: {}", plan.text());
+    }
+}
+
+#[test]
+fn a_kernel_without_an_efi_stub_cannot_make_a_uki_and_nothing_is_written() {
+    let workspace = Workspace::new();
+    // The modules tarball as the kernel: no MZ header.
+    let config = disk_config(&workspace, UKI).replace(
+        "cmdline = \"console=ttyS0 console=ttyAMA0 panic=-1\"",
+        "cmdline = \"console=ttyS0\"\n  binary  = \"kernel.tar\"\n  modules_tar = \"\"",
+    );
+    assert!(config.contains("binary  = \"kernel.tar\""));
+    workspace.write_config(&config);
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(apply.says("has no EFI stub"), "{}", apply.text());
+    assert!(apply.says("CONFIG_EFI_STUB"), "{}", apply.text());
+    let out = workspace.work_dir().join("out");
+    assert!(!out.join("boot.efi").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert!(!leftovers.iter().any(|name| name.to_string_lossy().starts_with(".resin~")), "{leftovers:?}");
+}

@@ -192,9 +192,22 @@ impl Inputs {
     }
 
     /// Everything, when everything is known.
-    fn complete(&self) -> Option<(&'static dyn DiskFormat, &ImageSpec, Option<&EfiStubSpec>, Option<&str>)> {
-        Some((self.format?, self.image.as_ref()?, self.stub.as_ref()?.as_ref(), self.base_url.as_ref()?.as_deref()))
+    fn complete(&self) -> Option<Complete<'_>> {
+        Some(Complete {
+            format: self.format?,
+            image: self.image.as_ref()?,
+            stub: self.stub.as_ref()?.as_ref(),
+            base_url: self.base_url.as_ref()?.as_deref(),
+        })
     }
+}
+
+/// The inputs of a disk, all known.
+struct Complete<'a> {
+    format: &'static dyn DiskFormat,
+    image: &'a ImageSpec,
+    stub: Option<&'a EfiStubSpec>,
+    base_url: Option<&'a str>,
 }
 
 /// Fills `name` and `output_dir` from the image, `path` and `id` from them, and
@@ -214,7 +227,7 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
     };
     state.id = state.path.clone();
     state.content_hash = match inputs.complete() {
-        Some((format, image, stub, base_url)) => {
+        Some(Complete { format, image, stub, base_url }) => {
             let sources = Sources { image, stub: None, base_url };
             Value::Value(crate::disk::content_hash(format, &sources, stub).to_string())
         }
@@ -235,7 +248,7 @@ impl Disk {
     async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
         let context = self.context(diags)?;
         let inputs = Inputs::of(&planned, diags).ok()?;
-        let Some((format, image, stub, base_url)) = inputs.complete() else {
+        let Some(Complete { format, image, stub, base_url }) = inputs.complete() else {
             diags.root_error_short("resin_disk inputs are still unknown at apply");
             return None;
         };

@@ -26,42 +26,69 @@ resource "resin_disk" "ipxe" {
 }
 "#;
 
-/// The boot image, systemd's stub and `disks`.
-fn disk_config(workspace: &Workspace, disks: &str) -> String {
+/// The boot image for `platform`, systemd's stub and `disks`.
+fn disk_config(workspace: &Workspace, platform: &str, disks: &str) -> String {
     let layout = boot_layout();
     format!(
         "{}\nresource \"resin_efi_stub\" \"systemd\" {{\n  image = \"oci-layout:{}:efi-stub\"\n}}\n{disks}",
-        boot_config(workspace, "linux/amd64", true, ""),
+        boot_config(workspace, platform, true, ""),
         layout.display()
     )
 }
 
-fn markers() -> Vec<&'static str> {
+fn markers(arch: &str) -> Vec<String> {
     vec![
-        "RESIN-INIT-OK arch=x86_64",
-        "RESIN-MODULE-OK overlay.ko",
-        "RESIN-ONBOOT-EXIT 000-granted 0",
-        "RESIN-ONBOOT-EXIT 001-withheld 0",
-        "RESIN-BOOT-DONE",
+        format!("RESIN-INIT-OK arch={arch}"),
+        "RESIN-MODULE-OK overlay.ko".into(),
+        "RESIN-ONBOOT-EXIT 000-granted 0".into(),
+        "RESIN-ONBOOT-EXIT 001-withheld 0".into(),
+        "RESIN-BOOT-DONE".into(),
     ]
 }
 
-/// Boots `uki` as the removable-media loader of a FAT disk under OVMF.
-fn boot_uki(uki: &Path) -> (String, std::time::Duration) {
+/// Boots `uki` as the removable-media loader of a FAT disk under UEFI firmware: OVMF
+/// (x86_64) or AAVMF (aarch64).
+fn boot_uki(arch: &str, uki: &Path) -> (String, std::time::Duration) {
     let esp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
-    std::fs::copy(uki, esp.path().join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+    let loader = if arch == "x86_64" { "BOOTX64.EFI" } else { "BOOTAA64.EFI" };
+    std::fs::copy(uki, esp.path().join("EFI/BOOT").join(loader)).unwrap();
+    let (code, vars_template) = match arch {
+        "x86_64" => ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        _ => ("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),
+    };
     let vars = tempfile::NamedTempFile::new().unwrap();
-    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars.path()).expect("OVMF is installed by make test");
-    let mut command = Command::new("qemu-system-x86_64");
+    std::fs::copy(vars_template, vars.path()).expect("UEFI firmware is installed by make test");
+    let mut command = match arch {
+        "x86_64" => {
+            let mut c = Command::new("qemu-system-x86_64");
+            c.args(["-machine", "q35"]);
+            c
+        }
+        _ => {
+            let mut c = Command::new("qemu-system-aarch64");
+            c.args(["-machine", "virt", "-cpu", "cortex-a57"]);
+            c
+        }
+    };
     command
-        .args(["-machine", "q35", "-m", "1024", "-nographic", "-no-reboot", "-net", "none"])
-        .args(["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"])
+        .args(["-m", "1024", "-nographic", "-no-reboot", "-net", "none"])
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
         .arg("-drive")
         .arg(format!("if=pflash,format=raw,file={}", vars.path().display()))
         .arg("-drive")
-        .arg(format!("format=raw,file=fat:rw:{}", esp.path().display()));
+        .arg(format!("if=none,id=esp,format=raw,file=fat:rw:{}", esp.path().display()))
+        .args(["-device", "virtio-blk-pci,drive=esp"]);
     run_qemu(command)
+}
+
+fn judge_boot(what: &str, arch: &str, console: &str) {
+    let markers = markers(arch);
+    let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+    if let Err(report) = judge(console, &markers) {
+        panic!("{what} did not boot: {report}");
+    }
 }
 
 /// The planned value of `attribute` of `address` (`terraform plan -out`, `show -json`).
@@ -77,7 +104,7 @@ fn planned(workspace: &Workspace, address: &str, attribute: &str) -> serde_json:
 #[test]
 fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, UKI));
+    workspace.write_config(&disk_config(&workspace, "linux/amd64", UKI));
     let content_hash = planned(&workspace, "resin_disk.uki", "content_hash");
     assert!(content_hash.as_str().is_some_and(|h| h.starts_with("sha256:")), "known at plan: {content_hash}");
     workspace.apply();
@@ -88,15 +115,13 @@ fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
     let uki = workspace.work_dir().join(disk["path"].as_str().unwrap());
     assert_eq!(disk["sha256"].as_str().unwrap(), format!("sha256:{}", sha256(&uki)));
 
-    let (console, elapsed) = boot_uki(&uki);
+    let (console, elapsed) = boot_uki("x86_64", &uki);
     eprintln!("x86_64 UKI: booted under OVMF and powered off in {:.1} s", elapsed.as_secs_f64());
-    if let Err(report) = judge(&console, &markers()) {
-        panic!("the UKI did not boot: {report}");
-    }
+    judge_boot("the x86_64 UKI", "x86_64", &console);
 
     // Another workspace, another cache: the same bytes.
     let other = Workspace::new();
-    other.write_config(&disk_config(&other, UKI));
+    other.write_config(&disk_config(&other, "linux/amd64", UKI));
     other.apply();
     assert_eq!(other.state()["resin_disk.uki"]["sha256"], disk["sha256"]);
 
@@ -114,7 +139,7 @@ fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
 #[test]
 fn an_ipxe_script_network_boots_the_image() {
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, IPXE));
+    workspace.write_config(&disk_config(&workspace, "linux/amd64", IPXE));
     workspace.apply();
     let out = workspace.work_dir().join("out");
     let script = std::fs::read_to_string(out.join("boot.ipxe")).unwrap();
@@ -130,9 +155,18 @@ fn an_ipxe_script_network_boots_the_image() {
         .args(["-device", "virtio-net-pci,netdev=net0"]);
     let (console, elapsed) = run_qemu(command);
     eprintln!("x86_64 iPXE: network-booted and powered off in {:.1} s", elapsed.as_secs_f64());
-    if let Err(report) = judge(&console, &markers()) {
-        panic!("the iPXE script did not boot the image: {report}");
-    }
+    judge_boot("the iPXE script", "x86_64", &console);
+}
+
+#[test]
+fn an_aarch64_uki_boots_under_uefi_firmware() {
+    let workspace = Workspace::new();
+    workspace.write_config(&disk_config(&workspace, "linux/arm64", UKI));
+    workspace.apply();
+    let uki = workspace.work_dir().join("out/boot.efi");
+    let (console, elapsed) = boot_uki("aarch64", &uki);
+    eprintln!("aarch64 UKI: booted under AAVMF and powered off in {:.1} s", elapsed.as_secs_f64());
+    judge_boot("the aarch64 UKI", "aarch64", &console);
 }
 
 #[test]
@@ -154,6 +188,7 @@ fn bad_disk_inputs_are_errors_at_their_attribute() {
     ] {
         let config = disk_config(
             &workspace,
+            "linux/amd64",
             &format!("{stub_arm}\nresource \"resin_disk\" \"d\" {{\n  image = resin_image.boot.spec\n  {disk}\n}}\n"),
         );
         workspace.write_config(&config);
@@ -168,7 +203,7 @@ fn bad_disk_inputs_are_errors_at_their_attribute() {
 fn a_kernel_without_an_efi_stub_cannot_make_a_uki_and_nothing_is_written() {
     let workspace = Workspace::new();
     // The modules tarball as the kernel: no MZ header.
-    let config = disk_config(&workspace, UKI).replace(
+    let config = disk_config(&workspace, "linux/amd64", UKI).replace(
         "cmdline = \"console=ttyS0 console=ttyAMA0 panic=-1\"",
         "cmdline = \"console=ttyS0\"\n  binary  = \"kernel.tar\"\n  modules_tar = \"\"",
     );

@@ -5,7 +5,8 @@
 #   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio, zstd,
 #                           pigz (a benchmark floor),
 #                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64) with
-#                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs,
+#                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs, gdisk, dosfstools and
+#                           mtools (disk checks),
 #                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer)
 set -euo pipefail
 what=${1:-test}
@@ -36,6 +37,10 @@ if [ "$what" = test ]; then
   [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need_apt+=(ovmf)
   [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || need_apt+=(qemu-efi-aarch64)
   [ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || need_apt+=(ipxe-qemu)
+  # Independent readers of the disks resin_disk writes.
+  command -v sgdisk >/dev/null || need_apt+=(gdisk)
+  command -v fsck.vfat >/dev/null || need_apt+=(dosfstools)
+  command -v mdir >/dev/null || need_apt+=(mtools)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

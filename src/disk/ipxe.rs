@@ -73,7 +73,13 @@ mod tests {
     #[test]
     fn the_script_boots_the_images_files() {
         let image = crate::disk::uki::tests::image_spec("console=ttyS0 quiet");
-        let sources = Sources { image: &image, stub: None, base_url: Some("http://boot.example/images/") };
+        let sources = Sources {
+            image: &image,
+            stub: None,
+            base_url: Some("http://boot.example/images/"),
+            size_mb: None,
+            scratch: std::path::Path::new("."),
+        };
         let mut out = Vec::new();
         Ipxe.write(&sources, &mut out).unwrap();
         assert_eq!(

@@ -4,10 +4,14 @@
 //!
 //! * [`uki`]: a Unified Kernel Image, the EFI stub with the kernel, initrd and command
 //!   line as sections ([`pe`] appends them);
+//! * [`raw_efi`]: a GPT disk whose EFI system partition holds the UKI ([`gpt`], [`esp`]);
 //! * [`ipxe`]: an iPXE script that boots the image's kernel and initrd from a URL.
 
+pub mod esp;
+pub mod gpt;
 pub mod ipxe;
 pub mod pe;
+pub mod raw_efi;
 pub mod uki;
 
 use std::io::{Read, Write};
@@ -29,6 +33,10 @@ pub struct Sources<'a> {
     pub stub: Option<&'a [u8]>,
     /// Where the image's artifacts are served from, for network boot.
     pub base_url: Option<&'a str>,
+    /// The disk's size in MiB, for disk formats (computed when `None`).
+    pub size_mb: Option<u64>,
+    /// A directory for temporary files (the output directory).
+    pub scratch: &'a Path,
 }
 
 /// One boot format.
@@ -43,6 +51,10 @@ pub trait DiskFormat: Sync {
     fn needs_base_url(&self) -> bool {
         false
     }
+    /// Whether it takes `size_mb`.
+    fn sized(&self) -> bool {
+        false
+    }
     /// Checks the image's kernel (its first bytes) can be used: `Err` says why not.
     fn check_kernel(&self, _kernel_head: &[u8], _sources: &Sources<'_>) -> Result<()> {
         Ok(())
@@ -52,7 +64,7 @@ pub trait DiskFormat: Sync {
 }
 
 /// Every format, by name.
-pub const FORMATS: &[&dyn DiskFormat] = &[&uki::Uki, &ipxe::Ipxe];
+pub const FORMATS: &[&dyn DiskFormat] = &[&uki::Uki, &raw_efi::RawEfi, &ipxe::Ipxe];
 
 /// The format named `name`.
 pub fn format(name: &str) -> Option<&'static dyn DiskFormat> {
@@ -84,6 +96,7 @@ pub fn content_hash(format: &dyn DiskFormat, sources: &Sources<'_>, stub: Option
         "image": { "name": sources.image.name, "content_hash": sources.image.content_hash },
         "stub": stub,
         "base_url": sources.base_url,
+        "size_mb": sources.size_mb,
     });
     crate::oci::digest::sha256(document.to_string().as_bytes())
 }

@@ -150,7 +150,13 @@ pub(crate) mod tests {
         std::fs::write(&image.kernel_path, &kernel).unwrap();
         std::fs::write(&image.initrd_path, b"initrd bytes").unwrap();
         let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
-        let sources = Sources { image: &image, stub: Some(&stub), base_url: None };
+        let sources = Sources {
+            image: &image,
+            stub: Some(&stub),
+            base_url: None,
+            size_mb: None,
+            scratch: std::path::Path::new("."),
+        };
         Uki.check_kernel(&kernel, &sources).unwrap();
         let mut out = Vec::new();
         Uki.write(&sources, &mut out).unwrap();
@@ -172,7 +178,13 @@ pub(crate) mod tests {
     fn a_kernel_without_an_efi_stub_or_of_another_machine_is_refused() {
         let image = image_spec("");
         let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
-        let sources = Sources { image: &image, stub: Some(&stub), base_url: None };
+        let sources = Sources {
+            image: &image,
+            stub: Some(&stub),
+            base_url: None,
+            size_mb: None,
+            scratch: std::path::Path::new("."),
+        };
         let error = Uki.check_kernel(b"\x1f\x8b\x08\x00 a gzip'd Image", &sources).unwrap_err();
         assert!(format!("{error:#}").contains("has no EFI stub"), "{error:#}");
         let arm = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);

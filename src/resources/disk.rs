@@ -49,6 +49,7 @@ pub struct DiskState {
     output_dir: Value<String>,
     stub: Value<String>,
     base_url: Value<String>,
+    size_mb: Value<i64>,
     content_hash: Value<String>,
     path: Value<String>,
     sha256: Value<String>,
@@ -89,6 +90,7 @@ struct Inputs {
     image: Option<ImageSpec>,
     stub: Option<Option<EfiStubSpec>>,
     base_url: Option<Option<String>>,
+    size_mb: Option<Option<u64>>,
 }
 
 impl Inputs {
@@ -146,8 +148,27 @@ impl Inputs {
             Value::Null => Some(None),
             Value::Unknown => None,
         };
+        let size_mb = match &state.size_mb {
+            Value::Value(size) => match u64::try_from(*size).ok().filter(|size| (1..=1 << 20).contains(size)) {
+                Some(size) => Some(Some(size)),
+                None => {
+                    fail(
+                        diags,
+                        "size_mb",
+                        "Invalid size_mb",
+                        format!("{size} is not a disk size in MiB (1 to 1048576)"),
+                    );
+                    None
+                }
+            },
+            Value::Null => Some(None),
+            Value::Unknown => None,
+        };
         if let Some(format) = format {
             let name = format.name();
+            if let (Some(Some(_)), false) = (&size_mb, format.sized()) {
+                fail(diags, "size_mb", "Unused size_mb", format!("format {name:?} is not a disk: it takes no size_mb"));
+            }
             match &stub {
                 Some(None) if format.needs_stub() => fail(
                     diags,
@@ -188,7 +209,7 @@ impl Inputs {
         if failed {
             return Err(());
         }
-        Ok(Inputs { format, image, stub, base_url })
+        Ok(Inputs { format, image, stub, base_url, size_mb })
     }
 
     /// Everything, when everything is known.
@@ -198,6 +219,7 @@ impl Inputs {
             image: self.image.as_ref()?,
             stub: self.stub.as_ref()?.as_ref(),
             base_url: self.base_url.as_ref()?.as_deref(),
+            size_mb: self.size_mb?,
         })
     }
 }
@@ -208,6 +230,7 @@ struct Complete<'a> {
     image: &'a ImageSpec,
     stub: Option<&'a EfiStubSpec>,
     base_url: Option<&'a str>,
+    size_mb: Option<u64>,
 }
 
 /// Fills `name` and `output_dir` from the image, `path` and `id` from them, and
@@ -227,8 +250,8 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
     };
     state.id = state.path.clone();
     state.content_hash = match inputs.complete() {
-        Some(Complete { format, image, stub, base_url }) => {
-            let sources = Sources { image, stub: None, base_url };
+        Some(Complete { format, image, stub, base_url, size_mb }) => {
+            let sources = Sources { image, stub: None, base_url, size_mb, scratch: Path::new(".") };
             Value::Value(crate::disk::content_hash(format, &sources, stub).to_string())
         }
         None => Value::Unknown,
@@ -248,7 +271,7 @@ impl Disk {
     async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
         let context = self.context(diags)?;
         let inputs = Inputs::of(&planned, diags).ok()?;
-        let Some(Complete { format, image, stub, base_url }) = inputs.complete() else {
+        let Some(Complete { format, image, stub, base_url, size_mb }) = inputs.complete() else {
             diags.root_error_short("resin_disk inputs are still unknown at apply");
             return None;
         };
@@ -300,7 +323,9 @@ impl Disk {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", dir.display()))?;
             }
-            let sources = Sources { image: &image, stub: stub_bytes.as_deref(), base_url: base_url.as_deref() };
+            let scratch = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let sources =
+                Sources { image: &image, stub: stub_bytes.as_deref(), base_url: base_url.as_deref(), size_mb, scratch };
             crate::disk::write_disk(format, &sources, &target)
         })
         .await
@@ -333,17 +358,18 @@ impl Resource for Disk {
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
         let formats = crate::disk::format_names().join("`, `");
         Some(resource_schema(
-            "A boot file made from a `resin_image`: a Unified Kernel Image (`uki`) or an iPXE script (`ipxe`). `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources.",
+            "A boot file made from a `resin_image`: a Unified Kernel Image (`uki`), a raw EFI disk (`raw-efi`) or an iPXE script (`ipxe`). `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources.",
             vec![
                 attribute("image", AttributeType::String, Required, "The image: the `spec` of a `resin_image`."),
-                attribute("format", AttributeType::String, Required, &format!("The boot format: `{formats}`. `uki`: the EFI stub with the kernel, initrd and command line as sections (`<name>.efi`; the kernel needs `CONFIG_EFI_STUB`); `ipxe`: an iPXE script booting the image's kernel and initrd from `base_url` (`<name>.ipxe`). Changing it replaces the disk.")),
+                attribute("format", AttributeType::String, Required, &format!("The boot format: `{formats}`. `uki`: the EFI stub with the kernel, initrd and command line as sections (`<name>.efi`; the kernel needs `CONFIG_EFI_STUB`); `raw-efi`: a GPT disk whose EFI system partition (FAT32) holds that UKI as the removable-media boot loader (`<name>-efi.img`); `ipxe`: an iPXE script booting the image's kernel and initrd from `base_url` (`<name>.ipxe`). Changing it replaces the disk.")),
                 attribute("name", AttributeType::String, OptionalComputed, "Base name of the file. Default: the image's name. Changing it replaces the disk."),
                 attribute("output_dir", AttributeType::String, OptionalComputed, "Directory the file is written to (created if missing). Default: the image's output directory. Changing it replaces the disk."),
-                attribute("stub", AttributeType::String, Optional, "The EFI stub, for `uki`: the `spec` of a `resin_efi_stub` of the image's platform."),
+                attribute("stub", AttributeType::String, Optional, "The EFI stub, for `uki` and `raw-efi`: the `spec` of a `resin_efi_stub` of the image's platform."),
                 attribute("base_url", AttributeType::String, Optional, "For `ipxe`: the http, https or tftp URL the image's `<name>-kernel` and `<name>-initrd.img` are served from."),
-                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`. Known at plan time whenever the image's content hash is."),
+                attribute("size_mb", AttributeType::Number, Optional, "For disk formats (`raw-efi`): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); a size too small is an apply error at this attribute."),
+                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`. Known at plan time whenever the image's content hash is."),
                 attribute("id", AttributeType::String, Computed, "The file's path."),
-                attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>.efi` (`uki`) or `<name>.ipxe` (`ipxe`)."),
+                attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>.efi` (`uki`), `<name>-efi.img` (`raw-efi`) or `<name>.ipxe` (`ipxe`)."),
                 attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),
                 attribute("size", AttributeType::Number, Computed, "Size of the file in bytes."),
             ],

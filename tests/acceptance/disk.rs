@@ -46,13 +46,19 @@ fn markers(arch: &str) -> Vec<String> {
     ]
 }
 
-/// Boots `uki` as the removable-media loader of a FAT disk under UEFI firmware: OVMF
-/// (x86_64) or AAVMF (aarch64).
+/// Boots `uki` as the removable-media loader of a FAT disk (a directory QEMU presents as
+/// one) under UEFI firmware.
 fn boot_uki(arch: &str, uki: &Path) -> (String, std::time::Duration) {
     let esp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
     let loader = if arch == "x86_64" { "BOOTX64.EFI" } else { "BOOTAA64.EFI" };
     std::fs::copy(uki, esp.path().join("EFI/BOOT").join(loader)).unwrap();
+    boot_firmware(arch, &format!("fat:rw:{}", esp.path().display()))
+}
+
+/// Boots the raw disk `file` (a QEMU drive file) under UEFI firmware: OVMF (x86_64) or
+/// AAVMF (aarch64).
+fn boot_firmware(arch: &str, file: &str) -> (String, std::time::Duration) {
     let (code, vars_template) = match arch {
         "x86_64" => ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
         _ => ("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),
@@ -78,8 +84,8 @@ fn boot_uki(arch: &str, uki: &Path) -> (String, std::time::Duration) {
         .arg("-drive")
         .arg(format!("if=pflash,format=raw,file={}", vars.path().display()))
         .arg("-drive")
-        .arg(format!("if=none,id=esp,format=raw,file=fat:rw:{}", esp.path().display()))
-        .args(["-device", "virtio-blk-pci,drive=esp"]);
+        .arg(format!("if=none,id=disk,format=raw,file={file}"))
+        .args(["-device", "virtio-blk-pci,drive=disk"]);
     run_qemu(command)
 }
 
@@ -217,4 +223,60 @@ fn a_kernel_without_an_efi_stub_cannot_make_a_uki_and_nothing_is_written() {
     assert!(!out.join("boot.efi").exists());
     let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert!(!leftovers.iter().any(|name| name.to_string_lossy().starts_with(".resin~")), "{leftovers:?}");
+}
+
+const RAW_EFI: &str = r#"
+resource "resin_disk" "raw" {
+  image  = resin_image.boot.spec
+  format = "raw-efi"
+  stub   = resin_efi_stub.systemd.spec
+}
+"#;
+
+fn run(program: &str, args: &[&str]) -> String {
+    let output =
+        Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e} (make test installs it)"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{program} {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn a_raw_efi_disk_passes_the_disk_tools_and_boots_under_uefi_firmware() {
+    let workspace = Workspace::new();
+    workspace.write_config(&disk_config(&workspace, "linux/amd64", RAW_EFI));
+    workspace.apply();
+    let disk = workspace.work_dir().join("out/boot-efi.img");
+    let disk_text = disk.display().to_string();
+    let size = std::fs::metadata(&disk).unwrap().len();
+    assert_eq!(size % (1 << 20), 0, "whole MiB");
+    assert!(run("sgdisk", &["-v", &disk_text]).contains("No problems found"));
+    let partitions = run("sgdisk", &["-p", &disk_text]);
+    assert!(partitions.contains("EF00") && partitions.contains("2048"), "{partitions}");
+    // The partition alone, for fsck.vfat; mtools reads it in place.
+    let esp = tempfile::NamedTempFile::new().unwrap();
+    let bytes = std::fs::read(&disk).unwrap();
+    // From LBA 2048 to the last usable LBA (the backup table takes the last 33 sectors).
+    std::fs::write(esp.path(), &bytes[1 << 20..bytes.len() - 33 * 512]).unwrap();
+    run("fsck.vfat", &["-n", &esp.path().display().to_string()]);
+    let listing = run("mdir", &["-i", &format!("{disk_text}@@1M"), "::/EFI/BOOT"]);
+    assert!(listing.contains("BOOTX64") && listing.contains("EFI"), "{listing}");
+
+    let (console, elapsed) = boot_firmware("x86_64", &disk_text);
+    eprintln!("x86_64 raw-efi: booted under OVMF and powered off in {:.1} s", elapsed.as_secs_f64());
+    judge_boot("the raw-efi disk", "x86_64", &console);
+
+    // A size too small is an error at size_mb, and the disk written before stays.
+    let before = crate::image::sha256(&disk);
+    let small = disk_config(
+        &workspace,
+        "linux/amd64",
+        &RAW_EFI.replace("format = \"raw-efi\"", "format = \"raw-efi\"\n  size_mb = 8"),
+    );
+    workspace.write_config(&small);
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(apply.says("size_mb = 8: the disk needs at least"), "{}", apply.text());
+    assert!(apply.says("resin_disk.raw"), "{}", apply.text());
+    assert_eq!(crate::image::sha256(&disk), before, "the previous disk is untouched");
 }

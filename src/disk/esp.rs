@@ -1,0 +1,179 @@
+//! EFI system partitions: a FAT32 file system holding a UKI as the removable-media boot
+//! loader (`\EFI\BOOT\BOOTX64.EFI`, `BOOTAA64.EFI`), which firmware boots without any
+//! boot entry. Written with `fatfs`; every timestamp is the DOS epoch (1980-01-01) and the
+//! volume id comes from the caller, so the bytes depend only on the inputs.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt as _;
+
+use anyhow::{Context, Result};
+use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
+
+/// Smallest ESP written: FAT32 with 512-byte clusters needs 65525 clusters (32 MiB), and
+/// some firmware refuses smaller system partitions.
+pub const MIN_SIZE: u64 = 64 << 20;
+
+/// The size of an ESP for a UKI of `uki` bytes: room for it and the FAT, in whole MiB.
+pub fn size_for(uki: u64) -> u64 {
+    (uki + uki / 8 + (4 << 20)).div_ceil(1 << 20).max(MIN_SIZE >> 20) << 20
+}
+
+/// The removable-media loader's file name for a PE machine.
+pub fn loader_name(machine: u16) -> &'static str {
+    if machine == super::pe::MACHINE_AARCH64 {
+        "BOOTAA64.EFI"
+    } else {
+        "BOOTX64.EFI"
+    }
+}
+
+/// A window of a file, as a seekable stream.
+struct Window<'f> {
+    file: &'f File,
+    start: u64,
+    length: u64,
+    position: u64,
+}
+
+impl Read for Window<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.length.saturating_sub(self.position)).unwrap_or(usize::MAX);
+        let wanted = buffer.len().min(left);
+        let n = self.file.read_at(&mut buffer[..wanted], self.start + self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Window<'_> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.length.saturating_sub(self.position)).unwrap_or(usize::MAX);
+        if left == 0 && !buffer.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "past the end of the partition"));
+        }
+        let wanted = buffer.len().min(left);
+        let n = self.file.write_at(&buffer[..wanted], self.start + self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for Window<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let position = match to {
+            SeekFrom::Start(at) => Some(at),
+            SeekFrom::End(delta) => self.length.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        self.position = position.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.position)
+    }
+}
+
+/// Formats `length` bytes of `file` from `start` as FAT32 labelled `ESP` with
+/// `volume_id`, and writes `uki` (`uki_length` bytes) as `\EFI\BOOT\<loader>`.
+pub fn write(file: &File, start: u64, length: u64, volume_id: u32, loader: &str, uki: &mut dyn Read) -> Result<()> {
+    let mut window = Window { file, start, length, position: 0 };
+    let options = FormatVolumeOptions::new()
+        .fat_type(FatType::Fat32)
+        .bytes_per_cluster(512)
+        .volume_id(volume_id)
+        .volume_label(*b"ESP        ");
+    fatfs::format_volume(&mut window, options).context("formatting the EFI system partition")?;
+    window.position = 0;
+    let fs = FileSystem::new(&mut window, FsOptions::new()).context("opening the new EFI system partition")?;
+    {
+        let root = fs.root_dir();
+        let boot = root.create_dir("EFI")?.create_dir("BOOT")?;
+        let mut out = boot.create_file(loader)?;
+        io::copy(uki, &mut out).with_context(|| format!("copying the UKI to \\EFI\\BOOT\\{loader}"))?;
+        out.flush()?;
+    }
+    // Counts the free clusters, so that the FSInfo sector records them.
+    fs.stats()?;
+    fs.unmount().context("closing the EFI system partition")?;
+    window.position = 0;
+    root_parent_to_zero(&mut window, b"EFI        ").context("fixing the \\EFI directory's '..' entry")
+}
+
+/// Sets the `..` entry of the root's subdirectory `name` to cluster 0, as the FAT
+/// specification wants for a parent that is the root (`fatfs` writes the root's cluster,
+/// which fsck.fat reports as invalid).
+fn root_parent_to_zero(volume: &mut Window<'_>, name: &[u8; 11]) -> Result<()> {
+    let mut boot = [0u8; 512];
+    volume.read_exact(&mut boot)?;
+    let u16_at = |at: usize| u64::from(u16::from_le_bytes([boot[at], boot[at + 1]]));
+    let u32_at = |at: usize| u64::from(u32::from_le_bytes([boot[at], boot[at + 1], boot[at + 2], boot[at + 3]]));
+    let (sector, per_cluster) = (u16_at(11), u64::from(boot[13]));
+    let data_start = (u16_at(14) + u64::from(boot[16]) * u32_at(36)) * sector;
+    let cluster_size = per_cluster * sector;
+    let cluster_offset = |cluster: u64| data_start + (cluster - 2) * cluster_size;
+    let mut root = vec![0u8; usize::try_from(cluster_size).context("a cluster too large")?];
+    volume.seek(SeekFrom::Start(cluster_offset(u32_at(44))))?;
+    volume.read_exact(&mut root)?;
+    let entry =
+        root.chunks(32).find(|entry| &entry[..11] == name && entry[11] & 0x10 != 0).context("no such directory")?;
+    let cluster = (u64::from(u16::from_le_bytes([entry[20], entry[21]])) << 16)
+        | u64::from(u16::from_le_bytes([entry[26], entry[27]]));
+    let dotdot = cluster_offset(cluster) + 32;
+    let mut entry = [0u8; 32];
+    volume.seek(SeekFrom::Start(dotdot))?;
+    volume.read_exact(&mut entry)?;
+    if &entry[..11] != b"..         " {
+        anyhow::bail!("the second entry of the directory is not '..'");
+    }
+    entry[20..22].fill(0);
+    entry[26..28].fill(0);
+    volume.seek(SeekFrom::Start(dotdot))?;
+    volume.write_all(&entry)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loader_reads_back_and_the_bytes_are_the_same_every_time() {
+        let uki: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253).to_le_bytes()[0]).collect();
+        let write_one = || {
+            let file = tempfile::tempfile().unwrap();
+            let size = size_for(uki.len() as u64);
+            file.set_len(size + 4096).unwrap();
+            write(&file, 4096, size, 0x1234_5678, "BOOTX64.EFI", &mut &uki[..]).unwrap();
+            let mut bytes = Vec::new();
+            (&file).read_to_end(&mut bytes).unwrap();
+            (file, bytes)
+        };
+        let (file, first) = write_one();
+        let (_, second) = write_one();
+        assert!(first == second, "the same bytes every time");
+        let mut window = Window { file: &file, start: 4096, length: first.len() as u64 - 4096, position: 0 };
+        let fs = FileSystem::new(&mut window, FsOptions::new()).unwrap();
+        assert_eq!(fs.fat_type(), FatType::Fat32);
+        let mut read = Vec::new();
+        fs.root_dir().open_file("EFI/BOOT/BOOTX64.EFI").unwrap().read_to_end(&mut read).unwrap();
+        assert!(read == uki);
+        assert_eq!(size_for(1), MIN_SIZE);
+        // fsck.fat finds nothing to fix.
+        let image = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(image.path(), &first[4096..]).unwrap();
+        let fsck = std::process::Command::new("fsck.vfat")
+            .arg("-n")
+            .arg(image.path())
+            .output()
+            .expect("make test installs dosfstools");
+        assert!(
+            fsck.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&fsck.stdout),
+            String::from_utf8_lossy(&fsck.stderr)
+        );
+        assert_eq!(size_for(100 << 20) % (1 << 20), 0);
+    }
+}

@@ -1,0 +1,115 @@
+//! `raw-efi`: a raw disk image that UEFI firmware boots: a GUID partition table with one
+//! EFI system partition (FAT32, [`super::esp`]) holding the image's UKI as
+//! `\EFI\BOOT\BOOTX64.EFI` (`BOOTAA64.EFI` on arm64). LinuxKit names it `<name>-efi.img`.
+//!
+//! ```text
+//! LBA 0        protective MBR
+//! LBA 1..33    GPT header and entries
+//! LBA 2048     the EFI system partition, to the last usable LBA
+//! end - 33     backup entries and header
+//! ```
+//!
+//! The size is the smallest whole MiB that holds the ESP ([`super::esp::size_for`] the UKI),
+//! or `size_mb`. The disk and partition GUIDs and the FAT volume id are derived from the
+//! image's content hash, so the same inputs give the same bytes.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+
+use anyhow::{Context, Result};
+
+use super::gpt::{self, Guid, Partition, SECTOR};
+use super::pe::Headers;
+use super::uki::Uki;
+use super::{DiskFormat, Sources};
+
+pub struct RawEfi;
+
+/// `size_mb` cannot hold what the disk must.
+#[derive(Debug, thiserror::Error)]
+#[error("size_mb = {given}: the disk needs at least {needed} MiB (a {uki} byte UKI in its EFI system partition)")]
+pub struct TooSmall {
+    pub given: u64,
+    pub needed: u64,
+    pub uki: u64,
+}
+
+/// The raw disk (GPT, ESP) holding `sources`' UKI, in an unnamed temporary file in
+/// `sources.scratch`, read from its start.
+pub fn disk_image(sources: &Sources<'_>, label: &str) -> Result<File> {
+    let mut uki = tempfile::tempfile_in(sources.scratch).context("a temporary file for the UKI")?;
+    {
+        let mut out = BufWriter::new(&uki);
+        Uki.write(sources, &mut out)?;
+        out.flush()?;
+    }
+    let uki_length = uki.metadata()?.len();
+    uki.seek(SeekFrom::Start(0))?;
+    let mut head = vec![0u8; 4096.min(usize::try_from(uki_length).unwrap_or(4096))];
+    uki.read_exact(&mut head)?;
+    let machine = Headers::read(&head)?.machine;
+    uki.seek(SeekFrom::Start(0))?;
+
+    let esp = super::esp::size_for(uki_length);
+    let overhead = (gpt::FIRST_USABLE + 34) * SECTOR;
+    let needed = (esp + overhead).div_ceil(1 << 20);
+    let mebibytes = match sources.size_mb {
+        Some(given) if given < needed => return Err(TooSmall { given, needed, uki: uki_length }.into()),
+        Some(given) => given,
+        None => needed,
+    };
+    let sectors = (mebibytes << 20) / SECTOR;
+    let disk = tempfile::tempfile_in(sources.scratch).context("a temporary file for the disk")?;
+    disk.set_len(sectors * SECTOR)?;
+    let seed = |what: &str| {
+        crate::oci::digest::sha256(format!("{} {label} {what}", sources.image.content_hash).as_bytes())
+            .digest()
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).expect("hex"), 16).expect("hex"))
+            .collect::<Vec<u8>>()
+    };
+    let partition = Partition {
+        type_guid: gpt::EFI_SYSTEM,
+        guid: Guid::derived(&seed("partition")),
+        first_lba: gpt::FIRST_USABLE,
+        last_lba: gpt::last_usable(sectors),
+        name: "EFI system partition",
+    };
+    let (start, length) = (partition.first_lba * SECTOR, (partition.last_lba + 1 - partition.first_lba) * SECTOR);
+    gpt::write(&disk, sectors, Guid::derived(&seed("disk")), &[partition])?;
+    let volume = seed("volume");
+    let volume_id = u32::from_le_bytes([volume[0], volume[1], volume[2], volume[3]]);
+    super::esp::write(&disk, start, length, volume_id, super::esp::loader_name(machine), &mut uki)?;
+    let mut disk = disk;
+    disk.seek(SeekFrom::Start(0))?;
+    Ok(disk)
+}
+
+impl DiskFormat for RawEfi {
+    fn name(&self) -> &'static str {
+        "raw-efi"
+    }
+
+    fn suffix(&self) -> &'static str {
+        "-efi.img"
+    }
+
+    fn needs_stub(&self) -> bool {
+        true
+    }
+
+    fn sized(&self) -> bool {
+        true
+    }
+
+    fn check_kernel(&self, kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
+        Uki.check_kernel(kernel_head, sources)
+    }
+
+    fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
+        let mut disk = disk_image(sources, self.name())?;
+        std::io::copy(&mut disk, out).context("copying the disk")?;
+        Ok(())
+    }
+}

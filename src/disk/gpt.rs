@@ -11,11 +11,13 @@ use std::os::unix::fs::FileExt as _;
 
 use anyhow::{bail, Result};
 
+/// Bytes per sector (logical block).
 pub const SECTOR: u64 = 512;
-const ENTRIES: u64 = 128;
-const ENTRY_SIZE: u64 = 128;
+const SECTOR_BYTES: usize = 512;
+const ENTRIES: usize = 128;
+const ENTRY_SIZE: usize = 128;
 /// Sectors the entries take: 128 entries of 128 bytes.
-const ENTRY_SECTORS: u64 = ENTRIES * ENTRY_SIZE / SECTOR;
+const ENTRY_SECTORS: u64 = (ENTRIES * ENTRY_SIZE / SECTOR_BYTES) as u64;
 
 /// The EFI system partition type, C12A7328-F81F-11D2-BA4B-00A0C93EC93B.
 pub const EFI_SYSTEM: Guid = Guid::from_text_bytes([
@@ -59,8 +61,8 @@ pub fn last_usable(sectors: u64) -> u64 {
     sectors - 2 - ENTRY_SECTORS
 }
 
-fn header(sectors: u64, disk: Guid, primary: bool, entries_crc: u32) -> [u8; SECTOR as usize] {
-    let mut h = [0u8; SECTOR as usize];
+fn header(sectors: u64, disk: Guid, primary: bool, entries_crc: u32) -> [u8; SECTOR_BYTES] {
+    let mut h = [0u8; SECTOR_BYTES];
     let (current, backup) = if primary { (1, sectors - 1) } else { (sectors - 1, 1) };
     let entries_lba = if primary { 2 } else { sectors - 1 - ENTRY_SECTORS };
     h[0..8].copy_from_slice(b"EFI PART");
@@ -72,16 +74,16 @@ fn header(sectors: u64, disk: Guid, primary: bool, entries_crc: u32) -> [u8; SEC
     h[48..56].copy_from_slice(&last_usable(sectors).to_le_bytes());
     h[56..72].copy_from_slice(&disk.0);
     h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
-    h[80..84].copy_from_slice(&(ENTRIES as u32).to_le_bytes());
-    h[84..88].copy_from_slice(&(ENTRY_SIZE as u32).to_le_bytes());
+    h[80..84].copy_from_slice(&128u32.to_le_bytes());
+    h[84..88].copy_from_slice(&128u32.to_le_bytes());
     h[88..92].copy_from_slice(&entries_crc.to_le_bytes());
     let crc = crc32fast::hash(&h[..92]);
     h[16..20].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
-fn protective_mbr(sectors: u64) -> [u8; SECTOR as usize] {
-    let mut m = [0u8; SECTOR as usize];
+fn protective_mbr(sectors: u64) -> [u8; SECTOR_BYTES] {
+    let mut m = [0u8; SECTOR_BYTES];
     let entry = &mut m[446..462];
     entry[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
     entry[4] = 0xee;
@@ -96,10 +98,10 @@ fn protective_mbr(sectors: u64) -> [u8; SECTOR as usize] {
 /// Writes the partition table of a disk of `sectors` sectors into `file` (already that
 /// size; the partitions' contents are written separately).
 pub fn write(file: &File, sectors: u64, disk: Guid, partitions: &[Partition<'_>]) -> Result<()> {
-    if partitions.len() as u64 > ENTRIES {
+    if partitions.len() > ENTRIES {
         bail!("more than {ENTRIES} partitions");
     }
-    let mut entries = vec![0u8; (ENTRIES * ENTRY_SIZE) as usize];
+    let mut entries = vec![0u8; ENTRIES * ENTRY_SIZE];
     for (index, partition) in partitions.iter().enumerate() {
         if partition.first_lba < FIRST_USABLE
             || partition.last_lba > last_usable(sectors)
@@ -107,7 +109,7 @@ pub fn write(file: &File, sectors: u64, disk: Guid, partitions: &[Partition<'_>]
         {
             bail!("partition {:?} does not fit the disk", partition.name);
         }
-        let entry = &mut entries[index * ENTRY_SIZE as usize..][..ENTRY_SIZE as usize];
+        let entry = &mut entries[index * ENTRY_SIZE..][..ENTRY_SIZE];
         entry[0..16].copy_from_slice(&partition.type_guid.0);
         entry[16..32].copy_from_slice(&partition.guid.0);
         entry[32..40].copy_from_slice(&partition.first_lba.to_le_bytes());

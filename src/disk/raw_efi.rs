@@ -62,12 +62,8 @@ pub fn disk_image(sources: &Sources<'_>, label: &str) -> Result<File> {
     let disk = tempfile::tempfile_in(sources.scratch).context("a temporary file for the disk")?;
     disk.set_len(sectors * SECTOR)?;
     let seed = |what: &str| {
-        crate::oci::digest::sha256(format!("{} {label} {what}", sources.image.content_hash).as_bytes())
-            .digest()
-            .as_bytes()
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).expect("hex"), 16).expect("hex"))
-            .collect::<Vec<u8>>()
+        let digest = crate::oci::digest::sha256(format!("{} {label} {what}", sources.image.content_hash).as_bytes());
+        hex::decode(digest.digest()).expect("a sha256 digest is hex")
     };
     let partition = Partition {
         type_guid: gpt::EFI_SYSTEM,

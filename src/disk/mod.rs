@@ -5,9 +5,11 @@
 //! * [`uki`]: a Unified Kernel Image, the EFI stub with the kernel, initrd and command
 //!   line as sections ([`pe`] appends them);
 //! * [`raw_efi`]: a GPT disk whose EFI system partition holds the UKI ([`gpt`], [`esp`]);
+//! * [`gcp`]: that disk as `disk.raw` in a gzip'd tar, for Google Compute Engine;
 //! * [`ipxe`]: an iPXE script that boots the image's kernel and initrd from a URL.
 
 pub mod esp;
+pub mod gcp;
 pub mod gpt;
 pub mod ipxe;
 pub mod pe;
@@ -64,7 +66,7 @@ pub trait DiskFormat: Sync {
 }
 
 /// Every format, by name.
-pub const FORMATS: &[&dyn DiskFormat] = &[&uki::Uki, &raw_efi::RawEfi, &ipxe::Ipxe];
+pub const FORMATS: &[&dyn DiskFormat] = &[&uki::Uki, &raw_efi::RawEfi, &gcp::Gcp, &ipxe::Ipxe];
 
 /// The format named `name`.
 pub fn format(name: &str) -> Option<&'static dyn DiskFormat> {

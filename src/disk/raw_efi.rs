@@ -35,8 +35,9 @@ pub struct TooSmall {
 }
 
 /// The raw disk (GPT, ESP) holding `sources`' UKI, in an unnamed temporary file in
-/// `sources.scratch`, read from its start.
-pub fn disk_image(sources: &Sources<'_>, label: &str) -> Result<File> {
+/// `sources.scratch`, read from its start. Its size is a multiple of `unit_mb` MiB: the
+/// smallest that holds the ESP, or `size_mb` rounded up.
+pub fn disk_image(sources: &Sources<'_>, label: &str, unit_mb: u64) -> Result<File> {
     let mut uki = tempfile::tempfile_in(sources.scratch).context("a temporary file for the UKI")?;
     {
         let mut out = BufWriter::new(&uki);
@@ -57,7 +58,9 @@ pub fn disk_image(sources: &Sources<'_>, label: &str) -> Result<File> {
         Some(given) if given < needed => return Err(TooSmall { given, needed, uki: uki_length }.into()),
         Some(given) => given,
         None => needed,
-    };
+    }
+    .div_ceil(unit_mb)
+        * unit_mb;
     let sectors = (mebibytes << 20) / SECTOR;
     let disk = tempfile::tempfile_in(sources.scratch).context("a temporary file for the disk")?;
     disk.set_len(sectors * SECTOR)?;
@@ -104,7 +107,7 @@ impl DiskFormat for RawEfi {
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
-        let mut disk = disk_image(sources, self.name())?;
+        let mut disk = disk_image(sources, self.name(), 1)?;
         std::io::copy(&mut disk, out).context("copying the disk")?;
         Ok(())
     }

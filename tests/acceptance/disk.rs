@@ -280,3 +280,23 @@ fn a_raw_efi_disk_passes_the_disk_tools_and_boots_under_uefi_firmware() {
     assert!(apply.says("resin_disk.raw"), "{}", apply.text());
     assert_eq!(crate::image::sha256(&disk), before, "the previous disk is untouched");
 }
+
+#[test]
+fn a_gcp_image_file_holds_the_disk_as_gce_imports_it() {
+    let workspace = Workspace::new();
+    let gcp = RAW_EFI.replace("\"raw\"", "\"gcp\"").replace("raw-efi", "gcp");
+    workspace.write_config(&disk_config(&workspace, "linux/amd64", &gcp));
+    workspace.apply();
+    let file = workspace.work_dir().join("out/boot.img.tar.gz");
+    let listing = run("tar", &["-tvzf", &file.display().to_string()]);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 1, "one member: {listing}");
+    assert!(lines[0].ends_with(" disk.raw"), "{listing}");
+    assert!(lines[0].contains(" 1073741824 "), "one GiB: {listing}");
+    let extracted = tempfile::tempdir().unwrap();
+    run("tar", &["-xzf", &file.display().to_string(), "-C", &extracted.path().display().to_string()]);
+    let disk = extracted.path().join("disk.raw").display().to_string();
+    assert!(run("sgdisk", &["-v", &disk]).contains("No problems found"));
+    let boot = run("mdir", &["-i", &format!("{disk}@@1M"), "::/EFI/BOOT"]);
+    assert!(boot.contains("BOOTX64"), "{boot}");
+}

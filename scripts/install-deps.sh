@@ -5,8 +5,8 @@
 #   install-deps.sh test    demo + the OCI registry, skopeo (pushes fixture images), cpio, zstd,
 #                           pigz (a benchmark floor),
 #                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64) with
-#                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs, gdisk, dosfstools and
-#                           mtools (disk checks),
+#                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs, gdisk, dosfstools,
+#                           mtools and xorriso (disk checks),
 #                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer)
 set -euo pipefail
 what=${1:-test}
@@ -41,6 +41,7 @@ if [ "$what" = test ]; then
   command -v sgdisk >/dev/null || need_apt+=(gdisk)
   command -v fsck.vfat >/dev/null || need_apt+=(dosfstools)
   command -v mdir >/dev/null || need_apt+=(mtools)
+  command -v xorriso >/dev/null || need_apt+=(xorriso)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

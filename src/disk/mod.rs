@@ -6,12 +6,14 @@
 //!   line as sections ([`pe`] appends them);
 //! * [`raw_efi`]: a GPT disk whose EFI system partition holds the UKI ([`gpt`], [`esp`]);
 //! * [`gcp`]: that disk as `disk.raw` in a gzip'd tar, for Google Compute Engine;
+//! * [`iso_efi`]: an ISO 9660 image whose El Torito EFI entry is that ESP;
 //! * [`ipxe`]: an iPXE script that boots the image's kernel and initrd from a URL.
 
 pub mod esp;
 pub mod gcp;
 pub mod gpt;
 pub mod ipxe;
+pub mod iso_efi;
 pub mod pe;
 pub mod raw_efi;
 pub mod uki;
@@ -66,7 +68,7 @@ pub trait DiskFormat: Sync {
 }
 
 /// Every format, by name.
-pub const FORMATS: &[&dyn DiskFormat] = &[&uki::Uki, &raw_efi::RawEfi, &gcp::Gcp, &ipxe::Ipxe];
+pub const FORMATS: &[&dyn DiskFormat] = &[&uki::Uki, &raw_efi::RawEfi, &iso_efi::IsoEfi, &gcp::Gcp, &ipxe::Ipxe];
 
 /// The format named `name`.
 pub fn format(name: &str) -> Option<&'static dyn DiskFormat> {

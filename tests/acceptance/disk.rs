@@ -300,3 +300,29 @@ fn a_gcp_image_file_holds_the_disk_as_gce_imports_it() {
     let boot = run("mdir", &["-i", &format!("{disk}@@1M"), "::/EFI/BOOT"]);
     assert!(boot.contains("BOOTX64"), "{boot}");
 }
+
+#[test]
+fn an_iso_boots_under_uefi_firmware_from_its_el_torito_entry() {
+    let workspace = Workspace::new();
+    let iso = RAW_EFI.replace("\"raw\"", "\"iso\"").replace("raw-efi", "iso-efi");
+    workspace.write_config(&disk_config(&workspace, "linux/amd64", &iso));
+    workspace.apply();
+    let file = workspace.work_dir().join("out/boot-efi.iso").display().to_string();
+    let report = run("xorriso", &["-indev", &file, "-report_el_torito", "plain"]);
+    assert!(report.contains("UEFI"), "an EFI boot entry: {report}");
+    let listing = run("xorriso", &["-indev", &file, "-find", "/", "-name", "EFIBOOT.IMG"]);
+    assert!(listing.contains("EFIBOOT.IMG"), "{listing}");
+    let vars = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars.path()).unwrap();
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args(["-machine", "q35", "-m", "1024", "-nographic", "-no-reboot", "-net", "none"])
+        .args(["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"])
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.path().display()))
+        .arg("-cdrom")
+        .arg(&file);
+    let (console, elapsed) = run_qemu(command);
+    eprintln!("x86_64 iso-efi: booted under OVMF from the CD and powered off in {:.1} s", elapsed.as_secs_f64());
+    judge_boot("the iso-efi image", "x86_64", &console);
+}

@@ -59,6 +59,15 @@ fn boot_uki(arch: &str, uki: &Path) -> (String, std::time::Duration) {
 /// Boots the raw disk `file` (a QEMU drive file) under UEFI firmware: OVMF (x86_64) or
 /// AAVMF (aarch64).
 fn boot_firmware(arch: &str, file: &str) -> (String, std::time::Duration) {
+    boot_media(arch, file, false)
+}
+
+/// Boots the ISO image `file` from a (SCSI) CD drive under UEFI firmware.
+fn boot_firmware_cd(arch: &str, file: &str) -> (String, std::time::Duration) {
+    boot_media(arch, file, true)
+}
+
+fn boot_media(arch: &str, file: &str, cd: bool) -> (String, std::time::Duration) {
     let (code, vars_template) = match arch {
         "x86_64" => ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
         _ => ("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),
@@ -83,9 +92,17 @@ fn boot_firmware(arch: &str, file: &str) -> (String, std::time::Duration) {
         .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
         .arg("-drive")
         .arg(format!("if=pflash,format=raw,file={}", vars.path().display()))
-        .arg("-drive")
-        .arg(format!("if=none,id=disk,format=raw,file={file}"))
-        .args(["-device", "virtio-blk-pci,drive=disk"]);
+        .arg("-drive");
+    if cd {
+        command.arg(format!("if=none,id=cd,media=cdrom,readonly=on,format=raw,file={file}")).args([
+            "-device",
+            "virtio-scsi-pci",
+            "-device",
+            "scsi-cd,drive=cd",
+        ]);
+    } else {
+        command.arg(format!("if=none,id=disk,format=raw,file={file}")).args(["-device", "virtio-blk-pci,drive=disk"]);
+    }
     run_qemu(command)
 }
 
@@ -181,7 +198,17 @@ fn bad_disk_inputs_are_errors_at_their_attribute() {
     let stub_arm = "resource \"resin_efi_stub\" \"arm\" {\n  image    = \"oci-layout:LAYOUT:efi-stub\"\n  platform = \"linux/arm64\"\n}\n"
         .replace("LAYOUT", &boot_layout().display().to_string());
     for (disk, attribute, message) in [
-        ("format = \"vhd\"", "format", "\"vhd\" is not a format: use one of uki, ipxe"),
+        ("format = \"vhd\"", "format", "\"vhd\" is not a format: use one of uki, raw-efi, iso-efi, gcp, ipxe"),
+        (
+            "format = \"uki\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 100",
+            "size_mb",
+            "is not a disk: it takes no size_mb",
+        ),
+        (
+            "format = \"raw-efi\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 0",
+            "size_mb",
+            "0 is not a disk size in MiB",
+        ),
         ("format = \"uki\"", "stub", "boots through an EFI stub: set stub"),
         ("format = \"ipxe\"", "base_url", "set base_url"),
         ("format = \"ipxe\"\n  base_url = \"boot.example/images\"", "base_url", "is not a URL"),
@@ -243,8 +270,32 @@ fn run(program: &str, args: &[&str]) -> String {
 
 #[test]
 fn a_raw_efi_disk_passes_the_disk_tools_and_boots_under_uefi_firmware() {
+    let workspace = raw_efi_boots("linux/amd64", "x86_64");
+    let disk = workspace.work_dir().join("out/boot-efi.img");
+    // A size too small is an error at size_mb, and the disk written before stays.
+    let before = crate::image::sha256(&disk);
+    let small = disk_config(
+        &workspace,
+        "linux/amd64",
+        &RAW_EFI.replace("format = \"raw-efi\"", "format = \"raw-efi\"\n  size_mb = 8"),
+    );
+    workspace.write_config(&small);
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(apply.says("size_mb = 8: the disk needs at least"), "{}", apply.text());
+    assert!(apply.says("resin_disk.raw"), "{}", apply.text());
+    assert_eq!(crate::image::sha256(&disk), before, "the previous disk is untouched");
+}
+
+#[test]
+fn an_aarch64_raw_efi_disk_boots_under_uefi_firmware() {
+    raw_efi_boots("linux/arm64", "aarch64");
+}
+
+/// Writes the raw-efi disk for `platform`, checks it with the disk tools and boots it.
+fn raw_efi_boots(platform: &str, arch: &str) -> Workspace {
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", RAW_EFI));
+    workspace.write_config(&disk_config(&workspace, platform, RAW_EFI));
     workspace.apply();
     let disk = workspace.work_dir().join("out/boot-efi.img");
     let disk_text = disk.display().to_string();
@@ -260,25 +311,13 @@ fn a_raw_efi_disk_passes_the_disk_tools_and_boots_under_uefi_firmware() {
     std::fs::write(esp.path(), &bytes[1 << 20..bytes.len() - 33 * 512]).unwrap();
     run("fsck.vfat", &["-n", &esp.path().display().to_string()]);
     let listing = run("mdir", &["-i", &format!("{disk_text}@@1M"), "::/EFI/BOOT"]);
-    assert!(listing.contains("BOOTX64") && listing.contains("EFI"), "{listing}");
+    let loader = if arch == "x86_64" { "BOOTX64" } else { "BOOTAA64" };
+    assert!(listing.contains(loader) && listing.contains("EFI"), "{listing}");
 
-    let (console, elapsed) = boot_firmware("x86_64", &disk_text);
-    eprintln!("x86_64 raw-efi: booted under OVMF and powered off in {:.1} s", elapsed.as_secs_f64());
-    judge_boot("the raw-efi disk", "x86_64", &console);
-
-    // A size too small is an error at size_mb, and the disk written before stays.
-    let before = crate::image::sha256(&disk);
-    let small = disk_config(
-        &workspace,
-        "linux/amd64",
-        &RAW_EFI.replace("format = \"raw-efi\"", "format = \"raw-efi\"\n  size_mb = 8"),
-    );
-    workspace.write_config(&small);
-    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-    assert_eq!(apply.code, 1, "{}", apply.text());
-    assert!(apply.says("size_mb = 8: the disk needs at least"), "{}", apply.text());
-    assert!(apply.says("resin_disk.raw"), "{}", apply.text());
-    assert_eq!(crate::image::sha256(&disk), before, "the previous disk is untouched");
+    let (console, elapsed) = boot_firmware(arch, &disk_text);
+    eprintln!("{arch} raw-efi: booted under UEFI firmware and powered off in {:.1} s", elapsed.as_secs_f64());
+    judge_boot("the raw-efi disk", arch, &console);
+    workspace
 }
 
 #[test]
@@ -303,26 +342,27 @@ fn a_gcp_image_file_holds_the_disk_as_gce_imports_it() {
 
 #[test]
 fn an_iso_boots_under_uefi_firmware_from_its_el_torito_entry() {
+    iso_boots("linux/amd64", "x86_64");
+}
+
+#[test]
+fn an_aarch64_iso_boots_under_uefi_firmware() {
+    iso_boots("linux/arm64", "aarch64");
+}
+
+/// Writes the iso-efi image for `platform`, checks it with xorriso and boots it from a
+/// CD drive.
+fn iso_boots(platform: &str, arch: &str) {
     let workspace = Workspace::new();
     let iso = RAW_EFI.replace("\"raw\"", "\"iso\"").replace("raw-efi", "iso-efi");
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", &iso));
+    workspace.write_config(&disk_config(&workspace, platform, &iso));
     workspace.apply();
     let file = workspace.work_dir().join("out/boot-efi.iso").display().to_string();
     let report = run("xorriso", &["-indev", &file, "-report_el_torito", "plain"]);
     assert!(report.contains("UEFI"), "an EFI boot entry: {report}");
     let listing = run("xorriso", &["-indev", &file, "-find", "/", "-name", "EFIBOOT.IMG"]);
     assert!(listing.contains("EFIBOOT.IMG"), "{listing}");
-    let vars = tempfile::NamedTempFile::new().unwrap();
-    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars.path()).unwrap();
-    let mut command = Command::new("qemu-system-x86_64");
-    command
-        .args(["-machine", "q35", "-m", "1024", "-nographic", "-no-reboot", "-net", "none"])
-        .args(["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"])
-        .arg("-drive")
-        .arg(format!("if=pflash,format=raw,file={}", vars.path().display()))
-        .arg("-cdrom")
-        .arg(&file);
-    let (console, elapsed) = run_qemu(command);
-    eprintln!("x86_64 iso-efi: booted under OVMF from the CD and powered off in {:.1} s", elapsed.as_secs_f64());
-    judge_boot("the iso-efi image", "x86_64", &console);
+    let (console, elapsed) = boot_firmware_cd(arch, &file);
+    eprintln!("{arch} iso-efi: booted under UEFI firmware from a CD and powered off in {:.1} s", elapsed.as_secs_f64());
+    judge_boot("the iso-efi image", arch, &console);
 }

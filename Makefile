@@ -38,7 +38,7 @@ demo:
 	cd $(DEMO_DIR) && TF_CLI_CONFIG_FILE=$(DEMO_DIR)/terraformrc $(TERRAFORM) plan -detailed-exitcode -input=false
 	scripts/boot-demo.sh $(DEMO_DIR)/out
 	@echo
-	@echo "Artifacts: $(DEMO_DIR)/out/demo-kernel, demo-initrd.img, demo-cmdline"
+	@echo "Artifacts: $(DEMO_DIR)/out/demo-kernel, demo-initrd.img, demo-cmdline, and the UKI demo.efi"
 	@echo "State: $(DEMO_DIR)/terraform.tfstate; blob cache: $(DEMO_DIR)/cache"
 
 test:

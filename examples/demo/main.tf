@@ -1,8 +1,9 @@
 # The demo: a Debian kernel, an init with busybox and runc, and three containers of a
 # probe package, from a local OCI image layout, assembled into out/demo-kernel,
-# out/demo-initrd.img and out/demo-cmdline. `make demo` builds the layout from Debian
-# packages (scripts/boot-fixtures/build.sh), applies this, and boots the result under
-# QEMU when QEMU is installed.
+# out/demo-initrd.img and out/demo-cmdline, and a Unified Kernel Image of it with
+# systemd's UEFI stub, out/demo.efi. `make demo` builds the layout from Debian packages
+# (scripts/boot-fixtures/build.sh), applies this, and boots the result under QEMU when
+# QEMU is installed.
 
 terraform {
   required_providers {
@@ -93,6 +94,18 @@ resource "resin_image" "demo" {
   }
 }
 
+# systemd's UEFI stub (Debian's systemd-boot-efi) and a Unified Kernel Image of the demo,
+# which UEFI firmware boots directly.
+resource "resin_efi_stub" "systemd" {
+  image = "oci-layout:${var.layout}:efi-stub"
+}
+
+resource "resin_disk" "uki" {
+  image  = resin_image.demo.spec
+  format = "uki"
+  stub   = resin_efi_stub.systemd.spec
+}
+
 output "artifacts" {
   description = "Where the image is, and its content hash."
   value = {
@@ -100,6 +113,7 @@ output "artifacts" {
     initrd       = resin_image.demo.initrd_path
     cmdline      = resin_image.demo.cmdline_path
     content_hash = resin_image.demo.content_hash
+    uki          = resin_disk.uki.path
   }
 }
 

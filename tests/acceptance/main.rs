@@ -604,6 +604,7 @@ fn the_demo_example_applies_against_the_boot_fixtures() {
     let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "-var", &layout_var]);
     assert_eq!(apply.code, 0, "{}", apply.text());
     assert!(workspace.work_dir().join("out/demo-initrd.img").is_file());
+    assert!(workspace.work_dir().join("out/demo.efi").is_file());
     let plan = workspace.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color", "-var", &layout_var]);
     assert_eq!(plan.code, 0, "{}", plan.text());
 }

@@ -95,12 +95,21 @@ resource "resin_image" "sshd" {
   }
 }
 
+# Network boot: an iPXE script that fetches the kernel and initrd over https from where
+# out/ is served (the policy pack's CKV_RESIN_8 wants https).
+resource "resin_disk" "netboot" {
+  image    = resin_image.sshd.spec
+  format   = "ipxe"
+  base_url = "https://boot.example.com/images/sshd"
+}
+
 output "artifacts" {
-  description = "The kernel, initrd and cmdline, and the SBOM beside them."
+  description = "The kernel, initrd and cmdline, the SBOM beside them, and the iPXE script."
   value = {
     kernel  = resin_image.sshd.kernel_path
     initrd  = resin_image.sshd.initrd_path
     cmdline = resin_image.sshd.cmdline_path
     sbom    = resin_image.sshd.sbom_path
+    ipxe    = resin_disk.netboot.path
   }
 }

@@ -46,7 +46,7 @@ class PinnedByDigest(BaseResourceCheck):
             name="resin images are pinned by digest (image = \"name@sha256:...\")",
             id="CKV_RESIN_1",
             categories=[CheckCategories.SUPPLY_CHAIN],
-            supported_resources=["resin_kernel", "resin_package"],
+            supported_resources=["resin_kernel", "resin_package", "resin_efi_stub"],
         )
 
     def scan_resource_conf(self, conf):
@@ -163,6 +163,22 @@ class SecretsOnlySensitive(BaseResourceCheck):
         return CheckResult.PASSED
 
 
+class NetbootOverHttps(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="iPXE disks fetch the kernel and initrd over https (base_url = \"https://...\")",
+            id="CKV_RESIN_8",
+            categories=[CheckCategories.NETWORKING],
+            supported_resources=["resin_disk"],
+        )
+
+    def scan_resource_conf(self, conf):
+        if str(first(conf, "format", "")) != "ipxe":
+            return CheckResult.PASSED
+        base_url = str(first(conf, "base_url", "") or "")
+        return CheckResult.PASSED if base_url.startswith("https://") else CheckResult.FAILED
+
+
 check_pinned = PinnedByDigest()
 check_all_caps = NoAllCapabilities()
 check_sys_admin = SysAdminAllowlisted()
@@ -170,3 +186,4 @@ check_host_namespaces = NoHostNamespaces()
 check_login_services = NoLoginServicesInProduction()
 check_world_writable = NoWorldWritableFiles()
 check_secrets = SecretsOnlySensitive()
+check_netboot_https = NetbootOverHttps()

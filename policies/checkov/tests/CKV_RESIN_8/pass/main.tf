@@ -1,0 +1,11 @@
+resource "resin_disk" "netboot" {
+  image    = resin_image.node.spec
+  format   = "ipxe"
+  base_url = "https://boot.example.com/images/node"
+}
+
+resource "resin_disk" "uki" {
+  image  = resin_image.node.spec
+  format = "uki"
+  stub   = resin_efi_stub.systemd.spec
+}

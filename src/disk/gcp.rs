@@ -24,6 +24,10 @@ impl DiskFormat for Gcp {
         "gcp"
     }
 
+    fn summary(&self) -> &'static str {
+        "the `raw-efi` disk, grown to whole GiB, as `disk.raw` in a gzip'd tar for GCE image import"
+    }
+
     fn suffix(&self) -> &'static str {
         ".img.tar.gz"
     }

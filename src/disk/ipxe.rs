@@ -24,6 +24,10 @@ impl DiskFormat for Ipxe {
         "ipxe"
     }
 
+    fn summary(&self) -> &'static str {
+        "an iPXE script booting the image's kernel and initrd from `base_url`"
+    }
+
     fn suffix(&self) -> &'static str {
         ".ipxe"
     }

@@ -162,6 +162,10 @@ impl DiskFormat for IsoEfi {
         "iso-efi"
     }
 
+    fn summary(&self) -> &'static str {
+        "an ISO 9660 image whose El Torito EFI boot entry is an EFI system partition holding the UKI"
+    }
+
     fn suffix(&self) -> &'static str {
         "-efi.iso"
     }

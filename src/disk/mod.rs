@@ -47,6 +47,8 @@ pub struct Sources<'a> {
 pub trait DiskFormat: Sync {
     /// Its name, as `format` takes it (LinuxKit's where LinuxKit has the format).
     fn name(&self) -> &'static str;
+    /// What it is, for the docs (the schema's description of `format`).
+    fn summary(&self) -> &'static str;
     /// What follows the disk's name in its file name.
     fn suffix(&self) -> &'static str;
     fn needs_stub(&self) -> bool {
@@ -78,6 +80,25 @@ pub fn format(name: &str) -> Option<&'static dyn DiskFormat> {
 /// The names of every format, for messages and docs.
 pub fn format_names() -> Vec<&'static str> {
     FORMATS.iter().map(|format| format.name()).collect()
+}
+
+/// Every format as documentation: `` `name`: summary (`<name><suffix>`) ``, joined by `; `.
+pub fn format_docs() -> String {
+    FORMATS
+        .iter()
+        .map(|f| format!("`{}`: {} (`<name>{}`)", f.name(), f.summary(), f.suffix()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The formats that boot through an EFI stub, as `` `a`, `b` ``.
+pub fn stub_formats() -> String {
+    FORMATS.iter().filter(|f| f.needs_stub()).map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
+}
+
+/// The formats that take `size_mb`, as `` `a`, `b` ``.
+pub fn sized_formats() -> String {
+    FORMATS.iter().filter(|f| f.sized()).map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
 }
 
 /// Writes the disk of `format` at `path` (blocking): checks the image's kernel, then

@@ -90,6 +90,10 @@ impl DiskFormat for RawEfi {
         "raw-efi"
     }
 
+    fn summary(&self) -> &'static str {
+        "a GPT disk whose EFI system partition (FAT32) holds the UKI as the removable-media boot loader"
+    }
+
     fn suffix(&self) -> &'static str {
         "-efi.img"
     }

@@ -69,6 +69,10 @@ impl DiskFormat for Uki {
         "uki"
     }
 
+    fn summary(&self) -> &'static str {
+        "the EFI stub with the kernel, initrd and command line as sections; the kernel needs `CONFIG_EFI_STUB`"
+    }
+
     fn suffix(&self) -> &'static str {
         ".efi"
     }

@@ -1,5 +1,5 @@
-//! `resin_disk`: one boot file made from a `resin_image` (`format`: `uki`, `ipxe`),
-//! written to `<output_dir>/<name><suffix>`. Several formats of one image are several
+//! `resin_disk`: one boot file made from a `resin_image` in one of the formats of
+//! [`crate::disk::FORMATS`], written to `<output_dir>/<name><suffix>`. Several formats of one image are several
 //! resources.
 //!
 //! * **Plan** reads the image's `spec` (and the stub's, for formats that boot through
@@ -356,20 +356,19 @@ impl Resource for Disk {
     type ProviderMetaState<'a> = ValueEmpty;
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        let formats = crate::disk::format_names().join("`, `");
         Some(resource_schema(
-            "A boot file made from a `resin_image`: a Unified Kernel Image (`uki`), a raw EFI disk (`raw-efi`), an EFI-bootable ISO (`iso-efi`), a Google Compute Engine image file (`gcp`) or an iPXE script (`ipxe`). `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources.",
+            "A boot file made from a `resin_image`, in one `format`: a Unified Kernel Image, an EFI disk or ISO, a Google Compute Engine image file, an iPXE script. `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources.",
             vec![
                 attribute("image", AttributeType::String, Required, "The image: the `spec` of a `resin_image`."),
-                attribute("format", AttributeType::String, Required, &format!("The boot format: `{formats}`. `uki`: the EFI stub with the kernel, initrd and command line as sections (`<name>.efi`; the kernel needs `CONFIG_EFI_STUB`); `raw-efi`: a GPT disk whose EFI system partition (FAT32) holds that UKI as the removable-media boot loader (`<name>-efi.img`); `iso-efi`: an ISO 9660 image whose El Torito EFI boot entry is that EFI system partition (`<name>-efi.iso`); `gcp`: that disk, grown to whole GiB, as `disk.raw` in a gzip'd tar for GCE image import (`<name>.img.tar.gz`); `ipxe`: an iPXE script booting the image's kernel and initrd from `base_url` (`<name>.ipxe`). Changing it replaces the disk.")),
+                attribute("format", AttributeType::String, Required, &format!("The boot format. {}. Changing it replaces the disk.", crate::disk::format_docs())),
                 attribute("name", AttributeType::String, OptionalComputed, "Base name of the file. Default: the image's name. Changing it replaces the disk."),
                 attribute("output_dir", AttributeType::String, OptionalComputed, "Directory the file is written to (created if missing). Default: the image's output directory. Changing it replaces the disk."),
-                attribute("stub", AttributeType::String, Optional, "The EFI stub, for `uki`, `raw-efi`, `iso-efi` and `gcp`: the `spec` of a `resin_efi_stub` of the image's platform."),
+                attribute("stub", AttributeType::String, Optional, &format!("The EFI stub, for {}: the `spec` of a `resin_efi_stub` of the image's platform.", crate::disk::stub_formats())),
                 attribute("base_url", AttributeType::String, Optional, "For `ipxe`: the http, https or tftp URL the image's `<name>-kernel` and `<name>-initrd.img` are served from."),
-                attribute("size_mb", AttributeType::Number, Optional, "For disk formats (`raw-efi`, `gcp`): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. A size too small is an apply error at this attribute."),
+                attribute("size_mb", AttributeType::Number, Optional, &format!("For disk formats ({}): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. A size too small is an apply error at this attribute.", crate::disk::sized_formats())),
                 attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`. Known at plan time whenever the image's content hash is."),
                 attribute("id", AttributeType::String, Computed, "The file's path."),
-                attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>.efi` (`uki`), `<name>-efi.img` (`raw-efi`), `<name>-efi.iso` (`iso-efi`), `<name>.img.tar.gz` (`gcp`) or `<name>.ipxe` (`ipxe`)."),
+                attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>` and the format's suffix (see `format`)."),
                 attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),
                 attribute("size", AttributeType::Number, Computed, "Size of the file in bytes."),
             ],

@@ -366,3 +366,38 @@ fn iso_boots(platform: &str, arch: &str) {
     eprintln!("{arch} iso-efi: booted under UEFI firmware from a CD and powered off in {:.1} s", elapsed.as_secs_f64());
     judge_boot("the iso-efi image", arch, &console);
 }
+
+#[test]
+fn every_disk_format_gives_the_same_bytes_from_another_workspace() {
+    let disks = [("raw-efi", "raw"), ("iso-efi", "iso"), ("gcp", "gcp")]
+        .iter()
+        .map(|(format, name)| RAW_EFI.replace("\"raw\"", &format!("\"{name}\"")).replace("raw-efi", format))
+        .chain([IPXE.to_string()])
+        .collect::<String>();
+    let digests = |workspace: &Workspace| {
+        workspace.write_config(&disk_config(workspace, "linux/amd64", &disks));
+        workspace.apply();
+        let state = workspace.state();
+        ["raw", "iso", "gcp", "ipxe"].map(|name| {
+            let disk = &state[format!("resin_disk.{name}").as_str()];
+            let path = workspace.work_dir().join(disk["path"].as_str().unwrap());
+            assert_eq!(disk["sha256"].as_str().unwrap(), format!("sha256:{}", sha256(&path)), "{name}");
+            (disk["content_hash"].clone(), disk["sha256"].clone())
+        })
+    };
+    let (first, second) = (Workspace::new(), Workspace::new());
+    assert_eq!(digests(&first), digests(&second), "content hashes and bytes");
+}
+
+#[test]
+fn a_stub_image_without_the_file_is_an_error_at_path() {
+    let workspace = Workspace::new();
+    let config = disk_config(&workspace, "linux/amd64", "")
+        .replace(":efi-stub\"\n}", ":efi-stub\"\n  path  = \"usr/lib/systemd/boot/efi/missing.efi.stub\"\n}");
+    assert!(config.contains("missing.efi.stub"));
+    workspace.write_config(&config);
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(apply.says("has no file /usr/lib/systemd/boot/efi/missing.efi.stub"), "{}", apply.text());
+    assert!(apply.says("resin_efi_stub.systemd"), "{}", apply.text());
+}

@@ -299,6 +299,34 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
     c.errors
 }
 
+/// The capability `cap` most likely means: itself with `CAP_` and in capitals, or the
+/// nearest by edit distance (at most 2 edits, so a guess is a typo, not another name).
+fn closest_capability(cap: &str) -> Option<&'static str> {
+    let upper = cap.to_ascii_uppercase();
+    let guess = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+    ALL_CAPABILITIES
+        .iter()
+        .map(|known| (edit_distance(&guess, known), *known))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance of two ASCII strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, y) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(x != y);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 fn check_capabilities(c: &mut Checker, field: &'static str, caps: &Option<Vec<String>>, allow_all_none: bool) {
     let Some(caps) = caps else { return };
     for (index, cap) in caps.iter().enumerate() {
@@ -313,10 +341,7 @@ fn check_capabilities(c: &mut Checker, field: &'static str, caps: &Option<Vec<St
         if ALL_CAPABILITIES.contains(&cap.as_str()) {
             continue;
         }
-        let upper = cap.to_ascii_uppercase();
-        let guess = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-        let hint =
-            if ALL_CAPABILITIES.contains(&guess.as_str()) { format!("; did you mean {guess}?") } else { String::new() };
+        let hint = closest_capability(cap).map(|known| format!("; did you mean {known}?")).unwrap_or_default();
         c.fail(&path, format!("unknown capability {cap:?}{hint}"));
     }
 }
@@ -503,6 +528,18 @@ mod tests {
             (
                 ContainerOptions { capabilities: strings(&["CAP_CHOWN", "net_admin"]), ..Default::default() },
                 "capabilities[1]: unknown capability \"net_admin\"; did you mean CAP_NET_ADMIN?",
+            ),
+            (
+                ContainerOptions { capabilities: strings(&["CAP_NET_ADIMN"]), ..Default::default() },
+                "capabilities[0]: unknown capability \"CAP_NET_ADIMN\"; did you mean CAP_NET_ADMIN?",
+            ),
+            (
+                ContainerOptions { capabilities: strings(&["sys_admn"]), ..Default::default() },
+                "capabilities[0]: unknown capability \"sys_admn\"; did you mean CAP_SYS_ADMIN?",
+            ),
+            (
+                ContainerOptions { capabilities: strings(&["CAP_TOTALLY_BOGUS"]), ..Default::default() },
+                "capabilities[0]: unknown capability \"CAP_TOTALLY_BOGUS\"",
             ),
             (
                 ContainerOptions { capabilities: strings(&["CAP_CHOWN", "all"]), ..Default::default() },

@@ -42,11 +42,17 @@ pub async fn fetch_manifest(reference: &LayoutReference, digest: Option<&Digest>
             let bytes =
                 tokio::fs::read(&index_path).await.with_context(|| format!("reading {}", index_path.display()))?;
             let index = parse_index(&bytes).with_context(|| format!("reading {}", index_path.display()))?;
-            let entry = index
-                .manifests()
-                .iter()
-                .find(|m| m.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(tag))
-                .ok_or_else(|| FetchError::NotFound { what: format!("tag {tag} in OCI layout {}", dir.display()) })?;
+            let tag_of = |m: &oci_spec::image::Descriptor| -> Option<String> {
+                m.annotations().as_ref().and_then(|a| a.get(REF_NAME)).cloned()
+            };
+            let Some(entry) = index.manifests().iter().find(|m| tag_of(m).as_deref() == Some(tag)) else {
+                let mut tags: Vec<String> = index.manifests().iter().filter_map(tag_of).collect();
+                tags.sort();
+                tags.dedup();
+                let has = if tags.is_empty() { "no tags".to_string() } else { format!("the tags {}", tags.join(", ")) };
+                let what = format!("tag {tag} in OCI layout {} (which has {has})", dir.display());
+                return Err(FetchError::NotFound { what }.into());
+            };
             entry.digest().clone()
         }
     };

@@ -231,3 +231,15 @@ fn file_capabilities_are_a_warning_naming_the_file() {
     assert!(apply.says("/bin/ping"), "{}", apply.text());
     assert!(apply.says("security.capability"), "{}", apply.text());
 }
+
+#[test]
+fn a_tag_missing_from_an_oci_layout_lists_the_tags_it_has() {
+    let workspace = Workspace::new();
+    crate::fixtures::write_fixtures(&workspace.work_dir().join("layout"));
+    workspace.write_config(&with_extra_onboot(&workspace, "no-such-tag"));
+    let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(plan.says("tag no-such-tag in OCI layout"), "{}", plan.text());
+    assert!(plan.says("(which has the tags "), "{}", plan.text());
+    assert!(plan.says("kernel, "), "the fixture's tags are listed: {}", plan.text());
+}

@@ -11,7 +11,6 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::raw_efi::disk_image;
-use super::uki::Uki;
 use super::{DiskFormat, Sources};
 
 /// GCE takes raw disks of whole GiB.
@@ -38,10 +37,6 @@ impl DiskFormat for Gcp {
 
     fn sized(&self) -> bool {
         true
-    }
-
-    fn check_kernel(&self, kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
-        Uki.check_kernel(kernel_head, sources)
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {

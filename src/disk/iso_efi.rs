@@ -22,12 +22,11 @@
 //! else 0, which UEFI firmware (EDK II) reads as "to the end of the volume", where the ESP
 //! ends.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use super::pe::Headers;
-use super::uki::Uki;
+use super::uki::temporary_uki;
 use super::{DiskFormat, Sources};
 
 const SECTOR: usize = 2048;
@@ -174,29 +173,12 @@ impl DiskFormat for IsoEfi {
         true
     }
 
-    fn check_kernel(&self, kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
-        Uki.check_kernel(kernel_head, sources)
-    }
-
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
-        let mut uki = tempfile::tempfile_in(sources.scratch).context("a temporary file for the UKI")?;
-        {
-            let mut writer = std::io::BufWriter::new(&uki);
-            Uki.write(sources, &mut writer)?;
-            writer.flush()?;
-        }
-        let uki_length = uki.metadata()?.len();
-        uki.seek(SeekFrom::Start(0))?;
-        let mut head = vec![0u8; 4096.min(usize::try_from(uki_length).unwrap_or(4096))];
-        uki.read_exact(&mut head)?;
-        let loader = super::esp::loader_name(Headers::read(&head)?.machine);
-        uki.seek(SeekFrom::Start(0))?;
+        let (mut uki, uki_length, loader) = temporary_uki(sources)?;
         let esp_bytes = super::esp::size_for(uki_length);
         let esp = tempfile::tempfile_in(sources.scratch).context("a temporary file for the ESP")?;
         esp.set_len(esp_bytes)?;
-        let volume = crate::oci::digest::sha256(format!("{} iso-efi volume", sources.image.content_hash).as_bytes());
-        let volume = hex::decode(volume.digest()).expect("a sha256 digest is hex");
-        let volume_id = u32::from_le_bytes([volume[0], volume[1], volume[2], volume[3]]);
+        let volume_id = super::derived_volume_id(sources, "iso-efi volume");
         super::esp::write(&esp, 0, esp_bytes, volume_id, loader, &mut uki)?;
         out.write_all(&headers(esp_bytes)?)?;
         std::io::copy(&mut &esp, out).context("copying the EFI system partition")?;

@@ -61,8 +61,12 @@ pub trait DiskFormat: Sync {
     fn sized(&self) -> bool {
         false
     }
-    /// Checks the image's kernel (its first bytes) can be used: `Err` says why not.
-    fn check_kernel(&self, _kernel_head: &[u8], _sources: &Sources<'_>) -> Result<()> {
+    /// Checks the image's kernel (its first bytes) can be used: `Err` says why not. A
+    /// format that boots through a stub holds a UKI, whose kernel must be an EFI binary.
+    fn check_kernel(&self, kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
+        if self.needs_stub() {
+            uki::check_efi_kernel(kernel_head, sources)?;
+        }
         Ok(())
     }
     /// Writes the disk. The image's artifacts are read from the paths its spec gives.
@@ -111,6 +115,19 @@ pub fn write_disk(format: &dyn DiskFormat, sources: &Sources<'_>, path: &Path) -
         .with_context(|| format!("reading the kernel of resin_image {}", sources.image.name))?;
     format.check_kernel(&head, sources)?;
     write_artifact(path, format.name(), |out| format.write(sources, out))
+}
+
+/// 32 bytes derived from the image's content hash and `what` (GUIDs, volume ids): the
+/// same image gives the same bytes.
+pub fn derived(sources: &Sources<'_>, what: &str) -> Vec<u8> {
+    let digest = crate::oci::digest::sha256(format!("{} {what}", sources.image.content_hash).as_bytes());
+    hex::decode(digest.digest()).expect("a sha256 digest is hex")
+}
+
+/// A FAT volume id derived from the image's content hash and `what`.
+pub fn derived_volume_id(sources: &Sources<'_>, what: &str) -> u32 {
+    let bytes = derived(sources, what);
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 /// The content hash of a disk: the same hash, the same bytes.

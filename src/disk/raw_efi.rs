@@ -14,13 +14,12 @@
 //! image's content hash, so the same inputs give the same bytes.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 
 use anyhow::{Context, Result};
 
 use super::gpt::{self, Guid, Partition, SECTOR};
-use super::pe::Headers;
-use super::uki::Uki;
+use super::uki::temporary_uki;
 use super::{DiskFormat, Sources};
 
 pub struct RawEfi;
@@ -38,19 +37,7 @@ pub struct TooSmall {
 /// `sources.scratch`, read from its start. Its size is a multiple of `unit_mb` MiB: the
 /// smallest that holds the ESP, or `size_mb` rounded up.
 pub fn disk_image(sources: &Sources<'_>, label: &str, unit_mb: u64) -> Result<File> {
-    let mut uki = tempfile::tempfile_in(sources.scratch).context("a temporary file for the UKI")?;
-    {
-        let mut out = BufWriter::new(&uki);
-        Uki.write(sources, &mut out)?;
-        out.flush()?;
-    }
-    let uki_length = uki.metadata()?.len();
-    uki.seek(SeekFrom::Start(0))?;
-    let mut head = vec![0u8; 4096.min(usize::try_from(uki_length).unwrap_or(4096))];
-    uki.read_exact(&mut head)?;
-    let machine = Headers::read(&head)?.machine;
-    uki.seek(SeekFrom::Start(0))?;
-
+    let (mut uki, uki_length, loader) = temporary_uki(sources)?;
     let esp = super::esp::size_for(uki_length);
     let overhead = (gpt::FIRST_USABLE + 34) * SECTOR;
     let needed = (esp + overhead).div_ceil(1 << 20);
@@ -64,10 +51,7 @@ pub fn disk_image(sources: &Sources<'_>, label: &str, unit_mb: u64) -> Result<Fi
     let sectors = (mebibytes << 20) / SECTOR;
     let disk = tempfile::tempfile_in(sources.scratch).context("a temporary file for the disk")?;
     disk.set_len(sectors * SECTOR)?;
-    let seed = |what: &str| {
-        let digest = crate::oci::digest::sha256(format!("{} {label} {what}", sources.image.content_hash).as_bytes());
-        hex::decode(digest.digest()).expect("a sha256 digest is hex")
-    };
+    let seed = |what: &str| super::derived(sources, &format!("{label} {what}"));
     let partition = Partition {
         type_guid: gpt::EFI_SYSTEM,
         guid: Guid::derived(&seed("partition")),
@@ -77,9 +61,8 @@ pub fn disk_image(sources: &Sources<'_>, label: &str, unit_mb: u64) -> Result<Fi
     };
     let (start, length) = (partition.first_lba * SECTOR, (partition.last_lba + 1 - partition.first_lba) * SECTOR);
     gpt::write(&disk, sectors, Guid::derived(&seed("disk")), &[partition])?;
-    let volume = seed("volume");
-    let volume_id = u32::from_le_bytes([volume[0], volume[1], volume[2], volume[3]]);
-    super::esp::write(&disk, start, length, volume_id, super::esp::loader_name(machine), &mut uki)?;
+    let volume_id = super::derived_volume_id(sources, &format!("{label} volume"));
+    super::esp::write(&disk, start, length, volume_id, loader, &mut uki)?;
     let mut disk = disk;
     disk.seek(SeekFrom::Start(0))?;
     Ok(disk)
@@ -104,10 +87,6 @@ impl DiskFormat for RawEfi {
 
     fn sized(&self) -> bool {
         true
-    }
-
-    fn check_kernel(&self, kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
-        Uki.check_kernel(kernel_head, sources)
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {

@@ -24,6 +24,9 @@ use crate::oci::platform::Platform;
 
 pub struct Uki;
 
+/// Largest EFI stub read from an image (systemd's are about 100 KiB).
+pub const MAX_STUB: u64 = 16 << 20;
+
 /// The PE machine type of EFI binaries for `platform`.
 pub fn machine_of(platform: &Platform) -> Option<u16> {
     match platform.architecture.as_str() {
@@ -64,6 +67,27 @@ pub fn osrel(image: &ImageSpec) -> String {
     )
 }
 
+/// Checks the image's kernel (its first bytes) is an EFI binary of the image's machine, as
+/// a UKI's `.linux` must be.
+pub fn check_efi_kernel(kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
+    let headers = Headers::read(kernel_head).with_context(|| {
+        format!(
+            "the kernel {} cannot go in a UKI: it has no EFI stub (a kernel built with CONFIG_EFI_STUB starts with an MZ and a PE header)",
+            sources.image.kernel_path
+        )
+    })?;
+    let expected = expected_machine(&sources.image.platform)?;
+    if headers.machine != expected {
+        bail!(
+            "the kernel {} is an EFI binary for {}, the image is for {}",
+            sources.image.kernel_path,
+            pe::machine_name(headers.machine),
+            sources.image.platform
+        );
+    }
+    Ok(())
+}
+
 impl DiskFormat for Uki {
     fn name(&self) -> &'static str {
         "uki"
@@ -79,25 +103,6 @@ impl DiskFormat for Uki {
 
     fn needs_stub(&self) -> bool {
         true
-    }
-
-    fn check_kernel(&self, kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
-        let headers = Headers::read(kernel_head).with_context(|| {
-            format!(
-                "the kernel {} cannot go in a UKI: it has no EFI stub (a kernel built with CONFIG_EFI_STUB starts with an MZ and a PE header)",
-                sources.image.kernel_path
-            )
-        })?;
-        let expected = expected_machine(&sources.image.platform)?;
-        if headers.machine != expected {
-            bail!(
-                "the kernel {} is an EFI binary for {}, the image is for {}",
-                sources.image.kernel_path,
-                pe::machine_name(headers.machine),
-                sources.image.platform
-            );
-        }
-        Ok(())
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
@@ -125,6 +130,22 @@ impl DiskFormat for Uki {
         ];
         pe::append_sections(stub, sections, out)
     }
+}
+
+/// The UKI of `sources` in an unnamed temporary file in `sources.scratch`, read from its
+/// start, with its length and the removable-media loader name for its machine (the stub's).
+pub fn temporary_uki(sources: &Sources<'_>) -> Result<(File, u64, &'static str)> {
+    let stub = sources.stub.context("a UKI needs an EFI stub")?;
+    let loader = super::esp::loader_name(Headers::read(stub).context("the EFI stub")?.machine);
+    let mut uki = tempfile::tempfile_in(sources.scratch).context("a temporary file for the UKI")?;
+    {
+        let mut out = std::io::BufWriter::new(&uki);
+        Uki.write(sources, &mut out)?;
+        out.flush()?;
+    }
+    let length = uki.metadata()?.len();
+    std::io::Seek::seek(&mut uki, std::io::SeekFrom::Start(0))?;
+    Ok((uki, length, loader))
 }
 
 #[cfg(test)]

@@ -27,9 +27,6 @@ use super::schema::{attribute, resource_schema};
 use crate::assemble::{ArtifactKind, EfiStubSpec, ImageSpec};
 use crate::disk::{DiskFormat, Sources};
 
-/// Largest stub accepted (systemd's are about 100 KiB).
-const MAX_STUB: u64 = 16 << 20;
-
 pub struct Disk {
     context: SharedContext,
 }
@@ -261,11 +258,7 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
 
 impl Disk {
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
-        let context = self.context.get().cloned();
-        if context.is_none() {
-            diags.root_error_short("the resin provider is not configured");
-        }
-        context
+        super::provider::configured(&self.context, diags)
     }
 
     async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
@@ -298,7 +291,7 @@ impl Disk {
                     &stub.image,
                     &stub.platform,
                     &stub.path,
-                    MAX_STUB,
+                    crate::disk::uki::MAX_STUB,
                 )
                 .await
                 {
@@ -449,7 +442,7 @@ impl Resource for Disk {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<Self::PrivateState<'a>> {
-        Some(private.map(|p| Written { will_write: Vec::new(), ..p }))
+        Some(files::for_destroy(private))
     }
 
     async fn create<'a>(

@@ -6,16 +6,13 @@
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::Value;
-use tf_provider::{AttributePath, Diagnostics};
+use tf_provider::Diagnostics;
 
 use super::image_backed::{ImageFields, ImageKind};
-use super::schema::{attribute, image_attributes, resource_schema};
+use super::schema::{attribute, check_image_path, image_attributes, resource_schema};
 use crate::assemble::{EfiStubSpec, ImageDefaults, SPEC_VERSION};
 use crate::oci::platform::Platform;
 use crate::oci::reference::{ImageReference, PinnedImage};
-
-/// Largest stub accepted (systemd's are about 100 KiB).
-const MAX_STUB: u64 = 16 << 20;
 
 pub struct EfiStub;
 
@@ -74,16 +71,7 @@ impl ImageKind for EfiStub {
     }
 
     fn validate(state: &EfiStubState, diags: &mut Diagnostics) {
-        if let Value::Value(path) = &state.path {
-            let trimmed = path.trim_start_matches("./").trim_start_matches('/');
-            if trimmed.is_empty() || trimmed.split('/').any(|c| c.is_empty() || c == "..") {
-                diags.error(
-                    "Invalid path",
-                    format!("resin_efi_stub: {path:?} is not a file path inside the image"),
-                    AttributePath::new("path"),
-                );
-            }
-        }
+        check_image_path(&state.path, Self::TYPE_NAME, "path", false, diags);
     }
 
     fn fill_defaults(state: &mut EfiStubState, config: &EfiStubState, _reference: Option<&ImageReference>) {
@@ -124,7 +112,8 @@ impl ImageKind for EfiStub {
         let Some(path) = state.path.as_ref_option() else {
             return Err(("path", anyhow::anyhow!("no stub path: set path (no default for {})", image.platform)));
         };
-        let stub = crate::assemble::read_pulled_file(image, cache, path, MAX_STUB).map_err(|e| ("path", e))?;
+        let stub = crate::assemble::read_pulled_file(image, cache, path, crate::disk::uki::MAX_STUB)
+            .map_err(|e| ("path", e))?;
         crate::disk::uki::check_stub(&stub, &image.platform)
             .map_err(|e| ("path", e.context(format!("{path} of {}", image.reference))))
     }

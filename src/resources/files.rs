@@ -78,6 +78,12 @@ where
     })
 }
 
+/// The private state a destroy receives: a plain destroy writes nothing after it, so no
+/// path is spared.
+pub fn for_destroy(written: Option<Written>) -> Option<Written> {
+    written.map(|written| Written { will_write: Vec::new(), ..written })
+}
+
 /// The known paths of the files `state` writes.
 pub fn paths(state: &impl WritesFiles) -> Vec<(ArtifactKind, PathBuf)> {
     state.kinds().iter().filter_map(|kind| Some((*kind, state.path(*kind)?))).collect()

@@ -375,11 +375,7 @@ impl WritesFiles for ImageState {
 
 impl Image {
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
-        let context = self.context.get().cloned();
-        if context.is_none() {
-            diags.root_error_short("the resin provider is not configured");
-        }
-        context
+        super::provider::configured(&self.context, diags)
     }
 
     fn plan(&self, diags: &mut Diagnostics, mut state: ImageState) -> Option<(ImageState, Option<Composition>)> {
@@ -648,7 +644,7 @@ impl Resource for Image {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<Self::PrivateState<'a>> {
-        Some(private.map(|p| Written { will_write: Vec::new(), ..p }))
+        Some(files::for_destroy(private))
     }
 
     async fn create<'a>(

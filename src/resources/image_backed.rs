@@ -97,11 +97,7 @@ impl<K: ImageKind> ImageResource<K> {
     }
 
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
-        let context = self.context.get().cloned();
-        if context.is_none() {
-            diags.root_error_short("the resin provider is not configured");
-        }
-        context
+        super::provider::configured(&self.context, diags)
     }
 
     /// Parses `image` when it is known. `Err` when it is malformed (reported).

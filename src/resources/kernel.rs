@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::Value;
-use tf_provider::{AttributePath, Diagnostics};
+use tf_provider::Diagnostics;
 
 use super::image_backed::{ImageFields, ImageKind};
-use super::schema::{attribute, image_attributes, resource_schema};
+use super::schema::{attribute, check_image_path, image_attributes, resource_schema};
 use crate::assemble::{ImageDefaults, KernelSpec, SPEC_VERSION};
 use crate::oci::platform::Platform;
 use crate::oci::reference::{ImageReference, PinnedImage};
@@ -26,22 +26,6 @@ pub struct KernelState {
     binary: Value<String>,
     modules_tar: Value<String>,
     ucode: Value<String>,
-}
-
-/// A file name inside the kernel image: relative, no `..`, no empty components.
-fn check_file_name(value: &Value<String>, name: &'static str, allow_empty: bool, diags: &mut Diagnostics) {
-    let Value::Value(file) = value else { return };
-    if file.is_empty() && allow_empty {
-        return;
-    }
-    let trimmed = file.trim_start_matches("./").trim_start_matches('/');
-    if trimmed.is_empty() || trimmed.split('/').any(|c| c.is_empty() || c == "..") {
-        diags.error(
-            format!("Invalid {name}"),
-            format!("resin_kernel: {file:?} is not a file path inside the kernel image"),
-            AttributePath::new(name),
-        );
-    }
 }
 
 impl ImageKind for Kernel {
@@ -79,9 +63,9 @@ impl ImageKind for Kernel {
     }
 
     fn validate(state: &KernelState, diags: &mut Diagnostics) {
-        check_file_name(&state.binary, "binary", false, diags);
-        check_file_name(&state.modules_tar, "modules_tar", true, diags);
-        check_file_name(&state.ucode, "ucode", false, diags);
+        check_image_path(&state.binary, Self::TYPE_NAME, "binary", false, diags);
+        check_image_path(&state.modules_tar, Self::TYPE_NAME, "modules_tar", true, diags);
+        check_image_path(&state.ucode, Self::TYPE_NAME, "ucode", false, diags);
     }
 
     fn fill_defaults(state: &mut KernelState, config: &KernelState, _reference: Option<&ImageReference>) {

@@ -43,6 +43,15 @@ pub struct ProviderContext {
 
 pub type SharedContext = Arc<OnceLock<Arc<ProviderContext>>>;
 
+/// The provider's context, or an error saying the provider is not configured yet.
+pub fn configured(context: &SharedContext, diags: &mut Diagnostics) -> Option<Arc<ProviderContext>> {
+    let context = context.get().cloned();
+    if context.is_none() {
+        diags.root_error_short("the resin provider is not configured");
+    }
+    context
+}
+
 /// The provider.
 #[derive(Default)]
 pub struct ResinProvider {

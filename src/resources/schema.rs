@@ -85,3 +85,27 @@ pub fn image_attributes(image_text: &str) -> Vec<(String, Attribute)> {
             "The resource as `resin_image` consumes it: a JSON document with the pinned image, the platform and every setting (for packages also the image's entrypoint, cmd, env, working directory and `org.mobyproject.config` label). Pass it to `resin_image` (`kernel = resin_kernel.k.spec`, `services = [resin_package.p.spec]`)."),
     ]
 }
+
+/// Reports `attribute` of `resource` unless it is a file path inside an image: relative
+/// (a leading `/` or `./` is allowed), no `..`, no empty components; empty only when
+/// `allow_empty` (meaning "none").
+pub fn check_image_path(
+    value: &tf_provider::value::Value<String>,
+    resource: &str,
+    attribute: &'static str,
+    allow_empty: bool,
+    diags: &mut tf_provider::Diagnostics,
+) {
+    let tf_provider::value::Value::Value(file) = value else { return };
+    if file.is_empty() && allow_empty {
+        return;
+    }
+    let trimmed = file.trim_start_matches("./").trim_start_matches('/');
+    if trimmed.is_empty() || trimmed.split('/').any(|c| c.is_empty() || c == "..") {
+        diags.error(
+            format!("Invalid {attribute}"),
+            format!("{resource}: {file:?} is not a file path inside the image"),
+            tf_provider::AttributePath::new(attribute),
+        );
+    }
+}

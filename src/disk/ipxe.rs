@@ -82,6 +82,8 @@ mod tests {
             stub: None,
             base_url: Some("http://boot.example/images/"),
             size_mb: None,
+            uname: None,
+            sbat: None,
             scratch: std::path::Path::new("."),
         };
         let mut out = Vec::new();

@@ -3,7 +3,7 @@
 //! line in [`FORMATS`].
 //!
 //! * [`uki`]: a Unified Kernel Image, the EFI stub with the kernel, initrd and command
-//!   line as sections ([`pe`] appends them);
+//!   line as sections ([`pe`] appends them, [`uname`] and [`sbat`] fill two more);
 //! * [`raw_efi`]: a GPT disk whose EFI system partition holds the UKI ([`gpt`], [`esp`]);
 //! * [`gcp`]: that disk as `disk.raw` in a gzip'd tar, for Google Compute Engine;
 //! * [`iso_efi`]: an ISO 9660 image whose El Torito EFI entry is that ESP;
@@ -16,7 +16,9 @@ pub mod ipxe;
 pub mod iso_efi;
 pub mod pe;
 pub mod raw_efi;
+pub mod sbat;
 pub mod uki;
+pub mod uname;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -28,7 +30,7 @@ use crate::assemble::{write_artifact, Artifact, EfiStubSpec, ImageSpec};
 use crate::oci::digest::Digest;
 
 /// Bumped whenever a format writes other bytes for the same inputs.
-pub const DISK_FORMAT: u32 = 1;
+pub const DISK_FORMAT: u32 = 2;
 
 /// What a disk is made of.
 pub struct Sources<'a> {
@@ -39,6 +41,10 @@ pub struct Sources<'a> {
     pub base_url: Option<&'a str>,
     /// The disk's size in MiB, for disk formats (computed when `None`).
     pub size_mb: Option<u64>,
+    /// A UKI's `.uname` (read from the kernel when `None`).
+    pub uname: Option<&'a str>,
+    /// SBAT lines merged into a UKI's `.sbat` (the stub's kept as it is when `None`).
+    pub sbat: Option<&'a str>,
     /// A directory for temporary files (the output directory).
     pub scratch: &'a Path,
 }
@@ -139,6 +145,8 @@ pub fn content_hash(format: &dyn DiskFormat, sources: &Sources<'_>, stub: Option
         "stub": stub,
         "base_url": sources.base_url,
         "size_mb": sources.size_mb,
+        "uname": sources.uname,
+        "sbat": sources.sbat,
     });
     crate::oci::digest::sha256(document.to_string().as_bytes())
 }

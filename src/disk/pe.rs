@@ -153,14 +153,18 @@ pub struct NewSection<'a> {
 /// Writes `image` with `sections` appended: new section headers after the existing ones,
 /// each section's data at the end, aligned; the image size, the initialised data size and
 /// the checksum (0) updated, and any certificate table dropped (appending invalidates a
-/// signature). Data streams from the readers.
+/// signature). A new section named like one of the image's replaces it: the old header
+/// leaves the table (the following ones move up, so addresses still ascend) and its data
+/// stays in the file, unreferenced. Data streams from the readers.
 pub fn append_sections(image: &[u8], sections: Vec<NewSection<'_>>, out: &mut dyn Write) -> Result<()> {
     let headers = Headers::read(image)?;
-    if headers.room() < sections.len() {
+    let kept: Vec<usize> =
+        (0..headers.sections.len()).filter(|&i| !sections.iter().any(|s| s.name == headers.sections[i].name)).collect();
+    let growth = (kept.len() + sections.len()).saturating_sub(headers.sections.len());
+    if headers.room() < growth {
         bail!(
-            "the EFI stub has room for {} more section headers, not {} (its headers end at its first section)",
+            "the EFI stub has room for {} more section headers, not {growth} (its headers end at its first section)",
             headers.room(),
-            sections.len()
         );
     }
     let mut head = image.to_vec();
@@ -171,17 +175,22 @@ pub fn append_sections(image: &[u8], sections: Vec<NewSection<'_>>, out: &mut dy
         .map(|s| u64::from(s.virtual_address) + u64::from(s.virtual_size.max(s.raw_size)))
         .max()
         .unwrap_or(u64::from(headers.headers_size));
+    // The kept headers, in their order, then the new ones.
+    let mut table = Vec::with_capacity((kept.len() + sections.len()) * SECTION_HEADER);
+    for index in &kept {
+        let at = headers.table + index * SECTION_HEADER;
+        table.extend_from_slice(&image[at..at + SECTION_HEADER]);
+    }
     // The data of new sections goes after everything in the image.
     let mut file_end = align(image.len() as u64, file_alignment);
     let mut added_data: u64 = 0;
     let mut placed = Vec::with_capacity(sections.len());
-    for (index, section) in sections.iter().enumerate() {
+    for section in &sections {
         let virtual_address = align(virtual_end, section_alignment);
         let raw_size = align(section.length, file_alignment);
         let field = |value: u64, what: &str| {
             u32::try_from(value).with_context(|| format!("section {} {what} is beyond 4 GiB", section.name))
         };
-        let at = headers.table + (headers.sections.len() + index) * SECTION_HEADER;
         let mut header = [0u8; SECTION_HEADER];
         header[..section.name.len()].copy_from_slice(section.name.as_bytes());
         put_u32(&mut header, 8, field(section.length, "size")?);
@@ -189,13 +198,16 @@ pub fn append_sections(image: &[u8], sections: Vec<NewSection<'_>>, out: &mut dy
         put_u32(&mut header, 16, field(raw_size, "size")?);
         put_u32(&mut header, 20, field(file_end, "offset")?);
         put_u32(&mut header, 36, DATA_SECTION);
-        head[at..at + SECTION_HEADER].copy_from_slice(&header);
+        table.extend_from_slice(&header);
         placed.push(file_end);
         virtual_end = virtual_address + section.length;
         file_end += raw_size;
         added_data += raw_size;
     }
-    let count = u16::try_from(headers.sections.len() + sections.len()).context("too many PE sections")?;
+    let old_end = headers.table + headers.sections.len() * SECTION_HEADER;
+    head[headers.table..old_end.max(headers.table + table.len())].fill(0);
+    head[headers.table..headers.table + table.len()].copy_from_slice(&table);
+    let count = u16::try_from(kept.len() + sections.len()).context("too many PE sections")?;
     put_u16(&mut head, headers.pe + 6, count);
     let optional = headers.optional;
     let initialised = u64::from(u32_at(&head, optional + 8)?) + added_data;
@@ -277,6 +289,25 @@ pub(crate) mod tests {
         let image_size = u32_at(&out, 0x98 + 56).unwrap();
         assert!(image_size >= linux_section.virtual_address + linux_section.virtual_size);
         assert_eq!(out.len() % 0x200, 0);
+    }
+
+    #[test]
+    fn a_section_named_like_the_images_replaces_it() {
+        let mut image = tiny_image(MACHINE_X86_64);
+        image[0x98 + 240..0x98 + 245].copy_from_slice(b".sbat");
+        let mut out = Vec::new();
+        let sections = vec![
+            NewSection { name: ".osrel", length: 5, data: Box::new(&b"ID=x\n"[..]) },
+            NewSection { name: ".sbat", length: 7, data: Box::new(&b"sbat,1\n"[..]) },
+        ];
+        append_sections(&image, sections, &mut out).unwrap();
+        let headers = Headers::read(&out).unwrap();
+        let names: Vec<&str> = headers.sections.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [".osrel", ".sbat"], "one .sbat, the new one, last");
+        let sbat = headers.section(".sbat").unwrap();
+        assert_eq!(&out[sbat.raw_offset as usize..][..7], b"sbat,1\n");
+        assert!(headers.sections.windows(2).all(|w| w[0].virtual_address < w[1].virtual_address));
+        assert!(sbat.virtual_address >= 0x2000, "above the replaced section's addresses");
     }
 
     #[test]

@@ -5,15 +5,17 @@
 //! |------------|-------|
 //! | `.osrel`   | os-release text naming the image (`IMAGE_ID`, and `IMAGE_VERSION` from its content hash) |
 //! | `.cmdline` | the kernel command line |
-//! | `.linux`   | the kernel, which must itself be an EFI binary (`CONFIG_EFI_STUB`) of the stub's machine |
+//! | `.uname`   | the kernel release: `resin_disk.uname`, or read from the kernel ([`super::uname`]); absent if neither says one |
 //! | `.initrd`  | the initrd |
+//! | `.linux`   | the kernel, which must itself be an EFI binary (`CONFIG_EFI_STUB`) of the stub's machine |
+//! | `.sbat`    | only with `resin_disk.sbat`: the stub's, the kernel's and the user's SBAT lines ([`super::sbat`]), replacing the stub's |
 //!
-//! The stub's bytes are kept; the sections are appended ([`super::pe`]), the kernel and
-//! initrd streamed from the image's files. Firmware boots the file directly (an ESP's
+//! in the order systemd's `ukify` writes them. The stub's bytes are kept; the sections
+//! are appended ([`super::pe`]), the kernel and initrd streamed from the image's files. Firmware boots the file directly (an ESP's
 //! `\EFI\BOOT\BOOTX64.EFI`), as do systemd-boot and `qemu -kernel` under OVMF.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use anyhow::{bail, Context, Result};
 
@@ -115,21 +117,60 @@ impl DiskFormat for Uki {
             let length = file.metadata()?.len();
             Ok((file, length))
         };
-        let (kernel, kernel_length) = open(&image.kernel_path)?;
+        let (mut kernel, kernel_length) = open(&image.kernel_path)?;
         let (initrd, initrd_length) = open(&image.initrd_path)?;
+        let uname = match sources.uname {
+            Some(uname) => Some(uname.to_string()),
+            None => super::uname::scrape(&mut kernel)
+                .with_context(|| format!("reading the release of the kernel {}", image.kernel_path))?,
+        };
+        let sbat = match sources.sbat {
+            Some(user) => {
+                let stub_sbat = Headers::read(stub)?.section(".sbat").map(|s| section_data(stub, s)).transpose()?;
+                let kernel_sbat = kernel_sbat(&mut kernel)
+                    .with_context(|| format!("reading the .sbat of the kernel {}", image.kernel_path))?;
+                Some(super::sbat::merge(stub_sbat, kernel_sbat.as_deref(), user)?)
+            }
+            None => None,
+        };
+        kernel.seek(SeekFrom::Start(0))?;
         let osrel = osrel(image);
-        let sections = vec![
-            NewSection { name: ".osrel", length: osrel.len() as u64, data: Box::new(osrel.as_bytes()) },
-            NewSection {
-                name: ".cmdline",
-                length: image.cmdline.len() as u64,
-                data: Box::new(image.cmdline.as_bytes()),
-            },
-            NewSection { name: ".linux", length: kernel_length, data: Box::new(kernel) },
-            NewSection { name: ".initrd", length: initrd_length, data: Box::new(initrd) },
-        ];
+        let mut sections = vec![text(".osrel", osrel.as_bytes()), text(".cmdline", image.cmdline.as_bytes())];
+        if let Some(uname) = &uname {
+            sections.push(text(".uname", uname.as_bytes()));
+        }
+        sections.push(NewSection { name: ".initrd", length: initrd_length, data: Box::new(initrd) });
+        sections.push(NewSection { name: ".linux", length: kernel_length, data: Box::new(kernel) });
+        if let Some(sbat) = &sbat {
+            sections.push(text(".sbat", sbat));
+        }
         pe::append_sections(stub, sections, out)
     }
+}
+
+/// A section holding `text`.
+fn text<'d>(name: &'static str, text: &'d [u8]) -> NewSection<'d> {
+    NewSection { name, length: text.len() as u64, data: Box::new(text) }
+}
+
+/// The bytes of `section` of the PE image `image`, at most 64 KiB.
+fn section_data<'i>(image: &'i [u8], section: &pe::Section) -> Result<&'i [u8]> {
+    let length = section.virtual_size.min(section.raw_size).min(64 << 10) as usize;
+    image.get(section.raw_offset as usize..).and_then(|data| data.get(..length)).context("a section beyond the file")
+}
+
+/// The kernel's own `.sbat` section, if it is a PE image with one.
+fn kernel_sbat(kernel: &mut File) -> Result<Option<Vec<u8>>> {
+    let mut head = Vec::new();
+    kernel.seek(SeekFrom::Start(0))?;
+    (&mut *kernel).take(64 << 10).read_to_end(&mut head)?;
+    let Some(section) = Headers::read(&head).ok().and_then(|h| h.section(".sbat").cloned()) else {
+        return Ok(None);
+    };
+    let mut data = Vec::new();
+    kernel.seek(SeekFrom::Start(u64::from(section.raw_offset)))?;
+    (&mut *kernel).take(u64::from(section.virtual_size.min(section.raw_size).min(64 << 10))).read_to_end(&mut data)?;
+    Ok(Some(data))
 }
 
 /// The UKI of `sources` in an unnamed temporary file in `sources.scratch`, read from its
@@ -180,6 +221,8 @@ pub(crate) mod tests {
             stub: Some(&stub),
             base_url: None,
             size_mb: None,
+            uname: None,
+            sbat: None,
             scratch: std::path::Path::new("."),
         };
         Uki.check_kernel(&kernel, &sources).unwrap();
@@ -200,6 +243,61 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn uname_comes_from_the_kernel_or_the_user_and_sbat_merges_into_the_stubs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut image = image_spec("console=ttyS0");
+        let mut kernel = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);
+        let banner = b"Linux version 6.1.0-57-arm64 (debian-kernel@lists.debian.org)";
+        kernel.extend_from_slice(banner);
+        image.platform = "linux/arm64".parse().unwrap();
+        image.kernel_path = dir.path().join("node-kernel").display().to_string();
+        image.initrd_path = dir.path().join("node-initrd.img").display().to_string();
+        std::fs::write(&image.kernel_path, &kernel).unwrap();
+        std::fs::write(&image.initrd_path, b"initrd bytes").unwrap();
+        // A stub whose one section is its .sbat.
+        let mut stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);
+        let table = 0x98 + 240;
+        stub[table..table + 8].copy_from_slice(b".sbat\0\0\0");
+        let stub_sbat = b"sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\nsystemd,1,The systemd Developers,systemd,252,https://systemd.io/\n\0";
+        stub[0x400..0x400 + stub_sbat.len()].copy_from_slice(stub_sbat);
+        stub[table + 8..table + 12].copy_from_slice(&u32::try_from(stub_sbat.len()).unwrap().to_le_bytes());
+        let mut sources = Sources {
+            image: &image,
+            stub: Some(&stub),
+            base_url: None,
+            size_mb: None,
+            uname: None,
+            sbat: None,
+            scratch: std::path::Path::new("."),
+        };
+        let sections = |sources: &Sources<'_>| {
+            let mut out = Vec::new();
+            Uki.write(sources, &mut out).unwrap();
+            let headers = Headers::read(&out).unwrap();
+            headers
+                .sections
+                .iter()
+                .map(|s| (s.name.clone(), out[s.raw_offset as usize..][..s.virtual_size as usize].to_vec()))
+                .collect::<Vec<_>>()
+        };
+        let names = |sections: &[(String, Vec<u8>)]| sections.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let read = sections(&sources);
+        assert_eq!(names(&read), [".sbat", ".osrel", ".cmdline", ".uname", ".initrd", ".linux"]);
+        assert_eq!(read[3].1, b"6.1.0-57-arm64", "read from the kernel's banner");
+        assert_eq!(read[0].1, stub_sbat, "without sbat the stub's is kept");
+
+        sources.uname = Some("6.6.71-custom");
+        sources.sbat = Some("node,1,Example,node,1.0,https://example.com/");
+        let given = sections(&sources);
+        assert_eq!(names(&given), [".osrel", ".cmdline", ".uname", ".initrd", ".linux", ".sbat"]);
+        assert_eq!(given[2].1, b"6.6.71-custom");
+        let sbat = String::from_utf8(given[5].1.clone()).unwrap();
+        assert!(sbat.starts_with("sbat,1,SBAT Version,"), "{sbat}");
+        assert!(sbat.contains("\nsystemd,1,The systemd Developers,systemd,252,https://systemd.io/\nnode,1,Example,node,1.0,https://example.com/\n\0"), "{sbat}");
+        assert_eq!(sbat.lines().filter(|l| l.starts_with("sbat,")).count(), 1);
+    }
+
+    #[test]
     fn a_kernel_without_an_efi_stub_or_of_another_machine_is_refused() {
         let image = image_spec("");
         let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
@@ -208,6 +306,8 @@ pub(crate) mod tests {
             stub: Some(&stub),
             base_url: None,
             size_mb: None,
+            uname: None,
+            sbat: None,
             scratch: std::path::Path::new("."),
         };
         let error = Uki.check_kernel(b"\x1f\x8b\x08\x00 a gzip'd Image", &sources).unwrap_err();

@@ -47,6 +47,8 @@ pub struct DiskState {
     stub: Value<String>,
     base_url: Value<String>,
     size_mb: Value<i64>,
+    uname: Value<String>,
+    sbat: Value<String>,
     content_hash: Value<String>,
     path: Value<String>,
     sha256: Value<String>,
@@ -88,6 +90,28 @@ struct Inputs {
     stub: Option<Option<EfiStubSpec>>,
     base_url: Option<Option<String>>,
     size_mb: Option<Option<u64>>,
+    uname: Option<Option<String>>,
+    sbat: Option<Option<String>>,
+}
+
+/// A known text attribute checked by `check` (`Some(problem)` when bad), `None` while
+/// unknown.
+fn checked_text(
+    value: &Value<String>,
+    check: fn(&str) -> Option<String>,
+    mut fail: impl FnMut(String),
+) -> Option<Option<String>> {
+    match value {
+        Value::Value(text) => match check(text) {
+            None => Some(Some(text.clone())),
+            Some(problem) => {
+                fail(problem);
+                None
+            }
+        },
+        Value::Null => Some(None),
+        Value::Unknown => None,
+    }
 }
 
 impl Inputs {
@@ -134,17 +158,14 @@ impl Inputs {
             Value::Null => Some(None),
             Value::Unknown => None,
         };
-        let base_url = match &state.base_url {
-            Value::Value(url) => match crate::disk::ipxe::check_base_url(url) {
-                None => Some(Some(url.clone())),
-                Some(problem) => {
-                    fail(diags, "base_url", "Invalid base_url", problem);
-                    None
-                }
-            },
-            Value::Null => Some(None),
-            Value::Unknown => None,
-        };
+        let base_url = checked_text(&state.base_url, crate::disk::ipxe::check_base_url, |problem| {
+            fail(diags, "base_url", "Invalid base_url", problem)
+        });
+        let uname = checked_text(&state.uname, crate::disk::uname::check, |problem| {
+            fail(diags, "uname", "Invalid uname", problem)
+        });
+        let sbat =
+            checked_text(&state.sbat, crate::disk::sbat::check, |problem| fail(diags, "sbat", "Invalid sbat", problem));
         let size_mb = match &state.size_mb {
             Value::Value(size) => match u64::try_from(*size).ok().filter(|size| (1..=1 << 20).contains(size)) {
                 Some(size) => Some(Some(size)),
@@ -165,6 +186,12 @@ impl Inputs {
             let name = format.name();
             if let (Some(Some(_)), false) = (&size_mb, format.sized()) {
                 fail(diags, "size_mb", "Unused size_mb", format!("format {name:?} is not a disk: it takes no size_mb"));
+            }
+            for (attribute, value) in [("uname", &uname), ("sbat", &sbat)] {
+                if let (Some(Some(_)), false) = (value, format.needs_stub()) {
+                    let summary = format!("Unused {attribute}");
+                    fail(diags, attribute, &summary, format!("format {name:?} holds no UKI: it takes no {attribute}"));
+                }
             }
             match &stub {
                 Some(None) if format.needs_stub() => fail(
@@ -206,7 +233,7 @@ impl Inputs {
         if failed {
             return Err(());
         }
-        Ok(Inputs { format, image, stub, base_url, size_mb })
+        Ok(Inputs { format, image, stub, base_url, size_mb, uname, sbat })
     }
 
     /// Everything, when everything is known.
@@ -217,6 +244,8 @@ impl Inputs {
             stub: self.stub.as_ref()?.as_ref(),
             base_url: self.base_url.as_ref()?.as_deref(),
             size_mb: self.size_mb?,
+            uname: self.uname.as_ref()?.as_deref(),
+            sbat: self.sbat.as_ref()?.as_deref(),
         })
     }
 }
@@ -228,6 +257,8 @@ struct Complete<'a> {
     stub: Option<&'a EfiStubSpec>,
     base_url: Option<&'a str>,
     size_mb: Option<u64>,
+    uname: Option<&'a str>,
+    sbat: Option<&'a str>,
 }
 
 /// Fills `name` and `output_dir` from the image, `path` and `id` from them, and
@@ -247,8 +278,8 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
     };
     state.id = state.path.clone();
     state.content_hash = match inputs.complete() {
-        Some(Complete { format, image, stub, base_url, size_mb }) => {
-            let sources = Sources { image, stub: None, base_url, size_mb, scratch: Path::new(".") };
+        Some(Complete { format, image, stub, base_url, size_mb, uname, sbat }) => {
+            let sources = Sources { image, stub: None, base_url, size_mb, uname, sbat, scratch: Path::new(".") };
             Value::Value(crate::disk::content_hash(format, &sources, stub).to_string())
         }
         None => Value::Unknown,
@@ -264,7 +295,7 @@ impl Disk {
     async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
         let context = self.context(diags)?;
         let inputs = Inputs::of(&planned, diags).ok()?;
-        let Some(Complete { format, image, stub, base_url, size_mb }) = inputs.complete() else {
+        let Some(Complete { format, image, stub, base_url, size_mb, uname, sbat }) = inputs.complete() else {
             diags.root_error_short("resin_disk inputs are still unknown at apply");
             return None;
         };
@@ -310,6 +341,7 @@ impl Disk {
             None => None,
         };
         let (image, base_url) = (image.clone(), base_url.map(str::to_string));
+        let (uname, sbat) = (uname.map(str::to_string), sbat.map(str::to_string));
         let target = path.clone();
         let written = tokio::task::spawn_blocking(move || {
             if let Some(dir) = target.parent() {
@@ -317,8 +349,15 @@ impl Disk {
                     .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", dir.display()))?;
             }
             let scratch = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let sources =
-                Sources { image: &image, stub: stub_bytes.as_deref(), base_url: base_url.as_deref(), size_mb, scratch };
+            let sources = Sources {
+                image: &image,
+                stub: stub_bytes.as_deref(),
+                base_url: base_url.as_deref(),
+                size_mb,
+                uname: uname.as_deref(),
+                sbat: sbat.as_deref(),
+                scratch,
+            };
             crate::disk::write_disk(format, &sources, &target)
         })
         .await
@@ -359,7 +398,9 @@ impl Resource for Disk {
                 attribute("stub", AttributeType::String, Optional, &format!("The EFI stub, for {}: the `spec` of a `resin_efi_stub` of the image's platform.", crate::disk::stub_formats())),
                 attribute("base_url", AttributeType::String, Optional, "For `ipxe`: the http, https or tftp URL the image's `<name>-kernel` and `<name>-initrd.img` are served from."),
                 attribute("size_mb", AttributeType::Number, Optional, &format!("For disk formats ({}): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. A size too small is an apply error at this attribute.", crate::disk::sized_formats())),
-                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`. Known at plan time whenever the image's content hash is."),
+                attribute("uname", AttributeType::String, Optional, &format!("For {}: the kernel release the UKI's `.uname` section names (what `uname -r` prints; systemd-boot shows it). Default: read from the kernel (an x86 bzImage's header, or the `Linux version` banner of an uncompressed kernel); no `.uname` if the kernel says none.", crate::disk::stub_formats())),
+                attribute("sbat", AttributeType::String, Optional, &format!("For {}: SBAT lines (`component,generation,vendor,package,version,url`, one per line) for Secure Boot revocation. When set, the UKI's `.sbat` section merges one `sbat,1,...` line, the stub's lines, the kernel's (if it has a `.sbat`) and these, as systemd's ukify does; when unset the stub's `.sbat` is kept as it is.", crate::disk::stub_formats())),
+                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`, `uname`, `sbat`. Known at plan time whenever the image's content hash is."),
                 attribute("id", AttributeType::String, Computed, "The file's path."),
                 attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>` and the format's suffix (see `format`)."),
                 attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::boot::{boot_config, boot_layout, judge, run_qemu};
-use crate::image::sha256;
+use crate::image::{extract_initrd, sha256};
 use crate::terraform::Workspace;
 
 const UKI: &str = r#"
@@ -15,6 +15,16 @@ resource "resin_disk" "uki" {
   image  = resin_image.boot.spec
   format = "uki"
   stub   = resin_efi_stub.systemd.spec
+}
+"#;
+
+/// A UKI with SBAT lines of its own, merged into the stub's.
+const UKI_SBAT: &str = r#"
+resource "resin_disk" "uki" {
+  image  = resin_image.boot.spec
+  format = "uki"
+  stub   = resin_efi_stub.systemd.spec
+  sbat   = "resin-boot,1,Resin tests,boot,1,https://example.com/boot"
 }
 "#;
 
@@ -127,7 +137,7 @@ fn planned(workspace: &Workspace, address: &str, attribute: &str) -> serde_json:
 #[test]
 fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", UKI));
+    workspace.write_config(&disk_config(&workspace, "linux/amd64", UKI_SBAT));
     let content_hash = planned(&workspace, "resin_disk.uki", "content_hash");
     assert!(content_hash.as_str().is_some_and(|h| h.starts_with("sha256:")), "known at plan: {content_hash}");
     workspace.apply();
@@ -138,13 +148,34 @@ fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
     let uki = workspace.work_dir().join(disk["path"].as_str().unwrap());
     assert_eq!(disk["sha256"].as_str().unwrap(), format!("sha256:{}", sha256(&uki)));
 
+    // binutils reads the sections: .uname is the kernel's release (its modules' directory
+    // in the initrd), .sbat the stub's lines and ours after one sbat line.
+    let section = |name: &str| {
+        let dumped = workspace.work_dir().join(format!("section{name}"));
+        let only = format!("--only-section={name}");
+        run("objcopy", &["-O", "binary", &only, &uki.display().to_string(), &dumped.display().to_string()]);
+        String::from_utf8(std::fs::read(dumped).unwrap()).unwrap()
+    };
+    let initrd = extract_initrd(&workspace.work_dir().join("out/boot-initrd.img"));
+    let releases: Vec<String> = std::fs::read_dir(initrd.path().join("lib/modules"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_eq!(section(".uname"), releases[0]);
+    let sbat = section(".sbat");
+    let lines: Vec<&str> = sbat.trim_end_matches('\0').lines().collect();
+    assert!(lines[0].starts_with("sbat,1,SBAT Version,"), "{sbat}");
+    assert!(lines[1].starts_with("systemd,"), "the stub's own lines: {sbat}");
+    assert_eq!(lines.last(), Some(&"resin-boot,1,Resin tests,boot,1,https://example.com/boot"), "{sbat}");
+
     let (console, elapsed) = boot_uki("x86_64", &uki);
     eprintln!("x86_64 UKI: booted under OVMF and powered off in {:.1} s", elapsed.as_secs_f64());
     judge_boot("the x86_64 UKI", "x86_64", &console);
 
     // Another workspace, another cache: the same bytes.
     let other = Workspace::new();
-    other.write_config(&disk_config(&other, "linux/amd64", UKI));
+    other.write_config(&disk_config(&other, "linux/amd64", UKI_SBAT));
     other.apply();
     assert_eq!(other.state()["resin_disk.uki"]["sha256"], disk["sha256"]);
 
@@ -218,6 +249,17 @@ fn bad_disk_inputs_are_errors_at_their_attribute() {
             "takes no stub",
         ),
         ("format = \"uki\"\n  stub = resin_efi_stub.arm.spec", "stub", "the stub is for linux/arm64"),
+        (
+            "format = \"uki\"\n  stub = resin_efi_stub.systemd.spec\n  sbat = \"boot,1,Example\"",
+            "sbat",
+            "has 3 fields; an SBAT line has six",
+        ),
+        (
+            "format = \"uki\"\n  stub = resin_efi_stub.systemd.spec\n  uname = \"6.1 custom\"",
+            "uname",
+            "uname -r prints one word",
+        ),
+        ("format = \"ipxe\"\n  base_url = \"http://x/\"\n  uname = \"6.1\"", "uname", "takes no uname"),
     ] {
         let config = disk_config(
             &workspace,

@@ -111,6 +111,12 @@ fn linuxkit_options(options: &ContainerOptions) -> Map<String, Value> {
     out
 }
 
+/// The mode LinuxKit gives the parent directories of a `files` entry of `mode`: each of
+/// user, group and other that has any bit also gets its execute bit.
+fn linuxkit_parent_mode(mode: u32) -> u32 {
+    [0o700, 0o070, 0o007].iter().fold(mode, |dir, class| if mode & class != 0 { dir | (class & 0o111) } else { dir })
+}
+
 fn container(package: &PackageSpec) -> Value {
     let mut entry = Map::new();
     entry.insert("name".into(), json!(package.name));
@@ -144,43 +150,58 @@ pub fn linuxkit_document(composition: &Composition) -> Value {
             document.insert(key.into(), Value::Array(packages.iter().map(container).collect()));
         }
     }
-    let files: Vec<Value> = inputs
-        .files
-        .iter()
-        .map(|file| {
-            let mut entry = Map::new();
-            entry.insert("path".into(), json!(file.path.trim_start_matches('/')));
-            match &file.kind {
-                FileKind::Contents(_) if file.sensitive => {
-                    entry.insert("contents".into(), json!(SENSITIVE_PLACEHOLDER));
-                }
-                FileKind::Contents(bytes) => {
-                    entry.insert("contents".into(), json!(String::from_utf8_lossy(bytes)));
-                }
-                FileKind::Source(source) => {
-                    entry.insert("source".into(), json!(source.display().to_string()));
-                }
-                FileKind::Directory => {
-                    entry.insert("directory".into(), json!(true));
-                }
-                FileKind::Symlink(target) => {
-                    entry.insert("symlink".into(), json!(target));
-                }
+    let mut files = Vec::new();
+    // Paths LinuxKit has already written an entry for (it writes each parent once).
+    let mut written = std::collections::BTreeSet::new();
+    for file in &inputs.files {
+        let path = file.path.trim_start_matches('/').to_string();
+        let mode = file.mode.unwrap_or(match file.kind {
+            FileKind::Contents(_) | FileKind::Source(_) => 0o644,
+            FileKind::Directory => 0o755,
+            FileKind::Symlink(_) => 0o777,
+        });
+        let (uid, gid) = (file.uid.as_deref().unwrap_or("0"), file.gid.as_deref().unwrap_or("0"));
+        // LinuxKit writes the parents of an entry it has not written yet with a mode made
+        // from the entry's (each class that has a bit gets x) and the entry's owner; where
+        // that is not 0755 root, the parents go first as explicit 0755 root directories,
+        // as resin leaves them (see the compatibility guide).
+        let parents_unlike_resin = linuxkit_parent_mode(mode) != 0o755 || uid != "0" || gid != "0";
+        let mut parent = String::new();
+        for part in path.split('/').rev().skip(1).collect::<Vec<_>>().into_iter().rev() {
+            parent = if parent.is_empty() { part.to_string() } else { format!("{parent}/{part}") };
+            if written.insert(parent.clone()) && parents_unlike_resin {
+                files.push(json!({ "path": parent, "directory": true, "mode": "0755", "uid": 0, "gid": 0 }));
             }
-            if let Some(mode) = file.mode {
-                entry.insert("mode".into(), json!(format!("{mode:04o}")));
+        }
+        written.insert(path.clone());
+        let mut entry = Map::new();
+        entry.insert("path".into(), json!(path));
+        match &file.kind {
+            FileKind::Contents(_) if file.sensitive => {
+                entry.insert("contents".into(), json!(SENSITIVE_PLACEHOLDER));
             }
-            for (key, id) in [("uid", &file.uid), ("gid", &file.gid)] {
-                if let Some(id) = id {
-                    entry.insert(key.into(), id.parse::<u32>().map(|n| json!(n)).unwrap_or_else(|_| json!(id)));
-                }
+            FileKind::Contents(bytes) => {
+                entry.insert("contents".into(), json!(String::from_utf8_lossy(bytes)));
             }
-            if file.optional {
-                entry.insert("optional".into(), json!(true));
+            FileKind::Source(source) => {
+                entry.insert("source".into(), json!(source.display().to_string()));
             }
-            Value::Object(entry)
-        })
-        .collect();
+            FileKind::Directory => {
+                entry.insert("directory".into(), json!(true));
+            }
+            FileKind::Symlink(target) => {
+                entry.insert("symlink".into(), json!(target));
+            }
+        }
+        entry.insert("mode".into(), json!(format!("{mode:04o}")));
+        for (key, id) in [("uid", uid), ("gid", gid)] {
+            entry.insert(key.into(), id.parse::<u32>().map(|n| json!(n)).unwrap_or_else(|_| json!(id)));
+        }
+        if file.optional {
+            entry.insert("optional".into(), json!(true));
+        }
+        files.push(Value::Object(entry));
+    }
     if !files.is_empty() {
         document.insert("files".into(), Value::Array(files));
     }
@@ -351,6 +372,58 @@ mod tests {
             yaml,
             "kernel:\n  image: \"k\"\n  cmdline: \"console=ttyS0 \\\"quoted\\\"\"\ninit:\n  - \"i1\"\n  - \"i2\"\nservices:\n  - name: \"sshd\"\n    image: \"x@sha256:00\"\n    binds.add:\n      - \"/a:/b\"\n    capabilities:\n      - \"CAP_NET_ADMIN\"\n"
         );
+    }
+
+    #[test]
+    fn files_state_every_mode_and_owner_and_parents_linuxkit_would_change() {
+        use crate::assemble::compose::{compose, tests::inputs, FileSpec};
+        let file = |path: &str, kind: FileKind, mode: Option<u32>| FileSpec {
+            path: path.into(),
+            kind,
+            mode,
+            uid: None,
+            gid: None,
+            optional: false,
+            sensitive: false,
+        };
+        let mut image = inputs(vec![], vec![]);
+        image.files = vec![
+            file("/etc/motd", FileKind::Contents(b"hi".to_vec()), None),
+            file("/etc/ssh/key", FileKind::Contents(b"k".to_vec()), Some(0o600)),
+            file("/usr/local/bin/tool", FileKind::Symlink("/bin/true".into()), None),
+            file("/var/lib/data", FileKind::Directory, Some(0o700)),
+        ];
+        let document = linuxkit_document(&compose(image).unwrap());
+        let files: Vec<String> = document["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| format!("{} {} {}", f["path"].as_str().unwrap(), f["mode"].as_str().unwrap(), f["uid"]))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "etc/motd 0644 0",
+                "etc/ssh 0755 0",
+                "etc/ssh/key 0600 0",
+                "usr 0755 0",
+                "usr/local 0755 0",
+                "usr/local/bin 0755 0",
+                "usr/local/bin/tool 0777 0",
+                "var 0755 0",
+                "var/lib 0755 0",
+                "var/lib/data 0700 0",
+            ]
+        );
+        assert_eq!(document["files"][1]["directory"], json!(true));
+    }
+
+    #[test]
+    fn linuxkit_parents_get_execute_bits_where_the_entry_has_any() {
+        assert_eq!(linuxkit_parent_mode(0o644), 0o755);
+        assert_eq!(linuxkit_parent_mode(0o600), 0o700);
+        assert_eq!(linuxkit_parent_mode(0o777), 0o777);
+        assert_eq!(linuxkit_parent_mode(0o640), 0o750);
     }
 
     #[test]

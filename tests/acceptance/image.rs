@@ -256,8 +256,9 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
         "    capabilities:\n      - \"CAP_SYS_ADMIN\"",
         "services:\n  - name: \"sshd\"",
         "    uid: \"sshd\"",
-        "  - path: \"etc/motd\"\n    contents: \"MOTD\"",
-        "contents: \"(sensitive contents, not shown)\"",
+        // Every mode and owner explicit: LinuxKit's defaults are 0600 and 0700.
+        "  - path: \"etc/motd\"\n    contents: \"MOTD\"\n    gid: 0\n    mode: \"0644\"\n    uid: 0\n",
+        "  - path: \"etc/secret\"\n    contents: \"(sensitive contents, not shown)\"\n    gid: 0\n    mode: \"0600\"\n    uid: \"sshd\"\n",
     ] {
         assert!(yaml.contains(expected), "linuxkit_yaml lacks {expected:?}:\n{yaml}");
     }
@@ -276,7 +277,10 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
     assert_eq!(parsed["kernel"]["cmdline"], "console=ttyS0 panic=-1");
     assert_eq!(parsed["onboot"][0]["capabilities"], json!(["CAP_SYS_ADMIN"]));
     assert_eq!(parsed["services"][0]["binds"], json!(["/etc/ssh:/etc/ssh"]));
-    assert_eq!(parsed["files"][0], json!({ "path": "etc/motd", "contents": "MOTD" }));
+    assert_eq!(
+        parsed["files"][0],
+        json!({ "path": "etc/motd", "contents": "MOTD", "mode": "0644", "uid": 0, "gid": 0 })
+    );
     assert_eq!(parsed["files"][1]["mode"], "0600");
     let sbom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(workspace.work_dir().join("out/test-sbom.spdx.json")).unwrap()).unwrap();

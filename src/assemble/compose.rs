@@ -309,6 +309,17 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
     let mut files = Vec::new();
     for (index, file) in inputs.files.iter().enumerate() {
         let at = |field, e| input_error("file", Some(index), field, e);
+        if !file.path.starts_with('/') {
+            let absolute = format!("/{}", file.path.trim_start_matches("./"));
+            errors.push(at(
+                Some("path"),
+                anyhow!(
+                    "{:?} is relative: write {absolute:?} (a file's path is in the image, from its root)",
+                    file.path
+                ),
+            ));
+            continue;
+        }
         let path = match normalise(file.path.as_bytes()) {
             Ok(p) if p == crate::initrd::newc::TRAILER => {
                 errors.push(at(Some("path"), anyhow!("/TRAILER!!! is the newc end-of-archive marker: the kernel and cpio would stop reading the initrd there")));
@@ -539,8 +550,21 @@ pub(crate) mod tests {
             optional: false,
             sensitive: false,
         });
+        bad.files.push(FileSpec {
+            path: "etc/motd".into(),
+            kind: FileKind::Contents(vec![]),
+            mode: None,
+            uid: None,
+            gid: None,
+            optional: false,
+            sensitive: false,
+        });
         let errors: Vec<String> = compose(bad).unwrap_err().iter().map(ToString::to_string).collect();
-        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert_eq!(
+            errors[4],
+            "file[2].path: \"etc/motd\" is relative: write \"/etc/motd\" (a file's path is in the image, from its root)"
+        );
         assert!(errors[0].starts_with("onboot[0]: docker.io/library/b@sha256:bbbb"), "{}", errors[0]);
         assert!(errors[1].starts_with("services[1]: two services are named \"x\""), "{}", errors[1]);
         assert!(errors[2].starts_with("file[0].uid: no container named \"nobody\""), "{}", errors[2]);

@@ -188,7 +188,8 @@ fn mounts(options: &ContainerOptions, readonly: bool) -> Result<Vec<Value>> {
             _ => bail!("malformed bind {bind:?}"),
         };
         if !source.starts_with('/') {
-            bail!("bind {bind:?} names a volume ({source}); resin images have no volumes, bind an absolute path");
+            // The package's own binds are checked at plan: this one is the image label's.
+            bail!("bind {bind:?} of the image's org.mobyproject.config label names a volume ({source}); resin images have no volumes: set the package's binds to replace the label's");
         }
         by_destination.insert(destination.into(), mount_json(destination, Some("bind"), Some(source), &opts));
     }

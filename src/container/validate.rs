@@ -355,10 +355,12 @@ fn check_bind(c: &mut Checker, path: &[PathStep], bind: &String) {
                 Some(format!("malformed bind {bind:?}: empty source"))
             } else if !is_absolute(destination) {
                 Some(format!("malformed bind {bind:?}: destination {destination:?} is not an absolute path"))
-            } else if !is_absolute(source) && !is_valid_name(source) {
+            } else if !is_absolute(source) && is_valid_name(source) {
                 Some(format!(
-                    "malformed bind {bind:?}: source {source:?} is neither an absolute path nor a volume name"
+                    "bind {bind:?} names a volume ({source}): resin images have no volumes; bind a path of the machine, such as \"/{source}:{destination}\""
                 ))
+            } else if !is_absolute(source) {
+                Some(format!("malformed bind {bind:?}: source {source:?} is not an absolute path"))
             } else if rest.first().is_some_and(|o| o.is_empty() || o.split(',').any(str::is_empty)) {
                 Some(format!("malformed bind {bind:?}: empty mount option"))
             } else {
@@ -498,7 +500,7 @@ mod tests {
         let options = ContainerOptions {
             capabilities: strings(&["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]),
             ambient: strings(&["CAP_NET_ADMIN"]),
-            binds: strings(&["/etc/resolv.conf:/etc/resolv.conf", "/var:/var:rshared,rbind", "data:/data"]),
+            binds: strings(&["/etc/resolv.conf:/etc/resolv.conf", "/var:/var:rshared,rbind"]),
             tmpfs: strings(&["/run", "/tmp:size=10m,mode=1777"]),
             env: strings(&["A=b", "EMPTY="]),
             net: Some("host".into()),
@@ -548,6 +550,10 @@ mod tests {
             (
                 ContainerOptions { binds: strings(&["/only-one-part"]), ..Default::default() },
                 "binds[0]: malformed bind \"/only-one-part\": expected source:destination[:options]",
+            ),
+            (
+                ContainerOptions { binds: strings(&["/etc:/etc", "data:/data"]), ..Default::default() },
+                "binds[1]: bind \"data:/data\" names a volume (data): resin images have no volumes; bind a path of the machine, such as \"/data:/data\"",
             ),
             (
                 ContainerOptions { binds: strings(&["/a:/b:ro:x"]), ..Default::default() },

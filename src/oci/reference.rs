@@ -84,15 +84,40 @@ impl ImageReference {
         }
     }
 
-    /// The last component of the repository (or of the layout directory): the default
-    /// container name, as LinuxKit derives it.
+    /// The default container name: the last component of the repository, as LinuxKit
+    /// derives it. For an OCI layout, the name its tag gives (the repository's last
+    /// component of a tag such as `linuxkit/sshd:v1`, or a bare tag such as `sshd` that is
+    /// not a version), else the layout directory's.
     pub fn short_name(&self) -> String {
-        let path = match self {
-            ImageReference::Registry(r) => r.repository(),
-            ImageReference::Layout(l) => l.path.trim_end_matches('/'),
-        };
-        path.rsplit('/').next().unwrap_or(path).to_string()
+        let last = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+        match self {
+            ImageReference::Registry(r) => last(r.repository()),
+            ImageReference::Layout(l) => {
+                l.tag.as_deref().and_then(name_from_tag).unwrap_or_else(|| last(l.path.trim_end_matches('/')))
+            }
+        }
     }
+}
+
+/// The container name an OCI layout's tag gives, if any: see [`ImageReference::short_name`].
+fn name_from_tag(tag: &str) -> Option<String> {
+    let name = if tag.contains(['/', ':']) {
+        // `[registry/]repository[:tag]`: the repository's last component.
+        let repository = match (tag.rfind(':'), tag.rfind('/')) {
+            (Some(colon), slash) if slash.is_none_or(|slash| colon > slash) => &tag[..colon],
+            _ => tag,
+        };
+        repository.rsplit('/').next().unwrap_or(repository)
+    } else {
+        let version = tag == "latest"
+            || tag.starts_with(|c: char| c.is_ascii_digit())
+            || (tag.starts_with('v') && tag[1..].starts_with(|c: char| c.is_ascii_digit()));
+        if version {
+            return None;
+        }
+        tag
+    };
+    crate::container::is_valid_name(name).then(|| name.to_string())
 }
 
 impl fmt::Display for ImageReference {
@@ -451,9 +476,18 @@ mod tests {
 
     #[test]
     fn short_names() {
-        for (input, short) in
-            [("linuxkit/getty:v1", "getty"), ("alpine", "alpine"), ("oci-layout:./fixtures/sshd/:x", "sshd")]
-        {
+        for (input, short) in [
+            ("linuxkit/getty:v1", "getty"),
+            ("alpine", "alpine"),
+            // A layout: the name its tag gives, else the directory's.
+            ("oci-layout:./images:sshd", "sshd"),
+            ("oci-layout:./images:docker.io/linuxkit/sshd:v1.0", "sshd"),
+            ("oci-layout:./images:localhost:5000/sshd", "sshd"),
+            ("oci-layout:./fixtures/sshd/:v1.2", "sshd"),
+            ("oci-layout:./fixtures/sshd:latest", "sshd"),
+            ("oci-layout:./fixtures/sshd:3.19", "sshd"),
+            (&format!("oci-layout:./fixtures/sshd@sha256:{HEX}"), "sshd"),
+        ] {
             assert_eq!(input.parse::<ImageReference>().unwrap().short_name(), short);
         }
     }

@@ -67,8 +67,34 @@ fn transport_failure<T>(error: reqwest::Error) -> Attempt<T> {
     if transport_is_transient(&error) {
         Attempt::Retry { reason: error_chain(&error), after: None }
     } else {
-        Attempt::Failed(anyhow::Error::new(error))
+        let registry = error.url().map(|url| {
+            let host = url.host_str().unwrap_or_default();
+            url.port().map_or_else(|| host.to_string(), |port| format!("{host}:{port}"))
+        });
+        let hint = registry.as_deref().and_then(|registry| plain_http_hint(&error, registry));
+        let error = anyhow::Error::new(error);
+        Attempt::Failed(match hint {
+            Some(hint) => error.context(hint),
+            None => error,
+        })
     }
+}
+
+/// What to do when TLS failed because the registry answered in plain HTTP (rustls read a
+/// record that is not TLS), if that is why.
+fn plain_http_hint(error: &(dyn std::error::Error + 'static), registry: &str) -> Option<String> {
+    fn answered_in_plain_text(cause: &(dyn std::error::Error + 'static)) -> bool {
+        if let Some(rustls::Error::InvalidMessage(_)) = cause.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        let inner = cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        inner.is_some_and(|inner| answered_in_plain_text(inner)) || cause.source().is_some_and(answered_in_plain_text)
+    }
+    answered_in_plain_text(error).then(|| {
+        format!(
+            "registry {registry} does not speak TLS (it answered in plain text): if it serves plain HTTP, say so in the provider block: registry {{ address = \"{registry}\" plain_http = true }}"
+        )
+    })
 }
 
 /// Reads an answer's body, at most `limit` bytes; `true` when there was more.
@@ -460,6 +486,10 @@ fn classify_auth(error: OciDistributionError, registry: &str) -> anyhow::Error {
         OciDistributionError::ServerError { code: 401 | 403, message, .. } => unauthorized(message.clone()).into(),
         OciDistributionError::UnauthorizedError { url } => unauthorized(format!("{url} answered 401")).into(),
         OciDistributionError::AuthenticationFailure(detail) => unauthorized(detail.clone()).into(),
+        OciDistributionError::RequestError(e) if plain_http_hint(e, registry).is_some() => {
+            let hint = plain_http_hint(e, registry).expect("checked");
+            anyhow::Error::new(error).context(hint)
+        }
         _ => anyhow::Error::new(error).context(format!("authenticating with registry {registry}")),
     }
 }

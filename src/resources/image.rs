@@ -542,7 +542,7 @@ impl Resource for Image {
             .1
         };
         let file = list_block("file", "A file, directory or symlink added to the root filesystem after everything else.", vec![
-            attribute("path", AttributeType::String, Required, "Absolute path in the image."),
+            attribute("path", AttributeType::String, Required, "Absolute path in the image (`/etc/motd`); a relative path is an error."),
             attribute("contents", AttributeType::String, Optional, "File contents."),
             ("sensitive_contents".to_string(), sensitive),
             attribute("source", AttributeType::String, Optional, "Path of a file on the machine running Terraform whose contents are copied (hashed at plan time)."),

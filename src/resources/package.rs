@@ -353,13 +353,13 @@ impl ImageKind for Package {
         };
         attributes.extend([
             attribute("name", AttributeType::String, OptionalComputed,
-                "Container name: the bundle directory (`containers/<section>/[NNN-]<name>`) and the key of uid/gid allocation. Default: the last component of the image repository."),
+                "Container name: the bundle directory (`containers/<section>/[NNN-]<name>`) and the key of uid/gid allocation. Default: the last component of the image repository; for an `oci-layout:` image, the name its tag gives (`sshd` for the tag `sshd` or `linuxkit/sshd:v1`; a version tag such as `v1.2`, `3.19` or `latest` gives none), else the layout directory's."),
             attribute("capabilities", strings(), Optional,
                 "Capabilities (`CAP_NET_ADMIN`...), or the single entry `all` or `none`. Replaces the image label's list. Default: the label's, else none."),
             attribute("capabilities_add", strings(), Optional, "Capabilities added to the image label's list (used when `capabilities` is not set)."),
             attribute("ambient", strings(), Optional, "Ambient capabilities, or the single entry `all` or `none`."),
             attribute("binds", strings(), Optional,
-                "Bind mounts `source:destination[:options]`; without options `rw,rbind,rshared`. A source that is not an absolute path names a volume. Replaces the image label's list."),
+                "Bind mounts `source:destination[:options]`; without options `rw,rbind,rshared`. The source is an absolute path of the machine; a LinuxKit volume name (`data:/data`) is an error at this attribute, as resin images have no volumes. Replaces the image label's list."),
             attribute("binds_add", strings(), Optional, "Bind mounts added to the image label's list (used when `binds` is not set)."),
             attribute("tmpfs", strings(), Optional, "tmpfs mounts `/destination[:options]` (options comma-separated)."),
             attribute("command", strings(), Optional, "Process arguments. Default: the label's, else the image's Entrypoint followed by Cmd."),

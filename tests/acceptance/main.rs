@@ -453,6 +453,8 @@ resource "resin_package" "bad" {
   name         = "../escape"
   capabilities = ["CAP_CHOWN", "CAP_BOGUS"]
   binds        = ["/only-one-part"]
+  binds_add    = ["data:/data"]
+  ambient      = ["CAP_NET_ADIMN"]
   net          = "bridge"
   rlimits      = ["nofile,10"]
   mounts {
@@ -480,6 +482,10 @@ resource "resin_package" "bad" {
         "unknown capability \"CAP_BOGUS\"",
         "capabilities = [\"CAP_CHOWN\", \"CAP_BOGUS\"]",
         "malformed bind \"/only-one-part\"",
+        // A LinuxKit volume: the error is the package's, at binds_add[0].
+        "resin_package (oci-layout:./nowhere:v1): binds_add[0]: bind \"data:/data\" names a volume",
+        "binds_add    = [\"data:/data\"]",
+        "unknown capability \"CAP_NET_ADIMN\"; did you mean CAP_NET_ADMIN?",
         "unknown namespace mode \"bridge\"",
         "malformed rlimit \"nofile,10\"",
         "mount for destination \"/data\" is missing its type",

@@ -108,6 +108,8 @@ fn persistent_faults_and_client_errors_end_in_a_clear_error() {
     ));
     let plan = workspace.run_with_env(&[("TF_LOG", "INFO")], &["plan", "-input=false", "-no-color"]);
     assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(plan.says("does not speak TLS"), "{}", plan.text());
+    assert!(plan.says("plain_http = true"), "the fix is named: {}", plan.text());
     assert!(
         !plan.stderr.contains("retrying a registry request"),
         "a TLS failure must not be retried:\n{}",

@@ -17,7 +17,7 @@ pub mod reference;
 pub mod registry;
 pub mod retry;
 
-pub use pull::{PullStats, Puller, ResolvedImage};
+pub use pull::{PlatformMissing, PullStats, Puller, ResolvedImage};
 
 use thiserror::Error;
 

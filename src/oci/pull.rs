@@ -22,6 +22,16 @@ use super::reference::{Digest, ImageReference};
 use super::registry::RegistryClient;
 use crate::log;
 
+/// An index without a manifest for the requested platform.
+#[derive(Debug, thiserror::Error)]
+#[error("{reference} has no manifest for platform {platform} (the index offers: {offered})")]
+pub struct PlatformMissing {
+    pub reference: String,
+    pub platform: Platform,
+    /// The platforms the index has, joined by `, ` (`none` when it names none).
+    pub offered: String,
+}
+
 /// A reference resolved for one platform.
 #[derive(Clone, Debug)]
 pub struct ResolvedImage {
@@ -100,10 +110,11 @@ impl Puller {
                                 None => format!("{os}/{architecture}"),
                             })
                             .collect();
-                        anyhow::anyhow!(
-                            "{reference} has no manifest for platform {platform} (the index offers: {})",
-                            if available.is_empty() { "none".to_string() } else { available.join(", ") }
-                        )
+                        PlatformMissing {
+                            reference: reference.to_string(),
+                            platform: platform.clone(),
+                            offered: if available.is_empty() { "none".to_string() } else { available.join(", ") },
+                        }
                     })?;
                 let (bytes, digest) = self.manifest(reference, Some(entry.digest())).await?;
                 if bytes.len() as u64 != entry.size() {

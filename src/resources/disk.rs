@@ -394,7 +394,7 @@ impl Resource for Disk {
                 attribute("image", AttributeType::String, Required, "The image: the `spec` of a `resin_image`."),
                 attribute("format", AttributeType::String, Required, &format!("The boot format. {}. Changing it replaces the disk.", crate::disk::format_docs())),
                 attribute("name", AttributeType::String, OptionalComputed, "Base name of the file. Default: the image's name. Changing it replaces the disk."),
-                attribute("output_dir", AttributeType::String, OptionalComputed, "Directory the file is written to (created if missing). Default: the image's output directory. Changing it replaces the disk."),
+                attribute("output_dir", AttributeType::String, OptionalComputed, "Directory the file is written to (created if missing; one that cannot be created or written in is a plan error). Default: the image's output directory. Changing it replaces the disk."),
                 attribute("stub", AttributeType::String, Optional, &format!("The EFI stub, for {}: the `spec` of a `resin_efi_stub` of the image's platform.", crate::disk::stub_formats())),
                 attribute("base_url", AttributeType::String, Optional, "For `ipxe`: the http, https or tftp URL the image's `<name>-kernel` and `<name>-initrd.img` are served from."),
                 attribute("size_mb", AttributeType::Number, Optional, &format!("For disk formats ({}): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. A size too small is an apply error at this attribute.", crate::disk::sized_formats())),
@@ -444,6 +444,11 @@ impl Resource for Disk {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let inputs = Inputs::of(&proposed, diags).ok()?;
         let mut state = plan_state(proposed, &config, &inputs);
+        if let Value::Value(dir) = &state.output_dir {
+            if !files::check_output_dir("resin_disk", dir, diags) {
+                return None;
+            }
+        }
         files::to_write(&mut state);
         let will_write = files::paths(&state).into_iter().map(|(_, path)| path.display().to_string()).collect();
         Some((state, Some(Written { will_write, ..Written::default() })))
@@ -460,6 +465,11 @@ impl Resource for Disk {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         let inputs = Inputs::of(&proposed, diags).ok()?;
         let mut state = plan_state(proposed, &config, &inputs);
+        if let Value::Value(dir) = &state.output_dir {
+            if !files::check_output_dir("resin_disk", dir, diags) {
+                return None;
+            }
+        }
         let mut replace = Vec::new();
         for (name, before, after) in [
             ("name", &prior.name, &state.name),

@@ -19,6 +19,47 @@ use tf_provider::{AttributePath, Diagnostics};
 
 use crate::assemble::{check, remove_if_written, Artifact, ArtifactKind, FileStamp, Removal};
 
+/// Checks at plan that apply can write into the output directory `dir`, reporting at
+/// `resource`'s `output_dir` why not: the directory, or the nearest existing ancestor
+/// apply would create it in, must be a directory that takes new files (tried with an
+/// unnamed temporary file, which leaves nothing behind). `false` when reported.
+pub fn check_output_dir(resource: &str, dir: &str, diags: &mut Diagnostics) -> bool {
+    let problem = match output_dir_problem(std::path::Path::new(dir)) {
+        None => return true,
+        Some(problem) => problem,
+    };
+    diags.error(
+        "Unusable output_dir",
+        format!("{resource} output_dir {dir:?}: {problem}"),
+        AttributePath::new("output_dir"),
+    );
+    false
+}
+
+fn output_dir_problem(dir: &std::path::Path) -> Option<String> {
+    let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+    let mut existing = dir;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) if existing == dir => return Some("it is not a directory".into()),
+            Ok(_) => return Some(format!("{} is not a directory, so it cannot be created", existing.display())),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                match existing.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+                    _ => return None,
+                }
+            }
+            Err(e) => return Some(format!("{}: {e}", existing.display())),
+        }
+    }
+    match tempfile::tempfile_in(existing) {
+        Ok(_) => None,
+        Err(e) if existing == dir => Some(format!("files cannot be written in it: {e}")),
+        Err(e) => Some(format!("it cannot be created in {}: {e}", existing.display())),
+    }
+}
+
 /// What the state says of one file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OnDisk {
@@ -207,6 +248,23 @@ pub fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_dir_is_usable_when_it_or_its_nearest_ancestor_takes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(output_dir_problem(dir.path()), None);
+        assert_eq!(output_dir_problem(&dir.path().join("a/b/c")), None, "created by apply");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(output_dir_problem(&file).as_deref(), Some("it is not a directory"));
+        assert!(output_dir_problem(&file.join("sub"))
+            .unwrap()
+            .ends_with("is not a directory, so it cannot be created"));
+        // /proc takes no new files, as root or not.
+        assert!(output_dir_problem(std::path::Path::new("/proc/resin-out"))
+            .unwrap()
+            .contains("cannot be created in /proc"));
+    }
 
     #[test]
     fn private_states_from_before_kinds_still_read() {

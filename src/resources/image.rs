@@ -379,6 +379,11 @@ impl Image {
     }
 
     fn plan(&self, diags: &mut Diagnostics, mut state: ImageState) -> Option<(ImageState, Option<Composition>)> {
+        if let Value::Value(dir) = &state.output_dir {
+            if !files::check_output_dir("resin_image", dir, diags) {
+                return None;
+            }
+        }
         set_paths(&mut state);
         let composition = composition_of(&state, diags).ok()?;
         state.content_hash = match &composition {
@@ -491,7 +496,7 @@ impl Resource for Image {
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
         let mut attributes: Vec<(String, Attribute)> = vec![
             attribute("name", AttributeType::String, Required, "Base name of the artifacts: `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline`. Changing it replaces the image."),
-            attribute("output_dir", AttributeType::String, Required, "Directory the artifacts are written to (created if missing). Changing it replaces the image."),
+            attribute("output_dir", AttributeType::String, Required, "Directory the artifacts are written to (created if missing; one that cannot be created or written in is a plan error). Changing it replaces the image."),
             attribute("kernel", AttributeType::String, Required, "The kernel: the `spec` of a `resin_kernel`."),
             attribute("init", strings(), Optional, "Init images, unpacked at `/` in order (later files win): `spec`s of `resin_package`s."),
             attribute("onboot", strings(), Optional, "Containers run once at boot, in order, from `containers/onboot/NNN-<name>`: `spec`s of `resin_package`s."),

@@ -34,6 +34,14 @@ use crate::oci::platform::Platform;
 use crate::oci::reference::{Digest, ImageReference, PinnedImage};
 use crate::oci::{is_unreachable, ResolvedImage};
 
+/// Why resolving gave no image.
+enum Unresolved {
+    /// An error is in the diagnostics.
+    Reported,
+    /// The provider's platform is missing, as a resource of this run has reported.
+    AlreadyReported(anyhow::Error),
+}
+
 /// The image-related fields of a resource state.
 pub struct ImageFields<'s> {
     pub image: &'s mut Value<String>,
@@ -212,18 +220,57 @@ impl<K: ImageKind> ImageResource<K> {
         pinned: Option<&Digest>,
         diags: &mut Diagnostics,
     ) -> Option<ResolvedImage> {
-        match context.puller.resolve(reference, platform, pinned).await {
+        match Self::resolve_in_plan(context, reference, platform, pinned, diags).await {
             Ok(resolved) => Some(resolved),
-            Err(e) => {
-                error_at(
-                    diags,
-                    format!("Cannot resolve image {reference}"),
-                    &e.context(format!("{} attribute image", K::TYPE_NAME)),
-                    AttributePath::new("image"),
-                );
+            Err(Unresolved::Reported) => None,
+            Err(Unresolved::AlreadyReported(e)) => {
+                Self::report_unresolved(reference, e, diags);
                 None
             }
         }
+    }
+
+    /// As [`Self::resolve`], except that an image without the provider's platform is
+    /// reported by the first resource of the run only: it is a provider setting, not a
+    /// fault of each resource.
+    async fn resolve_in_plan(
+        context: &ProviderContext,
+        reference: &ImageReference,
+        platform: &Platform,
+        pinned: Option<&Digest>,
+        diags: &mut Diagnostics,
+    ) -> Result<ResolvedImage, Unresolved> {
+        let e = match context.puller.resolve(reference, platform, pinned).await {
+            Ok(resolved) => return Ok(resolved),
+            Err(e) => e,
+        };
+        let missing = e.chain().find_map(|c| c.downcast_ref::<crate::oci::PlatformMissing>());
+        if let Some(missing) = missing.filter(|_| *platform == context.platform) {
+            if context.platform_missing_reported.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(Unresolved::AlreadyReported(e));
+            }
+            diags.root_error(
+                format!("No manifest for the provider's platform {platform}"),
+                format!(
+                    "provider \"resin\" platform = \"{platform}\" (linux/amd64 unless set): {} attribute image {} has no manifest for it; the index offers {}. Set the provider's platform to one the images offer, or platform on the resources that need another. Other resources whose images lack {platform} are not reported again.",
+                    K::TYPE_NAME,
+                    missing.reference,
+                    missing.offered
+                ),
+            );
+            return Err(Unresolved::Reported);
+        }
+        Self::report_unresolved(reference, e, diags);
+        Err(Unresolved::Reported)
+    }
+
+    fn report_unresolved(reference: &ImageReference, e: anyhow::Error, diags: &mut Diagnostics) {
+        error_at(
+            diags,
+            format!("Cannot resolve image {reference}"),
+            &e.context(format!("{} attribute image", K::TYPE_NAME)),
+            AttributePath::new("image"),
+        );
     }
 
     /// Apply: fetch the planned digest, pull it, and check the result against the plan.
@@ -400,8 +447,12 @@ impl<K: ImageKind> Resource for ImageResource<K> {
         let (mut state, reference, platform) = Self::prepare_plan(&context, proposed, &config, diags)?;
         let resolved = match (&reference, &platform) {
             (Some(reference), Some(platform)) => {
-                let resolved = Self::resolve(&context, reference, platform, None, diags).await?;
-                Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config)))
+                match Self::resolve_in_plan(&context, reference, platform, None, diags).await {
+                    Ok(resolved) => Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))),
+                    // Another resource's error fails the plan: this one stays unknown.
+                    Err(Unresolved::AlreadyReported(_)) => None,
+                    Err(Unresolved::Reported) => return None,
+                }
             }
             _ => None,
         };
@@ -441,8 +492,12 @@ impl<K: ImageKind> Resource for ImageResource<K> {
                 match (pinned, defaults) {
                     (Some(digest), Some(defaults)) => Some((digest, defaults)),
                     (pinned, _) => {
-                        let resolved = Self::resolve(&context, reference, platform, pinned.as_ref(), diags).await?;
-                        Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config)))
+                        match Self::resolve_in_plan(&context, reference, platform, pinned.as_ref(), diags).await {
+                            Ok(resolved) => Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))),
+                            // Another resource's error fails the plan: this one stays unknown.
+                            Err(Unresolved::AlreadyReported(_)) => None,
+                            Err(Unresolved::Reported) => return None,
+                        }
                     }
                 }
             }

@@ -39,6 +39,10 @@ pub struct ProviderContext {
     pub puller: Puller,
     pub segments: SegmentCache,
     pub platform: Platform,
+    /// Set once a plan has reported that an image lacks the provider's platform: the
+    /// resources that find the same stay quiet, so the run shows one error, not one per
+    /// resource (the plan fails on that one).
+    pub platform_missing_reported: std::sync::atomic::AtomicBool,
 }
 
 pub type SharedContext = Arc<OnceLock<Arc<ProviderContext>>>;
@@ -280,6 +284,7 @@ impl Provider for ResinProvider {
             puller: Puller::new(cache, Arc::new(RegistryClient::new(registries, docker_config, timeout)), parallel),
             segments,
             platform,
+            platform_missing_reported: std::sync::atomic::AtomicBool::new(false),
         };
         crate::log::debug("provider configured", &[("cache_dir", cache_dir.display().to_string())]);
         // A second ConfigureProvider on the same process keeps the first configuration,

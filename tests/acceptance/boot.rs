@@ -225,3 +225,27 @@ fn judging_the_console() {
     let report = judge("RESIN-A\n[boot test: QEMU killed after 240s]\n", &["RESIN-A"]).unwrap_err();
     assert!(report.starts_with("the boot timed out"), "{report}");
 }
+
+#[test]
+fn a_provider_platform_no_image_offers_is_one_error() {
+    // Five images (kernel, init, three probes), each an index of amd64 and arm64.
+    let workspace = Workspace::new();
+    workspace.write_config(&boot_config(&workspace, "linux/riscv64", true, ""));
+    let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    let text = plan.text();
+    assert_eq!(text.matches("Error: ").count(), 1, "one error, not one per resource:\n{text}");
+    assert!(plan.says("No manifest for the provider's platform linux/riscv64"), "{text}");
+    assert!(plan.says("provider \"resin\" platform = \"linux/riscv64\""), "{text}");
+    assert!(plan.says("the index offers linux/amd64, linux/arm64"), "{text}");
+
+    // A resource that sets its own platform is not the provider's fault: its own error.
+    let config = boot_config(&workspace, "linux/amd64", true, "")
+        .replace("  name  = \"init\"\n", "  name  = \"init\"\n  platform = \"linux/s390x\"\n");
+    assert!(config.contains("linux/s390x"));
+    workspace.write_config(&config);
+    let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(plan.says("Cannot resolve image"), "{}", plan.text());
+    assert!(plan.says("has no manifest for platform linux/s390x"), "{}", plan.text());
+}

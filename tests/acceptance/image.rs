@@ -586,3 +586,21 @@ fn debug_logs_show_pulls_and_assembly_phases_and_info_stays_quiet() {
         info.stderr.lines().filter(|l| l.contains("@module=resin")).collect::<Vec<_>>().join("\n")
     );
 }
+
+#[test]
+fn an_output_dir_that_cannot_be_created_is_a_plan_error_at_the_attribute() {
+    let workspace = new_workspace();
+    std::fs::write(workspace.work_dir().join("blocker"), b"a file, not a directory").unwrap();
+    let config = image_config(&workspace, "").replace("output_dir = \"./out\"", "output_dir = \"./blocker/out\"");
+    assert!(config.contains("./blocker/out"));
+    workspace.write_config(&config);
+    let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(plan.says("Unusable output_dir"), "{}", plan.text());
+    assert!(
+        plan.says("resin_image output_dir \"./blocker/out\": ./blocker is not a directory, so it cannot be created"),
+        "{}",
+        plan.text()
+    );
+    assert!(plan.says("output_dir = \"./blocker/out\""), "Terraform shows the attribute: {}", plan.text());
+}

@@ -368,9 +368,10 @@ fn image_body<'a>(tree: Tree, prefix: Vec<u8>, spool: Spool, describe: String) -
     SegmentBody::Tree { tree, prefix, spool, scaffold_directories: vec![], scaffold_files: vec![], describe }
 }
 
-/// The `file` entries as a tree (their contents: bytes, or host files checked as copied).
+/// The `file` entries as a tree walked in their order (their contents: bytes, or host
+/// files checked as copied).
 fn file_entries(composition: &Composition) -> Result<Tree> {
-    let mut files = Tree::new();
+    let mut files = Tree::in_insertion_order();
     for file in &composition.files {
         let meta = Meta { mode: file.mode, uid: file.uid, gid: file.gid, mtime: crate::rootfs::tree::GENERATED_MTIME };
         match &file.kind {

@@ -14,7 +14,9 @@
 //!
 //! Where LinuxKit is wrong resin differs, and says so: duplicate capabilities are dropped,
 //! and a bind from a volume is an error (resin images have no volumes) instead of a mount
-//! that fails at boot. Output is JSON with sorted keys, two-space indented.
+//! that fails at boot. The keys are LinuxKit's (runtime spec 1.2.1; what is empty or false
+//! is left out, as Go's `omitempty` does); output is JSON with sorted keys, two-space
+//! indented.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,7 +28,7 @@ use super::{ContainerOptions, Mount, Runtime};
 use crate::oci::manifest::ContainerConfig;
 
 /// The OCI runtime spec version written into `config.json`.
-pub const OCI_VERSION: &str = "1.0.2";
+pub const OCI_VERSION: &str = "1.2.1";
 
 /// What a bundle's JSON documents depend on besides the options.
 pub struct BundleContext<'a> {
@@ -314,26 +316,46 @@ pub fn config_json(options: &ContainerOptions, image: &ContainerConfig, context:
     let ambient = capability_list(&options.ambient);
     let union: BTreeSet<String> = caps.iter().chain(ambient.iter()).cloned().collect();
     let union: Vec<String> = union.into_iter().collect();
+    // Keys as LinuxKit writes them: the runtime spec's Go types, whose empty lists, maps,
+    // strings and false booleans are left out (`omitempty`).
+    fn put(map: &mut Map<String, Value>, key: &str, value: Value) {
+        let empty = match &value {
+            Value::Null | Value::Bool(false) => true,
+            Value::Array(items) => items.is_empty(),
+            Value::Object(entries) => entries.is_empty(),
+            Value::String(text) => text.is_empty(),
+            Value::Number(_) | Value::Bool(true) => false,
+        };
+        if !empty {
+            map.insert(key.into(), value);
+        }
+    }
     let mut user = Map::new();
     user.insert("uid".into(), json!(resolve_id(options.uid.as_deref().unwrap_or("0"), context.ids).context("uid")?));
     user.insert("gid".into(), json!(resolve_id(options.gid.as_deref().unwrap_or("0"), context.ids).context("gid")?));
     if let Some(gids) = &options.additional_gids {
         let gids: Vec<u32> =
             gids.iter().map(|g| resolve_id(g, context.ids)).collect::<Result<_>>().context("additional_gids")?;
-        user.insert("additionalGids".into(), json!(gids));
+        put(&mut user, "additionalGids", json!(gids));
+    }
+    let mut capabilities = Map::new();
+    for (key, list) in [
+        ("bounding", &union),
+        ("effective", &caps),
+        ("inheritable", &union),
+        ("permitted", &union),
+        ("ambient", &ambient),
+    ] {
+        put(&mut capabilities, key, json!(list));
     }
     let mut process = Map::new();
-    process.insert("terminal".into(), json!(false));
     process.insert("user".into(), Value::Object(user));
-    process.insert("args".into(), json!(args));
-    process.insert("env".into(), json!(env));
+    put(&mut process, "args", json!(args));
+    put(&mut process, "env", json!(env));
     process.insert("cwd".into(), json!(cwd));
-    process.insert(
-        "capabilities".into(),
-        json!({ "bounding": union, "effective": caps, "inheritable": union, "permitted": union, "ambient": ambient }),
-    );
-    process.insert("rlimits".into(), Value::Array(rlimits(options)?));
-    process.insert("noNewPrivileges".into(), json!(options.no_new_privileges.unwrap_or(false)));
+    process.insert("capabilities".into(), Value::Object(capabilities));
+    put(&mut process, "rlimits", Value::Array(rlimits(options)?));
+    put(&mut process, "noNewPrivileges", json!(options.no_new_privileges.unwrap_or(false)));
     if let Some(adj) = options.oom_score_adj {
         process.insert("oomScoreAdj".into(), json!(adj));
     }
@@ -341,28 +363,23 @@ pub fn config_json(options: &ContainerOptions, image: &ContainerConfig, context:
     let mut linux = Map::new();
     linux.insert("namespaces".into(), Value::Array(namespaces(options)));
     linux.insert("resources".into(), resources);
-    if !devices.is_empty() {
-        linux.insert("devices".into(), Value::Array(devices));
-    }
-    linux.insert("sysctl".into(), json!(options.sysctl.clone().unwrap_or_default()));
-    linux.insert("maskedPaths".into(), json!(options.masked_paths.clone().unwrap_or_default()));
-    linux.insert("readonlyPaths".into(), json!(options.readonly_paths.clone().unwrap_or_default()));
-    if let Some(path) = &options.cgroups_path {
-        linux.insert("cgroupsPath".into(), json!(path));
-    }
-    if let Some(propagation) = &options.rootfs_propagation {
-        linux.insert("rootfsPropagation".into(), json!(propagation));
-    }
+    put(&mut linux, "devices", Value::Array(devices));
+    put(&mut linux, "sysctl", json!(options.sysctl.clone().unwrap_or_default()));
+    put(&mut linux, "maskedPaths", json!(options.masked_paths.clone().unwrap_or_default()));
+    put(&mut linux, "readonlyPaths", json!(options.readonly_paths.clone().unwrap_or_default()));
+    put(&mut linux, "cgroupsPath", json!(options.cgroups_path.clone().unwrap_or_default()));
+    put(&mut linux, "rootfsPropagation", json!(options.rootfs_propagation.clone().unwrap_or_default()));
+    let mut root = Map::new();
+    root.insert("path".into(), json!("rootfs"));
+    put(&mut root, "readonly", json!(readonly));
     let mut config = Map::new();
     config.insert("ociVersion".into(), json!(OCI_VERSION));
     config.insert("process".into(), Value::Object(process));
-    config.insert("root".into(), json!({ "path": "rootfs", "readonly": readonly }));
-    if let Some(hostname) = &options.hostname {
-        config.insert("hostname".into(), json!(hostname));
-    }
+    config.insert("root".into(), Value::Object(root));
+    put(&mut config, "hostname", json!(options.hostname.clone().unwrap_or_default()));
     config.insert("mounts".into(), Value::Array(mounts(options, readonly)?));
     config.insert("linux".into(), Value::Object(linux));
-    config.insert("annotations".into(), json!(options.annotations.clone().unwrap_or_default()));
+    put(&mut config, "annotations", json!(options.annotations.clone().unwrap_or_default()));
     Ok(Value::Object(config))
 }
 
@@ -506,8 +523,14 @@ mod tests {
                 "/process/user",
                 json!({"uid": 101, "gid": 1000, "additionalGids": [102, 5]}),
             ),
-            (ContainerOptions::default(), "{}", "/root", json!({"path": "rootfs", "readonly": false})),
-            (ContainerOptions::default(), "{}", "/process/noNewPrivileges", json!(false)),
+            (ContainerOptions::default(), "{}", "/root", json!({"path": "rootfs"})),
+            (ContainerOptions { readonly: Some(true), ..Default::default() }, "{}", "/root/readonly", json!(true)),
+            (
+                ContainerOptions { no_new_privileges: Some(true), ..Default::default() },
+                "{}",
+                "/process/noNewPrivileges",
+                json!(true),
+            ),
             (
                 ContainerOptions { oom_score_adj: Some(-500), ..Default::default() },
                 "{}",
@@ -515,7 +538,12 @@ mod tests {
                 json!(-500),
             ),
             (ContainerOptions::default(), r#"{"hostname":"box"}"#, "/hostname", json!("box")),
-            (ContainerOptions::default(), "{}", "/linux/maskedPaths", json!([])),
+            (
+                ContainerOptions { masked_paths: s(&["/proc/kcore"]), ..Default::default() },
+                "{}",
+                "/linux/maskedPaths",
+                json!(["/proc/kcore"]),
+            ),
         ];
         for (resource, label, pointer, expected) in cases {
             let (config, _) = generate(resource.clone(), label, image());
@@ -523,17 +551,44 @@ mod tests {
         }
         let (config, _) = generate(ContainerOptions::default(), "{}", ContainerConfig::default());
         assert_eq!(config.pointer("/process/cwd"), Some(&json!("/")));
-        assert_eq!(config.pointer("/process/args"), Some(&json!([])));
+        assert_eq!(config.pointer("/process/args"), None, "no args: left out, as LinuxKit does");
+    }
+
+    #[test]
+    fn empty_settings_are_left_out_as_linuxkit_writes_them() {
+        // What LinuxKit's ConfigToOCI gives for an image with no settings, serialised by
+        // the runtime spec's Go types (`omitempty` on every list, map, string and bool
+        // shown missing here); keys compared one for one.
+        let (config, _) = generate(ContainerOptions::default(), "{}", image());
+        let expected = json!({
+            "ociVersion": "1.2.1",
+            "process": {
+                "user": { "uid": 0, "gid": 0 },
+                "args": ["/bin/entry", "--flag"],
+                "env": ["PATH=/bin", "FROM=image"],
+                "cwd": "/work",
+                "capabilities": {},
+            },
+            "root": { "path": "rootfs" },
+            "mounts": [
+                { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+                { "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
+                { "destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "nodev", "noexec", "relatime"] },
+                { "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev"] },
+                { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+            ],
+            "linux": {
+                "resources": {},
+                "namespaces": [{ "type": "pid" }, { "type": "mount" }],
+            },
+        });
+        assert_eq!(config, expected);
     }
 
     #[test]
     fn capabilities() {
         let cases: Vec<(ContainerOptions, &str, Value)> = vec![
-            (
-                ContainerOptions::default(),
-                "{}",
-                json!({"bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []}),
-            ),
+            (ContainerOptions::default(), "{}", json!({})),
             (
                 ContainerOptions {
                     capabilities: s(&["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_SYS_ADMIN"]),
@@ -548,7 +603,7 @@ mod tests {
             (
                 ContainerOptions { capabilities_add: s(&["CAP_CHOWN"]), ..Default::default() },
                 r#"{"capabilities":["CAP_KILL"]}"#,
-                json!({"effective": ["CAP_KILL", "CAP_CHOWN"], "ambient": [], "bounding": ["CAP_CHOWN", "CAP_KILL"],
+                json!({"effective": ["CAP_KILL", "CAP_CHOWN"], "bounding": ["CAP_CHOWN", "CAP_KILL"],
                        "inheritable": ["CAP_CHOWN", "CAP_KILL"], "permitted": ["CAP_CHOWN", "CAP_KILL"]}),
             ),
             (
@@ -558,12 +613,12 @@ mod tests {
                     ..Default::default()
                 },
                 r#"{"capabilities":["CAP_KILL"]}"#,
-                json!({"effective": ["CAP_CHOWN"], "ambient": [], "bounding": ["CAP_CHOWN"], "inheritable": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"]}),
+                json!({"effective": ["CAP_CHOWN"], "bounding": ["CAP_CHOWN"], "inheritable": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"]}),
             ),
             (
                 ContainerOptions { capabilities: s(&["none"]), ..Default::default() },
                 r#"{"capabilities":["CAP_KILL"]}"#,
-                json!({"bounding": [], "effective": [], "inheritable": [], "permitted": [], "ambient": []}),
+                json!({}),
             ),
         ];
         for (resource, label, expected) in cases {
@@ -735,7 +790,9 @@ mod tests {
 
     #[test]
     fn output_is_canonical() {
-        let (config, _) = generate(ContainerOptions::default(), "{}", image());
+        let options =
+            ContainerOptions { annotations: Some(BTreeMap::from([("a".into(), "b".into())])), ..Default::default() };
+        let (config, _) = generate(options, "{}", image());
         let text = String::from_utf8(to_bytes(&config)).unwrap();
         assert!(text.find("\"annotations\"").unwrap() < text.find("\"linux\"").unwrap());
         assert_eq!(to_bytes(&config), to_bytes(&serde_json::from_str::<Value>(&text).unwrap()));

@@ -23,6 +23,10 @@
 //! and tar order, their data read back from the [`Spool`] the one read of each layer
 //! filled ([`Tree::read_layer`]). A hard-link group comes as one entry, at its data's
 //! position.
+//!
+//! A tree made by [`Tree::in_insertion_order`] (the image's `file` entries) walks in the
+//! order its entries were inserted instead, as LinuxKit writes `files`: each path at its
+//! last insertion, preceded by those of its parents not walked yet.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +102,8 @@ pub struct Tree {
     inodes: Vec<Inode>,
     /// Directories created only because something below them was added.
     implicit: std::collections::BTreeSet<Vec<u8>>,
+    /// Every inserted path, in insertion order, when the walk follows it.
+    insertion_order: Option<Vec<Vec<u8>>>,
 }
 
 /// Key range of everything below `path` (`path/` up to `path0`, '0' following '/').
@@ -111,6 +117,11 @@ fn below(path: &[u8]) -> (Vec<u8>, Vec<u8>) {
 impl Tree {
     pub fn new() -> Tree {
         Tree::default()
+    }
+
+    /// A tree whose walk follows the order of [`Tree::insert`] (see the module doc).
+    pub fn in_insertion_order() -> Tree {
+        Tree { insertion_order: Some(Vec::new()), ..Tree::default() }
     }
 
     pub fn get(&self, path: &[u8]) -> Option<&Node> {
@@ -172,6 +183,9 @@ impl Tree {
         }
         self.implicit.remove(path);
         self.nodes.insert(path.to_vec(), node);
+        if let Some(order) = &mut self.insertion_order {
+            order.push(path.to_vec());
+        }
     }
 
     /// Adds a regular file with its own inode.
@@ -268,16 +282,52 @@ impl Tree {
         Ok(dropped)
     }
 
-    /// The directory names [`Tree::write`] writes under `prefix` when `existing` holds the
+    /// The directory names [`Tree::walk`] writes under `prefix` when `existing` holds the
     /// directories written before it, in the order it writes them.
     pub fn directories_written(&self, prefix: &[u8], existing: &std::collections::BTreeSet<Vec<u8>>) -> Vec<Vec<u8>> {
-        self.nodes
-            .iter()
-            .filter(|(_, node)| matches!(node, Node::Directory(_)))
-            .map(|(path, _)| (join(prefix, path), self.implicit.contains(path)))
+        let directories: Vec<&[u8]> = match self.inserted_order() {
+            Some(order) => {
+                order.into_iter().filter(|path| matches!(self.nodes.get(*path), Some(Node::Directory(_)))).collect()
+            }
+            None => self
+                .nodes
+                .iter()
+                .filter(|(_, node)| matches!(node, Node::Directory(_)))
+                .map(|(path, _)| path.as_slice())
+                .collect(),
+        };
+        directories
+            .into_iter()
+            .map(|path| (join(prefix, path), self.implicit.contains(path)))
             .filter(|(full, implicit)| !(*implicit && existing.contains(full)))
             .map(|(full, _)| full)
             .collect()
+    }
+
+    /// For a tree in insertion order, the paths its walk visits: each inserted path still
+    /// in the tree at its last insertion, preceded by its parents not visited yet.
+    fn inserted_order(&self) -> Option<Vec<&[u8]>> {
+        let order = self.insertion_order.as_ref()?;
+        let mut last = std::collections::BTreeSet::new();
+        let mut kept: Vec<&[u8]> =
+            order.iter().rev().filter(|path| last.insert(path.as_slice())).map(Vec::as_slice).collect();
+        kept.reverse();
+        let mut visited = std::collections::BTreeSet::new();
+        let mut walk = Vec::new();
+        for path in kept.into_iter().filter(|path| self.nodes.contains_key(*path)) {
+            let mut chain = vec![path];
+            let mut current = parent(path);
+            while !current.is_empty() {
+                chain.push(current);
+                current = parent(current);
+            }
+            for step in chain.into_iter().rev() {
+                if visited.insert(step) {
+                    walk.push(step);
+                }
+            }
+        }
+        Some(walk)
     }
 
     /// Walks the tree under `prefix` (empty for `/`) in archive order, handing each entry
@@ -293,6 +343,9 @@ impl Tree {
         existing: &std::collections::BTreeSet<Vec<u8>>,
         mut visit: impl FnMut(Walked<'_>) -> Result<()>,
     ) -> Result<()> {
+        if let Some(order) = self.inserted_order() {
+            return self.walk_in_order(&order, prefix, existing, visit);
+        }
         let directories = self.directories_written(prefix, existing);
         let mut written = directories.iter().peekable();
         let name = |path: &[u8]| join(prefix, path);
@@ -357,6 +410,50 @@ impl Tree {
                 .reader(extent, inode.size)
                 .with_context(|| format!("the data of {} (layer {})", display(links[id][0]), layer + 1))?;
             visit(Walked::File { names: names(id), meta: inode.meta, size: inode.size, data: &mut data })?;
+        }
+        Ok(())
+    }
+}
+
+impl Tree {
+    /// [`Tree::walk`] for a tree in insertion order, whose files are generated (in memory
+    /// or on the host) and each its own inode.
+    fn walk_in_order(
+        &self,
+        order: &[&[u8]],
+        prefix: &[u8],
+        existing: &std::collections::BTreeSet<Vec<u8>>,
+        mut visit: impl FnMut(Walked<'_>) -> Result<()>,
+    ) -> Result<()> {
+        for path in order {
+            let name = join(prefix, path);
+            match &self.nodes[*path] {
+                Node::Directory(_) if self.implicit.contains(*path) && existing.contains(&name) => {}
+                Node::Directory(meta) => visit(Walked::Directory { name, meta: *meta })?,
+                Node::Symlink(meta, target) => visit(Walked::Symlink { name, meta: *meta, target })?,
+                Node::CharDevice(meta, major, minor) => {
+                    visit(Walked::Device { name, meta: *meta, block: false, rdev: (*major, *minor) })?
+                }
+                Node::BlockDevice(meta, major, minor) => {
+                    visit(Walked::Device { name, meta: *meta, block: true, rdev: (*major, *minor) })?
+                }
+                Node::Fifo(meta) => visit(Walked::Fifo { name, meta: *meta })?,
+                Node::File(id) => {
+                    let inode = &self.inodes[*id];
+                    let (meta, size, names) = (inode.meta, inode.size, vec![name]);
+                    match &inode.content {
+                        Content::Bytes(bytes) => visit(Walked::File { names, meta, size, data: &mut &bytes[..] })?,
+                        Content::HostFile { path, sha256 } => {
+                            let mut file = super::host::PlannedFile::open(path, sha256, size)?;
+                            visit(Walked::File { names, meta, size, data: &mut file })
+                                .with_context(|| format!("copying {}", path.display()))?
+                        }
+                        Content::Layer { .. } => {
+                            bail!("{}: a tree in insertion order holds no layer files", display(path))
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -537,6 +634,35 @@ mod tests {
         assert!(err.to_string().contains("hard link /b -> /missing: the target does not exist"), "{err}");
         let err = union(vec![vec![e("d", Directory), e("b", HardLink { target: b"d".to_vec() })]]).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_tree_in_insertion_order_walks_as_inserted_with_parents_first() {
+        let mut tree = Tree::in_insertion_order();
+        let file = |tree: &mut Tree, path: &str| {
+            tree.insert_file(path.as_bytes(), Meta::generated(0o644), 1, Content::Bytes(b"x".to_vec()));
+        };
+        file(&mut tree, "usr/z");
+        file(&mut tree, "etc/motd");
+        tree.insert(b"etc/ssh/key", Node::Symlink(Meta::generated(0o777), b"/k".to_vec()));
+        file(&mut tree, "usr/z"); // again: walked at its last place
+        tree.insert(b"etc/ssh", Node::Directory(Meta::generated(0o700))); // explicit, after its child
+        file(&mut tree, "gone/x");
+        tree.insert(b"gone", Node::Symlink(Meta::generated(0o777), b"/tmp".to_vec())); // replaces gone/x
+        let existing = std::collections::BTreeSet::from([b"etc".to_vec()]);
+        let mut walked = Vec::new();
+        tree.walk(b"", &Spool::empty(), &existing, |entry| {
+            walked.push(match entry {
+                Walked::Directory { name, meta } => format!("d {} {:o}", display(&name), meta.mode),
+                Walked::Symlink { name, .. } => format!("l {}", display(&name)),
+                Walked::File { names, .. } => format!("f {}", display(&names[0])),
+                _ => "other".into(),
+            });
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(walked, ["f /etc/motd", "d /etc/ssh 700", "l /etc/ssh/key", "d /usr 755", "f /usr/z", "l /gone"]);
+        assert_eq!(tree.directories_written(b"", &existing), [b"etc/ssh".to_vec(), b"usr".to_vec()]);
     }
 
     #[test]

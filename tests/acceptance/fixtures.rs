@@ -15,7 +15,7 @@ use sha2::Digest as _;
 /// ([`write_fixtures`]) with the settings of `tests/acceptance/image.rs`'s `image_config`.
 /// Checked through Terraform (tests/acceptance/golden.rs) and by the library alone
 /// (`src/assemble/golden.rs`).
-pub const GOLDEN_INITRD: &str = "8426403a6fa1adbf1155f1135f2a2f60cde2ebc13762d3b6f977d481dbf05cdc";
+pub const GOLDEN_INITRD: &str = "1df3c66703325bd8a8c9ebb4c3388e4e1325325c5513effa33df65aaea77e408";
 
 /// What to do when a golden value changes.
 pub const GOLDEN_ADVICE: &str = "If this change is intentional (resin now writes different bytes or hashes \

@@ -7,7 +7,7 @@ use crate::terraform::Workspace;
 
 /// The `content_hash` of the golden image, planned by Terraform (it names the layout as
 /// `./layout`, relative to Terraform's working directory).
-const GOLDEN_CONTENT_HASH: &str = "sha256:6521c89f0ff45c3b09735901d0327c0b95572c64cc1b494851e525c0efb6560a";
+const GOLDEN_CONTENT_HASH: &str = "sha256:014801b920dd4c566f269e586289082889e0a0fb2b75d8a740bda86431459a7d";
 
 #[test]
 fn the_golden_fixture_gives_the_same_bytes() {

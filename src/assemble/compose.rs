@@ -184,6 +184,9 @@ pub struct Bundle {
 /// One resolved `file` entry.
 #[derive(Clone, Debug)]
 pub struct PlacedFile {
+    /// Its index among the `file` blocks (an optional one whose source is missing has no
+    /// placed file).
+    pub block: usize,
     pub path: Vec<u8>,
     pub kind: FileKind,
     pub mode: u32,
@@ -377,7 +380,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             errors.push(at(Some("mode"), anyhow!("mode {mode:o} is not a permission mode")));
             continue;
         }
-        files.push(PlacedFile { path, kind: file.kind.clone(), mode, uid, gid, digest: sha256, size });
+        files.push(PlacedFile { block: index, path, kind: file.kind.clone(), mode, uid, gid, digest: sha256, size });
     }
     if !errors.is_empty() {
         return Err(errors);

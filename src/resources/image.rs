@@ -34,7 +34,8 @@ use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::{
     build, compose, file_digest, file_kind, linuxkit_yaml, sbom_bytes, sbom_path, write_sbom, ArtifactKind,
-    Composition, Compression, FileSpec, ImageInputs, ImageSpec, InputError, KernelSpec, PackageSpec, SPEC_VERSION,
+    Composition, Compression, FileKind, FileSpec, ImageInputs, ImageSpec, InputError, KernelSpec, PackageSpec,
+    SPEC_VERSION,
 };
 
 pub struct Image {
@@ -78,6 +79,9 @@ pub struct ImageState {
     /// Absent from states written before it existed.
     #[serde(default)]
     spec: Value<String>,
+    /// Absent from states written before it existed.
+    #[serde(default)]
+    file_sha256: Value<std::collections::BTreeMap<String, Value<String>>>,
     labels: Value<std::collections::BTreeMap<String, Value<String>>>,
     /// Absent from states written before they existed.
     #[serde(default)]
@@ -373,6 +377,59 @@ impl WritesFiles for ImageState {
     }
 }
 
+/// `file_sha256`: the digest of each regular file's contents by path, as the composition
+/// hashed them (a later block for a path wins, as in the image; `sensitive_contents` left
+/// out); unknown until the composition is known.
+fn set_file_digests(state: &mut ImageState, composition: Option<&Composition>) {
+    let blocks = match &state.file {
+        Value::Value(blocks) => blocks.as_slice(),
+        _ => &[],
+    };
+    state.file_sha256 = match composition {
+        None => Value::Unknown,
+        Some(composition) => {
+            let mut digests = std::collections::BTreeMap::new();
+            for file in &composition.files {
+                let path = String::from_utf8_lossy(&file.path).into_owned();
+                let sensitive = blocks.get(file.block).is_some_and(|block| !block.sensitive_contents.is_null());
+                match (&file.kind, &file.digest) {
+                    (FileKind::Contents(_) | FileKind::Source(_), Some(digest)) if !sensitive => {
+                        digests.insert(format!("/{path}"), Value::Value(digest.to_string()));
+                    }
+                    _ => {
+                        digests.remove(&format!("/{path}"));
+                    }
+                }
+            }
+            Value::Value(digests)
+        }
+    };
+}
+
+/// After [`files::to_write`], the digests a plan can still know: the command line's (its
+/// bytes are the kernel's `cmdline`) and the kernel's while the kernel is the one written
+/// and intact (the same `kernel` spec, and the file as apply wrote it).
+fn keep_predictable(
+    state: &mut ImageState,
+    prior: &ImageState,
+    written: Option<&Written>,
+    composition: Option<&Composition>,
+) {
+    if let Some(composition) = composition {
+        let cmdline = composition.inputs.kernel.cmdline.as_bytes();
+        let digest = crate::oci::digest::sha256(cmdline).to_string();
+        files::WritesFiles::set(state, ArtifactKind::Cmdline, OnDisk::File(digest, cmdline.len() as u64));
+    }
+    let same_kernel = state.kernel.as_ref_option().is_some()
+        && prior.kernel == state.kernel
+        && prior.kernel_path == state.kernel_path;
+    if let (true, OnDisk::File(digest, size)) = (same_kernel, files::WritesFiles::get(prior, ArtifactKind::Kernel)) {
+        if written.and_then(|w| w.sha256.get(&ArtifactKind::Kernel)) == Some(&digest) {
+            files::WritesFiles::set(state, ArtifactKind::Kernel, OnDisk::File(digest, size));
+        }
+    }
+}
+
 impl Image {
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
         super::provider::configured(&self.context, diags)
@@ -399,6 +456,7 @@ impl Image {
             _ => Value::Unknown,
         };
         state.spec = image_spec(&state, composition.as_ref());
+        set_file_digests(&mut state, composition.as_ref());
         Some((state, composition))
     }
 
@@ -509,6 +567,8 @@ impl Resource for Image {
             attribute("content_hash", AttributeType::String, Computed,
                 "sha256 over everything that determines the artifacts: kernel and package digests and settings, every generated `config.json` and `runtime.json`, file contents, order, platform and the assembly format. Known at plan time whenever the inputs are; the same hash always gives byte-identical artifacts."),
             attribute("id", AttributeType::String, Computed, "`<output_dir>/<name>`."),
+            attribute("file_sha256", super::schema::string_map(), Computed,
+                "sha256 of each regular file a `file` block adds, by path: `contents`, or `source` as hashed at plan time, so that a plan names the file whose contents changed. `sensitive_contents` are left out."),
             attribute("labels", super::schema::string_map(), Optional,
                 "Free-form labels (`environment`, `owner`...) for policy tools and inventories, e.g. `environment = \"production\"` for the policy pack's production rules. They do not change the artifacts or the content hash."),
             attribute("sbom_path", AttributeType::String, Computed,
@@ -607,8 +667,9 @@ impl Resource for Image {
         _config: Self::State<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let (mut state, _) = self.plan(diags, proposed)?;
+        let (mut state, composition) = self.plan(diags, proposed)?;
         files::to_write(&mut state);
+        keep_predictable(&mut state, &ImageState::default(), None, composition.as_ref());
         let mut will_write: Vec<String> =
             files::paths(&state).into_iter().map(|(_, path)| path.display().to_string()).collect();
         will_write.extend(state.sbom_path.as_ref_option().cloned());
@@ -624,7 +685,7 @@ impl Resource for Image {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
-        let (mut state, _) = self.plan(diags, proposed)?;
+        let (mut state, composition) = self.plan(diags, proposed)?;
         let mut replace = Vec::new();
         for (name, before, after) in
             [("name", &prior.name, &state.name), ("output_dir", &prior.output_dir, &state.output_dir)]
@@ -638,6 +699,7 @@ impl Resource for Image {
         let content_changed = prior.content_hash != state.content_hash;
         if !replace.is_empty() || content_changed || files::drifted(&prior, private.as_ref()) {
             files::to_write(&mut state);
+            keep_predictable(&mut state, &prior, private.as_ref(), composition.as_ref());
         }
         Some((state, private, replace))
     }

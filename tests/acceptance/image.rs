@@ -328,6 +328,53 @@ fn a_changed_file_block_is_a_content_hash_diff_that_updates_the_image() {
 }
 
 #[test]
+fn an_edited_source_file_is_named_in_the_plan_and_unchanged_artifacts_keep_their_digests() {
+    let workspace = new_workspace();
+    let source = workspace.work_dir().join("banner.txt");
+    std::fs::write(&source, "welcome\n").unwrap();
+    let files = "\n  file {\n    path   = \"/etc/banner\"\n    source = \"./banner.txt\"\n  }\n";
+    workspace.write_config(&image_config(&workspace, files));
+    workspace.apply();
+    let state = workspace.state();
+    let image = &state["resin_image.img"];
+    let digests = &image["file_sha256"];
+    assert_eq!(digests["/etc/banner"], format!("sha256:{}", sha256(&source)).as_str());
+    assert_eq!(digests["/etc/motd"], format!("sha256:{}", hex_sha256(b"MOTD")).as_str());
+    assert!(digests.get("/etc/secret").is_none(), "no digest of a sensitive value: {digests}");
+
+    // Only the source's contents change: the plan says which file, the content hash and
+    // the initrd change, and the kernel and command line keep their digests.
+    std::fs::write(&source, "welcome back\n").unwrap();
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "{}", plan.text());
+    let old = digests["/etc/banner"].as_str().unwrap();
+    assert!(
+        plan.says(&format!("~ \"/etc/banner\" = \"{old}\" -> \"sha256:{}\"", sha256(&source))),
+        "the plan names the file: {}",
+        plan.text()
+    );
+    assert!(plan.says("~ initrd_sha256 = \"sha256:"), "{}", plan.text());
+    assert!(!plan.says("kernel_sha256"), "the kernel's digest does not change: {}", plan.text());
+    assert!(!plan.says("cmdline_sha256"), "the command line's does not: {}", plan.text());
+    workspace.apply();
+    assert_eq!(workspace.state()["resin_image.img"]["kernel_sha256"], image["kernel_sha256"]);
+    assert_eq!(workspace.plan().code, 0);
+
+    // A new command line: its digest is known at plan as well.
+    workspace.write_config(&image_config(&workspace, files).replace("console=ttyS0 panic=-1", "console=ttyS0"));
+    let plan = workspace.plan();
+    let expected = hex_sha256(b"console=ttyS0");
+    assert!(plan.says(&format!("-> \"sha256:{expected}\"")), "{}", plan.text());
+    workspace.apply();
+    assert_eq!(workspace.state()["resin_image.img"]["cmdline_sha256"], format!("sha256:{expected}").as_str());
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
 fn modified_or_missing_artifacts_are_drift() {
     let workspace = new_workspace();
     workspace.write_config(&image_config(&workspace, ""));

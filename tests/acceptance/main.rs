@@ -12,6 +12,7 @@ mod image;
 mod image_errors;
 mod policies;
 mod pull;
+mod readme;
 mod registry;
 mod retries;
 mod saved_plans;

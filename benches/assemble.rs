@@ -92,6 +92,7 @@ fn child(layout: &Path) {
             packages.push(PackageSpec {
                 spec_version: SPEC_VERSION,
                 image,
+                index: None,
                 platform: platform.clone(),
                 name: format!("p{index}"),
                 options: ContainerOptions::default(),
@@ -101,6 +102,7 @@ fn child(layout: &Path) {
         let kernel = KernelSpec {
             spec_version: SPEC_VERSION,
             image: kernel,
+            index: None,
             platform: platform.clone(),
             cmdline: "console=ttyS0".into(),
             binary: "kernel".into(),

@@ -457,6 +457,7 @@ pub(crate) mod tests {
         PackageSpec {
             spec_version: SPEC_VERSION,
             image: image.parse().unwrap(),
+            index: None,
             platform: "linux/amd64".parse().unwrap(),
             name: name.into(),
             options,
@@ -471,6 +472,7 @@ pub(crate) mod tests {
             kernel: KernelSpec {
                 spec_version: SPEC_VERSION,
                 image: A.parse().unwrap(),
+                index: None,
                 platform: "linux/amd64".parse().unwrap(),
                 cmdline: String::new(),
                 binary: "kernel".into(),

@@ -47,6 +47,7 @@ async fn golden_inputs(puller: &Puller, layout: &Path) -> ImageInputs {
     let package = |(image, defaults): (PinnedImage, ImageDefaults), name: &str, options| PackageSpec {
         spec_version: SPEC_VERSION,
         image,
+        index: None,
         platform: platform.clone(),
         name: name.into(),
         options,
@@ -58,6 +59,7 @@ async fn golden_inputs(puller: &Puller, layout: &Path) -> ImageInputs {
         kernel: KernelSpec {
             spec_version: SPEC_VERSION,
             image: kernel,
+            index: None,
             platform: platform.clone(),
             cmdline: "console=ttyS0 panic=-1".into(),
             binary: "kernel".into(),

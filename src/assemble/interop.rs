@@ -120,17 +120,21 @@ fn linuxkit_parent_mode(mode: u32) -> u32 {
 fn container(package: &PackageSpec) -> Value {
     let mut entry = Map::new();
     entry.insert("name".into(), json!(package.name));
-    entry.insert("image".into(), json!(package.image));
+    entry.insert("image".into(), json!(package.index.as_ref().unwrap_or(&package.image)));
     entry.extend(linuxkit_options(&package.options));
     Value::Object(entry)
 }
 
-/// The LinuxKit YAML document equivalent to the composition. Sensitive file contents are
-/// not written out: the entry says where they would go.
+/// The LinuxKit YAML document equivalent to the composition. Images are pinned as the
+/// user pinned them: to the index their reference named (as LinuxKit's own YAML pins
+/// them; `linuxkit build` takes a slower path for a platform manifest), else to the
+/// manifest. Sensitive file contents are not written out: the entry says where they
+/// would go.
 pub fn linuxkit_document(composition: &Composition) -> Value {
     let inputs = &composition.inputs;
     let kernel = &inputs.kernel;
-    let mut kernel_entry = json!({ "image": kernel.image, "cmdline": kernel.cmdline });
+    let mut kernel_entry =
+        json!({ "image": kernel.index.as_ref().unwrap_or(&kernel.image), "cmdline": kernel.cmdline });
     if kernel.binary != "kernel" {
         kernel_entry["binary"] = json!(kernel.binary);
     }
@@ -142,7 +146,8 @@ pub fn linuxkit_document(composition: &Composition) -> Value {
     }
     let mut document = Map::new();
     document.insert("kernel".into(), kernel_entry);
-    document.insert("init".into(), json!(inputs.init.iter().map(|p| p.image.clone()).collect::<Vec<_>>()));
+    let init: Vec<&PinnedImage> = inputs.init.iter().map(|p| p.index.as_ref().unwrap_or(&p.image)).collect();
+    document.insert("init".into(), json!(init));
     for (key, packages) in
         [("onboot", &inputs.onboot), ("onshutdown", &inputs.onshutdown), ("services", &inputs.services)]
     {

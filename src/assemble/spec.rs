@@ -2,7 +2,9 @@
 //! `resin_kernel` and `resin_package` to `resin_image`, `resin_image` and `resin_efi_stub`
 //! to `resin_disk`. Each holds everything its consumer needs, pinned and self-contained,
 //! so a resource plans and applies on a machine whose cache is empty (images are fetched
-//! again by digest) and without the provider remembering anything between calls.
+//! again by digest) and without the provider remembering anything between calls. An image
+//! is pinned to its platform manifest (`image`), and to the index it was chosen from
+//! (`index`) when the reference named one, as LinuxKit's YAML pins it.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,9 @@ pub const SPEC_VERSION: u32 = 1;
 pub struct KernelSpec {
     pub spec_version: u32,
     pub image: PinnedImage,
+    /// The index `image` was chosen from, when the reference named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<PinnedImage>,
     pub platform: Platform,
     pub cmdline: String,
     pub binary: String,
@@ -70,6 +75,9 @@ impl ImageDefaults {
 pub struct PackageSpec {
     pub spec_version: u32,
     pub image: PinnedImage,
+    /// The index `image` was chosen from, when the reference named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<PinnedImage>,
     pub platform: Platform,
     pub name: String,
     pub options: ContainerOptions,
@@ -98,6 +106,9 @@ pub struct ImageSpec {
 pub struct EfiStubSpec {
     pub spec_version: u32,
     pub image: PinnedImage,
+    /// The index `image` was chosen from, when the reference named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<PinnedImage>,
     pub platform: Platform,
     /// The stub's path in the image.
     pub path: String,

@@ -41,6 +41,9 @@ pub struct ResolvedImage {
     pub platform: Platform,
     /// Digest of the platform's image manifest: what `digest` records.
     pub digest: Digest,
+    /// Digest of the index the reference named, when it named one (and was not resolved
+    /// by a pinned platform digest): what LinuxKit pins.
+    pub index: Option<Digest>,
     pub manifest: ImageManifest,
     pub config: ImageConfig,
 }
@@ -84,11 +87,12 @@ impl Puller {
     ) -> Result<ResolvedImage> {
         let started = Instant::now();
         let (bytes, digest) = self.manifest(reference, pinned).await?;
-        let (manifest, digest) = match Manifest::parse(&bytes)
+        let (manifest, digest, index_digest) = match Manifest::parse(&bytes)
             .with_context(|| format!("reading the manifest {digest} of {reference}"))?
         {
-            Manifest::Image(manifest) => (*manifest, digest),
+            Manifest::Image(manifest) => (*manifest, digest, None),
             Manifest::Index(index) => {
+                let index_digest = digest.clone();
                 if pinned.is_some() {
                     bail!("{reference}: the pinned digest {digest} names an index, not a platform manifest");
                 }
@@ -123,7 +127,7 @@ impl Puller {
                 match Manifest::parse(&bytes)
                     .with_context(|| format!("reading the manifest {digest} of {reference}"))?
                 {
-                    Manifest::Image(manifest) => (*manifest, digest),
+                    Manifest::Image(manifest) => (*manifest, digest, Some(index_digest)),
                     Manifest::Index(_) => bail!("{reference}: nested indexes are not supported"),
                 }
             }
@@ -158,7 +162,14 @@ impl Puller {
                 ("elapsed_ms", started.elapsed().as_millis().to_string()),
             ],
         );
-        Ok(ResolvedImage { reference: reference.clone(), platform: platform.clone(), digest, manifest, config })
+        Ok(ResolvedImage {
+            reference: reference.clone(),
+            platform: platform.clone(),
+            digest,
+            index: index_digest,
+            manifest,
+            config,
+        })
     }
 
     /// Fetches a manifest (by `digest` when given) and stores it in the cache.

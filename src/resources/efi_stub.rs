@@ -97,6 +97,7 @@ impl ImageKind for EfiStub {
         let spec = EfiStubSpec {
             spec_version: SPEC_VERSION,
             image: image.clone(),
+            index: None,
             platform: platform.clone(),
             path: state.path.as_ref_option()?.clone(),
         };

@@ -34,6 +34,25 @@ use crate::oci::platform::Platform;
 use crate::oci::reference::{Digest, ImageReference, PinnedImage};
 use crate::oci::{is_unreachable, ResolvedImage};
 
+/// What a resource records of a resolved image.
+struct Resolution {
+    /// The platform manifest's digest.
+    digest: Digest,
+    defaults: ImageDefaults,
+    /// The index the reference named, if it named one.
+    index: Option<Digest>,
+}
+
+impl Resolution {
+    fn of(resolved: &ResolvedImage) -> Resolution {
+        Resolution {
+            digest: resolved.digest.clone(),
+            defaults: ImageDefaults::of(&resolved.config),
+            index: resolved.index.clone(),
+        }
+    }
+}
+
 /// Why resolving gave no image.
 enum Unresolved {
     /// An error is in the diagnostics.
@@ -88,10 +107,13 @@ pub trait ImageKind: Send + Sync + 'static {
     }
 }
 
-/// Private state: the digest refresh saw the tag at, when it differs from the recorded one.
+/// Private state: the digest refresh saw the tag at, when it differs from the recorded one
+/// (and the index it was chosen from).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Observed {
     remote_digest: Option<String>,
+    #[serde(default)]
+    remote_index: Option<String>,
 }
 
 pub struct ImageResource<K> {
@@ -158,18 +180,17 @@ impl<K: ImageKind> ImageResource<K> {
         Some((state, reference, platform))
     }
 
-    /// Sets `id`, `digest`, `content_hash` and `spec` from a known digest and the image's
-    /// defaults (or marks them unknown).
-    fn set_computed(
-        state: &mut K::State,
-        reference: Option<&ImageReference>,
-        resolved: Option<(Digest, ImageDefaults)>,
-    ) {
-        let (pinned, digest_value, defaults) = match (reference, resolved) {
-            (Some(reference), Some((digest, defaults))) => {
-                (Some(PinnedImage::new(reference, digest.clone())), Value::Value(digest.to_string()), Some(defaults))
-            }
-            _ => (None, Value::Unknown, None),
+    /// Sets `id`, `digest`, `content_hash` and `spec` from a resolution (or marks them
+    /// unknown). The index digest goes in the spec only: it does not change the content.
+    fn set_computed(state: &mut K::State, reference: Option<&ImageReference>, resolved: Option<Resolution>) {
+        let (pinned, digest_value, defaults, index) = match (reference, resolved) {
+            (Some(reference), Some(Resolution { digest, defaults, index })) => (
+                Some(PinnedImage::new(reference, digest.clone())),
+                Value::Value(digest.to_string()),
+                Some(defaults),
+                index.map(|index| PinnedImage::new(reference, index)),
+            ),
+            _ => (None, Value::Unknown, None, None),
         };
         let hash = match (&digest_value, K::hash_inputs(state)) {
             (Value::Value(d), Some(settings)) => {
@@ -190,7 +211,12 @@ impl<K: ImageKind> ImageResource<K> {
         let platform = K::fields(state).platform.as_ref_option().and_then(|p| p.parse::<Platform>().ok());
         let spec = match (&pinned, &platform, &defaults) {
             (Some(image), Some(platform), Some(defaults)) => match K::spec(state, image, platform, defaults) {
-                Some(document) => Value::Value(serde_json::to_string(&document).expect("JSON values serialise")),
+                Some(mut document) => {
+                    if let (Some(index), Some(object)) = (&index, document.as_object_mut()) {
+                        object.insert("index".into(), serde_json::json!(index));
+                    }
+                    Value::Value(serde_json::to_string(&document).expect("JSON values serialise"))
+                }
                 None => Value::Unknown,
             },
             _ => Value::Unknown,
@@ -201,6 +227,14 @@ impl<K: ImageKind> ImageResource<K> {
         *fields.digest = digest_value;
         *fields.content_hash = hash;
         *fields.spec = spec;
+    }
+
+    /// The index digest recorded in a state's `spec`, if it has one.
+    fn recorded_index(state: &mut K::State) -> Option<Digest> {
+        let spec = K::fields(state).spec.as_ref_option()?.clone();
+        let value: serde_json::Value = serde_json::from_str(&spec).ok()?;
+        let index: PinnedImage = value.get("index")?.as_str()?.parse().ok()?;
+        Some(index.digest().clone())
     }
 
     /// The image defaults recorded in a state's `spec`, if it has a readable one.
@@ -323,12 +357,10 @@ impl<K: ImageKind> ImageResource<K> {
             );
             return None;
         }
-        Self::set_computed(
-            &mut state,
-            Some(&reference),
-            Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))),
-        );
         let mut planned = planned;
+        // Resolved by the planned digest: the index the plan recorded stays.
+        let resolution = Resolution { index: Self::recorded_index(&mut planned), ..Resolution::of(&resolved) };
+        Self::set_computed(&mut state, Some(&reference), Some(resolution));
         let (planned_fields, fields) = (K::fields(&mut planned), K::fields(&mut state));
         for (name, promised, actual) in [
             ("digest", planned_fields.digest, fields.digest),
@@ -388,11 +420,7 @@ impl<K: ImageKind> Resource for ImageResource<K> {
             K::fill_defaults(&mut state, &stub, Some(&reference));
             let platform = Self::platform(&mut state, diags).ok()??;
             let resolved = Self::resolve(&context, &reference, &platform, None, diags).await?;
-            Self::set_computed(
-                &mut state,
-                Some(&reference),
-                Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))),
-            );
+            Self::set_computed(&mut state, Some(&reference), Some(Resolution::of(&resolved)));
             return Some((state, None));
         }
         if reference.digest().is_some() {
@@ -417,7 +445,8 @@ impl<K: ImageKind> Resource for ImageResource<K> {
                             ("remote", remote.clone()),
                         ],
                     );
-                    Some((state, Some(Observed { remote_digest: Some(remote) })))
+                    let remote_index = resolved.index.as_ref().map(ToString::to_string);
+                    Some((state, Some(Observed { remote_digest: Some(remote), remote_index })))
                 }
             }
             Err(e) => {
@@ -448,7 +477,7 @@ impl<K: ImageKind> Resource for ImageResource<K> {
         let resolved = match (&reference, &platform) {
             (Some(reference), Some(platform)) => {
                 match Self::resolve_in_plan(&context, reference, platform, None, diags).await {
-                    Ok(resolved) => Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))),
+                    Ok(resolved) => Some(Resolution::of(&resolved)),
                     // Another resource's error fails the plan: this one stays unknown.
                     Err(Unresolved::AlreadyReported(_)) => None,
                     Err(Unresolved::Reported) => return None,
@@ -474,26 +503,30 @@ impl<K: ImageKind> Resource for ImageResource<K> {
         let resolved = match (&reference, &platform) {
             (Some(reference), Some(platform)) => {
                 let recorded_defaults = Self::recorded_defaults(&mut prior);
+                let recorded_index = Self::recorded_index(&mut prior);
                 let prior_fields = K::fields(&mut prior);
                 let same_image = prior_fields.image.as_ref_option() == K::fields(&mut state).image.as_ref_option()
                     && prior_fields.platform.as_ref_option() == Some(&platform.to_string());
                 let recorded = prior_fields.digest.as_ref_option().and_then(|d| crate::oci::digest::parse(d).ok());
-                let observed = private
-                    .as_ref()
-                    .and_then(|p| p.remote_digest.as_ref())
-                    .and_then(|d| crate::oci::digest::parse(d).ok());
-                // An unchanged image keeps its digest and the defaults recorded with it, so
-                // planning needs no registry; a moved tag or a new image is resolved.
-                let (pinned, defaults) = match (same_image, observed, recorded) {
-                    (true, Some(observed), _) => (Some(observed), None),
-                    (true, None, Some(recorded)) => (Some(recorded), recorded_defaults),
-                    _ => (None, None),
+                let parse = |d: Option<&String>| d.and_then(|d| crate::oci::digest::parse(d).ok());
+                let observed = parse(private.as_ref().and_then(|p| p.remote_digest.as_ref()));
+                let observed_index = parse(private.as_ref().and_then(|p| p.remote_index.as_ref()));
+                // An unchanged image keeps its digest, the defaults and the index recorded
+                // with it, so planning needs no registry; a moved tag or a new image is
+                // resolved (a moved tag by the digest and index refresh saw).
+                let (pinned, defaults, index) = match (same_image, observed, recorded) {
+                    (true, Some(observed), _) => (Some(observed), None, observed_index),
+                    (true, None, Some(recorded)) => (Some(recorded), recorded_defaults, recorded_index),
+                    _ => (None, None, None),
                 };
                 match (pinned, defaults) {
-                    (Some(digest), Some(defaults)) => Some((digest, defaults)),
+                    (Some(digest), Some(defaults)) => Some(Resolution { digest, defaults, index }),
                     (pinned, _) => {
                         match Self::resolve_in_plan(&context, reference, platform, pinned.as_ref(), diags).await {
-                            Ok(resolved) => Some((resolved.digest.clone(), ImageDefaults::of(&resolved.config))),
+                            Ok(resolved) => {
+                                let index = resolved.index.clone().or(index);
+                                Some(Resolution { index, ..Resolution::of(&resolved) })
+                            }
                             // Another resource's error fails the plan: this one stays unknown.
                             Err(Unresolved::AlreadyReported(_)) => None,
                             Err(Unresolved::Reported) => return None,

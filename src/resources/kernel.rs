@@ -97,6 +97,7 @@ impl ImageKind for Kernel {
         let spec = KernelSpec {
             spec_version: SPEC_VERSION,
             image: image.clone(),
+            index: None,
             platform: platform.clone(),
             cmdline: known(&state.cmdline)?.unwrap_or_default(),
             binary: state.binary.as_ref_option()?.clone(),

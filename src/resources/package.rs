@@ -592,6 +592,7 @@ impl ImageKind for Package {
         let spec = PackageSpec {
             spec_version: SPEC_VERSION,
             image: image.clone(),
+            index: None,
             platform: platform.clone(),
             name: state.name.as_ref_option()?.clone(),
             options,

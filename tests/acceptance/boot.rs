@@ -249,3 +249,26 @@ fn a_provider_platform_no_image_offers_is_one_error() {
     assert!(plan.says("Cannot resolve image"), "{}", plan.text());
     assert!(plan.says("has no manifest for platform linux/s390x"), "{}", plan.text());
 }
+
+#[test]
+fn images_named_through_an_index_are_pinned_to_it_in_linuxkit_yaml() {
+    // Every tag of the boot layout names an index of amd64 and arm64 images.
+    let workspace = Workspace::new();
+    workspace.write_config(&boot_config(&workspace, "linux/arm64", true, ""));
+    workspace.apply();
+    let state = workspace.state();
+    let layout = boot_layout();
+    let index = crate::fixtures::tagged(&layout, "kernel")["digest"].as_str().unwrap().to_string();
+    let kernel = &state["resin_kernel.k"];
+    assert_ne!(kernel["digest"], index.as_str(), "the kernel's digest is its arm64 manifest's");
+    let spec: serde_json::Value = serde_json::from_str(kernel["spec"].as_str().unwrap()).unwrap();
+    let pinned = |digest: &str| format!("oci-layout:{}@{digest}", layout.display());
+    assert_eq!(spec["image"], pinned(kernel["digest"].as_str().unwrap()).as_str());
+    assert_eq!(spec["index"], pinned(&index).as_str(), "both digests are in the spec");
+    let yaml = state["resin_image.boot"]["linuxkit_yaml"].as_str().unwrap();
+    assert!(yaml.contains(&format!("kernel:\n  image: \"{}\"", pinned(&index))), "{yaml}");
+    let init = crate::fixtures::tagged(&layout, "init")["digest"].as_str().unwrap().to_string();
+    assert!(yaml.contains(&format!("init:\n  - \"{}\"", pinned(&init))), "{yaml}");
+    // The index does not change what is built: a second plan is empty.
+    assert_eq!(workspace.plan().code, 0);
+}

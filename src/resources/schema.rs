@@ -82,7 +82,7 @@ pub fn image_attributes(image_text: &str) -> Vec<(String, Attribute)> {
         attribute("content_hash", AttributeType::String, Computed,
             "sha256 over everything this resource contributes to a machine image (digest, platform, options, format version). Known at plan time whenever its inputs are."),
         attribute("spec", AttributeType::String, Computed,
-            "The resource as `resin_image` consumes it: a JSON document with the pinned image, the platform and every setting (for packages also the image's entrypoint, cmd, env, working directory and `org.mobyproject.config` label). Pass it to `resin_image` (`kernel = resin_kernel.k.spec`, `services = [resin_package.p.spec]`)."),
+            "The resource as `resin_image` consumes it: a JSON document with the pinned image (`image`, the platform manifest; `index`, the index it was chosen from when the reference named one), the platform and every setting (for packages also the image's entrypoint, cmd, env, working directory and `org.mobyproject.config` label). Pass it to `resin_image` (`kernel = resin_kernel.k.spec`, `services = [resin_package.p.spec]`)."),
     ]
 }
 

@@ -418,14 +418,14 @@ fn keep_predictable(
     if let Some(composition) = composition {
         let cmdline = composition.inputs.kernel.cmdline.as_bytes();
         let digest = crate::oci::digest::sha256(cmdline).to_string();
-        files::WritesFiles::set(state, ArtifactKind::Cmdline, OnDisk::File(digest, cmdline.len() as u64));
+        state.set(ArtifactKind::Cmdline, OnDisk::File(digest, cmdline.len() as u64));
     }
     let same_kernel = state.kernel.as_ref_option().is_some()
         && prior.kernel == state.kernel
         && prior.kernel_path == state.kernel_path;
-    if let (true, OnDisk::File(digest, size)) = (same_kernel, files::WritesFiles::get(prior, ArtifactKind::Kernel)) {
+    if let (true, OnDisk::File(digest, size)) = (same_kernel, prior.get(ArtifactKind::Kernel)) {
         if written.and_then(|w| w.sha256.get(&ArtifactKind::Kernel)) == Some(&digest) {
-            files::WritesFiles::set(state, ArtifactKind::Kernel, OnDisk::File(digest, size));
+            state.set(ArtifactKind::Kernel, OnDisk::File(digest, size));
         }
     }
 }

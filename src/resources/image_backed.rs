@@ -254,7 +254,7 @@ impl<K: ImageKind> ImageResource<K> {
         pinned: Option<&Digest>,
         diags: &mut Diagnostics,
     ) -> Option<ResolvedImage> {
-        match Self::resolve_in_plan(context, reference, platform, pinned, diags).await {
+        match Self::resolve_collapsing(context, reference, platform, pinned, diags).await {
             Ok(resolved) => Some(resolved),
             Err(Unresolved::Reported) => None,
             Err(Unresolved::AlreadyReported(e)) => {
@@ -264,10 +264,11 @@ impl<K: ImageKind> ImageResource<K> {
         }
     }
 
-    /// As [`Self::resolve`], except that an image without the provider's platform is
-    /// reported by the first resource of the run only: it is a provider setting, not a
-    /// fault of each resource.
-    async fn resolve_in_plan(
+    /// Resolves, reporting an image without the provider's platform once per run: it is a
+    /// provider setting, not a fault of each resource. The resources after the first get
+    /// [`Unresolved::AlreadyReported`]; a plan leaves them unknown (the first one's error
+    /// fails it), [`Self::resolve`] reports them in full.
+    async fn resolve_collapsing(
         context: &ProviderContext,
         reference: &ImageReference,
         platform: &Platform,
@@ -476,7 +477,7 @@ impl<K: ImageKind> Resource for ImageResource<K> {
         let (mut state, reference, platform) = Self::prepare_plan(&context, proposed, &config, diags)?;
         let resolved = match (&reference, &platform) {
             (Some(reference), Some(platform)) => {
-                match Self::resolve_in_plan(&context, reference, platform, None, diags).await {
+                match Self::resolve_collapsing(&context, reference, platform, None, diags).await {
                     Ok(resolved) => Some(Resolution::of(&resolved)),
                     // Another resource's error fails the plan: this one stays unknown.
                     Err(Unresolved::AlreadyReported(_)) => None,
@@ -522,7 +523,7 @@ impl<K: ImageKind> Resource for ImageResource<K> {
                 match (pinned, defaults) {
                     (Some(digest), Some(defaults)) => Some(Resolution { digest, defaults, index }),
                     (pinned, _) => {
-                        match Self::resolve_in_plan(&context, reference, platform, pinned.as_ref(), diags).await {
+                        match Self::resolve_collapsing(&context, reference, platform, pinned.as_ref(), diags).await {
                             Ok(resolved) => {
                                 let index = resolved.index.clone().or(index);
                                 Some(Resolution { index, ..Resolution::of(&resolved) })

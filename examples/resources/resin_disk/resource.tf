@@ -19,11 +19,13 @@ resource "resin_efi_stub" "systemd" {
   image = "registry.example.com/boot/systemd-boot-efi:252"
 }
 
-# A Unified Kernel Image: UEFI firmware boots out/node.efi directly.
+# A Unified Kernel Image: UEFI firmware boots out/node.efi directly. Its .uname is read
+# from the kernel; sbat adds this image's line to the stub's SBAT metadata.
 resource "resin_disk" "uki" {
   image  = resin_image.node.spec
   format = "uki"
   stub   = resin_efi_stub.systemd.spec
+  sbat   = "node,1,Example Corp,node,1.0,https://example.com/node"
 }
 
 # A raw disk with a GPT and an EFI system partition holding that UKI: out/node-efi.img.

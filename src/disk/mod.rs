@@ -30,7 +30,7 @@ use crate::assemble::{write_artifact, Artifact, EfiStubSpec, ImageSpec};
 use crate::oci::digest::Digest;
 
 /// Bumped whenever a format writes other bytes for the same inputs.
-pub const DISK_FORMAT: u32 = 2;
+pub const DISK_FORMAT: u32 = 3;
 
 /// What a disk is made of.
 pub struct Sources<'a> {

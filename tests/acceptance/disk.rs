@@ -1,7 +1,8 @@
 //! `resin_disk` from the boot fixture image: a UKI booted by UEFI firmware (OVMF, from a
-//! FAT directory QEMU presents as a disk), an iPXE script network-booted through QEMU's
-//! user network (its TFTP server and iPXE ROM), plan-time content hashes, the same bytes
-//! from another workspace, drift, destroy, and bad input.
+//! FAT directory QEMU presents as a disk), raw-efi, iso-efi and gcp disks booted the same
+//! way, an iPXE script network-booted through QEMU's user network (its TFTP server and
+//! iPXE ROM), plan-time content hashes, the same bytes from another workspace, drift,
+//! destroy, and bad input.
 
 use std::path::Path;
 use std::process::Command;
@@ -376,10 +377,21 @@ fn a_gcp_image_file_holds_the_disk_as_gce_imports_it() {
     assert!(lines[0].contains(" 1073741824 "), "one GiB: {listing}");
     let extracted = tempfile::tempdir().unwrap();
     run("tar", &["-xzf", &file.display().to_string(), "-C", &extracted.path().display().to_string()]);
-    let disk = extracted.path().join("disk.raw").display().to_string();
+    let disk = extracted.path().join("disk.raw");
+    // A sparse member (GNU tar -S, as GCE's instructions make it): GNU tar writes only
+    // the data regions back.
+    let metadata = std::fs::metadata(&disk).unwrap();
+    assert_eq!(metadata.len(), 1 << 30);
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&metadata) * 512;
+    assert!(allocated < metadata.len() / 4, "extracted sparse: {allocated} bytes allocated");
+    let disk = disk.display().to_string();
     assert!(run("sgdisk", &["-v", &disk]).contains("No problems found"));
     let boot = run("mdir", &["-i", &format!("{disk}@@1M"), "::/EFI/BOOT"]);
     assert!(boot.contains("BOOTX64"), "{boot}");
+    // What GCE would boot: the extracted disk under UEFI firmware.
+    let (console, elapsed) = boot_firmware("x86_64", &disk);
+    eprintln!("x86_64 gcp disk.raw: booted under OVMF and powered off in {:.1} s", elapsed.as_secs_f64());
+    judge_boot("the gcp disk.raw", "x86_64", &console);
 }
 
 #[test]

@@ -206,6 +206,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// `image` with `stub`, nothing else set.
+    fn stub_sources<'a>(image: &'a ImageSpec, stub: &'a [u8]) -> Sources<'a> {
+        Sources {
+            image,
+            stub: Some(stub),
+            base_url: None,
+            size_mb: None,
+            uname: None,
+            sbat: None,
+            scratch: std::path::Path::new("."),
+        }
+    }
+
     #[test]
     fn a_uki_holds_the_image_in_its_sections() {
         let dir = tempfile::tempdir().unwrap();
@@ -216,15 +229,7 @@ pub(crate) mod tests {
         std::fs::write(&image.kernel_path, &kernel).unwrap();
         std::fs::write(&image.initrd_path, b"initrd bytes").unwrap();
         let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
-        let sources = Sources {
-            image: &image,
-            stub: Some(&stub),
-            base_url: None,
-            size_mb: None,
-            uname: None,
-            sbat: None,
-            scratch: std::path::Path::new("."),
-        };
+        let sources = stub_sources(&image, &stub);
         Uki.check_kernel(&kernel, &sources).unwrap();
         let mut out = Vec::new();
         Uki.write(&sources, &mut out).unwrap();
@@ -261,15 +266,7 @@ pub(crate) mod tests {
         let stub_sbat = b"sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\nsystemd,1,The systemd Developers,systemd,252,https://systemd.io/\n\0";
         stub[0x400..0x400 + stub_sbat.len()].copy_from_slice(stub_sbat);
         stub[table + 8..table + 12].copy_from_slice(&u32::try_from(stub_sbat.len()).unwrap().to_le_bytes());
-        let mut sources = Sources {
-            image: &image,
-            stub: Some(&stub),
-            base_url: None,
-            size_mb: None,
-            uname: None,
-            sbat: None,
-            scratch: std::path::Path::new("."),
-        };
+        let mut sources = stub_sources(&image, &stub);
         let sections = |sources: &Sources<'_>| {
             let mut out = Vec::new();
             Uki.write(sources, &mut out).unwrap();
@@ -301,15 +298,7 @@ pub(crate) mod tests {
     fn a_kernel_without_an_efi_stub_or_of_another_machine_is_refused() {
         let image = image_spec("");
         let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
-        let sources = Sources {
-            image: &image,
-            stub: Some(&stub),
-            base_url: None,
-            size_mb: None,
-            uname: None,
-            sbat: None,
-            scratch: std::path::Path::new("."),
-        };
+        let sources = stub_sources(&image, &stub);
         let error = Uki.check_kernel(b"\x1f\x8b\x08\x00 a gzip'd Image", &sources).unwrap_err();
         assert!(format!("{error:#}").contains("has no EFI stub"), "{error:#}");
         let arm = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);

@@ -372,17 +372,8 @@ impl Tree {
             }
         }
         for (path, node) in &self.nodes {
-            let name = name(path);
-            match node {
-                Node::Symlink(meta, target) => visit(Walked::Symlink { name, meta: *meta, target })?,
-                Node::CharDevice(meta, major, minor) => {
-                    visit(Walked::Device { name, meta: *meta, block: false, rdev: (*major, *minor) })?
-                }
-                Node::BlockDevice(meta, major, minor) => {
-                    visit(Walked::Device { name, meta: *meta, block: true, rdev: (*major, *minor) })?
-                }
-                Node::Fifo(meta) => visit(Walked::Fifo { name, meta: *meta })?,
-                Node::Directory(_) | Node::File(_) => {}
+            if let Some(entry) = special(name(path), node) {
+                visit(entry)?;
             }
         }
         let names = |id: InodeId| -> Vec<Vec<u8>> { links[id].iter().map(|path| name(path)).collect() };
@@ -390,16 +381,9 @@ impl Tree {
         // tar order (the order of their bytes in the spool).
         let mut from_layers: Vec<(usize, Option<Extent>, InodeId)> = Vec::new();
         for id in by_first_path {
-            let inode = &self.inodes[id];
-            let (meta, size) = (inode.meta, inode.size);
-            match &inode.content {
-                Content::Bytes(bytes) => visit(Walked::File { names: names(id), meta, size, data: &mut &bytes[..] })?,
-                Content::HostFile { path, sha256 } => {
-                    let mut file = super::host::PlannedFile::open(path, sha256, size)?;
-                    visit(Walked::File { names: names(id), meta, size, data: &mut file })
-                        .with_context(|| format!("copying {}", path.display()))?
-                }
+            match &self.inodes[id].content {
                 Content::Layer { layer, extent } => from_layers.push((*layer, *extent, id)),
+                _ => visit_generated(&self.inodes[id], names(id), &mut visit)?,
             }
         }
         // The data of layer files comes from the spool filled by the one read of each layer.
@@ -430,32 +414,40 @@ impl Tree {
             match &self.nodes[*path] {
                 Node::Directory(_) if self.implicit.contains(*path) && existing.contains(&name) => {}
                 Node::Directory(meta) => visit(Walked::Directory { name, meta: *meta })?,
-                Node::Symlink(meta, target) => visit(Walked::Symlink { name, meta: *meta, target })?,
-                Node::CharDevice(meta, major, minor) => {
-                    visit(Walked::Device { name, meta: *meta, block: false, rdev: (*major, *minor) })?
-                }
-                Node::BlockDevice(meta, major, minor) => {
-                    visit(Walked::Device { name, meta: *meta, block: true, rdev: (*major, *minor) })?
-                }
-                Node::Fifo(meta) => visit(Walked::Fifo { name, meta: *meta })?,
-                Node::File(id) => {
-                    let inode = &self.inodes[*id];
-                    let (meta, size, names) = (inode.meta, inode.size, vec![name]);
-                    match &inode.content {
-                        Content::Bytes(bytes) => visit(Walked::File { names, meta, size, data: &mut &bytes[..] })?,
-                        Content::HostFile { path, sha256 } => {
-                            let mut file = super::host::PlannedFile::open(path, sha256, size)?;
-                            visit(Walked::File { names, meta, size, data: &mut file })
-                                .with_context(|| format!("copying {}", path.display()))?
-                        }
-                        Content::Layer { .. } => {
-                            bail!("{}: a tree in insertion order holds no layer files", display(path))
-                        }
-                    }
-                }
+                Node::File(id) => visit_generated(&self.inodes[*id], vec![name], &mut visit)?,
+                node => visit(special(name, node).expect("neither a directory nor a file"))?,
             }
         }
         Ok(())
+    }
+}
+
+/// The walk entry of a node that is neither a directory nor a regular file.
+fn special(name: Vec<u8>, node: &Node) -> Option<Walked<'_>> {
+    match node {
+        Node::Symlink(meta, target) => Some(Walked::Symlink { name, meta: *meta, target }),
+        Node::CharDevice(meta, major, minor) => {
+            Some(Walked::Device { name, meta: *meta, block: false, rdev: (*major, *minor) })
+        }
+        Node::BlockDevice(meta, major, minor) => {
+            Some(Walked::Device { name, meta: *meta, block: true, rdev: (*major, *minor) })
+        }
+        Node::Fifo(meta) => Some(Walked::Fifo { name, meta: *meta }),
+        Node::Directory(_) | Node::File(_) => None,
+    }
+}
+
+/// Visits a file whose contents are in memory or on the host (checked as copied).
+fn visit_generated(inode: &Inode, names: Vec<Vec<u8>>, visit: &mut impl FnMut(Walked<'_>) -> Result<()>) -> Result<()> {
+    let (meta, size) = (inode.meta, inode.size);
+    match &inode.content {
+        Content::Bytes(bytes) => visit(Walked::File { names, meta, size, data: &mut &bytes[..] }),
+        Content::HostFile { path, sha256 } => {
+            let mut file = super::host::PlannedFile::open(path, sha256, size)?;
+            visit(Walked::File { names, meta, size, data: &mut file })
+                .with_context(|| format!("copying {}", path.display()))
+        }
+        Content::Layer { .. } => bail!("{}: layer data comes from the spool", display(&names[0])),
     }
 }
 

@@ -1,5 +1,5 @@
-//! `resin_disk` from the boot fixture image: a UKI booted by UEFI firmware (OVMF, from a
-//! FAT directory QEMU presents as a disk), raw-efi, iso-efi and gcp disks booted the same
+//! `resin_disk` from the boot fixture image: a UKI booted by UEFI firmware (OVMF and
+//! AAVMF, from a FAT disk image holding it), raw-efi, iso-efi and gcp disks booted the same
 //! way, an iPXE script network-booted through QEMU's user network (its TFTP server and
 //! iPXE ROM), plan-time content hashes, the same bytes from another workspace, drift,
 //! destroy, and bad input.
@@ -57,14 +57,18 @@ fn markers(arch: &str) -> Vec<String> {
     ]
 }
 
-/// Boots `uki` as the removable-media loader of a FAT disk (a directory QEMU presents as
-/// one) under UEFI firmware.
+/// Boots `uki` as the removable-media loader of a FAT disk under UEFI firmware. The disk
+/// is a real FAT image made with dosfstools and mtools (QEMU's emulated `fat:` directory
+/// once stalled the firmware before it loaded anything).
 fn boot_uki(arch: &str, uki: &Path) -> (String, std::time::Duration) {
-    let esp = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let esp = dir.path().join("esp.img").display().to_string();
     let loader = if arch == "x86_64" { "BOOTX64.EFI" } else { "BOOTAA64.EFI" };
-    std::fs::copy(uki, esp.path().join("EFI/BOOT").join(loader)).unwrap();
-    boot_firmware(arch, &format!("fat:rw:{}", esp.path().display()))
+    let kibibytes = std::fs::metadata(uki).unwrap().len() / 1024 + 8192;
+    run("mkfs.vfat", &["-C", &esp, &kibibytes.to_string()]);
+    run("mmd", &["-i", &esp, "::/EFI", "::/EFI/BOOT"]);
+    run("mcopy", &["-i", &esp, &uki.display().to_string(), &format!("::/EFI/BOOT/{loader}")]);
+    boot_firmware(arch, &esp)
 }
 
 /// Boots the raw disk `file` (a QEMU drive file) under UEFI firmware: OVMF (x86_64) or

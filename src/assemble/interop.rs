@@ -117,10 +117,16 @@ fn linuxkit_parent_mode(mode: u32) -> u32 {
     [0o700, 0o070, 0o007].iter().fold(mode, |dir, class| if mode & class != 0 { dir | (class & 0o111) } else { dir })
 }
 
+/// An image pinned as its reference named it: to the index it was chosen from, else to
+/// its manifest.
+fn as_named<'a>(image: &'a PinnedImage, index: &'a Option<PinnedImage>) -> &'a PinnedImage {
+    index.as_ref().unwrap_or(image)
+}
+
 fn container(package: &PackageSpec) -> Value {
     let mut entry = Map::new();
     entry.insert("name".into(), json!(package.name));
-    entry.insert("image".into(), json!(package.index.as_ref().unwrap_or(&package.image)));
+    entry.insert("image".into(), json!(as_named(&package.image, &package.index)));
     entry.extend(linuxkit_options(&package.options));
     Value::Object(entry)
 }
@@ -146,7 +152,7 @@ pub fn linuxkit_document(composition: &Composition) -> Value {
     }
     let mut document = Map::new();
     document.insert("kernel".into(), kernel_entry);
-    let init: Vec<&PinnedImage> = inputs.init.iter().map(|p| p.index.as_ref().unwrap_or(&p.image)).collect();
+    let init: Vec<&PinnedImage> = inputs.init.iter().map(|p| as_named(&p.image, &p.index)).collect();
     document.insert("init".into(), json!(init));
     for (key, packages) in
         [("onboot", &inputs.onboot), ("onshutdown", &inputs.onshutdown), ("services", &inputs.services)]

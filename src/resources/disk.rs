@@ -287,6 +287,19 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
     state
 }
 
+/// The planned state of `proposed`: its inputs checked, `plan_state` filled and its output
+/// directory checked to be usable.
+fn planned(proposed: DiskState, config: &DiskState, diags: &mut Diagnostics) -> Option<DiskState> {
+    let inputs = Inputs::of(&proposed, diags).ok()?;
+    let state = plan_state(proposed, config, &inputs);
+    if let Value::Value(dir) = &state.output_dir {
+        if !files::check_output_dir("resin_disk", dir, diags) {
+            return None;
+        }
+    }
+    Some(state)
+}
+
 impl Disk {
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
         super::provider::configured(&self.context, diags)
@@ -442,16 +455,9 @@ impl Resource for Disk {
         config: Self::State<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let inputs = Inputs::of(&proposed, diags).ok()?;
-        let mut state = plan_state(proposed, &config, &inputs);
-        if let Value::Value(dir) = &state.output_dir {
-            if !files::check_output_dir("resin_disk", dir, diags) {
-                return None;
-            }
-        }
-        files::to_write(&mut state);
-        let will_write = files::paths(&state).into_iter().map(|(_, path)| path.display().to_string()).collect();
-        Some((state, Some(Written { will_write, ..Written::default() })))
+        let mut state = planned(proposed, &config, diags)?;
+        let written = files::plan_create(&mut state, None);
+        Some((state, Some(written)))
     }
 
     async fn plan_update<'a>(
@@ -463,26 +469,14 @@ impl Resource for Disk {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
-        let inputs = Inputs::of(&proposed, diags).ok()?;
-        let mut state = plan_state(proposed, &config, &inputs);
-        if let Value::Value(dir) = &state.output_dir {
-            if !files::check_output_dir("resin_disk", dir, diags) {
-                return None;
-            }
-        }
-        let mut replace = Vec::new();
-        for (name, before, after) in [
-            ("name", &prior.name, &state.name),
-            ("output_dir", &prior.output_dir, &state.output_dir),
-            ("format", &prior.format, &state.format),
-        ] {
-            if before != after {
-                replace.push(AttributePath::new(name));
-            }
-        }
-        if !replace.is_empty() || prior.content_hash != state.content_hash || files::drifted(&prior, private.as_ref()) {
-            files::to_write(&mut state);
-        }
+        let mut state = planned(proposed, &config, diags)?;
+        let identity = [
+            ("name", prior.name != state.name),
+            ("output_dir", prior.output_dir != state.output_dir),
+            ("format", prior.format != state.format),
+        ];
+        let content_changed = prior.content_hash != state.content_hash;
+        let (replace, _) = files::plan_update(&mut state, &prior, private.as_ref(), &identity, content_changed);
         Some((state, private, replace))
     }
 

@@ -137,6 +137,35 @@ pub fn to_write(state: &mut impl WritesFiles) {
     }
 }
 
+/// Plans a create: every file is to be written, and the private state records their paths
+/// (and `more`, such as an SBOM's) so that the destroy half of a replacement spares them.
+pub fn plan_create(state: &mut impl WritesFiles, more: Option<String>) -> Written {
+    to_write(state);
+    let mut will_write: Vec<String> = paths(state).into_iter().map(|(_, path)| path.display().to_string()).collect();
+    will_write.extend(more);
+    Written { will_write, ..Written::default() }
+}
+
+/// Plans an update: the attributes of `identity` (name, whether it changed) that changed
+/// name other files and replace the resource; a replacement, new content or drift rewrites every
+/// file (its digests unknown). Returns the replacing attributes and whether the files are
+/// rewritten.
+pub fn plan_update<S: WritesFiles>(
+    state: &mut S,
+    prior: &S,
+    written: Option<&Written>,
+    identity: &[(&'static str, bool)],
+    content_changed: bool,
+) -> (Vec<AttributePath>, bool) {
+    let replace: Vec<AttributePath> =
+        identity.iter().filter(|(_, changed)| *changed).map(|(name, _)| AttributePath::new(*name)).collect();
+    let rewrite = !replace.is_empty() || content_changed || drifted(prior, written);
+    if rewrite {
+        to_write(state);
+    }
+    (replace, rewrite)
+}
+
 /// Whether the plan leaves every file as it is (no digest unknown).
 pub fn all_kept(planned: &impl WritesFiles) -> bool {
     planned.kinds().iter().all(|kind| planned.get(*kind) != OnDisk::ToWrite)

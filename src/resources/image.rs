@@ -381,23 +381,19 @@ impl WritesFiles for ImageState {
 /// hashed them (a later block for a path wins, as in the image; `sensitive_contents` left
 /// out); unknown until the composition is known.
 fn set_file_digests(state: &mut ImageState, composition: Option<&Composition>) {
-    let blocks = match &state.file {
-        Value::Value(blocks) => blocks.as_slice(),
-        _ => &[],
-    };
     state.file_sha256 = match composition {
         None => Value::Unknown,
         Some(composition) => {
             let mut digests = std::collections::BTreeMap::new();
             for file in &composition.files {
-                let path = String::from_utf8_lossy(&file.path).into_owned();
-                let sensitive = blocks.get(file.block).is_some_and(|block| !block.sensitive_contents.is_null());
+                let path = format!("/{}", String::from_utf8_lossy(&file.path));
+                let sensitive = composition.inputs.files[file.block].sensitive;
                 match (&file.kind, &file.digest) {
                     (FileKind::Contents(_) | FileKind::Source(_), Some(digest)) if !sensitive => {
-                        digests.insert(format!("/{path}"), Value::Value(digest.to_string()));
+                        digests.insert(path, Value::Value(digest.to_string()));
                     }
                     _ => {
-                        digests.remove(&format!("/{path}"));
+                        digests.remove(&path);
                     }
                 }
             }
@@ -668,12 +664,10 @@ impl Resource for Image {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let (mut state, composition) = self.plan(diags, proposed)?;
-        files::to_write(&mut state);
+        let sbom = state.sbom_path.as_ref_option().cloned();
+        let written = files::plan_create(&mut state, sbom);
         keep_predictable(&mut state, &ImageState::default(), None, composition.as_ref());
-        let mut will_write: Vec<String> =
-            files::paths(&state).into_iter().map(|(_, path)| path.display().to_string()).collect();
-        will_write.extend(state.sbom_path.as_ref_option().cloned());
-        Some((state, Some(Written { will_write, ..Written::default() })))
+        Some((state, Some(written)))
     }
 
     async fn plan_update<'a>(
@@ -686,19 +680,12 @@ impl Resource for Image {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         let (mut state, composition) = self.plan(diags, proposed)?;
-        let mut replace = Vec::new();
-        for (name, before, after) in
-            [("name", &prior.name, &state.name), ("output_dir", &prior.output_dir, &state.output_dir)]
-        {
-            if before != after {
-                replace.push(AttributePath::new(name));
-            }
-        }
+        let identity = [("name", prior.name != state.name), ("output_dir", prior.output_dir != state.output_dir)];
         // New content is an in-place update: the artifacts are rewritten atomically where
         // they are, and a failed apply keeps the resource and its previous artifacts.
         let content_changed = prior.content_hash != state.content_hash;
-        if !replace.is_empty() || content_changed || files::drifted(&prior, private.as_ref()) {
-            files::to_write(&mut state);
+        let (replace, rewrite) = files::plan_update(&mut state, &prior, private.as_ref(), &identity, content_changed);
+        if rewrite {
             keep_predictable(&mut state, &prior, private.as_ref(), composition.as_ref());
         }
         Some((state, private, replace))

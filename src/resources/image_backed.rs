@@ -229,22 +229,17 @@ impl<K: ImageKind> ImageResource<K> {
         *fields.spec = spec;
     }
 
-    /// The index digest recorded in a state's `spec`, if it has one.
-    fn recorded_index(state: &mut K::State) -> Option<Digest> {
-        let spec = K::fields(state).spec.as_ref_option()?.clone();
-        let value: serde_json::Value = serde_json::from_str(&spec).ok()?;
-        let index: PinnedImage = value.get("index")?.as_str()?.parse().ok()?;
-        Some(index.digest().clone())
-    }
-
-    /// The image defaults recorded in a state's `spec`, if it has a readable one.
-    fn recorded_defaults(state: &mut K::State) -> Option<ImageDefaults> {
-        let spec = K::fields(state).spec.as_ref_option()?.clone();
-        let value: serde_json::Value = serde_json::from_str(&spec).ok()?;
-        match value.get("defaults") {
+    /// What a state's `spec` recorded: the image defaults (if it is readable) and the index
+    /// digest (if it has one).
+    fn recorded(state: &mut K::State) -> (Option<ImageDefaults>, Option<Digest>) {
+        let spec = K::fields(state).spec.as_ref_option().and_then(|spec| serde_json::from_str(spec).ok());
+        let Some(spec): Option<serde_json::Value> = spec else { return (None, None) };
+        let defaults = match spec.get("defaults") {
             Some(defaults) => serde_json::from_value(defaults.clone()).ok(),
             None => Some(ImageDefaults::default()),
-        }
+        };
+        let index = spec.get("index").and_then(|i| i.as_str()?.parse::<PinnedImage>().ok());
+        (defaults, index.map(|index| index.digest().clone()))
     }
 
     async fn resolve(
@@ -360,7 +355,7 @@ impl<K: ImageKind> ImageResource<K> {
         }
         let mut planned = planned;
         // Resolved by the planned digest: the index the plan recorded stays.
-        let resolution = Resolution { index: Self::recorded_index(&mut planned), ..Resolution::of(&resolved) };
+        let resolution = Resolution { index: Self::recorded(&mut planned).1, ..Resolution::of(&resolved) };
         Self::set_computed(&mut state, Some(&reference), Some(resolution));
         let (planned_fields, fields) = (K::fields(&mut planned), K::fields(&mut state));
         for (name, promised, actual) in [
@@ -503,8 +498,7 @@ impl<K: ImageKind> Resource for ImageResource<K> {
         let (mut state, reference, platform) = Self::prepare_plan(&context, proposed, &config, diags)?;
         let resolved = match (&reference, &platform) {
             (Some(reference), Some(platform)) => {
-                let recorded_defaults = Self::recorded_defaults(&mut prior);
-                let recorded_index = Self::recorded_index(&mut prior);
+                let (recorded_defaults, recorded_index) = Self::recorded(&mut prior);
                 let prior_fields = K::fields(&mut prior);
                 let same_image = prior_fields.image.as_ref_option() == K::fields(&mut state).image.as_ref_option()
                     && prior_fields.platform.as_ref_option() == Some(&platform.to_string());

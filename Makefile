@@ -5,7 +5,8 @@
 #                 targets compile, then run every test (the acceptance tests on the pinned
 #                 Terraform 1.0.3, and again on a newer terraform on PATH)
 #   make install  build a release binary into Terraform's filesystem mirror
-#   make fuzz     fuzz the layer reader, the union and the newc writer (FUZZ_SECONDS each)
+#   make fuzz     fuzz the layer reader, the union, the newc writer and the PE appender
+#                 (FUZZ_SECONDS each)
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
 #                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache), and whole
 #                 terraform applies of a LinuxKit-shaped image against a loopback registry

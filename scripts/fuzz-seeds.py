@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes starting inputs for the fuzz targets into CORPUS_DIR/<target>/ (small layers
 made with Python's tarfile, gzip and the zstd tool when present, covering long names,
-PAX headers, links, devices and whiteouts; a few newc writer inputs). Idempotent."""
+PAX headers, links, devices and whiteouts; a few newc writer inputs; a minimal PE image). Idempotent."""
 
 import gzip
 import io
@@ -41,6 +41,26 @@ def layer(entries, fmt=tarfile.GNU_FORMAT):
     return buffer.getvalue()
 
 
+def tiny_pe():
+    """A minimal PE32+ image (x86_64): headers of 0x400 bytes, one .text section."""
+    image = bytearray(0x600)
+    image[0:2] = b"MZ"
+    image[0x3C:0x40] = (0x80).to_bytes(4, "little")
+    image[0x80:0x84] = b"PE\0\0"
+    image[0x84:0x86] = (0x8664).to_bytes(2, "little")
+    image[0x86:0x88] = (1).to_bytes(2, "little")
+    image[0x94:0x96] = (240).to_bytes(2, "little")
+    optional = 0x98
+    for at, value, size in [(0, 0x20B, 2), (32, 0x1000, 4), (36, 0x200, 4), (56, 0x2000, 4), (60, 0x400, 4), (108, 16, 4)]:
+        image[optional + at:optional + at + size] = value.to_bytes(size, "little")
+    table = optional + 240
+    image[table:table + 5] = b".text"
+    for at, value in [(8, 0x10), (12, 0x1000), (16, 0x200), (20, 0x400)]:
+        image[table + at:table + at + 4] = value.to_bytes(4, "little")
+    image[0x400:0x410] = b"stub code here!!"
+    return bytes(image)
+
+
 def main():
     root = sys.argv[1]
     base = [
@@ -67,6 +87,7 @@ def main():
             "files": b"\x03\x01\x00etc" + b"\x09\x00\x03etc/hosts" + b"abc" + b"\x06\x02\x07bin/sh" + b"busybox",
             "trailer": b"\x0a\x00\x00TRAILER!!!",
         },
+        "pe_writer": {"tiny": tiny_pe()},
     }
     zstd = shutil.which("zstd")
     if zstd:

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(layer_reader union newc_writer)
+[ ${#targets[@]} -gt 0 ] || targets=(layer_reader union newc_writer pe_writer)
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 # --target keeps the instrumentation out of build scripts and proc macros.

@@ -14,4 +14,5 @@ pub mod log;
 pub mod oci;
 pub mod resources;
 pub mod rootfs;
+pub mod sparse;
 pub mod tempfiles;

@@ -104,15 +104,43 @@ pub fn temporary(dir: &Path, label: &str) -> Result<tempfile::NamedTempFile> {
     crate::tempfiles::create_locked(dir, &format!("{TEMPORARY_PREFIX}{label}-"))
 }
 
-/// Renames complete temporary files into place, in order. Artifacts are meant to be read
-/// (by a PXE or image server, a VM launcher) while temporary files are created 0600, and
-/// they must be on disk before the rename. Renames within one directory fail only
-/// exceptionally (permissions changed under the run); the error then says which artifacts
-/// are already new: refresh sees them as changed and the next apply writes all again.
-pub fn publish(files: Vec<(tempfile::NamedTempFile, &Path)>) -> Result<()> {
+/// Who may read an artifact once it is in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (0644): artifacts are meant to be read by a PXE or image server, a VM launcher.
+    Public,
+    /// Its owner only (0600): the artifacts of an image with `sensitive_contents`, and the
+    /// boot files made from them, which hold those contents as they are.
+    Private,
+}
+
+impl Access {
+    /// The access of what is made from something `sensitive`.
+    pub fn of(sensitive: bool) -> Access {
+        if sensitive {
+            Access::Private
+        } else {
+            Access::Public
+        }
+    }
+
+    pub fn mode(self) -> u32 {
+        match self {
+            Access::Public => 0o644,
+            Access::Private => 0o600,
+        }
+    }
+}
+
+/// Renames complete temporary files into place, in order, readable as `access` says
+/// (temporary files are created 0600); they are on disk before the rename. Renames within
+/// one directory fail only exceptionally (permissions changed under the run); the error
+/// then says which artifacts are already new: refresh sees them as changed and the next
+/// apply writes all again.
+pub fn publish(files: Vec<(tempfile::NamedTempFile, &Path)>, access: Access) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     for (file, _) in &files {
-        file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.as_file().set_permissions(std::fs::Permissions::from_mode(access.mode()))?;
         file.as_file().sync_all()?;
     }
     crate::tempfiles::publish(|| {
@@ -133,23 +161,26 @@ pub fn publish(files: Vec<(tempfile::NamedTempFile, &Path)>) -> Result<()> {
 }
 
 /// Writes one artifact at `path` through a locked temporary file in its directory, renamed
-/// into place once `write` has written all of it; returns its digest and size. A failure
-/// leaves the file that was at `path` as it was.
+/// into place once `write` has written all of it; returns its digest and size. Blocks of
+/// zeros are left as holes ([`crate::sparse::SparseFile`]: a raw disk takes the room of
+/// its data). A failure leaves the file that was at `path` as it was.
 pub fn write_artifact(
     path: &Path,
     label: &str,
+    access: Access,
     write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
 ) -> Result<Artifact> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file = temporary(dir, label)?;
-    let mut out = crate::oci::hashing::HashingWriter::new(std::io::BufWriter::with_capacity(
-        1 << 20,
-        file.as_file().try_clone()?,
-    ));
-    write(&mut out).with_context(|| format!("writing {}", path.display()))?;
-    out.flush().with_context(|| format!("writing {}", path.display()))?;
+    let writing = || format!("writing {}", path.display());
+    let mut sparse =
+        std::io::BufWriter::with_capacity(1 << 20, crate::sparse::SparseFile::new(file.as_file().try_clone()?));
+    let mut out = crate::oci::hashing::HashingWriter::new(&mut sparse);
+    write(&mut out).with_context(writing)?;
+    out.flush().with_context(writing)?;
     let (sha256, size) = out.finish();
-    publish(vec![(file, path)])?;
+    sparse.into_inner().map_err(|e| e.into_error()).and_then(|sparse| sparse.finish()).with_context(writing)?;
+    publish(vec![(file, path)], access)?;
     Ok(Artifact { path: path.to_path_buf(), sha256: sha256.to_string(), size })
 }
 
@@ -160,7 +191,7 @@ pub fn write_sbom(composition: &Composition, output_dir: &Path, name: &str) -> R
     let path = sbom_path(output_dir, name);
     let mut file = temporary(output_dir, "sbom")?;
     file.write_all(&bytes).with_context(|| format!("writing {}", path.display()))?;
-    publish(vec![(file, &path)])?;
+    publish(vec![(file, &path)], Access::of(composition.is_sensitive()))?;
     Ok(Artifact { path, sha256: crate::oci::digest::sha256(&bytes).to_string(), size: bytes.len() as u64 })
 }
 

@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
-use super::artifacts::{file_digest, publish, sbom_path, temporary, Artifact, ArtifactKind, TEMPORARY_PREFIX};
+use super::artifacts::{file_digest, publish, sbom_path, temporary, Access, Artifact, ArtifactKind, TEMPORARY_PREFIX};
 use super::compose::{Composition, FileKind};
 use super::hash::ASSEMBLY_FORMAT;
 use super::initrd::{compressor_fingerprint, device_of, write_initrd, write_segments, Segment, SegmentBody, PIECE};
@@ -341,7 +341,7 @@ fn assemble(
     let mut renames: Vec<(tempfile::NamedTempFile, &Path)> =
         written.into_iter().map(|(kind, file, _, _)| (file, files[&kind].path.as_path())).collect();
     renames.push((sbom_file, &sbom_destination));
-    publish(renames)?;
+    publish(renames, Access::of(composition.is_sensitive()))?;
     Ok(Artifacts {
         files,
         sbom: Artifact {

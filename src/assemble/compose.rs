@@ -206,6 +206,14 @@ pub struct Composition {
     pub content_hash: Digest,
 }
 
+impl Composition {
+    /// Whether a `file` holds `sensitive_contents`: the image's artifacts, and boot files
+    /// made from them, are then readable by their owner only.
+    pub fn is_sensitive(&self) -> bool {
+        self.inputs.files.iter().any(|file| file.sensitive)
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }

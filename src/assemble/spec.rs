@@ -84,8 +84,9 @@ pub struct PackageSpec {
     pub defaults: ImageDefaults,
 }
 
-/// An assembled image, as `resin_disk` needs it: where its artifacts are and what
-/// determines their bytes.
+/// An assembled image, as `resin_disk` needs it: where its artifacts are, what determines
+/// their bytes, and the digests of the kernel and initrd as they were written, which boot
+/// files check what they read against (so the spec is known once those files are).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
@@ -98,6 +99,16 @@ pub struct ImageSpec {
     pub cmdline: String,
     pub kernel_path: String,
     pub initrd_path: String,
+    /// `sha256:<hex>` and size of `<name>-kernel` as written.
+    pub kernel_sha256: String,
+    pub kernel_size: u64,
+    /// `sha256:<hex>` and size of `<name>-initrd.img` as written.
+    pub initrd_sha256: String,
+    pub initrd_size: u64,
+    /// The image holds `sensitive_contents`: its artifacts, and boot files made from them,
+    /// are readable by their owner only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// A UEFI stub in an image (systemd's `linuxx64.efi.stub`...), for `resin_disk`.
@@ -127,8 +138,22 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
 
 impl KernelSpec {
     pub fn parse(text: &str) -> Result<KernelSpec> {
-        parse(text, "resin_kernel")
+        let spec: KernelSpec = parse(text, "resin_kernel")?;
+        if let Some(problem) = check_cmdline(&spec.cmdline) {
+            bail!("the kernel's cmdline: {problem}");
+        }
+        Ok(spec)
     }
+}
+
+/// Why `cmdline` cannot be a kernel command line, if it cannot: it is one line of text,
+/// written as it is to `<name>-cmdline`, a UKI's `.cmdline` and boot scripts, so a control
+/// character (a newline, a tab, a NUL) would cut it short or smuggle in another line.
+pub fn check_cmdline(cmdline: &str) -> Option<String> {
+    let (at, found) = cmdline.char_indices().find(|(_, c)| c.is_control())?;
+    let hint =
+        if found == '\n' && at + 1 == cmdline.len() { " (a heredoc ends with one: trim it with chomp())" } else { "" };
+    Some(format!("{found:?} at byte {at} is a control character; a command line is one line of printable text{hint}"))
 }
 
 impl PackageSpec {
@@ -146,5 +171,26 @@ impl ImageSpec {
 impl EfiStubSpec {
     pub fn parse(text: &str) -> Result<EfiStubSpec> {
         parse(text, "resin_efi_stub")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_line_is_one_line_of_printable_text() {
+        assert_eq!(check_cmdline("console=ttyS0 quiet"), None);
+        assert_eq!(check_cmdline("name=\"with spaces\" \u{e9}"), None);
+        for (cmdline, named) in [
+            ("quiet\n", "'\\n' at byte 5 is a control character; a command line is one line of printable text (a heredoc ends with one: trim it with chomp())"),
+            ("quiet\nchain http://x", "'\\n' at byte 5"),
+            ("quiet\0loglevel=3", "'\\0' at byte 5"),
+            ("a\tb", "'\\t' at byte 1"),
+            ("a\u{7f}", "'\\u{7f}' at byte 1"),
+        ] {
+            let problem = check_cmdline(cmdline).unwrap_or_else(|| panic!("{cmdline:?} passed"));
+            assert!(problem.contains(named), "{cmdline:?}: {problem}");
+        }
     }
 }

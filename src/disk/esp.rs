@@ -14,6 +14,22 @@ use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
 /// some firmware refuses smaller system partitions.
 pub const MIN_SIZE: u64 = 64 << 20;
 
+/// Most clusters a partition is given before its clusters grow: 16 Mi (a FAT of 64 MiB),
+/// far below FAT32's limit of 2^28 - 12.
+const MAX_CLUSTERS: u64 = 1 << 24;
+
+/// The cluster size of a partition of `length` bytes: 512 bytes (the least waste for
+/// small files) up to 8 GiB, then the smallest power of two that keeps the cluster count
+/// at most [`MAX_CLUSTERS`], at most 32 KiB (the largest every FAT reader takes). So every
+/// size up to 1 TiB formats as FAT32.
+pub fn cluster_size(length: u64) -> u32 {
+    let mut cluster: u32 = 512;
+    while length / u64::from(cluster) > MAX_CLUSTERS && cluster < 32 << 10 {
+        cluster *= 2;
+    }
+    cluster
+}
+
 /// The size of an ESP for a UKI of `uki` bytes: room for it and the FAT, in whole MiB.
 pub fn size_for(uki: u64) -> u64 {
     (uki + uki / 8 + (4 << 20)).div_ceil(1 << 20).max(MIN_SIZE >> 20) << 20
@@ -75,13 +91,13 @@ impl Seek for Window<'_> {
     }
 }
 
-/// Formats `length` bytes of `file` from `start` as FAT32 labelled `ESP` with
-/// `volume_id`, and writes `uki` (`uki_length` bytes) as `\EFI\BOOT\<loader>`.
+/// Formats `length` bytes of `file` from `start` as FAT32 ([`cluster_size`]) labelled
+/// `ESP` with `volume_id`, and writes `uki` (`uki_length` bytes) as `\EFI\BOOT\<loader>`.
 pub fn write(file: &File, start: u64, length: u64, volume_id: u32, loader: &str, uki: &mut dyn Read) -> Result<()> {
     let mut window = Window { file, start, length, position: 0 };
     let options = FormatVolumeOptions::new()
         .fat_type(FatType::Fat32)
-        .bytes_per_cluster(512)
+        .bytes_per_cluster(cluster_size(length))
         .volume_id(volume_id)
         .volume_label(*b"ESP        ");
     fatfs::format_volume(&mut window, options).context("formatting the EFI system partition")?;
@@ -137,6 +153,25 @@ fn root_parent_to_zero(volume: &mut Window<'_>, name: &[u8; 11]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_partitions_take_larger_clusters_and_still_format() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(cluster_size(64 << 20), 512);
+        assert_eq!(cluster_size(8 * GIB), 512);
+        assert_eq!(cluster_size(8 * GIB + 512), 1024);
+        assert_eq!(cluster_size(300 * GIB), 32 << 10);
+        assert_eq!(cluster_size(1024 * GIB), 32 << 10);
+        assert!(1024 * GIB / u64::from(cluster_size(1024 * GIB)) < 0x0fff_fff4, "within FAT32's limit");
+        // A 20 GiB partition (2 KiB clusters) formats, in a sparse file, and reads back.
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(20 * GIB).unwrap();
+        write(&file, 0, 20 * GIB, 1, "BOOTX64.EFI", &mut &b"uki"[..]).unwrap();
+        let fs =
+            FileSystem::new(Window { file: &file, start: 0, length: 20 * GIB, position: 0 }, FsOptions::new()).unwrap();
+        assert_eq!(fs.fat_type(), FatType::Fat32);
+        assert_eq!(fs.cluster_size(), 2048);
+    }
 
     #[test]
     fn the_loader_reads_back_and_the_bytes_are_the_same_every_time() {

@@ -62,24 +62,31 @@ impl DiskFormat for Gcp {
 const BLOCK: u64 = 4096;
 const TAR_BLOCK: usize = 512;
 
-/// The `(offset, length)` runs of 4 KiB blocks of `file` that are not all zero, in order.
+/// The `(offset, length)` runs of 4 KiB blocks of `file` that are not all zero, in order:
+/// only the extents the file system stores are read ([`crate::sparse::data_extents`]).
 fn data_regions(file: &mut File, size: u64) -> Result<Vec<(u64, u64)>> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, &mut *file);
     let mut regions: Vec<(u64, u64)> = Vec::new();
     let mut block = vec![0u8; usize::try_from(BLOCK).expect("4 KiB")];
-    let mut offset = 0;
-    while offset < size {
-        let length = BLOCK.min(size - offset);
-        let block = &mut block[..usize::try_from(length).expect("at most 4 KiB")];
-        reader.read_exact(block)?;
-        if block.iter().any(|b| *b != 0) {
-            match regions.last_mut() {
-                Some((start, run)) if *start + *run == offset => *run += length,
-                _ => regions.push((offset, length)),
+    // Where the blocks scanned so far end (extents of a file system with smaller blocks
+    // may share one of ours).
+    let mut scanned = 0;
+    for (start, length) in crate::sparse::data_extents(file, size)? {
+        let mut offset = (start / BLOCK * BLOCK).max(scanned);
+        file.seek(SeekFrom::Start(offset))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &mut *file);
+        while offset < start + length {
+            let length = BLOCK.min(size - offset);
+            let block = &mut block[..usize::try_from(length).expect("at most 4 KiB")];
+            reader.read_exact(block)?;
+            if block.iter().any(|b| *b != 0) {
+                match regions.last_mut() {
+                    Some((start, run)) if *start + *run == offset => *run += length,
+                    _ => regions.push((offset, length)),
+                }
             }
+            offset += length;
         }
-        offset += length;
+        scanned = offset;
     }
     Ok(regions)
 }

@@ -8,6 +8,8 @@
 //! boot
 //! ```
 //!
+//! The command line goes in as it is: one iPXE would change ([`check_cmdline`]) is refused.
+//!
 //! `initrd=` names the initrd for kernels booted through their EFI stub by iPXE's EFI
 //! build; BIOS iPXE and the kernel ignore it otherwise.
 
@@ -36,7 +38,17 @@ impl DiskFormat for Ipxe {
         true
     }
 
+    fn check_cmdline(&self, cmdline: &str) -> Option<String> {
+        check_cmdline(cmdline)
+    }
+
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
+        if let Some(problem) = check_cmdline(&sources.image.cmdline) {
+            anyhow::bail!(
+                "the command line of resin_image {} cannot go in an iPXE script: {problem}",
+                sources.image.name
+            );
+        }
         let base = sources.base_url.unwrap_or_default().trim_end_matches('/');
         let name = &sources.image.name;
         let initrd = format!("{name}-initrd.img");
@@ -48,6 +60,33 @@ impl DiskFormat for Ipxe {
         write!(out, "#!ipxe\n{kernel_line}\ninitrd {base}/{initrd}\nboot\n")?;
         Ok(())
     }
+}
+
+/// Why iPXE would not pass `cmdline` to the kernel as it is, if it would not. iPXE splits
+/// a script line into words at white space and joins the `kernel` command's arguments
+/// with single spaces; the words `||`, `&&` and `;` end the command and start another, a
+/// word starting with `#` starts a comment, and `${...}` expands a setting. So a command
+/// line holding any of these, or spaces that are not single spaces between words, would
+/// boot with another command line, or run commands of its own.
+pub fn check_cmdline(cmdline: &str) -> Option<String> {
+    if let Some(found) = cmdline.chars().find(|c| c.is_whitespace() && *c != ' ') {
+        return Some(format!("{found:?}: iPXE splits its script at such white space"));
+    }
+    if cmdline.starts_with(' ') || cmdline.ends_with(' ') || cmdline.contains("  ") {
+        return Some(
+            "spaces at its start or end or runs of spaces: iPXE passes words separated by single spaces".to_string(),
+        );
+    }
+    for word in cmdline.split(' ') {
+        let problem = match word {
+            "||" | "&&" | ";" => "ends the kernel command and starts another",
+            _ if word.starts_with('#') => "starts a comment that cuts the command line",
+            _ if word.contains("${") => "is expanded as an iPXE setting",
+            _ => continue,
+        };
+        return Some(format!("the word {word:?} {problem} in an iPXE script"));
+    }
+    None
 }
 
 /// Why `url` cannot be an iPXE base URL, if it cannot: an absolute http, https or tftp
@@ -93,6 +132,26 @@ mod tests {
             "#!ipxe\nkernel http://boot.example/images/node-kernel initrd=node-initrd.img console=ttyS0 quiet\n\
              initrd http://boot.example/images/node-initrd.img\nboot\n"
         );
+    }
+
+    #[test]
+    fn command_lines_ipxe_would_change_are_refused_naming_the_word() {
+        assert_eq!(check_cmdline("console=ttyS0 root=/dev/sda1 quiet"), None);
+        assert_eq!(check_cmdline(""), None);
+        assert_eq!(check_cmdline("a=b#c x|y z&&w"), None, "only whole words are operators, only leading # comments");
+        for (cmdline, named) in [
+            ("quiet || chain http://elsewhere/x", "\"||\" ends the kernel command"),
+            ("quiet && echo", "\"&&\""),
+            ("quiet ; shell", "\";\""),
+            ("quiet #comment", "\"#comment\" starts a comment"),
+            ("root=${root-path}", "\"root=${root-path}\" is expanded"),
+            ("quiet\tloglevel=3", "'\\t'"),
+            ("quiet  loglevel=3", "runs of spaces"),
+            (" quiet", "at its start"),
+        ] {
+            let problem = check_cmdline(cmdline).unwrap_or_else(|| panic!("{cmdline:?} passed"));
+            assert!(problem.contains(named), "{cmdline:?}: {problem}");
+        }
     }
 
     #[test]

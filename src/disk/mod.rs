@@ -26,11 +26,12 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::assemble::{write_artifact, Artifact, EfiStubSpec, ImageSpec};
+use crate::assemble::{write_artifact, Access, Artifact, ArtifactKind, EfiStubSpec, ImageSpec};
 use crate::oci::digest::Digest;
+use crate::rootfs::host::PlannedFile;
 
 /// Bumped whenever a format writes other bytes for the same inputs.
-pub const DISK_FORMAT: u32 = 3;
+pub const DISK_FORMAT: u32 = 4;
 
 /// What a disk is made of.
 pub struct Sources<'a> {
@@ -67,13 +68,18 @@ pub trait DiskFormat: Sync {
     fn sized(&self) -> bool {
         false
     }
-    /// Checks the image's kernel (its first bytes) can be used: `Err` says why not. A
+    /// Checks the image's kernel (its first bytes, of `kernel_length` in all) can be used: `Err` says why not. A
     /// format that boots through a stub holds a UKI, whose kernel must be an EFI binary.
-    fn check_kernel(&self, kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
+    fn check_kernel(&self, kernel_head: &[u8], kernel_length: u64, sources: &Sources<'_>) -> Result<()> {
         if self.needs_stub() {
-            uki::check_efi_kernel(kernel_head, sources)?;
+            uki::check_efi_kernel(kernel_head, kernel_length, sources)?;
         }
         Ok(())
+    }
+    /// Why the image's command line cannot go in this format, if it cannot (a command line
+    /// with a control character can go in none: [`crate::assemble::check_cmdline`]).
+    fn check_cmdline(&self, _cmdline: &str) -> Option<String> {
+        None
     }
     /// Writes the disk. The image's artifacts are read from the paths its spec gives.
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()>;
@@ -111,16 +117,53 @@ pub fn sized_formats() -> String {
     FORMATS.iter().filter(|f| f.sized()).map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
 }
 
-/// Writes the disk of `format` at `path` (blocking): checks the image's kernel, then
-/// writes through a temporary file renamed into place, so a failure leaves what was there.
+/// Writes the disk of `format` at `path` (blocking): removes the temporary files a killed
+/// run left in its directory, checks the image's kernel, then writes through a temporary
+/// file renamed into place, so a failure leaves what was there.
 pub fn write_disk(format: &dyn DiskFormat, sources: &Sources<'_>, path: &Path) -> Result<Artifact> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // Failing to remove one is no reason not to write.
+    if let Err(e) = crate::tempfiles::remove_abandoned(dir, crate::assemble::TEMPORARY_PREFIX) {
+        crate::log::warn(
+            "could not remove abandoned temporary files",
+            &[("directory", dir.display().to_string()), ("error", format!("{e:#}"))],
+        );
+    }
     let kernel = Path::new(&sources.image.kernel_path);
     let mut head = Vec::new();
-    crate::rootfs::host::open_regular(kernel)
-        .and_then(|file| Ok(file.take(64 << 10).read_to_end(&mut head)?))
+    let length = crate::rootfs::host::open_regular(kernel)
+        .and_then(|file| {
+            let length = file.metadata()?.len();
+            file.take(64 << 10).read_to_end(&mut head)?;
+            Ok(length)
+        })
         .with_context(|| format!("reading the kernel of resin_image {}", sources.image.name))?;
-    format.check_kernel(&head, sources)?;
-    write_artifact(path, format.name(), |out| format.write(sources, out))
+    format.check_kernel(&head, length, sources)?;
+    let access = Access::of(sources.image.sensitive);
+    write_artifact(path, format.name(), access, |out| format.write(sources, out))
+}
+
+/// The image's kernel or initrd, opened to be read once and whole: its bytes must be the
+/// ones the image recorded in its spec when it wrote them, or the read that completes
+/// them fails (before the disk is published). So a file damaged or replaced on disk
+/// since (bit rot keeps its size, inode and mtime, which refresh trusts) is never built
+/// into a boot file.
+pub fn open_artifact(image: &ImageSpec, kind: ArtifactKind) -> Result<(PlannedFile, u64)> {
+    let (path, sha256, size) = match kind {
+        ArtifactKind::Kernel => (&image.kernel_path, &image.kernel_sha256, image.kernel_size),
+        ArtifactKind::Initrd => (&image.initrd_path, &image.initrd_sha256, image.initrd_size),
+        other => anyhow::bail!("a resin_image has no {} to read", other.describe()),
+    };
+    let expected = crate::oci::digest::parse(sha256)
+        .with_context(|| format!("the {} digest in the spec of resin_image {}", kind.attribute(), image.name))?;
+    let mismatch = format!(
+        "resin_image {}'s {} {path} is not what it wrote ({size} bytes hashing to {sha256}): it was changed on disk since; write the image again (terraform apply -replace=<that resin_image>)",
+        image.name,
+        kind.attribute(),
+    );
+    let file = PlannedFile::exactly(Path::new(path), &expected, size, mismatch)
+        .with_context(|| format!("opening the {} of resin_image {}", kind.attribute(), image.name))?;
+    Ok((file, size))
 }
 
 /// 32 bytes derived from the image's content hash and `what` (GUIDs, volume ids): the
@@ -149,4 +192,87 @@ pub fn content_hash(format: &dyn DiskFormat, sources: &Sources<'_>, stub: Option
         "sbat": sources.sbat,
     });
     crate::oci::digest::sha256(document.to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// An image of a tiny EFI kernel and an initrd in `dir`, and a stub.
+    fn image_in(dir: &Path) -> (ImageSpec, Vec<u8>) {
+        let mut image = uki::tests::image_spec("console=ttyS0");
+        let kernel = pe::tests::tiny_image(pe::MACHINE_X86_64);
+        uki::tests::write_artifacts(&mut image, dir, &kernel, b"initrd bytes");
+        (image, pe::tests::tiny_image(pe::MACHINE_X86_64))
+    }
+
+    fn sources<'a>(image: &'a ImageSpec, stub: &'a [u8], dir: &'a Path) -> Sources<'a> {
+        Sources { image, stub: Some(stub), base_url: None, size_mb: None, uname: None, sbat: None, scratch: dir }
+    }
+
+    #[test]
+    fn an_image_file_changed_since_it_was_written_is_never_built_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, stub) = image_in(dir.path());
+        let path = dir.path().join("node.efi");
+        let first = write_disk(&uki::Uki, &sources(&image, &stub, dir.path()), &path).unwrap();
+        // A byte flipped, the size kept (as bit rot leaves it), then a file of another size.
+        for (damaged, what) in [(&b"initrd bytez"[..], "initrd"), (b"initrd", "initrd")] {
+            std::fs::write(&image.initrd_path, damaged).unwrap();
+            for format in [&uki::Uki as &dyn DiskFormat, &raw_efi::RawEfi, &iso_efi::IsoEfi, &gcp::Gcp] {
+                let error = write_disk(format, &sources(&image, &stub, dir.path()), &path).unwrap_err();
+                let message = format!("{error:#}");
+                assert!(
+                    message.contains(&format!("resin_image node's {what} {} is not what it wrote", image.initrd_path)),
+                    "{}: {message}",
+                    format.name()
+                );
+                assert!(message.contains("terraform apply -replace"), "{message}");
+            }
+        }
+        let (kept, _) = crate::assemble::file_digest(&path).unwrap();
+        assert_eq!(kept, first.sha256, "the UKI written before is untouched");
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert!(!names.iter().any(|n| n.starts_with(crate::assemble::TEMPORARY_PREFIX)), "{names:?}");
+        // The kernel is checked too.
+        std::fs::write(&image.initrd_path, b"initrd bytes").unwrap();
+        let mut kernel = std::fs::read(&image.kernel_path).unwrap();
+        kernel[0x405] ^= 1;
+        std::fs::write(&image.kernel_path, &kernel).unwrap();
+        let error = write_disk(&uki::Uki, &sources(&image, &stub, dir.path()), &path).unwrap_err();
+        assert!(format!("{error:#}").contains("resin_image node's kernel"), "{error:#}");
+    }
+
+    #[test]
+    fn boot_files_of_a_sensitive_image_are_private_and_disks_are_sparse() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut image, stub) = image_in(dir.path());
+        let path = dir.path().join("node-efi.img");
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let mut sized = sources(&image, &stub, dir.path());
+        sized.size_mb = Some(512);
+        write_disk(&raw_efi::RawEfi, &sized, &path).unwrap();
+        assert_eq!(mode(&path), 0o644);
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), 512 << 20);
+        assert!(meta.blocks() * 512 < 8 << 20, "{} bytes stored for a 512 MiB disk", meta.blocks() * 512);
+        image.sensitive = true;
+        write_disk(&raw_efi::RawEfi, &sources(&image, &stub, dir.path()), &path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn a_killed_writes_temporary_files_are_removed_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, stub) = image_in(dir.path());
+        let left = dir.path().join(format!("{}uki-killed", crate::assemble::TEMPORARY_PREFIX));
+        std::fs::write(&left, b"half a UKI").unwrap();
+        let old = std::time::SystemTime::now() - crate::tempfiles::GRACE * 2;
+        std::fs::File::options().write(true).open(&left).unwrap().set_modified(old).unwrap();
+        write_disk(&uki::Uki, &sources(&image, &stub, dir.path()), &dir.path().join("node.efi")).unwrap();
+        assert!(!left.exists());
+    }
 }

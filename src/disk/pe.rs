@@ -70,38 +70,73 @@ pub struct Headers {
     section_alignment: u32,
     file_alignment: u32,
     headers_size: u32,
+    /// The length of the whole file.
+    length: u64,
 }
 
+/// Most sections a PE image may have (the PE/COFF specification's loader limit).
+const MAX_SECTIONS: usize = 96;
+/// The fixed part of a PE32+ optional header, up to its data directories.
+const OPTIONAL_FIXED: usize = 112;
+/// The file alignments an image may have to take new sections: the PE/COFF
+/// specification's range (a power of two from 512 to 64 KiB).
+const FILE_ALIGNMENTS: std::ops::RangeInclusive<u32> = 512..=(64 << 10);
+
 impl Headers {
-    /// Reads the headers at the start of `bytes` (the whole image or at least its headers).
-    pub fn read(bytes: &[u8]) -> Result<Headers> {
-        if bytes.get(..2) != Some(b"MZ") {
+    /// Reads the headers of the PE32+ image whose first bytes are `head` (the whole image,
+    /// or at least its headers) and whose file is `length` bytes long. Every header and
+    /// every section's data must lie inside the file: a header that points elsewhere is
+    /// an error naming it, never a read past the end.
+    pub fn read(head: &[u8], length: u64) -> Result<Headers> {
+        if head.get(..2) != Some(b"MZ") {
             bail!("no MZ header: not an EFI (PE) binary");
         }
-        let pe = u32_at(bytes, 0x3c)? as usize;
-        if bytes.get(pe..pe + 4) != Some(b"PE\0\0") {
+        let pe = u32_at(head, 0x3c)? as usize;
+        if head.get(pe..pe.saturating_add(4)) != Some(b"PE\0\0") {
             bail!("no PE header at offset {pe:#x} (an MZ stub without a PE image)");
         }
-        let machine = u16_at(bytes, pe + 4)?;
-        let count = usize::from(u16_at(bytes, pe + 6)?);
+        let machine = u16_at(head, pe + 4)?;
+        let count = usize::from(u16_at(head, pe + 6)?);
         let optional = pe + 24;
-        let optional_size = usize::from(u16_at(bytes, pe + 20)?);
-        if u16_at(bytes, optional)? != 0x20b {
+        let optional_size = usize::from(u16_at(head, pe + 20)?);
+        if u16_at(head, optional)? != 0x20b {
             bail!("not a PE32+ image (64-bit EFI binaries are)");
         }
+        let directories = u32_at(head, optional + 108)?;
+        if optional_size < OPTIONAL_FIXED || (optional_size - OPTIONAL_FIXED) / 8 < directories.min(16) as usize {
+            bail!("the PE optional header ({optional_size} bytes) cannot hold its {directories} data directories");
+        }
+        if count > MAX_SECTIONS {
+            bail!("the PE header claims {count} sections (at most {MAX_SECTIONS})");
+        }
         let table = optional + optional_size;
+        let table_end = table + count * SECTION_HEADER;
+        if table_end as u64 > length || table_end > head.len() {
+            bail!(
+                "the PE section table ({count} headers at {table:#x}) ends at {table_end:#x}, beyond the {} of the file",
+                if table_end as u64 > length { format!("{length} bytes") } else { "headers".to_string() }
+            );
+        }
         let mut sections = Vec::with_capacity(count);
         for index in 0..count {
             let at = table + index * SECTION_HEADER;
-            let name = bytes.get(at..at + 8).context("the PE section table ends early")?;
-            let name = String::from_utf8_lossy(name).trim_end_matches('\0').to_string();
-            sections.push(Section {
+            let name = String::from_utf8_lossy(&head[at..at + 8]).trim_end_matches('\0').to_string();
+            let section = Section {
                 name,
-                virtual_size: u32_at(bytes, at + 8)?,
-                virtual_address: u32_at(bytes, at + 12)?,
-                raw_size: u32_at(bytes, at + 16)?,
-                raw_offset: u32_at(bytes, at + 20)?,
-            });
+                virtual_size: u32_at(head, at + 8)?,
+                virtual_address: u32_at(head, at + 12)?,
+                raw_size: u32_at(head, at + 16)?,
+                raw_offset: u32_at(head, at + 20)?,
+            };
+            let raw_end = u64::from(section.raw_offset) + u64::from(section.raw_size);
+            if section.raw_size > 0 && raw_end > length {
+                bail!(
+                    "PE section {:?} claims bytes {:#x}..{raw_end:#x}, beyond the end of the file ({length} bytes)",
+                    section.name,
+                    section.raw_offset
+                );
+            }
+            sections.push(section);
         }
         let headers = Headers {
             machine,
@@ -109,14 +144,52 @@ impl Headers {
             pe,
             optional,
             table,
-            section_alignment: u32_at(bytes, optional + 32)?,
-            file_alignment: u32_at(bytes, optional + 36)?,
-            headers_size: u32_at(bytes, optional + 60)?,
+            section_alignment: u32_at(head, optional + 32)?,
+            file_alignment: u32_at(head, optional + 36)?,
+            headers_size: u32_at(head, optional + 60)?,
+            length,
         };
         if headers.section_alignment == 0 || headers.file_alignment == 0 {
             bail!("a PE image with a zero alignment");
         }
         Ok(headers)
+    }
+
+    /// Reads the headers of the whole image `image`.
+    pub fn of_image(image: &[u8]) -> Result<Headers> {
+        Headers::read(image, image.len() as u64)
+    }
+
+    /// Checks that sections can be appended to the image as [`append_sections`] does: its
+    /// alignments are ones the PE/COFF specification allows (so padding stays small),
+    /// and its headers (`SizeOfHeaders`, the section table) lie before every section's data.
+    pub fn check_appendable(&self) -> Result<()> {
+        let (file, section) = (self.file_alignment, self.section_alignment);
+        if !file.is_power_of_two() || !FILE_ALIGNMENTS.contains(&file) {
+            bail!("the PE FileAlignment {file:#x} is not a power of two from 512 to 64 KiB");
+        }
+        if !section.is_power_of_two() || section < file {
+            bail!("the PE SectionAlignment {section:#x} is not a power of two at least the FileAlignment ({file:#x})");
+        }
+        let headers_size = u64::from(self.headers_size);
+        if headers_size > self.length {
+            bail!("the PE SizeOfHeaders {headers_size:#x} is beyond the end of the file ({} bytes)", self.length);
+        }
+        let table_end = (self.table + self.sections.len() * SECTION_HEADER) as u64;
+        if table_end > headers_size {
+            bail!(
+                "the PE section table ({} headers) ends at {table_end:#x}, beyond SizeOfHeaders ({headers_size:#x})",
+                self.sections.len()
+            );
+        }
+        if let Some(section) = self.sections.iter().find(|s| s.raw_size > 0 && u64::from(s.raw_offset) < headers_size) {
+            bail!(
+                "PE section {:?} starts at {:#x}, inside the headers (SizeOfHeaders {headers_size:#x})",
+                section.name,
+                section.raw_offset
+            );
+        }
+        Ok(())
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {
@@ -128,7 +201,7 @@ impl Headers {
     fn room(&self) -> usize {
         let end = self.table + self.sections.len() * SECTION_HEADER;
         let first_data =
-            self.sections.iter().map(|s| s.raw_offset as usize).filter(|o| *o > 0).min().unwrap_or(usize::MAX);
+            self.sections.iter().filter(|s| s.raw_size > 0).map(|s| s.raw_offset as usize).min().unwrap_or(usize::MAX);
         let limit = first_data.min(self.headers_size as usize);
         limit.saturating_sub(end) / SECTION_HEADER
     }
@@ -157,7 +230,8 @@ pub struct NewSection<'a> {
 /// leaves the table (the following ones move up, so addresses still ascend) and its data
 /// stays in the file, unreferenced. Data streams from the readers.
 pub fn append_sections(image: &[u8], sections: Vec<NewSection<'_>>, out: &mut dyn Write) -> Result<()> {
-    let headers = Headers::read(image)?;
+    let headers = Headers::of_image(image)?;
+    headers.check_appendable()?;
     let kept: Vec<usize> =
         (0..headers.sections.len()).filter(|&i| !sections.iter().any(|s| s.name == headers.sections[i].name)).collect();
     let growth = (kept.len() + sections.len()).saturating_sub(headers.sections.len());
@@ -273,7 +347,7 @@ pub(crate) mod tests {
             NewSection { name: ".linux", length: linux.len() as u64, data: Box::new(&linux[..]) },
         ];
         append_sections(&image, sections, &mut out).unwrap();
-        let headers = Headers::read(&out).unwrap();
+        let headers = Headers::of_image(&out).unwrap();
         assert_eq!(headers.machine, MACHINE_X86_64);
         let names: Vec<&str> = headers.sections.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, [".text", ".osrel", ".linux"]);
@@ -301,7 +375,7 @@ pub(crate) mod tests {
             NewSection { name: ".sbat", length: 7, data: Box::new(&b"sbat,1\n"[..]) },
         ];
         append_sections(&image, sections, &mut out).unwrap();
-        let headers = Headers::read(&out).unwrap();
+        let headers = Headers::of_image(&out).unwrap();
         let names: Vec<&str> = headers.sections.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, [".osrel", ".sbat"], "one .sbat, the new one, last");
         let sbat = headers.section(".sbat").unwrap();
@@ -310,12 +384,90 @@ pub(crate) mod tests {
         assert!(sbat.virtual_address >= 0x2000, "above the replaced section's addresses");
     }
 
+    /// Appends two sections to `image`, as a UKI does.
+    fn append_two(image: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let sections = vec![
+            NewSection { name: ".osrel", length: 5, data: Box::new(&b"ID=x\n"[..]) },
+            NewSection { name: ".linux", length: 3, data: Box::new(&b"abc"[..]) },
+        ];
+        append_sections(image, sections, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_naming_the_header() {
+        let image = tiny_image(MACHINE_X86_64);
+        let error = |image: &[u8]| format!("{:#}", append_two(image).unwrap_err());
+        // Cut short: the .text data, then the section table, then the PE header beyond the end.
+        assert!(
+            error(&image[..0x500]).contains("PE section \".text\" claims bytes 0x400..0x600"),
+            "{}",
+            error(&image[..0x500])
+        );
+        assert!(
+            error(&image[..0x1a0]).contains("ends at 0x1b0, beyond the 416 bytes of the file"),
+            "{}",
+            error(&image[..0x1a0])
+        );
+        assert!(error(&image[..0x100]).contains("the PE headers end early"), "{}", error(&image[..0x100]));
+        assert!(error(&image[..0x82]).contains("no PE header"));
+        // More section headers than SizeOfHeaders holds.
+        let mut many = image.clone();
+        many[0x400..0x600].fill(0);
+        put_u16(&mut many, 0x86, 20);
+        assert!(error(&many).contains("(20 headers) ends at 0x4a8, beyond SizeOfHeaders (0x400)"), "{}", error(&many));
+        put_u16(&mut many, 0x86, 500);
+        assert!(error(&many).contains("claims 500 sections"), "{}", error(&many));
+        // Alignments outside what the specification allows.
+        for (alignment, what) in [
+            (16 << 20, "FileAlignment 0x1000000"),
+            (1 << 31, "FileAlignment 0x80000000"),
+            (0x300, "FileAlignment 0x300"),
+            (256, "FileAlignment 0x100"),
+        ] {
+            let mut odd = image.clone();
+            put_u32(&mut odd, 0x98 + 36, alignment);
+            assert!(error(&odd).contains(what), "{alignment:#x}: {}", error(&odd));
+        }
+        let mut small_sections = image.clone();
+        put_u32(&mut small_sections, 0x98 + 32, 0x100);
+        assert!(error(&small_sections).contains("SectionAlignment 0x100"), "{}", error(&small_sections));
+        // SizeOfHeaders beyond the file, and an optional header too small for its directories.
+        let mut big_headers = image.clone();
+        put_u32(&mut big_headers, 0x98 + 60, 0x10000);
+        assert!(error(&big_headers).contains("SizeOfHeaders 0x10000 is beyond the end"), "{}", error(&big_headers));
+        let mut short_optional = image.clone();
+        put_u16(&mut short_optional, 0x94, 120);
+        assert!(error(&short_optional).contains("cannot hold its 16 data directories"), "{}", error(&short_optional));
+    }
+
+    #[test]
+    fn no_header_value_panics_the_writer() {
+        // Every prefix, and every header byte set to a few telling values: an error or a
+        // valid image, never a panic.
+        let image = tiny_image(MACHINE_X86_64);
+        for length in 0..image.len() {
+            let _ = append_two(&image[..length]);
+        }
+        for at in 0..0x200 {
+            for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut changed = image.clone();
+                changed[at] = value;
+                if let Ok(out) = append_two(&changed) {
+                    let headers = Headers::of_image(&out).unwrap();
+                    assert!(headers.section(".linux").is_some());
+                }
+            }
+        }
+    }
+
     #[test]
     fn what_is_not_an_efi_binary_is_refused() {
-        assert!(Headers::read(b"\x7fELF....").unwrap_err().to_string().contains("no MZ header"));
+        assert!(Headers::of_image(b"\x7fELF....").unwrap_err().to_string().contains("no MZ header"));
         let mut image = tiny_image(MACHINE_X86_64);
         image[0x80] = b'X';
-        assert!(Headers::read(&image).unwrap_err().to_string().contains("no PE header"));
+        assert!(Headers::of_image(&image).unwrap_err().to_string().contains("no PE header"));
         // No room: a header area full of section headers.
         let mut full = tiny_image(MACHINE_X86_64);
         put_u32(&mut full, 0x98 + 60, 0x1d0);

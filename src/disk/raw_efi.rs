@@ -24,6 +24,16 @@ use super::{DiskFormat, Sources};
 
 pub struct RawEfi;
 
+/// The smallest disk in MiB: an EFI system partition of [`super::esp::MIN_SIZE`] and the
+/// partition tables.
+pub fn min_size_mb() -> u64 {
+    (super::esp::MIN_SIZE + OVERHEAD).div_ceil(1 << 20)
+}
+
+/// The bytes of a disk that are not its partition: the protective MBR and GPT before it,
+/// the backup GPT after it.
+const OVERHEAD: u64 = (gpt::FIRST_USABLE + 34) * SECTOR;
+
 /// `size_mb` cannot hold what the disk must.
 #[derive(Debug, thiserror::Error)]
 #[error("size_mb = {given}: the disk needs at least {needed} MiB (a {uki} byte UKI in its EFI system partition)")]
@@ -39,8 +49,7 @@ pub struct TooSmall {
 pub fn disk_image(sources: &Sources<'_>, label: &str, unit_mb: u64) -> Result<File> {
     let (mut uki, uki_length, loader) = temporary_uki(sources)?;
     let esp = super::esp::size_for(uki_length);
-    let overhead = (gpt::FIRST_USABLE + 34) * SECTOR;
-    let needed = (esp + overhead).div_ceil(1 << 20);
+    let needed = (esp + OVERHEAD).div_ceil(1 << 20);
     let mebibytes = match sources.size_mb {
         Some(given) if given < needed => return Err(TooSmall { given, needed, uki: uki_length }.into()),
         Some(given) => given,
@@ -90,8 +99,8 @@ impl DiskFormat for RawEfi {
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
-        let mut disk = disk_image(sources, self.name(), 1)?;
-        std::io::copy(&mut disk, out).context("copying the disk")?;
-        Ok(())
+        let disk = disk_image(sources, self.name(), 1)?;
+        let size = disk.metadata()?.len();
+        crate::sparse::copy_sparse(&disk, size, out).context("copying the disk")
     }
 }

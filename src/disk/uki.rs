@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 
 use super::pe::{self, Headers, NewSection};
 use super::{DiskFormat, Sources};
-use crate::assemble::ImageSpec;
+use crate::assemble::{ArtifactKind, ImageSpec};
 use crate::oci::platform::Platform;
 
 pub struct Uki;
@@ -44,9 +44,11 @@ fn expected_machine(platform: &Platform) -> Result<u16> {
         .with_context(|| format!("platform {platform} has no UEFI machine type resin knows (amd64, arm64)"))
 }
 
-/// Checks that `stub` is an EFI binary for `platform`.
+/// Checks that `stub` is an EFI binary for `platform` whose headers and sections lie
+/// inside it and that can take a UKI's sections.
 pub fn check_stub(stub: &[u8], platform: &Platform) -> Result<()> {
-    let headers = Headers::read(stub).context("the EFI stub")?;
+    let headers = Headers::of_image(stub).context("the EFI stub")?;
+    headers.check_appendable().context("the EFI stub")?;
     let expected = expected_machine(platform)?;
     if headers.machine != expected {
         bail!(
@@ -69,10 +71,10 @@ pub fn osrel(image: &ImageSpec) -> String {
     )
 }
 
-/// Checks the image's kernel (its first bytes) is an EFI binary of the image's machine, as
-/// a UKI's `.linux` must be.
-pub fn check_efi_kernel(kernel_head: &[u8], sources: &Sources<'_>) -> Result<()> {
-    let headers = Headers::read(kernel_head).with_context(|| {
+/// Checks the image's kernel (its first bytes, of `length` in all) is an EFI binary of the
+/// image's machine, as a UKI's `.linux` must be.
+pub fn check_efi_kernel(kernel_head: &[u8], length: u64, sources: &Sources<'_>) -> Result<()> {
+    let headers = Headers::read(kernel_head, length).with_context(|| {
         format!(
             "the kernel {} cannot go in a UKI: it has no EFI stub (a kernel built with CONFIG_EFI_STUB starts with an MZ and a PE header)",
             sources.image.kernel_path
@@ -111,14 +113,10 @@ impl DiskFormat for Uki {
         let stub = sources.stub.context("a UKI needs an EFI stub")?;
         check_stub(stub, &sources.image.platform)?;
         let image = sources.image;
-        let open = |path: &str| -> Result<(File, u64)> {
-            let file = crate::rootfs::host::open_regular(std::path::Path::new(path))
-                .with_context(|| format!("opening {path} of resin_image {}", image.name))?;
-            let length = file.metadata()?.len();
-            Ok((file, length))
-        };
-        let (mut kernel, kernel_length) = open(&image.kernel_path)?;
-        let (initrd, initrd_length) = open(&image.initrd_path)?;
+        // The kernel is read for its release and its .sbat first; the sections are then
+        // streamed from the files, checked against the digests the image recorded.
+        let mut kernel = crate::rootfs::host::open_regular(std::path::Path::new(&image.kernel_path))
+            .with_context(|| format!("opening the kernel of resin_image {}", image.name))?;
         let uname = match sources.uname {
             Some(uname) => Some(uname.to_string()),
             None => super::uname::scrape(&mut kernel)
@@ -126,14 +124,16 @@ impl DiskFormat for Uki {
         };
         let sbat = match sources.sbat {
             Some(user) => {
-                let stub_sbat = Headers::read(stub)?.section(".sbat").map(|s| section_data(stub, s)).transpose()?;
+                let stub_sbat = Headers::of_image(stub)?.section(".sbat").map(|s| section_data(stub, s)).transpose()?;
                 let kernel_sbat = kernel_sbat(&mut kernel)
                     .with_context(|| format!("reading the .sbat of the kernel {}", image.kernel_path))?;
                 Some(super::sbat::merge(stub_sbat, kernel_sbat.as_deref(), user)?)
             }
             None => None,
         };
-        kernel.seek(SeekFrom::Start(0))?;
+        drop(kernel);
+        let (kernel, kernel_length) = super::open_artifact(image, ArtifactKind::Kernel)?;
+        let (initrd, initrd_length) = super::open_artifact(image, ArtifactKind::Initrd)?;
         let osrel = osrel(image);
         let mut sections = vec![text(".osrel", osrel.as_bytes()), text(".cmdline", image.cmdline.as_bytes())];
         if let Some(uname) = &uname {
@@ -162,9 +162,10 @@ fn section_data<'i>(image: &'i [u8], section: &pe::Section) -> Result<&'i [u8]> 
 /// The kernel's own `.sbat` section, if it is a PE image with one.
 fn kernel_sbat(kernel: &mut File) -> Result<Option<Vec<u8>>> {
     let mut head = Vec::new();
+    let length = kernel.metadata()?.len();
     kernel.seek(SeekFrom::Start(0))?;
     (&mut *kernel).take(64 << 10).read_to_end(&mut head)?;
-    let Some(section) = Headers::read(&head).ok().and_then(|h| h.section(".sbat").cloned()) else {
+    let Some(section) = Headers::read(&head, length).ok().and_then(|h| h.section(".sbat").cloned()) else {
         return Ok(None);
     };
     let mut data = Vec::new();
@@ -177,7 +178,7 @@ fn kernel_sbat(kernel: &mut File) -> Result<Option<Vec<u8>>> {
 /// start, with its length and the removable-media loader name for its machine (the stub's).
 pub fn temporary_uki(sources: &Sources<'_>) -> Result<(File, u64, &'static str)> {
     let stub = sources.stub.context("a UKI needs an EFI stub")?;
-    let loader = super::esp::loader_name(Headers::read(stub).context("the EFI stub")?.machine);
+    let loader = super::esp::loader_name(Headers::of_image(stub).context("the EFI stub")?.machine);
     let mut uki = tempfile::tempfile_in(sources.scratch).context("a temporary file for the UKI")?;
     {
         let mut out = std::io::BufWriter::new(&uki);
@@ -203,7 +204,24 @@ pub(crate) mod tests {
             cmdline: cmdline.into(),
             kernel_path: "/out/node-kernel".into(),
             initrd_path: "/out/node-initrd.img".into(),
+            kernel_sha256: crate::oci::digest::sha256(b"").to_string(),
+            kernel_size: 0,
+            initrd_sha256: crate::oci::digest::sha256(b"").to_string(),
+            initrd_size: 0,
+            sensitive: false,
         }
+    }
+
+    /// Writes `kernel` and `initrd` in `dir` as `image`'s artifacts, recording their digests.
+    pub fn write_artifacts(image: &mut ImageSpec, dir: &std::path::Path, kernel: &[u8], initrd: &[u8]) {
+        image.kernel_path = dir.join("node-kernel").display().to_string();
+        image.initrd_path = dir.join("node-initrd.img").display().to_string();
+        std::fs::write(&image.kernel_path, kernel).unwrap();
+        std::fs::write(&image.initrd_path, initrd).unwrap();
+        image.kernel_sha256 = crate::oci::digest::sha256(kernel).to_string();
+        image.kernel_size = kernel.len() as u64;
+        image.initrd_sha256 = crate::oci::digest::sha256(initrd).to_string();
+        image.initrd_size = initrd.len() as u64;
     }
 
     /// `image` with `stub`, nothing else set.
@@ -224,16 +242,13 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut image = image_spec("console=ttyS0");
         let kernel = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
-        image.kernel_path = dir.path().join("node-kernel").display().to_string();
-        image.initrd_path = dir.path().join("node-initrd.img").display().to_string();
-        std::fs::write(&image.kernel_path, &kernel).unwrap();
-        std::fs::write(&image.initrd_path, b"initrd bytes").unwrap();
+        write_artifacts(&mut image, dir.path(), &kernel, b"initrd bytes");
         let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
         let sources = stub_sources(&image, &stub);
-        Uki.check_kernel(&kernel, &sources).unwrap();
+        Uki.check_kernel(&kernel, kernel.len() as u64, &sources).unwrap();
         let mut out = Vec::new();
         Uki.write(&sources, &mut out).unwrap();
-        let headers = Headers::read(&out).unwrap();
+        let headers = Headers::of_image(&out).unwrap();
         let data = |name: &str| {
             let s = headers.section(name).unwrap();
             out[s.raw_offset as usize..][..s.virtual_size as usize].to_vec()
@@ -255,10 +270,7 @@ pub(crate) mod tests {
         let banner = b"Linux version 6.1.0-57-arm64 (debian-kernel@lists.debian.org)";
         kernel.extend_from_slice(banner);
         image.platform = "linux/arm64".parse().unwrap();
-        image.kernel_path = dir.path().join("node-kernel").display().to_string();
-        image.initrd_path = dir.path().join("node-initrd.img").display().to_string();
-        std::fs::write(&image.kernel_path, &kernel).unwrap();
-        std::fs::write(&image.initrd_path, b"initrd bytes").unwrap();
+        write_artifacts(&mut image, dir.path(), &kernel, b"initrd bytes");
         // A stub whose one section is its .sbat.
         let mut stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);
         let table = 0x98 + 240;
@@ -270,7 +282,7 @@ pub(crate) mod tests {
         let sections = |sources: &Sources<'_>| {
             let mut out = Vec::new();
             Uki.write(sources, &mut out).unwrap();
-            let headers = Headers::read(&out).unwrap();
+            let headers = Headers::of_image(&out).unwrap();
             headers
                 .sections
                 .iter()
@@ -299,10 +311,10 @@ pub(crate) mod tests {
         let image = image_spec("");
         let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
         let sources = stub_sources(&image, &stub);
-        let error = Uki.check_kernel(b"\x1f\x8b\x08\x00 a gzip'd Image", &sources).unwrap_err();
+        let error = Uki.check_kernel(b"\x1f\x8b\x08\x00 a gzip'd Image", 20, &sources).unwrap_err();
         assert!(format!("{error:#}").contains("has no EFI stub"), "{error:#}");
         let arm = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);
-        let error = Uki.check_kernel(&arm, &sources).unwrap_err();
+        let error = Uki.check_kernel(&arm, arm.len() as u64, &sources).unwrap_err();
         assert!(format!("{error:#}").contains("for aarch64, the image is for linux/amd64"), "{error:#}");
         let error = check_stub(&arm, &image.platform).unwrap_err();
         assert!(format!("{error:#}").contains("the EFI stub is for aarch64"), "{error:#}");

@@ -83,6 +83,9 @@ impl WritesFiles for DiskState {
     }
 }
 
+/// The largest `size_mb`: 1 TiB.
+const MAX_SIZE_MB: u64 = 1 << 20;
+
 /// The parsed inputs of a disk; `None` where a value is still unknown.
 struct Inputs {
     format: Option<&'static dyn DiskFormat>,
@@ -166,15 +169,21 @@ impl Inputs {
         });
         let sbat =
             checked_text(&state.sbat, crate::disk::sbat::check, |problem| fail(diags, "sbat", "Invalid sbat", problem));
+        let sizes = crate::disk::raw_efi::min_size_mb()..=MAX_SIZE_MB;
         let size_mb = match &state.size_mb {
-            Value::Value(size) => match u64::try_from(*size).ok().filter(|size| (1..=1 << 20).contains(size)) {
+            Value::Value(size) => match u64::try_from(*size).ok().filter(|size| sizes.contains(size)) {
                 Some(size) => Some(Some(size)),
                 None => {
                     fail(
                         diags,
                         "size_mb",
                         "Invalid size_mb",
-                        format!("{size} is not a disk size in MiB (1 to 1048576)"),
+                        format!(
+                            "{size} is not a disk size resin can make: from {} MiB (an EFI system partition of {} MiB and the partition tables) to {} MiB (1 TiB)",
+                            sizes.start(),
+                            crate::disk::esp::MIN_SIZE >> 20,
+                            sizes.end()
+                        ),
                     );
                     None
                 }
@@ -218,6 +227,22 @@ impl Inputs {
                     fail(diags, "base_url", "Unused base_url", format!("format {name:?} takes no base_url"))
                 }
                 _ => {}
+            }
+        }
+        if let (Some(image), Some(format)) = (&image, format) {
+            let problem =
+                crate::assemble::check_cmdline(&image.cmdline).or_else(|| format.check_cmdline(&image.cmdline));
+            if let Some(problem) = problem {
+                fail(
+                    diags,
+                    "image",
+                    "Command line unfit for the format",
+                    format!(
+                        "the command line of resin_image {} (its resin_kernel's cmdline) cannot go in format {:?}: {problem}",
+                        image.name,
+                        format.name()
+                    ),
+                );
             }
         }
         if let (Some(image), Some(Some(stub))) = (&image, &stub) {
@@ -379,12 +404,14 @@ impl Disk {
         let artifact = match written {
             Ok(artifact) => artifact,
             Err(e) => {
-                super::error_at(
-                    diags,
-                    format!("Cannot write {}", format.name()),
-                    &e.context(what),
-                    AttributePath::root(),
-                );
+                // A size too small for the UKI is the user's size_mb; anything else (a
+                // damaged image file, a full disk) concerns the disk as a whole.
+                let at = if e.downcast_ref::<crate::disk::raw_efi::TooSmall>().is_some() {
+                    AttributePath::new("size_mb")
+                } else {
+                    AttributePath::root()
+                };
+                super::error_at(diags, format!("Cannot write {}", format.name()), &e.context(what), at);
                 return None;
             }
         };
@@ -402,7 +429,7 @@ impl Resource for Disk {
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
         Some(resource_schema(
-            "A boot file made from a `resin_image`, in one `format`: a Unified Kernel Image, an EFI disk or ISO, a Google Compute Engine image file, an iPXE script. `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources.",
+            "A boot file made from a `resin_image`, in one `format`: a Unified Kernel Image, an EFI disk or ISO, a Google Compute Engine image file, an iPXE script. `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources. The image's kernel and initrd are checked against the digests its `spec` recorded as they are read: a file changed on disk since the image wrote it is an error, never built in.",
             vec![
                 attribute("image", AttributeType::String, Required, "The image: the `spec` of a `resin_image`."),
                 attribute("format", AttributeType::String, Required, &format!("The boot format. {}. Changing it replaces the disk.", crate::disk::format_docs())),
@@ -410,10 +437,10 @@ impl Resource for Disk {
                 attribute("output_dir", AttributeType::String, OptionalComputed, "Directory the file is written to (created if missing; one that cannot be created or written in is a plan error). Default: the image's output directory. Changing it replaces the disk."),
                 attribute("stub", AttributeType::String, Optional, &format!("The EFI stub, for {}: the `spec` of a `resin_efi_stub` of the image's platform.", crate::disk::stub_formats())),
                 attribute("base_url", AttributeType::String, Optional, "For `ipxe`: the http, https or tftp URL the image's `<name>-kernel` and `<name>-initrd.img` are served from."),
-                attribute("size_mb", AttributeType::Number, Optional, &format!("For disk formats ({}): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. A size too small is an apply error at this attribute.", crate::disk::sized_formats())),
+                attribute("size_mb", AttributeType::Number, Optional, &format!("For disk formats ({}): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. From 66 MiB (the smallest EFI system partition, 64 MiB, and the partition tables) to 1048576 (1 TiB), else a plan error; a size too small for the UKI is an apply error at this attribute. The file is sparse: the zeros of the disk take no room on file systems with holes.", crate::disk::sized_formats())),
                 attribute("uname", AttributeType::String, Optional, &format!("For {}: the kernel release the UKI's `.uname` section names (what `uname -r` prints; systemd-boot shows it). Default: read from the kernel (an x86 bzImage's header, or the `Linux version` banner of an uncompressed kernel); no `.uname` if the kernel says none.", crate::disk::stub_formats())),
                 attribute("sbat", AttributeType::String, Optional, &format!("For {}: SBAT lines (`component,generation,vendor,package,version,url`, one per line) for Secure Boot revocation. When set, the UKI's `.sbat` section merges one `sbat,1,...` line, the stub's lines, the kernel's (if it has a `.sbat`) and these, as systemd's ukify does; when unset the stub's `.sbat` is kept as it is.", crate::disk::stub_formats())),
-                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`, `uname`, `sbat`. Known at plan time whenever the image's content hash is."),
+                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`, `uname`, `sbat`. Known at plan time whenever the image's `spec` is (after a change of the image's content, once the image is applied)."),
                 attribute("id", AttributeType::String, Computed, "The file's path."),
                 attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>` and the format's suffix (see `format`)."),
                 attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),

@@ -302,27 +302,48 @@ fn set_paths(state: &mut ImageState) {
     }
 }
 
-/// The `spec` document for `resin_disk` (unknown until the composition and the paths are).
+/// The `spec` document for `resin_disk`: unknown until the composition, the paths and the
+/// kernel's and initrd's digests are (so after a change of content, until apply).
 fn image_spec(state: &ImageState, composition: Option<&Composition>) -> Value<String> {
-    let (Some(composition), Value::Value(name), Value::Value(output_dir)) =
-        (composition, &state.name, &state.output_dir)
-    else {
+    match composition {
+        Some(composition) => spec_of(
+            state,
+            composition.content_hash.as_ref(),
+            &composition.inputs.kernel,
+            composition.is_sensitive(),
+        ),
+        None => Value::Unknown,
+    }
+}
+
+/// [`image_spec`] of an image of `content_hash` with `kernel`.
+fn spec_of(state: &ImageState, content_hash: &str, kernel: &KernelSpec, sensitive: bool) -> Value<String> {
+    let (Value::Value(name), Value::Value(output_dir)) = (&state.name, &state.output_dir) else {
         return Value::Unknown;
     };
     let (Some(kernel_path), Some(initrd_path)) = (state.path(ArtifactKind::Kernel), state.path(ArtifactKind::Initrd))
     else {
         return Value::Unknown;
     };
-    let kernel = &composition.inputs.kernel;
+    let (OnDisk::File(kernel_sha256, kernel_size), OnDisk::File(initrd_sha256, initrd_size)) =
+        (state.get(ArtifactKind::Kernel), state.get(ArtifactKind::Initrd))
+    else {
+        return Value::Unknown;
+    };
     let spec = ImageSpec {
         spec_version: SPEC_VERSION,
         name: name.clone(),
         output_dir: output_dir.clone(),
-        content_hash: composition.content_hash.to_string(),
+        content_hash: content_hash.to_string(),
         platform: kernel.platform.clone(),
         cmdline: kernel.cmdline.clone(),
         kernel_path: kernel_path.display().to_string(),
         initrd_path: initrd_path.display().to_string(),
+        kernel_sha256,
+        kernel_size,
+        initrd_sha256,
+        initrd_size,
+        sensitive,
     };
     Value::Value(serde_json::to_string(&spec).expect("a spec serialises"))
 }
@@ -451,7 +472,6 @@ impl Image {
             (Some(c), Value::Value(name)) => Value::Value(crate::oci::digest::sha256(&sbom_bytes(c, name)).to_string()),
             _ => Value::Unknown,
         };
-        state.spec = image_spec(&state, composition.as_ref());
         set_file_digests(&mut state, composition.as_ref());
         Some((state, composition))
     }
@@ -511,7 +531,8 @@ impl Image {
         state.content_hash = Value::Value(composition.content_hash.to_string());
         state.linuxkit_yaml = Value::Value(linuxkit_yaml(&composition));
         set_paths(&mut state);
-        state.spec = image_spec(&state, Some(&composition));
+        let (content_hash, kernel, sensitive) =
+            (composition.content_hash.to_string(), composition.inputs.kernel.clone(), composition.is_sensitive());
         let output_dir = PathBuf::from(&dir);
         let result = async {
             std::fs::create_dir_all(&output_dir)
@@ -537,6 +558,7 @@ impl Image {
         state.sbom_sha256 = Value::Value(artifacts.sbom.sha256.clone());
         let written =
             Written { sbom_sha256: Some(artifacts.sbom.sha256), ..files::record(&mut state, &artifacts.files) };
+        state.spec = spec_of(&state, &content_hash, &kernel, sensitive);
         Some((state, Some(written)))
     }
 }
@@ -572,7 +594,7 @@ impl Resource for Image {
             attribute("sbom_sha256", AttributeType::String, Computed,
                 "SHA-256 of the SBOM (`sha256:<hex>`), known at plan time. Refresh reads the file: a missing or edited SBOM shows in the plan and is written again (alone, when the other artifacts are intact)."),
             attribute("spec", AttributeType::String, Computed,
-                "The image for `resin_disk` (its `image` attribute): name, artifact paths, platform, command line and content hash, as JSON. Known at plan time whenever `content_hash` is."),
+                "The image for `resin_disk` (its `image` attribute): name, artifact paths, platform, command line, content hash and the kernel's and initrd's sha256 and size as written (boot files check what they read against them), as JSON. Known at plan time while the kernel and initrd are kept; after a change of content, once apply has written them."),
             attribute("linuxkit_yaml", AttributeType::String, Computed,
                 "The equivalent LinuxKit YAML (kernel, init, onboot, onshutdown, services, files), to compare with or migrate from `linuxkit build`. Files with `sensitive_contents` appear with a placeholder instead of their contents."),
         ];
@@ -598,7 +620,7 @@ impl Resource for Image {
                 "sensitive_contents",
                 AttributeType::String,
                 Optional,
-                "Contents that must not show in plans or logs (secrets).",
+                "Contents that must not show in plans or logs (secrets). The image's artifacts and SBOM, and the boot files `resin_disk` makes from it, are then written readable by their owner only (0600) instead of 0644.",
             )
             .1
         };
@@ -667,6 +689,7 @@ impl Resource for Image {
         let sbom = state.sbom_path.as_ref_option().cloned();
         let written = files::plan_create(&mut state, sbom);
         keep_predictable(&mut state, &ImageState::default(), None, composition.as_ref());
+        state.spec = image_spec(&state, composition.as_ref());
         Some((state, Some(written)))
     }
 
@@ -688,6 +711,7 @@ impl Resource for Image {
         if rewrite {
             keep_predictable(&mut state, &prior, private.as_ref(), composition.as_ref());
         }
+        state.spec = image_spec(&state, composition.as_ref());
         Some((state, private, replace))
     }
 

@@ -8,7 +8,7 @@ use tf_provider::Diagnostics;
 
 use super::image_backed::{ImageFields, ImageKind};
 use super::schema::{attribute, check_image_path, image_attributes, resource_schema};
-use crate::assemble::{ImageDefaults, KernelSpec, SPEC_VERSION};
+use crate::assemble::{check_cmdline, ImageDefaults, KernelSpec, SPEC_VERSION};
 use crate::oci::platform::Platform;
 use crate::oci::reference::{ImageReference, PinnedImage};
 
@@ -37,7 +37,7 @@ impl ImageKind for Kernel {
             "Kernel OCI image reference: `name[:tag][@sha256:...]` as Docker normalises it, or `oci-layout:<dir>[:<tag>|@sha256:...]` for a local OCI image layout.",
         );
         attributes.extend([
-            attribute("cmdline", AttributeType::String, Optional, "Kernel command line, written to `<name>-cmdline`."),
+            attribute("cmdline", AttributeType::String, Optional, "Kernel command line, written to `<name>-cmdline` (and a UKI's `.cmdline`): one line of printable text, a control character (newline, tab, NUL) is an error."),
             attribute("binary", AttributeType::String, OptionalComputed, "Path of the kernel binary inside the image. Default: `kernel`."),
             attribute("modules_tar", AttributeType::String, OptionalComputed,
                 "Path of the modules tarball inside the image, unpacked at `/` of the initrd. Default: `kernel.tar`; an empty string means none."),
@@ -63,6 +63,13 @@ impl ImageKind for Kernel {
     }
 
     fn validate(state: &KernelState, diags: &mut Diagnostics) {
+        if let Some(problem) = state.cmdline.as_ref_option().and_then(|cmdline| check_cmdline(cmdline)) {
+            diags.error(
+                "Invalid cmdline",
+                format!("resin_kernel cmdline: {problem}"),
+                tf_provider::AttributePath::new("cmdline"),
+            );
+        }
         check_image_path(&state.binary, Self::TYPE_NAME, "binary", false, diags);
         check_image_path(&state.modules_tar, Self::TYPE_NAME, "modules_tar", true, diags);
         check_image_path(&state.ucode, Self::TYPE_NAME, "ucode", false, diags);

@@ -63,17 +63,34 @@ pub struct PlannedFile {
     reader: HashingReader<std::io::Take<File>>,
     expected: Digest,
     size: u64,
-    path: std::path::PathBuf,
+    /// The error of a file that is not as expected.
+    mismatch: String,
 }
 
 impl PlannedFile {
     pub fn open(path: &Path, expected: &Digest, size: u64) -> Result<PlannedFile> {
+        let mismatch = format!(
+            "{} changed since the plan (the plan saw {size} bytes hashing to {expected}); run terraform plan again",
+            path.display()
+        );
         Ok(PlannedFile {
             reader: HashingReader::new(open_regular(path)?.take(size)),
             expected: expected.clone(),
             size,
-            path: path.to_path_buf(),
+            mismatch,
         })
+    }
+
+    /// Opens a file that must be exactly `size` bytes hashing to `expected` (a file resin
+    /// wrote, read back to build another from it): one of another length fails at once,
+    /// one of other bytes on the read that completes it, both with the error `mismatch`.
+    pub fn exactly(path: &Path, expected: &Digest, size: u64, mismatch: String) -> Result<PlannedFile> {
+        let file = open_regular(path)?;
+        let length = file.metadata().with_context(|| format!("reading the metadata of {}", path.display()))?.len();
+        if length != size {
+            bail!("{mismatch} (it is {length} bytes, not {size})");
+        }
+        Ok(PlannedFile { reader: HashingReader::new(file.take(size)), expected: expected.clone(), size, mismatch })
     }
 }
 
@@ -84,12 +101,7 @@ impl Read for PlannedFile {
         // Checked on the read that completes the planned size, or that finds the file short.
         let complete = read == self.size && (n > 0 || self.size == 0);
         if (complete || n == 0) && (read != self.size || self.reader.digest_so_far() != self.expected) {
-            return Err(std::io::Error::other(format!(
-                "{} changed since the plan (the plan saw {} bytes hashing to {}); run terraform plan again",
-                self.path.display(),
-                self.size,
-                self.expected
-            )));
+            return Err(std::io::Error::other(self.mismatch.clone()));
         }
         Ok(n)
     }

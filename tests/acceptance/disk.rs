@@ -143,6 +143,10 @@ fn planned(workspace: &Workspace, address: &str, attribute: &str) -> serde_json:
 fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
     let workspace = Workspace::new();
     workspace.write_config(&disk_config(&workspace, "linux/amd64", UKI_SBAT));
+    // Once the image is written (its spec then names the digests of its files), the disk's
+    // content hash is known at plan.
+    let image = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "-target=resin_image.boot"]);
+    assert_eq!(image.code, 0, "{}", image.text());
     let content_hash = planned(&workspace, "resin_disk.uki", "content_hash");
     assert!(content_hash.as_str().is_some_and(|h| h.starts_with("sha256:")), "known at plan: {content_hash}");
     workspace.apply();
@@ -243,7 +247,18 @@ fn bad_disk_inputs_are_errors_at_their_attribute() {
         (
             "format = \"raw-efi\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 0",
             "size_mb",
-            "0 is not a disk size in MiB",
+            "0 is not a disk size resin can make: from 66 MiB",
+        ),
+        // Smaller than the smallest EFI system partition, larger than FAT32 is made here.
+        (
+            "format = \"raw-efi\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 65",
+            "size_mb",
+            "65 is not a disk size resin can make",
+        ),
+        (
+            "format = \"gcp\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 1048577",
+            "size_mb",
+            "to 1048576 MiB (1 TiB)",
         ),
         ("format = \"uki\"", "stub", "boots through an EFI stub: set stub"),
         ("format = \"ipxe\"", "base_url", "set base_url"),
@@ -272,10 +287,13 @@ fn bad_disk_inputs_are_errors_at_their_attribute() {
             &format!("{stub_arm}\nresource \"resin_disk\" \"d\" {{\n  image = resin_image.boot.spec\n  {disk}\n}}\n"),
         );
         workspace.write_config(&config);
-        let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
-        assert_eq!(plan.code, 1, "{disk}: {}", plan.text());
-        assert!(plan.says(message), "{disk}: {}", plan.text());
-        assert!(plan.says(&format!("resin_disk {attribute}:")), "{disk}: {}", plan.text());
+        // Checks that need the image's spec run in the plan Terraform makes once the image
+        // is written, before the disk is: an apply reports every one.
+        let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(apply.code, 1, "{disk}: {}", apply.text());
+        assert!(apply.says(message), "{disk}: {}", apply.text());
+        assert!(apply.says(&format!("resin_disk {attribute}:")), "{disk}: {}", apply.text());
+        assert!(!workspace.work_dir().join("out/boot.efi").exists(), "{disk}");
     }
 }
 
@@ -319,19 +337,28 @@ fn run(program: &str, args: &[&str]) -> String {
 fn a_raw_efi_disk_passes_the_disk_tools_and_boots_under_uefi_firmware() {
     let workspace = raw_efi_boots("linux/amd64", "x86_64");
     let disk = workspace.work_dir().join("out/boot-efi.img");
-    // A size too small is an error at size_mb, and the disk written before stays.
+    // A size no disk can have is a plan error at size_mb, and the disk written before stays.
     let before = crate::image::sha256(&disk);
-    let small = disk_config(
-        &workspace,
-        "linux/amd64",
-        &RAW_EFI.replace("format = \"raw-efi\"", "format = \"raw-efi\"\n  size_mb = 8"),
-    );
-    workspace.write_config(&small);
+    let sized = |size: u32| {
+        let raw = RAW_EFI.replace("format = \"raw-efi\"", &format!("format = \"raw-efi\"\n  size_mb = {size}"));
+        disk_config(&workspace, "linux/amd64", &raw)
+    };
+    workspace.write_config(&sized(8));
     let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(apply.code, 1, "{}", apply.text());
-    assert!(apply.says("size_mb = 8: the disk needs at least"), "{}", apply.text());
+    assert!(apply.says("resin_disk size_mb: 8 is not a disk size resin can make"), "{}", apply.text());
     assert!(apply.says("resin_disk.raw"), "{}", apply.text());
     assert_eq!(crate::image::sha256(&disk), before, "the previous disk is untouched");
+    // A large disk is sparse: its zeros take no room, and it still passes the disk tools.
+    workspace.write_config(&sized(2048));
+    workspace.apply();
+    let metadata = std::fs::metadata(&disk).unwrap();
+    assert_eq!(metadata.len(), 2048 << 20);
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&metadata) * 512;
+    assert!(allocated < 256 << 20, "{allocated} bytes allocated for a 2 GiB disk");
+    assert!(run("sgdisk", &["-v", &disk.display().to_string()]).contains("No problems found"));
+    let listing = run("mdir", &["-i", &format!("{}@@1M", disk.display()), "::/EFI/BOOT"]);
+    assert!(listing.contains("BOOTX64"), "{listing}");
 }
 
 #[test]
@@ -458,4 +485,126 @@ fn a_stub_image_without_the_file_is_an_error_at_path() {
     assert_eq!(apply.code, 1, "{}", apply.text());
     assert!(apply.says("has no file /usr/lib/systemd/boot/efi/missing.efi.stub"), "{}", apply.text());
     assert!(apply.says("resin_efi_stub.systemd"), "{}", apply.text());
+}
+
+/// The real systemd stub of the boot fixtures (amd64), from the Debian package `make test`
+/// downloaded.
+fn real_stub() -> Vec<u8> {
+    let debs = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/debs/amd64");
+    let deb = std::fs::read_dir(&debs)
+        .expect("make test downloads the fixture packages")
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("systemd-boot-efi_"))
+        .expect("systemd-boot-efi is a fixture package");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -xO ./usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+            deb.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(output.status.success() && output.stdout.starts_with(b"MZ"), "{}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
+}
+
+#[test]
+fn hostile_stubs_are_errors_at_path_and_nothing_is_written() {
+    let stub = real_stub();
+    let pe = u32::from_le_bytes(stub[0x3c..0x40].try_into().unwrap()) as usize;
+    let optional = pe + 24;
+    let mut file_alignment = stub.clone();
+    file_alignment[optional + 36..optional + 40].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    let mut sections = stub.clone();
+    sections[pe + 6..pe + 8].copy_from_slice(&200u16.to_le_bytes());
+    let layout = tempfile::tempdir().unwrap();
+    let path = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+    for (tag, bytes, message) in [
+        ("cut", stub[..stub.len() / 2].to_vec(), "beyond the end of the file"),
+        ("aligned", file_alignment, "FileAlignment 0x1000000 is not a power of two from 512 to 64 KiB"),
+        ("sections", sections, "claims 200 sections"),
+    ] {
+        crate::fixtures::add_to_layout(layout.path(), tag, &[crate::fixtures::Image::amd64(vec![(path, bytes)])]);
+        let workspace = Workspace::new();
+        let config = disk_config(&workspace, "linux/amd64", UKI).replace(
+            &format!("oci-layout:{}:efi-stub", boot_layout().display()),
+            &format!("oci-layout:{}:{tag}", layout.path().display()),
+        );
+        workspace.write_config(&config);
+        let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        assert_eq!(apply.code, 1, "{tag}: {}", apply.text());
+        assert!(apply.says(message), "{tag}: {}", apply.text());
+        assert!(apply.says("resin_efi_stub.systemd") && apply.says("path"), "{tag}: {}", apply.text());
+        assert!(!workspace.work_dir().join("out/boot.efi").exists(), "{tag}");
+    }
+}
+
+#[test]
+fn command_lines_that_would_be_cut_or_run_as_commands_are_refused() {
+    let workspace = Workspace::new();
+    let original = "cmdline = \"console=ttyS0 console=ttyAMA0 panic=-1\"";
+    // A control character: an error at the kernel's cmdline, at plan.
+    let config = disk_config(&workspace, "linux/amd64", IPXE);
+    assert!(config.contains(original));
+    workspace.write_config(&config.replace(original, "cmdline = \"console=ttyS0\\nchain http://elsewhere/x\""));
+    let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(plan.says("resin_kernel cmdline: '\\n' at byte 13 is a control character"), "{}", plan.text());
+    // iPXE operators: the ipxe disk refuses the command line naming the word; the image
+    // itself (which the kernel takes verbatim) is written.
+    workspace.write_config(&config.replace(original, "cmdline = \"console=ttyS0 || chain http://elsewhere/x\""));
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(apply.says("resin_disk image:"), "{}", apply.text());
+    assert!(
+        apply.says("the word \"||\" ends the kernel command and starts another in an iPXE script"),
+        "{}",
+        apply.text()
+    );
+    assert!(!workspace.work_dir().join("out/boot.ipxe").exists());
+}
+
+#[test]
+fn a_damaged_image_file_is_never_built_into_a_boot_file_and_secrets_stay_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let workspace = Workspace::new();
+    let secret = "file {\n    path               = \"/etc/secret\"\n    sensitive_contents = \"s3cret\"\n  }";
+    let config = disk_config(&workspace, "linux/amd64", UKI)
+        .replace("resource \"resin_image\" \"boot\" {", &format!("resource \"resin_image\" \"boot\" {{\n  {secret}"));
+    assert!(config.contains("s3cret"));
+    workspace.write_config(&config);
+    workspace.apply();
+    let out = workspace.work_dir().join("out");
+    for file in ["boot-kernel", "boot-initrd.img", "boot-cmdline", "boot-sbom.spdx.json", "boot.efi"] {
+        let mode = std::fs::metadata(out.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} of an image with sensitive_contents");
+    }
+
+    // Bit rot: one byte of the initrd flipped in place, its size, inode and mtime kept.
+    let initrd = out.join("boot-initrd.img");
+    let modified = std::fs::metadata(&initrd).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&initrd).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    {
+        use std::io::{Seek, Write};
+        let mut file = std::fs::File::options().write(true).open(&initrd).unwrap();
+        file.seek(std::io::SeekFrom::Start(middle as u64)).unwrap();
+        file.write_all(&bytes[middle..middle + 1]).unwrap();
+        file.set_modified(modified).unwrap();
+    }
+    assert_eq!(workspace.plan().code, 0, "refresh trusts an unchanged stamp");
+    // A boot file made now refuses the initrd instead of building it in.
+    let uki = out.join("boot.efi");
+    std::fs::remove_file(&uki).unwrap();
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(apply.says("resin_image boot's initrd ./out/boot-initrd.img is not what it wrote"), "{}", apply.text());
+    assert!(apply.says("terraform apply -replace"), "{}", apply.text());
+    assert!(!uki.exists());
+    // Writing the image again mends it, and the UKI follows.
+    let replace = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "-replace=resin_image.boot"]);
+    assert_eq!(replace.code, 0, "{}", replace.text());
+    assert!(uki.exists());
+    assert_eq!(workspace.plan().code, 0);
 }

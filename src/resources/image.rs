@@ -306,12 +306,9 @@ fn set_paths(state: &mut ImageState) {
 /// kernel's and initrd's digests are (so after a change of content, until apply).
 fn image_spec(state: &ImageState, composition: Option<&Composition>) -> Value<String> {
     match composition {
-        Some(composition) => spec_of(
-            state,
-            composition.content_hash.as_ref(),
-            &composition.inputs.kernel,
-            composition.is_sensitive(),
-        ),
+        Some(composition) => {
+            spec_of(state, composition.content_hash.as_ref(), &composition.inputs.kernel, composition.is_sensitive())
+        }
         None => Value::Unknown,
     }
 }

@@ -6,7 +6,8 @@
 #                           pigz (a benchmark floor),
 #                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64) with
 #                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs, gdisk, dosfstools,
-#                           mtools and xorriso (disk checks),
+#                           mtools and xorriso (disk checks), sbsigntool and openssl (Secure
+#                           Boot signatures),
 #                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer)
 set -euo pipefail
 what=${1:-test}
@@ -42,6 +43,10 @@ if [ "$what" = test ]; then
   command -v fsck.vfat >/dev/null || need_apt+=(dosfstools)
   command -v mdir >/dev/null || need_apt+=(mtools)
   command -v xorriso >/dev/null || need_apt+=(xorriso)
+  # Secure Boot: sbverify checks signatures independently; openssl makes test keys and
+  # plays an external signer.
+  command -v sbverify >/dev/null || need_apt+=(sbsigntool)
+  command -v openssl >/dev/null || need_apt+=(openssl)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

@@ -179,6 +179,28 @@ class NetbootOverHttps(BaseResourceCheck):
         return CheckResult.PASSED if base_url.startswith("https://") else CheckResult.FAILED
 
 
+UKI_FORMATS = ("uki", "raw-efi", "iso-efi", "gcp")
+KEY_SOURCES = ("signing_key", "signing_key_file", "signing_command")
+
+
+class UkisSigned(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="disks holding a UKI (uki, raw-efi, iso-efi, gcp) are signed for Secure Boot (signing_certificate and a key)",
+            id="CKV_RESIN_9",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["resin_disk"],
+        )
+
+    def scan_resource_conf(self, conf):
+        if str(first(conf, "format", "")) not in UKI_FORMATS:
+            # No UKI (an iPXE script): nothing to sign, the check does not apply.
+            return CheckResult.UNKNOWN
+        certificate = first(conf, "signing_certificate")
+        key = any(first(conf, name) not in (None, "", []) for name in KEY_SOURCES)
+        return CheckResult.PASSED if certificate and key else CheckResult.FAILED
+
+
 check_pinned = PinnedByDigest()
 check_all_caps = NoAllCapabilities()
 check_sys_admin = SysAdminAllowlisted()
@@ -187,3 +209,4 @@ check_login_services = NoLoginServicesInProduction()
 check_world_writable = NoWorldWritableFiles()
 check_secrets = SecretsOnlySensitive()
 check_netboot_https = NetbootOverHttps()
+check_ukis_signed = UkisSigned()

@@ -124,6 +124,7 @@ mod tests {
             uname: None,
             sbat: None,
             scratch: std::path::Path::new("."),
+            signer: None,
         };
         let mut out = Vec::new();
         Ipxe.write(&sources, &mut out).unwrap();

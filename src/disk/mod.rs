@@ -9,6 +9,7 @@
 //! * [`iso_efi`]: an ISO 9660 image whose El Torito EFI entry is that ESP;
 //! * [`ipxe`]: an iPXE script that boots the image's kernel and initrd from a URL.
 
+pub mod authenticode;
 pub mod esp;
 pub mod gcp;
 pub mod gpt;
@@ -17,6 +18,7 @@ pub mod iso_efi;
 pub mod pe;
 pub mod raw_efi;
 pub mod sbat;
+pub mod signing;
 pub mod uki;
 pub mod uname;
 
@@ -48,6 +50,8 @@ pub struct Sources<'a> {
     pub sbat: Option<&'a str>,
     /// A directory for temporary files (the output directory).
     pub scratch: &'a Path,
+    /// Signs the UKI for Secure Boot, when set.
+    pub signer: Option<&'a signing::Signer>,
 }
 
 /// One boot format.
@@ -179,9 +183,16 @@ pub fn derived_volume_id(sources: &Sources<'_>, what: &str) -> u32 {
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
-/// The content hash of a disk: the same hash, the same bytes.
-pub fn content_hash(format: &dyn DiskFormat, sources: &Sources<'_>, stub: Option<&EfiStubSpec>) -> Digest {
-    let document = json!({
+/// The content hash of a disk: the same hash, the same bytes. A signed disk's covers the
+/// signing certificate (its DER's digest): the key is the certificate's, and its
+/// signatures are deterministic (see [`signing`]).
+pub fn content_hash(
+    format: &dyn DiskFormat,
+    sources: &Sources<'_>,
+    stub: Option<&EfiStubSpec>,
+    signing_certificate: Option<&Digest>,
+) -> Digest {
+    let mut document = json!({
         "disk_format": DISK_FORMAT,
         "format": format.name(),
         "image": { "name": sources.image.name, "content_hash": sources.image.content_hash },
@@ -191,6 +202,10 @@ pub fn content_hash(format: &dyn DiskFormat, sources: &Sources<'_>, stub: Option
         "uname": sources.uname,
         "sbat": sources.sbat,
     });
+    // Unsigned disks keep the hash they had.
+    if let Some(certificate) = signing_certificate {
+        document["signing_certificate"] = json!(certificate.to_string());
+    }
     crate::oci::digest::sha256(document.to_string().as_bytes())
 }
 
@@ -208,7 +223,16 @@ mod tests {
     }
 
     fn sources<'a>(image: &'a ImageSpec, stub: &'a [u8], dir: &'a Path) -> Sources<'a> {
-        Sources { image, stub: Some(stub), base_url: None, size_mb: None, uname: None, sbat: None, scratch: dir }
+        Sources {
+            image,
+            stub: Some(stub),
+            base_url: None,
+            size_mb: None,
+            uname: None,
+            sbat: None,
+            scratch: dir,
+            signer: None,
+        }
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Headers {
     section_alignment: u32,
     file_alignment: u32,
     headers_size: u32,
+    /// How many data directories the optional header has.
+    directories: u32,
     /// The length of the whole file.
     length: u64,
 }
@@ -147,6 +149,7 @@ impl Headers {
             section_alignment: u32_at(head, optional + 32)?,
             file_alignment: u32_at(head, optional + 36)?,
             headers_size: u32_at(head, optional + 60)?,
+            directories,
             length,
         };
         if headers.section_alignment == 0 || headers.file_alignment == 0 {
@@ -190,6 +193,21 @@ impl Headers {
             );
         }
         Ok(())
+    }
+
+    /// Where the image's checksum is (left out of an Authenticode hash).
+    pub fn checksum_offset(&self) -> usize {
+        self.optional + 64
+    }
+
+    /// Where the certificate table's data directory entry is (the fifth), if the image has one.
+    pub fn certificate_entry_offset(&self) -> Option<usize> {
+        (self.directories > 4).then_some(self.optional + OPTIONAL_FIXED + 4 * 8)
+    }
+
+    /// `SizeOfHeaders`.
+    pub fn headers_size(&self) -> u64 {
+        u64::from(self.headers_size)
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {
@@ -289,8 +307,8 @@ pub fn append_sections(image: &[u8], sections: Vec<NewSection<'_>>, out: &mut dy
     let image_size = align(virtual_end, section_alignment);
     put_u32(&mut head, optional + 56, u32::try_from(image_size).context("an image beyond 4 GiB")?);
     put_u32(&mut head, optional + 64, 0);
-    if u32_at(&head, optional + 108)? > 4 {
-        head[optional + 112 + 4 * 8..optional + 112 + 5 * 8].fill(0);
+    if let Some(entry) = headers.certificate_entry_offset() {
+        head[entry..entry + 8].fill(0);
     }
 
     out.write_all(&head)?;

@@ -110,42 +110,56 @@ impl DiskFormat for Uki {
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
-        let stub = sources.stub.context("a UKI needs an EFI stub")?;
-        check_stub(stub, &sources.image.platform)?;
-        let image = sources.image;
-        // The kernel is read for its release and its .sbat first; the sections are then
-        // streamed from the files, checked against the digests the image recorded.
-        let mut kernel = crate::rootfs::host::open_regular(std::path::Path::new(&image.kernel_path))
-            .with_context(|| format!("opening the kernel of resin_image {}", image.name))?;
-        let uname = match sources.uname {
-            Some(uname) => Some(uname.to_string()),
-            None => super::uname::scrape(&mut kernel)
-                .with_context(|| format!("reading the release of the kernel {}", image.kernel_path))?,
-        };
-        let sbat = match sources.sbat {
-            Some(user) => {
-                let stub_sbat = Headers::of_image(stub)?.section(".sbat").map(|s| section_data(stub, s)).transpose()?;
-                let kernel_sbat = kernel_sbat(&mut kernel)
-                    .with_context(|| format!("reading the .sbat of the kernel {}", image.kernel_path))?;
-                Some(super::sbat::merge(stub_sbat, kernel_sbat.as_deref(), user)?)
-            }
-            None => None,
-        };
-        drop(kernel);
-        let (kernel, kernel_length) = super::open_artifact(image, ArtifactKind::Kernel)?;
-        let (initrd, initrd_length) = super::open_artifact(image, ArtifactKind::Initrd)?;
-        let osrel = osrel(image);
-        let mut sections = vec![text(".osrel", osrel.as_bytes()), text(".cmdline", image.cmdline.as_bytes())];
-        if let Some(uname) = &uname {
-            sections.push(text(".uname", uname.as_bytes()));
+        if sources.signer.is_none() {
+            return write_unsigned(sources, out);
         }
-        sections.push(NewSection { name: ".initrd", length: initrd_length, data: Box::new(initrd) });
-        sections.push(NewSection { name: ".linux", length: kernel_length, data: Box::new(kernel) });
-        if let Some(sbat) = &sbat {
-            sections.push(text(".sbat", sbat));
+        // Signing needs the whole image (its hash) first: it is made in a temporary file.
+        let (uki, length, _) = temporary_uki(sources)?;
+        let copied = std::io::copy(&mut (&uki).take(length), out).context("copying the signed UKI")?;
+        if copied != length {
+            bail!("the signed UKI ended after {copied} of {length} bytes");
         }
-        pe::append_sections(stub, sections, out)
+        Ok(())
     }
+}
+
+/// Writes the UKI of `sources` without a signature.
+fn write_unsigned(sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
+    let stub = sources.stub.context("a UKI needs an EFI stub")?;
+    check_stub(stub, &sources.image.platform)?;
+    let image = sources.image;
+    // The kernel is read for its release and its .sbat first; the sections are then
+    // streamed from the files, checked against the digests the image recorded.
+    let mut kernel = crate::rootfs::host::open_regular(std::path::Path::new(&image.kernel_path))
+        .with_context(|| format!("opening the kernel of resin_image {}", image.name))?;
+    let uname = match sources.uname {
+        Some(uname) => Some(uname.to_string()),
+        None => super::uname::scrape(&mut kernel)
+            .with_context(|| format!("reading the release of the kernel {}", image.kernel_path))?,
+    };
+    let sbat = match sources.sbat {
+        Some(user) => {
+            let stub_sbat = Headers::of_image(stub)?.section(".sbat").map(|s| section_data(stub, s)).transpose()?;
+            let kernel_sbat = kernel_sbat(&mut kernel)
+                .with_context(|| format!("reading the .sbat of the kernel {}", image.kernel_path))?;
+            Some(super::sbat::merge(stub_sbat, kernel_sbat.as_deref(), user)?)
+        }
+        None => None,
+    };
+    drop(kernel);
+    let (kernel, kernel_length) = super::open_artifact(image, ArtifactKind::Kernel)?;
+    let (initrd, initrd_length) = super::open_artifact(image, ArtifactKind::Initrd)?;
+    let osrel = osrel(image);
+    let mut sections = vec![text(".osrel", osrel.as_bytes()), text(".cmdline", image.cmdline.as_bytes())];
+    if let Some(uname) = &uname {
+        sections.push(text(".uname", uname.as_bytes()));
+    }
+    sections.push(NewSection { name: ".initrd", length: initrd_length, data: Box::new(initrd) });
+    sections.push(NewSection { name: ".linux", length: kernel_length, data: Box::new(kernel) });
+    if let Some(sbat) = &sbat {
+        sections.push(text(".sbat", sbat));
+    }
+    pe::append_sections(stub, sections, out)
 }
 
 /// A section holding `text`.
@@ -174,18 +188,22 @@ fn kernel_sbat(kernel: &mut File) -> Result<Option<Vec<u8>>> {
     Ok(Some(data))
 }
 
-/// The UKI of `sources` in an unnamed temporary file in `sources.scratch`, read from its
-/// start, with its length and the removable-media loader name for its machine (the stub's).
+/// The UKI of `sources` (signed when `sources.signer` says so) in an unnamed temporary
+/// file in `sources.scratch`, read from its start, with its length and the removable-media
+/// loader name for its machine (the stub's).
 pub fn temporary_uki(sources: &Sources<'_>) -> Result<(File, u64, &'static str)> {
     let stub = sources.stub.context("a UKI needs an EFI stub")?;
     let loader = super::esp::loader_name(Headers::of_image(stub).context("the EFI stub")?.machine);
     let mut uki = tempfile::tempfile_in(sources.scratch).context("a temporary file for the UKI")?;
     {
         let mut out = std::io::BufWriter::new(&uki);
-        Uki.write(sources, &mut out)?;
+        write_unsigned(sources, &mut out)?;
         out.flush()?;
     }
-    let length = uki.metadata()?.len();
+    let length = match sources.signer {
+        Some(signer) => super::authenticode::sign_in_place(&mut uki, signer)?,
+        None => uki.metadata()?.len(),
+    };
     std::io::Seek::seek(&mut uki, std::io::SeekFrom::Start(0))?;
     Ok((uki, length, loader))
 }
@@ -234,6 +252,7 @@ pub(crate) mod tests {
             uname: None,
             sbat: None,
             scratch: std::path::Path::new("."),
+            signer: None,
         }
     }
 

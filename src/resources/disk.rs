@@ -17,14 +17,15 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
+use tf_provider::schema::{Attribute, AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::files::{self, OnDisk, WritesFiles, Written};
 use super::provider::{ProviderContext, SharedContext};
-use super::schema::{attribute, resource_schema};
+use super::schema::{attribute, resource_schema, strings};
 use crate::assemble::{ArtifactKind, EfiStubSpec, ImageSpec};
+use crate::disk::signing::{Fault, KeyFailed, KeySource, Signer, SigningError};
 use crate::disk::{DiskFormat, Sources};
 
 pub struct Disk {
@@ -49,6 +50,15 @@ pub struct DiskState {
     size_mb: Value<i64>,
     uname: Value<String>,
     sbat: Value<String>,
+    /// Absent from states written before signing existed.
+    #[serde(default)]
+    signing_certificate: Value<String>,
+    #[serde(default)]
+    signing_key: Value<String>,
+    #[serde(default)]
+    signing_key_file: Value<String>,
+    #[serde(default)]
+    signing_command: Value<Vec<Value<String>>>,
     content_hash: Value<String>,
     path: Value<String>,
     sha256: Value<String>,
@@ -95,6 +105,111 @@ struct Inputs {
     size_mb: Option<Option<u64>>,
     uname: Option<Option<String>>,
     sbat: Option<Option<String>>,
+    signing: Option<Option<Signing>>,
+}
+
+/// How a disk's UKI is signed: the certificate, its digest (in the content hash) and where
+/// the key is. The key's own bytes are never kept here.
+#[derive(Clone, Debug)]
+struct Signing {
+    certificate: String,
+    certificate_digest: crate::oci::digest::Digest,
+    key: SigningKey,
+    /// About the certificate (expired, no code signing), for the plan.
+    warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+enum SigningKey {
+    /// The `signing_key` value (sensitive).
+    Pem(String),
+    File(PathBuf),
+    Command(Vec<String>),
+}
+
+impl SigningKey {
+    /// The attribute it comes from.
+    fn attribute(&self) -> &'static str {
+        match self {
+            SigningKey::Pem(_) => "signing_key",
+            SigningKey::File(_) => "signing_key_file",
+            SigningKey::Command(_) => "signing_command",
+        }
+    }
+}
+
+impl Signing {
+    /// The signer: the certificate parsed, a key read and checked to be the certificate's.
+    fn signer(&self) -> Result<Signer, SigningError> {
+        let key = match &self.key {
+            SigningKey::Pem(pem) => KeySource::Pem(pem),
+            SigningKey::File(path) => KeySource::File(path),
+            SigningKey::Command(argv) => KeySource::Command(argv),
+        };
+        Signer::new(&self.certificate, key)
+    }
+}
+
+/// The signing inputs of `state`: `Some(None)` when it signs nothing, `None` while one is
+/// unknown or when one is wrong (reported through `fail`).
+fn signing_of(state: &DiskState, mut fail: impl FnMut(&'static str, String)) -> Option<Option<Signing>> {
+    let command = match &state.signing_command {
+        Value::Value(words) => {
+            let words: Option<Vec<String>> = words.iter().map(|w| w.as_ref_option().cloned()).collect();
+            Value::Value(words?)
+        }
+        Value::Null => Value::Null,
+        Value::Unknown => return None,
+    };
+    let keys = [
+        ("signing_key", state.signing_key.clone().map(SigningKey::Pem)),
+        ("signing_key_file", state.signing_key_file.clone().map(|path| SigningKey::File(PathBuf::from(path)))),
+        ("signing_command", command.map(SigningKey::Command)),
+    ];
+    if state.signing_certificate.is_unknown() || keys.iter().any(|(_, key)| key.is_unknown()) {
+        return None;
+    }
+    let mut given = keys.into_iter().filter_map(|(name, key)| key.as_ref_option().cloned().map(|key| (name, key)));
+    let (first, second) = (given.next(), given.next());
+    let Value::Value(certificate) = &state.signing_certificate else {
+        if let Some((name, _)) = first {
+            fail(name, "set signing_certificate to the certificate of this key, or leave the key out".into());
+            return None;
+        }
+        return Some(None);
+    };
+    let key = match (first, second) {
+        (Some((_, key)), None) => key,
+        (None, _) => {
+            fail("signing_certificate", "set one of signing_key, signing_key_file and signing_command: the key that signs with this certificate".into());
+            return None;
+        }
+        (Some((one, _)), Some((other, _))) => {
+            fail(other, format!("set one of signing_key, signing_key_file and signing_command, not {one} and {other}"));
+            return None;
+        }
+    };
+    let mut signing = Signing {
+        certificate: certificate.clone(),
+        certificate_digest: crate::oci::digest::sha256(b""),
+        key,
+        warnings: Vec::new(),
+    };
+    match signing.signer() {
+        Ok(signer) => {
+            signing.certificate_digest = crate::oci::digest::sha256(&signer.certificate_der().unwrap_or_default());
+            signing.warnings = signer.warnings(std::time::SystemTime::now());
+            Some(Some(signing))
+        }
+        Err(SigningError { fault, error }) => {
+            let at = match fault {
+                Fault::Certificate => "signing_certificate",
+                Fault::Key => signing.key.attribute(),
+            };
+            fail(at, format!("{error:#}"));
+            None
+        }
+    }
 }
 
 /// A known text attribute checked by `check` (`Some(problem)` when bad), `None` while
@@ -169,6 +284,7 @@ impl Inputs {
         });
         let sbat =
             checked_text(&state.sbat, crate::disk::sbat::check, |problem| fail(diags, "sbat", "Invalid sbat", problem));
+        let signing = signing_of(state, |attribute, problem| fail(diags, attribute, "Cannot sign", problem));
         let sizes = crate::disk::raw_efi::min_size_mb()..=MAX_SIZE_MB;
         let size_mb = match &state.size_mb {
             Value::Value(size) => match u64::try_from(*size).ok().filter(|size| sizes.contains(size)) {
@@ -196,8 +312,12 @@ impl Inputs {
             if let (Some(Some(_)), false) = (&size_mb, format.sized()) {
                 fail(diags, "size_mb", "Unused size_mb", format!("format {name:?} is not a disk: it takes no size_mb"));
             }
-            for (attribute, value) in [("uname", &uname), ("sbat", &sbat)] {
-                if let (Some(Some(_)), false) = (value, format.needs_stub()) {
+            for (attribute, value) in [
+                ("uname", matches!(uname, Some(Some(_)))),
+                ("sbat", matches!(sbat, Some(Some(_)))),
+                ("signing_certificate", !state.signing_certificate.is_null()),
+            ] {
+                if value && !format.needs_stub() {
                     let summary = format!("Unused {attribute}");
                     fail(diags, attribute, &summary, format!("format {name:?} holds no UKI: it takes no {attribute}"));
                 }
@@ -258,7 +378,7 @@ impl Inputs {
         if failed {
             return Err(());
         }
-        Ok(Inputs { format, image, stub, base_url, size_mb, uname, sbat })
+        Ok(Inputs { format, image, stub, base_url, size_mb, uname, sbat, signing })
     }
 
     /// Everything, when everything is known.
@@ -271,6 +391,7 @@ impl Inputs {
             size_mb: self.size_mb?,
             uname: self.uname.as_ref()?.as_deref(),
             sbat: self.sbat.as_ref()?.as_deref(),
+            signing: self.signing.as_ref()?.as_ref(),
         })
     }
 }
@@ -284,6 +405,7 @@ struct Complete<'a> {
     size_mb: Option<u64>,
     uname: Option<&'a str>,
     sbat: Option<&'a str>,
+    signing: Option<&'a Signing>,
 }
 
 /// Fills `name` and `output_dir` from the image, `path` and `id` from them, and
@@ -303,9 +425,11 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
     };
     state.id = state.path.clone();
     state.content_hash = match inputs.complete() {
-        Some(Complete { format, image, stub, base_url, size_mb, uname, sbat }) => {
-            let sources = Sources { image, stub: None, base_url, size_mb, uname, sbat, scratch: Path::new(".") };
-            Value::Value(crate::disk::content_hash(format, &sources, stub).to_string())
+        Some(Complete { format, image, stub, base_url, size_mb, uname, sbat, signing }) => {
+            let sources =
+                Sources { image, stub: None, base_url, size_mb, uname, sbat, scratch: Path::new("."), signer: None };
+            let certificate = signing.map(|s| &s.certificate_digest);
+            Value::Value(crate::disk::content_hash(format, &sources, stub, certificate).to_string())
         }
         None => Value::Unknown,
     };
@@ -316,6 +440,15 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
 /// directory checked to be usable.
 fn planned(proposed: DiskState, config: &DiskState, diags: &mut Diagnostics) -> Option<DiskState> {
     let inputs = Inputs::of(&proposed, diags).ok()?;
+    if let Some(Some(signing)) = &inputs.signing {
+        for warning in &signing.warnings {
+            diags.warning(
+                "Signing certificate",
+                format!("resin_disk signing_certificate: {warning}"),
+                AttributePath::new("signing_certificate"),
+            );
+        }
+    }
     let state = plan_state(proposed, config, &inputs);
     if let Value::Value(dir) = &state.output_dir {
         if !files::check_output_dir("resin_disk", dir, diags) {
@@ -333,7 +466,7 @@ impl Disk {
     async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
         let context = self.context(diags)?;
         let inputs = Inputs::of(&planned, diags).ok()?;
-        let Some(Complete { format, image, stub, base_url, size_mb, uname, sbat }) = inputs.complete() else {
+        let Some(Complete { format, image, stub, base_url, size_mb, uname, sbat, signing }) = inputs.complete() else {
             diags.root_error_short("resin_disk inputs are still unknown at apply");
             return None;
         };
@@ -380,6 +513,8 @@ impl Disk {
         };
         let (image, base_url) = (image.clone(), base_url.map(str::to_string));
         let (uname, sbat) = (uname.map(str::to_string), sbat.map(str::to_string));
+        let signing = signing.cloned();
+        let key_attribute = signing.as_ref().map_or("signing_key", |s| s.key.attribute());
         let target = path.clone();
         let written = tokio::task::spawn_blocking(move || {
             if let Some(dir) = target.parent() {
@@ -387,6 +522,7 @@ impl Disk {
                     .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", dir.display()))?;
             }
             let scratch = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let signer = signing.as_ref().map(Signing::signer).transpose()?;
             let sources = Sources {
                 image: &image,
                 stub: stub_bytes.as_deref(),
@@ -395,6 +531,7 @@ impl Disk {
                 uname: uname.as_deref(),
                 sbat: sbat.as_deref(),
                 scratch,
+                signer: signer.as_ref(),
             };
             crate::disk::write_disk(format, &sources, &target)
         })
@@ -404,10 +541,15 @@ impl Disk {
         let artifact = match written {
             Ok(artifact) => artifact,
             Err(e) => {
-                // A size too small for the UKI is the user's size_mb; anything else (a
-                // damaged image file, a full disk) concerns the disk as a whole.
+                // A size too small for the UKI is the user's size_mb, a key that cannot be
+                // read or a signer that fails its key attribute; anything else (a damaged
+                // image file, a full disk) concerns the disk as a whole.
                 let at = if e.downcast_ref::<crate::disk::raw_efi::TooSmall>().is_some() {
                     AttributePath::new("size_mb")
+                } else if let Some(SigningError { fault: Fault::Certificate, .. }) = e.downcast_ref() {
+                    AttributePath::new("signing_certificate")
+                } else if e.downcast_ref::<SigningError>().is_some() || e.downcast_ref::<KeyFailed>().is_some() {
+                    AttributePath::new(key_attribute)
                 } else {
                     AttributePath::root()
                 };
@@ -440,7 +582,17 @@ impl Resource for Disk {
                 attribute("size_mb", AttributeType::Number, Optional, &format!("For disk formats ({}): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. From 66 MiB (the smallest EFI system partition, 64 MiB, and the partition tables) to 1048576 (1 TiB), else a plan error; a size too small for the UKI is an apply error at this attribute. The file is sparse: the zeros of the disk take no room on file systems with holes.", crate::disk::sized_formats())),
                 attribute("uname", AttributeType::String, Optional, &format!("For {}: the kernel release the UKI's `.uname` section names (what `uname -r` prints; systemd-boot shows it). Default: read from the kernel (an x86 bzImage's header, or the `Linux version` banner of an uncompressed kernel); no `.uname` if the kernel says none.", crate::disk::stub_formats())),
                 attribute("sbat", AttributeType::String, Optional, &format!("For {}: SBAT lines (`component,generation,vendor,package,version,url`, one per line) for Secure Boot revocation. When set, the UKI's `.sbat` section merges one `sbat,1,...` line, the stub's lines, the kernel's (if it has a `.sbat`) and these, as systemd's ukify does; when unset the stub's `.sbat` is kept as it is.", crate::disk::stub_formats())),
-                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`, `uname`, `sbat`. Known at plan time whenever the image's `spec` is (after a change of the image's content, once the image is applied)."),
+                attribute("signing_certificate", AttributeType::String, Optional, &format!("For {}: sign the UKI for UEFI Secure Boot (Authenticode, as sbsign does) with this X.509 certificate (PEM; RSA 2048 bits or more, or ECDSA P-256) and the key one of `signing_key`, `signing_key_file` or `signing_command` gives. Part of the content hash (the certificate's DER digest). An expired certificate or one whose extended key usage leaves out code signing is a warning (firmware accepts both). See `docs/guides/secure-boot.md`.", crate::disk::stub_formats())),
+                (
+                    "signing_key".to_string(),
+                    Attribute {
+                        sensitive: true,
+                        ..attribute("signing_key", AttributeType::String, Optional, "The certificate's private key as PEM (PKCS#8, PKCS#1 RSA or SEC1 EC; not encrypted). Sensitive: kept out of plans and logs, but stored in the state like every sensitive value; prefer `signing_key_file` or `signing_command` where the state is shared.").1
+                    },
+                ),
+                attribute("signing_key_file", AttributeType::String, Optional, "Path of a PEM file holding the certificate's private key, read at plan (to check it is the certificate's) and at apply; only the path is stored."),
+                attribute("signing_command", strings(), Optional, "A program and its arguments that sign with the certificate's key (an HSM, a KMS): it gets the SHA-256 digest to sign (32 bytes) on standard input, and in `RESIN_SIGNING_DIGEST` as hex, and writes the signature to standard output (RSA: PKCS#1 v1.5; ECDSA: DER), as `openssl pkeyutl -sign -inkey KEY -pkeyopt digest:sha256` does. Its signature is checked with the certificate before use."),
+                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`, `uname`, `sbat`, and the signing certificate. Known at plan time whenever the image's `spec` is (after a change of the image's content, once the image is applied)."),
                 attribute("id", AttributeType::String, Computed, "The file's path."),
                 attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>` and the format's suffix (see `format`)."),
                 attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),

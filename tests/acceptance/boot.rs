@@ -113,13 +113,29 @@ pub fn boot(arch: &str, kernel: &Path, initrd: &Path) -> (String, Duration) {
 
 /// Runs a QEMU `command` (with `-nographic`) until it exits or [`BOOT_TIMEOUT`]; returns
 /// the console and the time it ran.
-pub fn run_qemu(mut command: Command) -> (String, Duration) {
+pub fn run_qemu(command: Command) -> (String, Duration) {
+    run_qemu_until(command, None)
+}
+
+/// [`run_qemu`], stopping QEMU as soon as the console shows `until` (firmware that refuses
+/// to boot waits at its boot manager instead of exiting).
+pub fn run_qemu_until(mut command: Command, until: Option<&str>) -> (String, Duration) {
     let log = tempfile::NamedTempFile::new().unwrap();
     command.stdin(Stdio::null()).stdout(log.reopen().unwrap()).stderr(log.reopen().unwrap());
     let started = Instant::now();
     let mut child = command.spawn().expect("QEMU is installed by make test");
+    let seen = |pattern: &str| {
+        let mut bytes = Vec::new();
+        log.reopen().unwrap().read_to_end(&mut bytes).unwrap();
+        String::from_utf8_lossy(&bytes).contains(pattern)
+    };
     let timed_out = loop {
         if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if until.is_some_and(seen) {
+            let _ = child.kill();
+            let _ = child.wait();
             break false;
         }
         if started.elapsed() > BOOT_TIMEOUT {

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::boot::{boot_config, boot_layout, judge, run_qemu};
+use crate::boot::{boot_config, boot_layout, judge, run_qemu_until};
 use crate::image::{extract_initrd, sha256};
 use crate::terraform::Workspace;
 
@@ -38,7 +38,7 @@ resource "resin_disk" "ipxe" {
 "#;
 
 /// The boot image for `platform`, systemd's stub and `disks`.
-fn disk_config(workspace: &Workspace, platform: &str, disks: &str) -> String {
+pub fn disk_config(workspace: &Workspace, platform: &str, disks: &str) -> String {
     let layout = boot_layout();
     format!(
         "{}\nresource \"resin_efi_stub\" \"systemd\" {{\n  image = \"oci-layout:{}:efi-stub\"\n}}\n{disks}",
@@ -61,6 +61,24 @@ fn markers(arch: &str) -> Vec<String> {
 /// is a real FAT image made with dosfstools and mtools (QEMU's emulated `fat:` directory
 /// once stalled the firmware before it loaded anything).
 fn boot_uki(arch: &str, uki: &Path) -> (String, std::time::Duration) {
+    boot_uki_with(arch, uki, Firmware::Plain)
+}
+
+/// UEFI firmware as the boot tests run it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// Secure Boot off.
+    Plain,
+    /// Secure Boot enforced, Debian's snakeoil certificate enrolled as PK, KEK and db;
+    /// QEMU is stopped once the firmware says it refused an image.
+    SecureBoot,
+}
+
+/// What firmware prints when Secure Boot refuses an image.
+pub const ACCESS_DENIED: &str = "Access Denied";
+
+/// [`boot_uki`] under `firmware`.
+pub fn boot_uki_with(arch: &str, uki: &Path, firmware: Firmware) -> (String, std::time::Duration) {
     let dir = tempfile::tempdir().unwrap();
     let esp = dir.path().join("esp.img").display().to_string();
     let loader = if arch == "x86_64" { "BOOTX64.EFI" } else { "BOOTAA64.EFI" };
@@ -68,28 +86,40 @@ fn boot_uki(arch: &str, uki: &Path) -> (String, std::time::Duration) {
     run("mkfs.vfat", &["-C", &esp, &kibibytes.to_string()]);
     run("mmd", &["-i", &esp, "::/EFI", "::/EFI/BOOT"]);
     run("mcopy", &["-i", &esp, &uki.display().to_string(), &format!("::/EFI/BOOT/{loader}")]);
-    boot_firmware(arch, &esp)
+    boot_media(arch, &esp, false, firmware)
 }
 
 /// Boots the raw disk `file` (a QEMU drive file) under UEFI firmware: OVMF (x86_64) or
 /// AAVMF (aarch64).
 fn boot_firmware(arch: &str, file: &str) -> (String, std::time::Duration) {
-    boot_media(arch, file, false)
+    boot_media(arch, file, false, Firmware::Plain)
 }
 
 /// Boots the ISO image `file` from a (SCSI) CD drive under UEFI firmware.
 fn boot_firmware_cd(arch: &str, file: &str) -> (String, std::time::Duration) {
-    boot_media(arch, file, true)
+    boot_media(arch, file, true, Firmware::Plain)
 }
 
-fn boot_media(arch: &str, file: &str, cd: bool) -> (String, std::time::Duration) {
-    let (code, vars_template) = match arch {
-        "x86_64" => ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
-        _ => ("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),
+pub fn boot_media(arch: &str, file: &str, cd: bool, firmware: Firmware) -> (String, std::time::Duration) {
+    let (code, vars_template) = match (arch, firmware) {
+        ("x86_64", Firmware::Plain) => ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        ("x86_64", Firmware::SecureBoot) => {
+            ("/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd", "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd")
+        }
+        (_, Firmware::Plain) => ("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),
+        (_, Firmware::SecureBoot) => {
+            ("/usr/share/AAVMF/AAVMF_CODE.snakeoil.fd", "/usr/share/AAVMF/AAVMF_VARS.snakeoil.fd")
+        }
     };
     let vars = tempfile::NamedTempFile::new().unwrap();
     std::fs::copy(vars_template, vars.path()).expect("UEFI firmware is installed by make test");
     let mut command = match arch {
+        "x86_64" if firmware == Firmware::SecureBoot => {
+            // OVMF's Secure Boot build keeps its variables in SMM, out of the OS's reach.
+            let mut c = Command::new("qemu-system-x86_64");
+            c.args(["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]);
+            c
+        }
         "x86_64" => {
             let mut c = Command::new("qemu-system-x86_64");
             c.args(["-machine", "q35"]);
@@ -118,10 +148,10 @@ fn boot_media(arch: &str, file: &str, cd: bool) -> (String, std::time::Duration)
     } else {
         command.arg(format!("if=none,id=disk,format=raw,file={file}")).args(["-device", "virtio-blk-pci,drive=disk"]);
     }
-    run_qemu(command)
+    run_qemu_until(command, (firmware == Firmware::SecureBoot).then_some(ACCESS_DENIED))
 }
 
-fn judge_boot(what: &str, arch: &str, console: &str) {
+pub fn judge_boot(what: &str, arch: &str, console: &str) {
     let markers = markers(arch);
     let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
     if let Err(report) = judge(console, &markers) {
@@ -216,7 +246,7 @@ fn an_ipxe_script_network_boots_the_image() {
         .arg("-netdev")
         .arg(format!("user,id=net0,tftp={},bootfile=boot.ipxe", out.display()))
         .args(["-device", "virtio-net-pci,netdev=net0"]);
-    let (console, elapsed) = run_qemu(command);
+    let (console, elapsed) = run_qemu_until(command, None);
     eprintln!("x86_64 iPXE: network-booted and powered off in {:.1} s", elapsed.as_secs_f64());
     judge_boot("the iPXE script", "x86_64", &console);
 }
@@ -325,7 +355,7 @@ resource "resin_disk" "raw" {
 }
 "#;
 
-fn run(program: &str, args: &[&str]) -> String {
+pub fn run(program: &str, args: &[&str]) -> String {
     let output =
         Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e} (make test installs it)"));
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

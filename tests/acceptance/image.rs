@@ -354,8 +354,9 @@ fn an_edited_source_file_is_named_in_the_plan_and_unchanged_artifacts_keep_their
         plan.text()
     );
     assert!(plan.says("~ initrd_sha256 = \"sha256:"), "{}", plan.text());
-    assert!(!plan.says("kernel_sha256"), "the kernel's digest does not change: {}", plan.text());
-    assert!(!plan.says("cmdline_sha256"), "the command line's does not: {}", plan.text());
+    // (The spec, unknown until the new initrd is written, shows the old digests as JSON.)
+    assert!(!plan.says("~ kernel_sha256"), "the kernel's digest does not change: {}", plan.text());
+    assert!(!plan.says("~ cmdline_sha256"), "the command line's does not: {}", plan.text());
     workspace.apply();
     assert_eq!(workspace.state()["resin_image.img"]["kernel_sha256"], image["kernel_sha256"]);
     assert_eq!(workspace.plan().code, 0);

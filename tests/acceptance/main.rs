@@ -16,6 +16,7 @@ mod readme;
 mod registry;
 mod retries;
 mod saved_plans;
+mod secure_boot;
 mod segments;
 mod terraform;
 mod token_server;

@@ -8,4 +8,7 @@ resource "resin_disk" "uki" {
   image  = resin_image.node.spec
   format = "uki"
   stub   = resin_efi_stub.systemd.spec
+
+  signing_certificate = file("keys/db.crt")
+  signing_key_file    = "/secure/keys/db.key"
 }

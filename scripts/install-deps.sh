@@ -7,7 +7,7 @@
 #                           htpasswd (the basic-auth registry), QEMU (x86_64, aarch64) with
 #                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs, gdisk, dosfstools,
 #                           mtools and xorriso (disk checks), sbsigntool and openssl (Secure
-#                           Boot signatures),
+#                           Boot signatures), swtpm (a TPM for measured-boot tests),
 #                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer)
 set -euo pipefail
 what=${1:-test}
@@ -47,6 +47,8 @@ if [ "$what" = test ]; then
   # plays an external signer.
   command -v sbverify >/dev/null || need_apt+=(sbsigntool)
   command -v openssl >/dev/null || need_apt+=(openssl)
+  # Measured boot: a software TPM for QEMU.
+  command -v swtpm >/dev/null || need_apt+=(swtpm)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

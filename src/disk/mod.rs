@@ -15,6 +15,7 @@ pub mod gcp;
 pub mod gpt;
 pub mod ipxe;
 pub mod iso_efi;
+pub mod measure;
 pub mod pe;
 pub mod raw_efi;
 pub mod sbat;

@@ -379,5 +379,11 @@ pub(crate) mod tests {
         assert!(signer.warnings(SystemTime::now()).is_empty());
         let later = SystemTime::now() + std::time::Duration::from_secs(20 * 365 * 86400);
         assert!(signer.warnings(later)[0].contains("expired"), "{:?}", signer.warnings(later));
+        // A certificate for TLS servers only: usable, with a warning.
+        let (server, server_key) =
+            identity(dir.path(), "server", &["-newkey", "rsa:2048", "-addext", "extendedKeyUsage=serverAuth"]);
+        let signer = Signer::new(&server, KeySource::Pem(&server_key)).unwrap();
+        let warnings = signer.warnings(SystemTime::now());
+        assert!(warnings.len() == 1 && warnings[0].contains("leaves out code signing"), "{warnings:?}");
     }
 }

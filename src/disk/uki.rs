@@ -123,13 +123,21 @@ impl DiskFormat for Uki {
     }
 }
 
-/// Writes the UKI of `sources` without a signature.
-fn write_unsigned(sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
-    let stub = sources.stub.context("a UKI needs an EFI stub")?;
-    check_stub(stub, &sources.image.platform)?;
+/// The small sections of a UKI: what the writer writes and systemd-stub measures.
+pub struct SmallSections {
+    pub osrel: String,
+    pub cmdline: String,
+    /// `.uname`: given, or read from the kernel; none if neither says one.
+    pub uname: Option<String>,
+    /// `.sbat` merged with the user's lines; `None` keeps the stub's own.
+    pub sbat: Option<Vec<u8>>,
+}
+
+/// The small sections of the UKI of `sources` with `stub`; the kernel is read for its
+/// release and its `.sbat` (not checked against its digest here: the writer checks the
+/// whole kernel as it copies it, so a UKI is never made from a kernel that changed).
+pub fn small_sections(sources: &Sources<'_>, stub: &[u8]) -> Result<SmallSections> {
     let image = sources.image;
-    // The kernel is read for its release and its .sbat first; the sections are then
-    // streamed from the files, checked against the digests the image recorded.
     let mut kernel = crate::rootfs::host::open_regular(std::path::Path::new(&image.kernel_path))
         .with_context(|| format!("opening the kernel of resin_image {}", image.name))?;
     let uname = match sources.uname {
@@ -146,17 +154,26 @@ fn write_unsigned(sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
         }
         None => None,
     };
-    drop(kernel);
+    Ok(SmallSections { osrel: osrel(image), cmdline: image.cmdline.clone(), uname, sbat })
+}
+
+/// Writes the UKI of `sources` without a signature.
+fn write_unsigned(sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
+    let stub = sources.stub.context("a UKI needs an EFI stub")?;
+    check_stub(stub, &sources.image.platform)?;
+    let image = sources.image;
+    let small = small_sections(sources, stub)?;
+    // The kernel and initrd are streamed from their files, checked against the digests
+    // the image recorded.
     let (kernel, kernel_length) = super::open_artifact(image, ArtifactKind::Kernel)?;
     let (initrd, initrd_length) = super::open_artifact(image, ArtifactKind::Initrd)?;
-    let osrel = osrel(image);
-    let mut sections = vec![text(".osrel", osrel.as_bytes()), text(".cmdline", image.cmdline.as_bytes())];
-    if let Some(uname) = &uname {
+    let mut sections = vec![text(".osrel", small.osrel.as_bytes()), text(".cmdline", small.cmdline.as_bytes())];
+    if let Some(uname) = &small.uname {
         sections.push(text(".uname", uname.as_bytes()));
     }
     sections.push(NewSection { name: ".initrd", length: initrd_length, data: Box::new(initrd) });
     sections.push(NewSection { name: ".linux", length: kernel_length, data: Box::new(kernel) });
-    if let Some(sbat) = &sbat {
+    if let Some(sbat) = &small.sbat {
         sections.push(text(".sbat", sbat));
     }
     pe::append_sections(stub, sections, out)
@@ -168,7 +185,7 @@ fn text<'d>(name: &'static str, text: &'d [u8]) -> NewSection<'d> {
 }
 
 /// The bytes of `section` of the PE image `image`, at most 64 KiB.
-fn section_data<'i>(image: &'i [u8], section: &pe::Section) -> Result<&'i [u8]> {
+pub fn section_data<'i>(image: &'i [u8], section: &pe::Section) -> Result<&'i [u8]> {
     let length = section.virtual_size.min(section.raw_size).min(64 << 10) as usize;
     image.get(section.raw_offset as usize..).and_then(|data| data.get(..length)).context("a section beyond the file")
 }
@@ -243,7 +260,7 @@ pub(crate) mod tests {
     }
 
     /// `image` with `stub`, nothing else set.
-    fn stub_sources<'a>(image: &'a ImageSpec, stub: &'a [u8]) -> Sources<'a> {
+    pub fn stub_sources<'a>(image: &'a ImageSpec, stub: &'a [u8]) -> Sources<'a> {
         Sources {
             image,
             stub: Some(stub),

@@ -60,6 +60,9 @@ pub struct DiskState {
     #[serde(default)]
     signing_command: Value<Vec<Value<String>>>,
     content_hash: Value<String>,
+    /// Absent from states written before it existed.
+    #[serde(default)]
+    pcr11_sha256: Value<String>,
     path: Value<String>,
     sha256: Value<String>,
     size: Value<i64>,
@@ -463,6 +466,68 @@ impl Disk {
         super::provider::configured(&self.context, diags)
     }
 
+    /// `pcr11_sha256` of the planned `state`: null for formats without a UKI or a stub
+    /// that is not systemd's; the prior value while the content hash is the prior one (it
+    /// is a function of the same inputs); else predicted from the image's recorded digests
+    /// and the stub, unknown while they are, or when the stub cannot be read now.
+    async fn predicted_pcr11(&self, state: &DiskState, prior: Option<&DiskState>) -> Value<String> {
+        let mut quiet = Diagnostics::default();
+        let Ok(inputs) = Inputs::of(state, &mut quiet) else { return Value::Unknown };
+        match inputs.format {
+            Some(format) if !format.needs_stub() => return Value::Null,
+            None => return Value::Unknown,
+            Some(_) => {}
+        }
+        if let Some(prior) = prior.filter(|p| p.content_hash == state.content_hash && state.content_hash.is_value()) {
+            if !prior.pcr11_sha256.is_unknown() {
+                return prior.pcr11_sha256.clone();
+            }
+        }
+        let Some(Complete { image, stub: Some(stub), uname, sbat, .. }) = inputs.complete() else {
+            return Value::Unknown;
+        };
+        let Some(context) = self.context(&mut quiet) else { return Value::Unknown };
+        let stub_bytes = match crate::assemble::read_image_file(
+            &context.puller,
+            &stub.image,
+            &stub.platform,
+            &stub.path,
+            crate::disk::uki::MAX_STUB,
+        )
+        .await
+        {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                crate::log::debug("pcr11_sha256 left to apply", &[("reason", format!("{e:#}"))]);
+                return Value::Unknown;
+            }
+        };
+        let (image, uname, sbat) = (image.clone(), uname.map(str::to_string), sbat.map(str::to_string));
+        let predicted = tokio::task::spawn_blocking(move || {
+            let sources = Sources {
+                image: &image,
+                stub: Some(&stub_bytes),
+                base_url: None,
+                size_mb: None,
+                uname: uname.as_deref(),
+                sbat: sbat.as_deref(),
+                scratch: Path::new("."),
+                signer: None,
+            };
+            crate::disk::measure::predict(&sources, &stub_bytes)
+        })
+        .await;
+        match predicted {
+            Ok(Ok(Some(pcr))) => Value::Value(hex::encode(pcr)),
+            Ok(Ok(None)) => Value::Null,
+            Ok(Err(e)) => {
+                crate::log::debug("pcr11_sha256 left to apply", &[("reason", format!("{e:#}"))]);
+                Value::Unknown
+            }
+            Err(_) => Value::Unknown,
+        }
+    }
+
     async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
         let context = self.context(diags)?;
         let inputs = Inputs::of(&planned, diags).ok()?;
@@ -533,13 +598,18 @@ impl Disk {
                 scratch,
                 signer: signer.as_ref(),
             };
-            crate::disk::write_disk(format, &sources, &target)
+            let artifact = crate::disk::write_disk(format, &sources, &target)?;
+            let pcr11 = match (format.needs_stub(), sources.stub) {
+                (true, Some(stub)) => crate::disk::measure::predict(&sources, stub)?,
+                _ => None,
+            };
+            Ok::<_, anyhow::Error>((artifact, pcr11))
         })
         .await
         .map_err(anyhow::Error::from)
         .and_then(|r| r);
-        let artifact = match written {
-            Ok(artifact) => artifact,
+        let (artifact, pcr11) = match written {
+            Ok(written) => written,
             Err(e) => {
                 // A size too small for the UKI is the user's size_mb, a key that cannot be
                 // read or a signer that fails its key attribute; anything else (a damaged
@@ -558,6 +628,7 @@ impl Disk {
             }
         };
         let mut state = state;
+        state.pcr11_sha256 = pcr11.map_or(Value::Null, |pcr| Value::Value(hex::encode(pcr)));
         let written = files::record(&mut state, &[(ArtifactKind::Disk, artifact)].into_iter().collect());
         Some((state, Some(written)))
     }
@@ -593,6 +664,7 @@ impl Resource for Disk {
                 attribute("signing_key_file", AttributeType::String, Optional, "Path of a PEM file holding the certificate's private key, read at plan (to check it is the certificate's) and at apply; only the path is stored."),
                 attribute("signing_command", strings(), Optional, "A program and its arguments that sign with the certificate's key (an HSM, a KMS): it gets the SHA-256 digest to sign (32 bytes) on standard input, and in `RESIN_SIGNING_DIGEST` as hex, and writes the signature to standard output (RSA: PKCS#1 v1.5; ECDSA: DER), as `openssl pkeyutl -sign -inkey KEY -pkeyopt digest:sha256` does. Its signature is checked with the certificate before use."),
                 attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`, `uname`, `sbat`, and the signing certificate. Known at plan time whenever the image's `spec` is (after a change of the image's content, once the image is applied)."),
+                attribute("pcr11_sha256", AttributeType::String, Computed, &format!("For {}: the value systemd-stub leaves in TPM PCR 11 (SHA-256 bank, hex) when it boots this UKI, as `systemd-measure calculate` predicts it: its measured sections (which depend on the stub's systemd version) extended in order into zeros. Known at plan whenever the image's `spec` is and the stub can be read; null for a stub that is not systemd's. Signing does not change it.", crate::disk::stub_formats())),
                 attribute("id", AttributeType::String, Computed, "The file's path."),
                 attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>` and the format's suffix (see `format`)."),
                 attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),
@@ -635,6 +707,7 @@ impl Resource for Disk {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let mut state = planned(proposed, &config, diags)?;
+        state.pcr11_sha256 = self.predicted_pcr11(&state, None).await;
         let written = files::plan_create(&mut state, None);
         Some((state, Some(written)))
     }
@@ -655,6 +728,7 @@ impl Resource for Disk {
             ("format", prior.format != state.format),
         ];
         let content_changed = prior.content_hash != state.content_hash;
+        state.pcr11_sha256 = self.predicted_pcr11(&state, Some(&prior)).await;
         let (replace, _) = files::plan_update(&mut state, &prior, private.as_ref(), &identity, content_changed);
         Some((state, private, replace))
     }

@@ -79,6 +79,13 @@ pub const ACCESS_DENIED: &str = "Access Denied";
 
 /// [`boot_uki`] under `firmware`.
 pub fn boot_uki_with(arch: &str, uki: &Path, firmware: Firmware) -> (String, std::time::Duration) {
+    let esp = esp_holding(arch, uki);
+    boot_media(arch, &esp.1, false, firmware)
+}
+
+/// A FAT image (made with dosfstools and mtools) holding `uki` as the removable-media
+/// loader of `arch`, in a temporary directory kept with it.
+pub fn esp_holding(arch: &str, uki: &Path) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let esp = dir.path().join("esp.img").display().to_string();
     let loader = if arch == "x86_64" { "BOOTX64.EFI" } else { "BOOTAA64.EFI" };
@@ -86,7 +93,7 @@ pub fn boot_uki_with(arch: &str, uki: &Path, firmware: Firmware) -> (String, std
     run("mkfs.vfat", &["-C", &esp, &kibibytes.to_string()]);
     run("mmd", &["-i", &esp, "::/EFI", "::/EFI/BOOT"]);
     run("mcopy", &["-i", &esp, &uki.display().to_string(), &format!("::/EFI/BOOT/{loader}")]);
-    boot_media(arch, &esp, false, firmware)
+    (dir, esp)
 }
 
 /// Boots the raw disk `file` (a QEMU drive file) under UEFI firmware: OVMF (x86_64) or
@@ -101,6 +108,17 @@ fn boot_firmware_cd(arch: &str, file: &str) -> (String, std::time::Duration) {
 }
 
 pub fn boot_media(arch: &str, file: &str, cd: bool, firmware: Firmware) -> (String, std::time::Duration) {
+    boot_media_with(arch, file, cd, firmware, &[])
+}
+
+/// [`boot_media`] with more QEMU arguments (a TPM).
+pub fn boot_media_with(
+    arch: &str,
+    file: &str,
+    cd: bool,
+    firmware: Firmware,
+    extra: &[String],
+) -> (String, std::time::Duration) {
     let (code, vars_template) = match (arch, firmware) {
         ("x86_64", Firmware::Plain) => ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
         ("x86_64", Firmware::SecureBoot) => {
@@ -148,6 +166,7 @@ pub fn boot_media(arch: &str, file: &str, cd: bool, firmware: Firmware) -> (Stri
     } else {
         command.arg(format!("if=none,id=disk,format=raw,file={file}")).args(["-device", "virtio-blk-pci,drive=disk"]);
     }
+    command.args(extra);
     run_qemu_until(command, (firmware == Firmware::SecureBoot).then_some(ACCESS_DENIED))
 }
 

@@ -225,3 +225,76 @@ fn bad_signing_inputs_are_errors_at_their_attribute_and_nothing_is_written() {
         assert!(!dir.join("out/boot.efi").exists(), "{command}");
     }
 }
+
+/// A software TPM 2.0 (swtpm) on a socket in `dir`, and the QEMU arguments that plug it in.
+fn software_tpm(dir: &Path, arch: &str) -> (std::process::Child, Vec<String>) {
+    let socket = dir.join("swtpm.sock");
+    let child = std::process::Command::new("swtpm")
+        .args(["socket", "--tpm2", "--tpmstate"])
+        .arg(format!("dir={}", dir.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", socket.display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("swtpm is installed by make test");
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(started.elapsed().as_secs() < 10, "swtpm did not open {}", socket.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let device = if arch == "x86_64" { "tpm-tis,tpmdev=tpm0" } else { "tpm-tis-device,tpmdev=tpm0" };
+    let args = [
+        "-chardev".to_string(),
+        format!("socket,id=chrtpm,path={}", socket.display()),
+        "-tpmdev".to_string(),
+        "emulator,id=tpm0,chardev=chrtpm".to_string(),
+        "-device".to_string(),
+        device.to_string(),
+    ];
+    (child, args.to_vec())
+}
+
+#[test]
+fn pcr11_known_at_plan_is_what_the_tpm_holds_after_booting_the_uki() {
+    let workspace = Workspace::new();
+    let (certificate, encrypted_key) = snakeoil("x86_64");
+    let key = workspace.work_dir().join("db.key").display().to_string();
+    run("openssl", &["pkey", "-in", encrypted_key, "-passin", "pass:snakeoil", "-out", &key]);
+    let signing = format!("signing_certificate = file(\"{certificate}\")\n  signing_key_file = \"{key}\"");
+    let disks = uki("signed", &signing) + &uki("unsigned", "");
+    workspace.write_config(&disk_config(&workspace, "linux/amd64", &disks));
+    // Known at plan once the image is written (its spec names its files' digests).
+    let image = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "-target=resin_image.boot"]);
+    assert_eq!(image.code, 0, "{}", image.text());
+    let plan = workspace.run(&["plan", "-input=false", "-no-color", "-out=tfplan"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    let shown: serde_json::Value = serde_json::from_str(&workspace.run(&["show", "-json", "tfplan"]).stdout).unwrap();
+    let planned = |address: &str| {
+        let changes = shown["resource_changes"].as_array().unwrap();
+        let change = changes.iter().find(|c| c["address"] == address).unwrap();
+        change["change"]["after"]["pcr11_sha256"].as_str().map(str::to_string)
+    };
+    let predicted = planned("resin_disk.signed").expect("pcr11_sha256 is known at plan");
+    assert_eq!(planned("resin_disk.unsigned").as_deref(), Some(predicted.as_str()), "signing does not change it");
+    let apply = workspace.run(&["apply", "-input=false", "-no-color", "tfplan"]);
+    assert_eq!(apply.code, 0, "{}", apply.text());
+    assert_eq!(workspace.state()["resin_disk.signed"]["pcr11_sha256"], predicted.as_str());
+
+    // The firmware measures the UKI, systemd-stub its sections, into a real (software) TPM.
+    let tpm = tempfile::tempdir().unwrap();
+    let (mut swtpm, args) = software_tpm(tpm.path(), "x86_64");
+    let (_esp_dir, esp) = crate::disk::esp_holding("x86_64", &workspace.work_dir().join("out/signed.efi"));
+    let (console, elapsed) = crate::disk::boot_media_with("x86_64", &esp, false, Firmware::SecureBoot, &args);
+    let _ = swtpm.kill();
+    let _ = swtpm.wait();
+    eprintln!("x86_64 signed UKI with a TPM: booted under Secure Boot in {:.1} s", elapsed.as_secs_f64());
+    judge_boot("the signed UKI with a TPM", "x86_64", &console);
+    let read = console
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("RESIN-PCR11 "))
+        .unwrap_or_else(|| panic!("the image printed no PCR 11:\n{console}"))
+        .trim()
+        .to_lowercase();
+    eprintln!("x86_64 PCR 11: pcr11_sha256 {predicted}, read in the booted image {read}");
+    assert_eq!(read, predicted, "PCR 11 read in the booted image");
+}

@@ -203,7 +203,7 @@ pub fn content_hash(
         "uname": sources.uname,
         "sbat": sources.sbat,
     });
-    // Unsigned disks keep the hash they had.
+    // Only a signed disk's document names a certificate.
     if let Some(certificate) = signing_certificate {
         document["signing_certificate"] = json!(certificate.to_string());
     }

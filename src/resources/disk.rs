@@ -122,12 +122,23 @@ struct Signing {
     warnings: Vec<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum SigningKey {
     /// The `signing_key` value (sensitive).
     Pem(String),
     File(PathBuf),
     Command(Vec<String>),
+}
+
+/// Never shows the key itself.
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SigningKey::Pem(_) => f.write_str("Pem(<sensitive>)"),
+            SigningKey::File(path) => f.debug_tuple("File").field(path).finish(),
+            SigningKey::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
+        }
+    }
 }
 
 impl SigningKey {
@@ -439,9 +450,9 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
     state
 }
 
-/// The planned state of `proposed`: its inputs checked, `plan_state` filled and its output
-/// directory checked to be usable.
-fn planned(proposed: DiskState, config: &DiskState, diags: &mut Diagnostics) -> Option<DiskState> {
+/// The planned state of `proposed` and its inputs: the inputs checked, `plan_state`
+/// filled and its output directory checked to be usable.
+fn planned(proposed: DiskState, config: &DiskState, diags: &mut Diagnostics) -> Option<(DiskState, Inputs)> {
     let inputs = Inputs::of(&proposed, diags).ok()?;
     if let Some(Some(signing)) = &inputs.signing {
         for warning in &signing.warnings {
@@ -458,7 +469,7 @@ fn planned(proposed: DiskState, config: &DiskState, diags: &mut Diagnostics) -> 
             return None;
         }
     }
-    Some(state)
+    Some((state, inputs))
 }
 
 impl Disk {
@@ -470,9 +481,7 @@ impl Disk {
     /// that is not systemd's; the prior value while the content hash is the prior one (it
     /// is a function of the same inputs); else predicted from the image's recorded digests
     /// and the stub, unknown while they are, or when the stub cannot be read now.
-    async fn predicted_pcr11(&self, state: &DiskState, prior: Option<&DiskState>) -> Value<String> {
-        let mut quiet = Diagnostics::default();
-        let Ok(inputs) = Inputs::of(state, &mut quiet) else { return Value::Unknown };
+    async fn predicted_pcr11(&self, state: &DiskState, inputs: &Inputs, prior: Option<&DiskState>) -> Value<String> {
         match inputs.format {
             Some(format) if !format.needs_stub() => return Value::Null,
             None => return Value::Unknown,
@@ -486,7 +495,7 @@ impl Disk {
         let Some(Complete { image, stub: Some(stub), uname, sbat, .. }) = inputs.complete() else {
             return Value::Unknown;
         };
-        let Some(context) = self.context(&mut quiet) else { return Value::Unknown };
+        let Some(context) = self.context(&mut Diagnostics::default()) else { return Value::Unknown };
         let stub_bytes = match crate::assemble::read_image_file(
             &context.puller,
             &stub.image,
@@ -598,11 +607,12 @@ impl Disk {
                 scratch,
                 signer: signer.as_ref(),
             };
-            let artifact = crate::disk::write_disk(format, &sources, &target)?;
+            // Before anything is written: what fails here leaves the previous file.
             let pcr11 = match (format.needs_stub(), sources.stub) {
                 (true, Some(stub)) => crate::disk::measure::predict(&sources, stub)?,
                 _ => None,
             };
+            let artifact = crate::disk::write_disk(format, &sources, &target)?;
             Ok::<_, anyhow::Error>((artifact, pcr11))
         })
         .await
@@ -706,8 +716,8 @@ impl Resource for Disk {
         config: Self::State<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let mut state = planned(proposed, &config, diags)?;
-        state.pcr11_sha256 = self.predicted_pcr11(&state, None).await;
+        let (mut state, inputs) = planned(proposed, &config, diags)?;
+        state.pcr11_sha256 = self.predicted_pcr11(&state, &inputs, None).await;
         let written = files::plan_create(&mut state, None);
         Some((state, Some(written)))
     }
@@ -721,14 +731,14 @@ impl Resource for Disk {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
-        let mut state = planned(proposed, &config, diags)?;
+        let (mut state, inputs) = planned(proposed, &config, diags)?;
         let identity = [
             ("name", prior.name != state.name),
             ("output_dir", prior.output_dir != state.output_dir),
             ("format", prior.format != state.format),
         ];
         let content_changed = prior.content_hash != state.content_hash;
-        state.pcr11_sha256 = self.predicted_pcr11(&state, Some(&prior)).await;
+        state.pcr11_sha256 = self.predicted_pcr11(&state, &inputs, Some(&prior)).await;
         let (replace, _) = files::plan_update(&mut state, &prior, private.as_ref(), &identity, content_changed);
         Some((state, private, replace))
     }

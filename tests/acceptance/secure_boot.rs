@@ -71,7 +71,10 @@ fn secure_boot(platform: &str, arch: &str) {
             &other_cert,
         ],
     );
-    let mut disks = uki("signed", &signing) + &uki("unsigned", "");
+    // The signed UKI merges SBAT lines: its .sbat replaces the stub's, whose bytes stay in
+    // the file outside any section, a gap the image hash must treat as the firmware does.
+    let sbat = "sbat = \"resin-boot,1,Resin tests,boot,1,https://example.com/boot\"";
+    let mut disks = uki("signed", &format!("{signing}\n  {sbat}")) + &uki("unsigned", "");
     disks +=
         &uki("other", &format!("signing_certificate = file(\"{other_cert}\")\n  signing_key_file = \"{other_key}\""));
     if arch == "x86_64" {

@@ -10,7 +10,8 @@
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
 #                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache), and whole
 #                 terraform applies of a LinuxKit-shaped image against a loopback registry
-#                 (cold, warm, one package changed, 200k files) beside zcat/gzip/pigz/zstd floors
+#                 (cold, warm, one package changed, 200k files) beside zcat/gzip/pigz/zstd floors,
+#                 and what signing a UKI for Secure Boot costs
 #   make docs     regenerate docs/ from the provider schema and the examples
 
 VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -72,6 +73,7 @@ bench:
 	cargo bench --bench pull
 	cargo bench --bench assemble
 	cargo bench --bench linuxkit
+	cargo bench --bench signing
 
 # Regenerates docs/ from the provider schema and the examples (a test checks they are current).
 docs:

@@ -257,7 +257,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = rsa_identity(dir.path(), "db");
         let signer = Signer::new(&cert, KeySource::Pem(&key)).unwrap();
-        let image = crate::disk::pe::tests::tiny_image(crate::disk::pe::MACHINE_X86_64);
+        let image = crate::disk::pe::tiny_image(crate::disk::pe::MACHINE_X86_64);
         let sign = || {
             let mut file = tempfile::tempfile().unwrap();
             std::io::Write::write_all(&mut file, &image).unwrap();

@@ -158,7 +158,7 @@ mod tests {
     fn the_prediction_is_what_the_written_uki_measures() {
         let dir = tempfile::tempdir().unwrap();
         let mut image = crate::disk::uki::tests::image_spec("console=ttyS0");
-        let mut kernel = crate::disk::pe::tests::tiny_image(crate::disk::pe::MACHINE_X86_64);
+        let mut kernel = crate::disk::pe::tiny_image(crate::disk::pe::MACHINE_X86_64);
         kernel.extend_from_slice(b"Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org)");
         crate::disk::uki::tests::write_artifacts(&mut image, dir.path(), &kernel, b"initrd bytes");
         let stub = sdmagic_stub(b"#### LoaderInfo: systemd-stub 257.9-1 ####");
@@ -182,7 +182,7 @@ mod tests {
 
     /// A tiny stub whose one section is `.sdmagic` holding `magic`.
     fn sdmagic_stub(magic: &[u8]) -> Vec<u8> {
-        let mut stub = crate::disk::pe::tests::tiny_image(crate::disk::pe::MACHINE_X86_64);
+        let mut stub = crate::disk::pe::tiny_image(crate::disk::pe::MACHINE_X86_64);
         let table = 0x98 + 240;
         stub[table..table + 8].copy_from_slice(b".sdmagic");
         stub[0x400..0x400 + magic.len()].copy_from_slice(magic);

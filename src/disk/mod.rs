@@ -218,9 +218,9 @@ mod tests {
     /// An image of a tiny EFI kernel and an initrd in `dir`, and a stub.
     fn image_in(dir: &Path) -> (ImageSpec, Vec<u8>) {
         let mut image = uki::tests::image_spec("console=ttyS0");
-        let kernel = pe::tests::tiny_image(pe::MACHINE_X86_64);
+        let kernel = pe::tiny_image(pe::MACHINE_X86_64);
         uki::tests::write_artifacts(&mut image, dir, &kernel, b"initrd bytes");
-        (image, pe::tests::tiny_image(pe::MACHINE_X86_64))
+        (image, pe::tiny_image(pe::MACHINE_X86_64))
     }
 
     fn sources<'a>(image: &'a ImageSpec, stub: &'a [u8], dir: &'a Path) -> Sources<'a> {

@@ -325,35 +325,36 @@ pub fn append_sections(image: &[u8], sections: Vec<NewSection<'_>>, out: &mut dy
     Ok(())
 }
 
+/// A minimal PE32+ image for `machine`: headers of 0x400 bytes, one `.text` section of
+/// 0x200 bytes. For tests, fuzz seeds and benchmarks.
+pub fn tiny_image(machine: u16) -> Vec<u8> {
+    let mut image = vec![0u8; 0x600];
+    image[..2].copy_from_slice(b"MZ");
+    put_u32(&mut image, 0x3c, 0x80);
+    image[0x80..0x84].copy_from_slice(b"PE\0\0");
+    put_u16(&mut image, 0x84, machine);
+    put_u16(&mut image, 0x86, 1);
+    put_u16(&mut image, 0x94, 240);
+    let optional = 0x98;
+    put_u16(&mut image, optional, 0x20b);
+    put_u32(&mut image, optional + 32, 0x1000);
+    put_u32(&mut image, optional + 36, 0x200);
+    put_u32(&mut image, optional + 56, 0x2000);
+    put_u32(&mut image, optional + 60, 0x400);
+    put_u32(&mut image, optional + 108, 16);
+    let table = optional + 240;
+    image[table..table + 5].copy_from_slice(b".text");
+    put_u32(&mut image, table + 8, 0x10);
+    put_u32(&mut image, table + 12, 0x1000);
+    put_u32(&mut image, table + 16, 0x200);
+    put_u32(&mut image, table + 20, 0x400);
+    image[0x400..0x410].copy_from_slice(b"stub code here!!");
+    image
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    /// A minimal PE32+ image: headers of 0x400 bytes, one `.text` section of 0x200 bytes.
-    pub fn tiny_image(machine: u16) -> Vec<u8> {
-        let mut image = vec![0u8; 0x600];
-        image[..2].copy_from_slice(b"MZ");
-        put_u32(&mut image, 0x3c, 0x80);
-        image[0x80..0x84].copy_from_slice(b"PE\0\0");
-        put_u16(&mut image, 0x84, machine);
-        put_u16(&mut image, 0x86, 1);
-        put_u16(&mut image, 0x94, 240);
-        let optional = 0x98;
-        put_u16(&mut image, optional, 0x20b);
-        put_u32(&mut image, optional + 32, 0x1000);
-        put_u32(&mut image, optional + 36, 0x200);
-        put_u32(&mut image, optional + 56, 0x2000);
-        put_u32(&mut image, optional + 60, 0x400);
-        put_u32(&mut image, optional + 108, 16);
-        let table = optional + 240;
-        image[table..table + 5].copy_from_slice(b".text");
-        put_u32(&mut image, table + 8, 0x10);
-        put_u32(&mut image, table + 12, 0x1000);
-        put_u32(&mut image, table + 16, 0x200);
-        put_u32(&mut image, table + 20, 0x400);
-        image[0x400..0x410].copy_from_slice(b"stub code here!!");
-        image
-    }
 
     #[test]
     fn appended_sections_are_where_their_headers_say() {

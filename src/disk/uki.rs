@@ -277,9 +277,9 @@ pub(crate) mod tests {
     fn a_uki_holds_the_image_in_its_sections() {
         let dir = tempfile::tempdir().unwrap();
         let mut image = image_spec("console=ttyS0");
-        let kernel = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
+        let kernel = crate::disk::pe::tiny_image(pe::MACHINE_X86_64);
         write_artifacts(&mut image, dir.path(), &kernel, b"initrd bytes");
-        let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
+        let stub = crate::disk::pe::tiny_image(pe::MACHINE_X86_64);
         let sources = stub_sources(&image, &stub);
         Uki.check_kernel(&kernel, kernel.len() as u64, &sources).unwrap();
         let mut out = Vec::new();
@@ -302,13 +302,13 @@ pub(crate) mod tests {
     fn uname_comes_from_the_kernel_or_the_user_and_sbat_merges_into_the_stubs() {
         let dir = tempfile::tempdir().unwrap();
         let mut image = image_spec("console=ttyS0");
-        let mut kernel = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);
+        let mut kernel = crate::disk::pe::tiny_image(pe::MACHINE_AARCH64);
         let banner = b"Linux version 6.1.0-57-arm64 (debian-kernel@lists.debian.org)";
         kernel.extend_from_slice(banner);
         image.platform = "linux/arm64".parse().unwrap();
         write_artifacts(&mut image, dir.path(), &kernel, b"initrd bytes");
         // A stub whose one section is its .sbat.
-        let mut stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);
+        let mut stub = crate::disk::pe::tiny_image(pe::MACHINE_AARCH64);
         let table = 0x98 + 240;
         stub[table..table + 8].copy_from_slice(b".sbat\0\0\0");
         let stub_sbat = b"sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\nsystemd,1,The systemd Developers,systemd,252,https://systemd.io/\n\0";
@@ -345,11 +345,11 @@ pub(crate) mod tests {
     #[test]
     fn a_kernel_without_an_efi_stub_or_of_another_machine_is_refused() {
         let image = image_spec("");
-        let stub = crate::disk::pe::tests::tiny_image(pe::MACHINE_X86_64);
+        let stub = crate::disk::pe::tiny_image(pe::MACHINE_X86_64);
         let sources = stub_sources(&image, &stub);
         let error = Uki.check_kernel(b"\x1f\x8b\x08\x00 a gzip'd Image", 20, &sources).unwrap_err();
         assert!(format!("{error:#}").contains("has no EFI stub"), "{error:#}");
-        let arm = crate::disk::pe::tests::tiny_image(pe::MACHINE_AARCH64);
+        let arm = crate::disk::pe::tiny_image(pe::MACHINE_AARCH64);
         let error = Uki.check_kernel(&arm, arm.len() as u64, &sources).unwrap_err();
         assert!(format!("{error:#}").contains("for aarch64, the image is for linux/amd64"), "{error:#}");
         let error = check_stub(&arm, &image.platform).unwrap_err();

@@ -1,7 +1,9 @@
 //! EFI system partitions: a FAT32 file system holding a UKI as the removable-media boot
 //! loader (`\EFI\BOOT\BOOTX64.EFI`, `BOOTAA64.EFI`), which firmware boots without any
-//! boot entry. Written with `fatfs`; every timestamp is the DOS epoch (1980-01-01) and the
-//! volume id comes from the caller, so the bytes depend only on the inputs.
+//! boot entry. Written with `fatfs`; every timestamp is the DOS epoch, 1980-01-01 00:00
+//! ([`DosEpoch`]: without its chrono feature `fatfs` writes day 0 of month 0, a date that
+//! is not one), and the volume id comes from the caller, so the bytes depend only on the
+//! inputs.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -9,6 +11,22 @@ use std::os::unix::fs::FileExt as _;
 
 use anyhow::{Context, Result};
 use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
+
+/// Every directory entry's time: 1980-01-01 00:00, the first date FAT can hold.
+#[derive(Debug)]
+struct DosEpoch;
+
+impl fatfs::TimeProvider for DosEpoch {
+    fn get_current_date(&self) -> fatfs::Date {
+        fatfs::Date { year: 1980, month: 1, day: 1 }
+    }
+
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        fatfs::DateTime { date: self.get_current_date(), time: fatfs::Time { hour: 0, min: 0, sec: 0, millis: 0 } }
+    }
+}
+
+static DOS_EPOCH: DosEpoch = DosEpoch;
 
 /// Smallest ESP written: FAT32 with 512-byte clusters needs 65525 clusters (32 MiB), and
 /// some firmware refuses smaller system partitions.
@@ -102,7 +120,8 @@ pub fn write(file: &File, start: u64, length: u64, volume_id: u32, loader: &str,
         .volume_label(*b"ESP        ");
     fatfs::format_volume(&mut window, options).context("formatting the EFI system partition")?;
     window.position = 0;
-    let fs = FileSystem::new(&mut window, FsOptions::new()).context("opening the new EFI system partition")?;
+    let fs = FileSystem::new(&mut window, FsOptions::new().time_provider(&DOS_EPOCH))
+        .context("opening the new EFI system partition")?;
     {
         let root = fs.root_dir();
         let boot = root.create_dir("EFI")?.create_dir("BOOT")?;
@@ -194,6 +213,13 @@ mod tests {
         let mut read = Vec::new();
         fs.root_dir().open_file("EFI/BOOT/BOOTX64.EFI").unwrap().read_to_end(&mut read).unwrap();
         assert!(read == uki);
+        // Every entry is dated 1980-01-01 00:00, a valid DOS date.
+        let epoch = fatfs::Date { year: 1980, month: 1, day: 1 };
+        for entry in fs.root_dir().open_dir("EFI/BOOT").unwrap().iter().chain(fs.root_dir().iter()) {
+            let entry = entry.unwrap();
+            assert_eq!(entry.modified().date, epoch, "{}", String::from_utf8_lossy(entry.short_file_name_as_bytes()));
+            assert_eq!(entry.created().date, epoch, "{}", String::from_utf8_lossy(entry.short_file_name_as_bytes()));
+        }
         assert_eq!(size_for(1), MIN_SIZE);
         // fsck.fat finds nothing to fix.
         let image = tempfile::NamedTempFile::new().unwrap();

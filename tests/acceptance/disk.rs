@@ -436,6 +436,7 @@ fn raw_efi_boots(platform: &str, arch: &str) -> Workspace {
     let listing = run("mdir", &["-i", &format!("{disk_text}@@1M"), "::/EFI/BOOT"]);
     let loader = if arch == "x86_64" { "BOOTX64" } else { "BOOTAA64" };
     assert!(listing.contains(loader) && listing.contains("EFI"), "{listing}");
+    assert!(listing.contains("1980-01-01") && !listing.contains("1980-00-00"), "a valid DOS date: {listing}");
 
     let (console, elapsed) = boot_firmware(arch, &disk_text);
     eprintln!("{arch} raw-efi: booted under UEFI firmware and powered off in {:.1} s", elapsed.as_secs_f64());

@@ -223,17 +223,9 @@ mod tests {
         (image, pe::tiny_image(pe::MACHINE_X86_64))
     }
 
+    /// `image` with `stub`, temporary files in `dir`.
     fn sources<'a>(image: &'a ImageSpec, stub: &'a [u8], dir: &'a Path) -> Sources<'a> {
-        Sources {
-            image,
-            stub: Some(stub),
-            base_url: None,
-            size_mb: None,
-            uname: None,
-            sbat: None,
-            scratch: dir,
-            signer: None,
-        }
+        Sources { scratch: dir, ..uki::tests::stub_sources(image, stub) }
     }
 
     #[test]

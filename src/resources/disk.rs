@@ -246,11 +246,38 @@ fn checked_text(
     }
 }
 
+/// A `fail` callback: the attribute, a summary, the detail.
+type Fail<'f> = dyn FnMut(&'static str, &str, String) + 'f;
+
+/// `size_mb` checked: `None` while unknown or when it is no size resin can make (reported).
+fn size_mb_of(size_mb: &Value<i64>, fail: &mut Fail<'_>) -> Option<Option<u64>> {
+    let sizes = crate::disk::raw_efi::min_size_mb()..=MAX_SIZE_MB;
+    match size_mb {
+        Value::Value(size) => match u64::try_from(*size).ok().filter(|size| sizes.contains(size)) {
+            Some(size) => Some(Some(size)),
+            None => {
+                fail("size_mb",
+                        "Invalid size_mb",
+                        format!(
+                            "{size} is not a disk size resin can make: from {} MiB (an EFI system partition of {} MiB and the partition tables) to {} MiB (1 TiB)",
+                            sizes.start(),
+                            crate::disk::esp::MIN_SIZE >> 20,
+                            sizes.end()
+                        ),
+                    );
+                None
+            }
+        },
+        Value::Null => Some(None),
+        Value::Unknown => None,
+    }
+}
+
 impl Inputs {
     /// Parses what is known of `state`, reporting bad values at their attribute.
     fn of(state: &DiskState, diags: &mut Diagnostics) -> Result<Inputs, ()> {
         let mut failed = false;
-        let mut fail = |diags: &mut Diagnostics, attribute: &'static str, summary: &str, detail: String| {
+        let mut fail = |attribute: &'static str, summary: &str, detail: String| {
             diags.error(
                 summary.to_string(),
                 format!("resin_disk {attribute}: {detail}"),
@@ -263,7 +290,7 @@ impl Inputs {
                 Some(format) => Some(format),
                 None => {
                     let names = crate::disk::format_names().join(", ");
-                    fail(diags, "format", "Unknown format", format!("{name:?} is not a format: use one of {names}"));
+                    fail("format", "Unknown format", format!("{name:?} is not a format: use one of {names}"));
                     None
                 }
             },
@@ -273,7 +300,7 @@ impl Inputs {
             Value::Value(text) => match ImageSpec::parse(text) {
                 Ok(image) => Some(image),
                 Err(e) => {
-                    fail(diags, "image", "Invalid image", format!("{e:#}"));
+                    fail("image", "Invalid image", format!("{e:#}"));
                     None
                 }
             },
@@ -283,7 +310,7 @@ impl Inputs {
             Value::Value(text) => match EfiStubSpec::parse(text) {
                 Ok(stub) => Some(Some(stub)),
                 Err(e) => {
-                    fail(diags, "stub", "Invalid stub", format!("{e:#}"));
+                    fail("stub", "Invalid stub", format!("{e:#}"));
                     None
                 }
             },
@@ -291,40 +318,29 @@ impl Inputs {
             Value::Unknown => None,
         };
         let base_url = checked_text(&state.base_url, crate::disk::ipxe::check_base_url, |problem| {
-            fail(diags, "base_url", "Invalid base_url", problem)
+            fail("base_url", "Invalid base_url", problem)
         });
-        let uname = checked_text(&state.uname, crate::disk::uname::check, |problem| {
-            fail(diags, "uname", "Invalid uname", problem)
-        });
-        let sbat =
-            checked_text(&state.sbat, crate::disk::sbat::check, |problem| fail(diags, "sbat", "Invalid sbat", problem));
-        let signing = signing_of(state, |attribute, problem| fail(diags, attribute, "Cannot sign", problem));
-        let sizes = crate::disk::raw_efi::min_size_mb()..=MAX_SIZE_MB;
-        let size_mb = match &state.size_mb {
-            Value::Value(size) => match u64::try_from(*size).ok().filter(|size| sizes.contains(size)) {
-                Some(size) => Some(Some(size)),
-                None => {
-                    fail(
-                        diags,
-                        "size_mb",
-                        "Invalid size_mb",
-                        format!(
-                            "{size} is not a disk size resin can make: from {} MiB (an EFI system partition of {} MiB and the partition tables) to {} MiB (1 TiB)",
-                            sizes.start(),
-                            crate::disk::esp::MIN_SIZE >> 20,
-                            sizes.end()
-                        ),
-                    );
-                    None
-                }
-            },
-            Value::Null => Some(None),
-            Value::Unknown => None,
-        };
-        if let Some(format) = format {
+        let uname =
+            checked_text(&state.uname, crate::disk::uname::check, |problem| fail("uname", "Invalid uname", problem));
+        let sbat = checked_text(&state.sbat, crate::disk::sbat::check, |problem| fail("sbat", "Invalid sbat", problem));
+        let signing = signing_of(state, |attribute, problem| fail(attribute, "Cannot sign", problem));
+        let size_mb = size_mb_of(&state.size_mb, &mut fail);
+        let inputs = Inputs { format, image, stub, base_url, size_mb, uname, sbat, signing };
+        inputs.check_together(state, &mut fail);
+        if failed {
+            return Err(());
+        }
+        Ok(inputs)
+    }
+
+    /// Checks the settings against each other: what the format takes and needs, the
+    /// command line for the format, the stub's platform for the image's.
+    fn check_together(&self, state: &DiskState, fail: &mut Fail<'_>) {
+        let Inputs { format, image, stub, base_url, size_mb, uname, sbat, .. } = self;
+        if let Some(format) = *format {
             let name = format.name();
-            if let (Some(Some(_)), false) = (&size_mb, format.sized()) {
-                fail(diags, "size_mb", "Unused size_mb", format!("format {name:?} is not a disk: it takes no size_mb"));
+            if let (Some(Some(_)), false) = (size_mb, format.sized()) {
+                fail("size_mb", "Unused size_mb", format!("format {name:?} is not a disk: it takes no size_mb"));
             }
             for (attribute, value) in [
                 ("uname", matches!(uname, Some(Some(_)))),
@@ -333,24 +349,22 @@ impl Inputs {
             ] {
                 if value && !format.needs_stub() {
                     let summary = format!("Unused {attribute}");
-                    fail(diags, attribute, &summary, format!("format {name:?} holds no UKI: it takes no {attribute}"));
+                    fail(attribute, &summary, format!("format {name:?} holds no UKI: it takes no {attribute}"));
                 }
             }
-            match &stub {
+            match stub {
                 Some(None) if format.needs_stub() => fail(
-                    diags,
                     "stub",
                     "Missing stub",
                     format!("format {name:?} boots through an EFI stub: set stub = resin_efi_stub.<name>.spec"),
                 ),
                 Some(Some(_)) if !format.needs_stub() => {
-                    fail(diags, "stub", "Unused stub", format!("format {name:?} takes no stub"))
+                    fail("stub", "Unused stub", format!("format {name:?} takes no stub"))
                 }
                 _ => {}
             }
-            match &base_url {
+            match base_url {
                 Some(None) if format.needs_base_url() => fail(
-                    diags,
                     "base_url",
                     "Missing base_url",
                     format!(
@@ -358,18 +372,16 @@ impl Inputs {
                     ),
                 ),
                 Some(Some(_)) if !format.needs_base_url() => {
-                    fail(diags, "base_url", "Unused base_url", format!("format {name:?} takes no base_url"))
+                    fail("base_url", "Unused base_url", format!("format {name:?} takes no base_url"))
                 }
                 _ => {}
             }
         }
-        if let (Some(image), Some(format)) = (&image, format) {
+        if let (Some(image), Some(format)) = (image, *format) {
             let problem =
                 crate::assemble::check_cmdline(&image.cmdline).or_else(|| format.check_cmdline(&image.cmdline));
             if let Some(problem) = problem {
-                fail(
-                    diags,
-                    "image",
+                fail("image",
                     "Command line unfit for the format",
                     format!(
                         "the command line of resin_image {} (its resin_kernel's cmdline) cannot go in format {:?}: {problem}",
@@ -379,20 +391,15 @@ impl Inputs {
                 );
             }
         }
-        if let (Some(image), Some(Some(stub))) = (&image, &stub) {
+        if let (Some(image), Some(Some(stub))) = (image, stub) {
             if image.platform != stub.platform {
                 fail(
-                    diags,
                     "stub",
                     "Stub of another platform",
                     format!("the stub is for {}, resin_image {} for {}", stub.platform, image.name, image.platform),
                 );
             }
         }
-        if failed {
-            return Err(());
-        }
-        Ok(Inputs { format, image, stub, base_url, size_mb, uname, sbat, signing })
     }
 
     /// Everything, when everything is known.
@@ -472,6 +479,18 @@ fn planned(proposed: DiskState, config: &DiskState, diags: &mut Diagnostics) -> 
     Some((state, inputs))
 }
 
+/// The stub's bytes: from the cache, else pulled by its pinned digest.
+async fn stub_bytes(context: &ProviderContext, stub: &EfiStubSpec) -> anyhow::Result<Vec<u8>> {
+    crate::assemble::read_image_file(
+        &context.puller,
+        &stub.image,
+        &stub.platform,
+        &stub.path,
+        crate::disk::uki::MAX_STUB,
+    )
+    .await
+}
+
 impl Disk {
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
         super::provider::configured(&self.context, diags)
@@ -496,15 +515,7 @@ impl Disk {
             return Value::Unknown;
         };
         let Some(context) = self.context(&mut Diagnostics::default()) else { return Value::Unknown };
-        let stub_bytes = match crate::assemble::read_image_file(
-            &context.puller,
-            &stub.image,
-            &stub.platform,
-            &stub.path,
-            crate::disk::uki::MAX_STUB,
-        )
-        .await
-        {
+        let stub_bytes = match stub_bytes(&context, stub).await {
             Ok(bytes) => bytes,
             Err(e) => {
                 crate::log::debug("pcr11_sha256 left to apply", &[("reason", format!("{e:#}"))]);
@@ -561,34 +572,20 @@ impl Disk {
         };
         let what = format!("resin_disk {} ({})", path.display(), format.name());
         let stub_bytes = match stub {
-            Some(stub) => {
-                match crate::assemble::read_image_file(
-                    &context.puller,
-                    &stub.image,
-                    &stub.platform,
-                    &stub.path,
-                    crate::disk::uki::MAX_STUB,
-                )
-                .await
-                {
-                    Ok(bytes) => Some(bytes),
-                    Err(e) => {
-                        super::error_at(
-                            diags,
-                            "Cannot read the EFI stub",
-                            &e.context(what),
-                            AttributePath::new("stub"),
-                        );
-                        return None;
-                    }
+            Some(stub) => match stub_bytes(&context, stub).await {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    super::error_at(diags, "Cannot read the EFI stub", &e.context(what), AttributePath::new("stub"));
+                    return None;
                 }
-            }
+            },
             None => None,
         };
         let (image, base_url) = (image.clone(), base_url.map(str::to_string));
         let (uname, sbat) = (uname.map(str::to_string), sbat.map(str::to_string));
         let signing = signing.cloned();
         let key_attribute = signing.as_ref().map_or("signing_key", |s| s.key.attribute());
+        let predict_pcr11 = format.needs_stub() && state.pcr11_sha256.is_unknown();
         let target = path.clone();
         let written = tokio::task::spawn_blocking(move || {
             if let Some(dir) = target.parent() {
@@ -607,9 +604,10 @@ impl Disk {
                 scratch,
                 signer: signer.as_ref(),
             };
-            // Before anything is written: what fails here leaves the previous file.
-            let pcr11 = match (format.needs_stub(), sources.stub) {
-                (true, Some(stub)) => crate::disk::measure::predict(&sources, stub)?,
+            // Only when the plan could not (the stub was not readable then), and before
+            // anything is written: what fails here leaves the previous file.
+            let pcr11 = match (predict_pcr11, sources.stub) {
+                (true, Some(stub)) => Some(crate::disk::measure::predict(&sources, stub)?),
                 _ => None,
             };
             let artifact = crate::disk::write_disk(format, &sources, &target)?;
@@ -638,7 +636,9 @@ impl Disk {
             }
         };
         let mut state = state;
-        state.pcr11_sha256 = pcr11.map_or(Value::Null, |pcr| Value::Value(hex::encode(pcr)));
+        if let Some(pcr11) = pcr11 {
+            state.pcr11_sha256 = pcr11.map_or(Value::Null, |pcr| Value::Value(hex::encode(pcr)));
+        }
         let written = files::record(&mut state, &[(ArtifactKind::Disk, artifact)].into_iter().collect());
         Some((state, Some(written)))
     }

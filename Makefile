@@ -1,9 +1,11 @@
 # terraform-provider-resin
 #   make demo     the main job: build, build the fixture packages from Debian packages into
 #                 a local OCI layout, terraform apply examples/demo, boot it under QEMU
-#   make test     install what the tests need, check formatting, clippy and that the fuzz
-#                 targets compile, then run every test (the acceptance tests on the pinned
-#                 Terraform 1.0.3, and again on a newer terraform on PATH)
+#   make test     install what the tests need, check formatting and clippy (the provider,
+#                 its tests, benchmarks, examples and fuzz targets), run every test with
+#                 cargo nextest (the acceptance tests on the pinned Terraform 1.0.3; the
+#                 protocol tests again on a newer terraform on PATH), print the slowest, and
+#                 fuzz each target briefly
 #   make install  build a release binary into Terraform's filesystem mirror
 #   make fuzz     fuzz the layer reader, the union, the newc writer and the PE appender
 #                 (FUZZ_SECONDS each)
@@ -46,17 +48,17 @@ demo:
 test:
 	scripts/install-deps.sh test
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
-	cargo check --quiet --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check --bins
+	cargo clippy --workspace --all-targets -- -D warnings
 	scripts/boot-fixtures/build.sh $(CURDIR)/.tools/boot-layout
-	cargo build --benches
-	cargo test
+	@cargo nextest run --no-fail-fast; status=$$?; \
+	scripts/test-times.py target/nextest/default/junit.xml 15; exit $$status
 	@echo "acceptance tests passed on $$($(TERRAFORM) version -json 2>/dev/null | python3 -c 'import json, sys; print("Terraform " + json.load(sys.stdin)["terraform_version"])') ($(TERRAFORM))"
 	@newer=$$(scripts/newer-terraform.sh); \
 	if [ -n "$$newer" ]; then \
-	  echo "running the acceptance tests again on the newer Terraform on PATH ($$newer)"; \
-	  RESIN_TERRAFORM=$$newer cargo test --test acceptance && \
-	  echo "acceptance tests passed on $$($$newer version -json 2>/dev/null | python3 -c 'import json, sys; print("Terraform " + json.load(sys.stdin)["terraform_version"])') ($$newer)"; \
+	  echo "running the protocol tests again on the newer Terraform on PATH ($$newer)"; \
+	  RESIN_TERRAFORM=$$newer cargo nextest run --profile newer-terraform --no-fail-fast && \
+	  scripts/test-times.py target/nextest/newer-terraform/junit.xml 5 && \
+	  echo "protocol tests passed on $$($$newer version -json 2>/dev/null | python3 -c 'import json, sys; print("Terraform " + json.load(sys.stdin)["terraform_version"])') ($$newer)"; \
 	else \
 	  echo "no newer terraform on PATH: the acceptance tests ran on the pinned Terraform only"; \
 	fi

@@ -17,7 +17,7 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Ccodegen-units=16" \
-  cargo build --release --quiet --manifest-path fuzz/Cargo.toml --target "$host" \
+  cargo build --profile fuzz --quiet --package resin-fuzz --target "$host" \
   --target-dir target/fuzz-build --bins
 
 python3 scripts/fuzz-seeds.py target/fuzz-corpus
@@ -26,7 +26,7 @@ for target in "${targets[@]}"; do
   artifacts="target/fuzz-artifacts/$target"
   mkdir -p "$corpus" "$artifacts"
   echo "fuzzing $target for ${seconds}s"
-  "target/fuzz-build/$host/release/$target" -max_total_time="$seconds" -max_len=65536 \
+  "target/fuzz-build/$host/fuzz/$target" -max_total_time="$seconds" -max_len=65536 \
     -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" 2>&1 \
     | grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|.*panicked at|Test unit written)' || true
   if [ -n "$(ls -A "$artifacts")" ]; then

@@ -8,7 +8,8 @@
 #                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs, gdisk, dosfstools,
 #                           mtools and xorriso (disk checks), sbsigntool and openssl (Secure
 #                           Boot signatures), swtpm (a TPM for measured-boot tests),
-#                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer)
+#                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer),
+#                           cargo-nextest (runs the tests)
 set -euo pipefail
 what=${1:-test}
 case "$what" in build|demo|test) ;; *) echo "usage: $0 build|demo|test" >&2; exit 2 ;; esac
@@ -60,6 +61,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 [ "$what" = build ] && exit 0
+
+# cargo-nextest runs the tests (each in its own process, with its time and a JUnit report).
+NEXTEST_VERSION=0.9.143
+if [ "$what" = test ] && ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest $NEXTEST_VERSION"
+  cargo install --quiet --locked "cargo-nextest@$NEXTEST_VERSION"
+fi
 
 # checkov, for the policy-pack tests (the PyPI package, in its own virtualenv).
 CHECKOV_VERSION=3.2.499

@@ -132,14 +132,24 @@ impl Workspace {
         self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"])
     }
 
-    /// The resources of the state, by address (`terraform show -json`).
+    /// The resources of the state, by address, read from `terraform.tfstate` (the values
+    /// `terraform show -json` prints, without starting Terraform for them).
     pub fn state(&self) -> serde_json::Value {
-        let output = self.run(&["show", "-json", "-no-color"]);
-        assert_eq!(output.code, 0, "{}", output.text());
-        let shown: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+        let path = self.work_dir().join("terraform.tfstate");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap();
         let mut by_address = serde_json::Map::new();
-        for resource in shown["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default() {
-            by_address.insert(resource["address"].as_str().unwrap().to_string(), resource["values"].clone());
+        for resource in state["resources"].as_array().cloned().unwrap_or_default() {
+            let mode = if resource["mode"] == "data" { "data." } else { "" };
+            let address =
+                format!("{mode}{}.{}", resource["type"].as_str().unwrap(), resource["name"].as_str().unwrap());
+            for instance in resource["instances"].as_array().cloned().unwrap_or_default() {
+                let key = match &instance["index_key"] {
+                    serde_json::Value::Null => String::new(),
+                    index => format!("[{index}]"),
+                };
+                by_address.insert(format!("{address}{key}"), instance["attributes"].clone());
+            }
         }
         serde_json::Value::Object(by_address)
     }

@@ -1,8 +1,10 @@
-//! `resin_disk` from the boot fixture image: a UKI booted by UEFI firmware (OVMF and
-//! AAVMF, from a FAT disk image holding it), raw-efi, iso-efi and gcp disks booted the same
-//! way, an iPXE script network-booted through QEMU's user network (its TFTP server and
-//! iPXE ROM), plan-time content hashes, the same bytes from another workspace, drift,
-//! destroy, and bad input.
+//! `resin_disk` from the boot fixture image. Each layout boots once under UEFI firmware
+//! (OVMF, AAVMF): the raw-efi disk on both architectures, the iso-efi image from a CD on
+//! x86_64, an iPXE script network-booted through QEMU's user network (its TFTP server and
+//! iPXE ROM), and signed UKIs under Secure Boot (`secure_boot.rs`). The wrappers are proven
+//! by bytes: the ESP of every raw-efi and iso-efi image holds the very UKI written beside
+//! it, and gcp's `disk.raw` is the raw-efi disk of the same size. Also: plan-time content
+//! hashes, the same bytes from another workspace, drift, destroy, and bad input.
 
 use std::path::Path;
 use std::process::Command;
@@ -57,13 +59,6 @@ fn markers(arch: &str) -> Vec<String> {
     ]
 }
 
-/// Boots `uki` as the removable-media loader of a FAT disk under UEFI firmware. The disk
-/// is a real FAT image made with dosfstools and mtools (QEMU's emulated `fat:` directory
-/// once stalled the firmware before it loaded anything).
-fn boot_uki(arch: &str, uki: &Path) -> (String, std::time::Duration) {
-    boot_uki_with(arch, uki, Firmware::Plain)
-}
-
 /// UEFI firmware as the boot tests run it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Firmware {
@@ -77,7 +72,9 @@ pub enum Firmware {
 /// What firmware prints when Secure Boot refuses an image.
 pub const ACCESS_DENIED: &str = "Access Denied";
 
-/// [`boot_uki`] under `firmware`.
+/// Boots `uki` as the removable-media loader of a FAT disk under `firmware`. The disk is a
+/// real FAT image made with dosfstools and mtools (QEMU's emulated `fat:` directory once
+/// stalled the firmware before it loaded anything).
 pub fn boot_uki_with(arch: &str, uki: &Path, firmware: Firmware) -> (String, std::time::Duration) {
     let esp = esp_holding(arch, uki);
     boot_media(arch, &esp.1, false, firmware)
@@ -188,8 +185,11 @@ fn planned(workspace: &Workspace, address: &str, attribute: &str) -> serde_json:
     change.unwrap_or_else(|| panic!("no change for {address}"))["change"]["after"][attribute].clone()
 }
 
+/// The UKI's sections, the same bytes from another workspace, drift and destroy. It is
+/// booted as the loader of the raw-efi disk, which holds the very same bytes
+/// ([`raw_efi_boots`]), and signed under Secure Boot (`secure_boot.rs`).
 #[test]
-fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
+fn a_uki_holds_the_release_and_sbat_and_is_the_same_from_another_workspace() {
     let workspace = Workspace::new();
     workspace.write_config(&disk_config(&workspace, "linux/amd64", UKI_SBAT));
     // Once the image is written (its spec then names the digests of its files), the disk's
@@ -226,10 +226,6 @@ fn a_uki_boots_under_uefi_firmware_and_is_the_same_from_another_workspace() {
     assert!(lines[0].starts_with("sbat,1,SBAT Version,"), "{sbat}");
     assert!(lines[1].starts_with("systemd,"), "the stub's own lines: {sbat}");
     assert_eq!(lines.last(), Some(&"resin-boot,1,Resin tests,boot,1,https://example.com/boot"), "{sbat}");
-
-    let (console, elapsed) = boot_uki("x86_64", &uki);
-    eprintln!("x86_64 UKI: booted under OVMF and powered off in {:.1} s", elapsed.as_secs_f64());
-    judge_boot("the x86_64 UKI", "x86_64", &console);
 
     // Another workspace, another cache: the same bytes.
     let other = Workspace::new();
@@ -268,17 +264,6 @@ fn an_ipxe_script_network_boots_the_image() {
     let (console, elapsed) = run_qemu_until(command, None);
     eprintln!("x86_64 iPXE: network-booted and powered off in {:.1} s", elapsed.as_secs_f64());
     judge_boot("the iPXE script", "x86_64", &console);
-}
-
-#[test]
-fn an_aarch64_uki_boots_under_uefi_firmware() {
-    let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, "linux/arm64", UKI));
-    workspace.apply();
-    let uki = workspace.work_dir().join("out/boot.efi");
-    let (console, elapsed) = boot_uki("aarch64", &uki);
-    eprintln!("aarch64 UKI: booted under AAVMF and powered off in {:.1} s", elapsed.as_secs_f64());
-    judge_boot("the aarch64 UKI", "aarch64", &console);
 }
 
 #[test]
@@ -415,10 +400,12 @@ fn an_aarch64_raw_efi_disk_boots_under_uefi_firmware() {
     raw_efi_boots("linux/arm64", "aarch64");
 }
 
-/// Writes the raw-efi disk for `platform`, checks it with the disk tools and boots it.
+/// Writes the raw-efi disk for `platform` and the UKI beside it, checks the disk with the
+/// disk tools, that its ESP's loader is the very UKI, and boots it: the one boot of each
+/// architecture's UKI without Secure Boot.
 fn raw_efi_boots(platform: &str, arch: &str) -> Workspace {
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, platform, RAW_EFI));
+    workspace.write_config(&disk_config(&workspace, platform, &format!("{RAW_EFI}{UKI}")));
     workspace.apply();
     let disk = workspace.work_dir().join("out/boot-efi.img");
     let disk_text = disk.display().to_string();
@@ -437,6 +424,8 @@ fn raw_efi_boots(platform: &str, arch: &str) -> Workspace {
     let loader = if arch == "x86_64" { "BOOTX64" } else { "BOOTAA64" };
     assert!(listing.contains(loader) && listing.contains("EFI"), "{listing}");
     assert!(listing.contains("1980-01-01") && !listing.contains("1980-00-00"), "a valid DOS date: {listing}");
+    let uki = std::fs::read(workspace.work_dir().join("out/boot.efi")).unwrap();
+    assert!(loader_of(&disk_text, 1 << 20, arch) == uki, "the ESP's loader is not the UKI written beside it");
 
     let (console, elapsed) = boot_firmware(arch, &disk_text);
     eprintln!("{arch} raw-efi: booted under UEFI firmware and powered off in {:.1} s", elapsed.as_secs_f64());
@@ -445,10 +434,11 @@ fn raw_efi_boots(platform: &str, arch: &str) -> Workspace {
 }
 
 #[test]
-fn a_gcp_image_file_holds_the_disk_as_gce_imports_it() {
+fn a_gcp_image_file_holds_the_raw_efi_disk_as_gce_imports_it() {
     let workspace = Workspace::new();
     let gcp = RAW_EFI.replace("\"raw\"", "\"gcp\"").replace("raw-efi", "gcp");
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", &gcp));
+    let raw = RAW_EFI.replace("format = \"raw-efi\"", "format = \"raw-efi\"\n  size_mb = 1024");
+    workspace.write_config(&disk_config(&workspace, "linux/amd64", &format!("{gcp}{raw}{UKI}")));
     workspace.apply();
     let file = workspace.work_dir().join("out/boot.img.tar.gz");
     let listing = run("tar", &["-tvzf", &file.display().to_string()]);
@@ -469,37 +459,63 @@ fn a_gcp_image_file_holds_the_disk_as_gce_imports_it() {
     assert!(run("sgdisk", &["-v", &disk]).contains("No problems found"));
     let boot = run("mdir", &["-i", &format!("{disk}@@1M"), "::/EFI/BOOT"]);
     assert!(boot.contains("BOOTX64"), "{boot}");
-    // What GCE would boot: the extracted disk under UEFI firmware.
-    let (console, elapsed) = boot_firmware("x86_64", &disk);
-    eprintln!("x86_64 gcp disk.raw: booted under OVMF and powered off in {:.1} s", elapsed.as_secs_f64());
-    judge_boot("the gcp disk.raw", "x86_64", &console);
+    // What GCE boots is the raw-efi layout of the same size (the raw-efi tests boot it):
+    // the same partition table but for the GUIDs (derived from the format, so two disks of
+    // one image never share them), and the very UKI as the loader.
+    let raw = workspace.work_dir().join("out/boot-efi.img").display().to_string();
+    let table = |disk: &str| -> Vec<String> {
+        run("sgdisk", &["-p", disk])
+            .lines()
+            .filter(|line| !line.starts_with("Disk ") && !line.contains("GUID"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(table(&disk), table(&raw), "disk.raw has the raw-efi partition table");
+    let uki = std::fs::read(workspace.work_dir().join("out/boot.efi")).unwrap();
+    assert!(loader_of(&disk, 1 << 20, "x86_64") == uki, "disk.raw's loader is not the UKI written beside it");
 }
 
 #[test]
 fn an_iso_boots_under_uefi_firmware_from_its_el_torito_entry() {
-    iso_boots("linux/amd64", "x86_64");
+    let (_workspace, file) = iso_holding_the_uki("linux/amd64", "x86_64");
+    let (console, elapsed) = boot_firmware_cd("x86_64", &file);
+    eprintln!("x86_64 iso-efi: booted under UEFI firmware from a CD and powered off in {:.1} s", elapsed.as_secs_f64());
+    judge_boot("the iso-efi image", "x86_64", &console);
 }
 
+/// The aarch64 ISO is the x86_64 layout with the aarch64 UKI as `BOOTAA64.EFI`, which the
+/// aarch64 raw-efi disk boots.
 #[test]
-fn an_aarch64_iso_boots_under_uefi_firmware() {
-    iso_boots("linux/arm64", "aarch64");
+fn an_aarch64_iso_holds_the_aarch64_uki_as_its_el_torito_entry() {
+    iso_holding_the_uki("linux/arm64", "aarch64");
 }
 
-/// Writes the iso-efi image for `platform`, checks it with xorriso and boots it from a
-/// CD drive.
-fn iso_boots(platform: &str, arch: &str) {
+/// Writes the iso-efi image for `platform` and the UKI beside it, checks the image with
+/// xorriso and that its El Torito ESP's loader is the very UKI. Returns the image's path.
+fn iso_holding_the_uki(platform: &str, arch: &str) -> (Workspace, String) {
     let workspace = Workspace::new();
     let iso = RAW_EFI.replace("\"raw\"", "\"iso\"").replace("raw-efi", "iso-efi");
-    workspace.write_config(&disk_config(&workspace, platform, &iso));
+    workspace.write_config(&disk_config(&workspace, platform, &format!("{iso}{UKI}")));
     workspace.apply();
     let file = workspace.work_dir().join("out/boot-efi.iso").display().to_string();
     let report = run("xorriso", &["-indev", &file, "-report_el_torito", "plain"]);
     assert!(report.contains("UEFI"), "an EFI boot entry: {report}");
     let listing = run("xorriso", &["-indev", &file, "-find", "/", "-name", "EFIBOOT.IMG"]);
     assert!(listing.contains("EFIBOOT.IMG"), "{listing}");
-    let (console, elapsed) = boot_firmware_cd(arch, &file);
-    eprintln!("{arch} iso-efi: booted under UEFI firmware from a CD and powered off in {:.1} s", elapsed.as_secs_f64());
-    judge_boot("the iso-efi image", arch, &console);
+    // The ESP starts at sector 23 (src/disk/iso_efi.rs).
+    let uki = std::fs::read(workspace.work_dir().join("out/boot.efi")).unwrap();
+    assert!(loader_of(&file, 23 * 2048, arch) == uki, "the El Torito ESP's loader is not the UKI written beside it");
+    (workspace, file)
+}
+
+/// The removable-media loader of `arch` in the FAT file system at `offset` of `image`,
+/// read with mtools.
+pub fn loader_of(image: &str, offset: u64, arch: &str) -> Vec<u8> {
+    let loader = if arch == "x86_64" { "BOOTX64.EFI" } else { "BOOTAA64.EFI" };
+    let copied = tempfile::tempdir().unwrap();
+    let to = copied.path().join(loader);
+    run("mcopy", &["-i", &format!("{image}@@{offset}"), &format!("::/EFI/BOOT/{loader}"), &to.display().to_string()]);
+    std::fs::read(to).unwrap()
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Secure Boot: UKIs signed by `resin_disk` boot under UEFI firmware that enforces Secure
 //! Boot with a test certificate enrolled (Debian's snakeoil OVMF and AAVMF variable stores:
-//! the snakeoil certificate is PK, KEK and db) and run their containers; an unsigned UKI,
-//! one signed by another key and one altered after signing are refused by the firmware.
-//! `sbverify` (sbsigntool) checks the signatures independently.
+//! the snakeoil certificate is PK, KEK and db) and run their containers; an unsigned UKI is
+//! refused on both architectures, one signed by another key and one altered after signing
+//! by OVMF (the same EDK II checks as AAVMF's). `sbverify` (sbsigntool) checks every
+//! signature independently, and a signed raw-efi disk's loader is the signed UKI.
 
 use std::path::Path;
 
-use crate::disk::{boot_media, boot_uki_with, disk_config, judge_boot, run, Firmware, ACCESS_DENIED};
+use crate::disk::{boot_uki_with, disk_config, judge_boot, loader_of, run, Firmware, ACCESS_DENIED};
 use crate::terraform::Workspace;
 
 /// The snakeoil certificate enrolled in the test firmware, and its key (encrypted with the
@@ -79,7 +80,7 @@ fn secure_boot(platform: &str, arch: &str) {
         &uki("other", &format!("signing_certificate = file(\"{other_cert}\")\n  signing_key_file = \"{other_key}\""));
     if arch == "x86_64" {
         disks += &format!(
-            "resource \"resin_disk\" \"raw\" {{\n  image  = resin_image.boot.spec\n  format = \"raw-efi\"\n  stub   = resin_efi_stub.systemd.spec\n  {signing}\n}}\n"
+            "resource \"resin_disk\" \"raw\" {{\n  image  = resin_image.boot.spec\n  format = \"raw-efi\"\n  stub   = resin_efi_stub.systemd.spec\n  {signing}\n  {sbat}\n}}\n"
         );
     }
     workspace.write_config(&disk_config(&workspace, platform, &disks));
@@ -104,13 +105,13 @@ fn secure_boot(platform: &str, arch: &str) {
     eprintln!("{arch} signed UKI: booted under Secure Boot and powered off in {:.1} s", elapsed.as_secs_f64());
     judge_boot("the signed UKI under Secure Boot", arch, &console);
     if arch == "x86_64" {
+        // The signed raw-efi disk's loader is the signed UKI that just booted (the plain
+        // raw-efi disk boots in disk.rs).
         let raw = out.join("boot-efi.img").display().to_string();
-        let (console, elapsed) = boot_media(arch, &raw, false, Firmware::SecureBoot);
-        eprintln!("{arch} signed raw-efi: booted under Secure Boot and powered off in {:.1} s", elapsed.as_secs_f64());
-        judge_boot("the signed raw-efi disk under Secure Boot", arch, &console);
+        assert!(loader_of(&raw, 1 << 20, arch) == std::fs::read(&signed).unwrap(), "the ESP holds another UKI");
     }
+    // The control: this firmware enforces Secure Boot.
     refused(arch, &unsigned, "unsigned UKI");
-    refused(arch, &wrong, "UKI signed by a key not enrolled");
     // One byte of the initrd changed after signing: the image hash no longer matches.
     let altered = out.join("altered.efi");
     let mut bytes = std::fs::read(&signed).unwrap();
@@ -119,7 +120,12 @@ fn secure_boot(platform: &str, arch: &str) {
     std::fs::write(&altered, &bytes).unwrap();
     let report = std::process::Command::new("sbverify").args(["--cert", certificate]).arg(&altered).output().unwrap();
     assert!(!report.status.success(), "sbverify took an altered UKI");
-    refused(arch, &altered, "UKI altered after signing");
+    // The firmware's own checks of another key and of an altered image, once: they are the
+    // same EDK II code on both architectures, and sbverify checked both UKIs above.
+    if arch == "x86_64" {
+        refused(arch, &wrong, "UKI signed by a key not enrolled");
+        refused(arch, &altered, "UKI altered after signing");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Assembling the artifacts of a composition: pull every image, then (on a blocking
 //! thread, off the async runtime) extract the kernel ([`super::kernel`]), take each
-//! segment the plan names ([`super::segments`]) from the segment cache or build its tree
-//! ([`super::union`]), write the new segments and the initrd ([`super::initrd`]), and
+//! segment the plan names from the segment cache or build it ([`super::segments`], its
+//! layers read through [`super::union`]), write the new segments and the initrd ([`super::initrd`]), and
 //! publish `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline` and the SBOM together
 //! ([`super::artifacts`]).
 //!
@@ -25,21 +25,19 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
 use super::artifacts::{file_digest, publish, sbom_path, temporary, Access, Artifact, ArtifactKind, TEMPORARY_PREFIX};
-use super::compose::{Composition, FileKind};
+use super::compose::Composition;
 use super::hash::ASSEMBLY_FORMAT;
-use super::initrd::{compressor_fingerprint, device_of, write_initrd, write_segments, Segment, SegmentBody, PIECE};
-use super::kernel::{extract_kernel, read_modules, KernelSource};
-use super::rewrite::{rewrite, ImageRole};
+use super::initrd::{compressor_fingerprint, write_initrd, write_segments, PIECE};
+use super::kernel::{extract_kernel, KernelSource};
 use super::segment_cache::{CachedSegment, SegmentCache};
-use super::segments::{plan, Planned, APK_DATABASE};
-use super::union::{extract, flatten, layer_sources};
+use super::segments::{plan, BodySources};
+use super::warning::Warning;
 use crate::log;
 use crate::oci::cache::BlobCache;
+use crate::oci::digest::Digest;
 use crate::oci::platform::Platform;
 use crate::oci::reference::PinnedImage;
 use crate::oci::{Puller, ResolvedImage};
-use crate::rootfs::spool::Spool;
-use crate::rootfs::tree::{Content, Meta, Node, Tree};
 
 #[derive(Clone, Debug)]
 pub struct Artifacts {
@@ -49,35 +47,6 @@ pub struct Artifacts {
     /// Things worth a warning: extended attributes newc cannot keep, names the kernel
     /// cannot create.
     pub warnings: Vec<Warning>,
-}
-
-/// Something the image will not have at boot although a layer asked for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Warning {
-    pub summary: String,
-    pub detail: String,
-}
-
-impl Warning {
-    pub(super) fn dropped_xattrs(detail: String) -> Warning {
-        Warning { summary: "Extended attributes dropped".into(), detail }
-    }
-
-    pub(super) fn uncreatable(name: &[u8], reason: &str) -> Warning {
-        Warning {
-            summary: "Names the kernel cannot create".into(),
-            detail: format!(
-                "/{}: {reason}; the kernel cannot create it when it unpacks the initrd, so it is missing at boot",
-                String::from_utf8_lossy(name)
-            ),
-        }
-    }
-
-    /// A warning kept with a cached segment or kernel file (its detail says nothing of
-    /// where the segment sits), told about `what` it is now.
-    pub(super) fn kept(what: &str, (summary, detail): &(String, String)) -> Warning {
-        Warning { summary: summary.clone(), detail: format!("{what}: {detail}") }
-    }
 }
 
 /// Pulls every image of the composition (a few at a time), then assembles on a
@@ -149,150 +118,14 @@ fn assemble(
     let compression = composition.inputs.compression;
     let kernel_spec = &composition.inputs.kernel;
     let kernel_image = &images[&kernel_spec.image];
-    // Layer data is kept in unnamed temporary files beside the cache.
-    let spool_dir = cache.root();
-    let new_spool = || Spool::new_in(spool_dir);
     // The kernel's files come from the segment cache; the kernel image is read only when
     // one of them is not there (resin_kernel's apply usually kept them).
     let mut kernel_source = KernelSource::new(kernel_image, cache, segment_cache);
     let kernel = extract_kernel(kernel_spec, &mut kernel_source, output_dir)?;
     let mut warnings = kernel.warnings.clone();
-
-    // Segment by segment, in order: a segment in the cache gives its bytes and the
-    // directories it writes; any other is built (its layers read once) and written below.
-    // New segments are written (cut into pieces, compressed on every core) while the next
-    // ones are built.
-    let mut parts: Vec<(String, Option<CachedSegment>)> = Vec::new();
-    let (mut hits, mut misses) = (0usize, 0usize);
-    // What every segment's bytes depend on besides its contents.
-    let settings = json!({
-        "format": ASSEMBLY_FORMAT,
-        "compression": compression.identity(),
-        "piece": PIECE,
-        "compressor": compressor_fingerprint(compression),
-    });
-    let written = write_segments(compression, segment_cache, |sink| {
-        let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
-        let mut init_databases: BTreeMap<usize, Option<Vec<u8>>> = BTreeMap::new();
-        for planned in plan(composition) {
-            let describe = planned.describe(composition);
-            let key = planned.key(composition, &settings, &existing);
-            if let Some(cached) = segment_cache.get(&key)? {
-                for directory in &cached.meta.directories {
-                    existing.insert(hex::decode(directory).context("a cached segment's directory")?);
-                }
-                parts.push((describe, Some(cached)));
-                hits += 1;
-                continue;
-            }
-            misses += 1;
-            let mut dropped = Vec::new();
-            let body = match planned {
-                Planned::KernelModules => {
-                    let (tree, spool) = read_modules(kernel_spec, &mut kernel_source, new_spool()?)?;
-                    image_body(tree, vec![], spool, describe.clone())
-                }
-                // Init images at /, each flattened on its own (later ones overwrite earlier files).
-                Planned::Init { index, package } => {
-                    let image = &images[&package.image];
-                    let (mut tree, spool, flattened) = flatten(image, &layer_sources(image, cache)?, new_spool()?)
-                        .with_context(|| format!("init[{index}]"))?;
-                    dropped = flattened;
-                    init_databases.insert(index, apk_database(&tree, &spool, image).with_context(|| describe.clone())?);
-                    rewrite(&mut tree, ImageRole::Init);
-                    image_body(tree, vec![], spool, describe.clone())
-                }
-                // Like LinuxKit, the image gets the concatenation of the init images' apk
-                // databases, so every installed package stays listed.
-                Planned::ApkDatabases => {
-                    let mut databases = Vec::new();
-                    for (index, package) in composition.inputs.init.iter().enumerate() {
-                        let database = match init_databases.remove(&index) {
-                            Some(database) => database,
-                            None => {
-                                let image = &images[&package.image];
-                                let (tree, spool, _) = flatten(image, &layer_sources(image, cache)?, new_spool()?)?;
-                                apk_database(&tree, &spool, image).with_context(|| format!("init[{index}]"))?
-                            }
-                        };
-                        databases.extend(database);
-                    }
-                    if databases.len() >= 2 {
-                        SegmentBody::File { path: APK_DATABASE, contents: databases.concat() }
-                    } else {
-                        SegmentBody::Empty
-                    }
-                }
-                Planned::Bundle { bundle, prefix, scaffold } => {
-                    let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
-                    let (tree, spool, describe) = if bundle.extracts_image {
-                        let image = &images[&bundle.package.image];
-                        let (mut tree, spool, flattened) =
-                            flatten(image, &layer_sources(image, cache)?, new_spool()?).with_context(|| at.clone())?;
-                        dropped = flattened;
-                        rewrite(&mut tree, ImageRole::Bundle);
-                        (tree, spool, describe.clone())
-                    } else {
-                        (Tree::new(), Spool::empty(), describe.clone())
-                    };
-                    SegmentBody::Tree {
-                        tree,
-                        prefix,
-                        spool,
-                        scaffold_directories: scaffold.directories,
-                        scaffold_files: scaffold.files,
-                        describe,
-                    }
-                }
-                Planned::Files => image_body(file_entries(composition)?, vec![], Spool::empty(), "file".into()),
-            };
-            let directories = match &body {
-                // The scaffolding, then what the tree writes (below its prefix, where no
-                // scaffolding directory is: the tree is written against `existing` alone).
-                SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {
-                    let mut directories = scaffold_directories.clone();
-                    directories.extend(tree.directories_written(prefix, &existing));
-                    directories
-                }
-                SegmentBody::File { .. } | SegmentBody::Empty => Vec::new(),
-            };
-            let segment = Segment {
-                body,
-                existing: existing.clone(),
-                device: device_of(&key),
-                key,
-                directories: directories.clone(),
-                warnings: dropped,
-            };
-            existing.extend(directories);
-            parts.push((describe, None));
-            sink.push(segment)?;
-        }
-        log::debug(
-            "assembly: segments planned",
-            &[
-                ("cached", hits.to_string()),
-                ("to_build", misses.to_string()),
-                ("elapsed_ms", started.elapsed().as_millis().to_string()),
-            ],
-        );
-        Ok(())
-    })?;
-    drop(kernel_source);
-    log::debug(
-        "assembly: segments written",
-        &[("segments", misses.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
-    );
-    let mut written = written.into_iter();
-    let mut ordered: Vec<CachedSegment> = Vec::new();
-    for (describe, part) in parts {
-        let segment = match part {
-            Some(cached) => cached,
-            None => written.next().context("a segment was not written")?,
-        };
-        warnings.extend(segment.meta.warnings.iter().map(|warning| Warning::kept(&describe, warning)));
-        ordered.push(segment);
-    }
+    let sources = BodySources::new(composition, images, cache, kernel_source);
+    let (mut ordered, kept) = initrd_segments(composition, sources, segment_cache, started)?;
+    warnings.extend(kept);
 
     // The initrd: microcode, then one gzip member of the segments and the trailer.
     let initrd = temporary(output_dir, "initrd")?;
@@ -316,78 +149,222 @@ fn assemble(
     );
 
     let (kernel_file, kernel_digest, kernel_size) = kernel.kernel;
-    let mut cmdline = temporary(output_dir, "cmdline")?;
-    cmdline.write_all(kernel_spec.cmdline.as_bytes())?;
-    let (cmdline_sha256, cmdline_size) = file_digest(cmdline.path())?;
-    let mut sbom_file = temporary(output_dir, "sbom")?;
-    sbom_file.write_all(sbom)?;
+    let written = [
+        (ArtifactKind::Kernel, kernel_file, kernel_digest.to_string(), kernel_size),
+        (ArtifactKind::Initrd, initrd, initrd_sha256, initrd_size),
+    ];
+    let access = Access::of(composition.is_sensitive());
+    let (files, sbom) = publish_artifacts(output_dir, name, written, &kernel_spec.cmdline, sbom, access)?;
     log::debug(
         "assembly: artifacts written",
         &[("name", name.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
     );
+    Ok(Artifacts { files, sbom, warnings })
+}
 
-    let written = [
-        (ArtifactKind::Kernel, kernel_file, kernel_digest.to_string(), kernel_size),
-        (ArtifactKind::Initrd, initrd, initrd_sha256, initrd_size),
-        (ArtifactKind::Cmdline, cmdline, cmdline_sha256, cmdline_size),
-    ];
-    let files: BTreeMap<ArtifactKind, Artifact> = written
-        .iter()
-        .map(|(kind, _, sha256, size)| {
-            (*kind, Artifact { path: kind.path(output_dir, name), sha256: sha256.clone(), size: *size })
-        })
-        .collect();
+/// Every segment of the initrd, in order, each knowing the directories the ones before it
+/// write: a segment in the cache gives its bytes and those directories; any other is built
+/// (its layers read once) and written (cut into pieces, compressed on every core) while
+/// the next ones are built. Returns them with the warnings they keep.
+fn initrd_segments<'c>(
+    composition: &'c Composition,
+    mut sources: BodySources<'c>,
+    segment_cache: &SegmentCache,
+    started: Instant,
+) -> Result<(Vec<CachedSegment>, Vec<Warning>)> {
+    let compression = composition.inputs.compression;
+    // What every segment's bytes depend on besides its contents.
+    let settings = json!({
+        "format": ASSEMBLY_FORMAT,
+        "compression": compression.identity(),
+        "piece": PIECE,
+        "compressor": compressor_fingerprint(compression),
+    });
+    let mut parts: Vec<(String, Option<CachedSegment>)> = Vec::new();
+    let mut source = SegmentSource::new(segment_cache);
+    let written = write_segments(compression, segment_cache, |sink| {
+        let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for planned in plan(composition) {
+            let describe = planned.describe(composition);
+            let key = planned.key(composition, &settings, &existing);
+            if let Some(cached) = source.cached(&key)? {
+                for directory in &cached.meta.directories {
+                    existing.insert(hex::decode(directory).context("a cached segment's directory")?);
+                }
+                parts.push((describe, Some(cached)));
+                continue;
+            }
+            let segment = planned.build(&mut sources, &describe)?.into_segment(key, &existing);
+            existing.extend(segment.directories.iter().cloned());
+            parts.push((describe, None));
+            sink.push(segment)?;
+        }
+        log::debug(
+            "assembly: segments planned",
+            &[
+                ("cached", source.hits.to_string()),
+                ("to_build", source.misses.to_string()),
+                ("elapsed_ms", started.elapsed().as_millis().to_string()),
+            ],
+        );
+        Ok(())
+    })?;
+    drop(sources);
+    log::debug(
+        "assembly: segments written",
+        &[("segments", source.misses.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
+    );
+    in_order(parts, written)
+}
+
+/// The segments in initrd order: each part is cached, or the next of those `written`
+/// (in the order they were built). Returns them with their warnings, told where each
+/// segment is.
+fn in_order(
+    parts: Vec<(String, Option<CachedSegment>)>,
+    written: Vec<CachedSegment>,
+) -> Result<(Vec<CachedSegment>, Vec<Warning>)> {
+    let mut written = written.into_iter();
+    let (mut ordered, mut warnings) = (Vec::new(), Vec::new());
+    for (describe, part) in parts {
+        let segment = match part {
+            Some(cached) => cached,
+            None => written.next().context("a segment was not written")?,
+        };
+        warnings.extend(segment.meta.warnings.iter().map(|warning| Warning::kept(&describe, warning)));
+        ordered.push(segment);
+    }
+    Ok((ordered, warnings))
+}
+
+/// Segments from the segment cache, or to build: every lookup counts as a hit or a miss.
+struct SegmentSource<'a> {
+    cache: &'a SegmentCache,
+    hits: usize,
+    misses: usize,
+}
+
+impl<'a> SegmentSource<'a> {
+    fn new(cache: &'a SegmentCache) -> SegmentSource<'a> {
+        SegmentSource { cache, hits: 0, misses: 0 }
+    }
+
+    /// The verified cache entry for `key`, or `None` when the segment is to be built.
+    fn cached(&mut self, key: &Digest) -> Result<Option<CachedSegment>> {
+        let found = self.cache.get(key)?;
+        match found {
+            Some(_) => self.hits += 1,
+            None => self.misses += 1,
+        }
+        Ok(found)
+    }
+}
+
+/// Publishes the kernel and initrd (`written`: temporary files with their sha256 and
+/// size), the command line and the SBOM together in `output_dir` ([`publish`]: all or
+/// none). Returns the artifacts by kind and the SBOM.
+fn publish_artifacts(
+    output_dir: &Path,
+    name: &str,
+    written: [(ArtifactKind, tempfile::NamedTempFile, String, u64); 2],
+    cmdline: &str,
+    sbom: &[u8],
+    access: Access,
+) -> Result<(BTreeMap<ArtifactKind, Artifact>, Artifact)> {
+    let mut cmdline_file = temporary(output_dir, "cmdline")?;
+    cmdline_file.write_all(cmdline.as_bytes())?;
+    let (cmdline_sha256, cmdline_size) = file_digest(cmdline_file.path())?;
+    let mut sbom_file = temporary(output_dir, "sbom")?;
+    sbom_file.write_all(sbom)?;
+    let all = written.into_iter().chain([(ArtifactKind::Cmdline, cmdline_file, cmdline_sha256, cmdline_size)]);
+    let mut files = BTreeMap::new();
+    let mut temporaries = Vec::new();
+    for (kind, file, sha256, size) in all {
+        files.insert(kind, Artifact { path: kind.path(output_dir, name), sha256, size });
+        temporaries.push((kind, file));
+    }
     let sbom_destination = sbom_path(output_dir, name);
     let mut renames: Vec<(tempfile::NamedTempFile, &Path)> =
-        written.into_iter().map(|(kind, file, _, _)| (file, files[&kind].path.as_path())).collect();
+        temporaries.into_iter().map(|(kind, file)| (file, files[&kind].path.as_path())).collect();
     renames.push((sbom_file, &sbom_destination));
-    publish(renames, Access::of(composition.is_sensitive()))?;
-    Ok(Artifacts {
-        files,
-        sbom: Artifact {
-            path: sbom_destination.clone(),
-            sha256: crate::oci::digest::sha256(sbom).to_string(),
-            size: sbom.len() as u64,
-        },
-        warnings,
-    })
+    publish(renames, access)?;
+    let sbom = Artifact {
+        path: sbom_destination,
+        sha256: crate::oci::digest::sha256(sbom).to_string(),
+        size: sbom.len() as u64,
+    };
+    Ok((files, sbom))
 }
 
-/// The apk database of an init image's union, if it has one.
-fn apk_database(tree: &Tree, spool: &Spool, image: &ResolvedImage) -> Result<Option<Vec<u8>>> {
-    if !matches!(tree.get(APK_DATABASE), Some(Node::File(_))) {
-        return Ok(None);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assemble::segment_cache::tests::{key, put};
+
+    #[test]
+    fn the_segment_source_counts_hits_and_misses() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = SegmentCache::open(root.path(), 1 << 30).unwrap();
+        put(&cache, &key(1), b"segment");
+        let mut source = SegmentSource::new(&cache);
+        assert!(source.cached(&key(1)).unwrap().is_some());
+        assert!(source.cached(&key(2)).unwrap().is_none());
+        assert!(source.cached(&key(1)).unwrap().is_some());
+        assert_eq!((source.hits, source.misses), (2, 1));
     }
-    let mut database = Vec::new();
-    extract(tree, spool, vec![(APK_DATABASE, &mut database)], image)?;
-    Ok(Some(database))
-}
 
-/// A segment of a tree alone, without bundle scaffolding.
-fn image_body<'a>(tree: Tree, prefix: Vec<u8>, spool: Spool, describe: String) -> SegmentBody<'a> {
-    SegmentBody::Tree { tree, prefix, spool, scaffold_directories: vec![], scaffold_files: vec![], describe }
-}
-
-/// The `file` entries as a tree walked in their order (their contents: bytes, or host
-/// files checked as copied).
-fn file_entries(composition: &Composition) -> Result<Tree> {
-    let mut files = Tree::in_insertion_order();
-    for file in &composition.files {
-        let meta = Meta { mode: file.mode, uid: file.uid, gid: file.gid, mtime: crate::rootfs::tree::GENERATED_MTIME };
-        match &file.kind {
-            FileKind::Directory => files.insert(&file.path, Node::Directory(meta)),
-            FileKind::Symlink(target) => files.insert(&file.path, Node::Symlink(meta, target.clone().into_bytes())),
-            FileKind::Contents(bytes) => {
-                files.insert_file(&file.path, meta, bytes.len() as u64, Content::Bytes(bytes.clone()));
-            }
-            FileKind::Source(source) => {
-                // The composition hashed this file (the caller checked the content hash
-                // against the plan's); the bytes copied are checked against that digest
-                // as they are copied, so it is not read a third time here.
-                let sha256 = file.digest.clone().with_context(|| format!("{}: no digest", source.display()))?;
-                files.insert_file(&file.path, meta, file.size, Content::HostFile { path: source.clone(), sha256 });
-            }
-        }
+    #[test]
+    fn cached_and_written_segments_are_put_in_initrd_order_with_their_warnings() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = SegmentCache::open(root.path(), 1 << 30).unwrap();
+        let data = |mut segment: CachedSegment| {
+            let mut out = Vec::new();
+            segment.copy_to(&mut out).unwrap();
+            out
+        };
+        let parts = vec![
+            ("init[0]".to_string(), None),
+            ("onboot[0]".to_string(), Some(put(&cache, &key(2), b"cached"))),
+            ("file".to_string(), None),
+        ];
+        let written = vec![put(&cache, &key(1), b"first"), put(&cache, &key(3), b"last")];
+        let (ordered, warnings) = in_order(parts, written).unwrap();
+        let bytes: Vec<Vec<u8>> = ordered.into_iter().map(data).collect();
+        assert_eq!(bytes, [b"first".to_vec(), b"cached".to_vec(), b"last".to_vec()]);
+        let details: Vec<&str> = warnings.iter().map(|w| w.detail.as_str()).collect();
+        assert_eq!(details, ["init[0]: b", "onboot[0]: b", "file: b"]);
+        let missing = in_order(vec![("file".to_string(), None)], vec![]).unwrap_err();
+        assert_eq!(missing.to_string(), "a segment was not written");
     }
-    Ok(files)
+
+    #[test]
+    fn artifacts_are_published_together_under_the_image_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let temporary_with = |label: &str, bytes: &[u8]| {
+            let mut file = temporary(dir.path(), label).unwrap();
+            file.write_all(bytes).unwrap();
+            let sha256 = crate::oci::digest::sha256(bytes).to_string();
+            (file, sha256, bytes.len() as u64)
+        };
+        let (kernel, kernel_sha, kernel_size) = temporary_with("kernel", b"kernel bytes");
+        let (initrd, initrd_sha, initrd_size) = temporary_with("initrd", b"initrd bytes");
+        let written = [
+            (ArtifactKind::Kernel, kernel, kernel_sha.clone(), kernel_size),
+            (ArtifactKind::Initrd, initrd, initrd_sha, initrd_size),
+        ];
+        let (files, sbom) =
+            publish_artifacts(dir.path(), "img", written, "console=ttyS0", b"{}", Access::of(true)).unwrap();
+        assert_eq!(files.len(), 3);
+        let kernel = &files[&ArtifactKind::Kernel];
+        assert_eq!((kernel.path.clone(), kernel.sha256.as_str()), (dir.path().join("img-kernel"), kernel_sha.as_str()));
+        let cmdline = &files[&ArtifactKind::Cmdline];
+        assert_eq!(std::fs::read(&cmdline.path).unwrap(), b"console=ttyS0");
+        assert_eq!(cmdline.sha256, crate::oci::digest::sha256(b"console=ttyS0").to_string());
+        assert_eq!((sbom.path.clone(), sbom.size), (sbom_path(dir.path(), "img"), 2));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&files[&ArtifactKind::Initrd].path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a sensitive image is readable by its owner only");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 4, "no temporary file is left: {left:?}");
+    }
 }

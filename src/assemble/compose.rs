@@ -230,9 +230,22 @@ fn allocate_ids(inputs: &ImageInputs) -> BTreeMap<String, u32> {
 /// Decides the layout, generates the bundle documents and hashes everything. Returns
 /// every problem found, each tied to its attribute.
 pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
-    let mut errors = Vec::new();
-    let platform = inputs.kernel.platform.clone();
     let ids = allocate_ids(&inputs);
+    let mut errors = check_packages(&inputs);
+    let (bundles, bundle_errors) = place_bundles(&inputs, &ids);
+    let (files, file_errors) = place_files(&inputs.files, &ids);
+    errors.extend(bundle_errors.into_iter().chain(file_errors));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let content_hash = content_hash(&hash_document(&inputs, &bundles, &files));
+    Ok(Composition { inputs, ids, bundles, files, content_hash })
+}
+
+/// What the packages must agree on: the kernel's platform, and distinct service names.
+fn check_packages(inputs: &ImageInputs) -> Vec<InputError> {
+    let mut errors = Vec::new();
+    let platform = &inputs.kernel.platform;
     for (attribute, packages) in [
         ("init", &inputs.init),
         ("onboot", &inputs.onboot),
@@ -240,7 +253,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
         ("services", &inputs.services),
     ] {
         for (index, package) in packages.iter().enumerate() {
-            if package.platform != platform {
+            if package.platform != *platform {
                 errors.push(input_error(
                     attribute,
                     Some(index),
@@ -262,8 +275,13 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             )));
         }
     }
+    errors
+}
 
-    let mut bundles = Vec::new();
+/// The bundles of onboot, onshutdown and services, in that order: each image's files are
+/// extracted once, by the first bundle of it; the others share that bundle's root.
+fn place_bundles(inputs: &ImageInputs, ids: &BTreeMap<String, u32>) -> (Vec<Bundle>, Vec<InputError>) {
+    let (mut bundles, mut errors) = (Vec::new(), Vec::new());
     let mut extracted: BTreeMap<PinnedImage, String> = BTreeMap::new();
     for (section, packages) in [
         (Section::Onboot, &inputs.onboot),
@@ -271,41 +289,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
         (Section::Services, &inputs.services),
     ] {
         for (index, package) in packages.iter().enumerate() {
-            let path = match section {
-                Section::Services => format!("containers/services/{}", package.name),
-                _ => format!("containers/{}/{index:03}-{}", section.attribute(), package.name),
-            };
-            let result = (|| -> Result<Bundle> {
-                let label = match &package.defaults.label {
-                    Some(text) => parse_label(text).with_context(|| format!("the image label of {}", package.image))?,
-                    None => ContainerOptions::default(),
-                };
-                let options = merge(&package.options, &label);
-                let readonly = options.readonly.unwrap_or(false);
-                let own_root = format!("{path}/{}", if readonly { "rootfs" } else { "lower" });
-                let (image_root, extracts_image) = match extracted.get(&package.image) {
-                    Some(root) => (root.clone(), false),
-                    None => {
-                        extracted.insert(package.image.clone(), own_root.clone());
-                        (own_root, true)
-                    }
-                };
-                let context = BundleContext { path: &path, image_root: &image_root, ids: &ids };
-                let config = config_json(&options, &package.defaults.container_config(), &context)?;
-                let runtime = runtime_json(&options, &context)?;
-                Ok(Bundle {
-                    section,
-                    index,
-                    package: package.clone(),
-                    path: path.clone(),
-                    image_root,
-                    extracts_image,
-                    readonly,
-                    config_json: to_bytes(&config),
-                    runtime_json: to_bytes(&runtime),
-                })
-            })();
-            match result {
+            match bundle(section, index, package, ids, &mut extracted) {
                 Ok(bundle) => bundles.push(bundle),
                 Err(e) => errors.push(input_error(
                     section.attribute(),
@@ -316,90 +300,130 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
             }
         }
     }
+    (bundles, errors)
+}
 
-    let mut files = Vec::new();
-    for (index, file) in inputs.files.iter().enumerate() {
-        let at = |field, e| input_error("file", Some(index), field, e);
-        if !file.path.starts_with('/') {
-            let absolute = format!("/{}", file.path.trim_start_matches("./"));
-            errors.push(at(
-                Some("path"),
-                anyhow!(
-                    "{:?} is relative: write {absolute:?} (a file's path is in the image, from its root)",
-                    file.path
-                ),
-            ));
-            continue;
+/// `section[index]`'s bundle: its path, where its image's files are (recorded in
+/// `extracted` when it is the first bundle of the image), and its documents.
+fn bundle(
+    section: Section,
+    index: usize,
+    package: &PackageSpec,
+    ids: &BTreeMap<String, u32>,
+    extracted: &mut BTreeMap<PinnedImage, String>,
+) -> Result<Bundle> {
+    let path = match section {
+        Section::Services => format!("containers/services/{}", package.name),
+        _ => format!("containers/{}/{index:03}-{}", section.attribute(), package.name),
+    };
+    let label = match &package.defaults.label {
+        Some(text) => parse_label(text).with_context(|| format!("the image label of {}", package.image))?,
+        None => ContainerOptions::default(),
+    };
+    let options = merge(&package.options, &label);
+    let readonly = options.readonly.unwrap_or(false);
+    let own_root = format!("{path}/{}", if readonly { "rootfs" } else { "lower" });
+    let (image_root, extracts_image) = match extracted.get(&package.image) {
+        Some(root) => (root.clone(), false),
+        None => {
+            extracted.insert(package.image.clone(), own_root.clone());
+            (own_root, true)
         }
-        let path = match normalise(file.path.as_bytes()) {
-            Ok(p) if p == crate::initrd::newc::TRAILER => {
-                errors.push(at(Some("path"), anyhow!("/TRAILER!!! is the newc end-of-archive marker: the kernel and cpio would stop reading the initrd there")));
-                continue;
-            }
-            Ok(p) if !p.is_empty() => match crate::initrd::newc::uncreatable_reason(&p, None) {
-                Some(reason) => {
-                    errors.push(at(Some("path"), anyhow!("{}: {reason}; the kernel could not create it", display(&p))));
-                    continue;
-                }
-                None => p,
-            },
-            Ok(_) => {
-                errors.push(at(Some("path"), anyhow!("a file block needs a path below /")));
-                continue;
-            }
-            Err(e) => {
-                errors.push(at(Some("path"), e));
-                continue;
-            }
-        };
-        let ids_of =
-            |id: &Option<String>, field| resolve_id(id.as_deref().unwrap_or("0"), &ids).map_err(|e| at(Some(field), e));
-        let (uid, gid) = match (ids_of(&file.uid, "uid"), ids_of(&file.gid, "gid")) {
-            (Ok(u), Ok(g)) => (u, g),
-            (u, g) => {
-                errors.extend(u.err());
-                errors.extend(g.err());
-                continue;
-            }
-        };
-        let (sha256, size, default_mode) = match &file.kind {
-            FileKind::Contents(bytes) => (Some(crate::oci::digest::sha256(bytes)), bytes.len() as u64, 0o644),
-            FileKind::Directory => (None, 0, 0o755),
-            FileKind::Symlink(target) => {
-                (Some(crate::oci::digest::sha256(target.as_bytes())), target.len() as u64, 0o777)
-            }
-            FileKind::Source(source) => match crate::rootfs::host::digest_regular(source) {
-                Ok((sha, size)) => (Some(sha), size, 0o644),
-                Err(_) if file.optional && !source.exists() => continue,
-                Err(e) => {
-                    errors.push(at(Some("source"), e.context(format!("the source of {}", display(&path)))));
-                    continue;
-                }
-            },
-        };
-        if let FileKind::Symlink(target) = &file.kind {
-            if let Some(reason) = crate::initrd::newc::uncreatable_reason(&path, Some(target.as_bytes())) {
-                errors.push(at(Some("symlink"), anyhow!("{reason}; the kernel could not create it")));
-                continue;
-            }
-        }
-        let mode = file.mode.unwrap_or(default_mode);
-        if mode > 0o7777 {
-            errors.push(at(Some("mode"), anyhow!("mode {mode:o} is not a permission mode")));
-            continue;
-        }
-        files.push(PlacedFile { block: index, path, kind: file.kind.clone(), mode, uid, gid, digest: sha256, size });
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    };
+    let context = BundleContext { path: &path, image_root: &image_root, ids };
+    let config = config_json(&options, &package.defaults.container_config(), &context)?;
+    let runtime = runtime_json(&options, &context)?;
+    Ok(Bundle {
+        section,
+        index,
+        package: package.clone(),
+        path: path.clone(),
+        image_root,
+        extracts_image,
+        readonly,
+        config_json: to_bytes(&config),
+        runtime_json: to_bytes(&runtime),
+    })
+}
 
+/// The `file` blocks placed in the image, in their order (an optional one whose source is
+/// missing is left out).
+fn place_files(files: &[FileSpec], ids: &BTreeMap<String, u32>) -> (Vec<PlacedFile>, Vec<InputError>) {
+    let (mut placed, mut errors) = (Vec::new(), Vec::new());
+    for (index, file) in files.iter().enumerate() {
+        match place_file(index, file, ids) {
+            Ok(Some(file)) => placed.push(file),
+            Ok(None) => {}
+            Err(problems) => errors.extend(problems),
+        }
+    }
+    (placed, errors)
+}
+
+/// `file[index]`: its path in the image, owner, mode and the digest of what it holds;
+/// `None` for an optional file whose source is missing.
+fn place_file(
+    index: usize,
+    file: &FileSpec,
+    ids: &BTreeMap<String, u32>,
+) -> Result<Option<PlacedFile>, Vec<InputError>> {
+    let at = |field, e| vec![input_error("file", Some(index), Some(field), e)];
+    if !file.path.starts_with('/') {
+        let absolute = format!("/{}", file.path.trim_start_matches("./"));
+        return Err(at(
+            "path",
+            anyhow!("{:?} is relative: write {absolute:?} (a file's path is in the image, from its root)", file.path),
+        ));
+    }
+    let path = match normalise(file.path.as_bytes()) {
+        Ok(p) if p == crate::initrd::newc::TRAILER => {
+            return Err(at("path", anyhow!("/TRAILER!!! is the newc end-of-archive marker: the kernel and cpio would stop reading the initrd there")));
+        }
+        Ok(p) if !p.is_empty() => match crate::initrd::newc::uncreatable_reason(&p, None) {
+            Some(reason) => {
+                return Err(at("path", anyhow!("{}: {reason}; the kernel could not create it", display(&p))));
+            }
+            None => p,
+        },
+        Ok(_) => return Err(at("path", anyhow!("a file block needs a path below /"))),
+        Err(e) => return Err(at("path", e)),
+    };
+    let ids_of = |id: &Option<String>, field| resolve_id(id.as_deref().unwrap_or("0"), ids).map_err(|e| at(field, e));
+    let (uid, gid) = match (ids_of(&file.uid, "uid"), ids_of(&file.gid, "gid")) {
+        (Ok(u), Ok(g)) => (u, g),
+        (u, g) => return Err(u.err().into_iter().chain(g.err()).flatten().collect()),
+    };
+    let (sha256, size, default_mode) = match &file.kind {
+        FileKind::Contents(bytes) => (Some(crate::oci::digest::sha256(bytes)), bytes.len() as u64, 0o644),
+        FileKind::Directory => (None, 0, 0o755),
+        FileKind::Symlink(target) => (Some(crate::oci::digest::sha256(target.as_bytes())), target.len() as u64, 0o777),
+        FileKind::Source(source) => match crate::rootfs::host::digest_regular(source) {
+            Ok((sha, size)) => (Some(sha), size, 0o644),
+            Err(_) if file.optional && !source.exists() => return Ok(None),
+            Err(e) => return Err(at("source", e.context(format!("the source of {}", display(&path))))),
+        },
+    };
+    if let FileKind::Symlink(target) = &file.kind {
+        if let Some(reason) = crate::initrd::newc::uncreatable_reason(&path, Some(target.as_bytes())) {
+            return Err(at("symlink", anyhow!("{reason}; the kernel could not create it")));
+        }
+    }
+    let mode = file.mode.unwrap_or(default_mode);
+    if mode > 0o7777 {
+        return Err(at("mode", anyhow!("mode {mode:o} is not a permission mode")));
+    }
+    Ok(Some(PlacedFile { block: index, path, kind: file.kind.clone(), mode, uid, gid, digest: sha256, size }))
+}
+
+/// The document the content hash is taken of: the assembly format, the compression and
+/// everything placed, images by digest and generated bytes by their sha256.
+fn hash_document(inputs: &ImageInputs, bundles: &[Bundle], files: &[PlacedFile]) -> serde_json::Value {
     let kernel = &inputs.kernel;
     let package_ids = |packages: &[PackageSpec]| packages.iter().map(|p| p.image.clone()).collect::<Vec<_>>();
-    let document = json!({
+    json!({
         "format": ASSEMBLY_FORMAT,
         "compression": inputs.compression.identity(),
-        "platform": platform,
+        "platform": kernel.platform,
         "kernel": { "image": kernel.image, "cmdline": kernel.cmdline, "binary": kernel.binary, "modules_tar": kernel.modules_tar, "ucode": kernel.ucode },
         "init": package_ids(&inputs.init),
         "bundles": bundles.iter().map(|b| json!({
@@ -411,9 +435,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
                 FileKind::Contents(_) | FileKind::Source(_) => "file", FileKind::Directory => "directory", FileKind::Symlink(_) => "symlink" },
             "mode": f.mode, "uid": f.uid, "gid": f.gid, "sha256": f.digest.as_ref().map_or("", |d| d.digest()),
         })).collect::<Vec<_>>(),
-    });
-    let content_hash = content_hash(&document);
-    Ok(Composition { inputs, ids, bundles, files, content_hash })
+    })
 }
 
 /// Checks a `file` block's settings are consistent; returns its kind.
@@ -614,5 +636,75 @@ pub(crate) mod tests {
         for (name, changed) in [("order", swapped), ("option", option), ("file", file), ("cmdline", cmdline)] {
             assert_ne!(hash(changed), reference, "{name} must change the hash");
         }
+    }
+
+    fn file(path: &str, kind: FileKind) -> FileSpec {
+        FileSpec { path: path.into(), kind, mode: None, uid: None, gid: None, optional: false, sensitive: false }
+    }
+
+    #[test]
+    fn files_take_the_default_mode_of_their_kind_and_the_digest_of_what_they_hold() {
+        let ids = BTreeMap::from([("svc".to_string(), 103)]);
+        let place = |spec: FileSpec| place_file(0, &spec, &ids).unwrap().unwrap();
+        let contents =
+            place(FileSpec { gid: Some("svc".into()), ..file("/etc//motd", FileKind::Contents(b"hi".to_vec())) });
+        assert_eq!(
+            (contents.path.as_slice(), contents.mode, contents.uid, contents.gid),
+            (&b"etc/motd"[..], 0o644, 0, 103)
+        );
+        assert_eq!(contents.digest, Some(crate::oci::digest::sha256(b"hi")));
+        assert_eq!(contents.size, 2);
+        let directory = place(file("/var/lib/x", FileKind::Directory));
+        assert_eq!((directory.mode, directory.digest, directory.size), (0o755, None, 0));
+        let link = place(FileSpec { mode: Some(0o700), ..file("/bin/sh", FileKind::Symlink("busybox".into())) });
+        assert_eq!((link.mode, link.digest), (0o700, Some(crate::oci::digest::sha256(b"busybox"))));
+    }
+
+    #[test]
+    fn a_missing_source_leaves_out_an_optional_file_and_is_an_error_at_source_otherwise() {
+        let missing = FileKind::Source(PathBuf::from("/nonexistent/resin-test-source"));
+        let optional = FileSpec { optional: true, ..file("/etc/x", missing.clone()) };
+        assert!(place_file(0, &optional, &BTreeMap::new()).unwrap().is_none());
+        let errors = place_file(3, &file("/etc/x", missing), &BTreeMap::new()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().starts_with("file[3].source: the source of /etc/x"), "{}", errors[0]);
+        let (placed, errors) = place_files(&[optional, file("/etc/y", FileKind::Directory)], &BTreeMap::new());
+        assert_eq!((placed.len(), placed[0].block, errors.len()), (1, 1, 0), "the block index stays the file's own");
+    }
+
+    #[test]
+    fn every_problem_of_a_file_owner_is_reported_and_bad_modes_are_refused() {
+        let both =
+            FileSpec { uid: Some("nobody".into()), gid: Some("nogroup".into()), ..file("/a", FileKind::Directory) };
+        let fields: Vec<_> = place_file(0, &both, &BTreeMap::new()).unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, [Some("uid"), Some("gid")]);
+        let mode = FileSpec { mode: Some(0o10000), ..file("/a", FileKind::Directory) };
+        let errors = place_file(0, &mode, &BTreeMap::new()).unwrap_err();
+        assert_eq!(errors[0].to_string(), "file[0].mode: mode 10000 is not a permission mode");
+        let trailer = place_file(0, &file("/TRAILER!!!", FileKind::Directory), &BTreeMap::new()).unwrap_err();
+        assert_eq!(trailer[0].field, Some("path"));
+    }
+
+    #[test]
+    fn packages_must_share_the_kernel_platform_and_services_their_names() {
+        let mut inputs = inputs(vec![], vec![package(A, "x", ContainerOptions::default())]);
+        assert!(check_packages(&inputs).is_empty());
+        inputs.services.push(package(B, "x", ContainerOptions::default()));
+        inputs.init.push(PackageSpec {
+            platform: "linux/arm64".parse().unwrap(),
+            ..package(B, "init", ContainerOptions::default())
+        });
+        let at: Vec<(&str, Option<usize>)> = check_packages(&inputs).iter().map(|e| (e.attribute, e.index)).collect();
+        assert_eq!(at, [("init", Some(0)), ("services", Some(1))]);
+    }
+
+    #[test]
+    fn the_hash_document_names_images_by_digest_and_generated_bytes_by_sha256() {
+        let composition = compose(inputs(vec![package(A, "a", ContainerOptions::default())], vec![])).unwrap();
+        let document = hash_document(&composition.inputs, &composition.bundles, &composition.files);
+        assert_eq!(document["format"], ASSEMBLY_FORMAT);
+        assert_eq!(document["bundles"][0]["image"], A);
+        assert_eq!(document["bundles"][0]["config.json"], sha256_hex(&composition.bundles[0].config_json));
+        assert_eq!(content_hash(&document), composition.content_hash);
     }
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::build::Warning;
 use super::compose::Compression;
 use super::segment_cache::{CachedSegment, NewSegment, SegmentCache, SegmentMeta};
+use super::warning::Warning;
 use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
 use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
 use crate::initrd::zstd::{FrameCompressor, LongFrame};

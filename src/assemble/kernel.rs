@@ -12,11 +12,11 @@ use serde_json::json;
 use tempfile::NamedTempFile;
 
 use super::artifacts::temporary;
-use super::build::Warning;
 use super::hash::{content_hash, ASSEMBLY_FORMAT};
 use super::segment_cache::{CachedSegment, SegmentCache, SegmentMeta};
 use super::spec::KernelSpec;
 use super::union::{flatten, layer_sources, open_file};
+use super::warning::Warning;
 use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
 use crate::oci::hashing::HashingWriter;

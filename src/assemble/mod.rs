@@ -25,16 +25,18 @@ mod segment_cache;
 mod segments;
 mod spec;
 mod union;
+mod warning;
 pub use union::{read_image_file, read_pulled_file};
 
 pub use artifacts::{
     check, file_digest, remove_if_written, sbom_path, write_artifact, write_sbom, Access, Artifact, ArtifactKind,
     FileStamp, Removal, TEMPORARY_PREFIX,
 };
-pub use build::{build, Artifacts, Warning};
+pub use build::{build, Artifacts};
 pub use compose::{compose, file_kind, Composition, Compression, FileKind, FileSpec, ImageInputs, InputError, Section};
 pub use hash::{content_hash, ASSEMBLY_FORMAT};
 pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};
 pub use segment_cache::SegmentCache;
 pub use spec::{check_cmdline, EfiStubSpec, ImageDefaults, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION};
+pub use warning::Warning;

@@ -275,15 +275,16 @@ fn verify(mut file: File, key: &Digest) -> Result<CachedSegment> {
     Ok(CachedSegment { file, data_length, meta })
 }
 
+/// Tests, and the helpers other modules' tests fill a cache with.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key(n: u8) -> Digest {
+    pub(crate) fn key(n: u8) -> Digest {
         crate::oci::digest::sha256(&[n])
     }
 
-    fn put(cache: &SegmentCache, key: &Digest, data: &[u8]) -> CachedSegment {
+    pub(crate) fn put(cache: &SegmentCache, key: &Digest, data: &[u8]) -> CachedSegment {
         let mut entry = cache.create().unwrap();
         entry.write_all(data).unwrap();
         let meta = SegmentMeta {

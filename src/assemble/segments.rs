@@ -5,15 +5,29 @@
 //! Order (LinuxKit's): the kernel's modules tarball, each init image, the merged apk
 //! database (kept only when two or more init images turn out to have one), each bundle
 //! (onboot, onshutdown, services), then the `file` entries.
+//!
+//! A planned segment that is not in the segment cache is built here ([`Planned::build`]):
+//! its tree, read from its image's layers ([`super::union`]), or the bytes it holds.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use super::compose::{Bundle, Composition, FileKind};
 use super::hash::content_hash;
+use super::initrd::{device_of, Segment, SegmentBody};
+use super::kernel::{read_modules, KernelSource};
+use super::rewrite::{rewrite, ImageRole};
 use super::spec::PackageSpec;
+use super::union::{extract, flatten, layer_sources};
+use super::warning::Warning;
+use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
+use crate::oci::reference::PinnedImage;
+use crate::oci::ResolvedImage;
+use crate::rootfs::spool::Spool;
+use crate::rootfs::tree::{Content, Meta, Node, Tree};
 
 /// Where an init image keeps its apk database.
 pub const APK_DATABASE: &[u8] = b"lib/apk/db/installed";
@@ -120,6 +134,177 @@ impl Planned<'_> {
             }),
         }
     }
+}
+
+/// What segment bodies are built from: the pulled images and their layers (verified as
+/// they are read), the kernel image (its modules), and the apk databases of the init
+/// images built so far, kept for the merge.
+pub struct BodySources<'a> {
+    composition: &'a Composition,
+    images: &'a BTreeMap<PinnedImage, ResolvedImage>,
+    cache: &'a BlobCache,
+    kernel: KernelSource<'a>,
+    init_databases: BTreeMap<usize, Option<Vec<u8>>>,
+}
+
+impl<'a> BodySources<'a> {
+    pub fn new(
+        composition: &'a Composition,
+        images: &'a BTreeMap<PinnedImage, ResolvedImage>,
+        cache: &'a BlobCache,
+        kernel: KernelSource<'a>,
+    ) -> BodySources<'a> {
+        BodySources { composition, images, cache, kernel, init_databases: BTreeMap::new() }
+    }
+
+    /// A new spool for layer data: an unnamed temporary file beside the cache.
+    fn spool(&self) -> Result<Spool> {
+        Spool::new_in(self.cache.root())
+    }
+
+    /// `image` flattened: its tree, the spool holding its files' data, and the extended
+    /// attributes dropped.
+    fn flatten(&self, image: &ResolvedImage) -> Result<(Tree, Spool, Vec<Warning>)> {
+        flatten(image, &layer_sources(image, self.cache)?, self.spool()?)
+    }
+}
+
+/// A segment's contents, and the warnings reading them gave.
+pub struct Built<'c> {
+    pub body: SegmentBody<'c>,
+    pub warnings: Vec<Warning>,
+}
+
+impl<'c> Built<'c> {
+    /// The segment to write under `key`, after the segments that wrote `existing`: it
+    /// writes its scaffolding's directories, then those its tree adds below its prefix
+    /// (where no scaffolding directory is: the tree is written against `existing` alone).
+    pub fn into_segment(self, key: Digest, existing: &BTreeSet<Vec<u8>>) -> Segment<'c> {
+        let directories = match &self.body {
+            SegmentBody::Tree { tree, prefix, scaffold_directories, .. } => {
+                let mut directories = scaffold_directories.clone();
+                directories.extend(tree.directories_written(prefix, existing));
+                directories
+            }
+            SegmentBody::File { .. } | SegmentBody::Empty => Vec::new(),
+        };
+        Segment {
+            body: self.body,
+            existing: existing.clone(),
+            device: device_of(&key),
+            key,
+            directories,
+            warnings: self.warnings,
+        }
+    }
+}
+
+impl<'c> Planned<'c> {
+    /// Builds the segment's contents from `sources` (`describe` names it in messages):
+    /// reads each of its layers once.
+    pub fn build(self, sources: &mut BodySources<'c>, describe: &str) -> Result<Built<'c>> {
+        let composition = sources.composition;
+        let mut warnings = Vec::new();
+        let body = match self {
+            Planned::KernelModules => {
+                let spool = sources.spool()?;
+                let (tree, spool) = read_modules(&composition.inputs.kernel, &mut sources.kernel, spool)?;
+                image_body(tree, vec![], spool, describe.to_string())
+            }
+            // Init images at /, each flattened on its own (later ones overwrite earlier files).
+            Planned::Init { index, package } => {
+                let image = &sources.images[&package.image];
+                let (mut tree, spool, dropped) = sources.flatten(image).with_context(|| format!("init[{index}]"))?;
+                warnings = dropped;
+                let database = apk_database(&tree, &spool, image).with_context(|| describe.to_string())?;
+                sources.init_databases.insert(index, database);
+                rewrite(&mut tree, ImageRole::Init);
+                image_body(tree, vec![], spool, describe.to_string())
+            }
+            // Like LinuxKit, the image gets the concatenation of the init images' apk
+            // databases, so every installed package stays listed.
+            Planned::ApkDatabases => {
+                let mut databases = Vec::new();
+                for (index, package) in composition.inputs.init.iter().enumerate() {
+                    let database = match sources.init_databases.remove(&index) {
+                        Some(database) => database,
+                        None => {
+                            let image = &sources.images[&package.image];
+                            let (tree, spool, _) = sources.flatten(image)?;
+                            apk_database(&tree, &spool, image).with_context(|| format!("init[{index}]"))?
+                        }
+                    };
+                    databases.extend(database);
+                }
+                if databases.len() >= 2 {
+                    SegmentBody::File { path: APK_DATABASE, contents: databases.concat() }
+                } else {
+                    SegmentBody::Empty
+                }
+            }
+            Planned::Bundle { bundle, prefix, scaffold } => {
+                let (tree, spool) = if bundle.extracts_image {
+                    let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
+                    let image = &sources.images[&bundle.package.image];
+                    let (mut tree, spool, dropped) = sources.flatten(image).with_context(|| at.clone())?;
+                    warnings = dropped;
+                    rewrite(&mut tree, ImageRole::Bundle);
+                    (tree, spool)
+                } else {
+                    (Tree::new(), Spool::empty())
+                };
+                SegmentBody::Tree {
+                    tree,
+                    prefix,
+                    spool,
+                    scaffold_directories: scaffold.directories,
+                    scaffold_files: scaffold.files,
+                    describe: describe.to_string(),
+                }
+            }
+            Planned::Files => image_body(file_entries(composition)?, vec![], Spool::empty(), "file".into()),
+        };
+        Ok(Built { body, warnings })
+    }
+}
+
+/// The apk database of an init image's union, if it has one.
+fn apk_database(tree: &Tree, spool: &Spool, image: &ResolvedImage) -> Result<Option<Vec<u8>>> {
+    if !matches!(tree.get(APK_DATABASE), Some(Node::File(_))) {
+        return Ok(None);
+    }
+    let mut database = Vec::new();
+    extract(tree, spool, vec![(APK_DATABASE, &mut database)], image)?;
+    Ok(Some(database))
+}
+
+/// A segment of a tree alone, without bundle scaffolding.
+fn image_body<'a>(tree: Tree, prefix: Vec<u8>, spool: Spool, describe: String) -> SegmentBody<'a> {
+    SegmentBody::Tree { tree, prefix, spool, scaffold_directories: vec![], scaffold_files: vec![], describe }
+}
+
+/// The `file` entries as a tree walked in their order (their contents: bytes, or host
+/// files checked as copied).
+fn file_entries(composition: &Composition) -> Result<Tree> {
+    let mut files = Tree::in_insertion_order();
+    for file in &composition.files {
+        let meta = Meta { mode: file.mode, uid: file.uid, gid: file.gid, mtime: crate::rootfs::tree::GENERATED_MTIME };
+        match &file.kind {
+            FileKind::Directory => files.insert(&file.path, Node::Directory(meta)),
+            FileKind::Symlink(target) => files.insert(&file.path, Node::Symlink(meta, target.clone().into_bytes())),
+            FileKind::Contents(bytes) => {
+                files.insert_file(&file.path, meta, bytes.len() as u64, Content::Bytes(bytes.clone()));
+            }
+            FileKind::Source(source) => {
+                // The composition hashed this file (the caller checked the content hash
+                // against the plan's); the bytes copied are checked against that digest
+                // as they are copied, so it is not read a third time here.
+                let sha256 = file.digest.clone().with_context(|| format!("{}: no digest", source.display()))?;
+                files.insert_file(&file.path, meta, file.size, Content::HostFile { path: source.clone(), sha256 });
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// The segments of `composition`'s initrd, in order.
@@ -268,5 +453,55 @@ mod tests {
         assert!(matches!(planned[0], Planned::Init { index: 0, .. }));
         assert!(!planned.iter().any(|p| matches!(p, Planned::KernelModules | Planned::ApkDatabases)));
         assert!(matches!(planned.last(), Some(Planned::Files)));
+    }
+
+    #[test]
+    fn file_entries_are_a_tree_in_block_order_with_their_kinds_and_owners() {
+        use crate::assemble::compose::FileSpec;
+        let mut inputs = crate::assemble::compose::tests::inputs(vec![], vec![]);
+        let spec = |path: &str, kind: FileKind| FileSpec {
+            path: path.into(),
+            kind,
+            mode: None,
+            uid: Some("7".into()),
+            gid: None,
+            optional: false,
+            sensitive: false,
+        };
+        inputs.files = vec![
+            spec("/z/file", FileKind::Contents(b"hi".to_vec())),
+            spec("/a/link", FileKind::Symlink("../z/file".into())),
+            spec("/a/dir", FileKind::Directory),
+        ];
+        let tree = file_entries(&compose(inputs).unwrap()).unwrap();
+        let Some(Node::File(id)) = tree.get(b"z/file") else { panic!("z/file is not a file") };
+        let file = tree.inode(*id);
+        assert_eq!((file.meta.mode, file.meta.uid, file.size), (0o644, 7, 2));
+        assert!(matches!(&file.content, Content::Bytes(bytes) if bytes == b"hi"));
+        assert!(
+            matches!(tree.get(b"a/link"), Some(Node::Symlink(meta, target)) if target == b"../z/file" && meta.mode == 0o777)
+        );
+        assert!(matches!(tree.get(b"a/dir"), Some(Node::Directory(meta)) if meta.mode == 0o755));
+    }
+
+    #[test]
+    fn a_built_segment_writes_its_scaffolding_then_the_directories_its_tree_adds() {
+        let key = crate::oci::digest::sha256(b"segment");
+        let existing = BTreeSet::from([b"containers".to_vec()]);
+        let mut tree = Tree::new();
+        tree.insert(b"etc", Node::Directory(Meta::generated(0o755)));
+        let body = SegmentBody::Tree {
+            tree,
+            prefix: b"containers/x/lower".to_vec(),
+            spool: Spool::empty(),
+            scaffold_directories: vec![b"containers".to_vec(), b"containers/x".to_vec()],
+            scaffold_files: vec![],
+            describe: "onboot[0]".into(),
+        };
+        let segment = Built { body, warnings: vec![] }.into_segment(key.clone(), &existing);
+        assert_eq!(strings(&segment.directories), ["containers", "containers/x", "containers/x/lower/etc"]);
+        assert_eq!((segment.device, &segment.existing), (device_of(&key), &existing));
+        let file = Built { body: SegmentBody::File { path: APK_DATABASE, contents: vec![] }, warnings: vec![] };
+        assert!(file.into_segment(key, &existing).directories.is_empty());
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 
-use super::build::Warning;
+use super::warning::Warning;
 use crate::oci::cache::BlobCache;
 use crate::oci::ResolvedImage;
 use crate::rootfs::layer::LayerSource;

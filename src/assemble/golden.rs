@@ -89,25 +89,55 @@ async fn golden_inputs(puller: &Puller, layout: &Path) -> ImageInputs {
     }
 }
 
+/// What the golden image is assembled with, in `work`: the fixtures' layout, a puller and
+/// a segment cache on a fresh cache, a runtime, and the composition.
+struct Golden {
+    puller: Puller,
+    segments: SegmentCache,
+    runtime: tokio::runtime::Runtime,
+    composition: super::Composition,
+}
+
+impl Golden {
+    fn new(work: &Path) -> Golden {
+        let layout = work.join("layout");
+        fixtures::write_fixtures(&layout);
+        let puller = Puller::new(
+            BlobCache::open(&work.join("cache")).unwrap(),
+            Arc::new(RegistryClient::new(vec![], DockerConfig::default(), DEFAULT_TIMEOUT)),
+            4,
+        );
+        let segments = SegmentCache::open(&work.join("cache"), 1 << 30).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let inputs = runtime.block_on(golden_inputs(&puller, &layout));
+        let composition = compose(inputs).unwrap();
+        Golden { puller, segments, runtime, composition }
+    }
+
+    /// Assembles the golden image as `test` in `out`.
+    fn build(&self, out: &Path) -> super::Artifacts {
+        std::fs::create_dir_all(out).unwrap();
+        let build = build(self.composition.clone(), &self.puller, &self.segments, out.to_path_buf(), "test".into());
+        self.runtime.block_on(build).unwrap()
+    }
+}
+
+/// The golden initrd's bytes, assembled by the library in `work` (for the pinned bytes of
+/// the boot formats made from it).
+pub(crate) fn golden_initrd(work: &Path) -> Vec<u8> {
+    let artifacts = Golden::new(work).build(&work.join("out"));
+    let initrd = std::fs::read(&artifacts.files[&super::ArtifactKind::Initrd].path).unwrap();
+    assert_eq!(crate::oci::digest::sha256(&initrd).to_string(), format!("sha256:{}", fixtures::GOLDEN_INITRD));
+    initrd
+}
+
 #[test]
 fn the_library_assembles_the_golden_image() {
     let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
-    fixtures::write_fixtures(&layout);
-    let puller = Puller::new(
-        BlobCache::open(&work.path().join("cache")).unwrap(),
-        Arc::new(RegistryClient::new(vec![], DockerConfig::default(), DEFAULT_TIMEOUT)),
-        4,
-    );
-    let segments = SegmentCache::open(&work.path().join("cache"), 1 << 30).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let inputs = runtime.block_on(golden_inputs(&puller, &layout));
-    let composition = compose(inputs).unwrap();
+    let golden = Golden::new(work.path());
     for round in ["first", "second"] {
         let out = work.path().join(format!("out-{round}"));
-        std::fs::create_dir_all(&out).unwrap();
-        let artifacts =
-            runtime.block_on(build(composition.clone(), &puller, &segments, out.clone(), "test".into())).unwrap();
+        let artifacts = golden.build(&out);
         assert_eq!(
             artifacts.files[&super::ArtifactKind::Initrd].sha256,
             format!("sha256:{}", fixtures::GOLDEN_INITRD),

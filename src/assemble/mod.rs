@@ -15,7 +15,7 @@ mod artifacts;
 mod build;
 mod compose;
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 mod hash;
 mod initrd;
 mod interop;

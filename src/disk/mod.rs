@@ -12,6 +12,8 @@
 pub mod authenticode;
 pub mod esp;
 pub mod gcp;
+#[cfg(test)]
+mod golden;
 pub mod gpt;
 pub mod ipxe;
 pub mod iso_efi;

@@ -1,0 +1,48 @@
+//! The bytes of every boot format, pinned: the golden initrd (assembled by the library
+//! from the golden fixture, [`crate::assemble::golden`]), a tiny EFI kernel and a fixed
+//! stub ([`super::pe::tiny_image`]) make a UKI, raw-efi, iso-efi, gcp and ipxe file whose
+//! sha256s are fixed here. Another workspace or machine writes the same bytes (the
+//! acceptance tests check one workspace per format against its content hash; these pins
+//! check the bytes themselves). A pin that changes is a change of [`super::DISK_FORMAT`]:
+//! bump it, note it in CHANGELOG.md, and set the new sha256 here.
+
+use super::{pe, uki, write_disk, Sources, FORMATS};
+
+/// Each format's sha256 for the golden inputs.
+const PINNED: [(&str, &str); 5] = [
+    ("uki", "sha256:39daeae7c4674ab26b8d86b70b9c5f2849fe9ee8d7a1ae6de9ec61a27a75fa13"),
+    ("raw-efi", "sha256:143b6e892a5a2afc2f9ef926d7ef42e00fae457292be4d4248d8ff7b00a5a725"),
+    ("iso-efi", "sha256:f4d0d614946fb3585cdc779a9308f5e38a5111aa21971617865e2946470a77f1"),
+    ("gcp", "sha256:468c27338283e55299befdd8e8776b92d8d6a1d8b8d6309a9ea982adf3928c42"),
+    ("ipxe", "sha256:331cd6324ce2b1fc465db0899fb0734ba0a75ed4b7b6c4e3226c5ee1e3b0c11e"),
+];
+
+#[test]
+fn every_format_writes_its_pinned_bytes_from_the_golden_image() {
+    let work = tempfile::tempdir().unwrap();
+    let initrd = crate::assemble::golden::golden_initrd(work.path());
+    let mut image = uki::tests::image_spec("console=ttyS0 panic=-1");
+    let kernel = pe::tiny_image(pe::MACHINE_X86_64);
+    uki::tests::write_artifacts(&mut image, work.path(), &kernel, &initrd);
+    let stub = pe::tiny_image(pe::MACHINE_X86_64);
+    let sources = Sources {
+        base_url: Some("http://boot.example/images/"),
+        scratch: work.path(),
+        ..uki::tests::stub_sources(&image, &stub)
+    };
+    let written: Vec<(&str, String)> = FORMATS
+        .iter()
+        .map(|format| {
+            let path = work.path().join(format!("node{}", format.suffix()));
+            (format.name(), write_disk(*format, &sources, &path).unwrap().sha256)
+        })
+        .collect();
+    let pinned: Vec<(&str, String)> = PINNED.iter().map(|(name, sha256)| (*name, sha256.to_string())).collect();
+    assert_eq!(
+        written, pinned,
+        "a boot format writes other bytes for the same inputs: if that is intended, bump DISK_FORMAT, note it in CHANGELOG.md and pin the new sha256s in src/disk/golden.rs"
+    );
+    // Twice in a row, the same bytes.
+    let again = write_disk(FORMATS[0], &sources, &work.path().join("again.efi")).unwrap();
+    assert_eq!(again.sha256, written[0].1);
+}

@@ -49,6 +49,7 @@ test:
 	scripts/install-deps.sh test
 	cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --package resin-fuzz -- -D warnings
 	scripts/boot-fixtures/build.sh $(CURDIR)/.tools/boot-layout
 	@cargo nextest run --no-fail-fast; status=$$?; \
 	scripts/test-times.py target/nextest/default/junit.xml 15; exit $$status

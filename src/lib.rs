@@ -4,15 +4,40 @@
 //! * [`container`]: the typed container options of a package and their validation.
 //! * [`resources`]: the Terraform provider and its resources, the only code that knows
 //!   about the plugin protocol.
+//!
+//! All of it is the default `provider` feature; without it (the fuzz targets' build) the
+//! library is the code that reads untrusted bytes: [`rootfs`], [`initrd`], the blob cache
+//! and [`disk::pe`].
 
+#[cfg(feature = "provider")]
 pub mod assemble;
+#[cfg(feature = "provider")]
 pub mod container;
 pub mod copy;
+#[cfg(feature = "provider")]
 pub mod disk;
 pub mod initrd;
 pub mod log;
+#[cfg(feature = "provider")]
 pub mod oci;
+#[cfg(feature = "provider")]
 pub mod resources;
 pub mod rootfs;
+#[cfg(feature = "provider")]
 pub mod sparse;
 pub mod tempfiles;
+
+/// Without the `provider` feature (the fuzz targets' build): the PE reader and appender.
+#[cfg(not(feature = "provider"))]
+pub mod disk {
+    pub mod pe;
+}
+
+/// Without the `provider` feature (the fuzz targets' build): digests and the blob cache
+/// that the layer reader builds on.
+#[cfg(not(feature = "provider"))]
+pub mod oci {
+    pub mod cache;
+    pub mod digest;
+    pub mod hashing;
+}

@@ -29,10 +29,18 @@ pub fn boot_layout() -> PathBuf {
     path
 }
 
+/// The cache every test of the boot image shares (blobs and segments, in the target
+/// directory, kept between runs): it is made for concurrent runs, each blob and segment
+/// verified whenever it is read, so the fixture layers are copied and the boot image's
+/// segments compressed once, not once per test.
+pub fn shared_boot_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-cache")
+}
+
 /// The boot-test image: two onboot probes (one granted CAP_NET_ADMIN, with an env var and
 /// a bind of a file block; one with nothing) and one service probe; `settings` are more
-/// `resin_image` attributes.
-pub fn boot_config(workspace: &Workspace, platform: &str, with_init: bool, settings: &str) -> String {
+/// `resin_image` attributes. The provider uses [`shared_boot_cache`].
+pub fn boot_config(platform: &str, with_init: bool, settings: &str) -> String {
     let layout = boot_layout();
     let layout = layout.display();
     let init = if with_init { "[resin_package.init.spec]" } else { "[]" };
@@ -89,7 +97,7 @@ resource "resin_image" "boot" {{
   }}
 }}
 "#,
-        cache = workspace.cache_dir.display()
+        cache = shared_boot_cache().display()
     )
 }
 
@@ -202,7 +210,7 @@ pub fn judge(console: &str, markers: &[&str]) -> Result<(), String> {
 
 fn boot_test(platform: &str, arch: &str, settings: &str) -> Workspace {
     let workspace = Workspace::new();
-    workspace.write_config(&boot_config(&workspace, platform, true, settings));
+    workspace.write_config(&boot_config(platform, true, settings));
     workspace.apply();
     let out = workspace.work_dir().join("out");
     let (console, elapsed) = boot(arch, &out.join("boot-kernel"), &out.join("boot-initrd.img"));
@@ -249,7 +257,7 @@ fn a_zstd_initrd_boots() {
 fn a_kernel_panic_fails_the_boot_check() {
     // No init image: the kernel finds no /init and panics; QEMU still exits 0.
     let workspace = Workspace::new();
-    workspace.write_config(&boot_config(&workspace, "linux/arm64", false, ""));
+    workspace.write_config(&boot_config("linux/arm64", false, ""));
     workspace.apply();
     let out = workspace.work_dir().join("out");
     let (console, _) = boot("aarch64", &out.join("boot-kernel"), &out.join("boot-initrd.img"));
@@ -269,7 +277,7 @@ fn judging_the_console() {
 fn a_provider_platform_no_image_offers_is_one_error() {
     // Five images (kernel, init, three probes), each an index of amd64 and arm64.
     let workspace = Workspace::new();
-    workspace.write_config(&boot_config(&workspace, "linux/riscv64", true, ""));
+    workspace.write_config(&boot_config("linux/riscv64", true, ""));
     let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
     assert_eq!(plan.code, 1, "{}", plan.text());
     let text = plan.text();
@@ -279,7 +287,7 @@ fn a_provider_platform_no_image_offers_is_one_error() {
     assert!(plan.says("the index offers linux/amd64, linux/arm64"), "{text}");
 
     // A resource that sets its own platform is not the provider's fault: its own error.
-    let config = boot_config(&workspace, "linux/amd64", true, "")
+    let config = boot_config("linux/amd64", true, "")
         .replace("  name  = \"init\"\n", "  name  = \"init\"\n  platform = \"linux/s390x\"\n");
     assert!(config.contains("linux/s390x"));
     workspace.write_config(&config);
@@ -293,7 +301,7 @@ fn a_provider_platform_no_image_offers_is_one_error() {
 fn images_named_through_an_index_are_pinned_to_it_in_linuxkit_yaml() {
     // Every tag of the boot layout names an index of amd64 and arm64 images.
     let workspace = Workspace::new();
-    workspace.write_config(&boot_config(&workspace, "linux/arm64", true, ""));
+    workspace.write_config(&boot_config("linux/arm64", true, ""));
     workspace.apply();
     let state = workspace.state();
     let layout = boot_layout();

@@ -40,11 +40,11 @@ resource "resin_disk" "ipxe" {
 "#;
 
 /// The boot image for `platform`, systemd's stub and `disks`.
-pub fn disk_config(workspace: &Workspace, platform: &str, disks: &str) -> String {
+pub fn disk_config(platform: &str, disks: &str) -> String {
     let layout = boot_layout();
     format!(
         "{}\nresource \"resin_efi_stub\" \"systemd\" {{\n  image = \"oci-layout:{}:efi-stub\"\n}}\n{disks}",
-        boot_config(workspace, platform, true, ""),
+        boot_config(platform, true, ""),
         layout.display()
     )
 }
@@ -192,7 +192,7 @@ fn planned(workspace: &Workspace, address: &str, attribute: &str) -> serde_json:
 #[test]
 fn a_uki_holds_the_release_and_sbat_and_is_replaced_when_edited() {
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", UKI_SBAT));
+    workspace.write_config(&disk_config("linux/amd64", UKI_SBAT));
     // Once the image is written (its spec then names the digests of its files), the disk's
     // content hash is known at plan.
     let image = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "-target=resin_image.boot"]);
@@ -242,7 +242,7 @@ fn a_uki_holds_the_release_and_sbat_and_is_replaced_when_edited() {
 #[test]
 fn an_ipxe_script_network_boots_the_image() {
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", IPXE));
+    workspace.write_config(&disk_config("linux/amd64", IPXE));
     workspace.apply();
     let out = workspace.work_dir().join("out");
     let script = std::fs::read_to_string(out.join("boot.ipxe")).unwrap();
@@ -311,7 +311,6 @@ fn bad_disk_inputs_are_errors_at_their_attribute() {
         ("format = \"ipxe\"\n  base_url = \"http://x/\"\n  uname = \"6.1\"", "uname", "takes no uname"),
     ] {
         let config = disk_config(
-            &workspace,
             "linux/amd64",
             &format!("{stub_arm}\nresource \"resin_disk\" \"d\" {{\n  image = resin_image.boot.spec\n  {disk}\n}}\n"),
         );
@@ -330,7 +329,7 @@ fn bad_disk_inputs_are_errors_at_their_attribute() {
 fn a_kernel_without_an_efi_stub_cannot_make_a_uki_and_nothing_is_written() {
     let workspace = Workspace::new();
     // The modules tarball as the kernel: no MZ header.
-    let config = disk_config(&workspace, "linux/amd64", UKI).replace(
+    let config = disk_config("linux/amd64", UKI).replace(
         "cmdline = \"console=ttyS0 console=ttyAMA0 panic=-1\"",
         "cmdline = \"console=ttyS0\"\n  binary  = \"kernel.tar\"\n  modules_tar = \"\"",
     );
@@ -370,7 +369,7 @@ fn a_raw_efi_disk_passes_the_disk_tools_and_boots_under_uefi_firmware() {
     let before = crate::image::sha256(&disk);
     let sized = |size: u32| {
         let raw = RAW_EFI.replace("format = \"raw-efi\"", &format!("format = \"raw-efi\"\n  size_mb = {size}"));
-        disk_config(&workspace, "linux/amd64", &raw)
+        disk_config("linux/amd64", &raw)
     };
     workspace.write_config(&sized(8));
     let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
@@ -400,7 +399,7 @@ fn an_aarch64_raw_efi_disk_boots_under_uefi_firmware() {
 /// architecture's UKI without Secure Boot.
 fn raw_efi_boots(platform: &str, arch: &str) -> Workspace {
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, platform, &format!("{RAW_EFI}{UKI}")));
+    workspace.write_config(&disk_config(platform, &format!("{RAW_EFI}{UKI}")));
     workspace.apply();
     let disk = workspace.work_dir().join("out/boot-efi.img");
     let disk_text = disk.display().to_string();
@@ -433,7 +432,7 @@ fn a_gcp_image_file_holds_the_raw_efi_disk_as_gce_imports_it() {
     let workspace = Workspace::new();
     let gcp = RAW_EFI.replace("\"raw\"", "\"gcp\"").replace("raw-efi", "gcp");
     let raw = RAW_EFI.replace("format = \"raw-efi\"", "format = \"raw-efi\"\n  size_mb = 1024");
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", &format!("{gcp}{raw}{UKI}")));
+    workspace.write_config(&disk_config("linux/amd64", &format!("{gcp}{raw}{UKI}")));
     workspace.apply();
     let file = workspace.work_dir().join("out/boot.img.tar.gz");
     let listing = run("tar", &["-tvzf", &file.display().to_string()]);
@@ -490,7 +489,7 @@ fn an_aarch64_iso_holds_the_aarch64_uki_as_its_el_torito_entry() {
 fn iso_holding_the_uki(platform: &str, arch: &str) -> (Workspace, String) {
     let workspace = Workspace::new();
     let iso = RAW_EFI.replace("\"raw\"", "\"iso\"").replace("raw-efi", "iso-efi");
-    workspace.write_config(&disk_config(&workspace, platform, &format!("{iso}{UKI}")));
+    workspace.write_config(&disk_config(platform, &format!("{iso}{UKI}")));
     workspace.apply();
     let file = workspace.work_dir().join("out/boot-efi.iso").display().to_string();
     let report = run("xorriso", &["-indev", &file, "-report_el_torito", "plain"]);
@@ -524,7 +523,7 @@ fn every_disk_format_records_the_bytes_it_wrote() {
         .chain([IPXE.to_string()])
         .collect::<String>();
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", &disks));
+    workspace.write_config(&disk_config("linux/amd64", &disks));
     workspace.apply();
     let state = workspace.state();
     for name in ["raw", "iso", "gcp", "ipxe"] {
@@ -540,7 +539,7 @@ fn every_disk_format_records_the_bytes_it_wrote() {
 #[test]
 fn a_stub_image_without_the_file_is_an_error_at_path() {
     let workspace = Workspace::new();
-    let config = disk_config(&workspace, "linux/amd64", "")
+    let config = disk_config("linux/amd64", "")
         .replace(":efi-stub\"\n}", ":efi-stub\"\n  path  = \"usr/lib/systemd/boot/efi/missing.efi.stub\"\n}");
     assert!(config.contains("missing.efi.stub"));
     workspace.write_config(&config);
@@ -589,7 +588,7 @@ fn hostile_stubs_are_errors_at_path_and_nothing_is_written() {
     ] {
         crate::fixtures::add_to_layout(layout.path(), tag, &[crate::fixtures::Image::amd64(vec![(path, bytes)])]);
         let workspace = Workspace::new();
-        let config = disk_config(&workspace, "linux/amd64", UKI).replace(
+        let config = disk_config("linux/amd64", UKI).replace(
             &format!("oci-layout:{}:efi-stub", boot_layout().display()),
             &format!("oci-layout:{}:{tag}", layout.path().display()),
         );
@@ -607,7 +606,7 @@ fn command_lines_that_would_be_cut_or_run_as_commands_are_refused() {
     let workspace = Workspace::new();
     let original = "cmdline = \"console=ttyS0 console=ttyAMA0 panic=-1\"";
     // A control character: an error at the kernel's cmdline, at plan.
-    let config = disk_config(&workspace, "linux/amd64", IPXE);
+    let config = disk_config("linux/amd64", IPXE);
     assert!(config.contains(original));
     workspace.write_config(&config.replace(original, "cmdline = \"console=ttyS0\\nchain http://elsewhere/x\""));
     let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
@@ -632,7 +631,7 @@ fn a_damaged_image_file_is_never_built_into_a_boot_file_and_secrets_stay_private
     use std::os::unix::fs::PermissionsExt as _;
     let workspace = Workspace::new();
     let secret = "file {\n    path               = \"/etc/secret\"\n    sensitive_contents = \"s3cret\"\n  }";
-    let config = disk_config(&workspace, "linux/amd64", UKI)
+    let config = disk_config("linux/amd64", UKI)
         .replace("resource \"resin_image\" \"boot\" {", &format!("resource \"resin_image\" \"boot\" {{\n  {secret}"));
     assert!(config.contains("s3cret"));
     workspace.write_config(&config);

@@ -83,7 +83,7 @@ fn secure_boot(platform: &str, arch: &str) {
             "resource \"resin_disk\" \"raw\" {{\n  image  = resin_image.boot.spec\n  format = \"raw-efi\"\n  stub   = resin_efi_stub.systemd.spec\n  {signing}\n  {sbat}\n}}\n"
         );
     }
-    workspace.write_config(&disk_config(&workspace, platform, &disks));
+    workspace.write_config(&disk_config(platform, &disks));
     workspace.apply();
     let out = dir.join("out");
     let (signed, unsigned, wrong) = (out.join("signed.efi"), out.join("unsigned.efi"), out.join("other.efi"));
@@ -212,7 +212,7 @@ fn bad_signing_inputs_are_errors_at_their_attribute_and_nothing_is_written() {
         ),
         ("ipxe", format!("{certificate}\n  signing_key_file = \"{key}\""), "signing_certificate", "holds no UKI"),
     ] {
-        workspace.write_config(&disk_config(&workspace, "linux/amd64", &disk(format, &signing)));
+        workspace.write_config(&disk_config("linux/amd64", &disk(format, &signing)));
         let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
         assert_eq!(plan.code, 1, "{signing}: {}", plan.text());
         assert!(plan.says(&format!("resin_disk {attribute}:")) && plan.says(message), "{signing}: {}", plan.text());
@@ -227,7 +227,7 @@ fn bad_signing_inputs_are_errors_at_their_attribute_and_nothing_is_written() {
         ),
     ] {
         let signing = format!("{certificate}\n  signing_command = {command}");
-        workspace.write_config(&disk_config(&workspace, "linux/amd64", &disk("uki", &signing)));
+        workspace.write_config(&disk_config("linux/amd64", &disk("uki", &signing)));
         let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
         assert_eq!(apply.code, 1, "{command}: {}", apply.text());
         assert!(apply.says(message) && apply.says("signing_command ="), "{command}: {}", apply.text());
@@ -271,7 +271,7 @@ fn pcr11_known_at_plan_is_what_the_tpm_holds_after_booting_the_uki() {
     run("openssl", &["pkey", "-in", encrypted_key, "-passin", "pass:snakeoil", "-out", &key]);
     let signing = format!("signing_certificate = file(\"{certificate}\")\n  signing_key_file = \"{key}\"");
     let disks = uki("signed", &signing) + &uki("unsigned", "");
-    workspace.write_config(&disk_config(&workspace, "linux/amd64", &disks));
+    workspace.write_config(&disk_config("linux/amd64", &disks));
     // Known at plan once the image is written (its spec names its files' digests).
     let image = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "-target=resin_image.boot"]);
     assert_eq!(image.code, 0, "{}", image.text());

@@ -284,7 +284,14 @@ fn run_signer(argv: &[String], digest: &[u8; 32]) -> Result<Vec<u8>> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting the signer command {:?}", argv[0]))?;
-    child.stdin.take().context("the signer's standard input")?.write_all(digest)?;
+    // A signer may not read its input (it can take RESIN_SIGNING_DIGEST, or fail first): a
+    // closed pipe is not the failure, its exit status and standard error say what is.
+    match child.stdin.take().context("the signer's standard input")?.write_all(digest) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).with_context(|| format!("writing the digest to the signer command {:?}", argv[0]));
+        }
+        _ => {}
+    }
     let mut signature = Vec::new();
     child.stdout.take().context("the signer's standard output")?.read_to_end(&mut signature)?;
     let output = child.wait_with_output()?;
@@ -360,6 +367,12 @@ pub(crate) mod tests {
         let failing: Vec<String> = ["sh", "-c", "echo no HSM here >&2; exit 3"].map(String::from).to_vec();
         let error = Signer::new(&cert, KeySource::Command(&failing)).unwrap().sign(&digest).unwrap_err();
         assert!(format!("{error:#}").contains("no HSM here"), "{error:#}");
+        // One that exits before reading the digest: its own failure, not a broken pipe.
+        let early: Vec<String> = ["sh", "-c", "exec 0<&-; echo refused early >&2; exit 4"].map(String::from).to_vec();
+        for _ in 0..20 {
+            let error = Signer::new(&cert, KeySource::Command(&early)).unwrap().sign(&digest).unwrap_err();
+            assert!(format!("{error:#}").contains("refused early"), "{error:#}");
+        }
         let garbage: Vec<String> = ["sh", "-c", "cat >/dev/null; echo garbage"].map(String::from).to_vec();
         let error = Signer::new(&cert, KeySource::Command(&garbage)).unwrap().sign(&digest).unwrap_err();
         assert!(format!("{error:#}").contains("not a signature of the digest"), "{error:#}");

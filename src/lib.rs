@@ -2,6 +2,7 @@
 //!
 //! * [`oci`]: references, registries, local layouts and the verified blob cache.
 //! * [`container`]: the typed container options of a package and their validation.
+//! * [`field`]: what is wrong with a resource's input, and where.
 //! * [`resources`]: the Terraform provider and its resources, the only code that knows
 //!   about the plugin protocol.
 //!
@@ -16,6 +17,8 @@ pub mod container;
 pub mod copy;
 #[cfg(feature = "provider")]
 pub mod disk;
+#[cfg(feature = "provider")]
+pub mod field;
 pub mod initrd;
 pub mod log;
 #[cfg(feature = "provider")]

@@ -21,6 +21,7 @@ use super::spec::{KernelSpec, PackageSpec};
 use crate::container::bundle::{config_json, merge, resolve_id, runtime_json, to_bytes, BundleContext};
 use crate::container::label::parse_label;
 use crate::container::ContainerOptions;
+use crate::field::FieldError;
 use crate::oci::digest::Digest;
 use crate::oci::reference::PinnedImage;
 use crate::rootfs::path::{display, normalise};
@@ -82,9 +83,8 @@ impl Compression {
     pub const DEFAULT: Compression = Compression::Gzip { level: crate::initrd::gzip::DEFAULT_LEVEL };
 
     /// Reads the `compression` and `compression_level` settings (`None`: unset).
-    pub fn from_settings(name: Option<&str>, level: Option<i64>) -> Result<Compression, InputError> {
-        let error =
-            |field: &'static str, message: String| InputError { attribute: field, index: None, field: None, message };
+    pub fn from_settings(name: Option<&str>, level: Option<i64>) -> Result<Compression, FieldError> {
+        let error = |attribute: &'static str, message: String| FieldError::new(attribute, message);
         let level_in = |name: &str, range: std::ops::RangeInclusive<u32>, default: u32| match level {
             None => Ok(default),
             Some(level) => u32::try_from(level).ok().filter(|level| range.contains(level)).ok_or_else(|| {
@@ -133,35 +133,21 @@ pub struct ImageInputs {
     pub files: Vec<FileSpec>,
 }
 
-/// Which attribute an input problem is in.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InputError {
-    pub attribute: &'static str,
-    pub index: Option<usize>,
-    pub field: Option<&'static str>,
-    pub message: String,
-}
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.attribute)?;
-        if let Some(index) = self.index {
-            write!(f, "[{index}]")?;
-        }
-        if let Some(field) = self.field {
-            write!(f, ".{field}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
 fn input_error(
     attribute: &'static str,
     index: Option<usize>,
     field: Option<&'static str>,
     error: anyhow::Error,
-) -> InputError {
-    InputError { attribute, index, field, message: format!("{error:#}") }
+) -> FieldError {
+    let error = FieldError::new(attribute, format!("{error:#}"));
+    let error = match index {
+        Some(index) => error.index(index),
+        None => error,
+    };
+    match field {
+        Some(field) => error.field(field),
+        None => error,
+    }
 }
 
 /// One container bundle.
@@ -229,7 +215,7 @@ fn allocate_ids(inputs: &ImageInputs) -> BTreeMap<String, u32> {
 
 /// Decides the layout, generates the bundle documents and hashes everything. Returns
 /// every problem found, each tied to its attribute.
-pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
+pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<FieldError>> {
     let ids = allocate_ids(&inputs);
     let mut errors = check_packages(&inputs);
     let (bundles, bundle_errors) = place_bundles(&inputs, &ids);
@@ -243,7 +229,7 @@ pub fn compose(inputs: ImageInputs) -> Result<Composition, Vec<InputError>> {
 }
 
 /// What the packages must agree on: the kernel's platform, and distinct service names.
-fn check_packages(inputs: &ImageInputs) -> Vec<InputError> {
+fn check_packages(inputs: &ImageInputs) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let platform = &inputs.kernel.platform;
     for (attribute, packages) in [
@@ -280,7 +266,7 @@ fn check_packages(inputs: &ImageInputs) -> Vec<InputError> {
 
 /// The bundles of onboot, onshutdown and services, in that order: each image's files are
 /// extracted once, by the first bundle of it; the others share that bundle's root.
-fn place_bundles(inputs: &ImageInputs, ids: &BTreeMap<String, u32>) -> (Vec<Bundle>, Vec<InputError>) {
+fn place_bundles(inputs: &ImageInputs, ids: &BTreeMap<String, u32>) -> (Vec<Bundle>, Vec<FieldError>) {
     let (mut bundles, mut errors) = (Vec::new(), Vec::new());
     let mut extracted: BTreeMap<PinnedImage, String> = BTreeMap::new();
     for (section, packages) in [
@@ -348,7 +334,7 @@ fn bundle(
 
 /// The `file` blocks placed in the image, in their order (an optional one whose source is
 /// missing is left out).
-fn place_files(files: &[FileSpec], ids: &BTreeMap<String, u32>) -> (Vec<PlacedFile>, Vec<InputError>) {
+fn place_files(files: &[FileSpec], ids: &BTreeMap<String, u32>) -> (Vec<PlacedFile>, Vec<FieldError>) {
     let (mut placed, mut errors) = (Vec::new(), Vec::new());
     for (index, file) in files.iter().enumerate() {
         match place_file(index, file, ids) {
@@ -366,7 +352,7 @@ fn place_file(
     index: usize,
     file: &FileSpec,
     ids: &BTreeMap<String, u32>,
-) -> Result<Option<PlacedFile>, Vec<InputError>> {
+) -> Result<Option<PlacedFile>, Vec<FieldError>> {
     let at = |field, e| vec![input_error("file", Some(index), Some(field), e)];
     if !file.path.starts_with('/') {
         let absolute = format!("/{}", file.path.trim_start_matches("./"));
@@ -676,13 +662,14 @@ pub(crate) mod tests {
     fn every_problem_of_a_file_owner_is_reported_and_bad_modes_are_refused() {
         let both =
             FileSpec { uid: Some("nobody".into()), gid: Some("nogroup".into()), ..file("/a", FileKind::Directory) };
-        let fields: Vec<_> = place_file(0, &both, &BTreeMap::new()).unwrap_err().into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, [Some("uid"), Some("gid")]);
+        let fields: Vec<_> =
+            place_file(0, &both, &BTreeMap::new()).unwrap_err().into_iter().map(|e| e.path_text()).collect();
+        assert_eq!(fields, ["file[0].uid", "file[0].gid"]);
         let mode = FileSpec { mode: Some(0o10000), ..file("/a", FileKind::Directory) };
         let errors = place_file(0, &mode, &BTreeMap::new()).unwrap_err();
         assert_eq!(errors[0].to_string(), "file[0].mode: mode 10000 is not a permission mode");
         let trailer = place_file(0, &file("/TRAILER!!!", FileKind::Directory), &BTreeMap::new()).unwrap_err();
-        assert_eq!(trailer[0].field, Some("path"));
+        assert_eq!(trailer[0].path_text(), "file[0].path");
     }
 
     #[test]
@@ -694,8 +681,8 @@ pub(crate) mod tests {
             platform: "linux/arm64".parse().unwrap(),
             ..package(B, "init", ContainerOptions::default())
         });
-        let at: Vec<(&str, Option<usize>)> = check_packages(&inputs).iter().map(|e| (e.attribute, e.index)).collect();
-        assert_eq!(at, [("init", Some(0)), ("services", Some(1))]);
+        let at: Vec<String> = check_packages(&inputs).iter().map(FieldError::path_text).collect();
+        assert_eq!(at, ["init[0]", "services[1]"]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use artifacts::{
     FileStamp, Removal, TEMPORARY_PREFIX,
 };
 pub use build::{build, Artifacts};
-pub use compose::{compose, file_kind, Composition, Compression, FileKind, FileSpec, ImageInputs, InputError, Section};
+pub use compose::{compose, file_kind, Composition, Compression, FileKind, FileSpec, ImageInputs, Section};
 pub use hash::{content_hash, ASSEMBLY_FORMAT};
 pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};

@@ -14,10 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use validate::{
-    inferred_mount_type, is_valid_name, parse_rlimit_value, validate, OptionError, PathStep, ALL_CAPABILITIES,
-    RLIMIT_NAMES,
-};
+pub use validate::{inferred_mount_type, is_valid_name, parse_rlimit_value, validate, ALL_CAPABILITIES, RLIMIT_NAMES};
 
 /// The container options of one package.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,9 +5,8 @@
 //! namespace mode is an error (LinuxKit takes any string as a path), and an `rlimit` with
 //! a soft limit above its hard limit is refused at plan time instead of at boot.
 
-use std::fmt;
-
 use super::{ContainerOptions, Device, Mount};
+use crate::field::{FieldError, Step};
 
 /// The capabilities a container may be given, as LinuxKit spells them.
 pub const ALL_CAPABILITIES: [&str; 41] = [
@@ -77,53 +76,24 @@ pub const RLIMIT_NAMES: [&str; 16] = [
 const PROPAGATIONS: [&str; 8] =
     ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
 
-/// One step of the path to an offending value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathStep {
-    Field(&'static str),
-    Index(usize),
-    Key(String),
-}
-
-/// A malformed option: where it is and what is wrong.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OptionError {
-    pub path: Vec<PathStep>,
-    pub message: String,
-}
-
-impl fmt::Display for OptionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, step) in self.path.iter().enumerate() {
-            match step {
-                PathStep::Field(name) if i == 0 => write!(f, "{name}")?,
-                PathStep::Field(name) => write!(f, ".{name}")?,
-                PathStep::Index(index) => write!(f, "[{index}]")?,
-                PathStep::Key(key) => write!(f, "[{key:?}]")?,
-            }
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
 /// Collects errors under a path prefix.
 struct Checker {
-    errors: Vec<OptionError>,
+    errors: Vec<FieldError>,
 }
 
 impl Checker {
-    fn fail(&mut self, path: &[PathStep], message: impl Into<String>) {
-        self.errors.push(OptionError { path: path.to_vec(), message: message.into() });
+    fn fail(&mut self, path: &[Step], message: impl Into<String>) {
+        self.errors.push(FieldError::at(path.to_vec(), message));
     }
 
     fn each<T>(
         &mut self,
         field: &'static str,
         items: &Option<Vec<T>>,
-        mut check: impl FnMut(&mut Checker, &[PathStep], &T),
+        mut check: impl FnMut(&mut Checker, &[Step], &T),
     ) {
         for (index, item) in items.iter().flatten().enumerate() {
-            let path = [PathStep::Field(field), PathStep::Index(index)];
+            let path = [Step::Field(field), Step::Index(index)];
             check(self, &path, item);
         }
     }
@@ -143,7 +113,7 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 /// Checks every option; returns all problems found, not just the first.
-pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
+pub fn validate(options: &ContainerOptions) -> Vec<FieldError> {
     let mut c = Checker { errors: Vec::new() };
     check_capabilities(&mut c, "capabilities", &options.capabilities, true);
     check_capabilities(&mut c, "capabilities_add", &options.capabilities_add, false);
@@ -157,14 +127,11 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
         _ => c.fail(path, format!("{entry:?} is not KEY=value")),
     });
     if options.command.as_ref().is_some_and(Vec::is_empty) {
-        c.fail(
-            &[PathStep::Field("command")],
-            "command must not be empty; leave it unset to use the image's entrypoint",
-        );
+        c.fail(&[Step::Field("command")], "command must not be empty; leave it unset to use the image's entrypoint");
     }
     if let Some(cwd) = &options.cwd {
         if !is_absolute(cwd) {
-            c.fail(&[PathStep::Field("cwd")], format!("{cwd:?} is not an absolute path"));
+            c.fail(&[Step::Field("cwd")], format!("{cwd:?} is not an absolute path"));
         }
     }
     for (field, value, allow_none) in [
@@ -180,7 +147,7 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
             if !known {
                 let modes = if allow_none { "host, new, none" } else { "host, new" };
                 c.fail(
-                    &[PathStep::Field(field)],
+                    &[Step::Field(field)],
                     format!(
                         "unknown namespace mode {mode:?}: use {modes}, or the absolute path of a namespace to join"
                     ),
@@ -198,7 +165,7 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
     }
     for (field, value) in [("uid", &options.uid), ("gid", &options.gid)] {
         if let Some(id) = value {
-            check_id(&mut c, &[PathStep::Field(field)], id);
+            check_id(&mut c, &[Step::Field(field)], id);
         }
     }
     c.each("additional_gids", &options.additional_gids, |c, path, id: &String| check_id(c, path, id));
@@ -207,18 +174,18 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
             && hostname.len() <= 64
             && hostname.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
         if !ok {
-            c.fail(&[PathStep::Field("hostname")], format!("{hostname:?} is not a valid hostname"));
+            c.fail(&[Step::Field("hostname")], format!("{hostname:?} is not a valid hostname"));
         }
     }
     if let Some(adj) = options.oom_score_adj {
         if !(-1000..=1000).contains(&adj) {
-            c.fail(&[PathStep::Field("oom_score_adj")], format!("{adj} is outside -1000..1000"));
+            c.fail(&[Step::Field("oom_score_adj")], format!("{adj} is outside -1000..1000"));
         }
     }
     if let Some(propagation) = &options.rootfs_propagation {
         if !PROPAGATIONS.contains(&propagation.as_str()) {
             c.fail(
-                &[PathStep::Field("rootfs_propagation")],
+                &[Step::Field("rootfs_propagation")],
                 format!("unknown propagation {propagation:?}: use one of {}", PROPAGATIONS.join(", ")),
             );
         }
@@ -229,34 +196,31 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
             let ok = !key.is_empty()
                 && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
             if !ok {
-                c.fail(
-                    &[PathStep::Field("sysctl"), PathStep::Key(key.clone())],
-                    format!("{key:?} is not a sysctl name"),
-                );
+                c.fail(&[Step::Field("sysctl"), Step::Key(key.clone())], format!("{key:?} is not a sysctl name"));
             }
         }
     }
     c.each("rlimits", &options.rlimits, check_rlimit);
     if let Some(resources) = &options.resources {
-        let base = [PathStep::Field("resources")];
+        let base = [Step::Field("resources")];
         if let Some(memory) = &resources.memory {
             if let Some(swappiness) = memory.swappiness {
                 if !(0..=100).contains(&swappiness) {
-                    let path = [base[0].clone(), PathStep::Field("memory"), PathStep::Field("swappiness")];
+                    let path = [base[0].clone(), Step::Field("memory"), Step::Field("swappiness")];
                     c.fail(&path, format!("{swappiness} is outside 0..100"));
                 }
             }
         }
         if let Some(weight) = resources.block_io_weight {
             if !(10..=1000).contains(&weight) {
-                c.fail(&[base[0].clone(), PathStep::Field("block_io_weight")], format!("{weight} is outside 10..1000"));
+                c.fail(&[base[0].clone(), Step::Field("block_io_weight")], format!("{weight} is outside 10..1000"));
             }
         }
     }
     if let Some(runtime) = &options.runtime {
         let prefixed = |c: &mut Checker, start: usize| {
             for error in &mut c.errors[start..] {
-                error.path.insert(0, PathStep::Field("runtime"));
+                error.path.insert(0, Step::Field("runtime"));
             }
         };
         let start = c.errors.len();
@@ -268,7 +232,7 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
         });
         c.each("interfaces", &runtime.interfaces, |c, path, interface: &super::Interface| {
             if interface.name.is_empty() {
-                c.fail(&[path, &[PathStep::Field("name")]].concat(), "an interface needs a name");
+                c.fail(&[path, &[Step::Field("name")]].concat(), "an interface needs a name");
             }
         });
         if let Some(bind_ns) = &runtime.bind_ns {
@@ -284,7 +248,7 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
                 if let Some(path) = value {
                     if !is_absolute(path) {
                         c.fail(
-                            &[PathStep::Field("bind_ns"), PathStep::Field(field)],
+                            &[Step::Field("bind_ns"), Step::Field(field)],
                             format!("{path:?} is not an absolute path"),
                         );
                     }
@@ -292,7 +256,7 @@ pub fn validate(options: &ContainerOptions) -> Vec<OptionError> {
             }
         }
         if runtime.namespace.as_ref().is_some_and(String::is_empty) {
-            c.fail(&[PathStep::Field("namespace")], "empty containerd namespace");
+            c.fail(&[Step::Field("namespace")], "empty containerd namespace");
         }
         prefixed(&mut c, start);
     }
@@ -330,7 +294,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn check_capabilities(c: &mut Checker, field: &'static str, caps: &Option<Vec<String>>, allow_all_none: bool) {
     let Some(caps) = caps else { return };
     for (index, cap) in caps.iter().enumerate() {
-        let path = [PathStep::Field(field), PathStep::Index(index)];
+        let path = [Step::Field(field), Step::Index(index)];
         let special = cap.eq_ignore_ascii_case("all") || cap.eq_ignore_ascii_case("none");
         if special {
             if !allow_all_none || caps.len() != 1 {
@@ -346,7 +310,7 @@ fn check_capabilities(c: &mut Checker, field: &'static str, caps: &Option<Vec<St
     }
 }
 
-fn check_bind(c: &mut Checker, path: &[PathStep], bind: &String) {
+fn check_bind(c: &mut Checker, path: &[Step], bind: &String) {
     let parts: Vec<&str> = bind.split(':').collect();
     let message = match parts.as_slice() {
         [_] => Some(format!("malformed bind {bind:?}: expected source:destination[:options]")),
@@ -374,7 +338,7 @@ fn check_bind(c: &mut Checker, path: &[PathStep], bind: &String) {
     }
 }
 
-fn check_tmpfs(c: &mut Checker, path: &[PathStep], tmpfs: &String) {
+fn check_tmpfs(c: &mut Checker, path: &[Step], tmpfs: &String) {
     let (destination, options) = match tmpfs.split_once(':') {
         Some((d, o)) => (d, Some(o)),
         None => (tmpfs.as_str(), None),
@@ -400,8 +364,8 @@ pub fn inferred_mount_type(mount: &Mount) -> Option<String> {
     }
 }
 
-fn check_mount(c: &mut Checker, path: &[PathStep], mount: &Mount) {
-    let field = |name| [path, &[PathStep::Field(name)]].concat();
+fn check_mount(c: &mut Checker, path: &[Step], mount: &Mount) {
+    let field = |name| [path, &[Step::Field(name)]].concat();
     if !is_absolute(&mount.destination) {
         c.fail(&field("destination"), format!("mount destination {:?} is not an absolute path", mount.destination));
     }
@@ -410,14 +374,14 @@ fn check_mount(c: &mut Checker, path: &[PathStep], mount: &Mount) {
     }
     for (index, option) in mount.options.iter().enumerate() {
         if option.is_empty() || option.contains(',') {
-            let option_path = [field("options"), vec![PathStep::Index(index)]].concat();
+            let option_path = [field("options"), vec![Step::Index(index)]].concat();
             c.fail(&option_path, format!("mount option {option:?} must be one non-empty option"));
         }
     }
 }
 
-fn check_device(c: &mut Checker, path: &[PathStep], device: &Device) {
-    let field = |name| [path, &[PathStep::Field(name)]].concat();
+fn check_device(c: &mut Checker, path: &[Step], device: &Device) {
+    let field = |name| [path, &[Step::Field(name)]].concat();
     if !matches!(device.device_type.as_str(), "c" | "b" | "u" | "p" | "a") {
         c.fail(&field("type"), format!("unknown device type {:?}: use c, b, u, p or a", device.device_type));
     }
@@ -456,7 +420,7 @@ pub fn parse_rlimit_value(value: &str) -> Option<u64> {
     }
 }
 
-fn check_rlimit(c: &mut Checker, path: &[PathStep], rlimit: &String) {
+fn check_rlimit(c: &mut Checker, path: &[Step], rlimit: &String) {
     let parts: Vec<&str> = rlimit.split(',').collect();
     let [name, soft, hard] = parts.as_slice() else {
         c.fail(path, format!("malformed rlimit {rlimit:?}: expected name,soft,hard (e.g. nofile,1024,4096)"));
@@ -475,7 +439,7 @@ fn check_rlimit(c: &mut Checker, path: &[PathStep], rlimit: &String) {
     }
 }
 
-fn check_id(c: &mut Checker, path: &[PathStep], id: &str) {
+fn check_id(c: &mut Checker, path: &[Step], id: &str) {
     if id.parse::<u32>().is_ok() || id == "root" || is_valid_name(id) {
         return;
     }

@@ -15,6 +15,7 @@ pub mod gcp;
 #[cfg(test)]
 mod golden;
 pub mod gpt;
+pub mod inputs;
 pub mod ipxe;
 pub mod iso_efi;
 pub mod measure;

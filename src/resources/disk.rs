@@ -24,9 +24,10 @@ use tf_provider::{AttributePath, Diagnostics, Resource};
 use super::files::{self, OnDisk, WritesFiles, Written};
 use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, resource_schema, strings};
-use crate::assemble::{ArtifactKind, EfiStubSpec, ImageSpec};
-use crate::disk::signing::{Fault, KeyFailed, KeySource, Signer, SigningError};
-use crate::disk::{DiskFormat, Sources};
+use crate::assemble::{ArtifactKind, EfiStubSpec};
+use crate::disk::inputs::{Complete, Inputs, Setting, Settings, Signing};
+use crate::disk::signing::{Fault, KeyFailed, SigningError};
+use crate::disk::Sources;
 
 pub struct Disk {
     context: SharedContext,
@@ -96,337 +97,42 @@ impl WritesFiles for DiskState {
     }
 }
 
-/// The largest `size_mb`: 1 TiB.
-const MAX_SIZE_MB: u64 = 1 << 20;
-
-/// The parsed inputs of a disk; `None` where a value is still unknown.
-struct Inputs {
-    format: Option<&'static dyn DiskFormat>,
-    image: Option<ImageSpec>,
-    stub: Option<Option<EfiStubSpec>>,
-    base_url: Option<Option<String>>,
-    size_mb: Option<Option<u64>>,
-    uname: Option<Option<String>>,
-    sbat: Option<Option<String>>,
-    signing: Option<Option<Signing>>,
-}
-
-/// How a disk's UKI is signed: the certificate, its digest (in the content hash) and where
-/// the key is. The key's own bytes are never kept here.
-#[derive(Clone, Debug)]
-struct Signing {
-    certificate: String,
-    certificate_digest: crate::oci::digest::Digest,
-    key: SigningKey,
-    /// About the certificate (expired, no code signing), for the plan.
-    warnings: Vec<String>,
-}
-
-#[derive(Clone)]
-enum SigningKey {
-    /// The `signing_key` value (sensitive).
-    Pem(String),
-    File(PathBuf),
-    Command(Vec<String>),
-}
-
-/// Never shows the key itself.
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SigningKey::Pem(_) => f.write_str("Pem(<sensitive>)"),
-            SigningKey::File(path) => f.debug_tuple("File").field(path).finish(),
-            SigningKey::Command(argv) => f.debug_tuple("Command").field(argv).finish(),
-        }
-    }
-}
-
-impl SigningKey {
-    /// The attribute it comes from.
-    fn attribute(&self) -> &'static str {
-        match self {
-            SigningKey::Pem(_) => "signing_key",
-            SigningKey::File(_) => "signing_key_file",
-            SigningKey::Command(_) => "signing_command",
-        }
-    }
-}
-
-impl Signing {
-    /// The signer: the certificate parsed, a key read and checked to be the certificate's.
-    fn signer(&self) -> Result<Signer, SigningError> {
-        let key = match &self.key {
-            SigningKey::Pem(pem) => KeySource::Pem(pem),
-            SigningKey::File(path) => KeySource::File(path),
-            SigningKey::Command(argv) => KeySource::Command(argv),
-        };
-        Signer::new(&self.certificate, key)
-    }
-}
-
-/// The signing inputs of `state`: `Some(None)` when it signs nothing, `None` while one is
-/// unknown or when one is wrong (reported through `fail`).
-fn signing_of(state: &DiskState, mut fail: impl FnMut(&'static str, String)) -> Option<Option<Signing>> {
-    let command = match &state.signing_command {
-        Value::Value(words) => {
-            let words: Option<Vec<String>> = words.iter().map(|w| w.as_ref_option().cloned()).collect();
-            Value::Value(words?)
-        }
-        Value::Null => Value::Null,
-        Value::Unknown => return None,
-    };
-    let keys = [
-        ("signing_key", state.signing_key.clone().map(SigningKey::Pem)),
-        ("signing_key_file", state.signing_key_file.clone().map(|path| SigningKey::File(PathBuf::from(path)))),
-        ("signing_command", command.map(SigningKey::Command)),
-    ];
-    if state.signing_certificate.is_unknown() || keys.iter().any(|(_, key)| key.is_unknown()) {
-        return None;
-    }
-    let mut given = keys.into_iter().filter_map(|(name, key)| key.as_ref_option().cloned().map(|key| (name, key)));
-    let (first, second) = (given.next(), given.next());
-    let Value::Value(certificate) = &state.signing_certificate else {
-        if let Some((name, _)) = first {
-            fail(name, "set signing_certificate to the certificate of this key, or leave the key out".into());
-            return None;
-        }
-        return Some(None);
-    };
-    let key = match (first, second) {
-        (Some((_, key)), None) => key,
-        (None, _) => {
-            fail("signing_certificate", "set one of signing_key, signing_key_file and signing_command: the key that signs with this certificate".into());
-            return None;
-        }
-        (Some((one, _)), Some((other, _))) => {
-            fail(other, format!("set one of signing_key, signing_key_file and signing_command, not {one} and {other}"));
-            return None;
-        }
-    };
-    let mut signing = Signing {
-        certificate: certificate.clone(),
-        certificate_digest: crate::oci::digest::sha256(b""),
-        key,
-        warnings: Vec::new(),
-    };
-    match signing.signer() {
-        Ok(signer) => {
-            signing.certificate_digest = crate::oci::digest::sha256(&signer.certificate_der().unwrap_or_default());
-            signing.warnings = signer.warnings(std::time::SystemTime::now());
-            Some(Some(signing))
-        }
-        Err(SigningError { fault, error }) => {
-            let at = match fault {
-                Fault::Certificate => "signing_certificate",
-                Fault::Key => signing.key.attribute(),
-            };
-            fail(at, format!("{error:#}"));
-            None
-        }
-    }
-}
-
-/// A known text attribute checked by `check` (`Some(problem)` when bad), `None` while
-/// unknown.
-fn checked_text(
-    value: &Value<String>,
-    check: fn(&str) -> Option<String>,
-    mut fail: impl FnMut(String),
-) -> Option<Option<String>> {
-    match value {
-        Value::Value(text) => match check(text) {
-            None => Some(Some(text.clone())),
-            Some(problem) => {
-                fail(problem);
-                None
-            }
-        },
-        Value::Null => Some(None),
-        Value::Unknown => None,
-    }
-}
-
-/// A `fail` callback: the attribute, a summary, the detail.
-type Fail<'f> = dyn FnMut(&'static str, &str, String) + 'f;
-
-/// `size_mb` checked: `None` while unknown or when it is no size resin can make (reported).
-fn size_mb_of(size_mb: &Value<i64>, fail: &mut Fail<'_>) -> Option<Option<u64>> {
-    let sizes = crate::disk::raw_efi::min_size_mb()..=MAX_SIZE_MB;
-    match size_mb {
-        Value::Value(size) => match u64::try_from(*size).ok().filter(|size| sizes.contains(size)) {
-            Some(size) => Some(Some(size)),
-            None => {
-                fail("size_mb",
-                        "Invalid size_mb",
-                        format!(
-                            "{size} is not a disk size resin can make: from {} MiB (an EFI system partition of {} MiB and the partition tables) to {} MiB (1 TiB)",
-                            sizes.start(),
-                            crate::disk::esp::MIN_SIZE >> 20,
-                            sizes.end()
-                        ),
-                    );
-                None
-            }
-        },
-        Value::Null => Some(None),
-        Value::Unknown => None,
-    }
-}
-
-impl Inputs {
-    /// Parses what is known of `state`, reporting bad values at their attribute.
-    fn of(state: &DiskState, diags: &mut Diagnostics) -> Result<Inputs, ()> {
-        let mut failed = false;
-        let mut fail = |attribute: &'static str, summary: &str, detail: String| {
-            diags.error(
-                summary.to_string(),
-                format!("resin_disk {attribute}: {detail}"),
-                AttributePath::new(attribute),
-            );
-            failed = true;
-        };
-        let format = match &state.format {
-            Value::Value(name) => match crate::disk::format(name) {
-                Some(format) => Some(format),
-                None => {
-                    let names = crate::disk::format_names().join(", ");
-                    fail("format", "Unknown format", format!("{name:?} is not a format: use one of {names}"));
-                    None
-                }
-            },
-            _ => None,
-        };
-        let image = match &state.image {
-            Value::Value(text) => match ImageSpec::parse(text) {
-                Ok(image) => Some(image),
-                Err(e) => {
-                    fail("image", "Invalid image", format!("{e:#}"));
-                    None
-                }
-            },
-            _ => None,
-        };
-        let stub = match &state.stub {
-            Value::Value(text) => match EfiStubSpec::parse(text) {
-                Ok(stub) => Some(Some(stub)),
-                Err(e) => {
-                    fail("stub", "Invalid stub", format!("{e:#}"));
-                    None
-                }
-            },
+/// The settings of `state` as [`crate::disk::inputs`] checks them.
+fn settings_of(state: &DiskState) -> Settings {
+    fn setting<T: Clone>(value: &Value<T>) -> Setting<T> {
+        match value {
+            Value::Value(value) => Some(Some(value.clone())),
             Value::Null => Some(None),
             Value::Unknown => None,
-        };
-        let base_url = checked_text(&state.base_url, crate::disk::ipxe::check_base_url, |problem| {
-            fail("base_url", "Invalid base_url", problem)
-        });
-        let uname =
-            checked_text(&state.uname, crate::disk::uname::check, |problem| fail("uname", "Invalid uname", problem));
-        let sbat = checked_text(&state.sbat, crate::disk::sbat::check, |problem| fail("sbat", "Invalid sbat", problem));
-        let signing = signing_of(state, |attribute, problem| fail(attribute, "Cannot sign", problem));
-        let size_mb = size_mb_of(&state.size_mb, &mut fail);
-        let inputs = Inputs { format, image, stub, base_url, size_mb, uname, sbat, signing };
-        inputs.check_together(state, &mut fail);
-        if failed {
-            return Err(());
-        }
-        Ok(inputs)
-    }
-
-    /// Checks the settings against each other: what the format takes and needs, the
-    /// command line for the format, the stub's platform for the image's.
-    fn check_together(&self, state: &DiskState, fail: &mut Fail<'_>) {
-        let Inputs { format, image, stub, base_url, size_mb, uname, sbat, .. } = self;
-        if let Some(format) = *format {
-            let name = format.name();
-            if let (Some(Some(_)), false) = (size_mb, format.sized()) {
-                fail("size_mb", "Unused size_mb", format!("format {name:?} is not a disk: it takes no size_mb"));
-            }
-            for (attribute, value) in [
-                ("uname", matches!(uname, Some(Some(_)))),
-                ("sbat", matches!(sbat, Some(Some(_)))),
-                ("signing_certificate", !state.signing_certificate.is_null()),
-            ] {
-                if value && !format.needs_stub() {
-                    let summary = format!("Unused {attribute}");
-                    fail(attribute, &summary, format!("format {name:?} holds no UKI: it takes no {attribute}"));
-                }
-            }
-            match stub {
-                Some(None) if format.needs_stub() => fail(
-                    "stub",
-                    "Missing stub",
-                    format!("format {name:?} boots through an EFI stub: set stub = resin_efi_stub.<name>.spec"),
-                ),
-                Some(Some(_)) if !format.needs_stub() => {
-                    fail("stub", "Unused stub", format!("format {name:?} takes no stub"))
-                }
-                _ => {}
-            }
-            match base_url {
-                Some(None) if format.needs_base_url() => fail(
-                    "base_url",
-                    "Missing base_url",
-                    format!(
-                        "format {name:?} boots from the network: set base_url to where the image's files are served"
-                    ),
-                ),
-                Some(Some(_)) if !format.needs_base_url() => {
-                    fail("base_url", "Unused base_url", format!("format {name:?} takes no base_url"))
-                }
-                _ => {}
-            }
-        }
-        if let (Some(image), Some(format)) = (image, *format) {
-            let problem =
-                crate::assemble::check_cmdline(&image.cmdline).or_else(|| format.check_cmdline(&image.cmdline));
-            if let Some(problem) = problem {
-                fail("image",
-                    "Command line unfit for the format",
-                    format!(
-                        "the command line of resin_image {} (its resin_kernel's cmdline) cannot go in format {:?}: {problem}",
-                        image.name,
-                        format.name()
-                    ),
-                );
-            }
-        }
-        if let (Some(image), Some(Some(stub))) = (image, stub) {
-            if image.platform != stub.platform {
-                fail(
-                    "stub",
-                    "Stub of another platform",
-                    format!("the stub is for {}, resin_image {} for {}", stub.platform, image.name, image.platform),
-                );
-            }
         }
     }
-
-    /// Everything, when everything is known.
-    fn complete(&self) -> Option<Complete<'_>> {
-        Some(Complete {
-            format: self.format?,
-            image: self.image.as_ref()?,
-            stub: self.stub.as_ref()?.as_ref(),
-            base_url: self.base_url.as_ref()?.as_deref(),
-            size_mb: self.size_mb?,
-            uname: self.uname.as_ref()?.as_deref(),
-            sbat: self.sbat.as_ref()?.as_deref(),
-            signing: self.signing.as_ref()?.as_ref(),
-        })
+    let signing_command = match &state.signing_command {
+        Value::Value(words) => words.iter().map(|w| w.as_ref_option().cloned()).collect::<Option<Vec<_>>>().map(Some),
+        Value::Null => Some(None),
+        Value::Unknown => None,
+    };
+    Settings {
+        format: setting(&state.format),
+        image: setting(&state.image),
+        stub: setting(&state.stub),
+        base_url: setting(&state.base_url),
+        size_mb: setting(&state.size_mb),
+        uname: setting(&state.uname),
+        sbat: setting(&state.sbat),
+        signing_certificate: setting(&state.signing_certificate),
+        signing_key: setting(&state.signing_key),
+        signing_key_file: setting(&state.signing_key_file),
+        signing_command,
     }
 }
 
-/// The inputs of a disk, all known.
-struct Complete<'a> {
-    format: &'static dyn DiskFormat,
-    image: &'a ImageSpec,
-    stub: Option<&'a EfiStubSpec>,
-    base_url: Option<&'a str>,
-    size_mb: Option<u64>,
-    uname: Option<&'a str>,
-    sbat: Option<&'a str>,
-    signing: Option<&'a Signing>,
+/// The inputs of `state`, its problems reported at their attributes.
+fn inputs_of(state: &DiskState, diags: &mut Diagnostics) -> Result<Inputs, ()> {
+    Inputs::of(&settings_of(state)).map_err(|problems| {
+        for problem in &problems {
+            super::report(diags, "resin_disk", problem);
+        }
+    })
 }
 
 /// Fills `name` and `output_dir` from the image, `path` and `id` from them, and
@@ -460,7 +166,7 @@ fn plan_state(mut state: DiskState, config: &DiskState, inputs: &Inputs) -> Disk
 /// The planned state of `proposed` and its inputs: the inputs checked, `plan_state`
 /// filled and its output directory checked to be usable.
 fn planned(proposed: DiskState, config: &DiskState, diags: &mut Diagnostics) -> Option<(DiskState, Inputs)> {
-    let inputs = Inputs::of(&proposed, diags).ok()?;
+    let inputs = inputs_of(&proposed, diags).ok()?;
     if let Some(Some(signing)) = &inputs.signing {
         for warning in &signing.warnings {
             diags.warning(
@@ -550,7 +256,7 @@ impl Disk {
 
     async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
         let context = self.context(diags)?;
-        let inputs = Inputs::of(&planned, diags).ok()?;
+        let inputs = inputs_of(&planned, diags).ok()?;
         let Some(Complete { format, image, stub, base_url, size_mb, uname, sbat, signing }) = inputs.complete() else {
             diags.root_error_short("resin_disk inputs are still unknown at apply");
             return None;
@@ -694,7 +400,7 @@ impl Resource for Disk {
                 );
             }
         }
-        let _ = Inputs::of(&config, diags);
+        let _ = inputs_of(&config, diags);
         Some(())
     }
 

@@ -34,8 +34,7 @@ use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::{
     build, compose, file_digest, file_kind, linuxkit_yaml, sbom_bytes, sbom_path, write_sbom, ArtifactKind,
-    Composition, Compression, FileKind, FileSpec, ImageInputs, ImageSpec, InputError, KernelSpec, PackageSpec,
-    SPEC_VERSION,
+    Composition, Compression, FileKind, FileSpec, ImageInputs, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION,
 };
 
 pub struct Image {
@@ -119,17 +118,6 @@ fn known_strings(value: &Strings) -> Option<Vec<String>> {
         Value::Null => Some(Vec::new()),
         Value::Value(items) => items.iter().map(|v| known(v).map(Option::unwrap_or_default)).collect(),
     }
-}
-
-fn error_path(error: &InputError) -> AttributePath {
-    let mut path = AttributePath::new(error.attribute);
-    if let Some(index) = error.index {
-        path.add_index(super::attribute_index(index));
-    }
-    if let Some(field) = error.field {
-        path.add_attribute(field);
-    }
-    path
 }
 
 /// The inputs, when every one is known; errors are reported at their attributes.
@@ -245,7 +233,7 @@ fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Image
     let compression = match Compression::from_settings(compression.as_deref(), level) {
         Ok(compression) => Some(compression),
         Err(e) => {
-            diags.error("Invalid compression", format!("resin_image {e}"), AttributePath::new(e.attribute));
+            super::report(diags, "resin_image", &e.titled("Invalid compression"));
             failed = true;
             None
         }
@@ -264,26 +252,11 @@ fn composition_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<
         Ok(composition) => Ok(Some(composition)),
         Err(errors) => {
             for error in errors {
-                diags.error(
-                    format!("Invalid {}", error_path_text(&error)),
-                    format!("resin_image attribute {error}"),
-                    error_path(&error),
-                );
+                super::report(diags, "resin_image attribute", &error);
             }
             Err(())
         }
     }
-}
-
-fn error_path_text(error: &InputError) -> String {
-    let mut text = error.attribute.to_string();
-    if let Some(index) = error.index {
-        text.push_str(&format!("[{index}]"));
-    }
-    if let Some(field) = error.field {
-        text.push_str(&format!(".{field}"));
-    }
-    text
 }
 
 fn set_paths(state: &mut ImageState) {

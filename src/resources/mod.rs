@@ -17,6 +17,8 @@ pub use provider::{ProviderContext, ResinProvider};
 
 use tf_provider::{AttributePath, Diagnostics};
 
+use crate::field::{FieldError, Step};
+
 /// A list index as Terraform's attribute paths take it.
 pub(crate) fn attribute_index(index: usize) -> i64 {
     i64::try_from(index).expect("a list shorter than 2^63")
@@ -36,4 +38,33 @@ pub(crate) fn error_at(
     path: AttributePath,
 ) {
     diags.error(summary.into(), format!("{error:#}"), path);
+}
+
+/// Reports a bad input at its attribute: its own title or `Invalid <path>`, and as detail
+/// `prefix` (which names the resource) and the error (`<path>: <message>`).
+pub(crate) fn report(diags: &mut Diagnostics, prefix: &str, error: &FieldError) {
+    diags.error(error.summary(), format!("{prefix} {error}"), attribute_path(&error.path, &[]));
+}
+
+/// The Terraform path of an input: `single_blocks` names the nested blocks of the schema
+/// that hold one object, whose path in Terraform goes through index 0.
+pub(crate) fn attribute_path(steps: &[Step], single_blocks: &[&str]) -> AttributePath {
+    let mut path = AttributePath::root();
+    for step in steps {
+        match step {
+            Step::Field(name) => {
+                path.add_attribute(*name);
+                if single_blocks.contains(name) {
+                    path.add_index(0);
+                }
+            }
+            Step::Index(index) => {
+                path.add_index(attribute_index(*index));
+            }
+            Step::Key(key) => {
+                path.add_key(key.clone());
+            }
+        }
+    }
+    path
 }

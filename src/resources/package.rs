@@ -13,8 +13,7 @@ use super::image_backed::{ImageFields, ImageKind};
 use super::schema::{attribute, image_attributes, list_block, optional_block, resource_schema, string_map, strings};
 use crate::assemble::{ImageDefaults, PackageSpec, SPEC_VERSION};
 use crate::container::{
-    self, BindNamespaces, ContainerOptions, CpuResources, Device, Interface, MemoryResources, Mount, PathStep,
-    Resources, Runtime,
+    self, BindNamespaces, ContainerOptions, CpuResources, Device, Interface, MemoryResources, Mount, Resources, Runtime,
 };
 use crate::oci::platform::Platform;
 use crate::oci::reference::{ImageReference, PinnedImage};
@@ -307,27 +306,6 @@ fn options_of(state: &PackageState) -> (ContainerOptions, bool) {
 /// through index 0.
 const SINGLE_BLOCKS: [&str; 5] = ["resources", "memory", "cpu", "runtime", "bind_ns"];
 
-fn attribute_path(steps: &[PathStep]) -> AttributePath {
-    let mut path = AttributePath::root();
-    for step in steps {
-        match step {
-            PathStep::Field(name) => {
-                path.add_attribute(*name);
-                if SINGLE_BLOCKS.contains(name) {
-                    path.add_index(0);
-                }
-            }
-            PathStep::Index(index) => {
-                path.add_index(super::attribute_index(*index));
-            }
-            PathStep::Key(key) => {
-                path.add_key(key.clone());
-            }
-        }
-    }
-    path
-}
-
 fn mount_block(name: &str, text: &str) -> (String, tf_provider::schema::NestedBlock) {
     list_block(name, text, vec![
         attribute("destination", AttributeType::String, Required, "Absolute path of the mount point."),
@@ -545,21 +523,10 @@ impl ImageKind for Package {
         let (options, _) = options_of(state);
         let image = state.image.as_ref_option().map_or("(unknown image)", String::as_str);
         for error in container::validate(&options) {
-            let attribute = error
-                .path
-                .iter()
-                .map(|s| match s {
-                    PathStep::Field(f) => f.to_string(),
-                    PathStep::Index(i) => format!("[{i}]"),
-                    PathStep::Key(k) => format!("[{k:?}]"),
-                })
-                .collect::<Vec<_>>()
-                .join(".")
-                .replace(".[", "[");
             diags.error(
-                format!("Invalid {attribute}"),
+                error.summary(),
                 format!("resin_package ({image}): {error}"),
-                attribute_path(&error.path),
+                super::attribute_path(&error.path, &SINGLE_BLOCKS),
             );
         }
     }
@@ -616,14 +583,18 @@ impl ImageKind for Package {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::field::Step;
+    use crate::resources::attribute_path;
 
     #[test]
     fn single_blocks_point_through_index_zero() {
-        let path =
-            attribute_path(&[PathStep::Field("resources"), PathStep::Field("memory"), PathStep::Field("swappiness")]);
+        let path = attribute_path(
+            &[Step::Field("resources"), Step::Field("memory"), Step::Field("swappiness")],
+            &SINGLE_BLOCKS,
+        );
         let expected = AttributePath::new("resources").index(0).attribute("memory").index(0).attribute("swappiness");
         assert_eq!(path, expected);
-        let path = attribute_path(&[PathStep::Field("binds"), PathStep::Index(2)]);
+        let path = attribute_path(&[Step::Field("binds"), Step::Index(2)], &SINGLE_BLOCKS);
         assert_eq!(path, AttributePath::new("binds").index(2));
     }
 

@@ -263,66 +263,49 @@ fn an_ipxe_script_network_boots_the_image() {
 
 #[test]
 fn bad_disk_inputs_are_errors_at_their_attribute() {
+    // Every rule is a unit test of resin::disk::inputs; this checks that Terraform points
+    // each problem at its attribute's line, for each kind of attribute, in one plan made
+    // once the image's spec is known (as it is once the image was applied).
     let workspace = Workspace::new();
-    let stub_arm = "resource \"resin_efi_stub\" \"arm\" {\n  image    = \"oci-layout:LAYOUT:efi-stub\"\n  platform = \"linux/arm64\"\n}\n"
-        .replace("LAYOUT", &boot_layout().display().to_string());
-    for (disk, attribute, message) in [
-        ("format = \"vhd\"", "format", "\"vhd\" is not a format: use one of uki, raw-efi, iso-efi, gcp, ipxe"),
-        (
-            "format = \"uki\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 100",
-            "size_mb",
-            "is not a disk: it takes no size_mb",
-        ),
-        (
-            "format = \"raw-efi\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 0",
-            "size_mb",
-            "0 is not a disk size resin can make: from 66 MiB",
-        ),
-        // Smaller than the smallest EFI system partition, larger than FAT32 is made here.
-        (
-            "format = \"raw-efi\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 65",
-            "size_mb",
-            "65 is not a disk size resin can make",
-        ),
-        (
-            "format = \"gcp\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 1048577",
-            "size_mb",
-            "to 1048576 MiB (1 TiB)",
-        ),
-        ("format = \"uki\"", "stub", "boots through an EFI stub: set stub"),
-        ("format = \"ipxe\"", "base_url", "set base_url"),
-        ("format = \"ipxe\"\n  base_url = \"boot.example/images\"", "base_url", "is not a URL"),
-        (
-            "format = \"ipxe\"\n  base_url = \"http://x/\"\n  stub = resin_efi_stub.systemd.spec",
-            "stub",
-            "takes no stub",
-        ),
-        ("format = \"uki\"\n  stub = resin_efi_stub.arm.spec", "stub", "the stub is for linux/arm64"),
-        (
-            "format = \"uki\"\n  stub = resin_efi_stub.systemd.spec\n  sbat = \"boot,1,Example\"",
-            "sbat",
-            "has 3 fields; an SBAT line has six",
-        ),
-        (
-            "format = \"uki\"\n  stub = resin_efi_stub.systemd.spec\n  uname = \"6.1 custom\"",
-            "uname",
-            "uname -r prints one word",
-        ),
-        ("format = \"ipxe\"\n  base_url = \"http://x/\"\n  uname = \"6.1\"", "uname", "takes no uname"),
-    ] {
-        let config = disk_config(
-            "linux/amd64",
-            &format!("{stub_arm}\nresource \"resin_disk\" \"d\" {{\n  image = resin_image.boot.spec\n  {disk}\n}}\n"),
-        );
-        workspace.write_config(&config);
-        // Checks that need the image's spec run in the plan Terraform makes once the image
-        // is written, before the disk is: an apply reports every one.
-        let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
-        assert_eq!(apply.code, 1, "{disk}: {}", apply.text());
-        assert!(apply.says(message), "{disk}: {}", apply.text());
-        assert!(apply.says(&format!("resin_disk {attribute}:")), "{disk}: {}", apply.text());
-        assert!(!workspace.work_dir().join("out/boot.efi").exists(), "{disk}");
+    workspace.write_config(&disk_config("linux/amd64", ""));
+    workspace.apply();
+    let cases = [
+        ("vhd", "format = \"vhd\"", "\"vhd\" is not a format: use one of uki, raw-efi, iso-efi, gcp, ipxe"),
+        ("small", "size_mb = 65", "65 is not a disk size resin can make"),
+        ("url", "base_url = \"boot.example/images\"", "is not a URL"),
+        ("sbat", "sbat = \"boot,1,Example\"", "has 3 fields; an SBAT line has six"),
+        ("uname", "uname = \"6.1\"", "takes no uname"),
+    ];
+    let settings = |name: &str| match name {
+        "vhd" => "format = \"vhd\"",
+        "small" => "format = \"raw-efi\"\n  stub = resin_efi_stub.systemd.spec\n  size_mb = 65",
+        "url" => "format = \"ipxe\"\n  base_url = \"boot.example/images\"",
+        "sbat" => "format = \"uki\"\n  stub = resin_efi_stub.systemd.spec\n  sbat = \"boot,1,Example\"",
+        _ => "format = \"ipxe\"\n  base_url = \"http://x/\"\n  uname = \"6.1\"",
+    };
+    let disks: String = cases
+        .iter()
+        .map(|(name, _, _)| {
+            format!("resource \"resin_disk\" \"{name}\" {{\n  image = resin_image.boot.spec\n  name = \"{name}\"\n  {}\n}}\n", settings(name))
+        })
+        .collect();
+    workspace.write_config(&disk_config("linux/amd64", &disks));
+    let plan = workspace.run(&["plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    let text = plan.text();
+    // Terraform shows each diagnostic with its resource and the configuration line of the
+    // attribute it points at (wrapping the detail: compared with single spaces).
+    let diagnostics: Vec<String> =
+        text.split("Error: ").skip(1).map(|d| d.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    for (name, line, message) in cases {
+        let attribute = line.split(' ').next().unwrap();
+        let shown = diagnostics.iter().find(|d| d.contains(&format!("with resin_disk.{name},")));
+        let shown = shown.unwrap_or_else(|| panic!("no error for resin_disk.{name}:\n{text}"));
+        assert!(shown.contains(message), "resin_disk.{name}: {shown}");
+        assert!(shown.contains(&format!("resin_disk {attribute}:")), "resin_disk.{name}: {shown}");
+        assert!(shown.contains(&format!(": {line} ")), "resin_disk.{name} does not point at {line:?}: {shown}");
     }
+    assert_eq!(diagnostics.len(), cases.len(), "{text}");
 }
 
 #[test]

@@ -31,17 +31,14 @@ pub struct Artifact {
     pub size: u64,
 }
 
-/// A kind of file resin writes: its place (`<output_dir>/<name><suffix>`), its state
-/// attributes and its key in the private state. Resources handle the files they write
-/// as a list of these, whatever their number.
+/// A kind of file an image is made of: its place (`<output_dir>/<name><suffix>`), its
+/// state attributes and its key in the private state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ArtifactKind {
     Kernel,
     Initrd,
     Cmdline,
-    /// A `resin_disk`'s file (its format names it: `crate::disk::DiskFormat::suffix`).
-    Disk,
 }
 
 impl ArtifactKind {
@@ -54,7 +51,6 @@ impl ArtifactKind {
             ArtifactKind::Kernel => "kernel",
             ArtifactKind::Initrd => "initrd",
             ArtifactKind::Cmdline => "cmdline",
-            ArtifactKind::Disk => "disk",
         }
     }
 
@@ -64,7 +60,6 @@ impl ArtifactKind {
             ArtifactKind::Kernel => "kernel binary",
             ArtifactKind::Initrd => "newc initrd",
             ArtifactKind::Cmdline => "kernel command line",
-            ArtifactKind::Disk => "boot file",
         }
     }
 
@@ -73,12 +68,10 @@ impl ArtifactKind {
             ArtifactKind::Kernel => "-kernel",
             ArtifactKind::Initrd => "-initrd.img",
             ArtifactKind::Cmdline => "-cmdline",
-            ArtifactKind::Disk => "",
         }
     }
 
-    /// Where the artifact of `name` goes in `output_dir` (a disk's name includes its
-    /// format's suffix).
+    /// Where the artifact of `name` goes in `output_dir`.
     pub fn path(self, output_dir: &Path, name: &str) -> PathBuf {
         output_dir.join(format!("{name}{}", self.suffix()))
     }

@@ -18,25 +18,29 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{Attribute, AttributeConstraint::*, AttributeType, Schema};
-use tf_provider::value::{Value, ValueEmpty};
-use tf_provider::{AttributePath, Diagnostics, Resource};
+use tf_provider::value::Value;
+use tf_provider::{AttributePath, Diagnostics};
 
-use super::files::{self, OnDisk, WritesFiles, Written};
-use super::provider::{ProviderContext, SharedContext};
+use super::context::{ProviderContext, SharedContext};
+use super::file_backed::FileWriter;
+use super::files::{self, OnDisk, OutputKind, WritesFiles, Written};
 use super::schema::{attribute, resource_schema, strings};
-use crate::assemble::{ArtifactKind, EfiStubSpec};
+use crate::assemble::EfiStubSpec;
 use crate::disk::inputs::{Complete, Inputs, Setting, Settings, Signing};
 use crate::disk::signing::{Fault, KeyFailed, SigningError};
 use crate::disk::Sources;
 
-pub struct Disk {
-    context: SharedContext,
+pub struct Disk;
+
+/// The one file a disk writes (`disk` in its private state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootFile {
+    Disk,
 }
 
-impl Disk {
-    pub fn new(context: SharedContext) -> Disk {
-        Disk { context }
-    }
+impl OutputKind for BootFile {
+    const ALL: &'static [BootFile] = &[BootFile::Disk];
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -70,15 +74,13 @@ pub struct DiskState {
 }
 
 impl WritesFiles for DiskState {
-    fn kinds(&self) -> &'static [ArtifactKind] {
-        &[ArtifactKind::Disk]
-    }
+    type Kind = BootFile;
 
-    fn path(&self, _kind: ArtifactKind) -> Option<PathBuf> {
+    fn path(&self, _kind: BootFile) -> Option<PathBuf> {
         self.path.as_ref_option().map(PathBuf::from)
     }
 
-    fn get(&self, _kind: ArtifactKind) -> OnDisk {
+    fn get(&self, _kind: BootFile) -> OnDisk {
         match (&self.sha256, &self.size) {
             (Value::Value(sha256), Value::Value(size)) => {
                 OnDisk::File(sha256.clone(), u64::try_from(*size).unwrap_or_default())
@@ -88,7 +90,7 @@ impl WritesFiles for DiskState {
         }
     }
 
-    fn set(&mut self, _kind: ArtifactKind, on_disk: OnDisk) {
+    fn set(&mut self, _kind: BootFile, on_disk: OnDisk) {
         (self.sha256, self.size) = match on_disk {
             OnDisk::File(digest, length) => (Value::Value(digest), Value::Value(super::number_of_bytes(length))),
             OnDisk::Missing => (Value::Null, Value::Null),
@@ -198,15 +200,16 @@ async fn stub_bytes(context: &ProviderContext, stub: &EfiStubSpec) -> anyhow::Re
 }
 
 impl Disk {
-    fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
-        super::provider::configured(&self.context, diags)
-    }
-
     /// `pcr11_sha256` of the planned `state`: null for formats without a UKI or a stub
     /// that is not systemd's; the prior value while the content hash is the prior one (it
     /// is a function of the same inputs); else predicted from the image's recorded digests
     /// and the stub, unknown while they are, or when the stub cannot be read now.
-    async fn predicted_pcr11(&self, state: &DiskState, inputs: &Inputs, prior: Option<&DiskState>) -> Value<String> {
+    async fn predicted_pcr11(
+        context: &SharedContext,
+        state: &DiskState,
+        inputs: &Inputs,
+        prior: Option<&DiskState>,
+    ) -> Value<String> {
         match inputs.format {
             Some(format) if !format.needs_stub() => return Value::Null,
             None => return Value::Unknown,
@@ -220,8 +223,8 @@ impl Disk {
         let Some(Complete { image, stub: Some(stub), uname, sbat, .. }) = inputs.complete() else {
             return Value::Unknown;
         };
-        let Some(context) = self.context(&mut Diagnostics::default()) else { return Value::Unknown };
-        let stub_bytes = match stub_bytes(&context, stub).await {
+        let Some(context) = context.get() else { return Value::Unknown };
+        let stub_bytes = match stub_bytes(context, stub).await {
             Ok(bytes) => bytes,
             Err(e) => {
                 crate::log::debug("pcr11_sha256 left to apply", &[("reason", format!("{e:#}"))]);
@@ -253,9 +256,86 @@ impl Disk {
             Err(_) => Value::Unknown,
         }
     }
+}
 
-    async fn apply(&self, diags: &mut Diagnostics, planned: DiskState) -> Option<(DiskState, Option<Written>)> {
-        let context = self.context(diags)?;
+#[async_trait]
+impl FileWriter for Disk {
+    type State = DiskState;
+    type Plan = ();
+    const TYPE_NAME: &'static str = "resin_disk";
+
+    fn schema() -> Schema {
+        resource_schema(
+            "A boot file made from a `resin_image`, in one `format`: a Unified Kernel Image, an EFI disk or ISO, a Google Compute Engine image file, an iPXE script. `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources. The image's kernel and initrd are checked against the digests its `spec` recorded as they are read: a file changed on disk since the image wrote it is an error, never built in.",
+            vec![
+                attribute("image", AttributeType::String, Required, "The image: the `spec` of a `resin_image`."),
+                attribute("format", AttributeType::String, Required, &format!("The boot format. {}. Changing it replaces the disk.", crate::disk::format_docs())),
+                attribute("name", AttributeType::String, OptionalComputed, "Base name of the file. Default: the image's name. Changing it replaces the disk."),
+                attribute("output_dir", AttributeType::String, OptionalComputed, "Directory the file is written to (created if missing; one that cannot be created or written in is a plan error). Default: the image's output directory. Changing it replaces the disk."),
+                attribute("stub", AttributeType::String, Optional, &format!("The EFI stub, for {}: the `spec` of a `resin_efi_stub` of the image's platform.", crate::disk::stub_formats())),
+                attribute("base_url", AttributeType::String, Optional, "For `ipxe`: the http, https or tftp URL the image's `<name>-kernel` and `<name>-initrd.img` are served from."),
+                attribute("size_mb", AttributeType::Number, Optional, &format!("For disk formats ({}): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. From 66 MiB (the smallest EFI system partition, 64 MiB, and the partition tables) to 1048576 (1 TiB), else a plan error; a size too small for the UKI is an apply error at this attribute. The file is sparse: the zeros of the disk take no room on file systems with holes.", crate::disk::sized_formats())),
+                attribute("uname", AttributeType::String, Optional, &format!("For {}: the kernel release the UKI's `.uname` section names (what `uname -r` prints; systemd-boot shows it). Default: read from the kernel (an x86 bzImage's header, or the `Linux version` banner of an uncompressed kernel); no `.uname` if the kernel says none.", crate::disk::stub_formats())),
+                attribute("sbat", AttributeType::String, Optional, &format!("For {}: SBAT lines (`component,generation,vendor,package,version,url`, one per line) for Secure Boot revocation. When set, the UKI's `.sbat` section merges one `sbat,1,...` line, the stub's lines, the kernel's (if it has a `.sbat`) and these, as systemd's ukify does; when unset the stub's `.sbat` is kept as it is.", crate::disk::stub_formats())),
+                attribute("signing_certificate", AttributeType::String, Optional, &format!("For {}: sign the UKI for UEFI Secure Boot (Authenticode, as sbsign does) with this X.509 certificate (PEM; RSA 2048 bits or more, or ECDSA P-256) and the key one of `signing_key`, `signing_key_file` or `signing_command` gives. Part of the content hash (the certificate's DER digest). An expired certificate or one whose extended key usage leaves out code signing is a warning (firmware accepts both). See `docs/guides/secure-boot.md`.", crate::disk::stub_formats())),
+                (
+                    "signing_key".to_string(),
+                    Attribute {
+                        sensitive: true,
+                        ..attribute("signing_key", AttributeType::String, Optional, "The certificate's private key as PEM (PKCS#8, PKCS#1 RSA or SEC1 EC; not encrypted). Sensitive: kept out of plans and logs, but stored in the state like every sensitive value; prefer `signing_key_file` or `signing_command` where the state is shared.").1
+                    },
+                ),
+                attribute("signing_key_file", AttributeType::String, Optional, "Path of a PEM file holding the certificate's private key, read at plan (to check it is the certificate's) and at apply; only the path is stored."),
+                attribute("signing_command", strings(), Optional, "A program and its arguments that sign with the certificate's key (an HSM, a KMS): it gets the SHA-256 digest to sign (32 bytes) on standard input, and in `RESIN_SIGNING_DIGEST` as hex, and writes the signature to standard output (RSA: PKCS#1 v1.5; ECDSA: DER), as `openssl pkeyutl -sign -inkey KEY -pkeyopt digest:sha256` does. Its signature is checked with the certificate before use."),
+                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`, `uname`, `sbat`, and the signing certificate. Known at plan time whenever the image's `spec` is (after a change of the image's content, once the image is applied)."),
+                attribute("pcr11_sha256", AttributeType::String, Computed, &format!("For {}: the value systemd-stub leaves in TPM PCR 11 (SHA-256 bank, hex) when it boots this UKI, as `systemd-measure calculate` predicts it: its measured sections (which depend on the stub's systemd version) extended in order into zeros. Known at plan whenever the image's `spec` is and the stub can be read; null for a stub that is not systemd's. Signing does not change it.", crate::disk::stub_formats())),
+                attribute("id", AttributeType::String, Computed, "The file's path."),
+                attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>` and the format's suffix (see `format`)."),
+                attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),
+                attribute("size", AttributeType::Number, Computed, "Size of the file in bytes."),
+            ],
+            vec![],
+        )
+    }
+
+    fn name(state: &DiskState) -> &Value<String> {
+        &state.name
+    }
+
+    fn content_hash(state: &DiskState) -> &Value<String> {
+        &state.content_hash
+    }
+
+    fn validate(config: &DiskState, diags: &mut Diagnostics) {
+        let _ = inputs_of(config, diags);
+    }
+
+    fn identity(prior: &DiskState, planned: &DiskState) -> Vec<(&'static str, bool)> {
+        vec![
+            ("name", prior.name != planned.name),
+            ("output_dir", prior.output_dir != planned.output_dir),
+            ("format", prior.format != planned.format),
+        ]
+    }
+
+    async fn plan(
+        context: &SharedContext,
+        proposed: DiskState,
+        config: &DiskState,
+        prior: Option<&DiskState>,
+        diags: &mut Diagnostics,
+    ) -> Option<(DiskState, ())> {
+        let (mut state, inputs) = planned(proposed, config, diags)?;
+        state.pcr11_sha256 = Disk::predicted_pcr11(context, &state, &inputs, prior).await;
+        Some((state, ()))
+    }
+
+    async fn apply(
+        context: &SharedContext,
+        planned: DiskState,
+        diags: &mut Diagnostics,
+    ) -> Option<(DiskState, Written<BootFile>)> {
+        let context = super::context::configured(context, diags)?;
         let inputs = inputs_of(&planned, diags).ok()?;
         let Some(Complete { format, image, stub, base_url, size_mb, uname, sbat, signing }) = inputs.complete() else {
             diags.root_error_short("resin_disk inputs are still unknown at apply");
@@ -345,156 +425,7 @@ impl Disk {
         if let Some(pcr11) = pcr11 {
             state.pcr11_sha256 = pcr11.map_or(Value::Null, |pcr| Value::Value(hex::encode(pcr)));
         }
-        let written = files::record(&mut state, &[(ArtifactKind::Disk, artifact)].into_iter().collect());
-        Some((state, Some(written)))
-    }
-}
-
-#[async_trait]
-impl Resource for Disk {
-    type State<'a> = DiskState;
-    type PrivateState<'a> = Option<Written>;
-    type ProviderMetaState<'a> = ValueEmpty;
-
-    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        Some(resource_schema(
-            "A boot file made from a `resin_image`, in one `format`: a Unified Kernel Image, an EFI disk or ISO, a Google Compute Engine image file, an iPXE script. `content_hash` is known at plan time and covers the image's content hash, the format and its settings; several formats of one image are several resources. The image's kernel and initrd are checked against the digests its `spec` recorded as they are read: a file changed on disk since the image wrote it is an error, never built in.",
-            vec![
-                attribute("image", AttributeType::String, Required, "The image: the `spec` of a `resin_image`."),
-                attribute("format", AttributeType::String, Required, &format!("The boot format. {}. Changing it replaces the disk.", crate::disk::format_docs())),
-                attribute("name", AttributeType::String, OptionalComputed, "Base name of the file. Default: the image's name. Changing it replaces the disk."),
-                attribute("output_dir", AttributeType::String, OptionalComputed, "Directory the file is written to (created if missing; one that cannot be created or written in is a plan error). Default: the image's output directory. Changing it replaces the disk."),
-                attribute("stub", AttributeType::String, Optional, &format!("The EFI stub, for {}: the `spec` of a `resin_efi_stub` of the image's platform.", crate::disk::stub_formats())),
-                attribute("base_url", AttributeType::String, Optional, "For `ipxe`: the http, https or tftp URL the image's `<name>-kernel` and `<name>-initrd.img` are served from."),
-                attribute("size_mb", AttributeType::Number, Optional, &format!("For disk formats ({}): the disk's size in MiB. Default: the smallest that holds the EFI system partition (at least 64 MiB, or the UKI and an eighth more); `gcp` rounds up to whole GiB. From 66 MiB (the smallest EFI system partition, 64 MiB, and the partition tables) to 1048576 (1 TiB), else a plan error; a size too small for the UKI is an apply error at this attribute. The file is sparse: the zeros of the disk take no room on file systems with holes.", crate::disk::sized_formats())),
-                attribute("uname", AttributeType::String, Optional, &format!("For {}: the kernel release the UKI's `.uname` section names (what `uname -r` prints; systemd-boot shows it). Default: read from the kernel (an x86 bzImage's header, or the `Linux version` banner of an uncompressed kernel); no `.uname` if the kernel says none.", crate::disk::stub_formats())),
-                attribute("sbat", AttributeType::String, Optional, &format!("For {}: SBAT lines (`component,generation,vendor,package,version,url`, one per line) for Secure Boot revocation. When set, the UKI's `.sbat` section merges one `sbat,1,...` line, the stub's lines, the kernel's (if it has a `.sbat`) and these, as systemd's ukify does; when unset the stub's `.sbat` is kept as it is.", crate::disk::stub_formats())),
-                attribute("signing_certificate", AttributeType::String, Optional, &format!("For {}: sign the UKI for UEFI Secure Boot (Authenticode, as sbsign does) with this X.509 certificate (PEM; RSA 2048 bits or more, or ECDSA P-256) and the key one of `signing_key`, `signing_key_file` or `signing_command` gives. Part of the content hash (the certificate's DER digest). An expired certificate or one whose extended key usage leaves out code signing is a warning (firmware accepts both). See `docs/guides/secure-boot.md`.", crate::disk::stub_formats())),
-                (
-                    "signing_key".to_string(),
-                    Attribute {
-                        sensitive: true,
-                        ..attribute("signing_key", AttributeType::String, Optional, "The certificate's private key as PEM (PKCS#8, PKCS#1 RSA or SEC1 EC; not encrypted). Sensitive: kept out of plans and logs, but stored in the state like every sensitive value; prefer `signing_key_file` or `signing_command` where the state is shared.").1
-                    },
-                ),
-                attribute("signing_key_file", AttributeType::String, Optional, "Path of a PEM file holding the certificate's private key, read at plan (to check it is the certificate's) and at apply; only the path is stored."),
-                attribute("signing_command", strings(), Optional, "A program and its arguments that sign with the certificate's key (an HSM, a KMS): it gets the SHA-256 digest to sign (32 bytes) on standard input, and in `RESIN_SIGNING_DIGEST` as hex, and writes the signature to standard output (RSA: PKCS#1 v1.5; ECDSA: DER), as `openssl pkeyutl -sign -inkey KEY -pkeyopt digest:sha256` does. Its signature is checked with the certificate before use."),
-                attribute("content_hash", AttributeType::String, Computed, "sha256 over everything that determines the file: the image's content hash and name, the format, the stub's pinned image and path, `base_url`, `size_mb`, `uname`, `sbat`, and the signing certificate. Known at plan time whenever the image's `spec` is (after a change of the image's content, once the image is applied)."),
-                attribute("pcr11_sha256", AttributeType::String, Computed, &format!("For {}: the value systemd-stub leaves in TPM PCR 11 (SHA-256 bank, hex) when it boots this UKI, as `systemd-measure calculate` predicts it: its measured sections (which depend on the stub's systemd version) extended in order into zeros. Known at plan whenever the image's `spec` is and the stub can be read; null for a stub that is not systemd's. Signing does not change it.", crate::disk::stub_formats())),
-                attribute("id", AttributeType::String, Computed, "The file's path."),
-                attribute("path", AttributeType::String, Computed, "Path of the file: `<output_dir>/<name>` and the format's suffix (see `format`)."),
-                attribute("sha256", AttributeType::String, Computed, "sha256 of the file as written (`sha256:<hex>`); refresh notices when the file on disk no longer matches."),
-                attribute("size", AttributeType::Number, Computed, "Size of the file in bytes."),
-            ],
-            vec![],
-        ))
-    }
-
-    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
-        if let Value::Value(name) = &config.name {
-            if !crate::container::is_valid_name(name) {
-                diags.error(
-                    "Invalid name",
-                    format!("resin_disk: {name:?} is not a usable file name prefix"),
-                    AttributePath::new("name"),
-                );
-            }
-        }
-        let _ = inputs_of(&config, diags);
-        Some(())
-    }
-
-    async fn read<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        mut state: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        files::refresh(&mut state, private.as_ref(), diags).await;
-        Some((state, private))
-    }
-
-    async fn plan_create<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        proposed: Self::State<'a>,
-        config: Self::State<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let (mut state, inputs) = planned(proposed, &config, diags)?;
-        state.pcr11_sha256 = self.predicted_pcr11(&state, &inputs, None).await;
-        let written = files::plan_create(&mut state, None);
-        Some((state, Some(written)))
-    }
-
-    async fn plan_update<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior: Self::State<'a>,
-        proposed: Self::State<'a>,
-        config: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
-        let (mut state, inputs) = planned(proposed, &config, diags)?;
-        let identity = [
-            ("name", prior.name != state.name),
-            ("output_dir", prior.output_dir != state.output_dir),
-            ("format", prior.format != state.format),
-        ];
-        let content_changed = prior.content_hash != state.content_hash;
-        state.pcr11_sha256 = self.predicted_pcr11(&state, &inputs, Some(&prior)).await;
-        let (replace, _) = files::plan_update(&mut state, &prior, private.as_ref(), &identity, content_changed);
-        Some((state, private, replace))
-    }
-
-    async fn plan_destroy<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        _prior: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<Self::PrivateState<'a>> {
-        Some(files::for_destroy(private))
-    }
-
-    async fn create<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        planned: Self::State<'a>,
-        _config: Self::State<'a>,
-        _private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        self.apply(diags, planned).await
-    }
-
-    async fn update<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior: Self::State<'a>,
-        planned: Self::State<'a>,
-        _config: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        if files::all_kept(&planned) {
-            // Only the configuration's wording changed: the file is as written.
-            return Some((planned, private));
-        }
-        let kept = (prior, private);
-        // A failed update keeps the resource as it was (with the error).
-        self.apply(diags, planned).await.or(Some(kept))
-    }
-
-    async fn destroy<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<()> {
-        files::remove(&prior, &private.unwrap_or_default(), Vec::new(), diags)
+        let written = files::record(&mut state, &[(BootFile::Disk, artifact)].into_iter().collect());
+        Some((state, written))
     }
 }

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use tf_provider::{AttributePath, Diagnostics};
 
@@ -71,75 +72,98 @@ pub enum OnDisk {
     ToWrite,
 }
 
+/// The kinds of file one resource type writes: each has its state attributes and its key
+/// in the private state.
+pub trait OutputKind: Copy + Ord + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Every kind, in the order of private states written before files were keyed by kind.
+    const ALL: &'static [Self];
+}
+
+/// `resin_image`'s kernel, initrd and command line.
+impl OutputKind for ArtifactKind {
+    const ALL: &'static [ArtifactKind] = &ArtifactKind::IMAGE;
+}
+
 /// A resource state that records files it writes.
 pub trait WritesFiles {
     /// The kinds of file it writes.
-    fn kinds(&self) -> &'static [ArtifactKind];
+    type Kind: OutputKind;
     /// Where the file of `kind` goes (`None` while unknown).
-    fn path(&self, kind: ArtifactKind) -> Option<PathBuf>;
-    fn get(&self, kind: ArtifactKind) -> OnDisk;
-    fn set(&mut self, kind: ArtifactKind, on_disk: OnDisk);
+    fn path(&self, kind: Self::Kind) -> Option<PathBuf>;
+    fn get(&self, kind: Self::Kind) -> OnDisk;
+    fn set(&mut self, kind: Self::Kind, on_disk: OnDisk);
 }
+
+/// The private state of a resource whose state is `S`.
+pub type WrittenFor<S> = Written<<S as WritesFiles>::Kind>;
 
 /// Private state: what apply wrote (to tell drift from the plan's own changes), and, in
 /// a planned create, the paths it will write.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Written {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound = "K: OutputKind")]
+pub struct Written<K> {
     /// The digest of each file as written.
     #[serde(default, deserialize_with = "by_kind")]
-    pub sha256: BTreeMap<ArtifactKind, String>,
+    pub sha256: BTreeMap<K, String>,
     #[serde(default)]
     pub will_write: Vec<String>,
     /// Size, mtime and inode of each file as written: refresh hashes a file again only
     /// when these changed (as make and git do), so plans stay fast for large files.
     #[serde(default, deserialize_with = "by_kind")]
-    pub stamps: BTreeMap<ArtifactKind, FileStamp>,
+    pub stamps: BTreeMap<K, FileStamp>,
     /// `resin_image`'s SBOM as written.
     #[serde(default)]
     pub sbom_sha256: Option<String>,
 }
 
+impl<K> Default for Written<K> {
+    fn default() -> Self {
+        Written { sha256: BTreeMap::new(), will_write: Vec::new(), stamps: BTreeMap::new(), sbom_sha256: None }
+    }
+}
+
 /// A map by kind, or, as private states written before files were keyed by kind hold
-/// it, `null` or a list in [`ArtifactKind::IMAGE`] order.
-fn by_kind<'de, D, T>(deserializer: D) -> Result<BTreeMap<ArtifactKind, T>, D::Error>
+/// it, `null` or a list in [`OutputKind::ALL`] order.
+fn by_kind<'de, D, K, T>(deserializer: D) -> Result<BTreeMap<K, T>, D::Error>
 where
     D: Deserializer<'de>,
+    K: OutputKind,
     T: Deserialize<'de>,
 {
     #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form<T> {
-        ByKind(BTreeMap<ArtifactKind, T>),
+    #[serde(untagged, bound = "K: OutputKind, T: Deserialize<'de>")]
+    enum Form<K, T> {
+        ByKind(BTreeMap<K, T>),
         Listed(Vec<T>),
     }
-    Ok(match Option::<Form<T>>::deserialize(deserializer)? {
+    Ok(match Option::<Form<K, T>>::deserialize(deserializer)? {
         None => BTreeMap::new(),
         Some(Form::ByKind(map)) => map,
-        Some(Form::Listed(list)) => ArtifactKind::IMAGE.into_iter().zip(list).collect(),
+        Some(Form::Listed(list)) => K::ALL.iter().copied().zip(list).collect(),
     })
 }
 
 /// The private state a destroy receives: a plain destroy writes nothing after it, so no
 /// path is spared.
-pub fn for_destroy(written: Option<Written>) -> Option<Written> {
+pub fn for_destroy<K>(written: Option<Written<K>>) -> Option<Written<K>> {
     written.map(|written| Written { will_write: Vec::new(), ..written })
 }
 
 /// The known paths of the files `state` writes.
-pub fn paths(state: &impl WritesFiles) -> Vec<(ArtifactKind, PathBuf)> {
-    state.kinds().iter().filter_map(|kind| Some((*kind, state.path(*kind)?))).collect()
+pub fn paths<S: WritesFiles>(state: &S) -> Vec<(S::Kind, PathBuf)> {
+    S::Kind::ALL.iter().filter_map(|kind| Some((*kind, state.path(*kind)?))).collect()
 }
 
 /// Every file is to be written by the apply.
-pub fn to_write(state: &mut impl WritesFiles) {
-    for kind in state.kinds() {
+pub fn to_write<S: WritesFiles>(state: &mut S) {
+    for kind in S::Kind::ALL {
         state.set(*kind, OnDisk::ToWrite);
     }
 }
 
 /// Plans a create: every file is to be written, and the private state records their paths
 /// (and `more`, such as an SBOM's) so that the destroy half of a replacement spares them.
-pub fn plan_create(state: &mut impl WritesFiles, more: Option<String>) -> Written {
+pub fn plan_create<S: WritesFiles>(state: &mut S, more: Option<String>) -> Written<S::Kind> {
     to_write(state);
     let mut will_write: Vec<String> = paths(state).into_iter().map(|(_, path)| path.display().to_string()).collect();
     will_write.extend(more);
@@ -153,7 +177,7 @@ pub fn plan_create(state: &mut impl WritesFiles, more: Option<String>) -> Writte
 pub fn plan_update<S: WritesFiles>(
     state: &mut S,
     prior: &S,
-    written: Option<&Written>,
+    written: Option<&Written<S::Kind>>,
     identity: &[(&'static str, bool)],
     content_changed: bool,
 ) -> (Vec<AttributePath>, bool) {
@@ -167,11 +191,11 @@ pub fn plan_update<S: WritesFiles>(
 }
 
 /// Whether the plan leaves every file as it is (no digest unknown).
-pub fn all_kept(planned: &impl WritesFiles) -> bool {
-    planned.kinds().iter().all(|kind| planned.get(*kind) != OnDisk::ToWrite)
+pub fn all_kept<S: WritesFiles>(planned: &S) -> bool {
+    S::Kind::ALL.iter().all(|kind| planned.get(*kind) != OnDisk::ToWrite)
 }
 
-fn recorded(state: &impl WritesFiles, kind: ArtifactKind) -> Option<String> {
+fn recorded<S: WritesFiles>(state: &S, kind: S::Kind) -> Option<String> {
     match state.get(kind) {
         OnDisk::File(sha256, _) => Some(sha256),
         OnDisk::Missing | OnDisk::ToWrite => None,
@@ -179,9 +203,9 @@ fn recorded(state: &impl WritesFiles, kind: ArtifactKind) -> Option<String> {
 }
 
 /// Whether a file on disk (as refresh found it in `prior`) is not what apply wrote.
-pub fn drifted(prior: &impl WritesFiles, written: Option<&Written>) -> bool {
+pub fn drifted<S: WritesFiles>(prior: &S, written: Option<&Written<S::Kind>>) -> bool {
     let written = written.map(|w| &w.sha256).filter(|w| !w.is_empty());
-    prior.kinds().iter().any(|kind| {
+    S::Kind::ALL.iter().any(|kind| {
         let on_disk = recorded(prior, *kind);
         match written {
             Some(written) => written.get(kind) != on_disk.as_ref(),
@@ -191,7 +215,7 @@ pub fn drifted(prior: &impl WritesFiles, written: Option<&Written>) -> bool {
 }
 
 /// Records what apply wrote in the state and returns the private state for it.
-pub fn record(state: &mut impl WritesFiles, files: &BTreeMap<ArtifactKind, Artifact>) -> Written {
+pub fn record<S: WritesFiles>(state: &mut S, files: &BTreeMap<S::Kind, Artifact>) -> Written<S::Kind> {
     let mut written = Written::default();
     for (kind, artifact) in files {
         state.set(*kind, OnDisk::File(artifact.sha256.clone(), artifact.size));
@@ -205,10 +229,10 @@ pub fn record(state: &mut impl WritesFiles, files: &BTreeMap<ArtifactKind, Artif
 
 /// Checks every file on disk (off the async runtime) and records what is there. When the
 /// check cannot run, a warning says so and the state is unchanged.
-pub async fn refresh(state: &mut impl WritesFiles, written: Option<&Written>, diags: &mut Diagnostics) {
+pub async fn refresh<S: WritesFiles>(state: &mut S, written: Option<&Written<S::Kind>>, diags: &mut Diagnostics) {
     /// A file to check, with its stamp and digest as written.
-    type ToCheck = (ArtifactKind, PathBuf, Option<(FileStamp, String)>);
-    let files: Vec<ToCheck> = paths(state)
+    type ToCheck<K> = (K, PathBuf, Option<(FileStamp, String)>);
+    let files: Vec<ToCheck<S::Kind>> = paths(state)
         .into_iter()
         .map(|(kind, path)| {
             let stamp = written.and_then(|w| w.stamps.get(&kind)).cloned();
@@ -238,9 +262,9 @@ pub async fn refresh(state: &mut impl WritesFiles, written: Option<&Written>, di
 /// Removes the files `prior` wrote (and `more`, with the digest each was written with)
 /// unless a planned create writes them again or they changed since they were written.
 /// `None`: a file could not be removed (an error says which).
-pub fn remove(
-    prior: &impl WritesFiles,
-    written: &Written,
+pub fn remove<S: WritesFiles>(
+    prior: &S,
+    written: &Written<S::Kind>,
     more: Vec<(PathBuf, Option<String>)>,
     diags: &mut Diagnostics,
 ) -> Option<()> {
@@ -297,18 +321,19 @@ mod tests {
 
     #[test]
     fn private_states_from_before_kinds_still_read() {
-        let old: Written = serde_json::from_str(
+        let old: Written<ArtifactKind> = serde_json::from_str(
             r#"{"sha256":["sha256:k","sha256:i","sha256:c"],"will_write":[],"stamps":null,"sbom_sha256":null}"#,
         )
         .unwrap();
         assert_eq!(old.sha256[&ArtifactKind::Initrd], "sha256:i");
         assert!(old.stamps.is_empty());
-        let none: Written = serde_json::from_str(r#"{"sha256":null,"will_write":["/out/a-kernel"]}"#).unwrap();
+        let none: Written<ArtifactKind> =
+            serde_json::from_str(r#"{"sha256":null,"will_write":["/out/a-kernel"]}"#).unwrap();
         assert!(none.sha256.is_empty());
-        let mut new = Written::default();
+        let mut new = Written::<ArtifactKind>::default();
         new.sha256.insert(ArtifactKind::Cmdline, "sha256:c".into());
         let text = serde_json::to_string(&new).unwrap();
         assert!(text.contains(r#""cmdline":"sha256:c""#), "{text}");
-        assert_eq!(serde_json::from_str::<Written>(&text).unwrap().sha256, new.sha256);
+        assert_eq!(serde_json::from_str::<Written<ArtifactKind>>(&text).unwrap().sha256, new.sha256);
     }
 }

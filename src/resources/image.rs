@@ -26,26 +26,19 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{Attribute, AttributeConstraint::*, AttributeType, Schema};
-use tf_provider::value::{Value, ValueEmpty};
-use tf_provider::{AttributePath, Diagnostics, Resource};
+use tf_provider::value::Value;
+use tf_provider::{AttributePath, Diagnostics};
 
+use super::context::SharedContext;
+use super::file_backed::FileWriter;
 use super::files::{self, OnDisk, WritesFiles, Written};
-use super::provider::{ProviderContext, SharedContext};
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::{
     build, compose, file_digest, file_kind, linuxkit_yaml, sbom_bytes, sbom_path, write_sbom, ArtifactKind,
     Composition, Compression, FileKind, FileSpec, ImageInputs, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION,
 };
 
-pub struct Image {
-    context: SharedContext,
-}
-
-impl Image {
-    pub fn new(context: SharedContext) -> Image {
-        Image { context }
-    }
-}
+pub struct Image;
 
 type Strings = Value<Vec<Value<String>>>;
 
@@ -325,7 +318,6 @@ impl ImageState {
             ArtifactKind::Kernel => (&self.kernel_path, &self.kernel_sha256, &self.kernel_size),
             ArtifactKind::Initrd => (&self.initrd_path, &self.initrd_sha256, &self.initrd_size),
             ArtifactKind::Cmdline => (&self.cmdline_path, &self.cmdline_sha256, &self.cmdline_size),
-            ArtifactKind::Disk => unreachable!("a resin_image writes no disk (its kinds are ArtifactKind::IMAGE)"),
         }
     }
 
@@ -334,15 +326,12 @@ impl ImageState {
             ArtifactKind::Kernel => (&mut self.kernel_path, &mut self.kernel_sha256, &mut self.kernel_size),
             ArtifactKind::Initrd => (&mut self.initrd_path, &mut self.initrd_sha256, &mut self.initrd_size),
             ArtifactKind::Cmdline => (&mut self.cmdline_path, &mut self.cmdline_sha256, &mut self.cmdline_size),
-            ArtifactKind::Disk => unreachable!("a resin_image writes no disk (its kinds are ArtifactKind::IMAGE)"),
         }
     }
 }
 
 impl WritesFiles for ImageState {
-    fn kinds(&self) -> &'static [ArtifactKind] {
-        &ArtifactKind::IMAGE
-    }
+    type Kind = ArtifactKind;
 
     fn path(&self, kind: ArtifactKind) -> Option<PathBuf> {
         self.fields(kind).0.as_ref_option().map(PathBuf::from)
@@ -399,7 +388,7 @@ fn set_file_digests(state: &mut ImageState, composition: Option<&Composition>) {
 fn keep_predictable(
     state: &mut ImageState,
     prior: &ImageState,
-    written: Option<&Written>,
+    written: Option<&Written<ArtifactKind>>,
     composition: Option<&Composition>,
 ) {
     if let Some(composition) = composition {
@@ -418,11 +407,8 @@ fn keep_predictable(
 }
 
 impl Image {
-    fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
-        super::provider::configured(&self.context, diags)
-    }
-
-    fn plan(&self, diags: &mut Diagnostics, mut state: ImageState) -> Option<(ImageState, Option<Composition>)> {
+    /// The planned state and the composition (`None` while an input is unknown).
+    fn planned(diags: &mut Diagnostics, mut state: ImageState) -> Option<(ImageState, Option<Composition>)> {
         if let Value::Value(dir) = &state.output_dir {
             if !files::check_output_dir("resin_image", dir, diags) {
                 return None;
@@ -469,77 +455,15 @@ impl Image {
         };
         Some((composition, name, dir))
     }
-
-    /// Writes the SBOM again when it alone is missing or was edited: the other artifacts
-    /// are as written, and the SBOM is a function of the composition.
-    async fn restore_sbom(
-        &self,
-        diags: &mut Diagnostics,
-        planned: ImageState,
-        private: Option<Written>,
-    ) -> Option<(ImageState, Option<Written>)> {
-        let (composition, name, dir) = Self::target(&planned, diags)?;
-        let image = format!("resin_image {name} in {dir}");
-        let written = tokio::task::spawn_blocking(move || write_sbom(&composition, Path::new(&dir), &name)).await;
-        let sbom = match written.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok(sbom) => sbom,
-            Err(e) => {
-                super::error_at(diags, "Cannot write the SBOM", &e.context(image), AttributePath::new("sbom_sha256"));
-                return None;
-            }
-        };
-        let mut state = planned;
-        state.sbom_sha256 = Value::Value(sbom.sha256.clone());
-        let private = Written { sbom_sha256: Some(sbom.sha256), ..private.unwrap_or_default() };
-        Some((state, Some(private)))
-    }
-
-    async fn apply(&self, diags: &mut Diagnostics, planned: ImageState) -> Option<(ImageState, Option<Written>)> {
-        let context = self.context(diags)?;
-        let (composition, name, dir) = Self::target(&planned, diags)?;
-        let mut state = planned;
-        state.content_hash = Value::Value(composition.content_hash.to_string());
-        state.linuxkit_yaml = Value::Value(linuxkit_yaml(&composition));
-        set_paths(&mut state);
-        let (content_hash, kernel, sensitive) =
-            (composition.content_hash.to_string(), composition.inputs.kernel.clone(), composition.is_sensitive());
-        let output_dir = PathBuf::from(&dir);
-        let result = async {
-            std::fs::create_dir_all(&output_dir)
-                .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", output_dir.display()))?;
-            build(composition, &context.puller, &context.segments, output_dir.clone(), name.clone()).await
-        }
-        .await;
-        let artifacts = match result {
-            Ok(artifacts) => artifacts,
-            Err(e) => {
-                super::error_at(
-                    diags,
-                    format!("Cannot assemble image {name}"),
-                    &e.context(format!("resin_image {name} in {}", output_dir.display())),
-                    AttributePath::root(),
-                );
-                return None;
-            }
-        };
-        for warning in &artifacts.warnings {
-            diags.warning(warning.summary.clone(), warning.detail.clone(), AttributePath::root());
-        }
-        state.sbom_sha256 = Value::Value(artifacts.sbom.sha256.clone());
-        let written =
-            Written { sbom_sha256: Some(artifacts.sbom.sha256), ..files::record(&mut state, &artifacts.files) };
-        state.spec = spec_of(&state, &content_hash, &kernel, sensitive);
-        Some((state, Some(written)))
-    }
 }
 
 #[async_trait]
-impl Resource for Image {
-    type State<'a> = ImageState;
-    type PrivateState<'a> = Option<Written>;
-    type ProviderMetaState<'a> = ValueEmpty;
+impl FileWriter for Image {
+    type State = ImageState;
+    type Plan = Option<Composition>;
+    const TYPE_NAME: &'static str = "resin_image";
 
-    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+    fn schema() -> Schema {
         let mut attributes: Vec<(String, Attribute)> = vec![
             attribute("name", AttributeType::String, Required, "Base name of the artifacts: `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline`. Changing it replaces the image."),
             attribute("output_dir", AttributeType::String, Required, "Directory the artifacts are written to (created if missing; one that cannot be created or written in is a plan error). Changing it replaces the image."),
@@ -606,37 +530,131 @@ impl Resource for Image {
             attribute("gid", AttributeType::String, Optional, "Group, as `uid`. Default: 0."),
             attribute("optional", AttributeType::Bool, Optional, "Skip the file when `source` does not exist instead of failing."),
         ], vec![]);
-        Some(resource_schema(
+        resource_schema(
             "A machine image: kernel, initrd and command line assembled LinuxKit's way from a `resin_kernel` and `resin_package`s, without booting anything. `content_hash` is known at plan time and covers everything that determines the bytes.",
             attributes,
             vec![file],
-        ))
+        )
     }
 
-    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::State<'a>) -> Option<()> {
-        if let Value::Value(name) = &config.name {
-            if !crate::container::is_valid_name(name) {
-                diags.error(
-                    "Invalid name",
-                    format!("resin_image: {name:?} is not a usable file name prefix"),
-                    AttributePath::new("name"),
-                );
-            }
-        }
+    fn name(state: &ImageState) -> &Value<String> {
+        &state.name
+    }
+
+    fn content_hash(state: &ImageState) -> &Value<String> {
+        &state.content_hash
+    }
+
+    fn validate(config: &ImageState, diags: &mut Diagnostics) {
         // Composition errors that need no registry (conflicting file settings, bad
         // specs) show up here already.
-        let _ = inputs_of(&config, diags);
-        Some(())
+        let _ = inputs_of(config, diags);
     }
 
-    async fn read<'a>(
-        &self,
+    fn identity(prior: &ImageState, planned: &ImageState) -> Vec<(&'static str, bool)> {
+        // New content is an in-place update: the artifacts are rewritten atomically where
+        // they are, and a failed apply keeps the resource and its previous artifacts.
+        vec![("name", prior.name != planned.name), ("output_dir", prior.output_dir != planned.output_dir)]
+    }
+
+    async fn plan(
+        _context: &SharedContext,
+        proposed: ImageState,
+        _config: &ImageState,
+        _prior: Option<&ImageState>,
         diags: &mut Diagnostics,
-        mut state: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        files::refresh(&mut state, private.as_ref(), diags).await;
+    ) -> Option<(ImageState, Option<Composition>)> {
+        Image::planned(diags, proposed)
+    }
+
+    fn also_writes(state: &ImageState) -> Option<String> {
+        state.sbom_path.as_ref_option().cloned()
+    }
+
+    fn after_files(
+        state: &mut ImageState,
+        prior: Option<&ImageState>,
+        written: Option<&Written<ArtifactKind>>,
+        rewrite: bool,
+        composition: &Option<Composition>,
+    ) {
+        if rewrite {
+            let created = ImageState::default();
+            keep_predictable(state, prior.unwrap_or(&created), written, composition.as_ref());
+        }
+        state.spec = image_spec(state, composition.as_ref());
+    }
+
+    async fn apply(
+        context: &SharedContext,
+        planned: ImageState,
+        diags: &mut Diagnostics,
+    ) -> Option<(ImageState, Written<ArtifactKind>)> {
+        let context = super::context::configured(context, diags)?;
+        let (composition, name, dir) = Image::target(&planned, diags)?;
+        let mut state = planned;
+        state.content_hash = Value::Value(composition.content_hash.to_string());
+        state.linuxkit_yaml = Value::Value(linuxkit_yaml(&composition));
+        set_paths(&mut state);
+        let (content_hash, kernel, sensitive) =
+            (composition.content_hash.to_string(), composition.inputs.kernel.clone(), composition.is_sensitive());
+        let output_dir = PathBuf::from(&dir);
+        let result = async {
+            std::fs::create_dir_all(&output_dir)
+                .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", output_dir.display()))?;
+            build(composition, &context.puller, &context.segments, output_dir.clone(), name.clone()).await
+        }
+        .await;
+        let artifacts = match result {
+            Ok(artifacts) => artifacts,
+            Err(e) => {
+                super::error_at(
+                    diags,
+                    format!("Cannot assemble image {name}"),
+                    &e.context(format!("resin_image {name} in {}", output_dir.display())),
+                    AttributePath::root(),
+                );
+                return None;
+            }
+        };
+        for warning in &artifacts.warnings {
+            diags.warning(warning.summary.clone(), warning.detail.clone(), AttributePath::root());
+        }
+        state.sbom_sha256 = Value::Value(artifacts.sbom.sha256.clone());
+        let written =
+            Written { sbom_sha256: Some(artifacts.sbom.sha256), ..files::record(&mut state, &artifacts.files) };
+        state.spec = spec_of(&state, &content_hash, &kernel, sensitive);
+        Some((state, written))
+    }
+
+    /// Kept artifacts: the SBOM is written again when it alone is missing or was edited
+    /// (the other artifacts are as written, and the SBOM is a function of the composition).
+    async fn keep(
+        prior: &ImageState,
+        planned: ImageState,
+        private: Option<Written<ArtifactKind>>,
+        diags: &mut Diagnostics,
+    ) -> Option<(ImageState, Option<Written<ArtifactKind>>)> {
+        if prior.sbom_sha256 == planned.sbom_sha256 {
+            return Some((planned, private));
+        }
+        let (composition, name, dir) = Image::target(&planned, diags)?;
+        let image = format!("resin_image {name} in {dir}");
+        let written = tokio::task::spawn_blocking(move || write_sbom(&composition, Path::new(&dir), &name)).await;
+        let sbom = match written.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(sbom) => sbom,
+            Err(e) => {
+                super::error_at(diags, "Cannot write the SBOM", &e.context(image), AttributePath::new("sbom_sha256"));
+                return None;
+            }
+        };
+        let mut state = planned;
+        state.sbom_sha256 = Value::Value(sbom.sha256.clone());
+        let private = Written { sbom_sha256: Some(sbom.sha256), ..private.unwrap_or_default() };
+        Some((state, Some(private)))
+    }
+
+    async fn refresh_more(state: &mut ImageState) {
         // The SBOM is small: always hashed.
         let sbom = state.sbom_path.as_ref_option().map(PathBuf::from);
         let sbom =
@@ -645,105 +663,12 @@ impl Resource for Image {
                 .ok()
                 .flatten();
         state.sbom_sha256 = sbom.map_or(Value::Null, Value::Value);
-        Some((state, private))
     }
 
-    async fn plan_create<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        proposed: Self::State<'a>,
-        _config: Self::State<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        let (mut state, composition) = self.plan(diags, proposed)?;
-        let sbom = state.sbom_path.as_ref_option().cloned();
-        let written = files::plan_create(&mut state, sbom);
-        keep_predictable(&mut state, &ImageState::default(), None, composition.as_ref());
-        state.spec = image_spec(&state, composition.as_ref());
-        Some((state, Some(written)))
-    }
-
-    async fn plan_update<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior: Self::State<'a>,
-        proposed: Self::State<'a>,
-        _config: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
-        let (mut state, composition) = self.plan(diags, proposed)?;
-        let identity = [("name", prior.name != state.name), ("output_dir", prior.output_dir != state.output_dir)];
-        // New content is an in-place update: the artifacts are rewritten atomically where
-        // they are, and a failed apply keeps the resource and its previous artifacts.
-        let content_changed = prior.content_hash != state.content_hash;
-        let (replace, rewrite) = files::plan_update(&mut state, &prior, private.as_ref(), &identity, content_changed);
-        if rewrite {
-            keep_predictable(&mut state, &prior, private.as_ref(), composition.as_ref());
-        }
-        state.spec = image_spec(&state, composition.as_ref());
-        Some((state, private, replace))
-    }
-
-    async fn plan_destroy<'a>(
-        &self,
-        _diags: &mut Diagnostics,
-        _prior: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<Self::PrivateState<'a>> {
-        Some(files::for_destroy(private))
-    }
-
-    async fn create<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        planned: Self::State<'a>,
-        _config: Self::State<'a>,
-        _private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        self.apply(diags, planned).await
-    }
-
-    async fn update<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior: Self::State<'a>,
-        planned: Self::State<'a>,
-        _config: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        // Known artifact digests in the plan mean the content is unchanged and the files on
-        // disk are what was written: only the configuration's wording changed, or the SBOM
-        // is missing or was edited and is written again on its own.
-        let kept = (prior.clone(), private.clone());
-        let applied = if files::all_kept(&planned) {
-            if prior.sbom_sha256 == planned.sbom_sha256 {
-                return Some((planned, private));
-            }
-            self.restore_sbom(diags, planned, private).await
-        } else {
-            self.apply(diags, planned).await
-        };
-        // A failed update keeps the resource as it was (with the error): returning no state
-        // would make Terraform forget the image and its artifacts.
-        applied.or(Some(kept))
-    }
-
-    async fn destroy<'a>(
-        &self,
-        diags: &mut Diagnostics,
-        prior: Self::State<'a>,
-        private: Self::PrivateState<'a>,
-        _meta: Self::ProviderMetaState<'a>,
-    ) -> Option<()> {
-        let private = private.unwrap_or_default();
+    fn removes_also(prior: &ImageState, private: &Written<ArtifactKind>) -> Vec<(PathBuf, Option<String>)> {
         let sbom = prior.sbom_path.as_ref_option().map(|path| {
             (PathBuf::from(path), private.sbom_sha256.clone().or_else(|| prior.sbom_sha256.as_ref_option().cloned()))
         });
-        files::remove(&prior, &private, sbom.into_iter().collect(), diags)?;
-        Some(())
+        sbom.into_iter().collect()
     }
 }

@@ -26,8 +26,8 @@ use tf_provider::schema::Schema;
 use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, Resource};
 
+use super::context::{ProviderContext, SharedContext};
 use super::error_at;
-use super::provider::{ProviderContext, SharedContext};
 use crate::assemble::{content_hash, ImageDefaults, ASSEMBLY_FORMAT};
 use crate::oci::cache::damaged_blob;
 use crate::oci::platform::Platform;
@@ -127,7 +127,7 @@ impl<K: ImageKind> ImageResource<K> {
     }
 
     fn context(&self, diags: &mut Diagnostics) -> Option<std::sync::Arc<ProviderContext>> {
-        super::provider::configured(&self.context, diags)
+        super::context::configured(&self.context, diags)
     }
 
     /// Parses `image` when it is known. `Err` when it is malformed (reported).

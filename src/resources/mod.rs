@@ -3,8 +3,10 @@
 //! (`crate::oci`, `crate::container`), calls the core, and turns errors into diagnostics
 //! that point at the offending attribute.
 
+mod context;
 mod disk;
 mod efi_stub;
+mod file_backed;
 mod files;
 mod image;
 mod image_backed;
@@ -13,7 +15,8 @@ mod package;
 mod provider;
 mod schema;
 
-pub use provider::{ProviderContext, ResinProvider};
+pub use context::ProviderContext;
+pub use provider::ResinProvider;
 
 use tf_provider::{AttributePath, Diagnostics};
 

@@ -1,11 +1,9 @@
-//! The `resin` provider: its configuration and the context every resource shares.
-//!
-//! Terraform asks for the resources before it configures the provider, so the context is
-//! shared through a `OnceLock` that `configure` fills.
+//! The `resin` provider: its configuration, which makes the context every resource shares
+//! ([`super::context`]), and its resources.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
@@ -14,7 +12,11 @@ use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, 
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics, DynamicResource, Provider};
 
+use super::context::{ProviderContext, SharedContext};
+use super::disk::Disk;
 use super::efi_stub::EfiStub;
+use super::file_backed::FileResource;
+use super::image::Image;
 use super::image_backed::ImageResource;
 use super::kernel::Kernel;
 use super::package::Package;
@@ -33,28 +35,6 @@ const DEFAULT_PARALLEL_PULLS: i64 = 4;
 const DEFAULT_SEGMENT_CACHE_MB: i64 = 2048;
 /// The largest `segment_cache_mb`: 1 PiB.
 const MAX_SEGMENT_CACHE_MB: i64 = 1 << 30;
-
-/// What every resource needs once the provider is configured.
-pub struct ProviderContext {
-    pub puller: Puller,
-    pub segments: SegmentCache,
-    pub platform: Platform,
-    /// Set once a plan has reported that an image lacks the provider's platform: the
-    /// resources that find the same stay quiet, so the run shows one error, not one per
-    /// resource (the plan fails on that one).
-    pub platform_missing_reported: std::sync::atomic::AtomicBool,
-}
-
-pub type SharedContext = Arc<OnceLock<Arc<ProviderContext>>>;
-
-/// The provider's context, or an error saying the provider is not configured yet.
-pub fn configured(context: &SharedContext, diags: &mut Diagnostics) -> Option<Arc<ProviderContext>> {
-    let context = context.get().cloned();
-    if context.is_none() {
-        diags.root_error_short("the resin provider is not configured");
-    }
-    context
-}
 
 /// The provider.
 #[derive(Default)]
@@ -298,8 +278,8 @@ impl Provider for ResinProvider {
             ("kernel".to_string(), ImageResource::<Kernel>::new(self.context.clone()).into()),
             ("package".to_string(), ImageResource::<Package>::new(self.context.clone()).into()),
             ("efi_stub".to_string(), ImageResource::<EfiStub>::new(self.context.clone()).into()),
-            ("image".to_string(), super::image::Image::new(self.context.clone()).into()),
-            ("disk".to_string(), super::disk::Disk::new(self.context.clone()).into()),
+            ("image".to_string(), FileResource::<Image>::new(self.context.clone()).into()),
+            ("disk".to_string(), FileResource::<Disk>::new(self.context.clone()).into()),
         ]))
     }
 }

@@ -27,11 +27,12 @@ use serde_json::json;
 use super::artifacts::{file_digest, publish, sbom_path, temporary, Access, Artifact, ArtifactKind, TEMPORARY_PREFIX};
 use super::compose::Composition;
 use super::hash::ASSEMBLY_FORMAT;
-use super::initrd::{compressor_fingerprint, write_initrd, write_segments, PIECE};
 use super::kernel::{extract_kernel, KernelSource};
 use super::segment_cache::{CachedSegment, SegmentCache};
+use super::segment_writer::write_segments;
 use super::segments::{plan, BodySources};
 use super::warning::Warning;
+use crate::initrd::segments::{write_initrd, PIECE};
 use crate::log;
 use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
@@ -130,9 +131,13 @@ fn assemble(
     // The initrd: microcode, then one gzip member of the segments and the trailer.
     let initrd = temporary(output_dir, "initrd")?;
     let initrd_path = initrd.path().display().to_string();
+    let mut written = || {
+        let mut ucode = kernel.ucode.as_ref().map(tempfile::NamedTempFile::reopen).transpose()?;
+        let ucode = ucode.as_mut().map(|file| file as &mut dyn std::io::Read);
+        write_initrd(initrd.as_file().try_clone()?, ucode, &mut ordered, compression)
+    };
     let (initrd_sha256, initrd_size, cpio_bytes) =
-        write_initrd(&initrd, kernel.ucode.as_ref(), &mut ordered, compression)
-            .with_context(|| format!("writing the initrd to {initrd_path}"))?;
+        written().with_context(|| format!("writing the initrd to {initrd_path}"))?;
     let segment_count = ordered.len();
     drop(ordered);
     if let Err(e) = segment_cache.trim() {
@@ -178,7 +183,7 @@ fn initrd_segments<'c>(
         "format": ASSEMBLY_FORMAT,
         "compression": compression.identity(),
         "piece": PIECE,
-        "compressor": compressor_fingerprint(compression),
+        "compressor": crate::initrd::compression::fingerprint(compression),
     });
     let mut parts: Vec<(String, Option<CachedSegment>)> = Vec::new();
     let mut source = SegmentSource::new(segment_cache);
@@ -195,7 +200,7 @@ fn initrd_segments<'c>(
                 continue;
             }
             let segment = planned.build(&mut sources, &describe)?.into_segment(key, &existing);
-            existing.extend(segment.directories.iter().cloned());
+            existing.extend(segment.tag.directories.iter().cloned());
             parts.push((describe, None));
             sink.push(segment)?;
         }

@@ -22,6 +22,7 @@ use crate::container::bundle::{config_json, merge, resolve_id, runtime_json, to_
 use crate::container::label::parse_label;
 use crate::container::ContainerOptions;
 use crate::field::FieldError;
+pub use crate::initrd::Compression;
 use crate::oci::digest::Digest;
 use crate::oci::reference::PinnedImage;
 use crate::rootfs::path::{display, normalise};
@@ -66,22 +67,8 @@ pub struct FileSpec {
     pub sensitive: bool,
 }
 
-/// How the initrd's cpio is compressed. Part of the content hash: every setting writes
-/// different (deterministic) bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// One gzip member (zlib-rs at `level`, 1 to 9).
-    Gzip { level: u32 },
-    /// zstd frames that each end with a cpio entry (`level`, 1 to 19).
-    Zstd { level: u32 },
-    /// The plain cpio: larger, nothing to decompress at boot.
-    Uncompressed,
-}
-
+/// The `compression` settings of `resin_image` ([`Compression`] is the initrd's own).
 impl Compression {
-    /// The default: gzip at [`crate::initrd::gzip::DEFAULT_LEVEL`].
-    pub const DEFAULT: Compression = Compression::Gzip { level: crate::initrd::gzip::DEFAULT_LEVEL };
-
     /// Reads the `compression` and `compression_level` settings (`None`: unset).
     pub fn from_settings(name: Option<&str>, level: Option<i64>) -> Result<Compression, FieldError> {
         let error = |attribute: &'static str, message: String| FieldError::new(attribute, message);

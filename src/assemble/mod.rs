@@ -7,9 +7,9 @@
 //! * [`interop`]: the LinuxKit YAML and SPDX SBOM of a composition.
 //! * [`build`]: writing the artifacts: [`segments`] plans the initrd's segments, [`union`]
 //!   unions and extracts an image's layers, [`kernel`] extracts the kernel's files,
-//!   [`rewrite`] applies LinuxKit's per-image rewriting, [`initrd`] writes the segments and
-//!   the initrd, [`segment_cache`] keeps segments between applies, and [`artifacts`]
-//!   publishes the artifacts and tells drift.
+//!   [`rewrite`] applies LinuxKit's per-image rewriting, [`segment_writer`] writes new
+//!   segments (with [`crate::initrd::segments`]) into the [`segment_cache`], which keeps
+//!   them between applies, and [`artifacts`] publishes the artifacts and tells drift.
 
 mod artifacts;
 mod build;
@@ -17,11 +17,11 @@ mod compose;
 #[cfg(test)]
 pub(crate) mod golden;
 mod hash;
-mod initrd;
 mod interop;
 mod kernel;
 mod rewrite;
 mod segment_cache;
+mod segment_writer;
 mod segments;
 mod spec;
 mod union;

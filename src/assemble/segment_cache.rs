@@ -28,6 +28,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+use crate::initrd::gzip::SegmentSummary;
+use crate::initrd::segments::{SegmentStore, Stored};
 use crate::log;
 use crate::oci::digest::Digest;
 
@@ -76,6 +78,30 @@ impl CachedSegment {
 
     pub fn compressed_length(&self) -> u64 {
         self.data_length
+    }
+}
+
+/// A cached segment is a stored segment of the initrd.
+impl Stored for CachedSegment {
+    fn summary(&self) -> SegmentSummary {
+        SegmentSummary { crc: self.meta.crc, length: self.meta.length }
+    }
+
+    fn copy_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        CachedSegment::copy_to(self, out)
+    }
+}
+
+/// New segments are written into new entries.
+impl SegmentStore for SegmentCache {
+    type Output = NewSegment;
+
+    fn create(&self) -> Result<NewSegment> {
+        SegmentCache::create(self)
+    }
+
+    fn describe(&self) -> String {
+        format!("the segment cache {}", self.dir().display())
     }
 }
 

@@ -16,12 +16,13 @@ use serde_json::{json, Value};
 
 use super::compose::{Bundle, Composition, FileKind};
 use super::hash::content_hash;
-use super::initrd::{device_of, Segment, SegmentBody};
 use super::kernel::{read_modules, KernelSource};
 use super::rewrite::{rewrite, ImageRole};
+use super::segment_writer::{device_of, Entry, Segment};
 use super::spec::PackageSpec;
 use super::union::{extract, flatten, layer_sources};
 use super::warning::Warning;
+use crate::initrd::segments::SegmentBody;
 use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
 use crate::oci::reference::PinnedImage;
@@ -192,9 +193,7 @@ impl<'c> Built<'c> {
             body: self.body,
             existing: existing.clone(),
             device: device_of(&key),
-            key,
-            directories,
-            warnings: self.warnings,
+            tag: Entry { key, directories, warnings: self.warnings },
         }
     }
 }
@@ -499,9 +498,9 @@ mod tests {
             describe: "onboot[0]".into(),
         };
         let segment = Built { body, warnings: vec![] }.into_segment(key.clone(), &existing);
-        assert_eq!(strings(&segment.directories), ["containers", "containers/x", "containers/x/lower/etc"]);
+        assert_eq!(strings(&segment.tag.directories), ["containers", "containers/x", "containers/x/lower/etc"]);
         assert_eq!((segment.device, &segment.existing), (device_of(&key), &existing));
         let file = Built { body: SegmentBody::File { path: APK_DATABASE, contents: vec![] }, warnings: vec![] };
-        assert!(file.into_segment(key, &existing).directories.is_empty());
+        assert!(file.into_segment(key, &existing).tag.directories.is_empty());
     }
 }

@@ -1,8 +1,13 @@
 //! The initrd: a newc cpio archive ([`newc`]), compressed as one gzip member of separately
 //! deflated segments ([`gzip`]), as zstd frames that each end with an entry ([`zstd`]) or
 //! not at all, optionally preceded by an uncompressed early-microcode cpio. This module
-//! owns the exact bytes of `<name>-initrd.img`.
+//! owns the exact bytes of `<name>-initrd.img`: how it is compressed ([`compression`]) and
+//! how its segments are written, in parallel, and joined ([`segments`]).
 
+pub mod compression;
 pub mod gzip;
 pub mod newc;
+pub mod segments;
 pub mod zstd;
+
+pub use compression::Compression;

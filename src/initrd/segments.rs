@@ -1,28 +1,27 @@
-//! Writing the initrd. Each segment is a newc stream whose inodes are numbered from 1 in
-//! its own namespace: its device number, 64 bits of its key ([`super::segments::Planned::key`]),
-//! so its bytes do not depend on where it sits. A segment's stream is cut into [`PIECE`]-byte
-//! pieces that one compressor per core compresses into a new entry of the segment cache:
-//! for gzip, raw deflate ending in a full flush; for zstd, frames that end where an entry
-//! ends (a piece cut inside a long entry continues its frame, compressed in order). The
-//! initrd is then the microcode cpio (when the kernel sets one), the segments (cached or
-//! new) in order and the cpio trailer: one gzip member, zstd frames, or plain cpio.
-//! File contents stream from the spools; memory holds a few pieces at a time.
+//! Writing the initrd's segments and the initrd. Each segment is a newc stream whose
+//! inodes are numbered from 1 in its own namespace (its device number, which the caller
+//! derives from what the segment holds), so its bytes do not depend on where it sits. A
+//! segment's stream is cut into [`PIECE`]-byte pieces that one compressor per core
+//! compresses into the segment's output in a [`SegmentStore`] (the caller's: a cache, or
+//! memory): for gzip, raw deflate ending in a full flush; for zstd, frames that end where
+//! an entry ends (a piece cut inside a long entry continues its frame, compressed in
+//! order). The initrd is then the microcode cpio (when the kernel sets one), the
+//! segments ([`Stored`]) in order and the cpio trailer: one gzip member, zstd frames, or
+//! plain cpio ([`write_initrd`]). File contents stream from the spools; memory holds a few
+//! pieces at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::compose::Compression;
-use super::segment_cache::{CachedSegment, NewSegment, SegmentCache, SegmentMeta};
-use super::warning::Warning;
-use crate::initrd::gzip::{self, SegmentEncoder, SegmentSummary};
-use crate::initrd::newc::{self, Metadata, SegmentWriter, S_IFDIR};
-use crate::initrd::zstd::{FrameCompressor, LongFrame};
-use crate::oci::digest::Digest;
+use super::compression::{Compression, Compressor};
+use super::gzip::{self, SegmentEncoder, SegmentSummary};
+use super::newc::{self, Metadata, SegmentWriter, S_IFDIR};
+use super::zstd::{FrameCompressor, LongFrame};
 use crate::oci::hashing::HashingWriter;
 use crate::rootfs::spool::Spool;
 use crate::rootfs::tree::Tree;
@@ -50,22 +49,18 @@ pub enum SegmentBody<'a> {
     Empty,
 }
 
-pub struct Segment<'a> {
+/// One segment to write, and the caller's `tag` for it (what it is kept under).
+pub struct Segment<'a, T> {
     pub body: SegmentBody<'a>,
     /// Directories written by the segments before this one.
     pub existing: BTreeSet<Vec<u8>>,
     /// The device number of every entry (newc's devmajor, devminor), which keeps the
-    /// segment's inode numbers apart from every other segment's ([`device_of`] its key).
+    /// segment's inode numbers apart from every other segment's.
     pub device: (u32, u32),
-    /// What the segment's bytes are a function of: its name in the segment cache.
-    pub key: Digest,
-    /// The directories it writes (its scaffolding's and its tree's).
-    pub directories: Vec<Vec<u8>>,
-    /// What building its tree warned about.
-    pub warnings: Vec<Warning>,
+    pub tag: T,
 }
 
-impl Segment<'_> {
+impl<T> Segment<'_, T> {
     pub fn describe(&self) -> String {
         match &self.body {
             SegmentBody::Tree { describe, .. } => describe.clone(),
@@ -169,8 +164,8 @@ impl newc::EntrySink for Cutter<'_> {
 }
 
 /// A segment's compressed pieces, written to its cache entry in order as they arrive.
-struct Output {
-    entry: NewSegment,
+struct Output<W> {
+    entry: W,
     next: usize,
     waiting: BTreeMap<usize, (Vec<u8>, SegmentSummary)>,
     crc: crc32fast::Hasher,
@@ -180,17 +175,17 @@ struct Output {
     frames: BTreeMap<usize, LongFrame>,
 }
 
-impl Output {
-    fn new(cache: &SegmentCache) -> Result<Output> {
-        Ok(Output {
-            entry: cache.create()?,
+impl<W: Write> Output<W> {
+    fn new(entry: W) -> Output<W> {
+        Output {
+            entry,
             next: 0,
             waiting: BTreeMap::new(),
             crc: crc32fast::Hasher::new(),
             length: 0,
             error: None,
             frames: BTreeMap::new(),
-        })
+        }
     }
 
     fn add(&mut self, index: usize, compressed: Vec<u8>, summary: SegmentSummary) -> io::Result<()> {
@@ -218,78 +213,46 @@ impl Drop for StopOnPanic<'_> {
 }
 
 /// A segment's output, and the signal that a piece of it was compressed.
-struct Slot {
-    output: Mutex<Output>,
+struct Slot<W> {
+    output: Mutex<Output<W>>,
     compressed: Condvar,
 }
 
-/// One compressor thread's tools: a compressor for whole pieces, reused.
-enum PieceCompressor {
-    Gzip { level: u32 },
-    Zstd { level: u32, frames: FrameCompressor },
-    Plain,
-}
-
-impl PieceCompressor {
-    fn new(compression: Compression) -> io::Result<PieceCompressor> {
-        Ok(match compression {
-            Compression::Gzip { level } => PieceCompressor::Gzip { level },
-            Compression::Zstd { level } => PieceCompressor::Zstd { level, frames: FrameCompressor::new(level)? },
-            Compression::Uncompressed => PieceCompressor::Plain,
-        })
-    }
-
-    /// Compresses a piece that is a member of its own: the bytes, and the CRC32 (gzip's
-    /// alone) and length of the input.
-    fn whole(&mut self, bytes: Vec<u8>) -> io::Result<(Vec<u8>, SegmentSummary)> {
-        let summary = SegmentSummary { crc: 0, length: bytes.len() as u64 };
-        match self {
-            PieceCompressor::Gzip { level } => {
-                let mut encoder = SegmentEncoder::with_level(Vec::with_capacity(bytes.len() / 2), *level);
-                encoder.write_all(&bytes)?;
-                encoder.finish()
+/// Compresses a piece of a zstd frame that spans pieces, with the frame's encoder (left in
+/// the segment's slot by the piece before, which this waits for). `None`: the writing
+/// stopped meanwhile.
+fn part_of_frame<W>(
+    compressor: &Compressor,
+    piece: &Piece,
+    slot: &Slot<W>,
+    stop: &AtomicBool,
+) -> io::Result<Option<(Vec<u8>, SegmentSummary)>> {
+    let Compressor::Zstd { level, .. } = compressor else {
+        return Err(io::Error::other("only zstd members span pieces"));
+    };
+    let summary = SegmentSummary { crc: 0, length: piece.bytes.len() as u64 };
+    let mut frame = if piece.part == Part::First {
+        LongFrame::new(*level)?
+    } else {
+        let mut output = slot.output.lock().expect("segment output lock");
+        loop {
+            if let Some(frame) = output.frames.remove(&piece.index) {
+                break frame;
             }
-            PieceCompressor::Zstd { frames, .. } => Ok((frames.frame(&bytes)?, summary)),
-            PieceCompressor::Plain => Ok((bytes, summary)),
-        }
-    }
-
-    /// Compresses a piece of a zstd frame that spans pieces, with the frame's encoder (left
-    /// in the segment's slot by the piece before, which this waits for). `None`: the writing
-    /// stopped meanwhile.
-    fn part_of_frame(
-        &self,
-        piece: &Piece,
-        slot: &Slot,
-        stop: &AtomicBool,
-    ) -> io::Result<Option<(Vec<u8>, SegmentSummary)>> {
-        let PieceCompressor::Zstd { level, .. } = self else {
-            return Err(io::Error::other("only zstd members span pieces"));
-        };
-        let summary = SegmentSummary { crc: 0, length: piece.bytes.len() as u64 };
-        let mut frame = if piece.part == Part::First {
-            LongFrame::new(*level)?
-        } else {
-            let mut output = slot.output.lock().expect("segment output lock");
-            loop {
-                if let Some(frame) = output.frames.remove(&piece.index) {
-                    break frame;
-                }
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(None);
-                }
-                let wait = slot.compressed.wait_timeout(output, Duration::from_millis(50));
-                output = wait.expect("segment output lock").0;
+            if stop.load(Ordering::SeqCst) {
+                return Ok(None);
             }
-        };
-        if piece.part == Part::Last {
-            return Ok(Some((frame.finish(&piece.bytes)?, summary)));
+            let wait = slot.compressed.wait_timeout(output, Duration::from_millis(50));
+            output = wait.expect("segment output lock").0;
         }
-        let compressed = frame.part(&piece.bytes)?;
-        slot.output.lock().expect("segment output lock").frames.insert(piece.index + 1, frame);
-        slot.compressed.notify_all();
-        Ok(Some((compressed, summary)))
+    };
+    if piece.part == Part::Last {
+        return Ok(Some((frame.finish(&piece.bytes)?, summary)));
     }
+    let compressed = frame.part(&piece.bytes)?;
+    slot.output.lock().expect("segment output lock").frames.insert(piece.index + 1, frame);
+    slot.compressed.notify_all();
+    Ok(Some((compressed, summary)))
 }
 
 /// What one segment's producer learnt while writing its cpio stream.
@@ -300,7 +263,7 @@ struct Produced {
 }
 
 /// Writes one segment's cpio stream into `cutter`.
-fn produce(segment: &Segment, mut cutter: Cutter<'_>) -> Result<Produced> {
+fn produce<T>(segment: &Segment<T>, mut cutter: Cutter<'_>) -> Result<Produced> {
     let mut writer = SegmentWriter::new(&mut cutter, segment.device);
     match &segment.body {
         SegmentBody::Tree { tree, prefix, spool, scaffold_directories, scaffold_files, describe } => {
@@ -325,9 +288,29 @@ fn produce(segment: &Segment, mut cutter: Cutter<'_>) -> Result<Produced> {
     Ok(Produced { pieces: cutter.finish()?, cpio_bytes, uncreatable })
 }
 
+/// Where compressed segments go: a new output for each segment, written in order.
+pub trait SegmentStore: Sync {
+    type Output: Write + Send;
+    /// An output for the next segment.
+    fn create(&self) -> Result<Self::Output>;
+    /// The store, for messages ("the segment cache <dir>").
+    fn describe(&self) -> String;
+}
+
+/// A segment written: its output (every byte in it), CRC32 and length of its cpio bytes,
+/// the names newc could not carry and why, and the caller's tag.
+pub struct Compressed<W, T> {
+    pub output: W,
+    pub summary: SegmentSummary,
+    pub uncreatable: Vec<(Vec<u8>, String)>,
+    pub tag: T,
+    /// Names the segment and the store, for messages.
+    pub what: String,
+}
+
 /// Hands segments, in order, to [`write_segments`]'s writers.
-pub struct SegmentSink<'c> {
-    segments: std::sync::mpsc::SyncSender<Segment<'c>>,
+pub struct SegmentSink<'c, T> {
+    segments: std::sync::mpsc::SyncSender<Segment<'c, T>>,
 }
 
 /// The writers stopped early: the reason is reported by [`write_segments`].
@@ -335,42 +318,33 @@ pub struct SegmentSink<'c> {
 #[error("the segment writers stopped")]
 struct WritersStopped;
 
-impl<'c> SegmentSink<'c> {
+impl<'c, T> SegmentSink<'c, T> {
     /// Queues the next segment (waiting while the writers are busy with earlier ones, so
     /// only a few trees wait in memory).
-    pub fn push(&self, segment: Segment<'c>) -> Result<()> {
+    pub fn push(&self, segment: Segment<'c, T>) -> Result<()> {
         self.segments.send(segment).map_err(|_| WritersStopped.into())
     }
 }
 
-/// A segment written: what its cache entry needs besides the bytes.
-struct Done {
-    key: Digest,
-    directories: Vec<Vec<u8>>,
-    warnings: Vec<Warning>,
-    produced: Produced,
-}
-
-/// Writes the segments `build` pushes into new entries of the segment cache, while
-/// `build` goes on: one thread writes their cpio streams in order, cut into pieces that
-/// one compressor per core compresses (as `compression` says). Memory holds a few pieces and a few
-/// segments at a time. Returns the entries, open, in the order they were pushed.
-pub fn write_segments<'c>(
+/// Writes the segments `build` pushes into new outputs of `store`, while `build` goes on:
+/// one thread writes their cpio streams in order, cut into pieces that one compressor per
+/// core compresses (as `compression` says). Memory holds a few pieces and a few segments
+/// at a time. Returns the segments written, in the order they were pushed.
+pub fn write_segments<'c, T: Send, S: SegmentStore>(
     compression: Compression,
-    cache: &SegmentCache,
-    build: impl FnOnce(&SegmentSink<'c>) -> Result<()>,
-) -> Result<Vec<CachedSegment>> {
+    store: &S,
+    build: impl FnOnce(&SegmentSink<'c, T>) -> Result<()>,
+) -> Result<Vec<Compressed<S::Output, T>>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let describe =
-        |what: &str| format!("writing initrd segment ({what}) to the segment cache {}", cache.dir().display());
-    let slots: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
+    let describe = |what: &str| format!("writing initrd segment ({what}) to {}", store.describe());
+    let slots: Mutex<Vec<Arc<Slot<S::Output>>>> = Mutex::new(Vec::new());
     let slot = |index: usize| slots.lock().expect("slots lock")[index].clone();
     let stop = AtomicBool::new(false);
     let (queue, pieces) = std::sync::mpsc::sync_channel::<Piece>(workers);
     let pieces = Mutex::new(pieces);
-    let (sink, segments) = std::sync::mpsc::sync_channel::<Segment<'c>>(1);
+    let (sink, segments) = std::sync::mpsc::sync_channel::<Segment<'c, T>>(1);
     let compressors = (0..workers)
-        .map(|_| PieceCompressor::new(compression))
+        .map(|_| Compressor::new(compression))
         .collect::<io::Result<Vec<_>>>()
         .with_context(|| format!("starting the {compression:?} compressor"))?;
     let (built, done) = std::thread::scope(|scope| {
@@ -384,7 +358,7 @@ pub fn write_segments<'c>(
                     let index = piece.index;
                     let compressed = match piece.part {
                         Part::Whole => compressor.whole(piece.bytes).map(Some),
-                        _ => compressor.part_of_frame(&piece, &slot, stop),
+                        _ => part_of_frame(&compressor, &piece, &slot, stop),
                     };
                     let mut output = slot.output.lock().expect("segment output lock");
                     let added = match compressed {
@@ -407,11 +381,11 @@ pub fn write_segments<'c>(
             let queue = queue;
             // Each segment started, with what it is: its entry failing to open, or its
             // writing failing, ends the writing.
-            let mut done: Vec<(String, Result<Done>)> = Vec::new();
+            let mut done: Vec<(String, Result<(Produced, T)>)> = Vec::new();
             for (index, segment) in segments.iter().enumerate() {
                 let what = segment.describe();
-                let result = Output::new(cache).and_then(|output| {
-                    let slot = Slot { output: Mutex::new(output), compressed: Condvar::new() };
+                let result = store.create().and_then(|output| {
+                    let slot = Slot { output: Mutex::new(Output::new(output)), compressed: Condvar::new() };
                     slots.lock().expect("slots lock").push(Arc::new(slot));
                     let cutter = Cutter {
                         segment: index,
@@ -424,9 +398,8 @@ pub fn write_segments<'c>(
                     };
                     produce(&segment, cutter)
                 });
-                let Segment { key, directories, warnings, .. } = segment;
                 let failed = result.is_err();
-                done.push((what, result.map(|produced| Done { key, directories, warnings, produced })));
+                done.push((what, result.map(|produced| (produced, segment.tag))));
                 if failed || stop.load(Ordering::SeqCst) {
                     stop.store(true, Ordering::SeqCst);
                     break;
@@ -458,59 +431,39 @@ pub fn write_segments<'c>(
     let mut slots = slots.into_iter();
     for (what, done) in done {
         let what = describe(&what);
-        let done = done.with_context(|| what.clone())?;
+        let (produced, tag) = done.with_context(|| what.clone())?;
         let slot = slots.next().context("a segment without its output")?;
         let output = Arc::into_inner(slot).expect("the writers are done").output.into_inner().expect("lock");
-        if output.next != done.produced.pieces {
-            bail!("{what}: {} of {} pieces were compressed", output.next, done.produced.pieces);
+        if output.next != produced.pieces {
+            bail!("{what}: {} of {} pieces were compressed", output.next, produced.pieces);
         }
-        debug_assert_eq!(done.produced.cpio_bytes, output.length);
-        let mut warnings: Vec<(String, String)> = done.warnings.into_iter().map(|w| (w.summary, w.detail)).collect();
-        warnings.extend(done.produced.uncreatable.iter().map(|(name, reason)| {
-            let warning = Warning::uncreatable(name, reason);
-            (warning.summary, warning.detail)
-        }));
-        let meta = SegmentMeta {
-            crc: output.crc.finalize(),
-            length: output.length,
-            directories: done.directories.iter().map(hex::encode).collect(),
-            warnings,
-        };
-        written.push(output.entry.finish(cache, &done.key, &meta).with_context(|| what.clone())?);
+        debug_assert_eq!(produced.cpio_bytes, output.length);
+        let summary = SegmentSummary { crc: output.crc.finalize(), length: output.length };
+        written.push(Compressed { output: output.entry, summary, uncreatable: produced.uncreatable, tag, what });
     }
     Ok(written)
 }
 
-/// A fingerprint of what the compressor writes at `compression` (the sha256 of a fixed,
-/// varied input compressed): part of every segment key, so a segment compressed by
-/// another version of zlib-rs or zstd, whose bytes could differ, is never reused.
-pub fn compressor_fingerprint(compression: Compression) -> String {
-    let mut input = Vec::with_capacity(64 << 10);
-    let mut state: u32 = 0x1234_5678;
-    while input.len() < 64 << 10 {
-        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        let [high, _, _, low] = state.to_be_bytes();
-        // Half text-like (few symbols, compressible), half noise.
-        input.push(if low & 1 == 0 { b'a' + high % 8 } else { high });
-    }
-    let (bytes, _) = PieceCompressor::new(compression)
-        .and_then(|mut compressor| compressor.whole(input))
-        .expect("compressing in memory cannot fail");
-    crate::oci::digest::sha256(&bytes).digest()[..16].to_string()
+/// A compressed segment as the initrd takes it.
+pub trait Stored {
+    /// CRC32 and length of its cpio bytes.
+    fn summary(&self) -> SegmentSummary;
+    /// Copies its compressed bytes to `out`.
+    fn copy_to(&mut self, out: &mut dyn Write) -> io::Result<()>;
 }
 
-/// Writes the initrd: the microcode cpio (if any), then the segments (cache entries, in
-/// order) and the cpio trailer, as one gzip member or as they are. Returns its sha256,
-/// size and uncompressed cpio size.
+/// Writes the initrd to `initrd`: the microcode cpio `ucode` (if any), then `segments` in
+/// order and the cpio trailer, as one gzip member or as they are. Returns its sha256, size
+/// and uncompressed cpio size.
 pub fn write_initrd(
-    initrd: &tempfile::NamedTempFile,
-    ucode: Option<&tempfile::NamedTempFile>,
-    segments: &mut [CachedSegment],
+    initrd: std::fs::File,
+    ucode: Option<&mut dyn Read>,
+    segments: &mut [impl Stored],
     compression: Compression,
 ) -> Result<(String, u64, u64)> {
-    let mut out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, initrd.as_file().try_clone()?));
+    let mut out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, initrd));
     if let Some(ucode) = ucode {
-        io::copy(&mut ucode.reopen()?, &mut out).context("copying the microcode cpio")?;
+        io::copy(ucode, &mut out).context("copying the microcode cpio")?;
     }
     if let Compression::Gzip { .. } = compression {
         gzip::write_header(&mut out)?;
@@ -519,8 +472,9 @@ pub fn write_initrd(
     let mut cpio_bytes = 0;
     for segment in segments.iter_mut() {
         segment.copy_to(&mut out)?;
-        summaries.push(SegmentSummary { crc: segment.meta.crc, length: segment.meta.length });
-        cpio_bytes += segment.meta.length;
+        let summary = segment.summary();
+        cpio_bytes += summary.length;
+        summaries.push(summary);
     }
     match compression {
         Compression::Gzip { level } => {
@@ -542,21 +496,38 @@ pub fn write_initrd(
     Ok((sha256.to_string(), size, cpio_bytes))
 }
 
-/// A segment's device number: the first 64 bits of its key, as (major, minor).
-pub fn device_of(key: &Digest) -> (u32, u32) {
-    let hex = key.digest();
-    let part = |range: std::ops::Range<usize>| u32::from_str_radix(&hex[range], 16).expect("a sha256 digest is hex");
-    (part(0..8), part(8..16))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Keeps segments in memory.
+    struct Memory;
+
+    impl SegmentStore for Memory {
+        type Output = Vec<u8>;
+
+        fn create(&self) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    impl Stored for Compressed<Vec<u8>, ()> {
+        fn summary(&self) -> SegmentSummary {
+            self.summary
+        }
+
+        fn copy_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+            out.write_all(&self.output)
+        }
+    }
+
     /// A segment of generated files (as bundle scaffolding is written): `files` in a
     /// directory of their own.
-    fn files_segment(files: &[(Vec<u8>, Vec<u8>)], n: u8) -> Segment<'_> {
-        let key = crate::oci::digest::sha256(&[n]);
+    fn files_segment(files: &[(Vec<u8>, Vec<u8>)], n: u8) -> Segment<'_, ()> {
         let body = SegmentBody::Tree {
             tree: Tree::new(),
             prefix: Vec::new(),
@@ -565,22 +536,19 @@ mod tests {
             scaffold_files: files.iter().map(|(path, contents)| (path.clone(), &contents[..])).collect(),
             describe: format!("segment {n}"),
         };
-        let device = device_of(&key);
-        Segment { body, existing: BTreeSet::new(), device, key, directories: vec![], warnings: vec![] }
+        Segment { body, existing: BTreeSet::new(), device: (1, u32::from(n)), tag: () }
     }
 
     fn initrd(compression: Compression, segments: &[Vec<(Vec<u8>, Vec<u8>)>]) -> Vec<u8> {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = SegmentCache::open(dir.path(), 1 << 30).unwrap();
-        let mut written = write_segments(compression, &cache, |sink| {
+        let mut written = write_segments(compression, &Memory, |sink| {
             for (n, files) in segments.iter().enumerate() {
                 sink.push(files_segment(files, u8::try_from(n)?))?;
             }
             Ok(())
         })
         .unwrap();
-        let out = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
-        write_initrd(&out, None, &mut written, compression).unwrap();
+        let out = tempfile::NamedTempFile::new().unwrap();
+        write_initrd(out.reopen().unwrap(), None, &mut written, compression).unwrap();
         std::fs::read(out.path()).unwrap()
     }
 

@@ -4,13 +4,9 @@
 //! peak memory does not grow with image size; and `terraform plan` with a warm cache.
 //! Prints numbers; asserts nothing about speed.
 
-#[path = "../tests/acceptance/fixtures.rs"]
-#[allow(dead_code)]
-mod fixtures;
-mod measure;
-#[path = "../tests/acceptance/terraform.rs"]
-#[allow(dead_code)]
-mod terraform;
+use resin_testkit::fixtures;
+use resin_testkit::measure;
+use resin_testkit::terraform;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -14,19 +14,10 @@
 //! `zstd -3 -T<cores>` of the uncompressed cpio; every time is also printed as a ratio to
 //! the `pigz -6` floor. Prints numbers; asserts nothing about speed.
 
-#[path = "../tests/acceptance/fixtures.rs"]
-#[allow(dead_code)]
-mod fixtures;
-mod measure;
-#[path = "../tests/acceptance/registry.rs"]
-#[allow(dead_code)]
-mod registry;
-#[path = "../tests/acceptance/terraform.rs"]
-#[allow(dead_code)]
-mod terraform;
-#[path = "../tests/acceptance/token_server.rs"]
-#[allow(dead_code)]
-mod token_server;
+use resin_testkit::fixtures;
+use resin_testkit::measure;
+use resin_testkit::registry;
+use resin_testkit::terraform;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;

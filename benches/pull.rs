@@ -2,16 +2,9 @@
 //! cold and a warm cache. Prints wall time, throughput and peak RSS; asserts nothing about
 //! speed (numbers vary by machine), only that the pulls succeed.
 
-#[path = "../tests/acceptance/fixtures.rs"]
-#[allow(dead_code)]
-mod fixtures;
-mod measure;
-#[path = "../tests/acceptance/registry.rs"]
-#[allow(dead_code)]
-mod registry;
-#[path = "../tests/acceptance/token_server.rs"]
-#[allow(dead_code)]
-mod token_server;
+use resin_testkit::fixtures;
+use resin_testkit::measure;
+use resin_testkit::registry;
 
 use std::sync::Arc;
 use std::time::Instant;

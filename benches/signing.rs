@@ -4,9 +4,7 @@
 //! ECDSA P-256 keys made by openssl: the Authenticode hash (one read of the file) and the
 //! signature. Prints numbers; asserts nothing about speed.
 
-#[path = "../tests/acceptance/fixtures.rs"]
-#[allow(dead_code)]
-mod fixtures;
+use resin_testkit::fixtures;
 
 use std::io::Write as _;
 use std::time::Instant;

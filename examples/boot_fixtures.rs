@@ -11,13 +11,10 @@
 //! cargo run --example boot_fixtures -- STAGING LAYOUT
 //! ```
 
-#[allow(dead_code)]
-#[path = "../tests/acceptance/fixtures.rs"]
-mod fixtures;
-
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use resin_testkit::fixtures;
 use serde_json::json;
 
 /// The fixture scripts, next to build.sh.

@@ -3,12 +3,10 @@
 //! [`build`] must write exactly the golden initrd (the same bytes Terraform gets in
 //! `tests/acceptance/golden.rs`), twice in a row.
 
-#[allow(dead_code)]
-#[path = "../../tests/acceptance/fixtures.rs"]
-mod fixtures;
-
 use std::path::Path;
 use std::sync::Arc;
+
+use resin_testkit::fixtures;
 
 use super::{
     build, compose, FileKind, FileSpec, ImageDefaults, ImageInputs, KernelSpec, PackageSpec, SegmentCache, SPEC_VERSION,

@@ -292,7 +292,7 @@ fn purl(image: &PinnedImage) -> String {
     };
     let digest = image.digest().to_string().replace(':', "%3A");
     let tag = tag.map(|t| format!("&tag={t}")).unwrap_or_default();
-    format!("pkg:oci/{}@{digest}?repository_url={location}{tag}", image.reference().short_name())
+    format!("pkg:oci/{}@{digest}?repository_url={location}{tag}", crate::container::default_name(image.reference()))
 }
 
 /// The LinuxKit YAML equivalent to the composition (the `linuxkit_yaml` attribute).

@@ -8,12 +8,14 @@
 
 pub mod bundle;
 pub mod label;
+mod name;
 mod validate;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use name::default_name;
 pub use validate::{inferred_mount_type, is_valid_name, parse_rlimit_value, validate, ALL_CAPABILITIES, RLIMIT_NAMES};
 
 /// The container options of one package.

@@ -84,40 +84,23 @@ impl ImageReference {
         }
     }
 
-    /// The default container name: the last component of the repository, as LinuxKit
-    /// derives it. For an OCI layout, the name its tag gives (the repository's last
-    /// component of a tag such as `linuxkit/sshd:v1`, or a bare tag such as `sshd` that is
-    /// not a version), else the layout directory's.
-    pub fn short_name(&self) -> String {
+    /// The last component of the repository (`getty` of `linuxkit/getty:v1`), or of the
+    /// layout directory's path.
+    pub fn base_name(&self) -> String {
         let last = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
         match self {
             ImageReference::Registry(r) => last(r.repository()),
-            ImageReference::Layout(l) => {
-                l.tag.as_deref().and_then(name_from_tag).unwrap_or_else(|| last(l.path.trim_end_matches('/')))
-            }
+            ImageReference::Layout(l) => last(l.path.trim_end_matches('/')),
         }
     }
-}
 
-/// The container name an OCI layout's tag gives, if any: see [`ImageReference::short_name`].
-fn name_from_tag(tag: &str) -> Option<String> {
-    let name = if tag.contains(['/', ':']) {
-        // `[registry/]repository[:tag]`: the repository's last component.
-        let repository = match (tag.rfind(':'), tag.rfind('/')) {
-            (Some(colon), slash) if slash.is_none_or(|slash| colon > slash) => &tag[..colon],
-            _ => tag,
-        };
-        repository.rsplit('/').next().unwrap_or(repository)
-    } else {
-        let version = tag == "latest"
-            || tag.starts_with(|c: char| c.is_ascii_digit())
-            || (tag.starts_with('v') && tag[1..].starts_with(|c: char| c.is_ascii_digit()));
-        if version {
-            return None;
+    /// The tag a layout image is looked up by in `index.json`, when the reference names one.
+    pub fn layout_tag(&self) -> Option<&str> {
+        match self {
+            ImageReference::Registry(_) => None,
+            ImageReference::Layout(l) => l.tag.as_deref(),
         }
-        tag
-    };
-    crate::container::is_valid_name(name).then(|| name.to_string())
+    }
 }
 
 impl fmt::Display for ImageReference {
@@ -475,20 +458,14 @@ mod tests {
     }
 
     #[test]
-    fn short_names() {
-        for (input, short) in [
-            ("linuxkit/getty:v1", "getty"),
-            ("alpine", "alpine"),
-            // A layout: the name its tag gives, else the directory's.
-            ("oci-layout:./images:sshd", "sshd"),
-            ("oci-layout:./images:docker.io/linuxkit/sshd:v1.0", "sshd"),
-            ("oci-layout:./images:localhost:5000/sshd", "sshd"),
-            ("oci-layout:./fixtures/sshd/:v1.2", "sshd"),
-            ("oci-layout:./fixtures/sshd:latest", "sshd"),
-            ("oci-layout:./fixtures/sshd:3.19", "sshd"),
-            (&format!("oci-layout:./fixtures/sshd@sha256:{HEX}"), "sshd"),
-        ] {
-            assert_eq!(input.parse::<ImageReference>().unwrap().short_name(), short);
-        }
+    fn base_names_and_layout_tags() {
+        let parse = |text: &str| text.parse::<ImageReference>().unwrap();
+        assert_eq!(
+            (parse("linuxkit/getty:v1").base_name(), parse("linuxkit/getty:v1").layout_tag()),
+            ("getty".into(), None)
+        );
+        let layout = parse("oci-layout:./fixtures/sshd/:v1.2");
+        assert_eq!((layout.base_name(), layout.layout_tag()), ("sshd".into(), Some("v1.2")));
+        assert_eq!(parse(&format!("oci-layout:./fixtures/sshd@sha256:{HEX}")).layout_tag(), None);
     }
 }

@@ -534,7 +534,7 @@ impl ImageKind for Package {
     fn fill_defaults(state: &mut PackageState, config: &PackageState, reference: Option<&ImageReference>) {
         if config.name.is_null() {
             state.name = match reference {
-                Some(reference) => Value::Value(reference.short_name()),
+                Some(reference) => Value::Value(container::default_name(reference)),
                 None => Value::Unknown,
             };
         }

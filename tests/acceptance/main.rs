@@ -5,7 +5,6 @@ mod boot;
 mod crashes;
 mod disk;
 mod fault_proxy;
-mod fixtures;
 mod full_disk;
 mod golden;
 mod image;
@@ -13,16 +12,15 @@ mod image_errors;
 mod policies;
 mod pull;
 mod readme;
-mod registry;
 mod retries;
 mod saved_plans;
 mod secure_boot;
 mod segments;
-mod terraform;
-mod token_server;
 mod trust;
 
 use std::path::Path;
+
+use resin_testkit::{fixtures, registry, terraform};
 
 use fixtures::{add_to_layout, index_entries, layer_digests, Image};
 use registry::Registry;

@@ -1,9 +1,9 @@
 //! Fixture images written by code: deterministic OCI image layouts (tar layers, gzip,
 //! JSON, sha256), optionally as a multi-platform index. The one layout writer of the
 //! project: the acceptance tests, the library's golden test (`src/assemble/golden.rs`),
-//! the benchmarks and the boot-fixture builder (`examples/boot_fixtures.rs`) include this
-//! file. The tests push layouts to the test registry with skopeo, which can also convert
-//! them to Docker v2 schema 2 media types.
+//! the benchmarks and the boot-fixture builder (`examples/boot_fixtures.rs`) use it. The
+//! tests push layouts to the test registry with skopeo, which can also convert them to
+//! Docker v2 schema 2 media types.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -21,7 +21,7 @@ pub const GOLDEN_INITRD: &str = "1df3c66703325bd8a8c9ebb4c3388e4e1325325c5513eff
 pub const GOLDEN_ADVICE: &str = "If this change is intentional (resin now writes different bytes or hashes \
     different inputs for the same image), bump ASSEMBLY_FORMAT in src/assemble/hash.rs so every content_hash \
     changes with the bytes, note it in CHANGELOG.md, and set the golden constants (GOLDEN_INITRD in \
-    tests/acceptance/fixtures.rs, GOLDEN_CONTENT_HASH in tests/acceptance/golden.rs) to the new values. If it \
+    testkit/src/fixtures.rs, GOLDEN_CONTENT_HASH in tests/acceptance/golden.rs) to the new values. If it \
     is not intentional, a change made the output depend on something it must not (order, time, cache state, \
     backend).";
 
@@ -157,8 +157,7 @@ pub fn put_index(dir: &Path, manifests: Vec<serde_json::Value>) -> serde_json::V
 
 /// An uncompressed tar of everything under `root` (paths relative to it, in sorted order,
 /// directories before their contents), with owner root and mtime 0; modes and symlinks
-/// are kept. (Used by examples/boot_fixtures.rs, not by the acceptance tests.)
-#[allow(dead_code)]
+/// are kept.
 pub fn tar_directory(root: &Path) -> Vec<u8> {
     fn walk(builder: &mut tar::Builder<Vec<u8>>, root: &Path, relative: &Path) {
         let mut names: Vec<std::ffi::OsString> =

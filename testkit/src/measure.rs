@@ -1,17 +1,15 @@
-//! What the benchmarks share: process measurements read from /proc, and the real files of
-//! this machine they pack into images.
+//! What the benchmarks measure with: process measurements read from /proc, and the real
+//! files of this machine they pack into images.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Peak resident set size (VmHWM) of this process, in KiB.
-#[allow(dead_code)] // not every benchmark measures itself
 pub fn peak_rss_kib() -> u64 {
     peak_rss_kib_of(Path::new("/proc/self"))
 }
 
 /// User + system CPU time of this process, in seconds.
-#[allow(dead_code)]
 pub fn cpu_seconds() -> f64 {
     cpu_seconds_of(Path::new("/proc/self"))
 }
@@ -40,7 +38,6 @@ pub fn cpu_seconds_of(proc: &Path) -> f64 {
 
 /// Regular files of this machine's /usr/lib, /usr/bin and /usr/libexec whose size is in
 /// `sizes`, in path order, up to `budget` bytes in all.
-#[allow(dead_code)] // not every benchmark packs real files
 pub fn real_files(sizes: Range<u64>, budget: u64) -> Vec<PathBuf> {
     fn walk(dir: &Path, sizes: &Range<u64>, files: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };

@@ -37,15 +37,32 @@ pub fn terraform_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("RESIN_TERRAFORM") {
         return PathBuf::from(path);
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/terraform");
+    let path = crate::repository().join(".tools/bin/terraform");
     assert!(path.is_file(), "{} is missing: run `make test`, which installs Terraform 1.0.3", path.display());
     path
+}
+
+/// The directory of the provider binary built with the running test or benchmark: cargo
+/// puts test and benchmark executables in `deps/` of the profile directory that holds the
+/// package's binaries.
+fn provider_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().and_then(Path::parent).expect("a test executable in <profile>/deps");
+    let provider = dir.join("terraform-provider-resin");
+    assert!(provider.is_file(), "{} is missing: cargo builds it with the tests and benchmarks", provider.display());
+    dir.to_path_buf()
+}
+
+impl Default for Workspace {
+    fn default() -> Workspace {
+        Workspace::new()
+    }
 }
 
 impl Workspace {
     pub fn new() -> Workspace {
         let dir = tempfile::tempdir().unwrap();
-        let provider_dir = Path::new(env!("CARGO_BIN_EXE_terraform-provider-resin")).parent().unwrap().to_path_buf();
+        let provider_dir = provider_dir();
         std::fs::write(
             dir.path().join("terraformrc"),
             format!(

@@ -115,13 +115,31 @@ pub fn is_valid_name(name: &str) -> bool {
 /// Checks every option; returns all problems found, not just the first.
 pub fn validate(options: &ContainerOptions) -> Vec<FieldError> {
     let mut c = Checker { errors: Vec::new() };
-    check_capabilities(&mut c, "capabilities", &options.capabilities, true);
-    check_capabilities(&mut c, "capabilities_add", &options.capabilities_add, false);
-    check_capabilities(&mut c, "ambient", &options.ambient, true);
+    check_capabilities_and_mounts(&mut c, options);
+    check_process(&mut c, options);
+    check_namespaces(&mut c, options);
+    check_paths_and_ids(&mut c, options);
+    check_host_settings(&mut c, options);
+    check_resources(&mut c, options);
+    if let Some(runtime) = &options.runtime {
+        check_runtime(&mut c, runtime);
+    }
+    c.errors
+}
+
+/// Capabilities, binds, tmpfs and mounts.
+fn check_capabilities_and_mounts(c: &mut Checker, options: &ContainerOptions) {
+    check_capabilities(c, "capabilities", &options.capabilities, true);
+    check_capabilities(c, "capabilities_add", &options.capabilities_add, false);
+    check_capabilities(c, "ambient", &options.ambient, true);
     c.each("binds", &options.binds, check_bind);
     c.each("binds_add", &options.binds_add, check_bind);
     c.each("tmpfs", &options.tmpfs, check_tmpfs);
     c.each("mounts", &options.mounts, check_mount);
+}
+
+/// The environment, the command and its working directory.
+fn check_process(c: &mut Checker, options: &ContainerOptions) {
     c.each("env", &options.env, |c, path, entry: &String| match entry.split_once('=') {
         Some((key, _)) if !key.is_empty() && !key.contains(char::is_whitespace) => {}
         _ => c.fail(path, format!("{entry:?} is not KEY=value")),
@@ -134,6 +152,10 @@ pub fn validate(options: &ContainerOptions) -> Vec<FieldError> {
             c.fail(&[Step::Field("cwd")], format!("{cwd:?} is not an absolute path"));
         }
     }
+}
+
+/// The namespace modes: host, new, none (network only) or a path to join.
+fn check_namespaces(c: &mut Checker, options: &ContainerOptions) {
     for (field, value, allow_none) in [
         ("net", &options.net, true),
         ("pid", &options.pid, false),
@@ -155,6 +177,10 @@ pub fn validate(options: &ContainerOptions) -> Vec<FieldError> {
             }
         }
     }
+}
+
+/// Masked and read-only paths, uid, gid and additional gids.
+fn check_paths_and_ids(c: &mut Checker, options: &ContainerOptions) {
     for field in ["masked_paths", "readonly_paths"] {
         let list = if field == "masked_paths" { &options.masked_paths } else { &options.readonly_paths };
         c.each(field, list, |c, path, p: &String| {
@@ -165,10 +191,14 @@ pub fn validate(options: &ContainerOptions) -> Vec<FieldError> {
     }
     for (field, value) in [("uid", &options.uid), ("gid", &options.gid)] {
         if let Some(id) = value {
-            check_id(&mut c, &[Step::Field(field)], id);
+            check_id(c, &[Step::Field(field)], id);
         }
     }
     c.each("additional_gids", &options.additional_gids, |c, path, id: &String| check_id(c, path, id));
+}
+
+/// Hostname, OOM score, rootfs propagation, devices, sysctls and rlimits.
+fn check_host_settings(c: &mut Checker, options: &ContainerOptions) {
     if let Some(hostname) = &options.hostname {
         let ok = !hostname.is_empty()
             && hostname.len() <= 64
@@ -201,6 +231,10 @@ pub fn validate(options: &ContainerOptions) -> Vec<FieldError> {
         }
     }
     c.each("rlimits", &options.rlimits, check_rlimit);
+}
+
+/// The cgroup resources.
+fn check_resources(c: &mut Checker, options: &ContainerOptions) {
     if let Some(resources) = &options.resources {
         let base = [Step::Field("resources")];
         if let Some(memory) = &resources.memory {
@@ -217,50 +251,46 @@ pub fn validate(options: &ContainerOptions) -> Vec<FieldError> {
             }
         }
     }
-    if let Some(runtime) = &options.runtime {
-        let prefixed = |c: &mut Checker, start: usize| {
-            for error in &mut c.errors[start..] {
-                error.path.insert(0, Step::Field("runtime"));
-            }
-        };
-        let start = c.errors.len();
-        c.each("mounts", &runtime.mounts, check_mount);
-        c.each("mkdir", &runtime.mkdir, |c, path, dir: &String| {
-            if dir.is_empty() {
-                c.fail(path, "empty directory");
-            }
-        });
-        c.each("interfaces", &runtime.interfaces, |c, path, interface: &super::Interface| {
-            if interface.name.is_empty() {
-                c.fail(&[path, &[Step::Field("name")]].concat(), "an interface needs a name");
-            }
-        });
-        if let Some(bind_ns) = &runtime.bind_ns {
-            for (field, value) in [
-                ("cgroup", &bind_ns.cgroup),
-                ("ipc", &bind_ns.ipc),
-                ("mnt", &bind_ns.mnt),
-                ("net", &bind_ns.net),
-                ("pid", &bind_ns.pid),
-                ("user", &bind_ns.user),
-                ("uts", &bind_ns.uts),
-            ] {
-                if let Some(path) = value {
-                    if !is_absolute(path) {
-                        c.fail(
-                            &[Step::Field("bind_ns"), Step::Field(field)],
-                            format!("{path:?} is not an absolute path"),
-                        );
-                    }
+}
+
+/// The runtime settings (mounts, directories, interfaces, namespaces to bind), under
+/// `runtime`.
+fn check_runtime(c: &mut Checker, runtime: &super::Runtime) {
+    let start = c.errors.len();
+    c.each("mounts", &runtime.mounts, check_mount);
+    c.each("mkdir", &runtime.mkdir, |c, path, dir: &String| {
+        if dir.is_empty() {
+            c.fail(path, "empty directory");
+        }
+    });
+    c.each("interfaces", &runtime.interfaces, |c, path, interface: &super::Interface| {
+        if interface.name.is_empty() {
+            c.fail(&[path, &[Step::Field("name")]].concat(), "an interface needs a name");
+        }
+    });
+    if let Some(bind_ns) = &runtime.bind_ns {
+        for (field, value) in [
+            ("cgroup", &bind_ns.cgroup),
+            ("ipc", &bind_ns.ipc),
+            ("mnt", &bind_ns.mnt),
+            ("net", &bind_ns.net),
+            ("pid", &bind_ns.pid),
+            ("user", &bind_ns.user),
+            ("uts", &bind_ns.uts),
+        ] {
+            if let Some(path) = value {
+                if !is_absolute(path) {
+                    c.fail(&[Step::Field("bind_ns"), Step::Field(field)], format!("{path:?} is not an absolute path"));
                 }
             }
         }
-        if runtime.namespace.as_ref().is_some_and(String::is_empty) {
-            c.fail(&[Step::Field("namespace")], "empty containerd namespace");
-        }
-        prefixed(&mut c, start);
     }
-    c.errors
+    if runtime.namespace.as_ref().is_some_and(String::is_empty) {
+        c.fail(&[Step::Field("namespace")], "empty containerd namespace");
+    }
+    for error in &mut c.errors[start..] {
+        error.path.insert(0, Step::Field("runtime"));
+    }
 }
 
 /// The capability `cap` most likely means: itself with `CAP_` and in capitals, or the

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -104,7 +105,7 @@ struct Cutter<'q> {
     at_entries: bool,
     /// The last piece sent left its member open: the next one continues it.
     open: bool,
-    queue: &'q std::sync::mpsc::SyncSender<Piece>,
+    queue: &'q SyncSender<Piece>,
     stop: &'q AtomicBool,
 }
 
@@ -326,6 +327,79 @@ impl<'c, T> SegmentSink<'c, T> {
     }
 }
 
+/// What the producer and the compressors share: each segment's output, and the signal to
+/// stop.
+struct Shared<W> {
+    slots: Mutex<Vec<Arc<Slot<W>>>>,
+    stop: AtomicBool,
+}
+
+/// One compressor thread: compresses the pieces it takes from `pieces` into their
+/// segments' outputs, until the queue closes.
+fn compress_pieces<W: Write>(mut compressor: Compressor, pieces: &Mutex<Receiver<Piece>>, shared: &Shared<W>) {
+    let _guard = StopOnPanic(&shared.stop);
+    loop {
+        let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
+        let slot = shared.slots.lock().expect("slots lock")[piece.segment].clone();
+        let index = piece.index;
+        let compressed = match piece.part {
+            Part::Whole => compressor.whole(piece.bytes).map(Some),
+            _ => part_of_frame(&compressor, &piece, &slot, &shared.stop),
+        };
+        let mut output = slot.output.lock().expect("segment output lock");
+        let added = match compressed {
+            Ok(Some((bytes, summary))) => output.add(index, bytes, summary),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = added {
+            output.error.get_or_insert(e.into());
+            shared.stop.store(true, Ordering::SeqCst);
+        }
+        drop(output);
+        slot.compressed.notify_all();
+    }
+}
+
+/// The producer thread: writes each segment's cpio stream, in order, into pieces for the
+/// compressors. Returns each segment started, with what it is: its output failing to
+/// open, or its writing failing, ends the writing.
+fn produce_segments<T, S: SegmentStore>(
+    store: &S,
+    compression: Compression,
+    segments: Receiver<Segment<'_, T>>,
+    queue: SyncSender<Piece>,
+    shared: &Shared<S::Output>,
+) -> Vec<(String, Result<(Produced, T)>)> {
+    let stop = &shared.stop;
+    let _guard = StopOnPanic(stop);
+    let mut done = Vec::new();
+    for (index, segment) in segments.iter().enumerate() {
+        let what = segment.describe();
+        let result = store.create().and_then(|output| {
+            let slot = Slot { output: Mutex::new(Output::new(output)), compressed: Condvar::new() };
+            shared.slots.lock().expect("slots lock").push(Arc::new(slot));
+            let cutter = Cutter {
+                segment: index,
+                pieces: 0,
+                buffer: Vec::with_capacity(PIECE),
+                at_entries: matches!(compression, Compression::Zstd { .. }),
+                open: false,
+                queue: &queue,
+                stop,
+            };
+            produce(&segment, cutter)
+        });
+        let failed = result.is_err();
+        done.push((what, result.map(|produced| (produced, segment.tag))));
+        if failed || stop.load(Ordering::SeqCst) {
+            stop.store(true, Ordering::SeqCst);
+            break;
+        }
+    }
+    done
+}
+
 /// Writes the segments `build` pushes into new outputs of `store`, while `build` goes on:
 /// one thread writes their cpio streams in order, cut into pieces that one compressor per
 /// core compresses (as `compression` says). Memory holds a few pieces and a few segments
@@ -337,9 +411,7 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
 ) -> Result<Vec<Compressed<S::Output, T>>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let describe = |what: &str| format!("writing initrd segment ({what}) to {}", store.describe());
-    let slots: Mutex<Vec<Arc<Slot<S::Output>>>> = Mutex::new(Vec::new());
-    let slot = |index: usize| slots.lock().expect("slots lock")[index].clone();
-    let stop = AtomicBool::new(false);
+    let shared = Shared { slots: Mutex::new(Vec::new()), stop: AtomicBool::new(false) };
     let (queue, pieces) = std::sync::mpsc::sync_channel::<Piece>(workers);
     let pieces = Mutex::new(pieces);
     let (sink, segments) = std::sync::mpsc::sync_channel::<Segment<'c, T>>(1);
@@ -348,75 +420,22 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
         .collect::<io::Result<Vec<_>>>()
         .with_context(|| format!("starting the {compression:?} compressor"))?;
     let (built, done) = std::thread::scope(|scope| {
-        for mut compressor in compressors {
-            let (pieces, stop, slot) = (&pieces, &stop, &slot);
-            scope.spawn(move || {
-                let _guard = StopOnPanic(stop);
-                loop {
-                    let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
-                    let slot = slot(piece.segment);
-                    let index = piece.index;
-                    let compressed = match piece.part {
-                        Part::Whole => compressor.whole(piece.bytes).map(Some),
-                        _ => part_of_frame(&compressor, &piece, &slot, stop),
-                    };
-                    let mut output = slot.output.lock().expect("segment output lock");
-                    let added = match compressed {
-                        Ok(Some((bytes, summary))) => output.add(index, bytes, summary),
-                        Ok(None) => Ok(()),
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = added {
-                        output.error.get_or_insert(e.into());
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    drop(output);
-                    slot.compressed.notify_all();
-                }
-            });
+        for compressor in compressors {
+            let (pieces, shared) = (&pieces, &shared);
+            scope.spawn(move || compress_pieces(compressor, pieces, shared));
         }
-        let (slots, stop) = (&slots, &stop);
-        let producer = scope.spawn(move || {
-            let _guard = StopOnPanic(stop);
-            let queue = queue;
-            // Each segment started, with what it is: its entry failing to open, or its
-            // writing failing, ends the writing.
-            let mut done: Vec<(String, Result<(Produced, T)>)> = Vec::new();
-            for (index, segment) in segments.iter().enumerate() {
-                let what = segment.describe();
-                let result = store.create().and_then(|output| {
-                    let slot = Slot { output: Mutex::new(Output::new(output)), compressed: Condvar::new() };
-                    slots.lock().expect("slots lock").push(Arc::new(slot));
-                    let cutter = Cutter {
-                        segment: index,
-                        pieces: 0,
-                        buffer: Vec::with_capacity(PIECE),
-                        at_entries: matches!(compression, Compression::Zstd { .. }),
-                        open: false,
-                        queue: &queue,
-                        stop,
-                    };
-                    produce(&segment, cutter)
-                });
-                let failed = result.is_err();
-                done.push((what, result.map(|produced| (produced, segment.tag))));
-                if failed || stop.load(Ordering::SeqCst) {
-                    stop.store(true, Ordering::SeqCst);
-                    break;
-                }
-            }
-            done
-        });
+        let shared = &shared;
+        let producer = scope.spawn(move || produce_segments(store, compression, segments, queue, shared));
         let built = build(&SegmentSink { segments: sink });
         if built.is_err() {
-            stop.store(true, Ordering::SeqCst);
+            shared.stop.store(true, Ordering::SeqCst);
         }
         let done = producer.join().expect("the segment producer does not panic");
         (built, done)
     });
     // The first real failure: a compressor's (a full disk...), the build's own (a damaged
     // blob, which must reach the caller as it is), or the segment writer's.
-    let slots = slots.into_inner().expect("slots lock");
+    let slots = shared.slots.into_inner().expect("slots lock");
     for ((what, _), slot) in done.iter().zip(&slots) {
         if let Some(error) = slot.output.lock().expect("segment output lock").error.take() {
             return Err(error).with_context(|| describe(what));

@@ -37,6 +37,7 @@ use crate::assemble::{
     build, compose, file_digest, file_kind, linuxkit_yaml, sbom_bytes, sbom_path, write_sbom, ArtifactKind,
     Composition, Compression, FileKind, FileSpec, ImageInputs, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION,
 };
+use crate::field::FieldError;
 
 pub struct Image;
 
@@ -115,128 +116,104 @@ fn known_strings(value: &Strings) -> Option<Vec<String>> {
 
 /// The inputs, when every one is known; errors are reported at their attributes.
 fn inputs_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<ImageInputs>, ()> {
-    let mut failed = false;
-    let Some(Some(kernel_text)) = known(&state.kernel) else { return Ok(None) };
-    let kernel = match KernelSpec::parse(&kernel_text) {
-        Ok(kernel) => Some(kernel),
-        Err(e) => {
-            diags.error("Invalid kernel", format!("resin_image attribute kernel: {e:#}"), AttributePath::new("kernel"));
-            failed = true;
-            None
-        }
-    };
-    let mut sections = Vec::new();
-    for (attribute, value) in [
+    let mut errors = Vec::new();
+    let inputs = known_inputs(state, &mut errors);
+    for error in &errors {
+        super::report(diags, "resin_image", error);
+    }
+    match errors.is_empty() {
+        true => Ok(inputs),
+        false => Err(()),
+    }
+}
+
+/// The inputs of `state`: `None` while one is unknown or when one is wrong (in `errors`).
+fn known_inputs(state: &ImageState, errors: &mut Vec<FieldError>) -> Option<ImageInputs> {
+    let kernel_text = known(&state.kernel)??;
+    let kernel = KernelSpec::parse(&kernel_text).map_err(|e| errors.push(FieldError::new("kernel", format!("{e:#}"))));
+    let [init, onboot, onshutdown, services] = sections_of(state, errors)?;
+    let files = files_of(state, errors)?;
+    let compression = compression_of(state, errors)?;
+    Some(ImageInputs { compression: compression?, kernel: kernel.ok()?, init, onboot, onshutdown, services, files })
+}
+
+/// The packages of `init`, `onboot`, `onshutdown` and `services`: `None` while one is
+/// unknown; a spec that is not a package's is an error at its element.
+fn sections_of(state: &ImageState, errors: &mut Vec<FieldError>) -> Option<[Vec<PackageSpec>; 4]> {
+    let sections = [
         ("init", &state.init),
         ("onboot", &state.onboot),
         ("onshutdown", &state.onshutdown),
         ("services", &state.services),
-    ] {
-        let Some(texts) = known_strings(value) else { return Ok(None) };
-        let mut packages = Vec::new();
-        for (index, text) in texts.iter().enumerate() {
-            match PackageSpec::parse(text) {
-                Ok(package) => packages.push(package),
-                Err(e) => {
-                    diags.error(
-                        format!("Invalid {attribute}[{index}]"),
-                        format!("resin_image attribute {attribute}[{index}]: {e:#}"),
-                        AttributePath::new(attribute).index(super::attribute_index(index)),
-                    );
-                    failed = true;
-                }
+    ];
+    let texts: Vec<(&'static str, Vec<String>)> = sections
+        .into_iter()
+        .map(|(attribute, value)| Some((attribute, known_strings(value)?)))
+        .collect::<Option<_>>()?;
+    let packages = texts.into_iter().map(|(attribute, texts)| {
+        let parsed = texts.iter().enumerate().filter_map(|(index, text)| match PackageSpec::parse(text) {
+            Ok(package) => Some(package),
+            Err(e) => {
+                errors.push(FieldError::new(attribute, format!("{e:#}")).index(index));
+                None
             }
-        }
-        sections.push(packages);
-    }
-    let mut files = Vec::new();
+        });
+        parsed.collect::<Vec<_>>()
+    });
+    Some(packages.collect::<Vec<_>>().try_into().expect("four sections"))
+}
+
+/// The `file` blocks: `None` while one is unknown.
+fn files_of(state: &ImageState, errors: &mut Vec<FieldError>) -> Option<Vec<FileSpec>> {
     let blocks = match &state.file {
-        Value::Unknown => return Ok(None),
+        Value::Unknown => return None,
         Value::Null => Vec::new(),
         Value::Value(blocks) => blocks.clone(),
     };
-    for (index, block) in blocks.iter().enumerate() {
-        let fields = (
-            known(&block.path),
-            known(&block.contents),
-            known(&block.sensitive_contents),
-            known(&block.source),
-            known(&block.directory),
-            known(&block.symlink),
-            known(&block.mode),
-            known(&block.uid),
-            known(&block.gid),
-            known(&block.optional),
-        );
-        let (
-            Some(path),
-            Some(contents),
-            Some(sensitive),
-            Some(source),
-            Some(directory),
-            Some(symlink),
-            Some(mode),
-            Some(uid),
-            Some(gid),
-            Some(optional),
-        ) = fields
-        else {
-            return Ok(None);
-        };
-        let at = |field: &'static str| AttributePath::new("file").index(super::attribute_index(index)).attribute(field);
-        let is_sensitive = sensitive.is_some();
-        let kind = match file_kind(contents, sensitive, source, directory.unwrap_or(false), symlink) {
-            Ok(kind) => kind,
-            Err(e) => {
-                diags.error(
-                    "Conflicting file settings",
-                    format!("resin_image file[{index}]: {e:#}"),
-                    AttributePath::new("file").index(super::attribute_index(index)),
-                );
-                failed = true;
-                continue;
-            }
-        };
-        let mode = match mode.map(|m| u32::from_str_radix(&m, 8).map_err(|_| m)) {
-            None => None,
-            Some(Ok(m)) => Some(m),
-            Some(Err(m)) => {
-                diags.error(
-                    "Invalid file mode",
-                    format!("resin_image file[{index}]: mode {m:?} is not an octal mode such as \"0644\""),
-                    at("mode"),
-                );
-                failed = true;
-                continue;
-            }
-        };
-        files.push(FileSpec {
-            path: path.unwrap_or_default(),
-            kind,
-            mode,
-            uid,
-            gid,
-            optional: optional.unwrap_or(false),
-            sensitive: is_sensitive,
-        });
-    }
-    let (Some(compression), Some(level)) = (known(&state.compression), known(&state.compression_level)) else {
-        return Ok(None);
-    };
-    let compression = match Compression::from_settings(compression.as_deref(), level) {
-        Ok(compression) => Some(compression),
+    let files: Vec<Option<FileSpec>> =
+        blocks.iter().enumerate().map(|(index, block)| file_of(index, block, errors)).collect::<Option<_>>()?;
+    Some(files.into_iter().flatten().collect())
+}
+
+/// `file[index]`: `None` while a setting is unknown, `Some(None)` when the block is wrong
+/// (in `errors`).
+fn file_of(index: usize, block: &FileBlock, errors: &mut Vec<FieldError>) -> Option<Option<FileSpec>> {
+    let (path, contents, sensitive, source) =
+        (known(&block.path)?, known(&block.contents)?, known(&block.sensitive_contents)?, known(&block.source)?);
+    let (directory, symlink, mode) = (known(&block.directory)?, known(&block.symlink)?, known(&block.mode)?);
+    let (uid, gid, optional) = (known(&block.uid)?, known(&block.gid)?, known(&block.optional)?);
+    let is_sensitive = sensitive.is_some();
+    let kind = match file_kind(contents, sensitive, source, directory.unwrap_or(false), symlink) {
+        Ok(kind) => kind,
         Err(e) => {
-            super::report(diags, "resin_image", &e.titled("Invalid compression"));
-            failed = true;
-            None
+            errors.push(FieldError::new("file", format!("{e:#}")).index(index).titled("Conflicting file settings"));
+            return Some(None);
         }
     };
-    if failed {
-        return Err(());
+    let mode = match mode.map(|m| u32::from_str_radix(&m, 8).map_err(|_| m)) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(m)) => {
+            let problem = format!("mode {m:?} is not an octal mode such as \"0644\"");
+            errors.push(FieldError::new("file", problem).index(index).field("mode").titled("Invalid file mode"));
+            return Some(None);
+        }
+    };
+    let optional = optional.unwrap_or(false);
+    Some(Some(FileSpec { path: path.unwrap_or_default(), kind, mode, uid, gid, optional, sensitive: is_sensitive }))
+}
+
+/// `compression` and `compression_level`: `None` while unknown, `Some(None)` when wrong
+/// (in `errors`).
+fn compression_of(state: &ImageState, errors: &mut Vec<FieldError>) -> Option<Option<Compression>> {
+    let (compression, level) = (known(&state.compression)?, known(&state.compression_level)?);
+    match Compression::from_settings(compression.as_deref(), level) {
+        Ok(compression) => Some(Some(compression)),
+        Err(e) => {
+            errors.push(e.titled("Invalid compression"));
+            Some(None)
+        }
     }
-    let compression = compression.expect("checked");
-    let [init, onboot, onshutdown, services]: [Vec<PackageSpec>; 4] = sections.try_into().expect("four sections");
-    Ok(Some(ImageInputs { compression, kernel: kernel.expect("parsed"), init, onboot, onshutdown, services, files }))
 }
 
 fn composition_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<Composition>, ()> {
@@ -245,7 +222,7 @@ fn composition_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<
         Ok(composition) => Ok(Some(composition)),
         Err(errors) => {
             for error in errors {
-                super::report(diags, "resin_image attribute", &error);
+                super::report(diags, "resin_image", &error);
             }
             Err(())
         }
@@ -670,5 +647,55 @@ impl FileWriter for Image {
             (PathBuf::from(path), private.sbom_sha256.clone().or_else(|| prior.sbom_sha256.as_ref_option().cloned()))
         });
         sbom.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(path: &str) -> FileBlock {
+        FileBlock { path: Value::Value(path.into()), ..FileBlock::default() }
+    }
+
+    #[test]
+    fn a_file_block_is_an_error_at_its_setting_and_unknown_until_every_setting_is_known() {
+        let mut errors = Vec::new();
+        let both =
+            FileBlock { contents: Value::Value("x".into()), symlink: Value::Value("/y".into()), ..block("/etc/both") };
+        assert_eq!(file_of(2, &both, &mut errors), Some(None));
+        let mode = FileBlock { contents: Value::Value("x".into()), mode: Value::Value("rw".into()), ..block("/a") };
+        assert_eq!(file_of(3, &mode, &mut errors), Some(None));
+        let texts: Vec<(String, String)> = errors.iter().map(|e| (e.summary(), e.to_string())).collect();
+        assert_eq!(texts[0].0, "Conflicting file settings");
+        assert!(texts[0].1.starts_with("file[2]: "), "{texts:?}");
+        assert_eq!(
+            texts[1],
+            ("Invalid file mode".into(), "file[3].mode: mode \"rw\" is not an octal mode such as \"0644\"".into())
+        );
+        let unknown = FileBlock { contents: Value::Unknown, ..block("/a") };
+        assert_eq!(file_of(0, &unknown, &mut errors), None);
+        let good = FileBlock { contents: Value::Value("x".into()), mode: Value::Value("0600".into()), ..block("/a") };
+        let file = file_of(0, &good, &mut errors).flatten().unwrap();
+        assert_eq!((file.path.as_str(), file.mode), ("/a", Some(0o600)));
+    }
+
+    #[test]
+    fn every_bad_input_is_collected_and_unknown_ones_wait() {
+        let mut errors = Vec::new();
+        let state = ImageState {
+            kernel: Value::Value("{}".into()),
+            init: Value::Value(vec![Value::Value("[]".into())]),
+            compression: Value::Value("lz4".into()),
+            file: Value::Value(vec![]),
+            ..ImageState::default()
+        };
+        assert!(known_inputs(&state, &mut errors).is_none());
+        let paths: Vec<String> = errors.iter().map(FieldError::path_text).collect();
+        assert_eq!(paths, ["kernel", "init[0]", "compression"]);
+        let waiting = ImageState { kernel: Value::Unknown, ..state };
+        errors.clear();
+        assert!(known_inputs(&waiting, &mut errors).is_none());
+        assert!(errors.is_empty(), "{errors:?}");
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! * **Plan** reads the image's `spec` (and the stub's, for formats that boot through
 //!   one) and computes `content_hash` from them: known whenever the image's content hash
-//!   is. A new hash rewrites the file in place; a new path (`name`, `output_dir`,
-//!   `format`) replaces the resource.
+//!   is. A new hash rewrites the file in place; a new `format`, or a `name` or
+//!   `output_dir` set to another value, replaces the resource; a name and directory that
+//!   follow the image move the file in place when the image's change.
 //! * **Apply** checks the inputs still give the planned hash, pulls the stub by digest,
 //!   checks the image's kernel suits the format and writes the file through a temporary
 //!   file renamed into place: a failure leaves the previous file.
@@ -310,10 +311,16 @@ impl FileWriter for Disk {
         let _ = inputs_of(config, diags);
     }
 
-    fn identity(prior: &DiskState, planned: &DiskState) -> Vec<(&'static str, bool)> {
+    fn identity(prior: &DiskState, planned: &DiskState, config: &DiskState) -> Vec<(&'static str, bool)> {
+        // A name or directory set in the configuration names another file: a replacement.
+        // One that follows the image (unknown while the image is written again) moves the
+        // file in the update, which removes the one it wrote before.
+        let changed = |configured: &Value<String>, prior: &Value<String>, planned: &Value<String>| {
+            !configured.is_null() && prior != planned
+        };
         vec![
-            ("name", prior.name != planned.name),
-            ("output_dir", prior.output_dir != planned.output_dir),
+            ("name", changed(&config.name, &prior.name, &planned.name)),
+            ("output_dir", changed(&config.output_dir, &prior.output_dir, &planned.output_dir)),
             ("format", prior.format != planned.format),
         ]
     }

@@ -5,7 +5,9 @@
 //! * **Plan**: the writer fills the computed values from the inputs; a new content hash,
 //!   a replacement or drift makes the files' digests unknown ([`files::plan_update`]).
 //!   A new path (`name`, `output_dir`, ...: [`FileWriter::identity`]) replaces the
-//!   resource; new content rewrites the files in place.
+//!   resource; new content rewrites the files in place. A path whose default follows
+//!   another resource (a disk's name and directory, its image's) is no replacement: when
+//!   it changes, the update writes there and removes the files it wrote before.
 //! * **Apply** writes the files; a failed update keeps the resource and its previous files
 //!   (returning no state would make Terraform forget them). An update whose files are all
 //!   kept writes nothing, or only what the writer restores on its own ([`FileWriter::keep`]).
@@ -43,8 +45,8 @@ pub trait FileWriter: Send + Sync + 'static {
     /// Checks the settings that are known; reports problems at their attributes.
     fn validate(config: &Self::State, diags: &mut Diagnostics);
     /// The settings that name other files, each with whether it changed: a change replaces
-    /// the resource.
-    fn identity(prior: &Self::State, planned: &Self::State) -> Vec<(&'static str, bool)>;
+    /// the resource (`config` tells the settings given from the defaults).
+    fn identity(prior: &Self::State, planned: &Self::State, config: &Self::State) -> Vec<(&'static str, bool)>;
     /// `proposed` with its computed values filled from the inputs (`prior` in an update);
     /// `None` when an input is wrong (reported).
     async fn plan(
@@ -163,7 +165,7 @@ impl<K: FileWriter> Resource for FileResource<K> {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         let (mut state, plan) = K::plan(&self.context, proposed, &config, Some(&prior), diags).await?;
-        let identity = K::identity(&prior, &state);
+        let identity = K::identity(&prior, &state, &config);
         let content_changed = K::content_hash(&prior) != K::content_hash(&state);
         let (replace, rewrite) = files::plan_update(&mut state, &prior, private.as_ref(), &identity, content_changed);
         K::after_files(&mut state, Some(&prior), private.as_ref(), rewrite, &plan);
@@ -208,9 +210,17 @@ impl<K: FileWriter> Resource for FileResource<K> {
         } else {
             K::apply(&self.context, planned, diags).await.map(|(state, written)| (state, Some(written)))
         };
-        // A failed update keeps the resource as it was (with the error): returning no state
-        // would make Terraform forget it and its files.
-        applied.or(Some((prior, private)))
+        match applied {
+            Some((state, written)) => {
+                // Files that moved (a default that follows another resource changed) are
+                // removed where they were, as destroy would.
+                files::remove_moved(&prior, &state, private.as_ref(), diags);
+                Some((state, written))
+            }
+            // A failed update keeps the resource as it was (with the error): returning no
+            // state would make Terraform forget it and its files.
+            None => Some((prior, private)),
+        }
     }
 
     async fn destroy<'a>(

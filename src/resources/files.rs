@@ -259,6 +259,22 @@ pub async fn refresh<S: WritesFiles>(state: &mut S, written: Option<&Written<S::
     }
 }
 
+/// After an update: removes the files `prior` wrote at paths `updated` no longer writes
+/// (only while they are what apply wrote, as [`remove`] does).
+pub fn remove_moved<S: WritesFiles>(
+    prior: &S,
+    updated: &S,
+    written: Option<&Written<S::Kind>>,
+    diags: &mut Diagnostics,
+) {
+    let kept: Vec<String> = paths(updated).into_iter().map(|(_, path)| path.display().to_string()).collect();
+    if paths(prior).iter().all(|(_, path)| kept.contains(&path.display().to_string())) {
+        return;
+    }
+    let written = Written { will_write: kept, ..written.cloned().unwrap_or_default() };
+    let _ = remove(prior, &written, Vec::new(), diags);
+}
+
 /// Removes the files `prior` wrote (and `more`, with the digest each was written with)
 /// unless a planned create writes them again or they changed since they were written.
 /// `None`: a file could not be removed (an error says which).

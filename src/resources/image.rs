@@ -528,7 +528,7 @@ impl FileWriter for Image {
         let _ = inputs_of(config, diags);
     }
 
-    fn identity(prior: &ImageState, planned: &ImageState) -> Vec<(&'static str, bool)> {
+    fn identity(prior: &ImageState, planned: &ImageState, _config: &ImageState) -> Vec<(&'static str, bool)> {
         // New content is an in-place update: the artifacts are rewritten atomically where
         // they are, and a failed apply keeps the resource and its previous artifacts.
         vec![("name", prior.name != planned.name), ("output_dir", prior.output_dir != planned.output_dir)]

@@ -90,6 +90,11 @@ impl Workspace {
         std::fs::write(self.work_dir().join("main.tf"), text).unwrap();
     }
 
+    /// Writes `main.tf` as it is given (with its own `terraform` block).
+    pub fn write_config_file(&self, text: &str) {
+        std::fs::write(self.work_dir().join("main.tf"), text).unwrap();
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with_cli_config(&self.dir.path().join("terraformrc"), args)
     }

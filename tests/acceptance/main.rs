@@ -17,6 +17,7 @@ mod saved_plans;
 mod secure_boot;
 mod segments;
 mod trust;
+mod upgrade;
 
 use std::path::Path;
 

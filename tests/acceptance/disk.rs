@@ -49,16 +49,6 @@ pub fn disk_config(platform: &str, disks: &str) -> String {
     )
 }
 
-fn markers(arch: &str) -> Vec<String> {
-    vec![
-        format!("RESIN-INIT-OK arch={arch}"),
-        "RESIN-MODULE-OK overlay.ko".into(),
-        "RESIN-ONBOOT-EXIT 000-granted 0".into(),
-        "RESIN-ONBOOT-EXIT 001-withheld 0".into(),
-        "RESIN-BOOT-DONE".into(),
-    ]
-}
-
 /// UEFI firmware as the boot tests run it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Firmware {
@@ -168,7 +158,7 @@ pub fn boot_media_with(
 }
 
 pub fn judge_boot(what: &str, arch: &str, console: &str) {
-    let markers = markers(arch);
+    let markers = crate::boot::boot_markers(arch);
     let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
     if let Err(report) = judge(console, &markers) {
         panic!("{what} did not boot: {report}");
@@ -240,11 +230,17 @@ fn a_uki_holds_the_release_and_sbat_and_is_replaced_when_edited() {
 }
 
 #[test]
-fn an_ipxe_script_network_boots_the_image() {
+fn an_ipxe_script_network_boots_the_image_from_zstd_frames() {
+    // The image's initrd is zstd frames: the kernel unpacks one frame at a time and needs
+    // each to end with a cpio entry (runc, larger than a piece, makes frames that span
+    // pieces).
     let workspace = Workspace::new();
-    workspace.write_config(&disk_config("linux/amd64", IPXE));
+    let image = boot_config("linux/amd64", true, "compression = \"zstd\"");
+    workspace.write_config(&format!("{image}\n{IPXE}"));
     workspace.apply();
     let out = workspace.work_dir().join("out");
+    let initrd = std::fs::read(out.join("boot-initrd.img")).unwrap();
+    assert_eq!(initrd[..4], [0x28, 0xb5, 0x2f, 0xfd], "a zstd frame first");
     let script = std::fs::read_to_string(out.join("boot.ipxe")).unwrap();
     assert!(
         script.starts_with("#!ipxe\nkernel tftp://10.0.2.2/boot-kernel initrd=boot-initrd.img console=ttyS0"),

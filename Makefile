@@ -1,8 +1,8 @@
 # terraform-provider-resin
 #   make demo     the main job: build, build the fixture packages from Debian packages into
 #                 a local OCI layout, terraform apply examples/demo, boot it under QEMU
-#   make test     install what the tests need, check formatting and clippy (the provider,
-#                 its tests, benchmarks, examples and fuzz targets), run every test with
+#   make test     install what the tests need, check formatting, build with clippy's lints
+#                 (the provider, its tests, benchmarks, examples and fuzz targets), run every test with
 #                 cargo nextest (the acceptance tests on the pinned Terraform 1.0.3; the
 #                 protocol tests again on a newer terraform on PATH), print the slowest, and
 #                 fuzz each target briefly
@@ -52,10 +52,19 @@ demo:
 	@echo "Artifacts: $(DEMO_DIR)/out/demo-kernel, demo-initrd.img, demo-cmdline, and the UKI demo.efi"
 	@echo "State: $(DEMO_DIR)/terraform.tfstate; blob cache: $(DEMO_DIR)/cache"
 
+# make test lints while it builds: clippy-driver wraps rustc for the workspace's own crates
+# (as `cargo clippy` does for its check), with warnings as errors, so the dependencies are
+# compiled once, for the tests, not a second time for a separate check (2.5 minutes from a
+# fresh clone on 2 cores). A plain `cargo build` afterwards compiles the workspace's crates
+# again, not the dependencies.
+test: export RUSTC_WORKSPACE_WRAPPER := $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+test: export CLIPPY_ARGS := -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+
 test:
 	scripts/install-deps.sh test
 	cargo fmt --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	@[ -x "$$RUSTC_WORKSPACE_WRAPPER" ] || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
+	cargo build --workspace --all-targets
 	cargo clippy --package resin-fuzz -- -D warnings
 	scripts/boot-fixtures/build.sh $(CURDIR)/.tools/boot-layout
 	@cargo nextest run --no-fail-fast --test-threads $(TEST_THREADS); status=$$?; \

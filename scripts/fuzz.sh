@@ -15,6 +15,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(layer_reader union newc_writer pe_writer)
 
 host=$(rustc -vV | sed -n 's/^host: //p')
+# Linted elsewhere (make test builds every target with clippy's lints): built with rustc.
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # --target keeps the instrumentation out of build scripts and proc macros.
 RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \

@@ -259,6 +259,67 @@ impl Disk {
     }
 }
 
+/// Writing one boot file, on a blocking thread: everything it is made of, owned.
+struct Job {
+    format: &'static dyn crate::disk::DiskFormat,
+    image: crate::assemble::ImageSpec,
+    stub: Option<Vec<u8>>,
+    base_url: Option<String>,
+    size_mb: Option<u64>,
+    uname: Option<String>,
+    sbat: Option<String>,
+    signing: Option<Signing>,
+    /// The plan could not predict `pcr11_sha256` (the stub was not readable then).
+    predict_pcr11: bool,
+    target: PathBuf,
+}
+
+impl Job {
+    /// Writes the file (through a temporary file renamed into place); returns it and, when
+    /// asked, the predicted PCR 11 (`None` inside: a stub that is not systemd's).
+    fn run(self) -> anyhow::Result<(crate::assemble::Artifact, Option<Option<[u8; 32]>>)> {
+        let target = &self.target;
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", dir.display()))?;
+        }
+        let scratch = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let signer = self.signing.as_ref().map(Signing::signer).transpose()?;
+        let sources = Sources {
+            image: &self.image,
+            stub: self.stub.as_deref(),
+            base_url: self.base_url.as_deref(),
+            size_mb: self.size_mb,
+            uname: self.uname.as_deref(),
+            sbat: self.sbat.as_deref(),
+            scratch,
+            signer: signer.as_ref(),
+        };
+        // Before anything is written: what fails here leaves the previous file.
+        let pcr11 = match (self.predict_pcr11, sources.stub) {
+            (true, Some(stub)) => Some(crate::disk::measure::predict(&sources, stub)?),
+            _ => None,
+        };
+        let artifact = crate::disk::write_disk(self.format, &sources, target)?;
+        Ok((artifact, pcr11))
+    }
+}
+
+/// The setting a failed write is reported at: a size too small for the UKI is the user's
+/// `size_mb`, a certificate or key that cannot be used (or a signer that fails) its
+/// attribute; anything else (a damaged image file, a full disk) concerns the disk as a
+/// whole.
+fn fault_attribute(error: &anyhow::Error, key_attribute: &'static str) -> AttributePath {
+    if error.downcast_ref::<crate::disk::raw_efi::TooSmall>().is_some() {
+        AttributePath::new("size_mb")
+    } else if let Some(SigningError { fault: Fault::Certificate, .. }) = error.downcast_ref() {
+        AttributePath::new("signing_certificate")
+    } else if error.downcast_ref::<SigningError>().is_some() || error.downcast_ref::<KeyFailed>().is_some() {
+        AttributePath::new(key_attribute)
+    } else {
+        AttributePath::root()
+    }
+}
+
 #[async_trait]
 impl FileWriter for Disk {
     type State = DiskState;
@@ -374,56 +435,24 @@ impl FileWriter for Disk {
             },
             None => None,
         };
-        let (image, base_url) = (image.clone(), base_url.map(str::to_string));
-        let (uname, sbat) = (uname.map(str::to_string), sbat.map(str::to_string));
-        let signing = signing.cloned();
-        let key_attribute = signing.as_ref().map_or("signing_key", |s| s.key.attribute());
-        let predict_pcr11 = format.needs_stub() && state.pcr11_sha256.is_unknown();
-        let target = path.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| anyhow::anyhow!("creating output_dir {}: {e}", dir.display()))?;
-            }
-            let scratch = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let signer = signing.as_ref().map(Signing::signer).transpose()?;
-            let sources = Sources {
-                image: &image,
-                stub: stub_bytes.as_deref(),
-                base_url: base_url.as_deref(),
-                size_mb,
-                uname: uname.as_deref(),
-                sbat: sbat.as_deref(),
-                scratch,
-                signer: signer.as_ref(),
-            };
-            // Only when the plan could not (the stub was not readable then), and before
-            // anything is written: what fails here leaves the previous file.
-            let pcr11 = match (predict_pcr11, sources.stub) {
-                (true, Some(stub)) => Some(crate::disk::measure::predict(&sources, stub)?),
-                _ => None,
-            };
-            let artifact = crate::disk::write_disk(format, &sources, &target)?;
-            Ok::<_, anyhow::Error>((artifact, pcr11))
-        })
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r);
+        let job = Job {
+            format,
+            image: image.clone(),
+            stub: stub_bytes,
+            base_url: base_url.map(str::to_string),
+            size_mb,
+            uname: uname.map(str::to_string),
+            sbat: sbat.map(str::to_string),
+            signing: signing.cloned(),
+            predict_pcr11: format.needs_stub() && state.pcr11_sha256.is_unknown(),
+            target: path,
+        };
+        let key_attribute = signing.map_or("signing_key", |s| s.key.attribute());
+        let written = tokio::task::spawn_blocking(move || job.run()).await.map_err(anyhow::Error::from).and_then(|r| r);
         let (artifact, pcr11) = match written {
             Ok(written) => written,
             Err(e) => {
-                // A size too small for the UKI is the user's size_mb, a key that cannot be
-                // read or a signer that fails its key attribute; anything else (a damaged
-                // image file, a full disk) concerns the disk as a whole.
-                let at = if e.downcast_ref::<crate::disk::raw_efi::TooSmall>().is_some() {
-                    AttributePath::new("size_mb")
-                } else if let Some(SigningError { fault: Fault::Certificate, .. }) = e.downcast_ref() {
-                    AttributePath::new("signing_certificate")
-                } else if e.downcast_ref::<SigningError>().is_some() || e.downcast_ref::<KeyFailed>().is_some() {
-                    AttributePath::new(key_attribute)
-                } else {
-                    AttributePath::root()
-                };
+                let at = fault_attribute(&e, key_attribute);
                 super::error_at(diags, format!("Cannot write {}", format.name()), &e.context(what), at);
                 return None;
             }

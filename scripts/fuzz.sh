@@ -18,7 +18,9 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 # Linted elsewhere (make test builds every target with clippy's lints): built with rustc.
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # --target keeps the instrumentation out of build scripts and proc macros.
-RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+# -D warnings: the library without its provider feature must build without a warning
+# (items only the provider uses would be dead code there; dependencies' lints are capped).
+RUSTFLAGS="-Dwarnings --cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Ccodegen-units=16" \
   cargo build --profile fuzz --quiet --package resin-fuzz --target "$host" \

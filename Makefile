@@ -25,8 +25,8 @@ export CHECKPOINT_DISABLE := 1
 
 FUZZ_SECONDS ?= 60
 
-# The fuzz targets' instrumented build runs while the newer Terraform's protocol tests do:
-# those mostly wait on Terraform (measured: about half of 2 cores busy).
+# The fuzz targets are built and run while the newer Terraform's protocol tests run: those
+# mostly wait on Terraform (measured: about half of 2 cores busy).
 # Tests run two per core: most of an acceptance test's time is spent waiting (Terraform
 # starting, registries, retry back-off, firmware), so this is about 30 % faster than one
 # per core on 2 cores; each test's time printed includes the contention.
@@ -69,19 +69,19 @@ test:
 	@cargo nextest run --no-fail-fast --test-threads $(TEST_THREADS); status=$$?; \
 	scripts/test-times.py target/nextest/default/junit.xml 15; exit $$status
 	@echo "acceptance tests passed on $$($(TERRAFORM) version -json 2>/dev/null | python3 -c 'import json, sys; print("Terraform " + json.load(sys.stdin)["terraform_version"])') ($(TERRAFORM))"
-	@scripts/fuzz.sh build > target/fuzz-build.log 2>&1 & build=$$!; \
+	@scripts/fuzz.sh 10 > target/fuzz.log 2>&1 & fuzz=$$!; \
 	newer=$$(scripts/newer-terraform.sh); status=0; \
 	if [ -n "$$newer" ]; then \
-	  echo "running the protocol tests again on the newer Terraform on PATH ($$newer), building the fuzz targets meanwhile"; \
+	  echo "running the protocol tests again on the newer Terraform on PATH ($$newer), fuzzing meanwhile"; \
 	  RESIN_TERRAFORM=$$newer cargo nextest run --profile newer-terraform --no-fail-fast --test-threads $(TEST_THREADS) && \
 	  scripts/test-times.py target/nextest/newer-terraform/junit.xml 5 && \
 	  echo "protocol tests passed on $$($$newer version -json 2>/dev/null | python3 -c 'import json, sys; print("Terraform " + json.load(sys.stdin)["terraform_version"])') ($$newer)" || status=1; \
 	else \
 	  echo "no newer terraform on PATH: the acceptance tests ran on the pinned Terraform only"; \
 	fi; \
-	wait $$build || { cat target/fuzz-build.log; echo "building the fuzz targets failed" >&2; exit 1; }; \
+	wait $$fuzz; fuzzed=$$?; cat target/fuzz.log; \
+	[ $$fuzzed -eq 0 ] || { echo "fuzzing failed (target/fuzz.log)" >&2; exit 1; }; \
 	exit $$status
-	scripts/fuzz.sh 10
 
 # Fuzzing (libFuzzer through libfuzzer-sys, stable toolchain): each target for FUZZ_SECONDS.
 fuzz:

@@ -9,7 +9,8 @@
 #   build.sh LAYOUT_DIR
 #
 # Downloads go to .tools/debs (kept, so a second build is offline); the layout is written
-# fresh. Needs dpkg-deb and apt-get (Debian); adds the arm64 architecture to apt.
+# again when what it is made of changed. Needs dpkg-deb and apt-get (Debian); adds the
+# arm64 architecture to apt.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(cd "$here/../.." && pwd)"
@@ -25,8 +26,10 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   $sudo apt-get update -qq
 fi
 
+# The packages, downloaded when missing: "arch package deb" lines.
+chosen=()
 for arch in amd64 arm64; do
-  mkdir -p "$debs/$arch" "$staging/$arch"
+  mkdir -p "$debs/$arch"
   kernel_package=$(apt-cache depends "linux-image-$arch:$arch" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !found {print $2; found = 1}')
   if [ -z "$kernel_package" ]; then
     $sudo apt-get update -qq
@@ -39,16 +42,32 @@ for arch in amd64 arm64; do
         || { echo "cannot download $package:$arch" >&2; exit 1; }
     fi
     deb=$(ls "$debs/$arch/${package}_"*"_$arch.deb" | sort | tail -n 1)
-    mkdir -p "$staging/$arch/$package"
-    if [ "$package" = "$kernel_package" ]; then
-      # Only the kernel and overlay.ko are needed: extract just those.
-      dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$staging/$arch/$package" --wildcards './boot/vmlinuz-*' '*/kernel/fs/overlayfs/overlay.ko*'
-      echo "$kernel_package" > "$staging/$arch/kernel-package"
-    else
-      dpkg-deb -x "$deb" "$staging/$arch/$package"
-    fi
+    role=package
+    [ "$package" = "$kernel_package" ] && role=kernel
+    chosen+=("$arch $role $package $deb")
   done
+done
+
+# The layout is a function of those packages, these scripts, the builder and the lock
+# file: an unchanged layout is kept.
+stamp=$( (printf '%s\n' "${chosen[@]##*/}" && cd "$top" && sha256sum scripts/boot-fixtures/* \
+  examples/boot_fixtures.rs testkit/src/fixtures.rs Cargo.lock) | sha256sum | cut -d' ' -f1)
+if [ -f "$layout/index.json" ] && [ "$(cat "$layout/.resin-stamp" 2>/dev/null)" = "$stamp" ]; then
+  exit 0
+fi
+
+for line in "${chosen[@]}"; do
+  read -r arch role package deb <<< "$line"
+  mkdir -p "$staging/$arch/$package"
+  if [ "$role" = kernel ]; then
+    # Only the kernel and overlay.ko are needed: extract just those.
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$staging/$arch/$package" --wildcards './boot/vmlinuz-*' '*/kernel/fs/overlayfs/overlay.ko*'
+    echo "$package" > "$staging/$arch/kernel-package"
+  else
+    dpkg-deb -x "$deb" "$staging/$arch/$package"
+  fi
 done
 
 rm -rf "$layout"
 (cd "$top" && cargo run --quiet --example boot_fixtures -- "$staging" "$layout")
+echo "$stamp" > "$layout/.resin-stamp"

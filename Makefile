@@ -25,8 +25,10 @@ export CHECKPOINT_DISABLE := 1
 
 FUZZ_SECONDS ?= 60
 
-# The fuzz targets are built and run while the newer Terraform's protocol tests run: those
-# mostly wait on Terraform (measured: about half of 2 cores busy).
+# The fuzz targets' instrumented build starts once the tests are built, at the lowest
+# priority (it takes what the first test pass leaves idle), and the targets run while the
+# newer Terraform's protocol tests run: those mostly wait on Terraform (measured: about
+# half of 2 cores busy). `scripts/fuzz.sh 10` waits for the build (cargo's lock).
 # Tests run two per core: most of an acceptance test's time is spent waiting (Terraform
 # starting, registries, retry back-off, firmware), so this is about 30 % faster than one
 # per core on 2 cores; each test's time printed includes the contention.
@@ -65,9 +67,11 @@ test:
 	cargo fmt --check
 	@[ -x "$$RUSTC_WORKSPACE_WRAPPER" ] || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
 	cargo build --workspace --all-targets
+	@setsid nice -n 19 scripts/fuzz.sh build > target/fuzz-build.log 2>&1 < /dev/null & echo $$! > target/fuzz-build.pid
 	scripts/boot-fixtures/build.sh $(CURDIR)/.tools/boot-layout
 	@cargo nextest run --no-fail-fast --test-threads $(TEST_THREADS); status=$$?; \
-	scripts/test-times.py target/nextest/default/junit.xml 15; exit $$status
+	scripts/test-times.py target/nextest/default/junit.xml 15; \
+	[ $$status -eq 0 ] || kill -- -$$(cat target/fuzz-build.pid) 2>/dev/null; exit $$status
 	@echo "acceptance tests passed on $$($(TERRAFORM) version -json 2>/dev/null | python3 -c 'import json, sys; print("Terraform " + json.load(sys.stdin)["terraform_version"])') ($(TERRAFORM))"
 	@scripts/fuzz.sh 10 > target/fuzz.log 2>&1 & fuzz=$$!; \
 	newer=$$(scripts/newer-terraform.sh); status=0; \

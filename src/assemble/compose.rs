@@ -88,7 +88,7 @@ impl Compression {
                 None => Ok(Compression::Uncompressed),
                 Some(_) => Err(error(
                     "compression_level",
-                    "a level needs a compression (compression = \"gzip\" or \"zstd\")".into(),
+                    "compression \"none\" takes no level: leave compression_level out, or compress with \"gzip\" or \"zstd\"".into(),
                 )),
             },
             other => Err(error(
@@ -373,7 +373,17 @@ fn place_file(
         FileKind::Source(source) => match crate::rootfs::host::digest_regular(source) {
             Ok((sha, size)) => (Some(sha), size, 0o644),
             Err(_) if file.optional && !source.exists() => return Ok(None),
-            Err(e) => return Err(at("source", e.context(format!("the source of {}", display(&path))))),
+            Err(e) => {
+                // Terraform starts the provider in its working directory.
+                let e = match (source.is_relative(), source.exists()) {
+                    (true, false) => e.context(format!(
+                        "a relative source is read from Terraform's working directory, {}",
+                        std::env::current_dir().map_or_else(|_| "(unknown)".into(), |dir| dir.display().to_string())
+                    )),
+                    _ => e,
+                };
+                return Err(at("source", e.context(format!("the source of {}", display(&path)))));
+            }
         },
     };
     if let FileKind::Symlink(target) = &file.kind {
@@ -643,6 +653,22 @@ pub(crate) mod tests {
         assert!(errors[0].to_string().starts_with("file[3].source: the source of /etc/x"), "{}", errors[0]);
         let (placed, errors) = place_files(&[optional, file("/etc/y", FileKind::Directory)], &BTreeMap::new());
         assert_eq!((placed.len(), placed[0].block, errors.len()), (1, 1, 0), "the block index stays the file's own");
+        // A relative source that is not there: the message says where it was looked for.
+        let relative = FileKind::Source(PathBuf::from("resin-test-missing/key"));
+        let error = place_file(0, &file("/etc/key", relative), &BTreeMap::new()).unwrap_err()[0].to_string();
+        let cwd = std::env::current_dir().unwrap();
+        let expected = format!("a relative source is read from Terraform's working directory, {}", cwd.display());
+        assert!(error.contains(&expected), "{error}");
+    }
+
+    #[test]
+    fn compression_settings_are_checked_with_what_to_do() {
+        assert_eq!(Compression::from_settings(None, None), Ok(Compression::DEFAULT));
+        assert_eq!(Compression::from_settings(Some("zstd"), Some(19)), Ok(Compression::Zstd { level: 19 }));
+        let none = Compression::from_settings(Some("none"), Some(4)).unwrap_err();
+        assert!(none.to_string().starts_with("compression_level: compression \"none\" takes no level"), "{none}");
+        let level = Compression::from_settings(Some("gzip"), Some(0)).unwrap_err();
+        assert_eq!(level.to_string(), "compression_level: 0 is not a gzip level (1 to 9)");
     }
 
     #[test]

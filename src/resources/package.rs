@@ -521,7 +521,7 @@ impl ImageKind for Package {
             }
         }
         let (options, _) = options_of(state);
-        let image = state.image.as_ref_option().map_or("(unknown image)", String::as_str);
+        let image = state.image.as_ref_option().map_or("image not yet known", String::as_str);
         for error in container::validate(&options) {
             diags.error(
                 error.summary(),
@@ -585,6 +585,21 @@ mod tests {
     use super::*;
     use crate::field::Step;
     use crate::resources::attribute_path;
+
+    #[test]
+    fn a_package_whose_image_is_not_known_yet_says_so_in_its_errors() {
+        let state =
+            PackageState { image: Value::Unknown, cwd: Value::Value("relative".into()), ..PackageState::default() };
+        let mut diags = Diagnostics::default();
+        Package::validate(&state, &mut diags);
+        // (tf-provider appends a backtrace to the detail when RUST_BACKTRACE is set.)
+        assert_eq!(diags.errors.len(), 1);
+        let detail = &diags.errors[0].detail;
+        assert!(
+            detail.starts_with("resin_package (image not yet known): cwd: \"relative\" is not an absolute path"),
+            "{detail}"
+        );
+    }
 
     #[test]
     fn single_blocks_point_through_index_zero() {

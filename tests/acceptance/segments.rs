@@ -190,7 +190,7 @@ fn bad_compression_settings_are_plan_errors_at_the_attribute() {
         ("compression = \"lz4\"", "compression", "\"lz4\" is not a compression"),
         ("compression_level = 0", "compression_level", "0 is not a gzip level (1 to 9)"),
         ("compression = \"zstd\"\n  compression_level = 20", "compression_level", "20 is not a zstd level (1 to 19)"),
-        ("compression = \"none\"\n  compression_level = 4", "compression_level", "a level needs a compression"),
+        ("compression = \"none\"\n  compression_level = 4", "compression_level", "compression \"none\" takes no level"),
     ] {
         workspace.write_config(&with_settings(&workspace, &format!("\n  {settings}\n")));
         let plan = workspace.run(&["plan", "-input=false", "-no-color"]);

@@ -174,7 +174,8 @@ class NetbootOverHttps(BaseResourceCheck):
 
     def scan_resource_conf(self, conf):
         if str(first(conf, "format", "")) != "ipxe":
-            return CheckResult.PASSED
+            # Not an iPXE script: the check does not apply (no PASSED for every other disk).
+            return CheckResult.UNKNOWN
         base_url = str(first(conf, "base_url", "") or "")
         return CheckResult.PASSED if base_url.startswith("https://") else CheckResult.FAILED
 

@@ -47,6 +47,10 @@ fn each_policy_passes_its_passing_fixture_and_fails_its_failing_one() {
             assert!(results.iter().all(|r| *r == expected), "{check} on {file}: expected {expected}, got {results:?}");
         }
     }
+    // A check says nothing of a resource it does not apply to (checkov's UNKNOWN): the iPXE
+    // rule judges the iPXE disk of its passing fixture, not the UKI beside it.
+    let ipxe = &outcomes[&("CKV_RESIN_8".to_string(), "/CKV_RESIN_8/pass/main.tf".to_string())];
+    assert_eq!(ipxe.len(), 1, "CKV_RESIN_8 reported on a disk that is not iPXE: {ipxe:?}");
     // No check may fire on another check's fixtures unexpectedly: every result is accounted for.
     for ((check, file), results) in &outcomes {
         if !file.starts_with(&format!("/{check}/")) {

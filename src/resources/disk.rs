@@ -25,9 +25,10 @@ use tf_provider::{AttributePath, Diagnostics};
 use super::context::{ProviderContext, SharedContext};
 use super::file_backed::FileWriter;
 use super::files::{self, OnDisk, OutputKind, WritesFiles, Written};
+use super::known;
 use super::schema::{attribute, resource_schema, strings};
 use crate::assemble::EfiStubSpec;
-use crate::disk::inputs::{Complete, Inputs, Setting, Settings, Signing};
+use crate::disk::inputs::{Complete, Inputs, Settings, Signing};
 use crate::disk::signing::{Fault, KeyFailed, SigningError};
 use crate::disk::Sources;
 
@@ -102,29 +103,22 @@ impl WritesFiles for DiskState {
 
 /// The settings of `state` as [`crate::disk::inputs`] checks them.
 fn settings_of(state: &DiskState) -> Settings {
-    fn setting<T: Clone>(value: &Value<T>) -> Setting<T> {
-        match value {
-            Value::Value(value) => Some(Some(value.clone())),
-            Value::Null => Some(None),
-            Value::Unknown => None,
-        }
-    }
     let signing_command = match &state.signing_command {
         Value::Value(words) => words.iter().map(|w| w.as_ref_option().cloned()).collect::<Option<Vec<_>>>().map(Some),
         Value::Null => Some(None),
         Value::Unknown => None,
     };
     Settings {
-        format: setting(&state.format),
-        image: setting(&state.image),
-        stub: setting(&state.stub),
-        base_url: setting(&state.base_url),
-        size_mb: setting(&state.size_mb),
-        uname: setting(&state.uname),
-        sbat: setting(&state.sbat),
-        signing_certificate: setting(&state.signing_certificate),
-        signing_key: setting(&state.signing_key),
-        signing_key_file: setting(&state.signing_key_file),
+        format: known(&state.format),
+        image: known(&state.image),
+        stub: known(&state.stub),
+        base_url: known(&state.base_url),
+        size_mb: known(&state.size_mb),
+        uname: known(&state.uname),
+        sbat: known(&state.sbat),
+        signing_certificate: known(&state.signing_certificate),
+        signing_key: known(&state.signing_key),
+        signing_key_file: known(&state.signing_key_file),
         signing_command,
     }
 }

@@ -32,6 +32,7 @@ use tf_provider::{AttributePath, Diagnostics};
 use super::context::SharedContext;
 use super::file_backed::FileWriter;
 use super::files::{self, OnDisk, WritesFiles, Written};
+use super::known;
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::{
     build, compose, file_digest, file_kind, linuxkit_yaml, sbom_bytes, sbom_path, write_sbom, ArtifactKind,
@@ -95,15 +96,6 @@ pub struct FileBlock {
     uid: Value<String>,
     gid: Value<String>,
     optional: Value<bool>,
-}
-
-/// Marks unknown values: `None` means "not known yet".
-fn known<T: Clone>(value: &Value<T>) -> Option<Option<T>> {
-    match value {
-        Value::Value(v) => Some(Some(v.clone())),
-        Value::Null => Some(None),
-        Value::Unknown => None,
-    }
 }
 
 fn known_strings(value: &Strings) -> Option<Vec<String>> {

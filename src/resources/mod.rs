@@ -27,6 +27,15 @@ pub(crate) fn attribute_index(index: usize) -> i64 {
     i64::try_from(index).expect("a list shorter than 2^63")
 }
 
+/// A value as the domain code takes it: `None` while unknown, `Some(None)` when unset.
+pub(crate) fn known<T: Clone>(value: &tf_provider::value::Value<T>) -> Option<Option<T>> {
+    match value {
+        tf_provider::value::Value::Value(v) => Some(Some(v.clone())),
+        tf_provider::value::Value::Null => Some(None),
+        tf_provider::value::Value::Unknown => None,
+    }
+}
+
 /// A byte count as a Terraform number (sizes of files, far below 2^63).
 pub(crate) fn number_of_bytes(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)

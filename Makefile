@@ -13,7 +13,8 @@
 #                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache), and whole
 #                 terraform applies of a LinuxKit-shaped image against a loopback registry
 #                 (cold, warm, one package changed, 200k files) beside zcat/gzip/pigz/zstd floors,
-#                 and what signing a UKI for Secure Boot costs
+#                 what signing a UKI for Secure Boot costs, and what each boot format costs
+#                 beside gzip -6 of the UKI
 #   make docs     regenerate docs/ from the provider schema and the examples
 
 VERSION      := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -99,6 +100,7 @@ bench:
 	cargo bench --bench assemble
 	cargo bench --bench linuxkit
 	cargo bench --bench signing
+	cargo bench --bench disk
 
 # Regenerates docs/ from the provider schema and the examples (a test checks they are current).
 docs:

@@ -7,6 +7,7 @@ host's pid/net namespaces only when its `annotations` say so
 (`resin-allow-sys-admin = "true"`, `resin-allow-host-namespaces = "true"`), and an image
 is production when `labels = { environment = "production" }`.
 """
+import json
 import re
 
 from checkov.common.models.enums import CheckCategories, CheckResult
@@ -86,17 +87,46 @@ class SysAdminAllowlisted(BaseResourceCheck):
         return CheckResult.PASSED
 
 
+# What a container gets when neither the package nor its image's label sets the namespace
+# (LinuxKit's defaults): the host's network namespace, a new pid namespace.
+NAMESPACE_DEFAULTS = {"net": "host", "pid": "new"}
+
+
+def label_setting(conf, key):
+    """The setting of the image's org.mobyproject.config label, which a plan knows (the
+    package's `spec`, when checkov scans `terraform show -json` of a plan); None when the
+    configuration alone is scanned or the label does not set it."""
+    spec = first(conf, "spec")
+    if not isinstance(spec, str):
+        return None
+    try:
+        label = json.loads(spec).get("defaults", {}).get("label")
+        value = json.loads(label).get(key) if label else None
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def effective_namespace(conf, key):
+    """The namespace a package's container runs in: its own setting, else its image
+    label's, else LinuxKit's default. An unset `net` is the host's network."""
+    value = first(conf, key)
+    if isinstance(value, str) and value:
+        return value
+    return label_setting(conf, key) or NAMESPACE_DEFAULTS[key]
+
+
 class NoHostNamespaces(BaseResourceCheck):
     def __init__(self):
         super().__init__(
-            name="packages do not share the host's pid or network namespace unless annotated resin-allow-host-namespaces = \"true\"",
+            name="packages do not run in the host's pid or network namespace (an unset net is the host's) unless annotated resin-allow-host-namespaces = \"true\"",
             id="CKV_RESIN_4",
             categories=[CheckCategories.GENERAL_SECURITY],
             supported_resources=["resin_package"],
         )
 
     def scan_resource_conf(self, conf):
-        shares = any(str(first(conf, key, "")) in ("host", "root") for key in ["pid", "net"])
+        shares = any(effective_namespace(conf, key) in ("host", "root") for key in NAMESPACE_DEFAULTS)
         if shares and not annotation(conf, "resin-allow-host-namespaces"):
             return CheckResult.FAILED
         return CheckResult.PASSED
@@ -146,10 +176,24 @@ SECRET_PATTERNS = [
 ]
 
 
+# Paths that hold secrets whatever their contents look like: private keys (`*.key`,
+# `id_ed25519`, `ssh_host_*_key`), password hashes, keystores and credential files.
+SECRET_PATHS = [
+    r"\.(key|p12|pfx|jks|keytab|kdbx)$",
+    r"[-_.]key\.pem$",
+    r"(^|/)(shadow|gshadow)-?$",
+    r"(^|/)id_(rsa|dsa|ecdsa|ed25519)(_sk)?$",
+    r"(^|/)ssh_host_[a-z0-9]+_key$",
+    r"(^|/)\.(netrc|pgpass|git-credentials)$",
+    r"(^|/)\.aws/credentials$",
+    r"(^|/)\.docker/config\.json$",
+]
+
+
 class SecretsOnlySensitive(BaseResourceCheck):
     def __init__(self):
         super().__init__(
-            name="secrets in resin image files use sensitive_contents, not contents",
+            name="secrets in resin image files (contents that look like one, or a path such as *.key, */shadow, id_*) use sensitive_contents, not contents",
             id="CKV_RESIN_7",
             categories=[CheckCategories.SECRETS],
             supported_resources=["resin_image"],
@@ -157,8 +201,13 @@ class SecretsOnlySensitive(BaseResourceCheck):
 
     def scan_resource_conf(self, conf):
         for block in blocks(conf, "file"):
-            contents = str(first(block, "contents", "") or "")
-            if any(re.search(pattern, contents) for pattern in SECRET_PATTERNS):
+            contents = first(block, "contents")
+            if contents is None:
+                continue
+            path = str(first(block, "path", "") or "")
+            if any(re.search(pattern, path) for pattern in SECRET_PATHS):
+                return CheckResult.FAILED
+            if any(re.search(pattern, str(contents)) for pattern in SECRET_PATTERNS):
                 return CheckResult.FAILED
         return CheckResult.PASSED
 

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::compose::{Composition, FileKind};
 use super::spec::PackageSpec;
 use crate::container::ContainerOptions;
-use crate::oci::reference::{ImageReference, PinnedImage, LAYOUT_PREFIX};
+use crate::oci::reference::{ImageReference, PinnedImage};
 
 /// What `linuxkit_yaml` shows for the contents of a file given as `sensitive_contents`.
 pub const SENSITIVE_PLACEHOLDER: &str = "(sensitive contents, not shown)";
@@ -286,13 +286,29 @@ pub fn to_yaml(value: &Value) -> String {
 
 /// `pkg:oci/<name>@sha256%3A<hex>?repository_url=<registry>/<repository>[&tag=<tag>]`.
 fn purl(image: &PinnedImage) -> String {
-    let (location, tag) = match image.reference() {
-        ImageReference::Registry(r) => (format!("{}/{}", r.registry(), r.repository()), r.tag()),
-        ImageReference::Layout(l) => (format!("{LAYOUT_PREFIX}{}", l.path), l.tag.as_deref()),
-    };
     let digest = image.digest().to_string().replace(':', "%3A");
-    let tag = tag.map(|t| format!("&tag={t}")).unwrap_or_default();
-    format!("pkg:oci/{}@{digest}?repository_url={location}{tag}", crate::container::default_name(image.reference()))
+    let name = crate::container::default_name(image.reference());
+    match image.reference() {
+        ImageReference::Registry(r) => {
+            let tag = r.tag().map(|t| format!("&tag={t}")).unwrap_or_default();
+            format!("pkg:oci/{name}@{digest}?repository_url={}/{}{tag}", r.registry(), r.repository())
+        }
+        // A local layout has no location another machine could fetch it from, and its path
+        // depends on where it was built: only the digest (and the tag) name it.
+        ImageReference::Layout(l) => match &l.tag {
+            Some(tag) => format!("pkg:oci/{name}@{digest}?tag={tag}"),
+            None => format!("pkg:oci/{name}@{digest}"),
+        },
+    }
+}
+
+/// Where an image can be downloaded from, for the SBOM: a registry reference pinned by
+/// digest; nothing for a local OCI layout (its path is this machine's).
+fn download_location(image: &PinnedImage) -> String {
+    match image.reference() {
+        ImageReference::Registry(_) => image.to_string(),
+        ImageReference::Layout(_) => "NOASSERTION".into(),
+    }
 }
 
 /// The LinuxKit YAML equivalent to the composition (the `linuxkit_yaml` attribute).
@@ -329,7 +345,7 @@ pub fn spdx_document(composition: &Composition, name: &str) -> Value {
             "SPDXID": id,
             "name": package_name,
             "versionInfo": image.digest(),
-            "downloadLocation": image,
+            "downloadLocation": download_location(image),
             "filesAnalyzed": false,
             "primaryPackagePurpose": "CONTAINER",
             "checksums": [{ "algorithm": "SHA256", "checksumValue": image.digest().digest() }],
@@ -443,7 +459,6 @@ mod tests {
         for (image, location) in [
             (format!("linuxkit/init@sha256:{hex}"), "docker.io/linuxkit/init"),
             (format!("linuxkit/init:v1@sha256:{hex}"), "docker.io/linuxkit/init&tag=v1"),
-            (format!("oci-layout:./l/init@sha256:{hex}"), "oci-layout:./l/init"),
         ] {
             assert_eq!(
                 purl(&image.parse().unwrap()),
@@ -451,5 +466,13 @@ mod tests {
                 "{image}"
             );
         }
+        // A layout is named by its digest and tag, wherever it is.
+        for layout in ["./l/init", "/srv/ci/l/init", "../l/init/"] {
+            let image: PinnedImage = format!("oci-layout:{layout}@sha256:{hex}").parse().unwrap();
+            assert_eq!(purl(&image), format!("pkg:oci/init@sha256%3A{hex}"));
+            assert_eq!(download_location(&image), "NOASSERTION");
+        }
+        let tagged: PinnedImage = format!("oci-layout:/srv/l:sshd@sha256:{hex}").parse().unwrap();
+        assert_eq!(purl(&tagged), format!("pkg:oci/sshd@sha256%3A{hex}?tag=sshd"));
     }
 }

@@ -47,13 +47,16 @@ impl DiskFormat for Gcp {
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
-        let mut disk = disk_image(sources, self.name(), GIB_IN_MIB)?;
+        let mut phases = super::Phases::start(self.name());
+        let mut disk = disk_image(sources, self.name(), GIB_IN_MIB, &mut phases)?;
         let size = disk.metadata()?.len();
         let regions = data_regions(&mut disk, size).context("finding the disk's data")?;
+        phases.done("data regions found", regions.iter().map(|(_, length)| length).sum());
         let mut gzip = flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::new(6));
         write_sparse_member(&mut gzip, "disk.raw", size, &regions, &mut disk)
             .context("writing disk.raw into the archive")?;
         gzip.finish()?.flush()?;
+        phases.done("archive compressed", size);
         Ok(())
     }
 }

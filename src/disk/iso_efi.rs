@@ -174,14 +174,17 @@ impl DiskFormat for IsoEfi {
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
-        let (mut uki, uki_length, loader) = temporary_uki(sources)?;
+        let mut phases = super::Phases::start(self.name());
+        let (mut uki, uki_length, loader) = temporary_uki(sources, &mut phases)?;
         let esp_bytes = super::esp::size_for(uki_length);
         let esp = tempfile::tempfile_in(sources.scratch).context("a temporary file for the ESP")?;
         esp.set_len(esp_bytes)?;
         let volume_id = super::derived_volume_id(sources, "iso-efi volume");
         super::esp::write(&esp, 0, esp_bytes, volume_id, loader, &mut uki)?;
+        phases.done("EFI system partition written", esp_bytes);
         out.write_all(&headers(esp_bytes)?)?;
         std::io::copy(&mut &esp, out).context("copying the EFI system partition")?;
+        phases.done("ISO copied", esp_bytes);
         Ok(())
     }
 }

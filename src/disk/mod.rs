@@ -28,6 +28,7 @@ pub mod uname;
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -93,6 +94,36 @@ pub trait DiskFormat: Sync {
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()>;
 }
 
+/// A format's phases, each logged at DEBUG (`TF_LOG=DEBUG`) with how long it took, so an
+/// apply's log says where a boot file's time went.
+pub struct Phases {
+    format: &'static str,
+    started: Instant,
+    last: Instant,
+}
+
+impl Phases {
+    pub fn start(format: &'static str) -> Phases {
+        let now = Instant::now();
+        Phases { format, started: now, last: now }
+    }
+
+    /// Logs that `phase` is done, `bytes` long, and how long it took.
+    pub fn done(&mut self, phase: &str, bytes: u64) {
+        let now = Instant::now();
+        crate::log::debug(
+            &format!("disk: {phase}"),
+            &[
+                ("format", self.format.to_string()),
+                ("bytes", bytes.to_string()),
+                ("elapsed_ms", now.duration_since(self.last).as_millis().to_string()),
+                ("total_ms", now.duration_since(self.started).as_millis().to_string()),
+            ],
+        );
+        self.last = now;
+    }
+}
+
 /// Every format, by name.
 pub const FORMATS: &[&dyn DiskFormat] = &[&uki::Uki, &raw_efi::RawEfi, &iso_efi::IsoEfi, &gcp::Gcp, &ipxe::Ipxe];
 
@@ -148,7 +179,18 @@ pub fn write_disk(format: &dyn DiskFormat, sources: &Sources<'_>, path: &Path) -
         .with_context(|| format!("reading the kernel of resin_image {}", sources.image.name))?;
     format.check_kernel(&head, length, sources)?;
     let access = Access::of(sources.image.sensitive);
-    write_artifact(path, format.name(), access, |out| format.write(sources, out))
+    let started = Instant::now();
+    let artifact = write_artifact(path, format.name(), access, |out| format.write(sources, out))?;
+    crate::log::debug(
+        "disk: written",
+        &[
+            ("format", format.name().to_string()),
+            ("path", path.display().to_string()),
+            ("bytes", artifact.size.to_string()),
+            ("elapsed_ms", started.elapsed().as_millis().to_string()),
+        ],
+    );
+    Ok(artifact)
 }
 
 /// The image's kernel or initrd, opened to be read once and whole: its bytes must be the
@@ -189,7 +231,8 @@ pub fn derived_volume_id(sources: &Sources<'_>, what: &str) -> u32 {
 
 /// The content hash of a disk: the same hash, the same bytes. A signed disk's covers the
 /// signing certificate (its DER's digest): the key is the certificate's, and its
-/// signatures are deterministic (see [`signing`]).
+/// signatures are deterministic (see [`signing`]). The stub counts by its image's digest
+/// and path, never by how its reference is spelled.
 pub fn content_hash(
     format: &dyn DiskFormat,
     sources: &Sources<'_>,
@@ -200,7 +243,7 @@ pub fn content_hash(
         "disk_format": DISK_FORMAT,
         "format": format.name(),
         "image": { "name": sources.image.name, "content_hash": sources.image.content_hash },
-        "stub": stub,
+        "stub": stub.map(|stub| json!({ "image": stub.image.digest(), "platform": stub.platform, "path": stub.path })),
         "base_url": sources.base_url,
         "size_mb": sources.size_mb,
         "uname": sources.uname,
@@ -282,6 +325,28 @@ mod tests {
         image.sensitive = true;
         write_disk(&raw_efi::RawEfi, &sources(&image, &stub, dir.path()), &path).unwrap();
         assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn a_disk_hash_names_its_stub_by_digest_not_by_how_its_reference_is_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, stub) = image_in(dir.path());
+        let digest = format!("sha256:{}", "5".repeat(64));
+        let spec = |reference: &str, path: &str| EfiStubSpec {
+            spec_version: crate::assemble::SPEC_VERSION,
+            image: format!("{reference}@{digest}").parse().unwrap(),
+            index: None,
+            platform: "linux/amd64".parse().unwrap(),
+            path: path.into(),
+        };
+        let hash = |stub_spec: &EfiStubSpec| {
+            content_hash(&uki::Uki, &sources(&image, &stub, dir.path()), Some(stub_spec), None)
+        };
+        let stub_path = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+        let first = hash(&spec("oci-layout:./layout/stub", stub_path));
+        assert_eq!(hash(&spec("oci-layout:/srv/ci/job-9/layout/stub", stub_path)), first);
+        assert_eq!(hash(&spec("debian", stub_path)), hash(&spec("docker.io/library/debian", stub_path)));
+        assert_ne!(hash(&spec("debian", "usr/lib/other.efi.stub")), hash(&spec("debian", stub_path)));
     }
 
     #[test]

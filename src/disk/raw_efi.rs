@@ -46,8 +46,8 @@ pub struct TooSmall {
 /// The raw disk (GPT, ESP) holding `sources`' UKI, in an unnamed temporary file in
 /// `sources.scratch`, read from its start. Its size is a multiple of `unit_mb` MiB: the
 /// smallest that holds the ESP, or `size_mb` rounded up.
-pub fn disk_image(sources: &Sources<'_>, label: &str, unit_mb: u64) -> Result<File> {
-    let (mut uki, uki_length, loader) = temporary_uki(sources)?;
+pub fn disk_image(sources: &Sources<'_>, label: &str, unit_mb: u64, phases: &mut super::Phases) -> Result<File> {
+    let (mut uki, uki_length, loader) = temporary_uki(sources, phases)?;
     let esp = super::esp::size_for(uki_length);
     let needed = (esp + OVERHEAD).div_ceil(1 << 20);
     let mebibytes = match sources.size_mb {
@@ -72,6 +72,7 @@ pub fn disk_image(sources: &Sources<'_>, label: &str, unit_mb: u64) -> Result<Fi
     gpt::write(&disk, sectors, Guid::derived(&seed("disk")), &[partition])?;
     let volume_id = super::derived_volume_id(sources, &format!("{label} volume"));
     super::esp::write(&disk, start, length, volume_id, loader, &mut uki)?;
+    phases.done("EFI system partition written", length);
     let mut disk = disk;
     disk.seek(SeekFrom::Start(0))?;
     Ok(disk)
@@ -99,8 +100,11 @@ impl DiskFormat for RawEfi {
     }
 
     fn write(&self, sources: &Sources<'_>, out: &mut dyn Write) -> Result<()> {
-        let disk = disk_image(sources, self.name(), 1)?;
+        let mut phases = super::Phases::start(self.name());
+        let disk = disk_image(sources, self.name(), 1, &mut phases)?;
         let size = disk.metadata()?.len();
-        crate::sparse::copy_sparse(&disk, size, out).context("copying the disk")
+        crate::sparse::copy_sparse(&disk, size, out).context("copying the disk")?;
+        phases.done("disk copied", size);
+        Ok(())
     }
 }

@@ -114,7 +114,7 @@ impl DiskFormat for Uki {
             return write_unsigned(sources, out);
         }
         // Signing needs the whole image (its hash) first: it is made in a temporary file.
-        let (uki, length, _) = temporary_uki(sources)?;
+        let (uki, length, _) = temporary_uki(sources, &mut super::Phases::start(self.name()))?;
         let copied = std::io::copy(&mut (&uki).take(length), out).context("copying the signed UKI")?;
         if copied != length {
             bail!("the signed UKI ended after {copied} of {length} bytes");
@@ -208,7 +208,7 @@ fn kernel_sbat(kernel: &mut File) -> Result<Option<Vec<u8>>> {
 /// The UKI of `sources` (signed when `sources.signer` says so) in an unnamed temporary
 /// file in `sources.scratch`, read from its start, with its length and the removable-media
 /// loader name for its machine (the stub's).
-pub fn temporary_uki(sources: &Sources<'_>) -> Result<(File, u64, &'static str)> {
+pub fn temporary_uki(sources: &Sources<'_>, phases: &mut super::Phases) -> Result<(File, u64, &'static str)> {
     let stub = sources.stub.context("a UKI needs an EFI stub")?;
     let loader = super::esp::loader_name(Headers::of_image(stub).context("the EFI stub")?.machine);
     let mut uki = tempfile::tempfile_in(sources.scratch).context("a temporary file for the UKI")?;
@@ -217,8 +217,13 @@ pub fn temporary_uki(sources: &Sources<'_>) -> Result<(File, u64, &'static str)>
         write_unsigned(sources, &mut out)?;
         out.flush()?;
     }
+    phases.done("UKI written", uki.metadata()?.len());
     let length = match sources.signer {
-        Some(signer) => super::authenticode::sign_in_place(&mut uki, signer)?,
+        Some(signer) => {
+            let length = super::authenticode::sign_in_place(&mut uki, signer)?;
+            phases.done("UKI signed", length);
+            length
+        }
         None => uki.metadata()?.len(),
     };
     std::io::Seek::seek(&mut uki, std::io::SeekFrom::Start(0))?;

@@ -446,7 +446,7 @@ impl FileWriter for Image {
             attribute("compression_level", AttributeType::Number, Optional,
                 "The compression level. gzip: 1 (fastest) to 9 (smallest), default 4, the fastest level whose initrds stay within 5 % of `gzip -6`'s size (measured on real binaries: 1.04x; level 3 is 1.07x, level 6 1.02x and 1.3x slower). zstd: 1 to 19, default 3 (zstd's own default). Not with `compression = \"none\"`. Part of the content hash."),
             attribute("content_hash", AttributeType::String, Computed,
-                "sha256 over everything that determines the artifacts: kernel and package digests and settings, every generated `config.json` and `runtime.json`, file contents, order, platform and the assembly format. Known at plan time whenever the inputs are; the same hash always gives byte-identical artifacts."),
+                "sha256 over everything that determines the artifacts: kernel and package digests and settings, every generated `config.json` and `runtime.json`, file contents, order, platform and the assembly format. Images count by digest, never by how a reference names them (a registry, a tag, an OCI layout's path), so the same content has the same hash wherever it is built. Known at plan time whenever the inputs are; the same hash always gives byte-identical artifacts."),
             attribute("id", AttributeType::String, Computed, "`<output_dir>/<name>`."),
             attribute("file_sha256", super::schema::string_map(), Computed,
                 "sha256 of each regular file a `file` block adds, by path: `contents`, or `source` as hashed at plan time, so that a plan names the file whose contents changed. `sensitive_contents` are left out."),

@@ -1,25 +1,60 @@
 //! The golden fixture: the standard test image must keep giving exactly these bytes (and
-//! the same content hash) through Terraform.
+//! the same content hash) through Terraform, wherever its layout and workspace are.
+
+use std::collections::BTreeMap;
 
 use crate::fixtures::{GOLDEN_ADVICE, GOLDEN_INITRD};
-use crate::image::{image_config, out, write_fixtures};
+use crate::image::{image_config, out, sha256, write_fixtures};
 use crate::terraform::Workspace;
 
-/// The `content_hash` of the golden image, planned by Terraform (it names the layout as
-/// `./layout`, relative to Terraform's working directory).
-const GOLDEN_CONTENT_HASH: &str = "sha256:014801b920dd4c566f269e586289082889e0a0fb2b75d8a740bda86431459a7d";
+/// The `content_hash` of the golden image, planned by Terraform.
+const GOLDEN_CONTENT_HASH: &str = "sha256:b1aadfc988de3ba964b436687e60383ce99eb409e754c1bb1a6bb0006120b5ab";
+
+/// The golden image and an iPXE script of it, the layout named as `layout` names it.
+fn golden_config(workspace: &Workspace, layout: &str) -> String {
+    let disk = "resource \"resin_disk\" \"pxe\" {\n  image    = resin_image.img.spec\n  format   = \"ipxe\"\n  base_url = \"https://boot.example/images\"\n}\n";
+    format!("{}\n{disk}", image_config(workspace, "").replace("oci-layout:./layout:", &format!("oci-layout:{layout}:")))
+}
+
+/// Every resource's content hash, and the sha256 of every file the workspace wrote.
+fn outcome(workspace: &Workspace) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let state = workspace.state();
+    let hashes = state
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(address, resource)| (address.clone(), resource["content_hash"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    let files = std::fs::read_dir(workspace.work_dir().join("out"))
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            (path.file_name().unwrap().to_string_lossy().into_owned(), sha256(&path))
+        })
+        .collect();
+    (hashes, files)
+}
 
 #[test]
-fn the_golden_fixture_gives_the_same_bytes() {
+fn the_golden_fixture_gives_the_same_bytes_wherever_its_layout_and_workspace_are() {
     let workspace = Workspace::new();
     write_fixtures(&workspace.work_dir().join("layout"));
-    workspace.write_config(&image_config(&workspace, ""));
+    workspace.write_config(&golden_config(&workspace, "./layout"));
     workspace.apply();
-    let initrd = {
-        use sha2::Digest as _;
-        hex::encode(sha2::Sha256::digest(std::fs::read(out(&workspace, "initrd.img")).unwrap()))
-    };
+    let initrd = sha256(&out(&workspace, "initrd.img"));
     let content_hash = workspace.state()["resin_image.img"]["content_hash"].as_str().unwrap().to_string();
     assert_eq!(initrd, GOLDEN_INITRD, "the golden initrd changed.\n{GOLDEN_ADVICE}");
     assert_eq!(content_hash, GOLDEN_CONTENT_HASH, "the golden content hash changed.\n{GOLDEN_ADVICE}");
+
+    // The same layout elsewhere, named by an absolute path, from another workspace (as
+    // CI jobs check out to new paths): the same content hashes and the same bytes.
+    let (moved, elsewhere) = (Workspace::new(), tempfile::tempdir().unwrap());
+    let layout = elsewhere.path().join("images/layout");
+    write_fixtures(&layout);
+    moved.write_config(&golden_config(&moved, &layout.display().to_string()));
+    moved.apply();
+    let (first, second) = (outcome(&workspace), outcome(&moved));
+    assert_eq!(first.0.len(), 6, "{:?}", first.0);
+    assert_eq!(first.1.len(), 5, "kernel, initrd, cmdline, SBOM, iPXE script: {:?}", first.1);
+    assert_eq!(second, first, "moving the layout and the workspace changed a content hash or a file");
 }

@@ -59,6 +59,68 @@ fn each_policy_passes_its_passing_fixture_and_fails_its_failing_one() {
     }
 }
 
+/// checkov's results for `check` by resource: `PASSED` or `FAILED`.
+fn results(output: &std::process::Output) -> BTreeMap<String, &'static str> {
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("checkov's JSON report");
+    let mut results = BTreeMap::new();
+    for (key, outcome) in [("passed_checks", "PASSED"), ("failed_checks", "FAILED")] {
+        for result in report["results"][key].as_array().unwrap() {
+            results.insert(result["resource"].as_str().unwrap().to_string(), outcome);
+        }
+    }
+    results
+}
+
+#[test]
+fn a_scanned_plan_judges_the_namespaces_the_image_label_sets() {
+    use crate::fixtures::{add_layered_image, tar_layer, Entry};
+    let workspace = crate::terraform::Workspace::new();
+    let layout = workspace.work_dir().join("layout");
+    let program = |name| tar_layer(&[Entry::File(name, b"#!/bin/sh\n", 0o755)]);
+    // Neither package sets net or pid: only their images' labels do.
+    add_layered_image(
+        &layout,
+        "ownnet",
+        &[program("usr/bin/ownnet")],
+        serde_json::json!({ "Cmd": ["/usr/bin/ownnet"], "Labels": { "org.mobyproject.config": "{\"net\":\"new\"}" } }),
+    );
+    add_layered_image(
+        &layout,
+        "hostpid",
+        &[program("usr/bin/hostpid")],
+        serde_json::json!({ "Cmd": ["/usr/bin/hostpid"], "Labels": { "org.mobyproject.config": "{\"net\":\"new\",\"pid\":\"host\"}" } }),
+    );
+    workspace.write_config(&format!(
+        "provider \"resin\" {{\n  cache_dir = \"{}\"\n}}\n\nresource \"resin_package\" \"ownnet\" {{\n  image = \"oci-layout:./layout:ownnet\"\n}}\n\nresource \"resin_package\" \"hostpid\" {{\n  image = \"oci-layout:./layout:hostpid\"\n}}\n",
+        workspace.cache_dir.display()
+    ));
+    let plan = workspace.run(&["plan", "-out=policy.plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    let shown = workspace.run(&["show", "-json", "policy.plan"]);
+    assert_eq!(shown.code, 0, "{}", shown.text());
+    std::fs::write(workspace.work_dir().join("plan.json"), &shown.stdout).unwrap();
+    let checkov = |framework: &str, target: &[&str]| {
+        std::process::Command::new(checkov())
+            .args(["--framework", framework, "--skip-download", "-o", "json", "--check", "CKV_RESIN_4"])
+            .arg("--external-checks-dir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/checkov"))
+            .args(target)
+            .current_dir(workspace.work_dir())
+            .output()
+            .unwrap()
+    };
+    // The plan knows each package's spec, with its label: the effective namespaces.
+    let from_plan = results(&checkov("terraform_plan", &["-f", "plan.json"]));
+    let expected = BTreeMap::from([
+        ("resin_package.hostpid".to_string(), "FAILED"),
+        ("resin_package.ownnet".to_string(), "PASSED"),
+    ]);
+    assert_eq!(from_plan, expected);
+    // The configuration alone does not: an unset net is LinuxKit's default, the host's.
+    let from_config = results(&checkov("terraform", &["-d", "."]));
+    assert_eq!(from_config.get("resin_package.ownnet"), Some(&"FAILED"), "{from_config:?}");
+}
+
 #[test]
 fn the_full_stack_example_passes_the_whole_policy_pack() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -87,6 +149,16 @@ fn the_full_stack_example_passes_the_whole_policy_pack() {
     // Every check but CKV_RESIN_9 (signed UKIs): the example's one disk is an iPXE script.
     let every: std::collections::BTreeSet<String> = (1..=8).map(|n| format!("CKV_RESIN_{n}")).collect();
     assert_eq!(passed, every, "every check of the pack that applies runs on the example and passes");
+    // The init images run in no container: each skips CKV_RESIN_4, with its reason.
+    let mut skipped: Vec<String> = report["results"]["skipped_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r["check_id"].as_str().unwrap(), r["resource"].as_str().unwrap()))
+        .collect();
+    skipped.sort();
+    let init_images = ["ca_certificates", "containerd", "init", "runc"];
+    assert_eq!(skipped, init_images.map(|p| format!("CKV_RESIN_4 resin_package.{p}")), "{skipped:?}");
     // Pinning: every image of the example, the kernel and nine packages.
     let pinned = ids("passed_checks").into_iter().filter(|r| r.starts_with("CKV_RESIN_1 ")).count();
     assert_eq!(pinned, 10, "CKV_RESIN_1 on the kernel and nine packages: {:?}", ids("passed_checks"));

@@ -1,5 +1,6 @@
 resource "resin_package" "p" {
   image = "linuxkit/sshd:v1.0.0"
+  net   = "new"
 }
 resource "resin_efi_stub" "s" {
   image = "registry.example.com/boot/systemd-boot-efi:252"

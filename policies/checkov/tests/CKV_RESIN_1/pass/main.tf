@@ -1,5 +1,6 @@
 resource "resin_package" "p" {
   image = "linuxkit/sshd@sha256:abababababababababababababababababababababababababababababababab"
+  net   = "new"
 }
 resource "resin_kernel" "k" {
   image = "linuxkit/kernel:6.6.13@sha256:abababababababababababababababababababababababababababababababab"

@@ -1,8 +1,9 @@
 //! The artifacts of an image on disk: where they go, what was written, and how to tell
 //! drift from what apply wrote.
 //!
-//! * **Paths**: `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline` and
-//!   `<name>-sbom.spdx.json` in the output directory.
+//! * **Paths**: `<name>-kernel`, `<name>-initrd.img`, `<name>-cmdline` and the
+//!   [`Document`]s `<name>-sbom.spdx.json` and `<name>-linuxkit.yml` in the output
+//!   directory.
 //! * **Drift** ([`check`]): an artifact whose size, mtime and inode are as written
 //!   ([`FileStamp`]) keeps its recorded digest without being read again, as make and git
 //!   do, so refresh stays fast for large initrds; any other file is hashed.
@@ -12,9 +13,9 @@
 //! * **Destroy safety** ([`remove_if_written`]): an artifact is removed only while its
 //!   bytes are still what apply wrote; an edited one is left in place.
 
-use std::path::{Path, PathBuf};
-
+use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -77,9 +78,43 @@ impl ArtifactKind {
     }
 }
 
-/// Where the SPDX SBOM of image `name` goes.
-pub fn sbom_path(output_dir: &Path, name: &str) -> PathBuf {
-    output_dir.join(format!("{name}-sbom.spdx.json"))
+/// A document written beside an image's artifacts: a function of the composition and
+/// the image's name alone, so its digest is known at plan time, and it can be written
+/// again by itself when only it is missing or was edited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Document {
+    /// The SPDX 2.3 SBOM.
+    Sbom,
+    /// The LinuxKit YAML that builds the same image.
+    LinuxkitYaml,
+}
+
+impl Document {
+    pub const ALL: [Document; 2] = [Document::Sbom, Document::LinuxkitYaml];
+
+    /// The attribute prefix: `<attribute>_path`, `<attribute>_sha256`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Document::Sbom => "sbom",
+            Document::LinuxkitYaml => "linuxkit_yaml",
+        }
+    }
+
+    /// Where the document of image `name` goes.
+    pub fn path(self, output_dir: &Path, name: &str) -> PathBuf {
+        output_dir.join(match self {
+            Document::Sbom => format!("{name}-sbom.spdx.json"),
+            Document::LinuxkitYaml => format!("{name}-linuxkit.yml"),
+        })
+    }
+
+    /// Its bytes for image `name` of `composition`.
+    pub fn bytes(self, composition: &Composition, name: &str) -> Vec<u8> {
+        match self {
+            Document::Sbom => super::interop::sbom_bytes(composition, name),
+            Document::LinuxkitYaml => super::interop::linuxkit_yaml(composition).into_bytes(),
+        }
+    }
 }
 
 /// sha256 (as `sha256:<hex>`) and size of a regular file on disk.
@@ -177,15 +212,41 @@ pub fn write_artifact(
     Ok(Artifact { path: path.to_path_buf(), sha256: sha256.to_string(), size })
 }
 
-/// Writes the SBOM alone (when only it is missing or was edited), through a temporary
-/// file renamed into place.
-pub fn write_sbom(composition: &Composition, output_dir: &Path, name: &str) -> Result<Artifact> {
-    let bytes = super::interop::sbom_bytes(composition, name);
-    let path = sbom_path(output_dir, name);
-    let mut file = temporary(output_dir, "sbom")?;
-    file.write_all(&bytes).with_context(|| format!("writing {}", path.display()))?;
-    publish(vec![(file, &path)], Access::of(composition.is_sensitive()))?;
-    Ok(Artifact { path, sha256: crate::oci::digest::sha256(&bytes).to_string(), size: bytes.len() as u64 })
+/// Writes `documents` of image `name` (when only they are missing or were edited)
+/// through temporary files renamed into place together.
+pub fn write_documents(
+    composition: &Composition,
+    output_dir: &Path,
+    name: &str,
+    documents: &[Document],
+) -> Result<BTreeMap<Document, Artifact>> {
+    let contents: Vec<(Document, Vec<u8>)> = documents.iter().map(|d| (*d, d.bytes(composition, name))).collect();
+    let (files, written) = document_files(output_dir, name, &contents)?;
+    let renames = files.into_iter().map(|(document, file)| (file, written[&document].path.as_path())).collect();
+    publish(renames, Access::of(composition.is_sensitive()))?;
+    Ok(written)
+}
+
+/// Documents written to temporary files, not yet renamed into place.
+pub(super) type DocumentFiles = Vec<(Document, tempfile::NamedTempFile)>;
+
+/// Temporary files holding `documents`, and the artifacts they will be once renamed to
+/// their paths.
+pub(super) fn document_files(
+    output_dir: &Path,
+    name: &str,
+    documents: &[(Document, Vec<u8>)],
+) -> Result<(DocumentFiles, BTreeMap<Document, Artifact>)> {
+    let (mut files, mut written) = (Vec::new(), BTreeMap::new());
+    for (document, bytes) in documents {
+        let path = document.path(output_dir, name);
+        let mut file = temporary(output_dir, document.attribute())?;
+        file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+        let sha256 = crate::oci::digest::sha256(bytes).to_string();
+        written.insert(*document, Artifact { path, sha256, size: bytes.len() as u64 });
+        files.push((*document, file));
+    }
+    Ok((files, written))
 }
 
 /// Size, mtime and inode of a file as written: a file with the same stamp is taken to

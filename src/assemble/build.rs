@@ -24,7 +24,9 @@ use anyhow::{Context, Result};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
-use super::artifacts::{file_digest, publish, sbom_path, temporary, Access, Artifact, ArtifactKind, TEMPORARY_PREFIX};
+use super::artifacts::{
+    document_files, file_digest, publish, temporary, Access, Artifact, ArtifactKind, Document, TEMPORARY_PREFIX,
+};
 use super::compose::Composition;
 use super::hash::ASSEMBLY_FORMAT;
 use super::kernel::{extract_kernel, KernelSource};
@@ -44,7 +46,8 @@ use crate::oci::{Puller, ResolvedImage};
 pub struct Artifacts {
     /// The files written, by kind ([`ArtifactKind::IMAGE`]).
     pub files: BTreeMap<ArtifactKind, Artifact>,
-    pub sbom: Artifact,
+    /// The documents written beside them ([`Document::ALL`]).
+    pub documents: BTreeMap<Document, Artifact>,
     /// Things worth a warning: extended attributes newc cannot keep, names the kernel
     /// cannot create.
     pub warnings: Vec<Warning>,
@@ -59,7 +62,8 @@ pub async fn build(
     output_dir: PathBuf,
     name: String,
 ) -> Result<Artifacts> {
-    let sbom = super::interop::sbom_bytes(&composition, &name);
+    let documents: Vec<(Document, Vec<u8>)> =
+        Document::ALL.iter().map(|d| (*d, d.bytes(&composition, &name))).collect();
     let started = Instant::now();
     let kernel = &composition.inputs.kernel;
     let mut wanted: BTreeSet<(PinnedImage, Platform)> = BTreeSet::new();
@@ -92,7 +96,7 @@ pub async fn build(
     let segment_cache = segment_cache.clone();
     puller
         .with_repair(&pulled, move || {
-            assemble(&composition, &images, &cache, &segment_cache, &output_dir, &name, &sbom)
+            assemble(&composition, &images, &cache, &segment_cache, &output_dir, &name, &documents)
         })
         .await
 }
@@ -105,7 +109,7 @@ fn assemble(
     segment_cache: &SegmentCache,
     output_dir: &Path,
     name: &str,
-    sbom: &[u8],
+    documents: &[(Document, Vec<u8>)],
 ) -> Result<Artifacts> {
     let started = Instant::now();
     // Temporary files of an apply that was killed: their writers' locks are gone. Failing
@@ -159,12 +163,12 @@ fn assemble(
         (ArtifactKind::Initrd, initrd, initrd_sha256, initrd_size),
     ];
     let access = Access::of(composition.is_sensitive());
-    let (files, sbom) = publish_artifacts(output_dir, name, written, &kernel_spec.cmdline, sbom, access)?;
+    let (files, documents) = publish_artifacts(output_dir, name, written, &kernel_spec.cmdline, documents, access)?;
     log::debug(
         "assembly: artifacts written",
         &[("name", name.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
     );
-    Ok(Artifacts { files, sbom, warnings })
+    Ok(Artifacts { files, documents, warnings })
 }
 
 /// Every segment of the initrd, in order, each knowing the directories the ones before it
@@ -266,21 +270,20 @@ impl<'a> SegmentSource<'a> {
 }
 
 /// Publishes the kernel and initrd (`written`: temporary files with their sha256 and
-/// size), the command line and the SBOM together in `output_dir` ([`publish`]: all or
-/// none). Returns the artifacts by kind and the SBOM.
+/// size), the command line and the documents together in `output_dir` ([`publish`]: all
+/// or none). Returns the artifacts by kind and the documents.
 fn publish_artifacts(
     output_dir: &Path,
     name: &str,
     written: [(ArtifactKind, tempfile::NamedTempFile, String, u64); 2],
     cmdline: &str,
-    sbom: &[u8],
+    documents: &[(Document, Vec<u8>)],
     access: Access,
-) -> Result<(BTreeMap<ArtifactKind, Artifact>, Artifact)> {
+) -> Result<(BTreeMap<ArtifactKind, Artifact>, BTreeMap<Document, Artifact>)> {
     let mut cmdline_file = temporary(output_dir, "cmdline")?;
     cmdline_file.write_all(cmdline.as_bytes())?;
     let (cmdline_sha256, cmdline_size) = file_digest(cmdline_file.path())?;
-    let mut sbom_file = temporary(output_dir, "sbom")?;
-    sbom_file.write_all(sbom)?;
+    let (document_files, documents) = document_files(output_dir, name, documents)?;
     let all = written.into_iter().chain([(ArtifactKind::Cmdline, cmdline_file, cmdline_sha256, cmdline_size)]);
     let mut files = BTreeMap::new();
     let mut temporaries = Vec::new();
@@ -288,17 +291,11 @@ fn publish_artifacts(
         files.insert(kind, Artifact { path: kind.path(output_dir, name), sha256, size });
         temporaries.push((kind, file));
     }
-    let sbom_destination = sbom_path(output_dir, name);
     let mut renames: Vec<(tempfile::NamedTempFile, &Path)> =
         temporaries.into_iter().map(|(kind, file)| (file, files[&kind].path.as_path())).collect();
-    renames.push((sbom_file, &sbom_destination));
+    renames.extend(document_files.into_iter().map(|(document, file)| (file, documents[&document].path.as_path())));
     publish(renames, access)?;
-    let sbom = Artifact {
-        path: sbom_destination,
-        sha256: crate::oci::digest::sha256(sbom).to_string(),
-        size: sbom.len() as u64,
-    };
-    Ok((files, sbom))
+    Ok((files, documents))
 }
 
 #[cfg(test)]
@@ -357,19 +354,22 @@ mod tests {
             (ArtifactKind::Kernel, kernel, kernel_sha.clone(), kernel_size),
             (ArtifactKind::Initrd, initrd, initrd_sha, initrd_size),
         ];
-        let (files, sbom) =
-            publish_artifacts(dir.path(), "img", written, "console=ttyS0", b"{}", Access::of(true)).unwrap();
+        let documents = [(Document::Sbom, b"{}".to_vec()), (Document::LinuxkitYaml, b"kernel: {}\n".to_vec())];
+        let (files, documents) =
+            publish_artifacts(dir.path(), "img", written, "console=ttyS0", &documents, Access::of(true)).unwrap();
         assert_eq!(files.len(), 3);
         let kernel = &files[&ArtifactKind::Kernel];
         assert_eq!((kernel.path.clone(), kernel.sha256.as_str()), (dir.path().join("img-kernel"), kernel_sha.as_str()));
         let cmdline = &files[&ArtifactKind::Cmdline];
         assert_eq!(std::fs::read(&cmdline.path).unwrap(), b"console=ttyS0");
         assert_eq!(cmdline.sha256, crate::oci::digest::sha256(b"console=ttyS0").to_string());
-        assert_eq!((sbom.path.clone(), sbom.size), (sbom_path(dir.path(), "img"), 2));
+        let sbom = &documents[&Document::Sbom];
+        assert_eq!((sbom.path.clone(), sbom.size), (dir.path().join("img-sbom.spdx.json"), 2));
+        assert_eq!(std::fs::read(dir.path().join("img-linuxkit.yml")).unwrap(), b"kernel: {}\n");
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&files[&ArtifactKind::Initrd].path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "a sensitive image is readable by its owner only");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left.len(), 4, "no temporary file is left: {left:?}");
+        assert_eq!(left.len(), 5, "no temporary file is left: {left:?}");
     }
 }

@@ -311,9 +311,25 @@ fn download_location(image: &PinnedImage) -> String {
     }
 }
 
-/// The LinuxKit YAML equivalent to the composition (the `linuxkit_yaml` attribute).
+/// The LinuxKit YAML equivalent to the composition (`<name>-linuxkit.yml`). `linuxkit
+/// build` reads images from registries (and its own cache), not from OCI layouts: when
+/// the image has some, a comment at the top says so and how to push them.
 pub fn linuxkit_yaml(composition: &Composition) -> String {
-    to_yaml(&linuxkit_document(composition))
+    let inputs = &composition.inputs;
+    let packages = [&inputs.init, &inputs.onboot, &inputs.onshutdown, &inputs.services];
+    let images =
+        std::iter::once(&inputs.kernel.image).chain(packages.iter().flat_map(|list| list.iter().map(|p| &p.image)));
+    let layouts = images.filter(|image| matches!(image.reference(), ImageReference::Layout(_))).count();
+    let yaml = to_yaml(&linuxkit_document(composition));
+    if layouts == 0 {
+        return yaml;
+    }
+    format!(
+        "# {layouts} image(s) below come from OCI layouts (oci-layout:...), which `linuxkit build`\n\
+         # cannot read. Push each to a registry, e.g.\n\
+         #   skopeo copy oci:<dir>:<tag> docker://<registry>/<name>:<tag>\n\
+         # and name it there by the same digest (<registry>/<name>@sha256:...).\n{yaml}"
+    )
 }
 
 /// The SPDX SBOM of image `name` as written: a function of the composition alone, so its
@@ -386,6 +402,27 @@ pub fn spdx_document(composition: &Composition, name: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_of_layout_images_says_linuxkit_cannot_read_them() {
+        use crate::assemble::compose::compose;
+        use crate::assemble::compose::tests::{inputs, package, A};
+        use crate::container::ContainerOptions;
+        let registry =
+            linuxkit_yaml(&compose(inputs(vec![package(A, "a", ContainerOptions::default())], vec![])).unwrap());
+        assert!(registry.starts_with("kernel:"), "{registry}");
+        let digest = A.split_once('@').unwrap().1;
+        let layout = package(&format!("oci-layout:./layout:a@{digest}"), "a", ContainerOptions::default());
+        let yaml = linuxkit_yaml(&compose(inputs(vec![layout], vec![])).unwrap());
+        assert!(yaml.starts_with("# 1 image(s) below come from OCI layouts"), "{yaml}");
+        assert!(yaml.contains("#   skopeo copy oci:<dir>:<tag> docker://<registry>/<name>:<tag>\n"), "{yaml}");
+        assert!(
+            yaml.ends_with(
+                &registry[registry.find("onboot:").unwrap()..].replace(A, &format!("oci-layout:./layout:a@{digest}"))
+            ),
+            "{yaml}"
+        );
+    }
 
     #[test]
     fn yaml_is_block_style_and_readable_back_as_data() {

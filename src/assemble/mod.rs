@@ -29,7 +29,7 @@ mod warning;
 pub use union::{read_image_file, read_pulled_file};
 
 pub use artifacts::{
-    check, file_digest, remove_if_written, sbom_path, write_artifact, write_sbom, Access, Artifact, ArtifactKind,
+    check, file_digest, remove_if_written, write_artifact, write_documents, Access, Artifact, ArtifactKind, Document,
     FileStamp, Removal, TEMPORARY_PREFIX,
 };
 pub use build::{build, Artifacts};

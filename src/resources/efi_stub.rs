@@ -45,6 +45,8 @@ impl ImageKind for EfiStub {
     fn schema() -> Schema {
         let mut attributes = image_attributes(
             "OCI image holding the stub: `name[:tag][@sha256:...]` as Docker normalises it, or `oci-layout:<dir>[:<tag>|@sha256:...]` for a local OCI image layout.",
+            "sha256 over the image's digest (never how its reference is spelled), the platform, `path` and the assembly format. Known at plan time whenever its inputs are.",
+            "The stub as `resin_disk` takes it (`stub = resin_efi_stub.systemd.spec`): a JSON document with the pinned image (`image`, the platform manifest; `index`, the index it was chosen from when the reference named one), the platform and `path`.",
         );
         attributes.push(attribute(
             "path",
@@ -53,7 +55,7 @@ impl ImageKind for EfiStub {
             "Path of the stub inside the image. Default: systemd's stub for the platform, `usr/lib/systemd/boot/efi/linuxx64.efi.stub` (amd64) or `linuxaa64.efi.stub` (arm64), where Debian's `systemd-boot-efi` installs it.",
         ));
         resource_schema(
-            "A UEFI stub (systemd-stub) in an OCI image, for `resin_disk` formats that boot through one (`uki`). Apply pulls the image and checks the file is an EFI binary for the platform; `content_hash` covers the digest and the path.",
+            &format!("A UEFI stub (systemd-stub) in an OCI image, for the `resin_disk` formats that boot through one: {} (each holds a UKI: the stub with the kernel, initrd and command line as sections); `ipxe` needs none. Apply pulls the image and checks the file is an EFI binary for the platform; `content_hash` covers the digest and the path.", crate::disk::stub_formats()),
             attributes,
             vec![],
         )

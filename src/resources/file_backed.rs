@@ -56,9 +56,10 @@ pub trait FileWriter: Send + Sync + 'static {
         prior: Option<&Self::State>,
         diags: &mut Diagnostics,
     ) -> Option<(Self::State, Self::Plan)>;
-    /// A path a planned create writes besides the files of [`WritesFiles`] (the SBOM).
-    fn also_writes(_state: &Self::State) -> Option<String> {
-        None
+    /// The paths a planned create writes besides the files of [`WritesFiles`] (an image's
+    /// documents).
+    fn also_writes(_state: &Self::State) -> Vec<String> {
+        Vec::new()
     }
     /// Fills what follows from the planned files (`rewrite`: they are written again),
     /// given the prior state and what apply wrote in an update.
@@ -85,7 +86,7 @@ pub trait FileWriter: Send + Sync + 'static {
     ) -> Option<(Self::State, Option<WrittenFor<Self::State>>)> {
         Some((planned, private))
     }
-    /// What refresh reads besides the files (the SBOM).
+    /// What refresh reads besides the files (an image's documents).
     async fn refresh_more(_state: &mut Self::State) {}
     /// Files destroy removes besides those of [`WritesFiles`], each with the digest it was
     /// written with.

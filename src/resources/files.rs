@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use tf_provider::{AttributePath, Diagnostics};
 
-use crate::assemble::{check, remove_if_written, Artifact, ArtifactKind, FileStamp, Removal};
+use crate::assemble::{check, remove_if_written, Artifact, ArtifactKind, Document, FileStamp, Removal};
 
 /// Checks at plan that apply can write into the output directory `dir`, reporting at
 /// `resource`'s `output_dir` why not: the directory, or the nearest existing ancestor
@@ -111,14 +111,32 @@ pub struct Written<K> {
     /// when these changed (as make and git do), so plans stay fast for large files.
     #[serde(default, deserialize_with = "by_kind")]
     pub stamps: BTreeMap<K, FileStamp>,
-    /// `resin_image`'s SBOM as written.
+    /// `resin_image`'s documents as written ([`Document`]).
     #[serde(default)]
     pub sbom_sha256: Option<String>,
+    #[serde(default)]
+    pub linuxkit_yaml_sha256: Option<String>,
+}
+
+impl<K> Written<K> {
+    /// The digest `document` was written with.
+    pub fn document(&mut self, document: Document) -> &mut Option<String> {
+        match document {
+            Document::Sbom => &mut self.sbom_sha256,
+            Document::LinuxkitYaml => &mut self.linuxkit_yaml_sha256,
+        }
+    }
 }
 
 impl<K> Default for Written<K> {
     fn default() -> Self {
-        Written { sha256: BTreeMap::new(), will_write: Vec::new(), stamps: BTreeMap::new(), sbom_sha256: None }
+        Written {
+            sha256: BTreeMap::new(),
+            will_write: Vec::new(),
+            stamps: BTreeMap::new(),
+            sbom_sha256: None,
+            linuxkit_yaml_sha256: None,
+        }
     }
 }
 
@@ -163,7 +181,7 @@ pub fn to_write<S: WritesFiles>(state: &mut S) {
 
 /// Plans a create: every file is to be written, and the private state records their paths
 /// (and `more`, such as an SBOM's) so that the destroy half of a replacement spares them.
-pub fn plan_create<S: WritesFiles>(state: &mut S, more: Option<String>) -> Written<S::Kind> {
+pub fn plan_create<S: WritesFiles>(state: &mut S, more: Vec<String>) -> Written<S::Kind> {
     to_write(state);
     let mut will_write: Vec<String> = paths(state).into_iter().map(|(_, path)| path.display().to_string()).collect();
     will_write.extend(more);

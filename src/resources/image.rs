@@ -5,15 +5,17 @@
 //!   composition (bundle layout, `config.json`/`runtime.json`, uids, files) and computes
 //!   `content_hash` from it, without reading any layer: it is known whenever the inputs
 //!   are. A changed hash is an in-place update; only a new `name` or `output_dir`
-//!   replaces the image.
+//!   replaces the image. The documents written beside the artifacts (the SBOM and the
+//!   LinuxKit YAML, [`Document`]) are functions of the composition: their digests are
+//!   known at plan too.
 //! * **Apply** recomputes the composition and refuses to write if the hash differs from
 //!   the plan's (an input changed in between), pulls the images by digest, and writes the
 //!   three artifacts through temporary files renamed into place together. A failed update
 //!   returns the prior state with its error, so Terraform keeps the image.
 //! * **Refresh** checks the artifacts on disk: a missing or modified one is recorded in
 //!   state, and the next plan rewrites the artifacts. A file whose size, mtime and inode
-//!   are as written is not hashed again. The SBOM is a function of the composition, so
-//!   its digest is known at plan time; when only the SBOM is damaged, only it is written.
+//!   are as written is not hashed again. When only documents are damaged (or only they
+//!   change: a reference spelled anew names the same content), only they are written.
 //! * **Destroy** removes the artifacts it wrote, and only if they are still what it wrote
 //!   (compared with private state: refresh records edits in the state itself).
 //!   In a replacement (destroy, then create) artifacts at paths the new image will write
@@ -35,8 +37,8 @@ use super::files::{self, OnDisk, WritesFiles, Written};
 use super::known;
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::{
-    build, compose, file_digest, file_kind, linuxkit_yaml, sbom_bytes, sbom_path, write_sbom, ArtifactKind,
-    Composition, Compression, FileKind, FileSpec, ImageInputs, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION,
+    build, compose, file_digest, file_kind, write_documents, ArtifactKind, Composition, Compression, Document,
+    FileKind, FileSpec, ImageInputs, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION,
 };
 use crate::field::FieldError;
 
@@ -69,7 +71,11 @@ pub struct ImageState {
     /// Absent from states written before it existed.
     #[serde(default)]
     sbom_sha256: Value<String>,
-    linuxkit_yaml: Value<String>,
+    /// Absent from states written before they existed.
+    #[serde(default)]
+    linuxkit_yaml_path: Value<String>,
+    #[serde(default)]
+    linuxkit_yaml_sha256: Value<String>,
     /// Absent from states written before it existed.
     #[serde(default)]
     spec: Value<String>,
@@ -224,13 +230,17 @@ fn composition_of(state: &ImageState, diags: &mut Diagnostics) -> Result<Option<
 fn set_paths(state: &mut ImageState) {
     let (Some(Some(name)), Some(Some(dir))) = (known(&state.name), known(&state.output_dir)) else {
         state.id = Value::Unknown;
-        state.sbom_path = Value::Unknown;
+        for document in Document::ALL {
+            *state.document(document).0 = Value::Unknown;
+        }
         for kind in ArtifactKind::IMAGE {
             *state.fields_mut(kind).0 = Value::Unknown;
         }
         return;
     };
-    state.sbom_path = Value::Value(sbom_path(Path::new(&dir), &name).display().to_string());
+    for document in Document::ALL {
+        *state.document(document).0 = Value::Value(document.path(Path::new(&dir), &name).display().to_string());
+    }
     state.id = Value::Value(Path::new(&dir).join(&name).display().to_string());
     for kind in ArtifactKind::IMAGE {
         *state.fields_mut(kind).0 = Value::Value(kind.path(Path::new(&dir), &name).display().to_string());
@@ -281,6 +291,22 @@ fn spec_of(state: &ImageState, content_hash: &str, kernel: &KernelSpec, sensitiv
 }
 
 impl ImageState {
+    /// The path and sha256 attributes of `document`.
+    fn document(&mut self, document: Document) -> (&mut Value<String>, &mut Value<String>) {
+        match document {
+            Document::Sbom => (&mut self.sbom_path, &mut self.sbom_sha256),
+            Document::LinuxkitYaml => (&mut self.linuxkit_yaml_path, &mut self.linuxkit_yaml_sha256),
+        }
+    }
+
+    /// The path and sha256 of `document`, as they are.
+    fn document_ref(&self, document: Document) -> (&Value<String>, &Value<String>) {
+        match document {
+            Document::Sbom => (&self.sbom_path, &self.sbom_sha256),
+            Document::LinuxkitYaml => (&self.linuxkit_yaml_path, &self.linuxkit_yaml_sha256),
+        }
+    }
+
     /// The path, sha256 and size attributes of the artifact of `kind`.
     fn fields(&self, kind: ArtifactKind) -> (&Value<String>, &Value<String>, &Value<i64>) {
         match kind {
@@ -389,14 +415,14 @@ impl Image {
             Some(c) => Value::Value(c.content_hash.to_string()),
             None => Value::Unknown,
         };
-        state.linuxkit_yaml = match &composition {
-            Some(c) => Value::Value(linuxkit_yaml(c)),
-            None => Value::Unknown,
-        };
-        state.sbom_sha256 = match (&composition, &state.name) {
-            (Some(c), Value::Value(name)) => Value::Value(crate::oci::digest::sha256(&sbom_bytes(c, name)).to_string()),
-            _ => Value::Unknown,
-        };
+        for document in Document::ALL {
+            *state.document(document).1 = match (&composition, &state.name) {
+                (Some(c), Value::Value(name)) => {
+                    Value::Value(crate::oci::digest::sha256(&document.bytes(c, name)).to_string())
+                }
+                _ => Value::Unknown,
+            };
+        }
         set_file_digests(&mut state, composition.as_ref());
         Some((state, composition))
     }
@@ -456,10 +482,12 @@ impl FileWriter for Image {
                 "Path of the SPDX 2.3 JSON SBOM written beside the artifacts (`<name>-sbom.spdx.json`): the kernel and every package with its pinned digest, deterministic (namespace and creation time derive from the content hash)."),
             attribute("sbom_sha256", AttributeType::String, Computed,
                 "SHA-256 of the SBOM (`sha256:<hex>`), known at plan time. Refresh reads the file: a missing or edited SBOM shows in the plan and is written again (alone, when the other artifacts are intact)."),
+            attribute("linuxkit_yaml_path", AttributeType::String, Computed,
+                "Path of the equivalent LinuxKit YAML written beside the artifacts (`<name>-linuxkit.yml`: kernel, init, onboot, onshutdown, services, files), to compare with or migrate from `linuxkit build`. Files with `sensitive_contents` appear with a placeholder instead of their contents. Images from OCI layouts are named `oci-layout:...`, which `linuxkit build` cannot read: a comment at the top says so and how to push them to a registry."),
+            attribute("linuxkit_yaml_sha256", AttributeType::String, Computed,
+                "SHA-256 of the LinuxKit YAML (`sha256:<hex>`), known at plan time: a plan shows one line when it changes, not the document. Refresh reads the file, as for the SBOM."),
             attribute("spec", AttributeType::String, Computed,
                 "The image for `resin_disk` (its `image` attribute): name, artifact paths, platform, command line, content hash and the kernel's and initrd's sha256 and size as written (boot files check what they read against them), as JSON. Known at plan time while the kernel and initrd are kept; after a change of content, once apply has written them."),
-            attribute("linuxkit_yaml", AttributeType::String, Computed,
-                "The equivalent LinuxKit YAML (kernel, init, onboot, onshutdown, services, files), to compare with or migrate from `linuxkit build`. Files with `sensitive_contents` appear with a placeholder instead of their contents."),
         ];
         for kind in ArtifactKind::IMAGE {
             let (artifact, what) = (kind.attribute(), kind.describe());
@@ -536,8 +564,8 @@ impl FileWriter for Image {
         Image::planned(diags, proposed)
     }
 
-    fn also_writes(state: &ImageState) -> Option<String> {
-        state.sbom_path.as_ref_option().cloned()
+    fn also_writes(state: &ImageState) -> Vec<String> {
+        Document::ALL.iter().filter_map(|d| state.document_ref(*d).0.as_ref_option().cloned()).collect()
     }
 
     fn after_files(
@@ -563,7 +591,6 @@ impl FileWriter for Image {
         let (composition, name, dir) = Image::target(&planned, diags)?;
         let mut state = planned;
         state.content_hash = Value::Value(composition.content_hash.to_string());
-        state.linuxkit_yaml = Value::Value(linuxkit_yaml(&composition));
         set_paths(&mut state);
         let (content_hash, kernel, sensitive) =
             (composition.content_hash.to_string(), composition.inputs.kernel.clone(), composition.is_sensitive());
@@ -589,56 +616,73 @@ impl FileWriter for Image {
         for warning in &artifacts.warnings {
             diags.warning(warning.summary.clone(), warning.detail.clone(), AttributePath::root());
         }
-        state.sbom_sha256 = Value::Value(artifacts.sbom.sha256.clone());
-        let written =
-            Written { sbom_sha256: Some(artifacts.sbom.sha256), ..files::record(&mut state, &artifacts.files) };
+        let mut written = files::record(&mut state, &artifacts.files);
+        for (document, artifact) in artifacts.documents {
+            *state.document(document).1 = Value::Value(artifact.sha256.clone());
+            *written.document(document) = Some(artifact.sha256);
+        }
         state.spec = spec_of(&state, &content_hash, &kernel, sensitive);
         Some((state, written))
     }
 
-    /// Kept artifacts: the SBOM is written again when it alone is missing or was edited
-    /// (the other artifacts are as written, and the SBOM is a function of the composition).
+    /// Kept artifacts: the documents that are missing, were edited, or changed (a
+    /// reference spelled anew names the same content) are written again, alone (the other
+    /// artifacts are as written, and the documents are functions of the composition).
     async fn keep(
         prior: &ImageState,
         planned: ImageState,
         private: Option<Written<ArtifactKind>>,
         diags: &mut Diagnostics,
     ) -> Option<(ImageState, Option<Written<ArtifactKind>>)> {
-        if prior.sbom_sha256 == planned.sbom_sha256 {
+        let stale: Vec<Document> =
+            Document::ALL.into_iter().filter(|d| prior.document_ref(*d).1 != planned.document_ref(*d).1).collect();
+        if stale.is_empty() {
             return Some((planned, private));
         }
         let (composition, name, dir) = Image::target(&planned, diags)?;
         let image = format!("resin_image {name} in {dir}");
-        let written = tokio::task::spawn_blocking(move || write_sbom(&composition, Path::new(&dir), &name)).await;
-        let sbom = match written.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok(sbom) => sbom,
+        let which = stale.clone();
+        let written =
+            tokio::task::spawn_blocking(move || write_documents(&composition, Path::new(&dir), &name, &which)).await;
+        let documents = match written.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(documents) => documents,
             Err(e) => {
-                super::error_at(diags, "Cannot write the SBOM", &e.context(image), AttributePath::new("sbom_sha256"));
+                let at = format!("{}_sha256", stale[0].attribute());
+                super::error_at(diags, "Cannot write the image's documents", &e.context(image), AttributePath::new(at));
                 return None;
             }
         };
-        let mut state = planned;
-        state.sbom_sha256 = Value::Value(sbom.sha256.clone());
-        let private = Written { sbom_sha256: Some(sbom.sha256), ..private.unwrap_or_default() };
+        let (mut state, mut private) = (planned, private.unwrap_or_default());
+        for (document, artifact) in documents {
+            *state.document(document).1 = Value::Value(artifact.sha256.clone());
+            *private.document(document) = Some(artifact.sha256);
+        }
         Some((state, Some(private)))
     }
 
     async fn refresh_more(state: &mut ImageState) {
-        // The SBOM is small: always hashed.
-        let sbom = state.sbom_path.as_ref_option().map(PathBuf::from);
-        let sbom =
-            tokio::task::spawn_blocking(move || sbom.and_then(|path| file_digest(&path).ok()).map(|(sha, _)| sha))
-                .await
-                .ok()
-                .flatten();
-        state.sbom_sha256 = sbom.map_or(Value::Null, Value::Value);
+        // The documents are small: always hashed.
+        for document in Document::ALL {
+            let path = state.document_ref(document).0.as_ref_option().map(PathBuf::from);
+            let digest =
+                tokio::task::spawn_blocking(move || path.and_then(|path| file_digest(&path).ok()).map(|(sha, _)| sha))
+                    .await
+                    .ok()
+                    .flatten();
+            *state.document(document).1 = digest.map_or(Value::Null, Value::Value);
+        }
     }
 
     fn removes_also(prior: &ImageState, private: &Written<ArtifactKind>) -> Vec<(PathBuf, Option<String>)> {
-        let sbom = prior.sbom_path.as_ref_option().map(|path| {
-            (PathBuf::from(path), private.sbom_sha256.clone().or_else(|| prior.sbom_sha256.as_ref_option().cloned()))
-        });
-        sbom.into_iter().collect()
+        let mut private = private.clone();
+        Document::ALL
+            .into_iter()
+            .filter_map(|document| {
+                let (path, sha256) = prior.document_ref(document);
+                let written = private.document(document).clone().or_else(|| sha256.as_ref_option().cloned());
+                path.as_ref_option().map(|path| (PathBuf::from(path), written))
+            })
+            .collect()
     }
 }
 

@@ -35,6 +35,8 @@ impl ImageKind for Kernel {
     fn schema() -> Schema {
         let mut attributes = image_attributes(
             "Kernel OCI image reference: `name[:tag][@sha256:...]` as Docker normalises it, or `oci-layout:<dir>[:<tag>|@sha256:...]` for a local OCI image layout.",
+            "sha256 over everything this kernel contributes to a machine image: the image's digest (never how its reference is spelled), the platform, `cmdline`, `binary`, `modules_tar`, `ucode` and the assembly format. Known at plan time whenever its inputs are.",
+            "The kernel as `resin_image` takes it (`kernel = resin_kernel.k.spec`): a JSON document with the pinned image (`image`, the platform manifest; `index`, the index it was chosen from when the reference named one), the platform and every setting.",
         );
         attributes.extend([
             attribute("cmdline", AttributeType::String, Optional, "Kernel command line, written to `<name>-cmdline` (and a UKI's `.cmdline`): one line of printable text, a control character (newline, tab, NUL) is an error."),

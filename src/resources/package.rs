@@ -323,6 +323,8 @@ impl ImageKind for Package {
     fn schema() -> Schema {
         let mut attributes = image_attributes(
             "OCI image reference: `name[:tag][@sha256:...]` as Docker normalises it, or `oci-layout:<dir>[:<tag>|@sha256:...]` for a local OCI image layout.",
+            "sha256 over everything this package contributes to a machine image: the image's digest (never how its reference is spelled), the platform, every setting and the assembly format. Known at plan time whenever its inputs are.",
+            "The package as `resin_image` takes it (`init`, `onboot`, `onshutdown`, `services = [resin_package.p.spec]`): a JSON document with the pinned image (`image`, the platform manifest; `index`, the index it was chosen from when the reference named one), the platform, every setting, and the image's entrypoint, cmd, env, working directory and `org.mobyproject.config` label.",
         );
         let namespace = |name: &str, extra: &str| {
             attribute(name, AttributeType::String, Optional, &format!(

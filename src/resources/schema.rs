@@ -68,8 +68,9 @@ fn block(text: &str, attributes: Vec<(String, Attribute)>, blocks: Vec<(String, 
 }
 
 /// The attributes every image-backed resource has: `image`, `platform`, and the
-/// computed `id`, `digest` and `content_hash`.
-pub fn image_attributes(image_text: &str) -> Vec<(String, Attribute)> {
+/// computed `id`, `digest`, `content_hash` and `spec` (the last two described by the
+/// resource: what its hash covers, and who takes its spec).
+pub fn image_attributes(image_text: &str, content_hash_text: &str, spec_text: &str) -> Vec<(String, Attribute)> {
     use AttributeConstraint::*;
     vec![
         attribute("image", AttributeType::String, Required, image_text),
@@ -79,10 +80,8 @@ pub fn image_attributes(image_text: &str) -> Vec<(String, Attribute)> {
             "The image pinned to its platform manifest, `<registry>/<repository>@sha256:...` (or `oci-layout:<dir>@sha256:...`): enough to fetch exactly this content again on any machine."),
         attribute("digest", AttributeType::String, Computed,
             "Digest of the platform manifest the image resolved to. Refresh re-resolves tags, so a moved tag shows up in `terraform plan` as a change of this digest."),
-        attribute("content_hash", AttributeType::String, Computed,
-            "sha256 over everything this resource contributes to a machine image (digest, platform, options, format version). Known at plan time whenever its inputs are."),
-        attribute("spec", AttributeType::String, Computed,
-            "The resource as `resin_image` consumes it: a JSON document with the pinned image (`image`, the platform manifest; `index`, the index it was chosen from when the reference named one), the platform and every setting (for packages also the image's entrypoint, cmd, env, working directory and `org.mobyproject.config` label). Pass it to `resin_image` (`kernel = resin_kernel.k.spec`, `services = [resin_package.p.spec]`)."),
+        attribute("content_hash", AttributeType::String, Computed, content_hash_text),
+        attribute("spec", AttributeType::String, Computed, spec_text),
     ]
 }
 

@@ -284,7 +284,8 @@ fn images_named_through_an_index_are_pinned_to_it_in_linuxkit_yaml() {
     let pinned = |digest: &str| format!("oci-layout:{}@{digest}", layout.display());
     assert_eq!(spec["image"], pinned(kernel["digest"].as_str().unwrap()).as_str());
     assert_eq!(spec["index"], pinned(&index).as_str(), "both digests are in the spec");
-    let yaml = state["resin_image.boot"]["linuxkit_yaml"].as_str().unwrap();
+    let yaml_path = state["resin_image.boot"]["linuxkit_yaml_path"].as_str().unwrap();
+    let yaml = std::fs::read_to_string(workspace.work_dir().join(yaml_path)).unwrap();
     assert!(yaml.contains(&format!("kernel:\n  image: \"{}\"", pinned(&index))), "{yaml}");
     let init = crate::fixtures::tagged(&layout, "init")["digest"].as_str().unwrap().to_string();
     assert!(yaml.contains(&format!("init:\n  - \"{}\"", pinned(&init))), "{yaml}");

@@ -247,8 +247,16 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
     let image = &state["resin_image.img"];
     assert_eq!(image["initrd_sha256"], format!("sha256:{}", sha256(&out(&workspace, "initrd.img"))).as_str());
 
-    // Interop: the LinuxKit YAML and the SPDX SBOM.
-    let yaml = image["linuxkit_yaml"].as_str().unwrap();
+    // Interop: the LinuxKit YAML and the SPDX SBOM, written beside the artifacts with their
+    // digests in state.
+    let yaml_path = image["linuxkit_yaml_path"].as_str().unwrap();
+    assert_eq!(yaml_path, "./out/test-linuxkit.yml");
+    let yaml = std::fs::read_to_string(workspace.work_dir().join(yaml_path)).unwrap();
+    assert_eq!(
+        image["linuxkit_yaml_sha256"],
+        format!("sha256:{}", sha256(&workspace.work_dir().join(yaml_path))).as_str()
+    );
+    assert!(yaml.starts_with("# 4 image(s) below come from OCI layouts"), "{yaml}");
     for expected in [
         "kernel:\n  image: \"oci-layout:./layout@sha256:",
         "init:\n  - \"oci-layout:./layout@sha256:",

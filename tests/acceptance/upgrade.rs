@@ -70,8 +70,9 @@ fn a_state_of_the_previous_formats_plans_exactly_the_documented_change_and_appli
     let update = |attributes: &[&str]| ("update".to_string(), attributes.iter().map(|a| a.to_string()).collect());
     // CHANGELOG.md, "Upgrading": every content_hash changes once (assembly format 3); an
     // image writes its initrd again (the kernel and command line are the same bytes) and
-    // its SBOM, spec and the file_sha256 it did not have; a disk follows its image in
-    // place (its name and directory are the image's, known again once it is written).
+    // its SBOM, spec, the file_sha256 it did not have and the LinuxKit YAML file that took
+    // the place of the linuxkit_yaml attribute; a disk follows its image in place (its
+    // name and directory are the image's, known again once it is written).
     let expected = BTreeMap::from([
         ("resin_kernel.k".to_string(), update(&["content_hash"])),
         ("resin_package.init".to_string(), update(&["content_hash"])),
@@ -79,7 +80,16 @@ fn a_state_of_the_previous_formats_plans_exactly_the_documented_change_and_appli
         ("resin_package.sysctl".to_string(), update(&["content_hash"])),
         (
             "resin_image.img".to_string(),
-            update(&["content_hash", "file_sha256", "initrd_sha256", "initrd_size", "sbom_sha256", "spec"]),
+            update(&[
+                "content_hash",
+                "file_sha256",
+                "initrd_sha256",
+                "initrd_size",
+                "linuxkit_yaml_path",
+                "linuxkit_yaml_sha256",
+                "sbom_sha256",
+                "spec",
+            ]),
         ),
         (
             "resin_disk.pxe".to_string(),
@@ -93,7 +103,7 @@ fn a_state_of_the_previous_formats_plans_exactly_the_documented_change_and_appli
     assert_eq!(workspace.plan().code, 0, "nothing left to change");
     let fresh = fixture_workspace(false);
     fresh.apply();
-    for file in ["up-kernel", "up-initrd.img", "up-cmdline", "up-sbom.spdx.json", "up.ipxe"] {
+    for file in ["up-kernel", "up-initrd.img", "up-cmdline", "up-sbom.spdx.json", "up-linuxkit.yml", "up.ipxe"] {
         let (upgraded, new) = (workspace.work_dir().join("out").join(file), fresh.work_dir().join("out").join(file));
         assert_eq!(sha256(&upgraded), sha256(&new), "{file}: the upgraded workspace has other bytes");
     }

@@ -64,6 +64,9 @@ const MAX_ERROR_BODY_BYTES: u64 = 64 << 10;
 
 /// A request that got no (whole) answer: retried when that may pass.
 fn transport_failure<T>(error: reqwest::Error) -> Attempt<T> {
+    if let Some(unresolved) = unresolved_host(&error) {
+        return Attempt::Failed(unresolved.into());
+    }
     if transport_is_transient(&error) {
         Attempt::Retry { reason: error_chain(&error), after: None }
     } else {
@@ -434,7 +437,7 @@ pub fn install_crypto_provider() {
 /// a redirect loop, or TLS refusing the registry's certificate (or TLS spoken to a plain
 /// HTTP registry): asking again gives the same answer.
 fn transport_is_transient(error: &reqwest::Error) -> bool {
-    if error.is_builder() || error.is_redirect() {
+    if error.is_builder() || error.is_redirect() || is_name_resolution(error) {
         return false;
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -445,6 +448,34 @@ fn transport_is_transient(error: &reqwest::Error) -> bool {
         source = cause.source();
     }
     error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() || error.is_decode()
+}
+
+/// Whether `error` is a host name that did not resolve (the system resolver's
+/// "failed to lookup address information", which hyper reports as a "dns error"). Not
+/// retried: a misspelt host or a machine without DNS is not mended in the 9 s the retries
+/// take, and a registry that is only briefly down fails to connect instead.
+fn is_name_resolution(error: &(dyn std::error::Error + 'static)) -> bool {
+    let text = error.to_string();
+    if text == "dns error" || text.starts_with("failed to lookup address information") {
+        return true;
+    }
+    // io::Errors that wrap another error do not return it as their source.
+    let inner = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+    inner.is_some_and(|inner| is_name_resolution(inner)) || error.source().is_some_and(is_name_resolution)
+}
+
+/// A registry whose host name did not resolve, as the unreachable registry it is (refresh
+/// keeps the state with a warning), said at once.
+fn unresolved_host(error: &reqwest::Error) -> Option<FetchError> {
+    if !is_name_resolution(error) {
+        return None;
+    }
+    let host = error.url().and_then(|url| url.host_str()).unwrap_or("the registry").to_string();
+    let detail = format!(
+        "its host name {host} does not resolve ({}): check the name, and the DNS of the machine running Terraform (not retried)",
+        error_chain(error)
+    );
+    Some(FetchError::Unreachable { registry: host, detail })
 }
 
 /// Whether `cause` is TLS failing: a rustls error, which tokio-rustls wraps in an io::Error
@@ -486,6 +517,9 @@ fn classify_auth(error: OciDistributionError, registry: &str) -> anyhow::Error {
         OciDistributionError::ServerError { code: 401 | 403, message, .. } => unauthorized(message.clone()).into(),
         OciDistributionError::UnauthorizedError { url } => unauthorized(format!("{url} answered 401")).into(),
         OciDistributionError::AuthenticationFailure(detail) => unauthorized(detail.clone()).into(),
+        OciDistributionError::RequestError(e) if unresolved_host(e).is_some() => {
+            unresolved_host(e).expect("checked").into()
+        }
         OciDistributionError::RequestError(e) if plain_http_hint(e, registry).is_some() => {
             let hint = plain_http_hint(e, registry).expect("checked");
             anyhow::Error::new(error).context(hint)
@@ -524,6 +558,30 @@ mod tests {
         assert_eq!(summary(""), "");
         assert_eq!(summary("\n  upstream timed out\nmore"), ": upstream timed out");
         assert_eq!(summary(&"x".repeat(500)).len(), 202);
+    }
+
+    #[tokio::test]
+    async fn a_registry_host_that_does_not_resolve_fails_at_once_as_unreachable() {
+        // `.invalid` never resolves (RFC 2606); a machine without DNS fails the same way.
+        let client = RegistryClient::new(
+            vec![RegistrySettings {
+                address: "registry.resin-test.invalid".into(),
+                username: None,
+                password: None,
+                plain_http: true,
+            }],
+            DockerConfig::default(),
+            DEFAULT_TIMEOUT,
+        );
+        let reference = match "registry.resin-test.invalid/a/b:t".parse::<super::super::reference::ImageReference>() {
+            Ok(super::super::reference::ImageReference::Registry(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let error = client.fetch_manifest(&reference, None).await.unwrap_err();
+        let message = format!("{error:#}");
+        assert!(super::super::is_unreachable(&error), "{message}");
+        assert!(message.contains("its host name registry.resin-test.invalid does not resolve"), "{message}");
+        assert!(!message.contains("gave up after"), "not retried: {message}");
     }
 
     #[test]

@@ -88,6 +88,11 @@ pub trait FileWriter: Send + Sync + 'static {
     }
     /// What refresh reads besides the files (an image's documents).
     async fn refresh_more(_state: &mut Self::State) {}
+    /// What happened to the files besides those of [`WritesFiles`] that are not what apply
+    /// wrote (as [`files::drift`] says it).
+    fn drift_also(_prior: &Self::State, _private: &WrittenFor<Self::State>) -> Vec<String> {
+        Vec::new()
+    }
     /// Files destroy removes besides those of [`WritesFiles`], each with the digest it was
     /// written with.
     fn removes_also(_prior: &Self::State, _private: &WrittenFor<Self::State>) -> Vec<(PathBuf, Option<String>)> {
@@ -166,6 +171,18 @@ impl<K: FileWriter> Resource for FileResource<K> {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         let (mut state, plan) = K::plan(&self.context, proposed, &config, Some(&prior), diags).await?;
+        if let Some(written) = &private {
+            let drift: Vec<String> =
+                files::drift(&prior, Some(written)).into_iter().chain(K::drift_also(&prior, written)).collect();
+            if !drift.is_empty() {
+                let name = K::name(&prior).as_ref_option().cloned().unwrap_or_default();
+                diags.warning(
+                    format!("{} {name}: files changed since apply", K::TYPE_NAME),
+                    format!("{}.\nThis apply writes them again.", drift.join(";\n")),
+                    AttributePath::root(),
+                );
+            }
+        }
         let identity = K::identity(&prior, &state, &config);
         let content_changed = K::content_hash(&prior) != K::content_hash(&state);
         let (replace, rewrite) = files::plan_update(&mut state, &prior, private.as_ref(), &identity, content_changed);

@@ -119,11 +119,19 @@ pub struct Written<K> {
 }
 
 impl<K> Written<K> {
-    /// The digest `document` was written with.
+    /// The digest `document` was written with, to set.
     pub fn document(&mut self, document: Document) -> &mut Option<String> {
         match document {
             Document::Sbom => &mut self.sbom_sha256,
             Document::LinuxkitYaml => &mut self.linuxkit_yaml_sha256,
+        }
+    }
+
+    /// The digest `document` was written with.
+    pub fn document_sha256(&self, document: Document) -> Option<&str> {
+        match document {
+            Document::Sbom => self.sbom_sha256.as_deref(),
+            Document::LinuxkitYaml => self.linuxkit_yaml_sha256.as_deref(),
         }
     }
 }
@@ -230,6 +238,39 @@ pub fn drifted<S: WritesFiles>(prior: &S, written: Option<&Written<S::Kind>>) ->
             None => on_disk.is_none(),
         }
     })
+}
+
+/// What happened to each file that is not what apply wrote, as a plan tells it: `<path> is
+/// missing`, `<path> was changed ...`, `<path> is now a directory`.
+pub fn drift<S: WritesFiles>(prior: &S, written: Option<&Written<S::Kind>>) -> Vec<String> {
+    let Some(written) = written.map(|w| &w.sha256).filter(|w| !w.is_empty()) else { return Vec::new() };
+    paths(prior)
+        .into_iter()
+        .filter_map(|(kind, path)| {
+            let on_disk = recorded(prior, kind);
+            let as_written = written.get(&kind);
+            (as_written != on_disk.as_ref())
+                .then(|| describe_drift(&path, as_written.map(String::as_str), on_disk.as_deref()))
+        })
+        .collect()
+}
+
+/// What is at `path` instead of the file written with digest `written`: a file of digest
+/// `found`, or (`None`) nothing readable, which the path tells apart.
+pub fn describe_drift(path: &std::path::Path, written: Option<&str>, found: Option<&str>) -> String {
+    let path_text = path.display();
+    if let Some(found) = found {
+        let written = written.map_or(String::new(), |w| format!(", written as {w}"));
+        return format!("{path_text} was changed since apply (now {found}{written})");
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{path_text} is missing"),
+        Err(e) => format!("{path_text} cannot be read: {e}"),
+        Ok(meta) if meta.is_dir() => format!("{path_text} was replaced by a directory"),
+        Ok(meta) if meta.file_type().is_symlink() => format!("{path_text} was replaced by a symbolic link"),
+        Ok(meta) if !meta.is_file() => format!("{path_text} was replaced by something that is not a regular file"),
+        Ok(_) => format!("{path_text} cannot be read"),
+    }
 }
 
 /// Records what apply wrote in the state and returns the private state for it.

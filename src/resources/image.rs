@@ -673,13 +673,25 @@ impl FileWriter for Image {
         }
     }
 
+    fn drift_also(prior: &ImageState, private: &Written<ArtifactKind>) -> Vec<String> {
+        Document::ALL
+            .into_iter()
+            .filter_map(|document| {
+                let (path, found) = prior.document_ref(document);
+                let (path, written) = (path.as_ref_option()?, private.document_sha256(document)?);
+                let found = found.as_ref_option().map(String::as_str);
+                (found != Some(written)).then(|| files::describe_drift(Path::new(path), Some(written), found))
+            })
+            .collect()
+    }
+
     fn removes_also(prior: &ImageState, private: &Written<ArtifactKind>) -> Vec<(PathBuf, Option<String>)> {
-        let mut private = private.clone();
         Document::ALL
             .into_iter()
             .filter_map(|document| {
                 let (path, sha256) = prior.document_ref(document);
-                let written = private.document(document).clone().or_else(|| sha256.as_ref_option().cloned());
+                let written = private.document_sha256(document).map(str::to_string);
+                let written = written.or_else(|| sha256.as_ref_option().cloned());
                 path.as_ref_option().map(|path| (PathBuf::from(path), written))
             })
             .collect()

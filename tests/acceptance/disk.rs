@@ -220,7 +220,18 @@ fn a_uki_holds_the_release_and_sbat_and_is_replaced_when_edited() {
 
     // An edited file is drift: planned again, written again; destroy removes it.
     std::fs::write(&uki, b"edited").unwrap();
-    assert_eq!(workspace.plan().code, 2, "the edit shows in the plan");
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 2, "the edit shows in the plan");
+    let edited = format!(
+        "{} was changed since apply (now sha256:{}",
+        uki.strip_prefix(workspace.work_dir()).unwrap().display(),
+        crate::image::sha256(&uki)
+    );
+    assert!(
+        plan.says("files changed since apply") && plan.says(&edited),
+        "the plan says which file changed and how:\n{}",
+        plan.text()
+    );
     workspace.apply();
     assert_eq!(workspace.state()["resin_disk.uki"]["sha256"], disk["sha256"]);
     assert_eq!(workspace.plan().code, 0);
@@ -412,7 +423,17 @@ fn a_gcp_image_file_holds_the_raw_efi_disk_as_gce_imports_it() {
     let gcp = RAW_EFI.replace("\"raw\"", "\"gcp\"").replace("raw-efi", "gcp");
     let raw = RAW_EFI.replace("format = \"raw-efi\"", "format = \"raw-efi\"\n  size_mb = 1024");
     workspace.write_config(&disk_config("linux/amd64", &format!("{gcp}{raw}{UKI}")));
-    workspace.apply();
+    let apply =
+        workspace.run_with_env(&[("TF_LOG", "DEBUG")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 0, "{}", apply.text());
+    // Each phase of the format is logged at DEBUG with its time.
+    for phase in ["UKI written", "EFI system partition written", "data regions found", "archive compressed", "written"]
+    {
+        let logged = apply.stderr.lines().any(|line| {
+            line.contains(&format!("disk: {phase}:")) && line.contains("format=gcp") && line.contains("elapsed_ms=")
+        });
+        assert!(logged, "no DEBUG line for the gcp phase {phase:?}");
+    }
     let file = workspace.work_dir().join("out/boot.img.tar.gz");
     let listing = run("tar", &["-tvzf", &file.display().to_string()]);
     let lines: Vec<&str> = listing.lines().collect();

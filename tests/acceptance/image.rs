@@ -396,6 +396,17 @@ fn modified_or_missing_artifacts_are_drift() {
     std::fs::write(&initrd, bytes).unwrap();
     let plan = workspace.plan();
     assert_eq!(plan.code, 2, "a modified initrd must be drift:\n{}", plan.text());
+    // A warning names the file and what happened to it (the diff alone shows a digest
+    // known after apply).
+    let changed = format!(
+        "./out/test-initrd.img was changed since apply (now sha256:{}, written as sha256:{original})",
+        sha256(&initrd)
+    );
+    assert!(
+        plan.says("Warning: resin_image test: files changed since apply") && plan.says(&changed),
+        "{}",
+        plan.text()
+    );
     workspace.apply();
     assert_eq!(sha256(&initrd), original, "the rewrite gives the same bytes");
     assert_eq!(workspace.plan().code, 0);
@@ -413,6 +424,12 @@ fn modified_or_missing_artifacts_are_drift() {
     std::fs::remove_file(&initrd).unwrap();
     let plan = workspace.plan();
     assert_eq!(plan.code, 2, "a missing initrd must be drift:\n{}", plan.text());
+    assert!(plan.says("./out/test-initrd.img is missing"), "{}", plan.text());
+    // Something else in its place.
+    std::fs::create_dir(&initrd).unwrap();
+    let plan = workspace.plan();
+    assert!(plan.says("./out/test-initrd.img was replaced by a directory"), "{}", plan.text());
+    std::fs::remove_dir(&initrd).unwrap();
     workspace.apply();
     assert_eq!(sha256(&initrd), original);
     assert_eq!(workspace.plan().code, 0);
@@ -456,6 +473,8 @@ fn a_missing_or_edited_sbom_is_drift_and_is_written_again_alone() {
         };
         let plan = workspace.plan();
         assert_eq!(plan.code, 2, "a {damage}d SBOM must be drift:\n{}", plan.text());
+        let what = if damage == "remove" { "is missing" } else { "was changed since apply" };
+        assert!(plan.says(&format!("./out/test-sbom.spdx.json {what}")), "{}", plan.text());
         assert!(plan.says(&diff), "the plan must show the SBOM digest change ({diff}):\n{}", plan.text());
         assert!(plan.says("1 to change"), "restoring the SBOM is an update, not a replacement:\n{}", plan.text());
         workspace.apply();

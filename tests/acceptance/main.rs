@@ -215,6 +215,9 @@ fn bad_references_and_unknown_images_name_the_attribute_and_the_reference() {
         (&format!("{}/fixtures/init:no-such-tag", registry.address), "not found"),
         // Nothing listens on port 1: the registry cannot be reached at all.
         ("127.0.0.1:1/fixtures/init:v1", "registry 127.0.0.1:1 cannot be reached"),
+        // A host name that does not resolve (`.invalid` never does): said at once, not
+        // after 5 attempts.
+        ("registry.resin-test.invalid/fixtures/init:v1", "its host name registry.resin-test.invalid does not resolve"),
     ];
     for (image, message) in cases {
         let workspace = Workspace::new();
@@ -226,6 +229,9 @@ fn bad_references_and_unknown_images_name_the_attribute_and_the_reference() {
         assert_eq!(plan.code, 1, "{}", plan.text());
         assert!(plan.says(message), "{image}: expected {message:?}:\n{}", plan.text());
         assert!(plan.says(&format!("image = \"{image}\"")), "the attribute is not pointed at:\n{}", plan.text());
+        if image.contains(".invalid") {
+            assert!(!plan.says("gave up after"), "not retried:\n{}", plan.text());
+        }
     }
 }
 

@@ -241,7 +241,7 @@ pub fn drifted<S: WritesFiles>(prior: &S, written: Option<&Written<S::Kind>>) ->
 }
 
 /// What happened to each file that is not what apply wrote, as a plan tells it: `<path> is
-/// missing`, `<path> was changed ...`, `<path> is now a directory`.
+/// missing`, `<path> was changed since apply (...)`, `<path> was replaced by a directory`.
 pub fn drift<S: WritesFiles>(prior: &S, written: Option<&Written<S::Kind>>) -> Vec<String> {
     let Some(written) = written.map(|w| &w.sha256).filter(|w| !w.is_empty()) else { return Vec::new() };
     paths(prior)

@@ -1,5 +1,6 @@
-//! Everything about getting OCI images: references, platforms, credentials, registries,
-//! local layouts and the verified blob cache. Nothing here knows about Terraform.
+//! Everything about getting OCI images (and pushing to registries): references,
+//! platforms, credentials, registries, local layouts and the verified blob cache. Nothing
+//! here knows about Terraform.
 //!
 //! The entry point is [`Puller`]: [`Puller::resolve`] turns a reference and a platform into
 //! a pinned platform manifest (reading the manifest and config into the cache), and

@@ -1,4 +1,5 @@
-//! Reading manifests and blobs from a registry over the distribution API.
+//! Reading manifests and blobs from a registry over the distribution API, and pushing
+//! them ([`push`]: blobs it lacks, then manifests, with a push authorisation).
 //!
 //! `oci-client` performs the authentication handshake (the `/v2/` challenge and the bearer
 //! token exchange, or basic auth); the manifest and blob requests themselves are made here
@@ -29,6 +30,9 @@ use super::manifest::ACCEPTED_MANIFEST_TYPES;
 use super::reference::{Digest, RegistryReference};
 use super::retry::{parse_retry_after, with_retries, Attempt, RetryError};
 use super::FetchError;
+
+mod push;
+pub use push::Pushed;
 
 /// How long a registry request may wait for a connection, or between two reads of its
 /// answer, before it is abandoned and retried, unless the provider says otherwise.
@@ -114,6 +118,39 @@ async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<(Vec
     Ok((bytes, false))
 }
 
+/// What a request is authorised for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    Pull,
+    /// Push (and pull: uploads check what is there first).
+    Push,
+}
+
+impl Operation {
+    fn registry_operation(self) -> RegistryOperation {
+        match self {
+            Operation::Pull => RegistryOperation::Pull,
+            Operation::Push => RegistryOperation::Push,
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Operation::Pull => "fetching",
+            Operation::Push => "pushing",
+        }
+    }
+}
+
+/// The key an authorisation is kept under: `registry/repository`, and `push` for pushes.
+fn authorization_key(reference: &RegistryReference, operation: Operation) -> String {
+    let key = format!("{}/{}", reference.registry(), reference.repository());
+    match operation {
+        Operation::Pull => key,
+        Operation::Push => format!("{key} push"),
+    }
+}
+
 /// What a finished request said, when it was not a success.
 enum Refusal {
     NotFound,
@@ -195,17 +232,17 @@ impl RegistryClient {
         format!("{scheme}://{host}/v2/{}/", reference.repository())
     }
 
-    /// The `Authorization` header for the reference's repository: a bearer token from the
-    /// registry's token server, basic credentials, or none.
-    async fn authorization(&self, reference: &RegistryReference) -> Result<Option<String>> {
-        let key = format!("{}/{}", reference.registry(), reference.repository());
+    /// The `Authorization` header for `operation` on the reference's repository: a bearer
+    /// token from the registry's token server, basic credentials, or none.
+    async fn authorization(&self, reference: &RegistryReference, operation: Operation) -> Result<Option<String>> {
+        let key = authorization_key(reference, operation);
         if let Some(header) = self.authorizations.lock().expect("authorizations lock").get(&key) {
             return Ok(header.clone());
         }
         let auth = self.auth_for(reference.registry()).await?;
         let what = format!("authentication with {}", reference.registry());
         let token = with_retries(&what, || async {
-            match self.auth_client.auth(reference, &auth, RegistryOperation::Pull).await {
+            match self.auth_client.auth(reference, &auth, operation.registry_operation()).await {
                 Ok(token) => Attempt::Done(token),
                 Err(e) => match transient(&e) {
                     Some(reason) => Attempt::Retry { reason, after: None },
@@ -230,12 +267,8 @@ impl RegistryClient {
         Ok(header)
     }
 
-    fn forget_authorization(&self, reference: &RegistryReference) {
-        self.authorizations.lock().expect("authorizations lock").remove(&format!(
-            "{}/{}",
-            reference.registry(),
-            reference.repository()
-        ));
+    fn forget_authorization(&self, reference: &RegistryReference, operation: Operation) {
+        self.authorizations.lock().expect("authorizations lock").remove(&authorization_key(reference, operation));
     }
 
     fn retry_error(&self, error: RetryError, registry: &str) -> anyhow::Error {
@@ -260,6 +293,15 @@ impl RegistryClient {
         if let Some(accept) = accept {
             request = request.header(reqwest::header::ACCEPT, accept);
         }
+        self.send(request, authorization).await
+    }
+
+    /// Sends a request (with `authorization`), as [`Self::get`] does.
+    async fn send<T>(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        authorization: Option<&str>,
+    ) -> Result<reqwest::Response, Attempt<Result<T, Refusal>>> {
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
@@ -286,16 +328,31 @@ impl RegistryClient {
         })
     }
 
-    /// Runs one request (`attempt` gets the authorisation header) with retries, and turns
-    /// what the registry refused into a [`FetchError`] for `what`.
+    /// Runs one pull request (`attempt` gets the authorisation header) with retries, and
+    /// turns what the registry refused into a [`FetchError`] for `what`.
     async fn request<T, F, Fut>(&self, reference: &RegistryReference, what: &str, attempt: F) -> Result<T>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Attempt<Result<T, Refusal>>>,
+    {
+        self.request_as(reference, Operation::Pull, what, attempt).await
+    }
+
+    /// [`Self::request`] for `operation`.
+    async fn request_as<T, F, Fut>(
+        &self,
+        reference: &RegistryReference,
+        operation: Operation,
+        what: &str,
+        attempt: F,
+    ) -> Result<T>
     where
         F: Fn(Option<String>) -> Fut,
         Fut: std::future::Future<Output = Attempt<Result<T, Refusal>>>,
     {
         let mut reauthenticated = false;
         loop {
-            let authorization = self.authorization(reference).await?;
+            let authorization = self.authorization(reference, operation).await?;
             let outcome = with_retries(what, || attempt(authorization.clone()))
                 .await
                 .map_err(|e| self.retry_error(e, reference.registry()))?;
@@ -307,7 +364,7 @@ impl RegistryClient {
             return Err(match refusal {
                 Refusal::Reauthenticate(_) if !reauthenticated => {
                     // The token may have expired: one new handshake, then the request again.
-                    self.forget_authorization(reference);
+                    self.forget_authorization(reference, operation);
                     reauthenticated = true;
                     continue;
                 }
@@ -315,7 +372,7 @@ impl RegistryClient {
                     FetchError::Unauthorized { registry, detail }.into()
                 }
                 Refusal::NotFound => FetchError::NotFound { what: what.to_string() }.into(),
-                Refusal::Other(detail) => anyhow::anyhow!("fetching {what}: {detail}"),
+                Refusal::Other(detail) => anyhow::anyhow!("{} {what}: {detail}", operation.verb()),
             });
         }
     }

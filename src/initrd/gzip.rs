@@ -10,7 +10,9 @@
 //!
 //! Each segment starts with a fresh compressor and ends byte-aligned, so segments can be
 //! compressed independently (in parallel, or cached) and concatenated in order; the
-//! CRC32s of the segments are combined. The backend (zlib-rs) is pinned and the level is
+//! CRC32s of the segments are combined. For the same reason a segment can stand alone as
+//! a gzip member ([`write_standalone`]: header, segment, final block, its own trailer),
+//! and standalone members join back into the one member ([`join_members`]) byte for byte. The backend (zlib-rs) is pinned and the level is
 //! part of every content hash: the compressed bytes, and hence the initrd digest, depend
 //! on both.
 
@@ -110,6 +112,65 @@ pub fn write_footer(mut out: impl Write, segments: &[SegmentSummary]) -> io::Res
     out.write_all(&u32::try_from(length & 0xffff_ffff).expect("masked to 32 bits").to_le_bytes())
 }
 
+/// One segment as a gzip member of its own: the header, the segment's deflate bytes (read
+/// from `segment`), the final empty block and a trailer of the segment's own CRC and
+/// length. A member per segment is what can be served as separate blobs: the kernel
+/// unpacks concatenated initrds one member at a time (each segment ends on a cpio entry),
+/// and [`join_members`] turns the members back into the one-member initrd, byte for byte.
+pub fn write_standalone(mut out: impl Write, segment: &mut impl io::Read, summary: SegmentSummary) -> io::Result<()> {
+    if summary.length > u64::from(u32::MAX) {
+        // The trailer keeps the length modulo 2^32: joining could not combine the CRC.
+        return Err(io::Error::other(format!(
+            "a segment of {} uncompressed bytes cannot be a gzip member of its own (4 GiB at most)",
+            summary.length
+        )));
+    }
+    out.write_all(&HEADER)?;
+    io::copy(segment, &mut out)?;
+    out.write_all(&FINAL_EMPTY_BLOCK)?;
+    out.write_all(&summary.crc.to_le_bytes())?;
+    out.write_all(&u32::try_from(summary.length).expect("checked above").to_le_bytes())
+}
+
+/// The bytes around a standalone member's segment: the header before it, the final empty
+/// block and the trailer after it.
+const MEMBER_OVERHEAD: u64 = (HEADER.len() + FINAL_EMPTY_BLOCK.len() + 8) as u64;
+
+/// Writes the one-member gzip of the segments held by standalone `members` (as
+/// [`write_standalone`] writes them: each a reader and its length), in order. A member
+/// that is not shaped so is an error naming its position.
+pub fn join_members<R: io::Read>(mut out: impl Write, members: impl IntoIterator<Item = (R, u64)>) -> io::Result<()> {
+    let invalid = |index: usize, what: &str| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("member {index} is not a segment resin wrote: {what}"))
+    };
+    write_header(&mut out)?;
+    let mut summaries = Vec::new();
+    for (index, (mut member, length)) in members.into_iter().enumerate() {
+        if length < MEMBER_OVERHEAD {
+            return Err(invalid(index, "too short"));
+        }
+        let mut header = [0u8; HEADER.len()];
+        member.read_exact(&mut header)?;
+        if header != HEADER {
+            return Err(invalid(index, "another gzip header"));
+        }
+        let segment = length - MEMBER_OVERHEAD;
+        let copied = io::copy(&mut <&mut R as io::Read>::take(&mut member, segment), &mut out)?;
+        if copied != segment {
+            return Err(invalid(index, "shorter than its length"));
+        }
+        let mut tail = [0u8; 10];
+        member.read_exact(&mut tail)?;
+        if tail[..2] != FINAL_EMPTY_BLOCK {
+            return Err(invalid(index, "no final empty block"));
+        }
+        let crc = u32::from_le_bytes(tail[2..6].try_into().expect("4 bytes"));
+        let length = u64::from(u32::from_le_bytes(tail[6..10].try_into().expect("4 bytes")));
+        summaries.push(SegmentSummary { crc, length });
+    }
+    write_footer(out, &summaries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +203,62 @@ mod tests {
             flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut decoded).unwrap();
             assert_eq!(decoded, segments.concat());
         }
+    }
+
+    /// Each segment deflated, with its summary.
+    fn segments_of(segments: &[&[u8]]) -> Vec<(Vec<u8>, SegmentSummary)> {
+        segments
+            .iter()
+            .map(|segment| {
+                let mut encoder = SegmentEncoder::with_level(Vec::new(), DEFAULT_LEVEL);
+                encoder.write_all(segment).unwrap();
+                encoder.finish().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_as_members_of_their_own_decode_alone_and_join_into_the_same_member() {
+        let big: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let inputs: Vec<&[u8]> = vec![b"070701 first segment", b"", &big[..], b"TRAILER!!!"];
+        let members: Vec<Vec<u8>> = segments_of(&inputs)
+            .into_iter()
+            .map(|(bytes, summary)| {
+                let mut member = Vec::new();
+                write_standalone(&mut member, &mut &bytes[..], summary).unwrap();
+                member
+            })
+            .collect();
+        for (member, input) in members.iter().zip(&inputs) {
+            let mut decoded = Vec::new();
+            flate2::read::GzDecoder::new(&member[..]).read_to_end(&mut decoded).unwrap();
+            assert!(decoded == *input, "each member decodes to its segment");
+        }
+        // Concatenated, as a kernel given several initrds reads them: the whole stream.
+        let mut all = Vec::new();
+        flate2::read::MultiGzDecoder::new(&members.concat()[..]).read_to_end(&mut all).unwrap();
+        assert!(all == inputs.concat());
+        // Joined: exactly the one-member initrd of the same segments.
+        let mut joined = Vec::new();
+        join_members(&mut joined, members.iter().map(|m| (&m[..], m.len() as u64))).unwrap();
+        assert!(joined == member(&inputs), "byte for byte the initrd written at assembly");
+        // A member resin did not write is refused, named by its position.
+        let mut other = Vec::new();
+        let mut gz = flate2::write::GzEncoder::new(&mut other, flate2::Compression::default());
+        gz.write_all(b"not ours").unwrap();
+        gz.finish().unwrap();
+        let error =
+            join_members(Vec::new(), [(&members[0][..], members[0].len() as u64), (&other[..], other.len() as u64)])
+                .unwrap_err();
+        // (flate2 writes the same header; its deflate stream ends otherwise.)
+        assert_eq!(error.to_string(), "member 1 is not a segment resin wrote: no final empty block");
+        let mut dated = members[0].clone();
+        dated[4] = 1;
+        let error = join_members(Vec::new(), [(&dated[..], dated.len() as u64)]).unwrap_err();
+        assert_eq!(error.to_string(), "member 0 is not a segment resin wrote: another gzip header");
+        let cut = &members[2][..members[2].len() - 1];
+        let error = join_members(Vec::new(), [(cut, members[2].len() as u64)]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
     }
 
     #[test]

@@ -140,7 +140,7 @@ fn assemble(
         let ucode = ucode.as_mut().map(|file| file as &mut dyn std::io::Read);
         write_initrd(initrd.as_file().try_clone()?, ucode, &mut ordered, compression)
     };
-    let (initrd_sha256, initrd_size, cpio_bytes) =
+    let crate::initrd::segments::WrittenInitrd { sha256: initrd_sha256, size: initrd_size, cpio_bytes, .. } =
         written().with_context(|| format!("writing the initrd to {initrd_path}"))?;
     let segment_count = ordered.len();
     drop(ordered);

@@ -29,7 +29,7 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff];
 const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 
 /// CRC32 and length of the uncompressed bytes of one segment.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SegmentSummary {
     pub crc: u32,
     pub length: u64,

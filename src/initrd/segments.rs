@@ -471,18 +471,72 @@ pub trait Stored {
     fn copy_to(&mut self, out: &mut dyn Write) -> io::Result<()>;
 }
 
+/// An initrd as written: its digest and sizes, and where each part of it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenInitrd {
+    /// `sha256:<hex>` of the file.
+    pub sha256: String,
+    pub size: u64,
+    /// The uncompressed cpio bytes (the microcode's not counted).
+    pub cpio_bytes: u64,
+    /// The microcode cpio, the segments and the trailer's segment, in order: each a
+    /// byte range of the file whose compressed bytes stand alone as an initrd of their own
+    /// (gzip segments once made members: [`gzip::write_standalone`]).
+    pub parts: Vec<InitrdPart>,
+}
+
+/// A byte range of the initrd file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InitrdPart {
+    pub kind: PartKind,
+    pub offset: u64,
+    pub length: u64,
+    /// Length of the cpio bytes it holds, and their CRC32 when the initrd is gzip'd or the
+    /// part is the microcode (what a gzip trailer says of them; 0 otherwise).
+    pub summary: SegmentSummary,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartKind {
+    /// The early microcode cpio, uncompressed.
+    Microcode,
+    /// A segment, compressed as the initrd is.
+    Segment,
+    /// The segment of the cpio trailer, the last.
+    Trailer,
+}
+
+/// A reader that sums what passes (CRC32).
+struct CrcReader<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.crc.update(&buffer[..n]);
+        Ok(n)
+    }
+}
+
 /// Writes the initrd to `initrd`: the microcode cpio `ucode` (if any), then `segments` in
-/// order and the cpio trailer, as one gzip member or as they are. Returns its sha256, size
-/// and uncompressed cpio size.
+/// order and the cpio trailer, as one gzip member or as they are.
 pub fn write_initrd(
     initrd: std::fs::File,
     ucode: Option<&mut dyn Read>,
     segments: &mut [impl Stored],
     compression: Compression,
-) -> Result<(String, u64, u64)> {
+) -> Result<WrittenInitrd> {
     let mut out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, initrd));
+    let mut parts = Vec::new();
+    let mut part = |kind, offset, out: &HashingWriter<_>, summary| {
+        parts.push(InitrdPart { kind, offset, length: out.written() - offset, summary });
+    };
     if let Some(ucode) = ucode {
-        io::copy(ucode, &mut out).context("copying the microcode cpio")?;
+        let mut summed = CrcReader { inner: ucode, crc: crc32fast::Hasher::new() };
+        let length = io::copy(&mut summed, &mut out).context("copying the microcode cpio")?;
+        part(PartKind::Microcode, 0, &out, SegmentSummary { crc: summed.crc.finalize(), length });
     }
     if let Compression::Gzip { .. } = compression {
         gzip::write_header(&mut out)?;
@@ -490,29 +544,41 @@ pub fn write_initrd(
     let mut summaries = Vec::new();
     let mut cpio_bytes = 0;
     for segment in segments.iter_mut() {
+        let offset = out.written();
         segment.copy_to(&mut out)?;
         let summary = segment.summary();
+        part(PartKind::Segment, offset, &out, summary);
         cpio_bytes += summary.length;
         summaries.push(summary);
     }
+    let offset = out.written();
     match compression {
         Compression::Gzip { level } => {
             let mut trailer = SegmentEncoder::with_level(&mut out, level);
             cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
             let (_, summary) = trailer.finish()?;
+            part(PartKind::Trailer, offset, &out, summary);
             summaries.push(summary);
             gzip::write_footer(&mut out, &summaries)?;
         }
         Compression::Zstd { level } => {
             let mut trailer = Vec::new();
-            cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
+            let length = newc::write_trailer(&mut trailer, cpio_bytes)?;
+            cpio_bytes += length;
             out.write_all(&FrameCompressor::new(level)?.frame(&trailer)?)?;
+            part(PartKind::Trailer, offset, &out, SegmentSummary { crc: 0, length });
         }
-        Compression::Uncompressed => cpio_bytes += newc::write_trailer(&mut out, cpio_bytes)?,
+        Compression::Uncompressed => {
+            let mut trailer = Vec::new();
+            let length = newc::write_trailer(&mut trailer, cpio_bytes)?;
+            cpio_bytes += length;
+            out.write_all(&trailer)?;
+            part(PartKind::Trailer, offset, &out, SegmentSummary { crc: 0, length });
+        }
     }
     out.flush()?;
     let (sha256, size) = out.finish();
-    Ok((sha256.to_string(), size, cpio_bytes))
+    Ok(WrittenInitrd { sha256: sha256.to_string(), size, cpio_bytes, parts })
 }
 
 #[cfg(test)]
@@ -591,6 +657,78 @@ mod tests {
             }
         }
         ends
+    }
+
+    #[test]
+    fn every_part_of_an_initrd_stands_alone_and_the_gzip_members_join_back() {
+        let segments: Vec<Vec<(Vec<u8>, Vec<u8>)>> =
+            (0..3u8).map(|n| vec![(format!("d{n}/file").into_bytes(), vec![n; 200_000 + usize::from(n)])]).collect();
+        let ucode = b"070701 an early microcode cpio".to_vec();
+        for compression in [Compression::DEFAULT, Compression::Zstd { level: 3 }, Compression::Uncompressed] {
+            let mut written = write_segments(compression, &Memory, |sink| {
+                for (n, files) in segments.iter().enumerate() {
+                    sink.push(files_segment(files, u8::try_from(n)?))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            let out = tempfile::NamedTempFile::new().unwrap();
+            let mut microcode = &ucode[..];
+            let initrd = write_initrd(out.reopen().unwrap(), Some(&mut microcode), &mut written, compression).unwrap();
+            let bytes = std::fs::read(out.path()).unwrap();
+            assert_eq!(
+                (initrd.size, initrd.sha256.clone()),
+                (bytes.len() as u64, crate::oci::digest::sha256(&bytes).to_string())
+            );
+            let kinds: Vec<PartKind> = initrd.parts.iter().map(|p| p.kind).collect();
+            assert_eq!(
+                kinds,
+                [PartKind::Microcode, PartKind::Segment, PartKind::Segment, PartKind::Segment, PartKind::Trailer]
+            );
+            let range = |part: &InitrdPart| {
+                &bytes[usize::try_from(part.offset).unwrap()..][..usize::try_from(part.length).unwrap()]
+            };
+            assert_eq!(range(&initrd.parts[0]), &ucode[..]);
+            assert_eq!(
+                initrd.parts[0].summary,
+                SegmentSummary { crc: crc32fast::hash(&ucode), length: ucode.len() as u64 }
+            );
+            // The parts after the microcode, each alone, hold the whole cpio in order.
+            let mut cpio = Vec::new();
+            let mut members = Vec::new();
+            for part in &initrd.parts[1..] {
+                let alone = match compression {
+                    Compression::Gzip { .. } => {
+                        let mut member = Vec::new();
+                        gzip::write_standalone(&mut member, &mut range(part), part.summary).unwrap();
+                        let mut decoded = Vec::new();
+                        flate2::read::GzDecoder::new(&member[..]).read_to_end(&mut decoded).unwrap();
+                        members.push(member);
+                        decoded
+                    }
+                    Compression::Zstd { .. } => {
+                        let mut decoded = Vec::new();
+                        ruzstd::decoding::StreamingDecoder::new(range(part))
+                            .unwrap()
+                            .read_to_end(&mut decoded)
+                            .unwrap();
+                        decoded
+                    }
+                    Compression::Uncompressed => range(part).to_vec(),
+                };
+                let crc = if let Compression::Gzip { .. } = compression { crc32fast::hash(&alone) } else { 0 };
+                assert_eq!(part.summary, SegmentSummary { crc, length: alone.len() as u64 });
+                cpio.extend(alone);
+            }
+            assert_eq!(cpio.len() as u64, initrd.cpio_bytes);
+            assert!(entry_ends(&cpio).contains(&cpio.len()), "a whole archive, ending with its trailer");
+            if let Compression::Gzip { .. } = compression {
+                // The members join back into the initrd's gzip member, byte for byte.
+                let mut joined = ucode.clone();
+                gzip::join_members(&mut joined, members.iter().map(|m| (&m[..], m.len() as u64))).unwrap();
+                assert!(joined == bytes);
+            }
+        }
     }
 
     #[test]

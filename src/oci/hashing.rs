@@ -56,6 +56,11 @@ impl<W: Write> HashingWriter<W> {
         HashingWriter { inner, hasher: sha2::Sha256::new(), written: 0 }
     }
 
+    /// How many bytes were written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// The digest and length of everything written so far.
     pub fn finish(self) -> (Digest, u64) {
         (super::digest::from_hash(&self.hasher.finalize()), self.written)

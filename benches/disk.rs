@@ -43,6 +43,7 @@ fn main() {
         kernel_size,
         initrd_sha256,
         initrd_size,
+        initrd_parts: Vec::new(),
         sensitive: false,
     };
     let stub = tiny_image(MACHINE_X86_64);

@@ -48,6 +48,8 @@ pub struct Artifacts {
     pub files: BTreeMap<ArtifactKind, Artifact>,
     /// The documents written beside them ([`Document::ALL`]).
     pub documents: BTreeMap<Document, Artifact>,
+    /// Where each part of the initrd is.
+    pub initrd_parts: Vec<super::spec::InitrdPart>,
     /// Things worth a warning: extended attributes newc cannot keep, names the kernel
     /// cannot create.
     pub warnings: Vec<Warning>,
@@ -140,8 +142,9 @@ fn assemble(
         let ucode = ucode.as_mut().map(|file| file as &mut dyn std::io::Read);
         write_initrd(initrd.as_file().try_clone()?, ucode, &mut ordered, compression)
     };
-    let crate::initrd::segments::WrittenInitrd { sha256: initrd_sha256, size: initrd_size, cpio_bytes, .. } =
+    let crate::initrd::segments::WrittenInitrd { sha256: initrd_sha256, size: initrd_size, cpio_bytes, parts } =
         written().with_context(|| format!("writing the initrd to {initrd_path}"))?;
+    let initrd_parts = parts.iter().map(super::spec::InitrdPart::from).collect();
     let segment_count = ordered.len();
     drop(ordered);
     if let Err(e) = segment_cache.trim() {
@@ -168,7 +171,7 @@ fn assemble(
         "assembly: artifacts written",
         &[("name", name.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
     );
-    Ok(Artifacts { files, documents, warnings })
+    Ok(Artifacts { files, documents, initrd_parts, warnings })
 }
 
 /// Every segment of the initrd, in order, each knowing the directories the ones before it

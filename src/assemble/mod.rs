@@ -38,5 +38,7 @@ pub use hash::{content_hash, ASSEMBLY_FORMAT};
 pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};
 pub use segment_cache::SegmentCache;
-pub use spec::{check_cmdline, EfiStubSpec, ImageDefaults, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION};
+pub use spec::{
+    check_cmdline, EfiStubSpec, ImageDefaults, ImageSpec, InitrdPart, KernelSpec, PackageSpec, SPEC_VERSION,
+};
 pub use warning::Warning;

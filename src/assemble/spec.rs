@@ -105,10 +105,48 @@ pub struct ImageSpec {
     /// `sha256:<hex>` and size of `<name>-initrd.img` as written.
     pub initrd_sha256: String,
     pub initrd_size: u64,
+    /// Where each part of the initrd is (the microcode, each segment, the trailer's
+    /// segment), each an initrd on its own: what publishing serves as separate blobs.
+    /// Empty in specs of images written before parts were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initrd_parts: Vec<InitrdPart>,
     /// The image holds `sensitive_contents`: its artifacts, and boot files made from them,
     /// are readable by their owner only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+}
+
+/// A byte range of an image's initrd that is an initrd on its own
+/// ([`crate::initrd::segments::InitrdPart`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitrdPart {
+    /// `microcode`, `segment` or `trailer`.
+    pub kind: String,
+    pub offset: u64,
+    pub length: u64,
+    /// CRC32 of the cpio bytes it holds (gzip initrds and the microcode; 0 otherwise).
+    pub crc: u32,
+    /// Length of the cpio bytes it holds.
+    pub cpio_length: u64,
+}
+
+impl From<&crate::initrd::segments::InitrdPart> for InitrdPart {
+    fn from(part: &crate::initrd::segments::InitrdPart) -> InitrdPart {
+        use crate::initrd::segments::PartKind;
+        let kind = match part.kind {
+            PartKind::Microcode => "microcode",
+            PartKind::Segment => "segment",
+            PartKind::Trailer => "trailer",
+        };
+        InitrdPart {
+            kind: kind.into(),
+            offset: part.offset,
+            length: part.length,
+            crc: part.summary.crc,
+            cpio_length: part.summary.length,
+        }
+    }
 }
 
 /// A UEFI stub in an image (systemd's `linuxx64.efi.stub`...), for `resin_disk`.

@@ -248,6 +248,7 @@ pub(crate) mod tests {
             kernel_size: 0,
             initrd_sha256: crate::oci::digest::sha256(b"").to_string(),
             initrd_size: 0,
+            initrd_parts: Vec::new(),
             sensitive: false,
         }
     }

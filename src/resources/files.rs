@@ -116,6 +116,9 @@ pub struct Written<K> {
     pub sbom_sha256: Option<String>,
     #[serde(default)]
     pub linuxkit_yaml_sha256: Option<String>,
+    /// Where each part of `resin_image`'s initrd is, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initrd_parts: Vec<crate::assemble::InitrdPart>,
 }
 
 impl<K> Written<K> {
@@ -144,6 +147,7 @@ impl<K> Default for Written<K> {
             stamps: BTreeMap::new(),
             sbom_sha256: None,
             linuxkit_yaml_sha256: None,
+            initrd_parts: Vec::new(),
         }
     }
 }

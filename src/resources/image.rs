@@ -38,7 +38,7 @@ use super::known;
 use super::schema::{attribute, list_block, resource_schema, strings};
 use crate::assemble::{
     build, compose, file_digest, file_kind, write_documents, ArtifactKind, Composition, Compression, Document,
-    FileKind, FileSpec, ImageInputs, ImageSpec, KernelSpec, PackageSpec, SPEC_VERSION,
+    FileKind, FileSpec, ImageInputs, ImageSpec, InitrdPart, KernelSpec, PackageSpec, SPEC_VERSION,
 };
 use crate::field::FieldError;
 
@@ -248,18 +248,33 @@ fn set_paths(state: &mut ImageState) {
 }
 
 /// The `spec` document for `resin_disk`: unknown until the composition, the paths and the
-/// kernel's and initrd's digests are (so after a change of content, until apply).
-fn image_spec(state: &ImageState, composition: Option<&Composition>) -> Value<String> {
+/// kernel's and initrd's digests are (so after a change of content, until apply). The
+/// initrd's parts are those it was written with (`written`).
+fn image_spec(
+    state: &ImageState,
+    composition: Option<&Composition>,
+    written: Option<&Written<ArtifactKind>>,
+) -> Value<String> {
     match composition {
-        Some(composition) => {
-            spec_of(state, composition.content_hash.as_ref(), &composition.inputs.kernel, composition.is_sensitive())
-        }
+        Some(composition) => spec_of(
+            state,
+            composition.content_hash.as_ref(),
+            &composition.inputs.kernel,
+            composition.is_sensitive(),
+            written.map(|w| w.initrd_parts.clone()).unwrap_or_default(),
+        ),
         None => Value::Unknown,
     }
 }
 
-/// [`image_spec`] of an image of `content_hash` with `kernel`.
-fn spec_of(state: &ImageState, content_hash: &str, kernel: &KernelSpec, sensitive: bool) -> Value<String> {
+/// [`image_spec`] of an image of `content_hash` with `kernel`, its initrd of `initrd_parts`.
+fn spec_of(
+    state: &ImageState,
+    content_hash: &str,
+    kernel: &KernelSpec,
+    sensitive: bool,
+    initrd_parts: Vec<InitrdPart>,
+) -> Value<String> {
     let (Value::Value(name), Value::Value(output_dir)) = (&state.name, &state.output_dir) else {
         return Value::Unknown;
     };
@@ -285,6 +300,7 @@ fn spec_of(state: &ImageState, content_hash: &str, kernel: &KernelSpec, sensitiv
         kernel_size,
         initrd_sha256,
         initrd_size,
+        initrd_parts,
         sensitive,
     };
     Value::Value(serde_json::to_string(&spec).expect("a spec serialises"))
@@ -487,7 +503,7 @@ impl FileWriter for Image {
             attribute("linuxkit_yaml_sha256", AttributeType::String, Computed,
                 "SHA-256 of the LinuxKit YAML (`sha256:<hex>`), known at plan time: a plan shows one line when it changes, not the document. Refresh reads the file, as for the SBOM."),
             attribute("spec", AttributeType::String, Computed,
-                "The image for `resin_disk` (its `image` attribute): name, artifact paths, platform, command line, content hash and the kernel's and initrd's sha256 and size as written (boot files check what they read against them), as JSON. Known at plan time while the kernel and initrd are kept; after a change of content, once apply has written them."),
+                "The image for `resin_disk` (its `image` attribute): name, artifact paths, platform, command line, content hash, the kernel's and initrd's sha256 and size as written (boot files check what they read against them), and where each part of the initrd is (`initrd_parts`: the microcode, each segment, the trailer's segment, each an initrd of its own), as JSON. Known at plan time while the kernel and initrd are kept; after a change of content, once apply has written them."),
         ];
         for kind in ArtifactKind::IMAGE {
             let (artifact, what) = (kind.attribute(), kind.describe());
@@ -579,7 +595,7 @@ impl FileWriter for Image {
             let created = ImageState::default();
             keep_predictable(state, prior.unwrap_or(&created), written, composition.as_ref());
         }
-        state.spec = image_spec(state, composition.as_ref());
+        state.spec = image_spec(state, composition.as_ref(), written);
     }
 
     async fn apply(
@@ -617,11 +633,12 @@ impl FileWriter for Image {
             diags.warning(warning.summary.clone(), warning.detail.clone(), AttributePath::root());
         }
         let mut written = files::record(&mut state, &artifacts.files);
+        written.initrd_parts = artifacts.initrd_parts.clone();
         for (document, artifact) in artifacts.documents {
             *state.document(document).1 = Value::Value(artifact.sha256.clone());
             *written.document(document) = Some(artifact.sha256);
         }
-        state.spec = spec_of(&state, &content_hash, &kernel, sensitive);
+        state.spec = spec_of(&state, &content_hash, &kernel, sensitive, written.initrd_parts.clone());
         Some((state, written))
     }
 

@@ -140,6 +140,19 @@ fn an_image_assembles_and_reads_back_with_real_tools() {
     workspace.apply();
     assert_eq!(std::fs::read(out(&workspace, "kernel")).unwrap(), KERNEL_BYTES);
     assert_eq!(std::fs::read_to_string(out(&workspace, "cmdline")).unwrap(), "console=ttyS0 panic=-1");
+    // The spec says where each part of the initrd is: the segments and the trailer's, one
+    // after the other between the gzip header and footer (10 bytes each).
+    let spec: serde_json::Value =
+        serde_json::from_str(workspace.state()["resin_image.img"]["spec"].as_str().unwrap()).unwrap();
+    let parts = spec["initrd_parts"].as_array().unwrap();
+    let initrd_size = std::fs::metadata(out(&workspace, "initrd.img")).unwrap().len();
+    let mut at = 10;
+    for (index, part) in parts.iter().enumerate() {
+        let kind = if index + 1 == parts.len() { "trailer" } else { "segment" };
+        assert_eq!((part["kind"].as_str(), part["offset"].as_u64()), (Some(kind), Some(at)), "{parts:?}");
+        at += part["length"].as_u64().unwrap();
+    }
+    assert_eq!(at, initrd_size - 10, "{parts:?}");
     let root = extract_initrd(&out(&workspace, "initrd.img"));
     let root = root.path();
     let expected = [

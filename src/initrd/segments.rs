@@ -625,6 +625,15 @@ mod tests {
     }
 
     fn initrd(compression: Compression, segments: &[Vec<(Vec<u8>, Vec<u8>)>]) -> Vec<u8> {
+        written_initrd(compression, segments, None).1
+    }
+
+    /// The initrd of `segments` (after the microcode `ucode`) as written, and its bytes.
+    fn written_initrd(
+        compression: Compression,
+        segments: &[Vec<(Vec<u8>, Vec<u8>)>],
+        ucode: Option<&[u8]>,
+    ) -> (WrittenInitrd, Vec<u8>) {
         let mut written = write_segments(compression, &Memory, |sink| {
             for (n, files) in segments.iter().enumerate() {
                 sink.push(files_segment(files, u8::try_from(n)?))?;
@@ -633,8 +642,10 @@ mod tests {
         })
         .unwrap();
         let out = tempfile::NamedTempFile::new().unwrap();
-        write_initrd(out.reopen().unwrap(), None, &mut written, compression).unwrap();
-        std::fs::read(out.path()).unwrap()
+        let mut microcode = ucode;
+        let ucode = microcode.as_mut().map(|bytes| bytes as &mut dyn Read);
+        let initrd = write_initrd(out.reopen().unwrap(), ucode, &mut written, compression).unwrap();
+        (initrd, std::fs::read(out.path()).unwrap())
     }
 
     /// Where each entry of a newc archive ends, up to and with the trailer's padding.
@@ -665,17 +676,7 @@ mod tests {
             (0..3u8).map(|n| vec![(format!("d{n}/file").into_bytes(), vec![n; 200_000 + usize::from(n)])]).collect();
         let ucode = b"070701 an early microcode cpio".to_vec();
         for compression in [Compression::DEFAULT, Compression::Zstd { level: 3 }, Compression::Uncompressed] {
-            let mut written = write_segments(compression, &Memory, |sink| {
-                for (n, files) in segments.iter().enumerate() {
-                    sink.push(files_segment(files, u8::try_from(n)?))?;
-                }
-                Ok(())
-            })
-            .unwrap();
-            let out = tempfile::NamedTempFile::new().unwrap();
-            let mut microcode = &ucode[..];
-            let initrd = write_initrd(out.reopen().unwrap(), Some(&mut microcode), &mut written, compression).unwrap();
-            let bytes = std::fs::read(out.path()).unwrap();
+            let (initrd, bytes) = written_initrd(compression, &segments, Some(&ucode));
             assert_eq!(
                 (initrd.size, initrd.sha256.clone()),
                 (bytes.len() as u64, crate::oci::digest::sha256(&bytes).to_string())

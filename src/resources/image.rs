@@ -261,7 +261,7 @@ fn image_spec(
             composition.content_hash.as_ref(),
             &composition.inputs.kernel,
             composition.is_sensitive(),
-            written.map(|w| w.initrd_parts.clone()).unwrap_or_default(),
+            written.map_or(&[][..], |w| &w.initrd_parts),
         ),
         None => Value::Unknown,
     }
@@ -273,7 +273,7 @@ fn spec_of(
     content_hash: &str,
     kernel: &KernelSpec,
     sensitive: bool,
-    initrd_parts: Vec<InitrdPart>,
+    initrd_parts: &[InitrdPart],
 ) -> Value<String> {
     let (Value::Value(name), Value::Value(output_dir)) = (&state.name, &state.output_dir) else {
         return Value::Unknown;
@@ -300,7 +300,7 @@ fn spec_of(
         kernel_size,
         initrd_sha256,
         initrd_size,
-        initrd_parts,
+        initrd_parts: initrd_parts.to_vec(),
         sensitive,
     };
     Value::Value(serde_json::to_string(&spec).expect("a spec serialises"))
@@ -633,12 +633,12 @@ impl FileWriter for Image {
             diags.warning(warning.summary.clone(), warning.detail.clone(), AttributePath::root());
         }
         let mut written = files::record(&mut state, &artifacts.files);
-        written.initrd_parts = artifacts.initrd_parts.clone();
+        written.initrd_parts = artifacts.initrd_parts;
         for (document, artifact) in artifacts.documents {
             *state.document(document).1 = Value::Value(artifact.sha256.clone());
             *written.document(document) = Some(artifact.sha256);
         }
-        state.spec = spec_of(&state, &content_hash, &kernel, sensitive, written.initrd_parts.clone());
+        state.spec = spec_of(&state, &content_hash, &kernel, sensitive, &written.initrd_parts);
         Some((state, written))
     }
 

@@ -3,6 +3,7 @@
 //! * [`oci`]: references, registries, local layouts and the verified blob cache.
 //! * [`container`]: the typed container options of a package and their validation.
 //! * [`field`]: what is wrong with a resource's input, and where.
+//! * [`publish`]: images as OCI artifacts in a registry, and read back.
 //! * [`resources`]: the Terraform provider and its resources, the only code that knows
 //!   about the plugin protocol.
 //!
@@ -23,6 +24,8 @@ pub mod initrd;
 pub mod log;
 #[cfg(feature = "provider")]
 pub mod oci;
+#[cfg(feature = "provider")]
+pub mod publish;
 #[cfg(feature = "provider")]
 pub mod resources;
 pub mod rootfs;

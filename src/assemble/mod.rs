@@ -29,8 +29,8 @@ mod warning;
 pub use union::{read_image_file, read_pulled_file};
 
 pub use artifacts::{
-    check, file_digest, remove_if_written, write_artifact, write_documents, Access, Artifact, ArtifactKind, Document,
-    FileStamp, Removal, TEMPORARY_PREFIX,
+    check, file_digest, publish as rename_into_place, remove_if_written, temporary, write_artifact, write_documents,
+    Access, Artifact, ArtifactKind, Document, FileStamp, Removal, TEMPORARY_PREFIX,
 };
 pub use build::{build, Artifacts};
 pub use compose::{compose, file_kind, Composition, Compression, FileKind, FileSpec, ImageInputs, Section};
@@ -39,6 +39,6 @@ pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};
 pub use segment_cache::SegmentCache;
 pub use spec::{
-    check_cmdline, EfiStubSpec, ImageDefaults, ImageSpec, InitrdPart, KernelSpec, PackageSpec, SPEC_VERSION,
+    check_cmdline, EfiStubSpec, ImageDefaults, ImageSpec, InitrdPart, KernelSpec, PackageSpec, Published, SPEC_VERSION,
 };
 pub use warning::Warning;

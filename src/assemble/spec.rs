@@ -114,6 +114,30 @@ pub struct ImageSpec {
     /// are readable by their owner only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
+    /// `sha256:<hex>` of `<name>-sbom.spdx.json` as written, which publishing attaches
+    /// to the image. Absent from specs written before parts were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom_sha256: Option<String>,
+    /// Where the image is published, for a spec read from a registry
+    /// (`resin_published_image`): network boot files fetch its blobs from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Published>,
+}
+
+/// An image as a registry holds it ([`crate::publish`]): its repository and the digests of
+/// its artifact manifest and of the blobs a boot loader fetches, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// The registry host, as references name it (`ghcr.io`, `127.0.0.1:5000`).
+    pub registry: String,
+    pub repository: String,
+    /// The image's artifact manifest.
+    pub manifest: String,
+    /// The kernel's blob.
+    pub kernel: String,
+    /// The initrd's parts' blobs, in order: each an initrd, loaded concatenated.
+    pub initrd: Vec<String>,
 }
 
 /// A byte range of an image's initrd that is an initrd on its own

@@ -250,6 +250,8 @@ pub(crate) mod tests {
             initrd_size: 0,
             initrd_parts: Vec::new(),
             sensitive: false,
+            sbom_sha256: None,
+            published: None,
         }
     }
 

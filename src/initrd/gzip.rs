@@ -118,6 +118,16 @@ pub fn write_footer(mut out: impl Write, segments: &[SegmentSummary]) -> io::Res
 /// unpacks concatenated initrds one member at a time (each segment ends on a cpio entry),
 /// and [`join_members`] turns the members back into the one-member initrd, byte for byte.
 pub fn write_standalone(mut out: impl Write, segment: &mut impl io::Read, summary: SegmentSummary) -> io::Result<()> {
+    let (header, trailer) = member_framing(summary)?;
+    out.write_all(&header)?;
+    io::copy(segment, &mut out)?;
+    out.write_all(&trailer)
+}
+
+/// What goes before and after a segment to make it a gzip member of its own
+/// ([`write_standalone`]): the header, and the final empty block with the segment's own
+/// trailer.
+pub fn member_framing(summary: SegmentSummary) -> io::Result<(Vec<u8>, Vec<u8>)> {
     if summary.length > u64::from(u32::MAX) {
         // The trailer keeps the length modulo 2^32: joining could not combine the CRC.
         return Err(io::Error::other(format!(
@@ -125,11 +135,25 @@ pub fn write_standalone(mut out: impl Write, segment: &mut impl io::Read, summar
             summary.length
         )));
     }
-    out.write_all(&HEADER)?;
-    io::copy(segment, &mut out)?;
-    out.write_all(&FINAL_EMPTY_BLOCK)?;
-    out.write_all(&summary.crc.to_le_bytes())?;
-    out.write_all(&u32::try_from(summary.length).expect("checked above").to_le_bytes())
+    let mut trailer = FINAL_EMPTY_BLOCK.to_vec();
+    trailer.extend_from_slice(&summary.crc.to_le_bytes());
+    trailer.extend_from_slice(&u32::try_from(summary.length).expect("checked above").to_le_bytes());
+    Ok((HEADER.to_vec(), trailer))
+}
+
+/// Whether `bytes` are the header resin writes (the start of an initrd it gzip'd).
+pub fn is_header(bytes: &[u8]) -> bool {
+    bytes == HEADER
+}
+
+/// Length of the header.
+pub const HEADER_LENGTH: u64 = HEADER.len() as u64;
+
+/// The footer [`write_footer`] writes for `segments`.
+pub fn footer(segments: &[SegmentSummary]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10);
+    write_footer(&mut out, segments).expect("writing to a Vec");
+    out
 }
 
 /// The bytes around a standalone member's segment: the header before it, the final empty

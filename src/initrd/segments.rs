@@ -582,7 +582,7 @@ pub fn write_initrd(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Keeps segments in memory.
@@ -629,7 +629,7 @@ mod tests {
     }
 
     /// The initrd of `segments` (after the microcode `ucode`) as written, and its bytes.
-    fn written_initrd(
+    pub(crate) fn written_initrd(
         compression: Compression,
         segments: &[Vec<(Vec<u8>, Vec<u8>)>],
         ucode: Option<&[u8]>,

@@ -32,7 +32,7 @@ use super::retry::{parse_retry_after, with_retries, Attempt, RetryError};
 use super::FetchError;
 
 mod push;
-pub use push::Pushed;
+pub use push::{BlobSource, ManifestPushed, Pushed};
 
 /// How long a registry request may wait for a connection, or between two reads of its
 /// answer, before it is abandoned and retried, unless the provider says otherwise.
@@ -124,13 +124,15 @@ enum Operation {
     Pull,
     /// Push (and pull: uploads check what is there first).
     Push,
+    /// Delete a manifest, with a push authorisation.
+    Delete,
 }
 
 impl Operation {
     fn registry_operation(self) -> RegistryOperation {
         match self {
             Operation::Pull => RegistryOperation::Pull,
-            Operation::Push => RegistryOperation::Push,
+            Operation::Push | Operation::Delete => RegistryOperation::Push,
         }
     }
 
@@ -138,6 +140,7 @@ impl Operation {
         match self {
             Operation::Pull => "fetching",
             Operation::Push => "pushing",
+            Operation::Delete => "deleting",
         }
     }
 }
@@ -147,7 +150,7 @@ fn authorization_key(reference: &RegistryReference, operation: Operation) -> Str
     let key = format!("{}/{}", reference.registry(), reference.repository());
     match operation {
         Operation::Pull => key,
-        Operation::Push => format!("{key} push"),
+        Operation::Push | Operation::Delete => format!("{key} push"),
     }
 }
 

@@ -302,6 +302,9 @@ fn spec_of(
         initrd_size,
         initrd_parts: initrd_parts.to_vec(),
         sensitive,
+        // Specs of images written before parts were recorded stay as they were.
+        sbom_sha256: if initrd_parts.is_empty() { None } else { state.sbom_sha256.as_ref_option().cloned() },
+        published: None,
     };
     Value::Value(serde_json::to_string(&spec).expect("a spec serialises"))
 }

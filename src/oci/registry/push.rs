@@ -5,7 +5,7 @@
 //! Every request has the retries pulls have, with a push authorisation (`pull,push`
 //! scope); a refusal names the registry, the repository and the blob.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt as _;
@@ -17,6 +17,35 @@ use crate::oci::retry::Attempt;
 
 /// The bytes read from a blob's file per chunk of the upload.
 const CHUNK: usize = 256 << 10;
+
+/// The bytes of a blob: a byte range of a file, with bytes before and after it (a segment
+/// of an initrd made a gzip member of its own has a header before it and a trailer after
+/// it). Read a chunk at a time when uploaded, never whole in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobSource {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub length: u64,
+    pub prefix: Vec<u8>,
+    pub suffix: Vec<u8>,
+}
+
+impl BlobSource {
+    /// The whole file at `path`, of `length` bytes.
+    pub fn file(path: &Path, length: u64) -> BlobSource {
+        BlobSource { path: path.to_path_buf(), offset: 0, length, prefix: Vec::new(), suffix: Vec::new() }
+    }
+
+    /// A blob held in memory (a config, a manifest's small documents).
+    pub fn bytes(bytes: Vec<u8>) -> BlobSource {
+        BlobSource { path: PathBuf::new(), offset: 0, length: 0, prefix: bytes, suffix: Vec::new() }
+    }
+
+    /// The blob's size.
+    pub fn size(&self) -> u64 {
+        self.prefix.len() as u64 + self.length + self.suffix.len() as u64
+    }
+}
 
 /// What pushing a blob did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,15 +76,15 @@ impl RegistryClient {
         Ok(found)
     }
 
-    /// Uploads the blob `digest` of `size` bytes, read from `path`, unless the repository
-    /// has it. The registry checks the digest of what it receives.
+    /// Uploads the blob `digest`, read from `source`, unless the repository has it. The
+    /// registry checks the digest of what it receives.
     pub async fn push_blob(
         &self,
         reference: &RegistryReference,
         digest: &Digest,
-        size: u64,
-        path: &Path,
+        source: &BlobSource,
     ) -> Result<Pushed> {
+        let (size, path) = (source.size(), source.path.as_path());
         if self.has_blob(reference, digest).await? {
             return Ok(Pushed::Present);
         }
@@ -84,7 +113,7 @@ impl RegistryClient {
                     Ok(url) => url,
                     Err(e) => return Attempt::Failed(e),
                 };
-                let body = match file_body(path).await {
+                let body = match blob_body(source).await {
                     Ok(body) => body,
                     Err(e) => return Attempt::Failed(e),
                 };
@@ -105,27 +134,31 @@ impl RegistryClient {
     }
 
     /// Puts `manifest` (of `media_type`) in the reference's repository under `name`, a tag
-    /// or its digest. Returns its digest, which the registry must agree on.
+    /// or its digest. Returns its digest, which the registry must agree on, and whether the
+    /// registry said it indexed the manifest's `subject` (`OCI-Subject`: it has the
+    /// referrers API).
     pub async fn push_manifest(
         &self,
         reference: &RegistryReference,
         name: &str,
         media_type: &str,
         manifest: &[u8],
-    ) -> Result<Digest> {
+    ) -> Result<ManifestPushed> {
         let digest = crate::oci::digest::sha256(manifest);
         let url = format!("{}manifests/{name}", self.base_url(reference));
         let what = format!("manifest {digest} as {}/{}:{name}", reference.registry(), reference.repository());
-        let answered = self
+        let (answered, subject) = self
             .request_as(reference, Operation::Push, &what, |authorization| {
                 let url = url.clone();
                 async move {
                     let put =
                         self.http.put(&url).header(reqwest::header::CONTENT_TYPE, media_type).body(manifest.to_vec());
-                    match self.send::<Option<String>>(put, authorization.as_deref()).await {
+                    match self.send::<(Option<String>, bool)>(put, authorization.as_deref()).await {
                         Ok(response) => {
-                            let header = response.headers().get("docker-content-digest");
-                            Attempt::Done(Ok(header.and_then(|h| h.to_str().ok()).map(str::to_string)))
+                            let header = |name: &str| {
+                                response.headers().get(name).and_then(|h| h.to_str().ok()).map(str::to_string)
+                            };
+                            Attempt::Done(Ok((header("docker-content-digest"), header("oci-subject").is_some())))
                         }
                         Err(outcome) => outcome,
                     }
@@ -137,8 +170,32 @@ impl RegistryClient {
                 anyhow::bail!("registry {} stored {what} under digest {answered}", reference.registry());
             }
         }
-        Ok(digest)
+        Ok(ManifestPushed { digest, subject_indexed: subject })
     }
+
+    /// Deletes the manifest `name` (a tag or a digest) from the reference's repository.
+    pub async fn delete_manifest(&self, reference: &RegistryReference, name: &str) -> Result<()> {
+        let url = format!("{}manifests/{name}", self.base_url(reference));
+        let what = format!("{}/{}:{name}", reference.registry(), reference.repository());
+        self.request_as(reference, Operation::Delete, &what, |authorization| {
+            let url = url.clone();
+            async move {
+                match self.send::<()>(self.http.delete(&url), authorization.as_deref()).await {
+                    Ok(_) => Attempt::Done(Ok(())),
+                    Err(outcome) => outcome,
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// What pushing a manifest did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestPushed {
+    pub digest: Digest,
+    /// The registry indexed the manifest's `subject` for the referrers API.
+    pub subject_indexed: bool,
 }
 
 /// The URL that completes an upload: the session's `Location` (absolute, or a path on
@@ -154,20 +211,44 @@ fn upload_url(base: &str, location: &str, digest: &Digest) -> Result<String> {
     Ok(format!("{location}{separator}digest={}", digest.to_string().replace(':', "%3A")))
 }
 
-/// The bytes of `path` as a request body, read a chunk at a time (never the whole blob
-/// in memory).
-async fn file_body(path: &Path) -> Result<reqwest::Body> {
-    let file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
-    let chunks = futures_util::stream::unfold(file, |mut file| async move {
-        let mut buffer = vec![0u8; CHUNK];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok::<_, std::io::Error>(buffer), file))
+/// The bytes of `source` as a request body, the file read a chunk at a time (never the
+/// whole blob in memory). A file shorter than the range is an error, not a short body.
+async fn blob_body(source: &BlobSource) -> Result<reqwest::Body> {
+    use tokio::io::AsyncSeekExt as _;
+    if source.length == 0 {
+        return Ok(reqwest::Body::from([source.prefix.as_slice(), &source.suffix].concat()));
+    }
+    let path = source.path.clone();
+    let mut file = tokio::fs::File::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+    file.seek(std::io::SeekFrom::Start(source.offset)).await.with_context(|| format!("reading {}", path.display()))?;
+    let range = futures_util::stream::unfold((file.take(source.length), source.length), move |(mut file, left)| {
+        let path = path.clone();
+        async move {
+            if left == 0 {
+                return None;
             }
-            Err(e) => Some((Err(e), file)),
+            let mut buffer = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
+            match file.read(&mut buffer).await {
+                Ok(0) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("{} ended {left} bytes before the blob did", path.display()),
+                    )),
+                    (file, 0),
+                )),
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(buffer), (file, left - n as u64)))
+                }
+                Err(e) => Some((Err(e), (file, 0))),
+            }
         }
+    });
+    let prefix = futures_util::stream::iter([Ok(source.prefix.clone())]);
+    let suffix = futures_util::stream::iter([Ok(source.suffix.clone())]);
+    let chunks = prefix.chain(range).chain(suffix).filter(|chunk| {
+        let empty = matches!(chunk, Ok(bytes) if bytes.is_empty());
+        async move { !empty }
     });
     Ok(reqwest::Body::wrap_stream(chunks.boxed()))
 }
@@ -207,14 +288,28 @@ mod tests {
         std::fs::write(&path, &blob).unwrap();
         let digest = crate::oci::digest::sha256(&blob);
         assert!(!client.has_blob(&target, &digest).await.unwrap());
-        let first = client.push_blob(&target, &digest, blob.len() as u64, &path).await.unwrap();
+        let source = BlobSource::file(&path, blob.len() as u64);
+        let first = client.push_blob(&target, &digest, &source).await.unwrap();
         assert_eq!(first, Pushed::Uploaded(blob.len() as u64));
-        assert_eq!(client.push_blob(&target, &digest, blob.len() as u64, &path).await.unwrap(), Pushed::Present);
+        assert_eq!(client.push_blob(&target, &digest, &source).await.unwrap(), Pushed::Present);
+        // A range of the file between bytes of its own.
+        let framed = BlobSource {
+            offset: 7,
+            length: CHUNK as u64 + 3,
+            prefix: b"head".to_vec(),
+            suffix: b"tail".to_vec(),
+            ..source.clone()
+        };
+        let bytes = [&b"head"[..], &blob[7..CHUNK + 10], b"tail"].concat();
+        let framed_digest = crate::oci::digest::sha256(&bytes);
+        assert_eq!(framed.size(), bytes.len() as u64);
+        client.push_blob(&target, &framed_digest, &framed).await.unwrap();
+        assert!(std::fs::read(registry.blob_data_path(framed_digest.as_ref())).unwrap() == bytes);
         let config = b"{}";
         let config_path = dir.path().join("config");
         std::fs::write(&config_path, config).unwrap();
         let config_digest = crate::oci::digest::sha256(config);
-        client.push_blob(&target, &config_digest, 2, &config_path).await.unwrap();
+        client.push_blob(&target, &config_digest, &BlobSource::file(&config_path, 2)).await.unwrap();
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -223,8 +318,11 @@ mod tests {
             "layers": [{ "mediaType": "application/octet-stream", "digest": digest.to_string(), "size": blob.len() }],
         }))
         .unwrap();
-        let pushed =
-            client.push_manifest(&target, "v1", "application/vnd.oci.image.manifest.v1+json", &manifest).await.unwrap();
+        let pushed = client
+            .push_manifest(&target, "v1", "application/vnd.oci.image.manifest.v1+json", &manifest)
+            .await
+            .unwrap()
+            .digest;
         let (read, read_digest) = client.fetch_manifest(&target, None).await.unwrap();
         assert_eq!((read, read_digest), (manifest, pushed));
         // The blob the registry stored has the bytes sent.
@@ -241,13 +339,13 @@ mod tests {
         let path = dir.path().join("blob");
         std::fs::write(&path, b"bytes").unwrap();
         let digest = crate::oci::digest::sha256(b"bytes");
-        let error = client.push_blob(&target, &digest, 5, &path).await.unwrap_err();
+        let error = client.push_blob(&target, &digest, &BlobSource::file(&path, 5)).await.unwrap_err();
         let message = format!("{error:#}");
         assert!(message.contains(&format!("not authorised by registry {}", registry.address)), "{message}");
         // A blob whose bytes are not its digest is refused by the registry, named.
         let client = client_for(&registry);
         let wrong: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
-        let error = client.push_blob(&target, &wrong, 5, &path).await.unwrap_err();
+        let error = client.push_blob(&target, &wrong, &BlobSource::file(&path, 5)).await.unwrap_err();
         let message = format!("{error:#}");
         assert!(message.contains(&format!("pushing blob {wrong}")) && message.contains("HTTP 400"), "{message}");
     }

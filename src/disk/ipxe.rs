@@ -8,6 +8,19 @@
 //! boot
 //! ```
 //!
+//! An image read from a registry (`resin_published_image`, whose spec says where it is
+//! published) boots from there: `base_url` is the registry's or a mirror's root as the
+//! machines reach it, and the script fetches the kernel and each part of the initrd by
+//! digest, immutable URLs any HTTP cache can serve:
+//!
+//! ```text
+//! #!ipxe
+//! kernel <base_url>/v2/<repository>/blobs/<kernel digest> initrd=<name>-initrd.000 ... <cmdline>
+//! initrd --name <name>-initrd.000 <base_url>/v2/<repository>/blobs/<digest of part 0>
+//! ...
+//! boot
+//! ```
+//!
 //! The command line goes in as it is: one iPXE would change ([`check_cmdline`]) is refused.
 //!
 //! `initrd=` names the initrd for kernels booted through their EFI stub by iPXE's EFI
@@ -18,6 +31,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use super::{DiskFormat, Sources};
+use crate::assemble::Published;
 
 pub struct Ipxe;
 
@@ -51,15 +65,44 @@ impl DiskFormat for Ipxe {
         }
         let base = sources.base_url.unwrap_or_default().trim_end_matches('/');
         let name = &sources.image.name;
-        let initrd = format!("{name}-initrd.img");
-        let mut kernel_line = format!("kernel {base}/{name}-kernel initrd={initrd}");
-        if !sources.image.cmdline.is_empty() {
-            kernel_line.push(' ');
-            kernel_line.push_str(&sources.image.cmdline);
-        }
-        write!(out, "#!ipxe\n{kernel_line}\ninitrd {base}/{initrd}\nboot\n")?;
+        let script = match &sources.image.published {
+            Some(published) => from_registry(base, name, &sources.image.cmdline, published),
+            None => {
+                let initrd = format!("{name}-initrd.img");
+                let kernel_line =
+                    with_cmdline(format!("kernel {base}/{name}-kernel initrd={initrd}"), &sources.image.cmdline);
+                format!("#!ipxe\n{kernel_line}\ninitrd {base}/{initrd}\nboot\n")
+            }
+        };
+        out.write_all(script.as_bytes())?;
         Ok(())
     }
+}
+
+fn with_cmdline(mut kernel_line: String, cmdline: &str) -> String {
+    if !cmdline.is_empty() {
+        kernel_line.push(' ');
+        kernel_line.push_str(cmdline);
+    }
+    kernel_line
+}
+
+/// The script of a published image: the kernel and each part of the initrd fetched by
+/// digest from the registry (or mirror) at `base`, the parts loaded as initrds in order
+/// (the kernel unpacks them concatenated), each named `<name>-initrd.NNN` for `initrd=`.
+fn from_registry(base: &str, name: &str, cmdline: &str, published: &Published) -> String {
+    let blob = |digest: &str| format!("{base}/v2/{}/blobs/{digest}", published.repository);
+    let names: Vec<String> = (0..published.initrd.len()).map(|index| format!("{name}-initrd.{index:03}")).collect();
+    let mut kernel_line = format!("kernel {}", blob(&published.kernel));
+    for part in &names {
+        kernel_line.push_str(&format!(" initrd={part}"));
+    }
+    let mut script = format!("#!ipxe\n{}\n", with_cmdline(kernel_line, cmdline));
+    for (part, digest) in names.iter().zip(&published.initrd) {
+        script.push_str(&format!("initrd --name {part} {}\n", blob(digest)));
+    }
+    script.push_str("boot\n");
+    script
 }
 
 /// Why iPXE would not pass `cmdline` to the kernel as it is, if it would not. iPXE splits
@@ -132,6 +175,42 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "#!ipxe\nkernel http://boot.example/images/node-kernel initrd=node-initrd.img console=ttyS0 quiet\n\
              initrd http://boot.example/images/node-initrd.img\nboot\n"
+        );
+    }
+
+    #[test]
+    fn a_published_image_boots_from_its_registry_blobs_in_order() {
+        let mut image = crate::disk::uki::tests::image_spec("console=ttyS0");
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        image.published = Some(Published {
+            registry: "registry.example".into(),
+            repository: "fleet/node".into(),
+            manifest: digest('0'),
+            kernel: digest('a'),
+            initrd: vec![digest('b'), digest('c')],
+        });
+        let sources = Sources {
+            image: &image,
+            stub: None,
+            base_url: Some("http://mirror.boot:5000/"),
+            size_mb: None,
+            uname: None,
+            sbat: None,
+            scratch: std::path::Path::new("."),
+            signer: None,
+        };
+        let mut out = Vec::new();
+        Ipxe.write(&sources, &mut out).unwrap();
+        let blobs = "http://mirror.boot:5000/v2/fleet/node/blobs";
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "#!ipxe\nkernel {blobs}/{} initrd=node-initrd.000 initrd=node-initrd.001 console=ttyS0\n\
+                 initrd --name node-initrd.000 {blobs}/{}\ninitrd --name node-initrd.001 {blobs}/{}\nboot\n",
+                digest('a'),
+                digest('b'),
+                digest('c')
+            )
         );
     }
 

@@ -249,6 +249,11 @@ pub fn content_hash(
         "uname": sources.uname,
         "sbat": sources.sbat,
     });
+    // A network boot script names where a published image's blobs are.
+    if let (true, Some(published)) = (format.needs_base_url(), &sources.image.published) {
+        document["published"] =
+            json!({ "repository": published.repository, "kernel": published.kernel, "initrd": published.initrd });
+    }
     // Only a signed disk's document names a certificate.
     if let Some(certificate) = signing_certificate {
         document["signing_certificate"] = json!(certificate.to_string());

@@ -72,6 +72,10 @@ impl Puller {
         Puller { cache, registry, parallel, downloads: tokio::sync::Semaphore::new(parallel) }
     }
 
+    pub fn registry(&self) -> &RegistryClient {
+        &self.registry
+    }
+
     pub fn cache(&self) -> &BlobCache {
         &self.cache
     }

@@ -177,15 +177,15 @@ impl Resolved {
         let blobs: Vec<(Digest, u64)> = std::iter::once(self.kernel.clone())
             .chain(self.initrd.iter().map(|(digest, size, _)| (digest.clone(), *size)))
             .collect();
-        futures_util::stream::iter(blobs.iter())
+        futures_util::stream::iter(blobs)
             .map(|(digest, size)| async move {
-                if cache.contains(digest, Some(*size)) {
+                if cache.contains(&digest, Some(size)) {
                     return Ok(());
                 }
                 client
-                    .fetch_blob(reference, digest, *size, cache)
+                    .fetch_blob(reference, &digest, size, cache)
                     .await
-                    .with_context(|| format!("fetching {}", name_of(reference, digest)))
+                    .with_context(|| format!("fetching {}", name_of(reference, &digest)))
             })
             .buffer_unordered(PARALLEL_DOWNLOADS)
             .try_collect::<Vec<()>>()

@@ -110,7 +110,10 @@ pub async fn publish(
             blobs.entry(blob.digest.to_string()).or_insert(blob);
         }
     }
-    let pushed: Vec<Pushed> = futures_util::stream::iter(blobs.into_values())
+    // Owned items: a stream of borrowed ones is not `Send` for every lifetime, as the
+    // plugin server needs.
+    let blobs: Vec<Blob> = blobs.into_values().cloned().collect();
+    let pushed: Vec<Pushed> = futures_util::stream::iter(blobs)
         .map(|blob| async move { client.push_blob(target, &blob.digest, &blob.source).await })
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect()

@@ -13,6 +13,8 @@ mod image_backed;
 mod kernel;
 mod package;
 mod provider;
+mod publish;
+mod published_image;
 mod schema;
 
 pub use context::ProviderContext;

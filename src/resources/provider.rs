@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, NestedBlock, Schema};
 use tf_provider::value::Value;
-use tf_provider::{AttributePath, Diagnostics, DynamicResource, Provider};
+use tf_provider::{AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
 
 use super::context::{ProviderContext, SharedContext};
 use super::disk::Disk;
@@ -20,6 +20,8 @@ use super::image::Image;
 use super::image_backed::ImageResource;
 use super::kernel::Kernel;
 use super::package::Package;
+use super::publish::Publish;
+use super::published_image::PublishedImage;
 use super::schema::{attribute, description};
 use crate::assemble::SegmentCache;
 use crate::oci::auth::{DockerConfig, RegistrySettings};
@@ -280,6 +282,11 @@ impl Provider for ResinProvider {
             ("efi_stub".to_string(), ImageResource::<EfiStub>::new(self.context.clone()).into()),
             ("image".to_string(), FileResource::<Image>::new(self.context.clone()).into()),
             ("disk".to_string(), FileResource::<Disk>::new(self.context.clone()).into()),
+            ("publish".to_string(), Publish::new(self.context.clone()).into()),
         ]))
+    }
+
+    fn get_data_sources(&self, _diags: &mut Diagnostics) -> Option<HashMap<String, Box<dyn DynamicDataSource>>> {
+        Some(HashMap::from([("published_image".to_string(), PublishedImage::new(self.context.clone()).into())]))
     }
 }

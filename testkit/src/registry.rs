@@ -1,5 +1,6 @@
 //! A real OCI registry (Debian's `docker-registry`, distribution 2.8) on a free loopback
-//! port, started per test and stopped by PID when dropped.
+//! port, started per test and stopped by PID when dropped. Its access log (a line per
+//! request) is kept in a file, for tests that count what was fetched.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -12,6 +13,7 @@ pub struct Registry {
     pub address: String,
     pub storage: PathBuf,
     pub credentials: Option<(String, String)>,
+    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -31,12 +33,27 @@ impl Registry {
         Registry::start_with(Some((user, password)), true)
     }
 
+    /// Starts an anonymous pull-through mirror of `remote` (which must want bearer tokens:
+    /// distribution's proxy authenticates to no other kind), as a boot network would run
+    /// one: it fetches a blob from `remote` once, with `remote`'s credentials, and serves
+    /// it from its own storage after that.
+    pub fn start_mirror(remote: &Registry) -> Registry {
+        let (user, password) = remote.credentials.clone().expect("a remote with credentials");
+        let proxy =
+            format!("proxy: {{ remoteurl: \"http://{}\", username: {user}, password: {password} }}\n", remote.address);
+        Registry::start_with_config(None, false, &proxy)
+    }
+
     fn start_with(credentials: Option<(&str, &str)>, token_auth: bool) -> Registry {
+        Registry::start_with_config(credentials, token_auth, "")
+    }
+
+    fn start_with_config(credentials: Option<(&str, &str)>, token_auth: bool, extra: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         let port = free_port();
         let mut config = format!(
-            "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n",
+            "version: 0.1\nlog: {{ level: error, accesslog: {{ disabled: false }} }}\nstorage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n{extra}",
             storage.display()
         );
         if let (true, Some((user, password))) = (token_auth, credentials) {
@@ -61,11 +78,13 @@ impl Registry {
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("registry.log");
+        let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::from(log_file.try_clone().unwrap()))
+            .stderr(Stdio::from(log_file))
             .spawn()
             .expect("docker-registry is installed by make test");
         let registry = Registry {
@@ -73,6 +92,7 @@ impl Registry {
             address: format!("127.0.0.1:{port}"),
             storage,
             credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            log,
             _dir: dir,
         };
         registry.wait_ready();
@@ -121,6 +141,25 @@ impl Registry {
         command.arg(format!("docker://{}/{repository}:{tag}", self.address));
         let output = command.output().expect("skopeo is installed by make test");
         assert!(output.status.success(), "skopeo push failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// The access log so far: a line per request (`"GET /v2/... HTTP/1.1" 200 <bytes>`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The blobs the registry stores, with their sizes.
+    pub fn blobs(&self) -> std::collections::BTreeMap<String, u64> {
+        let root = self.storage.join("docker/registry/v2/blobs/sha256");
+        let mut blobs = std::collections::BTreeMap::new();
+        for prefix in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for blob in std::fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+                if let Ok(meta) = std::fs::metadata(blob.path().join("data")) {
+                    blobs.insert(format!("sha256:{}", blob.file_name().to_string_lossy()), meta.len());
+                }
+            }
+        }
+        blobs
     }
 
     /// Where the registry stores blob `digest` (to corrupt it on purpose).

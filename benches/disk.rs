@@ -45,6 +45,8 @@ fn main() {
         initrd_size,
         initrd_parts: Vec::new(),
         sensitive: false,
+        sbom_sha256: None,
+        published: None,
     };
     let stub = tiny_image(MACHINE_X86_64);
     let sources = Sources {

@@ -31,7 +31,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use super::{DiskFormat, Sources};
-use crate::assemble::Published;
+use crate::assemble::{InitrdPart, Published};
 
 pub struct Ipxe;
 
@@ -66,7 +66,7 @@ impl DiskFormat for Ipxe {
         let base = sources.base_url.unwrap_or_default().trim_end_matches('/');
         let name = &sources.image.name;
         let script = match &sources.image.published {
-            Some(published) => from_registry(base, name, &sources.image.cmdline, published),
+            Some(published) => from_registry(base, name, &sources.image.cmdline, published, &sources.image.initrd_parts),
             None => {
                 let initrd = format!("{name}-initrd.img");
                 let kernel_line =
@@ -89,16 +89,26 @@ fn with_cmdline(mut kernel_line: String, cmdline: &str) -> String {
 
 /// The script of a published image: the kernel and each part of the initrd fetched by
 /// digest from the registry (or mirror) at `base`, the parts loaded as initrds in order
-/// (the kernel unpacks them concatenated), each named `<name>-initrd.NNN` for `initrd=`.
-fn from_registry(base: &str, name: &str, cmdline: &str, published: &Published) -> String {
+/// (the kernel unpacks them concatenated), each named `<name>-initrd.NNN` (its layer's
+/// title) for `initrd=`. Parts that hold no cpio bytes (a package with no files, an empty
+/// section) are left out: a gzip member of nothing first would be refused by the kernel
+/// ("junk at the end of compressed archive"), and none adds anything.
+fn from_registry(base: &str, name: &str, cmdline: &str, published: &Published, parts: &[InitrdPart]) -> String {
     let blob = |digest: &str| format!("{base}/v2/{}/blobs/{digest}", published.repository);
-    let names: Vec<String> = (0..published.initrd.len()).map(|index| format!("{name}-initrd.{index:03}")).collect();
+    let empty = |index: usize| parts.len() == published.initrd.len() && parts[index].cpio_length == 0;
+    let loaded: Vec<(String, &String)> = published
+        .initrd
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !empty(*index))
+        .map(|(index, digest)| (format!("{name}-initrd.{index:03}"), digest))
+        .collect();
     let mut kernel_line = format!("kernel {}", blob(&published.kernel));
-    for part in &names {
+    for (part, _) in &loaded {
         kernel_line.push_str(&format!(" initrd={part}"));
     }
     let mut script = format!("#!ipxe\n{}\n", with_cmdline(kernel_line, cmdline));
-    for (part, digest) in names.iter().zip(&published.initrd) {
+    for (part, digest) in &loaded {
         script.push_str(&format!("initrd --name {part} {}\n", blob(digest)));
     }
     script.push_str("boot\n");
@@ -187,8 +197,11 @@ mod tests {
             repository: "fleet/node".into(),
             manifest: digest('0'),
             kernel: digest('a'),
-            initrd: vec![digest('b'), digest('c')],
+            initrd: vec![digest('e'), digest('b'), digest('c')],
         });
+        let part = |cpio_length| InitrdPart { kind: "segment".into(), offset: 0, length: 20, crc: 0, cpio_length };
+        // The first part is empty: left out.
+        image.initrd_parts = vec![part(0), part(512), part(124)];
         let sources = Sources {
             image: &image,
             stub: None,
@@ -205,8 +218,8 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(
-                "#!ipxe\nkernel {blobs}/{} initrd=node-initrd.000 initrd=node-initrd.001 console=ttyS0\n\
-                 initrd --name node-initrd.000 {blobs}/{}\ninitrd --name node-initrd.001 {blobs}/{}\nboot\n",
+                "#!ipxe\nkernel {blobs}/{} initrd=node-initrd.001 initrd=node-initrd.002 console=ttyS0\n\
+                 initrd --name node-initrd.001 {blobs}/{}\ninitrd --name node-initrd.002 {blobs}/{}\nboot\n",
                 digest('a'),
                 digest('b'),
                 digest('c')

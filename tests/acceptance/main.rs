@@ -5,6 +5,7 @@ mod boot;
 mod crashes;
 mod disk;
 mod fault_proxy;
+mod fleet;
 mod full_disk;
 mod golden;
 mod image;

@@ -66,7 +66,9 @@ impl DiskFormat for Ipxe {
         let base = sources.base_url.unwrap_or_default().trim_end_matches('/');
         let name = &sources.image.name;
         let script = match &sources.image.published {
-            Some(published) => from_registry(base, name, &sources.image.cmdline, published, &sources.image.initrd_parts),
+            Some(published) => {
+                from_registry(base, name, &sources.image.cmdline, published, &sources.image.initrd_parts)
+            }
             None => {
                 let initrd = format!("{name}-initrd.img");
                 let kernel_line =

@@ -4,8 +4,11 @@
 //! empty cache, and machines network-booting a published image by digest through a
 //! pull-through mirror.
 
+use std::path::Path;
 use std::process::Command;
 
+use crate::boot::{boot_config, boot_layout, boot_markers, judge, run_qemu_until, shared_boot_cache};
+use crate::disk::judge_boot;
 use crate::registry::Registry;
 use crate::terraform::Workspace;
 use crate::{basic_packages, provider_block, push_basic_fixtures};
@@ -187,4 +190,237 @@ fn publishing_fails_clearly_without_push_access_or_with_an_image_that_is_not_res
         plan.text()
     );
     assert!(!reader.work_dir().join("x").exists());
+}
+
+/// The boot-test image ([`boot_config`]) for `platform`, without its provider block, its
+/// resources renamed with `suffix` (the image keeps its name `boot`) and written to
+/// `./out<suffix>`; `service_env` is the service's env, if any.
+fn boot_image(platform: &str, suffix: &str, service_env: Option<&str>) -> String {
+    let config = boot_config(platform, true, "");
+    let mut text = config[config.find("resource \"resin_kernel\"").unwrap()..].to_string();
+    for (kind, name) in [
+        ("resin_kernel", "k"),
+        ("resin_package", "init"),
+        ("resin_package", "granted"),
+        ("resin_package", "withheld"),
+        ("resin_package", "service"),
+        ("resin_image", "boot"),
+    ] {
+        text = text
+            .replace(&format!("resource \"{kind}\" \"{name}\""), &format!("resource \"{kind}\" \"{name}{suffix}\""))
+            .replace(&format!("{kind}.{name}.spec"), &format!("{kind}.{name}{suffix}.spec"));
+    }
+    text = text.replace("output_dir = \"./out\"", &format!("output_dir = \"./out{suffix}\""));
+    if let Some(env) = service_env {
+        text = text.replace(
+            "command = [\"/usr/bin/probe\", \"SERVICE\", \"wait\"]",
+            &format!("command = [\"/usr/bin/probe\", \"SERVICE\", \"wait\"]\n  env     = [\"PROBE_ENV={env}\", \"PATH=/bin:/usr/bin\"]"),
+        );
+    }
+    let mut pinned = String::new();
+    for line in text.lines() {
+        pinned.push_str(line);
+        pinned.push('\n');
+        if line.trim_start().starts_with("image") && line.contains("oci-layout:") {
+            pinned.push_str(&format!("  platform = \"{platform}\"\n"));
+        }
+    }
+    pinned
+}
+
+/// A provider block with `cache_dir` and the primary registry's credentials.
+fn fleet_provider(cache_dir: &Path, primary: &Registry) -> String {
+    let (user, password) = primary.credentials.clone().unwrap();
+    format!(
+        "provider \"resin\" {{\n  cache_dir = \"{}\"\n  registry {{\n    address    = \"{}\"\n    plain_http = true\n    username   = \"{user}\"\n    password   = \"{password}\"\n  }}\n}}\n",
+        cache_dir.display(),
+        primary.address
+    )
+}
+
+/// What builds and publishes the boot image for amd64 and arm64 under `fleet/boot:v1`, and
+/// makes a UKI of the amd64 image.
+fn builder_config(primary: &Registry, service_env: Option<&str>) -> String {
+    format!(
+        "{}\n{}\n{}\nresource \"resin_efi_stub\" \"systemd\" {{\n  image = \"oci-layout:{}:efi-stub\"\n}}\n\nresource \"resin_disk\" \"uki\" {{\n  image  = resin_image.boot.spec\n  format = \"uki\"\n  stub   = resin_efi_stub.systemd.spec\n}}\n\nresource \"resin_publish\" \"fleet\" {{\n  images     = [resin_image.boot.spec, resin_image.boot_arm64.spec]\n  repository = \"{}/fleet/boot\"\n  tag        = \"v1\"\n}}\n",
+        fleet_provider(&shared_boot_cache(), primary),
+        boot_image("linux/amd64", "", service_env),
+        boot_image("linux/arm64", "_arm64", service_env),
+        boot_layout().display(),
+        primary.address
+    )
+}
+
+/// What another machine declares: the published image read back for both platforms, a
+/// UKI of it and an iPXE script booting it from the mirror.
+fn reader_config(workspace: &Workspace, primary: &Registry, mirror: &Registry) -> String {
+    let port = mirror.address.rsplit(':').next().unwrap();
+    format!(
+        "{}\ndata \"resin_published_image\" \"boot\" {{\n  reference  = \"{address}/fleet/boot:v1\"\n  output_dir = \"./out\"\n}}\n\ndata \"resin_published_image\" \"boot_arm64\" {{\n  reference  = \"{address}/fleet/boot:v1\"\n  platform   = \"linux/arm64\"\n  output_dir = \"./out-arm64\"\n}}\n\nresource \"resin_efi_stub\" \"systemd\" {{\n  image = \"oci-layout:{layout}:efi-stub\"\n}}\n\nresource \"resin_disk\" \"uki\" {{\n  image  = data.resin_published_image.boot.spec\n  format = \"uki\"\n  stub   = resin_efi_stub.systemd.spec\n}}\n\nresource \"resin_disk\" \"ipxe\" {{\n  image    = data.resin_published_image.boot.spec\n  format   = \"ipxe\"\n  base_url = \"http://10.0.2.2:{port}\"\n}}\n",
+        fleet_provider(&workspace.cache_dir, primary),
+        address = primary.address,
+        layout = boot_layout().display(),
+    )
+}
+
+/// Network-boots `count` x86_64 machines at once from the iPXE script in `dir` (QEMU's
+/// user network: its TFTP server hands out the script, the host is 10.0.2.2); returns each
+/// console and boot time.
+fn boot_fleet(dir: &Path, count: usize) -> Vec<(String, std::time::Duration)> {
+    let machines: Vec<_> = (0..count)
+        .map(|_| {
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || {
+                let mut command = Command::new("qemu-system-x86_64");
+                command
+                    .args(["-m", "768", "-nographic", "-no-reboot", "-boot", "n"])
+                    .arg("-netdev")
+                    .arg(format!("user,id=net0,tftp={},bootfile=boot.ipxe", dir.display()))
+                    .args(["-device", "virtio-net-pci,netdev=net0"]);
+                run_qemu_until(command, None)
+            })
+        })
+        .collect();
+    machines.into_iter().map(|machine| machine.join().unwrap()).collect()
+}
+
+/// The blob digests fetched with `GET` (answered 200) in a registry's access log (iPXE
+/// escapes the digest's colon).
+fn blobs_fetched(log: &str, repository: &str) -> Vec<String> {
+    let prefix = format!("\"GET /v2/{repository}/blobs/");
+    log.lines()
+        .filter(|line| line.contains(" 200 "))
+        .filter_map(|line| {
+            line.split_once(prefix.as_str()).map(|(_, rest)| rest.split(' ').next().unwrap().replace("%3A", ":"))
+        })
+        .collect()
+}
+
+/// The blobs an image's iPXE script fetches, in order: the kernel, then the initrd parts.
+fn script_blobs(script: &str) -> Vec<String> {
+    script
+        .split_whitespace()
+        .filter_map(|word| word.split_once("/blobs/").map(|(_, digest)| digest.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_fleet_netboots_a_published_image_through_a_mirror_and_a_changed_package_is_one_new_blob() {
+    // The registry wants bearer tokens (as Docker Hub and ghcr do, and as distribution's
+    // pull-through proxy needs of its remote); machines fetch from an anonymous mirror.
+    let primary = Registry::start_with_token_auth("pusher", "s3cret");
+    let mirror = Registry::start_mirror(&primary);
+    let builder = Workspace::new();
+    builder.write_config(&builder_config(&primary, None));
+    builder.apply();
+    let state = builder.state();
+    let published = &state["resin_publish.fleet"];
+    let index = published["digest"].as_str().unwrap().to_string();
+    let manifests = published["manifests"].as_object().unwrap().clone();
+    assert_eq!(manifests.len(), 2, "{published}");
+    let cold_bytes: u64 = primary.blobs().values().sum();
+    eprintln!("published cold: {} blobs, {cold_bytes} bytes in the registry", primary.blobs().len());
+    assert_eq!(builder.plan().code, 0);
+
+    // Another machine, its cache empty: the same files, the same UKI.
+    let reader = Workspace::new();
+    reader.write_config(&reader_config(&reader, &primary, &mirror));
+    reader.apply();
+    let (built, read) = (builder.work_dir(), reader.work_dir());
+    for (from, to) in [
+        ("out/boot.efi", "out/boot.efi"),
+        ("out/boot-initrd.img", "out/boot-initrd.img"),
+        ("out_arm64/boot-kernel", "out-arm64/boot-kernel"),
+        ("out_arm64/boot-initrd.img", "out-arm64/boot-initrd.img"),
+    ] {
+        assert!(
+            std::fs::read(built.join(from)).unwrap() == std::fs::read(read.join(to)).unwrap(),
+            "{from} and {to} differ"
+        );
+    }
+    let reader_state = reader.state();
+    assert_eq!(reader_state["resin_disk.uki"]["sha256"], state["resin_disk.uki"]["sha256"]);
+    assert_eq!(reader_state["data.resin_published_image.boot"]["digest"], manifests["linux/amd64"]);
+    assert_eq!(reader.plan().code, 0);
+
+    // The fleet: three machines at once, from the mirror, by digest.
+    let script = std::fs::read_to_string(read.join("out/boot.ipxe")).unwrap();
+    let blobs = script_blobs(&script);
+    eprintln!("the iPXE script:\n{script}");
+    for (n, (console, took)) in boot_fleet(&read.join("out"), 3).iter().enumerate() {
+        eprintln!("machine {n}: network-booted from the mirror and powered off in {:.1} s", took.as_secs_f64());
+        judge_boot(&format!("machine {n} of the fleet"), "x86_64", console);
+    }
+    let fetched = blobs_fetched(&mirror.log(), "fleet/boot");
+    for blob in &blobs {
+        let listed = blobs.iter().filter(|b| *b == blob).count();
+        let served = fetched.iter().filter(|f| *f == blob).count();
+        assert_eq!(served, 3 * listed, "{blob} fetched once per machine:\n{}", mirror.log());
+    }
+    eprintln!("the mirror served {} blob fetches for 3 machines", fetched.len());
+
+    // One package changed: its segment is the one new initrd blob of each platform.
+    let before = primary.blobs();
+    builder.write_config(&builder_config(&primary, Some("fleet-v2")));
+    builder.apply();
+    let state = builder.state();
+    assert_ne!(state["resin_publish.fleet"]["digest"], index.as_str());
+    let after = primary.blobs();
+    let new: std::collections::BTreeMap<&String, &u64> =
+        after.iter().filter(|(d, _)| !before.contains_key(*d)).collect();
+    let mut changed_layers = 0;
+    for digest in state["resin_publish.fleet"]["manifests"].as_object().unwrap().values() {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(primary.blob_data_path(digest.as_str().unwrap())).unwrap()).unwrap();
+        let layers: Vec<&serde_json::Value> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| new.contains_key(&l["digest"].as_str().unwrap().to_string()))
+            .collect();
+        // The package's segment; and the trailer's, which pads the archive to 512 bytes
+        // and so follows the length of the rest (a blob of some 60 bytes).
+        let (trailer, segments): (Vec<&&serde_json::Value>, Vec<&&serde_json::Value>) =
+            layers.iter().partition(|l| l["annotations"]["dev.resin.initrd.part"] == "trailer");
+        assert_eq!(segments.len(), 1, "one new segment per platform: {layers:?}");
+        assert!(trailer.iter().all(|l| l["size"].as_u64().unwrap() < 200), "{trailer:?}");
+        changed_layers += layers.iter().map(|l| l["size"].as_u64().unwrap()).sum::<u64>();
+    }
+    let received: u64 = new.values().copied().sum();
+    eprintln!(
+        "after one package changed the registry received {} new blobs, {received} bytes: {changed_layers} bytes of changed segments, the rest configs and manifests (cold: {cold_bytes} bytes)",
+        new.len()
+    );
+    assert!(new.iter().all(|(_, size)| **size < 64 << 10 || changed_layers >= **size), "{new:?}");
+
+    // The reader sees the tag moved; its script names the unchanged blobs by the same URLs.
+    reader.apply();
+    let next = std::fs::read_to_string(read.join("out/boot.ipxe")).unwrap();
+    let next_blobs = script_blobs(&next);
+    let changed: Vec<&String> = next_blobs.iter().filter(|b| !blobs.contains(b)).collect();
+    assert_eq!(
+        changed.len(),
+        2,
+        "every blob but the changed segment and the trailer's is the same URL:\n{script}\n{next}"
+    );
+    let primary_log = primary.log().len();
+    let (console, took) = boot_fleet(&read.join("out"), 1).remove(0);
+    eprintln!("after the change: network-booted in {:.1} s", took.as_secs_f64());
+    let markers: Vec<String> = boot_markers("x86_64")
+        .into_iter()
+        .map(|m| if m.starts_with("RESIN-SERVICE-OK") { m.replace("env=unset", "env=fleet-v2") } else { m })
+        .collect();
+    let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+    if let Err(report) = judge(&console, &markers) {
+        panic!("the changed image did not boot: {report}");
+    }
+    // The mirror served the unchanged blobs from its storage: it asked the registry for
+    // the changed ones only (distribution's proxy fetches a blob it lacks twice: one
+    // answer for the machine, one for its storage).
+    let mut asked = blobs_fetched(&primary.log()[primary_log..], "fleet/boot");
+    asked.sort();
+    asked.dedup();
+    let mut changed: Vec<String> = changed.into_iter().cloned().collect();
+    changed.sort();
+    assert_eq!(asked, changed, "{}", &primary.log()[primary_log..]);
 }

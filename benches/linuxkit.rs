@@ -6,7 +6,10 @@
 //! * **warm**: the populated cache, new state and output directory;
 //! * **one changed**: the warm workspace again after one small package's tag moved;
 //! * **cold, zstd**: as cold, with `compression = "zstd"` (level 3);
-//! * **many files**: 200k small files in one image used by two packages (cold).
+//! * **many files**: 200k small files in one image used by two packages (cold);
+//! * **publish**: the warm image published to a second registry (basic auth) with
+//!   `resin_publish`, cold (an empty repository) and after the one package changed: wall
+//!   time and the bytes the registry received (its storage before and after).
 //!
 //! For each: wall time of the apply, CPU time and peak RSS of the provider processes
 //! (sampled from /proc while Terraform runs), and the initrd's size. In the same run, on
@@ -99,9 +102,16 @@ struct Run {
 }
 
 fn apply(workspace: &Workspace, name: &str) -> Run {
+    apply_with(workspace, name, &[])
+}
+
+/// [`apply`] with more arguments (`-target=...`).
+fn apply_with(workspace: &Workspace, name: &str, more: &[&str]) -> Run {
     let sampler = ProviderSampler::start();
     let started = Instant::now();
-    let output = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let mut args = vec!["apply", "-auto-approve", "-input=false", "-no-color"];
+    args.extend_from_slice(more);
+    let output = workspace.run(&args);
     let wall = started.elapsed().as_secs_f64();
     let (cpu, rss_mib) = sampler.finish();
     assert_eq!(output.code, 0, "{}", output.text());
@@ -215,12 +225,35 @@ fn main() {
     warm.write_config(&config(&cold.cache_dir, &registry, &packages, "lk", ""));
     let warm_run = apply(&warm, "lk");
 
+    // The warm image published to a registry of its own (basic auth, as pushes are).
+    let target = Registry::start(Some(("pusher", "s3cret")));
+    let publishing = format!(
+        "{}resource \"resin_publish\" \"lk\" {{\n  images     = [resin_image.img.spec]\n  repository = \"{}/fleet/lk\"\n  tag        = \"v1\"\n}}\n",
+        config(&cold.cache_dir, &registry, &packages, "lk", "").replacen(
+            "registry {\n",
+            &format!("registry {{\n    address    = \"{}\"\n    plain_http = true\n    username   = \"pusher\"\n    password   = \"s3cret\"\n  }}\n  registry {{\n", target.address),
+            1
+        ),
+        target.address
+    );
+    warm.write_config(&publishing);
+    let publish_cold = apply(&warm, "lk");
+    let received = |before: &BTreeMap<String, u64>| -> (usize, u64) {
+        let after = target.blobs();
+        let new: Vec<u64> = after.iter().filter(|(d, _)| !before.contains_key(*d)).map(|(_, s)| *s).collect();
+        (new.len(), new.iter().sum())
+    };
+    let cold_received = received(&BTreeMap::new());
+
     // One small package changes: its tag moves to new content.
     let changed = [layer(&[("usr/bin/small".to_string(), b"#!/bin/sh\necho small v2\n".to_vec())]), layer(&[])];
     let manifest = put_image(&layout, &changed, "amd64", None, json!({ "Cmd": ["/bin/true"] }));
     set_tag(&layout, "pkg13", &put_index(&layout, vec![manifest]));
     registry.push(&layout, "pkg13", "bench/pkg13", false);
-    let changed_run = apply(&warm, "lk");
+    let changed_run = apply_with(&warm, "lk", &["-target=resin_image.img"]);
+    let before = target.blobs();
+    let publish_changed = apply(&warm, "lk");
+    let changed_received = received(&before);
 
     let zstd_cold = Workspace::new();
     zstd_cold.write_config(&config(&zstd_cold.cache_dir, &registry, &packages, "lk", "  compression = \"zstd\"\n"));
@@ -300,6 +333,19 @@ fn main() {
         many_run.rss_mib,
         "-"
     );
+    for (label, run, (blobs, bytes)) in [
+        ("publish, cold", &publish_cold, cold_received),
+        ("publish, one package changed", &publish_changed, changed_received),
+    ] {
+        println!(
+            "{label:34} {:8.2} {:8.2} {:8.2} {:>10} the registry received {blobs} blobs, {:.3} MB",
+            run.wall,
+            run.wall / pigz,
+            run.cpu,
+            run.rss_mib,
+            bytes as f64 / 1e6
+        );
+    }
     for (label, seconds) in [
         ("floor: zcat of every layer", zcat),
         ("floor: gzip -6 of the cpio", gzip),

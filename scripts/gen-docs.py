@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Generates the registry docs (docs/index.md, docs/resources/<name>.md) from the provider
-schema (`terraform providers schema -json`) and the examples.
+"""Generates the registry docs (docs/index.md, docs/resources/<name>.md,
+docs/data-sources/<name>.md) from the provider schema (`terraform providers schema -json`)
+and the examples.
 
     gen-docs.py SCHEMA_JSON [--check]
 
@@ -106,6 +107,15 @@ def render(schema):
         if imports:
             out += ["## Import", "", "Import takes an image reference:", ""] + imports
         pages[f"docs/resources/{short}.md"] = out
+    for name, source in sorted(provider.get("data_source_schemas", {}).items()):
+        block = source["block"]
+        short = name.removeprefix("resin_")
+        out = frontmatter(f"{name} Data Source - terraform-provider-resin", block.get("description", ""))
+        out += [f"# {name} (Data Source)", "", clean(block.get("description", "")), "", "## Example Usage", ""]
+        out += example(os.path.join(ROOT, f"examples/data-sources/{name}/data-source.tf"), "terraform")
+        out += ["## Schema", ""]
+        render_schema(block, out)
+        pages[f"docs/data-sources/{short}.md"] = out
     return {path: "\n".join(lines).rstrip("\n") + "\n" for path, lines in pages.items()}
 
 

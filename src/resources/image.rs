@@ -506,7 +506,7 @@ impl FileWriter for Image {
             attribute("linuxkit_yaml_sha256", AttributeType::String, Computed,
                 "SHA-256 of the LinuxKit YAML (`sha256:<hex>`), known at plan time: a plan shows one line when it changes, not the document. Refresh reads the file, as for the SBOM."),
             attribute("spec", AttributeType::String, Computed,
-                "The image for `resin_disk` (its `image` attribute): name, artifact paths, platform, command line, content hash, the kernel's and initrd's sha256 and size as written (boot files check what they read against them), and where each part of the initrd is (`initrd_parts`: the microcode, each segment, the trailer's segment, each an initrd of its own), as JSON. Known at plan time while the kernel and initrd are kept; after a change of content, once apply has written them."),
+                "The image for `resin_disk` (its `image` attribute): name, artifact paths, platform, command line, content hash, the kernel's and initrd's sha256 and size as written (boot files check what they read against them), where each part of the initrd is (`initrd_parts`: the microcode, each segment, the trailer's segment, each an initrd of its own) and the SBOM's sha256 (`sbom_sha256`), as JSON; `resin_publish` publishes it. Known at plan time while the kernel and initrd are kept; after a change of content, once apply has written them."),
         ];
         for kind in ArtifactKind::IMAGE {
             let (artifact, what) = (kind.attribute(), kind.describe());

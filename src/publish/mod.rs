@@ -152,4 +152,29 @@ mod tests {
             assert_eq!(registry.manifest_digest("fleet/node", name), second.digest.to_string());
         }
     }
+
+    #[tokio::test]
+    async fn a_blob_the_registry_serves_wrong_is_an_error_naming_it_and_writes_nothing() {
+        let registry = resin_testkit::registry::Registry::start(Some(("pusher", "s3cret")));
+        let client = client(&registry);
+        let dir = tempfile::tempdir().unwrap();
+        let image = image(&dir.path().join("image"), "linux/amd64", Compression::DEFAULT, &[files(1), files(2)], None);
+        let target = reference(&format!("{}/fleet/node:v1", registry.address));
+        let artifacts = artifacts(vec![image.clone()]).await.unwrap();
+        publish(&client, &target, &artifacts).await.unwrap();
+        // The registry's copy of a segment goes bad (same length, other bytes).
+        let segment = &artifacts[0].initrd[1];
+        let stored = registry.blob_data_path(segment.digest.as_ref());
+        let mut bytes = std::fs::read(&stored).unwrap();
+        bytes[12] ^= 0xff;
+        std::fs::write(&stored, bytes).unwrap();
+        let cache = BlobCache::open(&dir.path().join("cache")).unwrap();
+        let resolved = resolve(&client, &cache, &target, &image.platform).await.unwrap();
+        let out = dir.path().join("out");
+        let error = resolved.fetch(&client, &cache, &target, &out, "node").await.unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains(&format!("fetching {}/fleet/node@{}", registry.address, segment.digest)), "{message}");
+        assert!(!out.join("node-initrd.img").exists() && !out.join("node-kernel").exists(), "nothing is written");
+        assert!(!cache.contains(&segment.digest, None), "the bad blob is not kept");
+    }
 }

@@ -220,7 +220,14 @@ impl Publish {
         Some(())
     }
 
-    async fn apply(&self, diags: &mut Diagnostics, mut state: PublishState) -> Option<(PublishState, Published)> {
+    /// Publishes `state`. `expected`: for an update, what the tag named when the plan was
+    /// made (`None`: gone); another publication under the tag since is not overwritten.
+    async fn apply(
+        &self,
+        diags: &mut Diagnostics,
+        mut state: PublishState,
+        expected: Option<Option<String>>,
+    ) -> Option<(PublishState, Published)> {
         let context = self.context(diags)?;
         let target = target(&state, diags).ok()??;
         let images = images(&state, diags).ok()??;
@@ -229,6 +236,36 @@ impl Publish {
             return None;
         }
         let client = context.puller.registry();
+        if let Some(expected) = expected {
+            let now = match client.fetch_manifest(&target, None).await {
+                Ok((_, digest)) => Some(digest.to_string()),
+                Err(e) if matches!(e.downcast_ref::<FetchError>(), Some(FetchError::NotFound { .. })) => None,
+                Err(e) => {
+                    let e = e.context(format!("{TYPE_NAME}: reading {} before publishing", id_of(&target)));
+                    super::error_at(
+                        diags,
+                        format!("Could not publish to {}", id_of(&target)),
+                        &e,
+                        AttributePath::new("repository"),
+                    );
+                    return None;
+                }
+            };
+            if now != expected {
+                let say = |digest: &Option<String>| digest.as_deref().map_or("nothing".to_string(), str::to_string);
+                diags.error(
+                    "The tag moved since plan",
+                    format!(
+                        "{TYPE_NAME}: {} names {} now; the plan was made when it named {}. Another publication may have been made since: nothing was published. Plan again.",
+                        id_of(&target),
+                        say(&now),
+                        say(&expected)
+                    ),
+                    AttributePath::new("tag"),
+                );
+                return None;
+            }
+        }
         let published = async {
             let artifacts = crate::publish::artifacts(images).await?;
             crate::publish::publish(client, &target, &artifacts).await
@@ -418,7 +455,7 @@ impl Resource for Publish {
         _private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        self.apply(diags, planned).await
+        self.apply(diags, planned, None).await
     }
 
     async fn update<'a>(
@@ -430,9 +467,11 @@ impl Resource for Publish {
         private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
-        // A failed publication keeps the state of the last one.
+        // A failed publication keeps the state of the last one. The tag must still name
+        // what refresh saw at plan (a new repository or tag is a new resource).
+        let expected = Some(prior.digest.as_ref_option().cloned());
         let kept = (prior, private);
-        self.apply(diags, planned).await.or(Some(kept))
+        self.apply(diags, planned, expected).await.or(Some(kept))
     }
 
     async fn destroy<'a>(

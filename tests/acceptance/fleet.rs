@@ -135,6 +135,24 @@ data "resin_published_image" "back" {{
     assert_eq!(registry.manifest_digest("fleet/reg", "v1"), digest, "the same manifest again");
     assert_eq!(workspace.plan().code, 0);
 
+    // A tag that moves again between plan and apply is not overwritten.
+    registry.push(layouts.path(), "v1", "fleet/reg", false);
+    let plan = workspace.run(&["plan", "-input=false", "-no-color", "-out=tfplan"]);
+    assert_eq!(plan.code, 0, "{}", plan.text());
+    crate::retag(layouts.path(), "init-v1", "v1");
+    registry.push(layouts.path(), "v1", "fleet/reg", false);
+    let other = registry.manifest_digest("fleet/reg", "v1");
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "tfplan"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(
+        apply.says("The tag moved since plan") && apply.says(&format!("{repository}:v1 names {other} now")),
+        "{}",
+        apply.text()
+    );
+    assert_eq!(registry.manifest_digest("fleet/reg", "v1"), other, "nothing was published");
+    workspace.apply();
+    assert_eq!(registry.manifest_digest("fleet/reg", "v1"), digest);
+
     // Destroy: the kept tag stays, and the plan and apply say so; the other is deleted.
     let destroy = workspace.run(&["destroy", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(destroy.code, 0, "{}", destroy.text());

@@ -55,7 +55,10 @@ pub const PART_ANNOTATION: &str = "dev.resin.initrd.part";
 pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 /// The SBOM referrer's `artifactType` and layer type.
 pub const SBOM_TYPE: &str = "application/spdx+json";
-/// OCI's empty config (`{}`), for the SBOM referrer.
+/// The `artifactType` of a boot file made from the image (a `resin_disk`), attached as a
+/// referrer; its layer is `application/vnd.resin.disk.<format>.v1`.
+pub const DISK_TYPE: &str = "application/vnd.resin.disk.v1";
+/// OCI's empty config (`{}`), for the referrers.
 pub const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// Bumped when the artifact's layout changes.
@@ -126,9 +129,49 @@ pub struct Artifact {
     pub initrd: Vec<Blob>,
     pub manifest: Vec<u8>,
     pub digest: Digest,
-    /// The image's SBOM, when its spec names one.
-    pub sbom: Option<Blob>,
+    /// What is attached to the image as referrers: its SBOM, when its spec names one, and
+    /// boot files made from it.
+    pub attachments: Vec<Attachment>,
 }
+
+/// A file attached to an image as a referrer: a manifest of `artifact_type` whose one
+/// layer is `blob` and whose `subject` is the image's manifest.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub artifact_type: &'static str,
+    pub blob: Blob,
+}
+
+/// A boot file `resin_disk` wrote at `path`, checked against the `sha256` it recorded;
+/// its format told by its name (`<name><suffix>`, the suffixes of [`crate::disk::FORMATS`]).
+pub fn disk(path: &Path, sha256: &str) -> Result<Attachment> {
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let format = crate::disk::FORMATS
+        .iter()
+        .filter(|format| file_name.len() > format.suffix().len() && file_name.ends_with(format.suffix()))
+        .max_by_key(|format| format.suffix().len())
+        .with_context(|| {
+            format!("{} is not a file resin_disk writes (<name> and one of the formats' suffixes)", path.display())
+        })?;
+    let media_type = DISK_MEDIA_TYPES
+        .iter()
+        .find(|(name, _)| *name == format.name())
+        .map(|(_, media_type)| *media_type)
+        .expect("a media type per format");
+    let size = std::fs::metadata(path).with_context(|| format!("the boot file {}", path.display()))?.len();
+    let mut blob = recorded_file(media_type, path, sha256, size, "boot file")?;
+    blob.annotations.insert(TITLE_ANNOTATION, file_name.to_string());
+    Ok(Attachment { artifact_type: DISK_TYPE, blob })
+}
+
+/// The layer media type of each boot format.
+pub const DISK_MEDIA_TYPES: [(&str, &str); 5] = [
+    ("uki", "application/vnd.resin.disk.uki.v1"),
+    ("raw-efi", "application/vnd.resin.disk.raw-efi.v1"),
+    ("iso-efi", "application/vnd.resin.disk.iso-efi.v1"),
+    ("gcp", "application/vnd.resin.disk.gcp.v1.tar+gzip"),
+    ("ipxe", "application/vnd.resin.disk.ipxe.v1"),
+];
 
 impl Artifact {
     /// The manifest's descriptor, for an index or a referrer's `subject`.
@@ -232,16 +275,14 @@ pub fn artifact(image: &ImageSpec) -> Result<Artifact> {
         sensitive: image.sensitive,
     };
     let config = Blob::of_bytes(CONFIG_TYPE, serde_json::to_vec(&config).expect("a config serialises"));
-    let sbom = match &image.sbom_sha256 {
-        Some(sha256) => {
-            let path = Path::new(&image.output_dir).join(format!("{name}-sbom.spdx.json"));
-            let size = std::fs::metadata(&path).with_context(|| format!("the SBOM {}", path.display()))?.len();
-            let mut blob = recorded_file(SBOM_TYPE, &path, sha256, size, "SBOM")?;
-            blob.annotations.insert(TITLE_ANNOTATION, format!("{name}-sbom.spdx.json"));
-            Some(blob)
-        }
-        None => None,
-    };
+    let mut attachments = Vec::new();
+    if let Some(sha256) = &image.sbom_sha256 {
+        let path = Path::new(&image.output_dir).join(format!("{name}-sbom.spdx.json"));
+        let size = std::fs::metadata(&path).with_context(|| format!("the SBOM {}", path.display()))?.len();
+        let mut blob = recorded_file(SBOM_TYPE, &path, sha256, size, "SBOM")?;
+        blob.annotations.insert(TITLE_ANNOTATION, format!("{name}-sbom.spdx.json"));
+        attachments.push(Attachment { artifact_type: SBOM_TYPE, blob });
+    }
     let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -252,7 +293,7 @@ pub fn artifact(image: &ImageSpec) -> Result<Artifact> {
     manifest["annotations"] = json!({ "org.opencontainers.image.title": name });
     let manifest = serde_json::to_vec(&manifest).expect("a manifest serialises");
     let digest = crate::oci::digest::sha256(&manifest);
-    Ok(Artifact { platform: image.platform.clone(), config, kernel, initrd, manifest, digest, sbom })
+    Ok(Artifact { platform: image.platform.clone(), config, kernel, initrd, manifest, digest, attachments })
 }
 
 /// The blobs of the initrd's parts and its compression, the initrd checked to be what the

@@ -13,7 +13,7 @@ pub mod push;
 
 pub use artifact::{Artifact, ArtifactConfig, ARTIFACT_TYPE};
 pub use pull::{resolve, Resolved};
-pub use push::{artifacts, publish, Publication};
+pub use push::{artifacts, publish, DiskFile, Publication};
 
 #[cfg(test)]
 mod tests {
@@ -100,7 +100,7 @@ mod tests {
         images: Vec<ImageSpec>,
         out: &Path,
     ) -> Publication {
-        let artifacts = artifacts(images.clone()).await.unwrap();
+        let artifacts = artifacts(images.clone(), Vec::new()).await.unwrap();
         let publication = publish(client, target, &artifacts).await.unwrap();
         let cache = BlobCache::open(&out.join("cache")).unwrap();
         for image in &images {
@@ -142,7 +142,7 @@ mod tests {
             let mut changed = segments.clone();
             changed[1] = files(9);
             let next = image(&work.join("next"), "linux/amd64", compression, &changed, ucode);
-            let artifacts = artifacts(vec![next.clone()]).await.unwrap();
+            let artifacts = artifacts(vec![next.clone()], Vec::new()).await.unwrap();
             let sizes: Vec<u64> = artifacts[0].initrd.iter().map(|blob| blob.source.size()).collect();
             let second = round_trip(&client, &target, vec![next], &work.join("read-next")).await;
             assert_eq!(second.blobs_uploaded, 2, "{compression:?}: the config and one segment: {second:?}");
@@ -160,7 +160,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let image = image(&dir.path().join("image"), "linux/amd64", Compression::DEFAULT, &[files(1), files(2)], None);
         let target = reference(&format!("{}/fleet/node:v1", registry.address));
-        let artifacts = artifacts(vec![image.clone()]).await.unwrap();
+        let artifacts = artifacts(vec![image.clone()], Vec::new()).await.unwrap();
         publish(&client, &target, &artifacts).await.unwrap();
         // The registry's copy of a segment goes bad (same length, other bytes).
         let segment = &artifacts[0].initrd[1];

@@ -1,18 +1,20 @@
 //! Publishing: every blob the registry lacks, then each image's manifest by digest, the
-//! index of several architectures, the SBOM referrers, and last the tag. So a tag only
+//! index of several architectures, the referrers (SBOMs, boot files), and last the tag. So a tag only
 //! ever names what is whole in the repository: a push cut off part way leaves the tag
 //! where it was (and the blobs it did upload are not sent again next time).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::json;
 
-use super::artifact::{self, Artifact, Blob, ARTIFACT_TYPE, EMPTY_TYPE, SBOM_TYPE};
+use super::artifact::{self, Artifact, Attachment, Blob, ARTIFACT_TYPE, EMPTY_TYPE};
 use crate::assemble::ImageSpec;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{OCI_INDEX, OCI_MANIFEST};
+use crate::oci::platform::Platform;
 use crate::oci::reference::RegistryReference;
 use crate::oci::registry::{Pushed, RegistryClient};
 use crate::oci::FetchError;
@@ -32,22 +34,45 @@ pub struct Publication {
     pub blobs_present: usize,
 }
 
-/// The artifacts of `images` (one per platform), their files read off the async runtime.
-pub async fn artifacts(images: Vec<ImageSpec>) -> Result<Vec<Artifact>> {
-    let artifacts = tokio::task::spawn_blocking(move || {
-        images
+/// A boot file to attach to the image of `platform` (the only image's when `None`).
+#[derive(Clone, Debug)]
+pub struct DiskFile {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub platform: Option<Platform>,
+}
+
+/// The artifacts of `images` (one per platform) with `disks` attached, their files read
+/// off the async runtime.
+pub async fn artifacts(images: Vec<ImageSpec>, disks: Vec<DiskFile>) -> Result<Vec<Artifact>> {
+    tokio::task::spawn_blocking(move || {
+        let mut artifacts = images
             .iter()
             .map(|image| artifact::artifact(image).with_context(|| format!("resin_image {}", image.name)))
-            .collect::<Result<Vec<_>>>()
+            .collect::<Result<Vec<_>>>()?;
+        for (index, artifact) in artifacts.iter().enumerate() {
+            if artifacts[..index].iter().any(|other| other.platform == artifact.platform) {
+                bail!("two images are for {}: one tag holds one image per platform", artifact.platform);
+            }
+        }
+        for disk in disks {
+            let subject = match &disk.platform {
+                Some(platform) => artifacts.iter_mut().find(|artifact| artifact.platform == *platform),
+                None if artifacts.len() == 1 => artifacts.first_mut(),
+                None => bail!(
+                    "{}: say which image's platform it was made from (several are published)",
+                    disk.path.display()
+                ),
+            };
+            let Some(subject) = subject else {
+                bail!("{}: no image for {} is published", disk.path.display(), disk.platform.expect("a platform"));
+            };
+            subject.attachments.push(artifact::disk(&disk.path, &disk.sha256)?);
+        }
+        Ok(artifacts)
     })
     .await
-    .context("reading the images")??;
-    for (index, artifact) in artifacts.iter().enumerate() {
-        if artifacts[..index].iter().any(|other| other.platform == artifact.platform) {
-            bail!("two images are for {}: one tag holds one image per platform", artifact.platform);
-        }
-    }
-    Ok(artifacts)
+    .context("reading the images")?
 }
 
 /// The document the tag names: the one artifact's manifest, or an index of several.
@@ -84,20 +109,24 @@ pub async fn publish(
     artifacts: &[Artifact],
 ) -> Result<Publication> {
     let tag = target.tag().context("a tag to publish under")?.to_string();
-    let sboms: Vec<(&Artifact, Blob, Vec<u8>)> = artifacts
+    let Some(first) = artifacts.first() else {
+        bail!("no image to publish");
+    };
+    // The referrers: each attachment's manifest, its subject the image's.
+    let empty = Blob::of_bytes(EMPTY_TYPE, b"{}".to_vec());
+    let referrers: Vec<(&Artifact, &Attachment, Vec<u8>)> = artifacts
         .iter()
-        .filter_map(|artifact| artifact.sbom.as_ref().map(|sbom| (artifact, sbom)))
-        .map(|(artifact, sbom)| {
-            let empty = Blob::of_bytes(EMPTY_TYPE, b"{}".to_vec());
+        .flat_map(|artifact| artifact.attachments.iter().map(move |attachment| (artifact, attachment)))
+        .map(|(artifact, attachment)| {
             let manifest = json!({
                 "schemaVersion": 2,
                 "mediaType": OCI_MANIFEST,
-                "artifactType": SBOM_TYPE,
+                "artifactType": attachment.artifact_type,
                 "config": empty.descriptor(),
-                "layers": [sbom.descriptor()],
+                "layers": [attachment.blob.descriptor()],
                 "subject": artifact.descriptor(),
             });
-            (artifact, empty, serde_json::to_vec(&manifest).expect("a manifest serialises"))
+            (artifact, attachment, serde_json::to_vec(&manifest).expect("a manifest serialises"))
         })
         .collect();
     // Each blob once, however many images share it.
@@ -105,8 +134,8 @@ pub async fn publish(
     for blob in artifacts.iter().flat_map(Artifact::blobs) {
         blobs.entry(blob.digest.to_string()).or_insert(blob);
     }
-    for (artifact, empty, _) in &sboms {
-        for blob in [artifact.sbom.as_ref().expect("an SBOM"), empty] {
+    for (_, attachment, _) in &referrers {
+        for blob in [&attachment.blob, &empty] {
             blobs.entry(blob.digest.to_string()).or_insert(blob);
         }
     }
@@ -119,7 +148,7 @@ pub async fn publish(
         .try_collect()
         .await?;
     let mut publication = Publication {
-        digest: artifacts[0].digest.clone(),
+        digest: first.digest.clone(),
         manifests: Vec::new(),
         blobs_uploaded: 0,
         bytes_uploaded: 0,
@@ -143,8 +172,11 @@ pub async fn publish(
     if artifacts.len() > 1 {
         client.push_manifest(target, publication.digest.as_ref(), media_type, &top).await?;
     }
-    for (artifact, _, manifest) in &sboms {
-        attach(client, target, artifact, manifest).await.context("attaching the SBOM")?;
+    for (artifact, attachment, manifest) in &referrers {
+        let title = attachment.blob.annotations.get(super::artifact::TITLE_ANNOTATION).cloned().unwrap_or_default();
+        attach(client, target, artifact, attachment.artifact_type, manifest)
+            .await
+            .with_context(|| format!("attaching {title} to the image for {}", artifact.platform))?;
     }
     client.push_manifest(target, &tag, media_type, &top).await?;
     crate::log::info(
@@ -167,6 +199,7 @@ async fn attach(
     client: &RegistryClient,
     target: &RegistryReference,
     artifact: &Artifact,
+    artifact_type: &str,
     manifest: &[u8],
 ) -> Result<()> {
     let pushed =
@@ -197,7 +230,7 @@ async fn attach(
         "mediaType": OCI_MANIFEST,
         "digest": digest,
         "size": manifest.len(),
-        "artifactType": SBOM_TYPE,
+        "artifactType": artifact_type,
     }));
     let bytes = serde_json::to_vec(&index).expect("an index serialises");
     client.push_manifest(&fallback, fallback.tag().expect("a tag"), OCI_INDEX, &bytes).await?;

@@ -17,6 +17,7 @@
 //!   a tag, the manifest it names while it is the one published, with every tag naming it).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -27,10 +28,12 @@ use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, Resource};
 
 use super::context::{ProviderContext, SharedContext};
-use super::schema::{attribute, resource_schema, string_map, strings};
+use super::schema::{attribute, list_block, resource_schema, string_map, strings};
 use crate::assemble::ImageSpec;
+use crate::oci::platform::Platform;
 use crate::oci::reference::{ImageReference, RegistryReference};
 use crate::oci::{is_unreachable, FetchError};
+use crate::publish::DiskFile;
 
 pub struct Publish {
     context: SharedContext,
@@ -50,10 +53,21 @@ pub struct PublishState {
     tag: Value<String>,
     delete_on_destroy: Value<bool>,
     allow_sensitive: Value<bool>,
+    /// Absent from configurations without `disk` blocks.
+    #[serde(default)]
+    disk: Value<Vec<DiskBlock>>,
     content_hash: Value<String>,
     digest: Value<String>,
     reference: Value<String>,
     manifests: Value<HashMap<String, Value<String>>>,
+}
+
+/// A boot file attached to the publication.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DiskBlock {
+    path: Value<String>,
+    sha256: Value<String>,
+    platform: Value<String>,
 }
 
 /// The digest last published (the state's `digest` may show where refresh found the tag).
@@ -179,8 +193,37 @@ fn images(state: &PublishState, diags: &mut Diagnostics) -> Result<Option<Vec<Im
     Ok(Some(specs))
 }
 
+/// The `disk` blocks, when all are known. Reports a platform that is not one.
+fn disks(state: &PublishState, diags: &mut Diagnostics) -> Result<Option<Vec<DiskFile>>, ()> {
+    let blocks = match &state.disk {
+        Value::Value(blocks) => blocks,
+        Value::Null => return Ok(Some(Vec::new())),
+        Value::Unknown => return Ok(None),
+    };
+    let mut disks = Vec::new();
+    for (index, block) in blocks.iter().enumerate() {
+        let (Value::Value(path), Value::Value(sha256)) = (&block.path, &block.sha256) else {
+            return Ok(None);
+        };
+        let platform = match &block.platform {
+            Value::Value(text) => match text.parse::<Platform>() {
+                Ok(platform) => Some(platform),
+                Err(e) => {
+                    let at = AttributePath::new("disk").index(super::attribute_index(index)).attribute("platform");
+                    diags.error("Invalid platform", format!("{TYPE_NAME}: {e}"), at);
+                    return Err(());
+                }
+            },
+            Value::Null => None,
+            Value::Unknown => return Ok(None),
+        };
+        disks.push(DiskFile { path: PathBuf::from(path), sha256: sha256.clone(), platform });
+    }
+    Ok(Some(disks))
+}
+
 /// What the artifact holds: the same hash, the same blobs (manifests and configs).
-fn content_hash(images: &[ImageSpec]) -> String {
+fn content_hash(images: &[ImageSpec], disks: &[DiskFile]) -> String {
     let images: Vec<serde_json::Value> = images
         .iter()
         .map(|image| {
@@ -196,7 +239,18 @@ fn content_hash(images: &[ImageSpec]) -> String {
             })
         })
         .collect();
-    let document = json!({ "artifact_format": crate::publish::artifact::ARTIFACT_FORMAT, "images": images });
+    let disks: Vec<serde_json::Value> = disks
+        .iter()
+        .map(|disk| {
+            let name = disk.path.file_name().map(|n| n.to_string_lossy().into_owned());
+            json!({ "name": name, "sha256": disk.sha256, "platform": disk.platform })
+        })
+        .collect();
+    let mut document = json!({ "artifact_format": crate::publish::artifact::ARTIFACT_FORMAT, "images": images });
+    // Only a publication with boot files names them (so others' hashes stay as they were).
+    if !disks.is_empty() {
+        document["disks"] = json!(disks);
+    }
     crate::oci::digest::sha256(document.to_string().as_bytes()).to_string()
 }
 
@@ -210,8 +264,12 @@ impl Publish {
     fn plan(state: &mut PublishState, diags: &mut Diagnostics) -> Option<()> {
         let target = target(state, diags).ok()?;
         let images = images(state, diags).ok()?;
+        let disks = disks(state, diags).ok()?;
         state.id = target.as_ref().map_or(Value::Unknown, |t| Value::Value(id_of(t)));
-        state.content_hash = images.as_deref().map_or(Value::Unknown, |images| Value::Value(content_hash(images)));
+        state.content_hash = match (&images, &disks) {
+            (Some(images), Some(disks)) => Value::Value(content_hash(images, disks)),
+            _ => Value::Unknown,
+        };
         state.delete_on_destroy = Value::Value(state.delete_on_destroy.unwrap_or(false));
         state.allow_sensitive = Value::Value(state.allow_sensitive.unwrap_or(false));
         state.digest = Value::Unknown;
@@ -231,7 +289,8 @@ impl Publish {
         let context = self.context(diags)?;
         let target = target(&state, diags).ok()??;
         let images = images(&state, diags).ok()??;
-        if state.content_hash.as_ref_option() != Some(&content_hash(&images)) {
+        let disks = disks(&state, diags).ok()??;
+        if state.content_hash.as_ref_option() != Some(&content_hash(&images, &disks)) {
             diags.root_error_short(format!("{TYPE_NAME}: the images changed between plan and apply; plan again"));
             return None;
         }
@@ -267,7 +326,7 @@ impl Publish {
             }
         }
         let published = async {
-            let artifacts = crate::publish::artifacts(images).await?;
+            let artifacts = crate::publish::artifacts(images, disks).await?;
             crate::publish::publish(client, &target, &artifacts).await
         }
         .await;
@@ -323,7 +382,7 @@ impl Resource for Publish {
                     "Publish images that hold `sensitive_contents`. Anyone who can pull the repository, or fetch from a mirror of it, reads them. Default: false, such an image is an error at plan."),
                 attribute("id", AttributeType::String, Computed, "`<registry>/<repository>:<tag>`."),
                 attribute("content_hash", AttributeType::String, Computed,
-                    "sha256 over what the artifact holds: each image's content hash, name, platform, command line and the digests of its kernel, initrd and SBOM, and the artifact format. Known at plan whenever the images' specs are; the same hash, the same blobs."),
+                    "sha256 over what the artifact holds: each image's content hash, name, platform, command line and the digests of its kernel, initrd and SBOM, the boot files attached (name, sha256, platform), and the artifact format. Known at plan whenever the images' specs are; the same hash, the same blobs."),
                 attribute("digest", AttributeType::String, Computed,
                     "Digest of what the tag names (the manifest, or the index of several platforms), known after apply. Refresh reads the tag: when it names another digest or is gone, the plan shows this change and apply publishes again."),
                 attribute("reference", AttributeType::String, Computed,
@@ -331,7 +390,16 @@ impl Resource for Publish {
                 attribute("manifests", string_map(), Computed,
                     "Each image's artifact manifest digest, by platform (`linux/amd64`)."),
             ],
-            vec![],
+            vec![list_block(
+                "disk",
+                "A boot file `resin_disk` wrote from one of the images (a UKI, a disk), attached to that image's manifest as a referrer (`artifactType` `application/vnd.resin.disk.v1`, its layer `application/vnd.resin.disk.<format>.v1`): machines and tools that find the image find its boot files by the referrers API (or the `sha256-<digest>` tag on registries without it).",
+                vec![
+                    attribute("path", AttributeType::String, Required, "The file (`resin_disk.x.path`); its format is told by its name's suffix."),
+                    attribute("sha256", AttributeType::String, Required, "Its sha256 as written (`resin_disk.x.sha256`): a file changed since is an error at apply."),
+                    attribute("platform", AttributeType::String, Optional, "The platform of the image it was made from. Default: the only image's; required when several are published."),
+                ],
+                vec![],
+            )],
         ))
     }
 

@@ -1,6 +1,6 @@
 //! A fault-injecting HTTP proxy in front of the test registry, on a loopback port: it
 //! answers chosen requests with an error status, cuts their answer off half way, or
-//! stalls, and forwards the rest. One request per connection (it asks the registry to
+//! stalls, and forwards the rest (with their bodies, for pushes). One request per connection (it asks the registry to
 //! close), so every request the client makes is seen and counted, and so is the largest
 //! number of blob requests in flight at once. Stopped when dropped.
 
@@ -169,8 +169,14 @@ fn handle(
         .map(|line| format!("{line}\r\n"))
         .collect();
     forwarded.push_str("Connection: close\r\n\r\n");
+    let length = text
+        .split("\r\n")
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("content-length")))
+        .and_then(|(_, value)| value.trim().parse::<u64>().ok())
+        .unwrap_or(0);
     let mut registry = TcpStream::connect(upstream)?;
     registry.write_all(forwarded.as_bytes())?;
+    std::io::copy(&mut (&mut client).take(length), &mut registry)?;
     let mut answer = Vec::new();
     registry.read_to_end(&mut answer)?;
     let body_start = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);

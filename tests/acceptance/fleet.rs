@@ -9,6 +9,7 @@ use std::process::Command;
 
 use crate::boot::{boot_config, boot_layout, boot_markers, judge, run_qemu_until, shared_boot_cache};
 use crate::disk::judge_boot;
+use crate::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::registry::Registry;
 use crate::terraform::Workspace;
 use crate::{basic_packages, provider_block, push_basic_fixtures};
@@ -25,9 +26,12 @@ fn published_config(workspace: &Workspace, registry: &Registry, publishes: &str)
 /// `skopeo inspect --raw` of `reference` on `registry`: the document, or `None` when the
 /// registry has nothing there.
 fn raw_manifest(registry: &Registry, reference: &str) -> Option<serde_json::Value> {
-    let (user, password) = registry.credentials.clone().unwrap();
-    let output = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", &format!("--creds={user}:{password}")])
+    let mut command = Command::new("skopeo");
+    command.args(["inspect", "--raw", "--tls-verify=false"]);
+    if let Some((user, password)) = &registry.credentials {
+        command.arg(format!("--creds={user}:{password}"));
+    }
+    let output = command
         .arg(format!("docker://{}/{reference}", registry.address))
         .output()
         .expect("skopeo is installed by make test");
@@ -210,6 +214,47 @@ fn publishing_fails_clearly_without_push_access_or_with_an_image_that_is_not_res
     assert!(!reader.work_dir().join("x").exists());
 }
 
+#[test]
+fn a_push_cut_off_is_retried_and_one_that_keeps_failing_leaves_the_tag_where_it_was() {
+    let (fixtures, _layouts) = crate::basic_registry();
+    let target = Registry::start(None);
+    let proxy = FaultProxy::start(
+        &target.address,
+        vec![
+            // An upload answered 503, a manifest's answer cut off: retried.
+            Rule::new("PUT /v2/fleet/reg/blobs/uploads/", 1, Fault::Status(503, None)),
+            Rule::new("PUT /v2/fleet/reg/manifests/sha256:", 1, Fault::CutOff),
+            // The tag refused every time (5 attempts).
+            Rule::new("PUT /v2/fleet/reg/manifests/v1 ", 5, Fault::Status(502, None)),
+        ],
+    );
+    let workspace = Workspace::new();
+    let repository = format!("{}/fleet/reg", proxy.address);
+    workspace.write_config(&format!(
+        "provider \"resin\" {{\n  cache_dir = \"{}\"\n  registry {{\n    address    = \"{}\"\n    plain_http = true\n  }}\n  registry {{\n    address    = \"{}\"\n    plain_http = true\n  }}\n}}\n{}\nresource \"resin_image\" \"img\" {{\n  name       = \"reg\"\n  output_dir = \"./out\"\n  kernel     = resin_kernel.k.spec\n  init       = [resin_package.init.spec]\n}}\n\nresource \"resin_publish\" \"p\" {{\n  images     = [resin_image.img.spec]\n  repository = \"{repository}\"\n  tag        = \"v1\"\n}}\n",
+        workspace.cache_dir.display(),
+        fixtures.address,
+        proxy.address,
+        basic_packages(&fixtures.address),
+    ));
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    assert!(apply.says(&format!("Could not publish to {repository}:v1")) && apply.says("HTTP 502"), "{}", apply.text());
+    assert!(raw_manifest(&target, "fleet/reg:v1").is_none(), "no tag names a partial publication");
+    assert!(workspace.state().get("resin_publish.p").is_none());
+    let uploads = proxy.seen("PUT /v2/fleet/reg/blobs/uploads/");
+    assert!(uploads[0].contains("Status(503") && uploads[1] == "pass", "retried: {uploads:?}");
+    let manifests = proxy.seen("PUT /v2/fleet/reg/manifests/sha256:");
+    assert!(manifests[0].contains("CutOff") && manifests[1] == "pass", "retried: {manifests:?}");
+    assert_eq!(proxy.seen("PUT /v2/fleet/reg/manifests/v1 ").len(), 5);
+    // Next time the blobs are there: none is sent again.
+    workspace.apply();
+    assert_eq!(proxy.seen("PUT /v2/fleet/reg/blobs/uploads/").len(), uploads.len(), "no blob uploaded again");
+    let digest = workspace.state()["resin_publish.p"]["digest"].as_str().unwrap().to_string();
+    assert!(raw_manifest(&target, &format!("fleet/reg@{digest}")).is_some());
+    assert_eq!(workspace.plan().code, 0);
+}
+
 /// The boot-test image ([`boot_config`]) for `platform`, without its provider block, its
 /// resources renamed with `suffix` (the image keeps its name `boot`) and written to
 /// `./out<suffix>`; `service_env` is the service's env, if any.
@@ -260,7 +305,7 @@ fn fleet_provider(cache_dir: &Path, primary: &Registry) -> String {
 /// makes a UKI of the amd64 image.
 fn builder_config(primary: &Registry, service_env: Option<&str>) -> String {
     format!(
-        "{}\n{}\n{}\nresource \"resin_efi_stub\" \"systemd\" {{\n  image = \"oci-layout:{}:efi-stub\"\n}}\n\nresource \"resin_disk\" \"uki\" {{\n  image  = resin_image.boot.spec\n  format = \"uki\"\n  stub   = resin_efi_stub.systemd.spec\n}}\n\nresource \"resin_publish\" \"fleet\" {{\n  images     = [resin_image.boot.spec, resin_image.boot_arm64.spec]\n  repository = \"{}/fleet/boot\"\n  tag        = \"v1\"\n}}\n",
+        "{}\n{}\n{}\nresource \"resin_efi_stub\" \"systemd\" {{\n  image = \"oci-layout:{}:efi-stub\"\n}}\n\nresource \"resin_disk\" \"uki\" {{\n  image  = resin_image.boot.spec\n  format = \"uki\"\n  stub   = resin_efi_stub.systemd.spec\n}}\n\nresource \"resin_publish\" \"fleet\" {{\n  images     = [resin_image.boot.spec, resin_image.boot_arm64.spec]\n  repository = \"{}/fleet/boot\"\n  tag        = \"v1\"\n\n  disk {{\n    path     = resin_disk.uki.path\n    sha256   = resin_disk.uki.sha256\n    platform = \"linux/amd64\"\n  }}\n}}\n",
         fleet_provider(&shared_boot_cache(), primary),
         boot_image("linux/amd64", "", service_env),
         boot_image("linux/arm64", "_arm64", service_env),
@@ -336,6 +381,20 @@ fn a_fleet_netboots_a_published_image_through_a_mirror_and_a_changed_package_is_
     let index = published["digest"].as_str().unwrap().to_string();
     let manifests = published["manifests"].as_object().unwrap().clone();
     assert_eq!(manifests.len(), 2, "{published}");
+    // The UKI is attached to the amd64 image as a referrer.
+    let amd64 = manifests["linux/amd64"].as_str().unwrap();
+    let referrers = raw_manifest(&primary, &format!("fleet/boot:sha256-{}", &amd64["sha256:".len()..])).unwrap();
+    let uki = referrers["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["artifactType"] == "application/vnd.resin.disk.v1");
+    let uki =
+        raw_manifest(&primary, &format!("fleet/boot@{}", uki.expect("a disk referrer")["digest"].as_str().unwrap()))
+            .unwrap();
+    assert_eq!(uki["layers"][0]["mediaType"], "application/vnd.resin.disk.uki.v1");
+    assert_eq!(uki["layers"][0]["digest"], state["resin_disk.uki"]["sha256"]);
+    assert_eq!(uki["subject"]["digest"], amd64);
     let cold_bytes: u64 = primary.blobs().values().sum();
     eprintln!("published cold: {} blobs, {cold_bytes} bytes in the registry", primary.blobs().len());
     assert_eq!(builder.plan().code, 0);
@@ -404,12 +463,20 @@ fn a_fleet_netboots_a_published_image_through_a_mirror_and_a_changed_package_is_
         assert!(trailer.iter().all(|l| l["size"].as_u64().unwrap() < 200), "{trailer:?}");
         changed_layers += layers.iter().map(|l| l["size"].as_u64().unwrap()).sum::<u64>();
     }
-    let received: u64 = new.values().copied().sum();
+    // The new UKI (attached: it holds the whole initrd) apart, what the registry received is
+    // the changed segments and small documents.
+    let uki = state["resin_disk.uki"]["sha256"].as_str().unwrap().to_string();
+    let uki_bytes = new.get(&uki).map_or(0, |size| **size);
+    let received: u64 = new.values().copied().sum::<u64>() - uki_bytes;
     eprintln!(
-        "after one package changed the registry received {} new blobs, {received} bytes: {changed_layers} bytes of changed segments, the rest configs and manifests (cold: {cold_bytes} bytes)",
-        new.len()
+        "after one package changed the registry received {} new blobs, {received} bytes: {changed_layers} bytes of changed segments, the rest configs and manifests (cold: {cold_bytes} bytes), and the new UKI, {uki_bytes} bytes",
+        new.len() - 1
     );
-    assert!(new.iter().all(|(_, size)| **size < 64 << 10 || changed_layers >= **size), "{new:?}");
+    assert!(uki_bytes > 0, "the new UKI is attached");
+    assert!(
+        new.iter().all(|(digest, size)| **digest == uki || **size < 64 << 10 || changed_layers >= **size),
+        "{new:?}"
+    );
 
     // The reader sees the tag moved; its script names the unchanged blobs by the same URLs.
     reader.apply();

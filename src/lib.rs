@@ -4,6 +4,7 @@
 //! * [`container`]: the typed container options of a package and their validation.
 //! * [`field`]: what is wrong with a resource's input, and where.
 //! * [`publish`]: images as OCI artifacts in a registry, and read back.
+//! * [`boot`]: booting what was assembled in a VM and judging its console.
 //! * [`resources`]: the Terraform provider and its resources, the only code that knows
 //!   about the plugin protocol.
 //!
@@ -13,6 +14,8 @@
 
 #[cfg(feature = "provider")]
 pub mod assemble;
+#[cfg(feature = "provider")]
+pub mod boot;
 #[cfg(feature = "provider")]
 pub mod container;
 pub mod copy;

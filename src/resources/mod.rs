@@ -3,6 +3,7 @@
 //! (`crate::oci`, `crate::container`), calls the core, and turns errors into diagnostics
 //! that point at the offending attribute.
 
+mod boot_check;
 mod context;
 mod disk;
 mod efi_stub;

@@ -12,6 +12,7 @@ use tf_provider::schema::{Attribute, AttributeConstraint, AttributeType, Block, 
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
 
+use super::boot_check::BootCheck;
 use super::context::{ProviderContext, SharedContext};
 use super::disk::Disk;
 use super::efi_stub::EfiStub;
@@ -283,6 +284,7 @@ impl Provider for ResinProvider {
             ("image".to_string(), FileResource::<Image>::new(self.context.clone()).into()),
             ("disk".to_string(), FileResource::<Disk>::new(self.context.clone()).into()),
             ("publish".to_string(), Publish::new(self.context.clone()).into()),
+            ("boot_check".to_string(), BootCheck::new(self.context.clone()).into()),
         ]))
     }
 

@@ -2,6 +2,7 @@
 //! registry on loopback (anonymous and with basic auth) and local OCI layouts.
 
 mod boot;
+mod boot_check;
 mod crashes;
 mod disk;
 mod fault_proxy;

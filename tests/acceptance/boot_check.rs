@@ -1,0 +1,134 @@
+//! `resin_boot_check`: the boot-test image booted by the provider itself at apply, judged
+//! by its console; a good image passes and is not booted again while nothing changes; a
+//! kernel panic, a timeout and bad settings fail with messages that say what happened.
+
+use std::process::Command;
+
+use crate::boot::{boot_config, boot_markers};
+use crate::terraform::Workspace;
+
+/// A check of `resin_image.boot` expecting `expect`, with `settings`.
+fn check(expect: &[String], settings: &str) -> String {
+    let expect: Vec<String> = expect.iter().map(|p| format!("{p:?}")).collect();
+    format!(
+        "resource \"resin_boot_check\" \"boot\" {{\n  image      = resin_image.boot.spec\n  output_dir = \"./checks\"\n  expect     = [{}]\n  {settings}\n}}\n",
+        expect.join(", ")
+    )
+}
+
+/// Whether a process whose command line mentions `text` is running.
+fn running(text: &str) -> bool {
+    let output = Command::new("pgrep").args(["-f", text]).output().unwrap();
+    output.status.success()
+}
+
+#[test]
+fn a_good_image_passes_is_not_booted_again_and_a_hang_times_out() {
+    let workspace = Workspace::new();
+    let markers = boot_markers("x86_64");
+    workspace.write_config(&format!("{}\n{}", boot_config("linux/amd64", true, ""), check(&markers, "")));
+    let apply = workspace.apply();
+    assert!(apply.says("resin_boot_check.boot: Creation complete"), "{}", apply.text());
+    let state = workspace.state();
+    let checked = &state["resin_boot_check.boot"];
+    let seconds = checked["boot_seconds"].as_f64().unwrap();
+    eprintln!("x86_64 direct boot check ({}): passed in {seconds:.1} s", checked["accelerator"]);
+    assert!(seconds > 0.0);
+    let matches = checked["matches"].as_object().unwrap();
+    assert_eq!(matches.len(), markers.len());
+    let last = matches[markers.last().unwrap()].as_f64().unwrap();
+    assert_eq!(last, seconds, "the last pattern is when the boot counts as done");
+    let log = workspace.work_dir().join("checks/boot-boot.log");
+    assert_eq!(checked["console_log"], "./checks/boot-boot.log");
+    let console = std::fs::read_to_string(&log).unwrap();
+    assert!(markers.iter().all(|m| console.contains(m.as_str())), "{console}");
+    let out = workspace.work_dir().join("out");
+    assert!(!running(&out.display().to_string()), "QEMU is gone");
+    // Nothing changed: no boot.
+    let plan = workspace.plan();
+    assert_eq!(plan.code, 0, "{}", plan.text());
+
+    // The same image, a pattern it never prints: the image powers off, and the check
+    // says so.
+    let never = vec!["RESIN-INIT-OK".to_string(), "NEVER-PRINTED".to_string()];
+    workspace.write_config(&format!("{}\n{}", boot_config("linux/amd64", true, ""), check(&never, "")));
+    let plan = workspace.plan();
+    assert!(plan.says("must be replaced"), "a new check:\n{}", plan.text());
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    eprintln!("a pattern never printed, as a user sees it:\n{}", apply.stderr);
+    assert!(
+        apply.says("Boot check boot failed")
+            && apply.says("without showing expect pattern \"NEVER-PRINTED\"")
+            && apply.says("the VM stopped after")
+            && apply.says("init ran")
+            && apply.says("The last console lines (./checks/boot-boot.log)")
+            && apply.says("RESIN-BOOT-DONE"),
+        "{}",
+        apply.text()
+    );
+    assert!(workspace.state().get("resin_boot_check.boot").is_none(), "a failed check is not in the state");
+
+    // A boot slower than the timeout: killed at the timeout, saying how far it got.
+    workspace.write_config(&format!(
+        "{}\n{}",
+        boot_config("linux/amd64", true, ""),
+        check(&markers, "timeout_seconds = 4")
+    ));
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    eprintln!("a timeout as a user sees it:\n{}", apply.stderr);
+    assert!(
+        apply.says("the VM ran for 4 s (the timeout) without showing expect pattern")
+            && (apply.says("the kernel started but never ran init")
+                || apply.says("init ran")
+                || apply.says("the kernel never started")),
+        "{}",
+        apply.text()
+    );
+    assert!(!running(&out.display().to_string()), "QEMU is gone");
+}
+
+#[test]
+fn a_kernel_panic_fails_the_apply_with_the_console() {
+    // No init: the kernel finds nothing to run and panics.
+    let workspace = Workspace::new();
+    let config = format!("{}\n{}", boot_config("linux/amd64", false, ""), check(&["RESIN-INIT-OK".to_string()], ""));
+    workspace.write_config(&config);
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    eprintln!("a kernel panic as a user sees it:\n{}", apply.stderr);
+    assert!(
+        apply.says("matches fail_on pattern \"Kernel panic\"")
+            && apply.says("the kernel started but never ran init")
+            && apply.says("Kernel panic - not syncing"),
+        "{}",
+        apply.text()
+    );
+    assert!(!running(&workspace.work_dir().join("out").display().to_string()), "QEMU is gone");
+}
+
+#[test]
+fn bad_settings_are_plan_errors_at_their_attribute() {
+    let workspace = Workspace::new();
+    let image = boot_config("linux/amd64", true, "");
+    for (settings, says) in [
+        ("timeout_seconds = 0", "0 seconds is outside 1..3600"),
+        ("timeout_seconds = 86400", "86400 seconds is outside 1..3600"),
+        ("fail_on = [\"(unclosed\"]", "\"(unclosed\" is not a regular expression"),
+        ("memory_mb = 16", "16 MiB is outside 128..65536"),
+    ] {
+        workspace.write_config(&format!("{image}\n{}", check(&["ok".to_string()], settings)));
+        let plan = workspace.plan();
+        assert_eq!(plan.code, 1, "{settings}: {}", plan.text());
+        assert!(plan.says(says) && plan.says("resin_boot_check: "), "{settings}: {}", plan.text());
+    }
+    workspace.write_config(&format!("{image}\n{}", check(&["[".to_string()], "")));
+    let plan = workspace.plan();
+    assert!(plan.says("Invalid expect") && plan.says("\"[\" is not a regular expression"), "{}", plan.text());
+    // A format that does not boot in a VM.
+    let disk = "resource \"resin_boot_check\" \"gcp\" {\n  output_dir = \"./checks\"\n  expect     = [\"x\"]\n  disk {\n    path   = \"out/boot.img.tar.gz\"\n    sha256 = \"sha256:00\"\n  }\n}\n";
+    workspace.write_config(&format!("{image}\n{disk}"));
+    let plan = workspace.plan();
+    assert!(plan.says("is a gcp archive: check the raw-efi disk"), "{}", plan.text());
+}

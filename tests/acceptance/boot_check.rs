@@ -132,3 +132,29 @@ fn bad_settings_are_plan_errors_at_their_attribute() {
     let plan = workspace.plan();
     assert!(plan.says("is a gcp archive: check the raw-efi disk"), "{}", plan.text());
 }
+
+#[test]
+fn an_image_and_its_uki_pass_on_another_architecture() {
+    // aarch64 under emulation on any host: the image booted directly, and its UKI loaded
+    // by AAVMF.
+    let workspace = Workspace::new();
+    let markers: Vec<String> = boot_markers("aarch64").iter().map(|m| format!("{m:?}")).collect();
+    let uki = format!(
+        "resource \"resin_disk\" \"uki\" {{\n  image  = resin_image.boot.spec\n  format = \"uki\"\n  stub   = resin_efi_stub.systemd.spec\n}}\n\nresource \"resin_boot_check\" \"uki\" {{\n  name       = \"uki\"\n  output_dir = \"./checks\"\n  platform   = \"linux/arm64\"\n  expect     = [{}]\n  disk {{\n    path   = resin_disk.uki.path\n    sha256 = resin_disk.uki.sha256\n  }}\n}}\n",
+        markers.join(", ")
+    );
+    workspace.write_config(&format!(
+        "{}\n{}",
+        crate::disk::disk_config("linux/arm64", &uki),
+        check(&boot_markers("aarch64"), "")
+    ));
+    workspace.apply();
+    let state = workspace.state();
+    for check in ["resin_boot_check.boot", "resin_boot_check.uki"] {
+        let seconds = state[check]["boot_seconds"].as_f64().unwrap();
+        eprintln!("aarch64 {check} ({}): passed in {seconds:.1} s", state[check]["accelerator"]);
+        assert!(seconds > 0.0);
+    }
+    assert_eq!(state["resin_boot_check.uki"]["console_log"], "./checks/uki-boot.log");
+    assert_eq!(workspace.plan().code, 0);
+}

@@ -59,7 +59,8 @@ impl Judge {
 
     /// Takes one console line, seen `at` since the VM started.
     pub fn line(&mut self, line: &str, at: Duration) -> Verdict {
-        let line = line.trim_end_matches(['\r', '\n']);
+        let line = without_escapes(line.trim_end_matches(['\r', '\n']));
+        let line = line.as_str();
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
@@ -124,6 +125,29 @@ impl Judge {
     }
 }
 
+/// `line` without terminal escape sequences (colours: `ESC [ 31 m`), which patterns and
+/// messages should not have to spell.
+fn without_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // Parameters and intermediates, then one final byte (@ to ~).
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The container a line says was started, as LinuxKit's init and resin's boot fixtures
 /// say it (`starting service <name>`, `Starting onboot <name>`...).
 fn started_container(line: &str) -> Option<String> {
@@ -139,12 +163,13 @@ fn started_container(line: &str) -> Option<String> {
 
 /// What fails a boot unless the resource says otherwise: the kernel giving up, an initrd
 /// the kernel could not unpack, init missing or dying, a container runtime's error.
-pub const DEFAULT_FAIL_ON: [&str; 6] = [
+pub const DEFAULT_FAIL_ON: [&str; 7] = [
     r"Kernel panic",
     r"Initramfs unpacking failed",
     r"Attempted to kill init",
     r"No working init found",
     r"Failed to execute /init",
+    r"runc run failed",
     r"runc(\[\d+\])?: .*(error|Error|ERRO)",
 ];
 
@@ -193,6 +218,20 @@ mod tests {
             }
         );
         assert!(judge.tail().ends_with("Attempted to kill init!"));
+    }
+
+    #[test]
+    fn colours_are_not_part_of_a_line() {
+        let mut judge = judge(&["^ERRO\\[0000\\] runc"]);
+        let verdict = judge.line("\u{1b}[31mERRO\u{1b}[0m[0000] runc run failed: unable to start", Duration::ZERO);
+        assert_eq!(
+            verdict,
+            Verdict::Failed {
+                pattern: "runc run failed".into(),
+                line: "ERRO[0000] runc run failed: unable to start".into()
+            }
+        );
+        assert_eq!(without_escapes("a\u{1b}[1;32mb\u{1b}[0mc\u{1b}"), "abc");
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! by its console; a good image passes and is not booted again while nothing changes; a
 //! kernel panic, a timeout and bad settings fail with messages that say what happened.
 
-use std::process::Command;
-
 use crate::boot::{boot_config, boot_markers};
 use crate::terraform::Workspace;
 
@@ -16,10 +14,15 @@ fn check(expect: &[String], settings: &str) -> String {
     )
 }
 
-/// Whether a process whose command line mentions `text` is running.
-fn running(text: &str) -> bool {
-    let output = Command::new("pgrep").args(["-f", text]).output().unwrap();
-    output.status.success()
+/// Whether a QEMU started in `dir` (the provider's working directory: a workspace's) is
+/// running.
+fn running(dir: &str) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains("qemu-system")
+            && std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
+    })
 }
 
 #[test]
@@ -42,8 +45,8 @@ fn a_good_image_passes_is_not_booted_again_and_a_hang_times_out() {
     assert_eq!(checked["console_log"], "./checks/boot-boot.log");
     let console = std::fs::read_to_string(&log).unwrap();
     assert!(markers.iter().all(|m| console.contains(m.as_str())), "{console}");
-    let out = workspace.work_dir().join("out");
-    assert!(!running(&out.display().to_string()), "QEMU is gone");
+    let work = workspace.work_dir().display().to_string();
+    assert!(!running(&work), "QEMU is gone");
     // Nothing changed: no boot.
     let plan = workspace.plan();
     assert_eq!(plan.code, 0, "{}", plan.text());
@@ -86,7 +89,7 @@ fn a_good_image_passes_is_not_booted_again_and_a_hang_times_out() {
         "{}",
         apply.text()
     );
-    assert!(!running(&out.display().to_string()), "QEMU is gone");
+    assert!(!running(&work), "QEMU is gone");
 }
 
 #[test]
@@ -105,7 +108,7 @@ fn a_kernel_panic_fails_the_apply_with_the_console() {
         "{}",
         apply.text()
     );
-    assert!(!running(&workspace.work_dir().join("out").display().to_string()), "QEMU is gone");
+    assert!(!running(&workspace.work_dir().display().to_string()), "QEMU is gone");
 }
 
 #[test]
@@ -157,4 +160,62 @@ fn an_image_and_its_uki_pass_on_another_architecture() {
     }
     assert_eq!(state["resin_boot_check.uki"]["console_log"], "./checks/uki-boot.log");
     assert_eq!(workspace.plan().code, 0);
+}
+
+#[test]
+fn a_broken_init_and_a_service_that_cannot_start_fail_the_check() {
+    let workspace = Workspace::new();
+    let markers = boot_markers("x86_64");
+    // An /init the kernel cannot execute (its interpreter is missing).
+    let broken_init =
+        "file {\n    path     = \"/init\"\n    contents = \"#!/nonexistent/sh\\n\"\n    mode     = \"0755\"\n  }";
+    workspace.write_config(&format!("{}\n{}", boot_config("linux/amd64", true, broken_init), check(&markers, "")));
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    eprintln!("a broken init as a user sees it:\n{}", apply.stderr);
+    assert!(apply.says("matches fail_on pattern \"Failed to execute /init\""), "{}", apply.text());
+
+    // A service whose command does not exist: runc cannot start it.
+    let config = boot_config("linux/amd64", true, "")
+        .replace("command = [\"/usr/bin/probe\", \"SERVICE\", \"wait\"]", "command = [\"/usr/bin/no-such-service\"]");
+    workspace.write_config(&format!("{config}\n{}", check(&markers, "")));
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    eprintln!("a service that cannot start as a user sees it:\n{}", apply.stderr);
+    assert!(apply.says("matches fail_on pattern \"runc run failed\"") && apply.says("init ran"), "{}", apply.text());
+    assert!(!running(&workspace.work_dir().display().to_string()), "QEMU is gone");
+}
+
+#[test]
+fn a_killed_terraform_leaves_no_vm_behind() {
+    let workspace = Workspace::new();
+    workspace.write_config(&format!(
+        "{}\n{}",
+        boot_config("linux/amd64", true, ""),
+        check(&boot_markers("x86_64"), "")
+    ));
+    // The image first, so that the boot starts soon after the apply.
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color", "-target=resin_image.boot"]);
+    assert_eq!(apply.code, 0, "{}", apply.text());
+    let out = workspace.work_dir().display().to_string();
+    let mut terraform = workspace.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let started = std::time::Instant::now();
+    while !running(&out) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "QEMU never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Terraform as `kill -9` would stop it (the process running the provider, and the
+    // one started, when Terraform re-executed itself).
+    let (_, parent) = crate::crashes::provider_of(terraform.id());
+    let killed = std::time::Instant::now();
+    crate::crashes::kill_9(parent);
+    if parent != terraform.id() {
+        crate::crashes::kill_9(terraform.id());
+    }
+    let _ = terraform.wait();
+    while running(&out) {
+        assert!(killed.elapsed() < std::time::Duration::from_secs(5), "QEMU outlived Terraform");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    eprintln!("QEMU gone {:.1} s after Terraform was killed", killed.elapsed().as_secs_f64());
 }

@@ -39,7 +39,7 @@ fn running(pid: u32) -> bool {
 /// The provider process Terraform started, and its parent (waits for it). Terraform runs
 /// its work in a child of the process started (panicwrap), so the provider is a
 /// descendant, not necessarily a child.
-fn provider_of(terraform: u32) -> (u32, u32) {
+pub(crate) fn provider_of(terraform: u32) -> (u32, u32) {
     wait_for("the provider process", Duration::from_secs(60), || {
         let mut parents = vec![terraform];
         while let Some(parent) = parents.pop() {
@@ -66,7 +66,7 @@ fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>
     }
 }
 
-fn kill_9(pid: u32) {
+pub(crate) fn kill_9(pid: u32) {
     let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
     assert!(status.success());
 }

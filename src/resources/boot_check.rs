@@ -146,15 +146,12 @@ fn patterns(values: &[Value<String>], attribute: &'static str, diags: &mut Diagn
     (!failed).then_some(Some(compiled))
 }
 
-/// Checks the inputs of `state`; `Ok(None)` while some are unknown. Fills the defaults.
-fn inputs(
-    state: &mut BootCheckState,
-    default_platform: &Platform,
-    diags: &mut Diagnostics,
-) -> Result<Option<Inputs>, ()> {
-    let before = diags.errors.len();
+/// The settings of `state`, their defaults filled and ranges checked (reported); the
+/// compiled `expect` and `fail_on` patterns when known and valid, and whether a setting is
+/// unknown.
+#[allow(clippy::type_complexity)]
+fn settings(state: &mut BootCheckState, diags: &mut Diagnostics) -> (Option<Vec<Regex>>, Option<Vec<Regex>>, bool) {
     let mut unknown = false;
-    // Settings, their defaults and ranges.
     let mut range =
         |value: &mut Value<i64>, name: &'static str, default: i64, low: i64, high: i64, unit: &str| match value {
             Value::Null => *value = Value::Value(default),
@@ -190,14 +187,25 @@ fn inputs(
         Value::Value(values) => patterns(values, "fail_on", diags).flatten(),
         _ => None,
     };
-    // What is booted.
+    (expect, fail_on, unknown)
+}
+
+/// What a check boots: the media, the files with their recorded digests, what the content
+/// hash covers of it, the default name and the platform it is for.
+struct Booted {
+    media: Media,
+    files: Vec<(PathBuf, String, Option<u64>)>,
+    what: serde_json::Value,
+    name: String,
+    platform: Option<Platform>,
+}
+
+/// What `state` boots (`image` or `disk`); `Ok(None)` while unknown.
+fn booted(state: &BootCheckState, diags: &mut Diagnostics) -> Result<Option<Booted>, ()> {
     let disk = match &state.disk {
         Value::Value(blocks) => blocks.first().cloned(),
         Value::Null => None,
-        Value::Unknown => {
-            unknown = true;
-            None
-        }
+        Value::Unknown => return Ok(None),
     };
     let (media, files, what, name, platform) = match (&state.image, &disk) {
         (Value::Value(_), Some(_)) | (Value::Null, None) => {
@@ -253,6 +261,20 @@ fn inputs(
             let what = json!({ "disk": file_name, "sha256": sha256 });
             (media, vec![(path, sha256.clone(), None)], what, stem, None)
         }
+    };
+    Ok(Some(Booted { media, files, what, name, platform }))
+}
+
+/// Checks the inputs of `state`; `Ok(None)` while some are unknown. Fills the defaults.
+fn inputs(
+    state: &mut BootCheckState,
+    default_platform: &Platform,
+    diags: &mut Diagnostics,
+) -> Result<Option<Inputs>, ()> {
+    let before = diags.errors.len();
+    let (expect, fail_on, unknown) = settings(state, diags);
+    let Some(Booted { media, files, what, name, platform }) = booted(state, diags)? else {
+        return Ok(None);
     };
     let platform = match (&state.platform, platform) {
         (Value::Value(text), from_image) => match text.parse::<Platform>() {

@@ -13,7 +13,11 @@
 //! What boots:
 //! * an image's kernel and initrd, directly (`-kernel`, `-initrd`, `-append`), no firmware;
 //! * a UKI, as UEFI firmware (OVMF, AAVMF) loads it from QEMU's `-kernel`;
-//! * a `raw-efi` disk, or an `iso-efi` image as a CD, under that firmware.
+//! * a `raw-efi` disk, or an `iso-efi` image as a CD, under that firmware;
+//! * an iPXE script, from the network (x86_64: QEMU's iPXE ROM gets it from QEMU's TFTP
+//!   server, which serves the script's directory, and runs it; what it fetches comes
+//!   through QEMU's user network: `tftp://10.0.2.2/` is that directory, `10.0.2.2` the
+//!   host).
 
 pub mod console;
 
@@ -85,13 +89,18 @@ pub enum Media {
     Uki(PathBuf),
     /// A disk image (`raw-efi`), or a CD image (`iso-efi`) when `cdrom`.
     Disk { path: PathBuf, cdrom: bool },
+    /// An iPXE script, network-booted.
+    Ipxe(PathBuf),
 }
 
 impl Media {
     fn needs_firmware(&self) -> bool {
-        !matches!(self, Media::Direct { .. })
+        matches!(self, Media::Uki(_) | Media::Disk { .. })
     }
 }
+
+/// The iPXE ROM QEMU's virtio network card boots from (Debian's `ipxe-qemu`).
+const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
 
 /// A VM.
 #[derive(Clone, Debug)]
@@ -114,6 +123,17 @@ pub fn missing_tools(arch: Arch, media: &Media) -> Option<String> {
     }
     if !on_path("setpriv") {
         return Some("setpriv is not installed: install the Debian package util-linux".to_string());
+    }
+    if let Media::Ipxe(_) = media {
+        if arch != Arch::X86_64 {
+            return Some(
+                "iPXE scripts boot in x86_64 VMs (QEMU's iPXE ROM): check an arm64 image directly or its UKI"
+                    .to_string(),
+            );
+        }
+        if !Path::new(IPXE_ROM).is_file() {
+            return Some(format!("QEMU's iPXE ROM {IPXE_ROM} is not installed: install the Debian package ipxe-qemu"));
+        }
     }
     let (code, vars, package) = arch.firmware();
     if media.needs_firmware() && !(Path::new(code).is_file() && Path::new(vars).is_file()) {
@@ -186,7 +206,9 @@ pub async fn check(
         .await
         .with_context(|| format!("creating the console log {}", console_log.display()))?;
     let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
+    // QEMU's own messages are read as they come (a full pipe would stop it), the last
+    // few kept for the message if it stops.
+    let stderr = tokio::spawn(last_bytes(child.stderr.take().expect("piped"), 4096));
     let mut lines = tokio::io::BufReader::new(stdout).split(b'\n');
     let mut judge = Judge::new(expect, fail_on);
     let shown = console_log.display().to_string();
@@ -206,8 +228,7 @@ pub async fn check(
         };
         let Some(bytes) = next else {
             let status = child.wait().await.map_or_else(|e| e.to_string(), |s| s.to_string());
-            let mut error = String::new();
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut error).await;
+            let error = stderr.await.unwrap_or_default();
             let status = if error.trim().is_empty() { status } else { format!("{status}: {}", error.trim()) };
             break Err(Failed::Stopped {
                 missing: judge.missing().unwrap_or_default().to_string(),
@@ -254,6 +275,21 @@ pub async fn check(
     Ok(outcome?)
 }
 
+/// What `reader` writes until it ends, the last `keep` bytes of it.
+async fn last_bytes(mut reader: impl tokio::io::AsyncRead + Unpin, keep: usize) -> String {
+    let mut kept = std::collections::VecDeque::with_capacity(keep);
+    let mut buffer = [0; 4096];
+    while let Ok(read @ 1..) = tokio::io::AsyncReadExt::read(&mut reader, &mut buffer).await {
+        for byte in &buffer[..read] {
+            if kept.len() == keep {
+                kept.pop_front();
+            }
+            kept.push_back(*byte);
+        }
+    }
+    String::from_utf8_lossy(kept.make_contiguous()).into_owned()
+}
+
 fn accelerator(kvm: bool) -> &'static str {
     if kvm {
         "kvm"
@@ -275,7 +311,18 @@ fn qemu_arguments(vm: &Vm, kvm: bool, vars: &Path) -> Result<Vec<String>> {
     }
     let (memory, cpus) = (vm.memory_mb.to_string(), vm.cpus.to_string());
     push(&["-m", &memory, "-smp", &cpus, "-nographic", "-no-reboot"]);
-    if vm.network {
+    if let Media::Ipxe(script) = &vm.media {
+        // The network is the boot device: QEMU's DHCP names the script, its TFTP serves it.
+        let (Some(dir), Some(file)) = (script.parent(), script.file_name()) else {
+            bail!("{} is not a file", script.display());
+        };
+        let netdev = format!(
+            "user,id=net0,tftp={},bootfile={}",
+            qemu_option(&dir.display().to_string()),
+            qemu_option(&file.to_string_lossy())
+        );
+        push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0", "-boot", "n"]);
+    } else if vm.network {
         push(&["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]);
     } else {
         push(&["-nic", "none"]);
@@ -285,7 +332,7 @@ fn qemu_arguments(vm: &Vm, kvm: bool, vars: &Path) -> Result<Vec<String>> {
         std::fs::copy(template, vars)
             .with_context(|| format!("copying the firmware's variables {template} (Debian package {package})"))?;
         push(&["-drive", &format!("if=pflash,format=raw,readonly=on,file={code}")]);
-        push(&["-drive", &format!("if=pflash,format=raw,file={}", vars.display())]);
+        push(&["-drive", &format!("if=pflash,format=raw,file={}", qemu_option(&vars.display().to_string()))]);
     }
     match &vm.media {
         Media::Direct { kernel, initrd, cmdline } => {
@@ -294,13 +341,28 @@ fn qemu_arguments(vm: &Vm, kvm: bool, vars: &Path) -> Result<Vec<String>> {
         }
         Media::Uki(path) => push(&["-kernel", &path.display().to_string()]),
         Media::Disk { path, cdrom: false } => {
-            push(&["-drive", &format!("if=none,id=disk,format=raw,snapshot=on,file={}", path.display())]);
+            push(&[
+                "-drive",
+                &format!("if=none,id=disk,format=raw,snapshot=on,file={}", qemu_option(&path.display().to_string())),
+            ]);
             push(&["-device", "virtio-blk-pci,drive=disk"]);
         }
         Media::Disk { path, cdrom: true } => {
-            push(&["-drive", &format!("if=none,id=cd,media=cdrom,readonly=on,format=raw,file={}", path.display())]);
+            push(&[
+                "-drive",
+                &format!(
+                    "if=none,id=cd,media=cdrom,readonly=on,format=raw,file={}",
+                    qemu_option(&path.display().to_string())
+                ),
+            ]);
             push(&["-device", "virtio-scsi-pci", "-device", "scsi-cd,drive=cd"]);
         }
+        Media::Ipxe(_) => {}
     }
     Ok(args)
+}
+
+/// `value` as a QEMU option value: a comma doubled, so that it does not start an option.
+fn qemu_option(value: &str) -> String {
+    value.replace(',', ",,")
 }

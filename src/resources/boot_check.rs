@@ -1,6 +1,6 @@
 //! `resin_boot_check`: boots an image (its kernel and initrd, directly) or a boot file
-//! `resin_disk` wrote (a UKI, a `raw-efi` disk, an `iso-efi` image, under UEFI firmware)
-//! in a VM at apply ([`crate::boot`]), and fails the apply, with the console, when the
+//! `resin_disk` wrote (a UKI, a `raw-efi` disk, an `iso-efi` image, under UEFI firmware;
+//! an iPXE script, network-booted) in a VM at apply ([`crate::boot`]), and fails the apply, with the console, when the
 //! `expect` patterns do not all appear in order or a `fail_on` pattern does. Resources that
 //! upload or roll out the image `depends_on` it, so a broken image never leaves the
 //! pipeline.
@@ -106,6 +106,8 @@ impl<'de> Deserialize<'de> for Seconds {
 pub struct DiskBlock {
     path: Value<String>,
     sha256: Value<String>,
+    #[serde(default)]
+    content_hash: Value<String>,
 }
 
 /// What a check boots and how, once every input is known.
@@ -240,6 +242,9 @@ fn booted(state: &BootCheckState, diags: &mut Diagnostics) -> Result<Option<Boot
             let (Value::Value(path), Value::Value(sha256)) = (&block.path, &block.sha256) else {
                 return Ok(None);
             };
+            if block.content_hash.is_unknown() {
+                return Ok(None);
+            }
             let path = PathBuf::from(path);
             let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
             let media = match disk_media(&path, &file_name) {
@@ -258,7 +263,20 @@ fn booted(state: &BootCheckState, diags: &mut Diagnostics) -> Result<Option<Boot
                 .find_map(|format| file_name.strip_suffix(format.suffix()))
                 .unwrap_or(&file_name)
                 .to_string();
-            let what = json!({ "disk": file_name, "sha256": sha256 });
+            if matches!(media, Media::Ipxe(_)) && block.content_hash.is_null() {
+                // The script names what it fetches, not its bytes: the same script boots
+                // every version of a local image.
+                diags.error(
+                    "Missing content_hash",
+                    format!("{TYPE_NAME}: {file_name} is an iPXE script, whose bytes do not change with the image it fetches: set content_hash = resin_disk.<name>.content_hash, so that the check runs again when the image changes"),
+                    AttributePath::new("disk").index(0).attribute("content_hash"),
+                );
+                return Err(());
+            }
+            let mut what = json!({ "disk": file_name, "sha256": sha256 });
+            if let Value::Value(content_hash) = &block.content_hash {
+                what["content_hash"] = json!(content_hash);
+            }
             (media, vec![(path, sha256.clone(), None)], what, stem, None)
         }
     };
@@ -364,7 +382,7 @@ fn disk_media(path: &Path, file_name: &str) -> Result<Media, String> {
         Some("raw-efi") => Ok(Media::Disk { path: path.to_path_buf(), cdrom: false }),
         Some("iso-efi") => Ok(Media::Disk { path: path.to_path_buf(), cdrom: true }),
         Some("gcp") => Err(format!("{file_name} is a gcp archive: check the raw-efi disk of the same image instead (the archive's disk.raw holds the same bytes)")),
-        Some("ipxe") => Err(format!("{file_name} is an iPXE script: check the image it boots (image = its spec), or a UKI of it")),
+        Some("ipxe") => Ok(Media::Ipxe(path.to_path_buf())),
         _ => Err(format!("{} is not a file resin_disk writes (<name> and a format's suffix)", path.display())),
     }
 }
@@ -486,7 +504,7 @@ impl Resource for BootCheck {
 
     fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
         Some(resource_schema(
-            "Boots an image (its kernel and initrd, directly) or a boot file of `resin_disk` (`uki`, `raw-efi`, `iso-efi`, under UEFI firmware: OVMF, AAVMF) in a QEMU VM at apply, and fails the apply, with the console, unless the `expect` patterns all appear in order before the timeout and no `fail_on` pattern does. The architecture follows the image (linux/amd64, linux/arm64) on any host: KVM when it is the host's and `/dev/kvm` is usable, emulation (TCG) otherwise. Resources that publish or roll out the image `depends_on` the check. It runs again exactly when its `content_hash` changes.",
+            "Boots an image (its kernel and initrd, directly) or a boot file of `resin_disk` (`uki`, `raw-efi`, `iso-efi`, under UEFI firmware: OVMF, AAVMF; an `ipxe` script, from the network) in a QEMU VM at apply, and fails the apply, with the console, unless the `expect` patterns all appear in order before the timeout and no `fail_on` pattern does. The architecture follows the image (linux/amd64, linux/arm64) on any host: KVM when it is the host's and `/dev/kvm` is usable, emulation (TCG) otherwise. Resources that publish or roll out the image `depends_on` the check. It runs again exactly when its `content_hash` changes.",
             vec![
                 attribute("image", AttributeType::String, Optional, "A `resin_image`'s spec, booted directly (QEMU's `-kernel`, `-initrd`, and the image's command line). Set this or `disk`."),
                 attribute("platform", AttributeType::String, OptionalComputed, "The VM's platform. Default: the image's; for a `disk`, the provider's `platform`."),
@@ -499,7 +517,7 @@ impl Resource for BootCheck {
                 attribute("cpus", AttributeType::Number, OptionalComputed, "The VM's CPUs, 1 to 16. Default: 1."),
                 attribute("network", AttributeType::Bool, OptionalComputed, "Give the VM a network (QEMU's user network: outbound NAT, no inbound connections). Default: false, no network."),
                 attribute("id", AttributeType::String, Computed, "The content hash."),
-                attribute("content_hash", AttributeType::String, Computed, "sha256 over what is booted (the image's content hash, name and command line, or the disk file's name and sha256), the platform and every setting: a new hash replaces the check, which boots again."),
+                attribute("content_hash", AttributeType::String, Computed, "sha256 over what is booted (the image's content hash, name and command line, or the disk file's name, sha256 and content hash), the platform and every setting: a new hash replaces the check, which boots again."),
                 attribute("boot_seconds", AttributeType::Number, Computed, "Seconds from starting QEMU to the last expected pattern."),
                 attribute("matches", AttributeType::Map(Box::new(AttributeType::Number)), Computed, "Each expected pattern and the seconds after which it appeared."),
                 attribute("console_log", AttributeType::String, Computed, "Path of the console log of the last boot."),
@@ -507,10 +525,11 @@ impl Resource for BootCheck {
             ],
             vec![optional_block(
                 "disk",
-                "A boot file `resin_disk` wrote: `uki` (loaded by the firmware), `raw-efi` (a disk; the VM's writes go to a snapshot, the file stays as it is) or `iso-efi` (a CD). `gcp` archives and `ipxe` scripts are not booted: check the raw-efi disk or the image instead.",
+                "A boot file `resin_disk` wrote: `uki` (loaded by the firmware), `raw-efi` (a disk; the VM's writes go to a snapshot, the file stays as it is), `iso-efi` (a CD) or `ipxe` (linux/amd64: QEMU's iPXE ROM network-boots the script from QEMU's TFTP server, which serves the script's directory as `tftp://10.0.2.2/`; the host is `10.0.2.2`, so a `base_url` of the directory, a web server or a registry on the host works; the VM has QEMU's user network whatever `network` says). `gcp` archives are not booted: check the raw-efi disk of the same image, which is the archive's `disk.raw`.",
                 vec![
                     attribute("path", AttributeType::String, Required, "The file (`resin_disk.x.path`); its format is told by its name."),
                     attribute("sha256", AttributeType::String, Required, "Its sha256 as written (`resin_disk.x.sha256`): a file changed since is an error at apply."),
+                    attribute("content_hash", AttributeType::String, Optional, "The disk's `content_hash` (`resin_disk.x.content_hash`), part of the check's: required for an `ipxe` script, whose bytes stay the same when the image it fetches changes."),
                 ],
                 vec![],
             )],

@@ -134,6 +134,29 @@ fn bad_settings_are_plan_errors_at_their_attribute() {
     workspace.write_config(&format!("{image}\n{disk}"));
     let plan = workspace.plan();
     assert!(plan.says("is a gcp archive: check the raw-efi disk"), "{}", plan.text());
+    // An iPXE script without the content hash of what it fetches; on arm64.
+    let ipxe = |platform: &str, content_hash: &str| {
+        format!("resource \"resin_boot_check\" \"ipxe\" {{\n  output_dir = \"./checks\"\n  platform   = \"{platform}\"\n  expect     = [\"x\"]\n  disk {{\n    path   = \"out/boot.ipxe\"\n    sha256 = \"sha256:00\"\n    {content_hash}\n  }}\n}}\n")
+    };
+    workspace.write_config(&format!("{image}\n{}", ipxe("linux/amd64", "")));
+    let plan = workspace.plan();
+    assert!(plan.says("Missing content_hash") && plan.says("boot.ipxe is an iPXE script"), "{}", plan.text());
+    workspace.write_config(&format!("{image}\n{}", ipxe("linux/arm64", "content_hash = \"sha256:00\"")));
+    let plan = workspace.plan();
+    assert!(plan.says("iPXE scripts boot in x86_64 VMs"), "{}", plan.text());
+    // No QEMU on the provider's PATH: the plan says which package to install.
+    workspace.write_config(&format!("{image}\n{}", check(&["ok".to_string()], "")));
+    assert_eq!(workspace.run(&["apply", "-auto-approve", "-input=false", "-target=resin_image.boot"]).code, 0);
+    let bare = workspace.work_dir().join("bare-path");
+    std::fs::create_dir_all(&bare).unwrap();
+    let plan = workspace.run_with_env(&[("PATH", bare.to_str().unwrap())], &["plan", "-input=false", "-no-color"]);
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(
+        plan.says("Cannot boot here")
+            && plan.says("qemu-system-x86_64 is not installed: install the Debian package qemu-system-x86"),
+        "{}",
+        plan.text()
+    );
 }
 
 #[test]
@@ -182,7 +205,61 @@ fn a_broken_init_and_a_service_that_cannot_start_fail_the_check() {
     let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(apply.code, 1, "{}", apply.text());
     eprintln!("a service that cannot start as a user sees it:\n{}", apply.stderr);
-    assert!(apply.says("matches fail_on pattern \"runc run failed\"") && apply.says("init ran"), "{}", apply.text());
+    assert!(
+        apply.says("matches fail_on pattern \"runc run failed\"")
+            && apply.says("init ran; containers started: 000-granted, 001-withheld, ")
+            && apply.says("Starting service"),
+        "{}",
+        apply.text()
+    );
+
+    // A service that exits at once (the fixture's init says so, as a supervisor would),
+    // caught by a fail_on pattern of the configuration's own.
+    let config = boot_config("linux/amd64", true, "").replace(
+        "command = [\"/usr/bin/probe\", \"SERVICE\", \"wait\"]",
+        "command = [\"/usr/bin/probe\", \"SERVICE\"]",
+    );
+    let fail_on = "fail_on = [\"Kernel panic\", \"RESIN-SERVICE-EXITED\"]";
+    workspace.write_config(&format!("{config}\n{}", check(&markers, fail_on)));
+    let apply = workspace.run(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    eprintln!("a service that exits as a user sees it:\n{}", apply.stderr);
+    assert!(
+        apply.says("the console showed \"RESIN-SERVICE-EXITED ")
+            && apply.says("which matches fail_on pattern \"RESIN-SERVICE-EXITED\"")
+            && apply.says("RESIN-SERVICE-OK"),
+        "{}",
+        apply.text()
+    );
+    assert!(!running(&workspace.work_dir().display().to_string()), "QEMU is gone");
+}
+
+#[test]
+fn an_ipxe_script_passes_from_the_network() {
+    // The script from QEMU's TFTP server (the output directory), the kernel and initrd
+    // through the URLs it names.
+    let workspace = Workspace::new();
+    let markers: Vec<String> = boot_markers("x86_64").iter().map(|m| format!("{m:?}")).collect();
+    let ipxe = format!(
+        "resource \"resin_disk\" \"ipxe\" {{\n  image    = resin_image.boot.spec\n  format   = \"ipxe\"\n  base_url = \"tftp://10.0.2.2/\"\n}}\n\nresource \"resin_boot_check\" \"ipxe\" {{\n  output_dir = \"./checks\"\n  expect     = [{}]\n  disk {{\n    path         = resin_disk.ipxe.path\n    sha256       = resin_disk.ipxe.sha256\n    content_hash = resin_disk.ipxe.content_hash\n  }}\n}}\n",
+        markers.join(", ")
+    );
+    workspace.write_config(&format!("{}\n{ipxe}", boot_config("linux/amd64", true, "")));
+    let apply = workspace.apply();
+    let state = workspace.state();
+    let checked = &state["resin_boot_check.ipxe"];
+    eprintln!("x86_64 iPXE boot check ({}): passed in {:.1} s", checked["accelerator"], checked["boot_seconds"]);
+    assert_eq!(checked["console_log"], "./checks/boot-boot.log", "{}", apply.text());
+    let console = std::fs::read_to_string(workspace.work_dir().join("checks/boot-boot.log")).unwrap();
+    assert!(console.contains("iPXE") && console.contains("RESIN-BOOT-DONE"), "{console}");
+    assert_eq!(workspace.plan().code, 0);
+    // The image changes, the script's bytes do not: the check runs again all the same.
+    workspace.write_config(&format!(
+        "{}\n{ipxe}",
+        boot_config("linux/amd64", true, "").replace("from-terraform", "from-terraform-2")
+    ));
+    let plan = workspace.plan();
+    assert!(plan.says("resin_boot_check.ipxe must be replaced"), "{}", plan.text());
     assert!(!running(&workspace.work_dir().display().to_string()), "QEMU is gone");
 }
 

@@ -296,3 +296,34 @@ fn a_killed_terraform_leaves_no_vm_behind() {
     }
     eprintln!("QEMU gone {:.1} s after Terraform was killed", killed.elapsed().as_secs_f64());
 }
+
+#[test]
+fn the_terraform_test_example_passes() {
+    // `terraform test` is Terraform 1.6 and later: `make test` runs this on the newer
+    // Terraform (the pinned 1.0.3 tests the resource directly, above).
+    let workspace = Workspace::new();
+    let version = workspace.run(&["version", "-json"]);
+    let version: serde_json::Value = serde_json::from_str(&version.stdout).unwrap();
+    let version = version["terraform_version"].as_str().unwrap().to_string();
+    let numbers: Vec<u32> = version.split(['.', '-']).take(2).map(|n| n.parse().unwrap()).collect();
+    assert!(numbers >= vec![1, 6], "terraform test needs Terraform 1.6 or later, not {version}");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/boot-check");
+    for file in ["main.tf", "boot.tftest.hcl"] {
+        std::fs::copy(example.join(file), workspace.work_dir().join(file)).unwrap();
+    }
+    let layout = crate::boot::boot_layout().display().to_string();
+    let test = workspace.run(&["test", "-no-color", "-var", &format!("layout={layout}")]);
+    eprintln!("terraform test on Terraform {version}:\n{}", test.stdout);
+    assert_eq!(test.code, 0, "{}", test.text());
+    assert!(
+        test.says("run \"the_image_boots\"... pass")
+            && test.says("run \"a_second_plan_boots_nothing\"... pass")
+            && test.says("Success! 2 passed, 0 failed."),
+        "{}",
+        test.text()
+    );
+    // It cleaned up after itself (the console log stays).
+    let state = workspace.work_dir().join("terraform.tfstate");
+    assert!(!state.exists() || std::fs::read_to_string(&state).unwrap().contains("\"resources\": []"));
+    assert!(workspace.work_dir().join("out/node-boot.log").is_file());
+}

@@ -508,7 +508,12 @@ resource "resin_package" "bad" {
 #[test]
 fn every_example_passes_terraform_validate() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut directories = vec![examples.join("demo"), examples.join("provider"), examples.join("full-stack")];
+    let mut directories = vec![
+        examples.join("demo"),
+        examples.join("provider"),
+        examples.join("full-stack"),
+        examples.join("boot-check"),
+    ];
     for entry in std::fs::read_dir(examples.join("resources")).unwrap() {
         directories.push(entry.unwrap().path());
     }

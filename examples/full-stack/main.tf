@@ -1,5 +1,6 @@
 # A LinuxKit-style machine image from public linuxkit images: init, runc, containerd and
-# ca-certificates; onboot sysctl and dhcpcd; services getty, rngd and sshd.
+# ca-certificates; onboot sysctl and dhcpcd; services getty, rngd and sshd; booted in a
+# VM by a boot check, then published to the fleet's registry.
 #
 # These are the images of LinuxKit's examples/sshd.yml and examples/minimal.yml at
 # linuxkit commit 98028d41 (June 2017), which were built and booted together. Every one
@@ -122,6 +123,24 @@ resource "resin_disk" "netboot" {
   image    = resin_image.sshd.spec
   format   = "ipxe"
   base_url = "https://boot.example.com/images/sshd"
+}
+
+# Tested before it ships: the image boots in a VM at apply (KVM when it can, emulation
+# otherwise), and the publication waits for that (the policy pack's CKV_RESIN_10).
+resource "resin_boot_check" "sshd" {
+  image      = resin_image.sshd.spec
+  output_dir = "${path.module}/checks"
+  expect     = ["Run /init as init process", "Welcome to LinuxKit"]
+}
+
+# The image in the fleet's registry, once it booted. authorized_keys are public keys, but
+# they were given as sensitive_contents: publishing says so.
+resource "resin_publish" "sshd" {
+  images          = [resin_image.sshd.spec]
+  repository      = "registry.example.com/fleet/sshd"
+  tag             = "dev"
+  allow_sensitive = true
+  depends_on      = [resin_boot_check.sshd]
 }
 
 output "artifacts" {

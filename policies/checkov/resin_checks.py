@@ -251,6 +251,25 @@ class UkisSigned(BaseResourceCheck):
         return CheckResult.PASSED if certificate and key else CheckResult.FAILED
 
 
+class PublishedAfterABootCheck(BaseResourceCheck):
+    def __init__(self):
+        super().__init__(
+            name="publications wait for a boot check (depends_on names a resin_boot_check)",
+            id="CKV_RESIN_10",
+            categories=[CheckCategories.GENERAL_SECURITY],
+            supported_resources=["resin_publish"],
+        )
+
+    def scan_resource_conf(self, conf):
+        # checkov gives depends_on as the list of its references' texts (or a list of them).
+        depends_on = conf.get("depends_on", [])
+        texts = []
+        for item in depends_on if isinstance(depends_on, list) else [depends_on]:
+            texts.extend(item if isinstance(item, list) else [item])
+        gated = any(re.match(r"^\$?\{?resin_boot_check\.", str(text)) for text in texts)
+        return CheckResult.PASSED if gated else CheckResult.FAILED
+
+
 check_pinned = PinnedByDigest()
 check_all_caps = NoAllCapabilities()
 check_sys_admin = SysAdminAllowlisted()
@@ -260,3 +279,4 @@ check_world_writable = NoWorldWritableFiles()
 check_secrets = SecretsOnlySensitive()
 check_netboot_https = NetbootOverHttps()
 check_ukis_signed = UkisSigned()
+check_published_after_boot_check = PublishedAfterABootCheck()

@@ -12,7 +12,8 @@
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
 #                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache), and whole
 #                 terraform applies of a LinuxKit-shaped image against a loopback registry
-#                 (cold, warm, one package changed, 200k files) beside zcat/gzip/pigz/zstd floors,
+#                 (cold, warm, one package changed, 200k files, two CI runners sharing a segment
+#                 cache in a registry) beside zcat/gzip/pigz/zstd floors,
 #                 what signing a UKI for Secure Boot costs, and what each boot format costs
 #                 beside gzip -6 of the UKI
 #   make docs     regenerate docs/ from the provider schema and the examples

@@ -7,6 +7,9 @@
 //! * **one changed**: the warm workspace again after one small package's tag moved;
 //! * **cold, zstd**: as cold, with `compression = "zstd"` (level 3);
 //! * **many files**: 200k small files in one image used by two packages (cold);
+//! * **shared cache**: two CI runners with empty caches and a segment cache in a registry
+//!   (`segment_cache`): A builds and pushes, B fetches what A pushed (compared with the
+//!   cold and warm applies);
 //! * **publish**: the warm image published to a second registry (basic auth) with
 //!   `resin_publish`, cold (an empty repository) and after the one package changed: wall
 //!   time and the bytes the registry received (its storage before and after).
@@ -225,6 +228,27 @@ fn main() {
     warm.write_config(&config(&cold.cache_dir, &registry, &packages, "lk", ""));
     let warm_run = apply(&warm, "lk");
 
+    // Two CI runners sharing a segment cache in a registry of its own: A (empty caches)
+    // builds and pushes, B (empty caches, another machine) reads what A pushed.
+    let cache_registry = Registry::start(None);
+    let (secret, public) = resin::assemble::SigningKey::generate("bench").unwrap();
+    let shared = |workspace: &Workspace, signing: bool| {
+        let signing = if signing { format!("    signing_key  = \"{secret}\"\n") } else { String::new() };
+        let block = format!(
+            "registry {{\n    address    = \"{0}\"\n    plain_http = true\n  }}\n  segment_cache {{\n    repository   = \"{0}/ci/resin-cache\"\n    trusted_keys = [\"{public}\"]\n{signing}  }}\n  registry {{\n",
+            cache_registry.address
+        );
+        config(&workspace.cache_dir, &registry, &packages, "lk", "").replacen("registry {\n", &block, 1)
+    };
+    let runner_a = Workspace::new();
+    runner_a.write_config(&shared(&runner_a, true));
+    let pushing_run = apply(&runner_a, "lk");
+    let runner_b = Workspace::new();
+    runner_b.write_config(&shared(&runner_b, false));
+    let shared_run = apply(&runner_b, "lk");
+    let same = |w: &Workspace| std::fs::read(w.work_dir().join("out/lk-initrd.img")).unwrap();
+    assert!(same(&runner_b) == same(&cold), "runner B wrote the same initrd");
+
     // The warm image published to a registry of its own (basic auth, as pushes are).
     let target = Registry::start(Some(("pusher", "s3cret")));
     let publishing = format!(
@@ -333,6 +357,20 @@ fn main() {
         many_run.rss_mib,
         "-"
     );
+    for (label, run) in
+        [("apply, cold, pushing (runner A)", &pushing_run), ("apply, cold, shared (runner B)", &shared_run)]
+    {
+        println!(
+            "{label:34} {:8.2} {:8.2} {:8.2} {:>10} {:12.3} {:.2}x cold, {:.2}x warm",
+            run.wall,
+            run.wall / pigz,
+            run.cpu,
+            run.rss_mib,
+            run.initrd as f64 / gzip_size as f64,
+            run.wall / cold_run.wall,
+            run.wall / warm_run.wall
+        );
+    }
     for (label, run, (blobs, bytes)) in [
         ("publish, cold", &publish_cold, cold_received),
         ("publish, one package changed", &publish_changed, changed_received),

@@ -9,11 +9,19 @@ const MAGIC_COOKIE_VALUE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a2
 fn main() -> ExitCode {
     prepare_process();
 
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, name] = args.as_slice() {
+        if command == "segment-cache-key" {
+            return segment_cache_key(name);
+        }
+    }
     if std::env::var(MAGIC_COOKIE_KEY).as_deref() != Ok(MAGIC_COOKIE_VALUE) {
         eprintln!(
             "terraform-provider-resin is a Terraform provider plugin; Terraform starts it.\n\
              Use it from a Terraform configuration with source = \"resinstack/resin\"\n\
-             (see the README: make install, or dev_overrides for development)."
+             (see the README: make install, or dev_overrides for development).\n\
+             terraform-provider-resin segment-cache-key <name> prints a new key pair for\n\
+             the provider's segment_cache block (secret, then public)."
         );
         return ExitCode::from(1);
     }
@@ -35,6 +43,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             resin::log::write(resin::log::Level::Error, "provider stopped", &[("error", format!("{e:#}"))]);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `terraform-provider-resin segment-cache-key <name>`: a new key pair for the shared
+/// segment cache: the secret key on stdout's first line (for the runner that writes), the
+/// public key on the second (for every runner's `trusted_keys`).
+fn segment_cache_key(name: &str) -> ExitCode {
+    match resin::assemble::SigningKey::generate(name) {
+        Ok((secret, public)) => {
+            println!("{secret}\n{public}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot make a key: {e:#}");
             ExitCode::from(1)
         }
     }

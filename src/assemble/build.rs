@@ -32,7 +32,7 @@ use super::hash::ASSEMBLY_FORMAT;
 use super::kernel::{extract_kernel, KernelSource};
 use super::segment_cache::{CachedSegment, SegmentCache};
 use super::segment_writer::write_segments;
-use super::segments::{plan, BodySources};
+use super::segments::{plan, BodySources, Planned};
 use super::warning::Warning;
 use crate::initrd::segments::{write_initrd, PIECE};
 use crate::log;
@@ -95,12 +95,18 @@ pub async fn build(
     // A cache blob found damaged while assembling is fetched again and assembly restarts;
     // nothing is published before every layer has been read and verified.
     let pulled: Vec<ResolvedImage> = images.values().cloned().collect();
-    let segment_cache = segment_cache.clone();
-    puller
-        .with_repair(&pulled, move || {
-            assemble(&composition, &images, &cache, &segment_cache, &output_dir, &name, &documents)
-        })
-        .await
+    let shared = segment_cache.clone();
+    let built = puller
+        .with_repair(&pulled, move || assemble(&composition, &images, &cache, &shared, &output_dir, &name, &documents))
+        .await;
+    let Some(remote) = segment_cache.remote() else { return built };
+    // The entries built here go to the shared tier before the apply ends.
+    let (_, problems) = remote.settle().await;
+    let mut artifacts = built?;
+    if let Some(problems) = problems {
+        artifacts.warnings.push(Warning::shared_cache(remote.repository(), &problems));
+    }
+    Ok(artifacts)
 }
 
 /// The blocking part: the kernel, the segments, the initrd, the cmdline, published.
@@ -206,7 +212,11 @@ fn initrd_segments<'c>(
                 parts.push((describe, Some(cached)));
                 continue;
             }
-            let segment = planned.build(&mut sources, &describe)?.into_segment(key, &existing);
+            // The files' segment holds sensitive_contents when an image has any: it never
+            // leaves this machine.
+            let private = matches!(planned, Planned::Files) && composition.is_sensitive();
+            let mut segment = planned.build(&mut sources, &describe)?.into_segment(key, &existing);
+            segment.tag.shared = !private;
             existing.extend(segment.tag.directories.iter().cloned());
             parts.push((describe, None));
             sink.push(segment)?;

@@ -85,7 +85,7 @@ impl<'a> KernelSource<'a> {
             .with_context(|| format!("keeping {} in {}", String::from_utf8_lossy(path), segments.dir().display()))?;
         let warnings = self.warnings.iter().map(|w| (w.summary.clone(), w.detail.clone())).collect();
         let meta = SegmentMeta { crc: 0, length, directories: Vec::new(), warnings };
-        entry.finish(segments, &key, &meta).map(Some)
+        entry.finish(segments, &key, &meta, true).map(Some)
     }
 
     /// The regular file `path`, kept in the segment cache (an error names the image and

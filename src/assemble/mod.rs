@@ -19,8 +19,10 @@ pub(crate) mod golden;
 mod hash;
 mod interop;
 mod kernel;
+mod remote_segments;
 mod rewrite;
 mod segment_cache;
+mod segment_keys;
 mod segment_writer;
 mod segments;
 mod spec;
@@ -37,7 +39,9 @@ pub use compose::{compose, file_kind, Composition, Compression, FileKind, FileSp
 pub use hash::{content_hash, ASSEMBLY_FORMAT};
 pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};
+pub use remote_segments::{RemoteSegments, RemoteSettings};
 pub use segment_cache::SegmentCache;
+pub use segment_keys::{PublicKey, SigningKey};
 pub use spec::{
     check_cmdline, EfiStubSpec, ImageDefaults, ImageSpec, InitrdPart, KernelSpec, PackageSpec, Published, SPEC_VERSION,
 };

@@ -19,15 +19,19 @@
 //! * Bounded: after each assembly, the least recently used entries (by mtime, refreshed
 //!   on every use) are removed until the directory holds at most the provider's
 //!   `segment_cache_mb`. A run keeps the entries it opened until it is done with them.
+//! * Shared, when the provider has a `segment_cache` block: a local miss is looked up in
+//!   the registry ([`super::remote_segments`]), and entries built here are pushed there.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+use super::remote_segments::RemoteSegments;
 use crate::initrd::gzip::SegmentSummary;
 use crate::initrd::segments::{SegmentStore, Stored};
 use crate::log;
@@ -111,6 +115,8 @@ pub struct SegmentCache {
     dir: PathBuf,
     /// Most bytes kept after [`SegmentCache::trim`].
     limit: u64,
+    /// The shared tier, second after the directory.
+    remote: Option<Arc<RemoteSegments>>,
 }
 
 impl SegmentCache {
@@ -124,7 +130,16 @@ impl SegmentCache {
                 &[("directory", dir.display().to_string()), ("error", format!("{e:#}"))],
             );
         }
-        Ok(SegmentCache { dir, limit })
+        Ok(SegmentCache { dir, limit, remote: None })
+    }
+
+    /// This cache with `remote` as its second tier.
+    pub fn with_remote(self, remote: Arc<RemoteSegments>) -> SegmentCache {
+        SegmentCache { remote: Some(remote), ..self }
+    }
+
+    pub fn remote(&self) -> Option<&Arc<RemoteSegments>> {
+        self.remote.as_ref()
     }
 
     pub fn dir(&self) -> &Path {
@@ -135,9 +150,49 @@ impl SegmentCache {
         self.dir.join(key.digest())
     }
 
-    /// The entry for `key`, verified; `None` when there is none or it was damaged (then
-    /// removed). Marks it used.
+    /// The entry for `key`, verified, from the directory or else the shared tier; `None`
+    /// when neither has it (or it was damaged, then removed). Marks it used. Blocking: not
+    /// on a thread of the async runtime.
     pub fn get(&self, key: &Digest) -> Result<Option<CachedSegment>> {
+        if let Some(found) = self.get_local(key)? {
+            return Ok(Some(found));
+        }
+        Ok(self.remote.as_ref().and_then(|remote| remote.fetch(key, self)))
+    }
+
+    /// Moves the entry file at `source` (fetched into the blob cache, on the same file
+    /// system; copied otherwise) in place as `key`'s, if it verifies as that key's entry
+    /// (its footer binds its bytes to the key: the registry's digest and the signature
+    /// cannot tell a trusted writer's entry of another key), and returns it open.
+    pub fn adopt(&self, key: &Digest, source: &Path) -> Result<CachedSegment> {
+        // Locked, so that a run removing abandoned temporary files leaves it alone.
+        let file = File::open(source).with_context(|| format!("opening {}", source.display()))?;
+        let _ = file.try_lock();
+        let temporary = self.dir.join(format!("{TEMPORARY_PREFIX}adopted-{}", key.digest()));
+        let file = if std::fs::rename(source, &temporary).is_ok() {
+            file
+        } else {
+            std::fs::copy(source, &temporary)
+                .with_context(|| format!("copying {} into {}", source.display(), self.dir.display()))?;
+            let copy = File::open(&temporary).with_context(|| format!("opening {}", temporary.display()))?;
+            let _ = copy.try_lock();
+            copy
+        };
+        let entry = match verify(file, key) {
+            Ok(entry) => entry,
+            Err(why) => {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(why.context(format!("it is not an entry of key {key}")));
+            }
+        };
+        let target = self.path(key);
+        std::fs::rename(&temporary, &target)
+            .with_context(|| format!("putting the segment in place at {}", target.display()))?;
+        Ok(entry)
+    }
+
+    /// The entry for `key` in the directory.
+    fn get_local(&self, key: &Digest) -> Result<Option<CachedSegment>> {
         let path = self.path(key);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -228,8 +283,15 @@ impl Write for NewSegment {
 
 impl NewSegment {
     /// Adds the metadata and the footer, puts the entry in place as `key` and returns it
-    /// open.
-    pub fn finish(mut self, cache: &SegmentCache, key: &Digest, meta: &SegmentMeta) -> Result<CachedSegment> {
+    /// open; it goes to the shared tier too when `share` (not when it holds
+    /// `sensitive_contents`).
+    pub fn finish(
+        mut self,
+        cache: &SegmentCache,
+        key: &Digest,
+        meta: &SegmentMeta,
+        share: bool,
+    ) -> Result<CachedSegment> {
         let path = cache.path(key);
         let json = serde_json::to_vec(meta).expect("the metadata serialises");
         self.hasher.update(&json);
@@ -249,6 +311,9 @@ impl NewSegment {
         drop(self.out);
         let file = self.file.as_file().try_clone()?;
         self.file.persist(&path).with_context(|| format!("putting the segment in place at {}", path.display()))?;
+        if let Some(remote) = cache.remote.as_ref().filter(|_| share) {
+            remote.push(key, &path);
+        }
         Ok(CachedSegment { file, data_length: self.data_length, meta: meta.clone() })
     }
 }
@@ -319,7 +384,7 @@ pub(crate) mod tests {
             directories: vec![hex::encode(b"etc")],
             warnings: vec![("a".into(), "b".into())],
         };
-        entry.finish(cache, key, &meta).unwrap()
+        entry.finish(cache, key, &meta, true).unwrap()
     }
 
     fn data(entry: &mut CachedSegment) -> Vec<u8> {

@@ -19,6 +19,8 @@ pub struct Entry {
     pub directories: Vec<Vec<u8>>,
     /// What building its tree warned about.
     pub warnings: Vec<Warning>,
+    /// Whether it may go to the shared segment cache (not when it holds `sensitive_contents`).
+    pub shared: bool,
 }
 
 /// A segment of an image, to write into the cache.
@@ -35,7 +37,8 @@ pub fn write_segments<'c>(
     written
         .into_iter()
         .map(|segment| {
-            let Compressed { output, summary, uncreatable, tag: Entry { key, directories, warnings }, what } = segment;
+            let Compressed { output, summary, uncreatable, tag: Entry { key, directories, warnings, shared }, what } =
+                segment;
             let mut warnings: Vec<(String, String)> = warnings.into_iter().map(|w| (w.summary, w.detail)).collect();
             warnings.extend(uncreatable.iter().map(|(name, reason)| {
                 let warning = Warning::uncreatable(name, reason);
@@ -47,7 +50,7 @@ pub fn write_segments<'c>(
                 directories: directories.iter().map(hex::encode).collect(),
                 warnings,
             };
-            output.finish(cache, &key, &meta).with_context(|| what)
+            output.finish(cache, &key, &meta, shared).with_context(|| what)
         })
         .collect()
 }
@@ -73,7 +76,8 @@ mod tests {
         let cache = SegmentCache::open(dir.path(), 1 << 30).unwrap();
         let key = crate::oci::digest::sha256(b"motd");
         let warning = Warning { summary: "s".into(), detail: "d".into() };
-        let entry = Entry { key: key.clone(), directories: vec![b"etc".to_vec()], warnings: vec![warning] };
+        let entry =
+            Entry { key: key.clone(), directories: vec![b"etc".to_vec()], warnings: vec![warning], shared: true };
         let body = SegmentBody::File { path: b"etc/motd", contents: b"hello\n".to_vec() };
         let segment = Segment { body, existing: BTreeSet::new(), device: device_of(&key), tag: entry };
         let written = write_segments(Compression::DEFAULT, &cache, |sink| sink.push(segment)).unwrap();

@@ -193,7 +193,7 @@ impl<'c> Built<'c> {
             body: self.body,
             existing: existing.clone(),
             device: device_of(&key),
-            tag: Entry { key, directories, warnings: self.warnings },
+            tag: Entry { key, directories, warnings: self.warnings, shared: true },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Warnings of an assembly: what the image will not have at boot although a layer asked
 //! for it. Built where the loss is found (the union, the kernel's files, the newc writer),
-//! kept with cached segments as (summary, detail) pairs, and shown as Terraform warnings.
+//! kept with cached segments as (summary, detail) pairs, and shown as Terraform warnings;
+//! and the shared segment cache's failures, which cost time, never bytes.
 
 /// Something the image will not have at boot although a layer asked for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,17 @@ impl Warning {
             detail: format!(
                 "/{}: {reason}; the kernel cannot create it when it unpacks the initrd, so it is missing at boot",
                 String::from_utf8_lossy(name)
+            ),
+        }
+    }
+
+    /// The shared segment cache (the provider's `segment_cache`) failed this run: what was
+    /// not fetched was built here, what was not pushed stays local.
+    pub fn shared_cache(repository: &str, problems: &str) -> Warning {
+        Warning {
+            summary: "Shared segment cache not fully used".into(),
+            detail: format!(
+                "segment_cache repository {repository}:\n{problems}\nThe image is the same either way: what could not be fetched was built here."
             ),
         }
     }

@@ -178,6 +178,18 @@ impl BlobCache {
         }
     }
 
+    /// Removes a blob that is no longer wanted here (a shared segment entry, moved into
+    /// the segment cache), under its lock. Blocking.
+    pub fn remove(&self, digest: &Digest) -> Result<()> {
+        let _lock = self.lock_blocking(digest)?;
+        let path = self.blob_path(digest);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+
     /// Takes the per-blob lock so that only one process downloads `digest`; the lock is
     /// released when the returned guard is dropped.
     pub async fn lock(&self, digest: &Digest) -> Result<BlobLock> {

@@ -338,6 +338,13 @@ impl<K: ImageKind> ImageResource<K> {
                 }
             })
             .await;
+        // A kernel's files built here go to the shared segment cache before the apply ends.
+        if let Some(remote) = context.segments.remote() {
+            if let (_, Some(problems)) = remote.settle().await {
+                let warning = crate::assemble::Warning::shared_cache(remote.repository(), &problems);
+                diags.warning(warning.summary, warning.detail, AttributePath::root());
+            }
+        }
         let failure = match checked {
             Ok(Ok(())) => None,
             Ok(Err((attribute, e))) => Some((attribute, e)),

@@ -17,6 +17,7 @@ mod provider;
 mod publish;
 mod published_image;
 mod schema;
+mod segment_cache_block;
 
 pub use context::ProviderContext;
 pub use provider::ResinProvider;

@@ -57,6 +57,8 @@ pub struct ProviderConfig {
     #[serde(default)]
     segment_cache_mb: Value<i64>,
     registry: Value<Vec<RegistryBlock>>,
+    #[serde(default)]
+    segment_cache: Value<Vec<super::segment_cache_block::SegmentCacheBlock>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,7 +135,10 @@ impl Provider for ResinProvider {
                     attribute("registry_timeout", AttributeType::Number, AttributeConstraint::Optional,
                         "Seconds a registry request may wait for a connection, or between two reads of its answer, before it is abandoned and retried. A request is retried up to 4 times (after 0.5, 1, 2 and 4 s, or the registry's `Retry-After` up to 30 s) on HTTP 5xx and 429, refused or reset connections, timeouts and answers cut off part way; never on TLS failures or other 4xx answers (a 401 authenticates once more first). Default: 60."),
                 ]),
-                blocks: HashMap::from([("registry".to_string(), NestedBlock::List(registry))]),
+                blocks: HashMap::from([
+                    ("registry".to_string(), NestedBlock::List(registry)),
+                    ("segment_cache".to_string(), NestedBlock::Optional(super::segment_cache_block::schema())),
+                ]),
                 deprecated: false,
             },
         })
@@ -172,6 +177,7 @@ impl Provider for ResinProvider {
                 );
             }
         }
+        super::segment_cache_block::validate(&config.segment_cache, diags);
         for (index, block) in config.registry.iter().flatten().enumerate() {
             if let Value::Value(address) = &block.address {
                 let probe = format!("{address}/probe");
@@ -263,8 +269,15 @@ impl Provider for ResinProvider {
             Value::Value(seconds) => std::time::Duration::from_secs(seconds.clamp(1, 3600).unsigned_abs()),
             _ => crate::oci::registry::DEFAULT_TIMEOUT,
         };
+        let client = Arc::new(RegistryClient::new(registries, docker_config, timeout));
+        let segments =
+            match super::segment_cache_block::configure(&config.segment_cache, client.clone(), cache.clone(), diags) {
+                Ok(Some(remote)) => segments.with_remote(Arc::new(remote)),
+                Ok(None) => segments,
+                Err(()) => return None,
+            };
         let context = ProviderContext {
-            puller: Puller::new(cache, Arc::new(RegistryClient::new(registries, docker_config, timeout)), parallel),
+            puller: Puller::new(cache, client, parallel),
             segments,
             platform,
             platform_missing_reported: std::sync::atomic::AtomicBool::new(false),

@@ -18,6 +18,7 @@ mod retries;
 mod saved_plans;
 mod secure_boot;
 mod segments;
+mod shared_cache;
 mod trust;
 mod upgrade;
 

@@ -20,7 +20,7 @@ fn debug_apply(workspace: &Workspace) -> Output {
 }
 
 /// (cached, built) from the apply's "segments planned" line.
-fn planned(apply: &Output) -> (usize, usize) {
+pub fn planned(apply: &Output) -> (usize, usize) {
     let line = apply
         .stderr
         .lines()
@@ -34,7 +34,7 @@ fn planned(apply: &Output) -> (usize, usize) {
 }
 
 /// How many times the apply read the kernel image.
-fn kernel_reads(apply: &Output) -> usize {
+pub fn kernel_reads(apply: &Output) -> usize {
     apply.stderr.lines().filter(|l| l.contains("reading the kernel image:") && l.contains("@module=resin")).count()
 }
 

@@ -93,6 +93,8 @@ pub struct RemoteSegments {
     problems: Mutex<Vec<String>>,
     pushes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pushing: Arc<tokio::sync::Semaphore>,
+    /// The empty config blob is in the repository.
+    config_pushed: tokio::sync::OnceCell<()>,
     fetched: AtomicUsize,
     refused: AtomicUsize,
     pushed: AtomicUsize,
@@ -126,6 +128,7 @@ impl RemoteSegments {
             problems: Mutex::new(Vec::new()),
             pushes: Mutex::new(Vec::new()),
             pushing: Arc::new(tokio::sync::Semaphore::new(PARALLEL_PUSHES)),
+            config_pushed: tokio::sync::OnceCell::new(),
             fetched: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
             pushed: AtomicUsize::new(0),
@@ -281,7 +284,13 @@ impl RemoteSegments {
         };
         let entry = crate::oci::digest::parse(&entry)?;
         self.client.push_blob(&reference, &entry, &BlobSource::file(path, size)).await?;
-        self.client.push_blob(&reference, &empty_digest(), &BlobSource::bytes(EMPTY.to_vec())).await?;
+        // The empty config once, before any manifest: distribution can lose a blob that two
+        // uploads put at once (seen: a manifest refused with MANIFEST_BLOB_UNKNOWN).
+        self.config_pushed
+            .get_or_try_init(|| async {
+                self.client.push_blob(&reference, &empty_digest(), &BlobSource::bytes(EMPTY.to_vec())).await.map(|_| ())
+            })
+            .await?;
         let signature = signer.sign(&signed_message(key, &entry, size));
         let bytes = entry_manifest(key, &entry, size, Some((&signer.name, &signature)));
         let tag = reference.tag().unwrap_or_default().to_string();

@@ -237,10 +237,14 @@ impl RemoteSegments {
         else {
             bail!("it is not signed");
         };
-        let Some(trusted) = self.settings.trusted.iter().find(|k| k.name == signer) else {
+        // Several trusted keys may have one name (a key rotated under its name): any of
+        // them will do.
+        let named: Vec<&PublicKey> = self.settings.trusted.iter().filter(|k| k.name == signer).collect();
+        if named.is_empty() {
             bail!("it is signed by {signer:?}, which is not a trusted key");
-        };
-        if !trusted.verifies(&signed_message(key, &entry, size), signature) {
+        }
+        let message = signed_message(key, &entry, size);
+        if !named.iter().any(|trusted| trusted.verifies(&message, signature)) {
             bail!("its signature is not {signer:?}'s over this key and entry");
         }
         Ok((entry, size))
@@ -516,6 +520,17 @@ mod tests {
             // The reader still reads good entries: a refused entry turns nothing off.
             assert_eq!(reader.data(&key(1)).unwrap(), b"compressed bytes one", "{case}");
         }
+        // A key rotated under the same name: a reader trusting the old and the new key of
+        // that name accepts entries signed by either.
+        let (renamed_secret, renamed) = SigningKey::generate("writer").unwrap();
+        let rotated = Runner::new(&runtime, &address, &[&renamed, &public], Some(&renamed_secret));
+        put(&rotated.cache, &key(4), b"signed by the new key");
+        assert_eq!(rotated.settle(&runtime).0.pushed, 1);
+        let both = Runner::new(&runtime, &address, &[&public, &renamed], None);
+        assert_eq!(both.data(&key(4)).unwrap(), b"signed by the new key");
+        assert_eq!(both.data(&key(1)).unwrap(), b"compressed bytes one");
+        assert_eq!(both.settle(&runtime).0.fetched, 2);
+
         // The rogue's own reader trusts it, and only it.
         let rogues = Runner::new(&runtime, &address, &[&rogue], None);
         assert!(rogues.data(&key(1)).is_none());

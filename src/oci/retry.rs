@@ -3,7 +3,9 @@
 //! A request is tried again when the failure is one a registry or a network recovers
 //! from: an HTTP 5xx, a 429 (after the `Retry-After` the registry asks for), a refused or
 //! reset connection, a timeout, or an answer cut off part way. Never after a 4xx other
-//! than 429: a missing image or a wrong password does not get better by asking again.
+//! than 429: a missing image or a wrong password does not get better by asking again
+//! (but for a manifest refused for a blob the registry is still putting in place, see
+//! `RegistryClient::push_manifest`).
 //!
 //! [`RETRIES`] retries at most, waiting 0.5, 1, 2 and 4 s (plus up to 25 % jitter, so
 //! parallel pulls do not retry in lockstep); a `Retry-After` (on a 429 or a 5xx) replaces

@@ -160,6 +160,13 @@ impl RegistryClient {
                             };
                             Attempt::Done(Ok((header("docker-content-digest"), header("oci-subject").is_some())))
                         }
+                        // Its blobs were all pushed before it: a blob the registry does not
+                        // know is one it is still putting in place, because another upload
+                        // of the same blob (another manifest's, pushed at the same time)
+                        // is finishing (seen with distribution 2.8). It passes.
+                        Err(Attempt::Done(Err(Refusal::Other(detail)))) if detail.contains("MANIFEST_BLOB_UNKNOWN") => {
+                            Attempt::Retry { reason: detail, after: None }
+                        }
                         Err(outcome) => outcome,
                     }
                 }

@@ -12,7 +12,7 @@ fn workspace() -> Workspace {
     workspace
 }
 
-fn debug_apply(workspace: &Workspace) -> Output {
+pub fn debug_apply(workspace: &Workspace) -> Output {
     let apply =
         workspace.run_with_env(&[("TF_LOG", "DEBUG")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
     assert_eq!(apply.code, 0, "{}", apply.text());
@@ -26,11 +26,13 @@ pub fn planned(apply: &Output) -> (usize, usize) {
         .lines()
         .find(|l| l.contains("assembly: segments planned:") && l.contains("@module=resin"))
         .unwrap_or_else(|| panic!("no segments line:\n{}", apply.stderr));
-    let field = |name: &str| -> usize {
-        let start = line.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 1;
-        line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-    };
-    (field("cached"), field("to_build"))
+    (log_field(line, "cached"), log_field(line, "to_build"))
+}
+
+/// The number `name=` holds in a provider log line.
+pub fn log_field(line: &str, name: &str) -> usize {
+    let start = line.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 1;
+    line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
 }
 
 /// How many times the apply read the kernel image.

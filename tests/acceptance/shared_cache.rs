@@ -8,7 +8,7 @@
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::image::{artifact_digests, image_config, write_fixtures};
 use crate::registry::Registry;
-use crate::segments::{kernel_reads, planned};
+use crate::segments::{debug_apply, kernel_reads, log_field, planned};
 use crate::terraform::{Output, Workspace};
 
 /// A key pair as `terraform-provider-resin segment-cache-key` prints it.
@@ -41,24 +41,13 @@ fn runner_at(address: &str, trusted: &[&str], signing: Option<&str>) -> Workspac
     workspace
 }
 
-fn debug_apply(workspace: &Workspace) -> Output {
-    let apply =
-        workspace.run_with_env(&[("TF_LOG", "DEBUG")], &["apply", "-auto-approve", "-input=false", "-no-color"]);
-    assert_eq!(apply.code, 0, "{}", apply.text());
-    apply
-}
-
 /// (fetched, refused, pushed) over the apply's "shared segment cache" lines.
 fn shared(apply: &Output) -> (usize, usize, usize) {
     let mut totals = (0, 0, 0);
     for line in
         apply.stderr.lines().filter(|l| l.contains("assembly: shared segment cache:") && l.contains("@module=resin"))
     {
-        let field = |name: &str| -> usize {
-            let start =
-                line.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 1;
-            line[start..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-        };
+        let field = |name| log_field(line, name);
         totals = (totals.0 + field("fetched"), totals.1 + field("refused"), totals.2 + field("pushed"));
     }
     totals

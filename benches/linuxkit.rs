@@ -6,6 +6,8 @@
 //! * **warm**: the populated cache, new state and output directory;
 //! * **one changed**: the warm workspace again after one small package's tag moved;
 //! * **cold, zstd**: as cold, with `compression = "zstd"` (level 3);
+//! * **new image**: every layer in the blob cache but no segment (the zstd run's cache
+//!   without its segments), as for every new image on a machine that built others;
 //! * **many files**: 200k small files in one image used by two packages (cold);
 //! * **shared cache**: two CI runners with empty caches and a segment cache in a registry
 //!   (`segment_cache`): A builds and pushes, B fetches what A pushed (compared with the
@@ -283,6 +285,13 @@ fn main() {
     zstd_cold.write_config(&config(&zstd_cold.cache_dir, &registry, &packages, "lk", "  compression = \"zstd\"\n"));
     let zstd_run = apply(&zstd_cold, "lk");
 
+    // A new image: every blob in the cache, no segment (the zstd workspace's cache without
+    // its segments; the gzip image's segments were never there).
+    std::fs::remove_dir_all(zstd_cold.cache_dir.join("segments")).unwrap();
+    let new_image = Workspace::new();
+    new_image.write_config(&config(&zstd_cold.cache_dir, &registry, &packages, "lk", ""));
+    let new_run = apply(&new_image, "lk");
+
     // The floors, on the same bytes.
     let cpio = scratch.path().join("initrd.cpio");
     let initrd = cold.work_dir().join("out/lk-initrd.img");
@@ -334,6 +343,7 @@ fn main() {
     println!("{:34} {:>8} {:>8} {:>8} {:>10} {:>12}", "", "wall s", "/pigz", "cpu s", "peak MiB", "initrd/gzip6");
     for (label, run) in [
         ("apply, cold", &cold_run),
+        ("apply, new image (blobs cached)", &new_run),
         ("apply, warm", &warm_run),
         ("apply, one package changed", &changed_run),
         ("apply, cold, zstd", &zstd_run),

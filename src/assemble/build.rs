@@ -30,6 +30,7 @@ use super::artifacts::{
 use super::compose::Composition;
 use super::hash::ASSEMBLY_FORMAT;
 use super::kernel::{extract_kernel, KernelSource};
+use super::prefetch::Prefetch;
 use super::segment_cache::{CachedSegment, SegmentCache};
 use super::segment_writer::write_segments;
 use super::segments::{plan, BodySources, Planned};
@@ -201,35 +202,52 @@ fn initrd_segments<'c>(
     let mut parts: Vec<(String, Option<CachedSegment>)> = Vec::new();
     let mut source = SegmentSource::new(segment_cache);
     let written = write_segments(compression, segment_cache, |sink| {
-        let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
-        for planned in plan(composition) {
-            let describe = planned.describe(composition);
-            let key = planned.key(composition, &settings, &existing);
-            if let Some(cached) = source.cached(&key)? {
-                for directory in &cached.meta.directories {
-                    existing.insert(hex::decode(directory).context("a cached segment's directory")?);
+        std::thread::scope(|scope| {
+            let mut prefetch = Prefetch::new(scope, sources.cache(), read_ahead_limit(segment_cache));
+            let mut planned: Vec<Option<Planned>> = plan(composition).into_iter().map(Some).collect();
+            let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
+            for index in 0..planned.len() {
+                let this = planned[index].take().expect("each segment is planned once");
+                let describe = this.describe(composition);
+                let key = this.key(composition, &settings, &existing);
+                if let Some(cached) = source.cached(&key)? {
+                    for directory in &cached.meta.directories {
+                        existing.insert(hex::decode(directory).context("a cached segment's directory")?);
+                    }
+                    parts.push((describe, Some(cached)));
+                    continue;
                 }
-                parts.push((describe, Some(cached)));
-                continue;
+                let later = planned[index + 1..].iter().flatten();
+                read_ahead(
+                    &mut prefetch,
+                    later,
+                    |p| !segment_cache.has_local(&p.key(composition, &settings, &existing)),
+                    &sources,
+                );
+                if let Some(image) = this.image() {
+                    if let Some(flattened) = prefetch.take(image) {
+                        sources.adopt(image.clone(), flattened);
+                    }
+                }
+                // The files' segment holds sensitive_contents when an image has any: it
+                // never leaves this machine.
+                let private = matches!(this, Planned::Files) && composition.is_sensitive();
+                let mut segment = this.build(&mut sources, &describe)?.into_segment(key, &existing);
+                segment.tag.shared = !private;
+                existing.extend(segment.tag.directories.iter().cloned());
+                parts.push((describe, None));
+                sink.push(segment)?;
             }
-            // The files' segment holds sensitive_contents when an image has any: it never
-            // leaves this machine.
-            let private = matches!(planned, Planned::Files) && composition.is_sensitive();
-            let mut segment = planned.build(&mut sources, &describe)?.into_segment(key, &existing);
-            segment.tag.shared = !private;
-            existing.extend(segment.tag.directories.iter().cloned());
-            parts.push((describe, None));
-            sink.push(segment)?;
-        }
-        log::debug(
-            "assembly: segments planned",
-            &[
-                ("cached", source.hits.to_string()),
-                ("to_build", source.misses.to_string()),
-                ("elapsed_ms", started.elapsed().as_millis().to_string()),
-            ],
-        );
-        Ok(())
+            log::debug(
+                "assembly: segments planned",
+                &[
+                    ("cached", source.hits.to_string()),
+                    ("to_build", source.misses.to_string()),
+                    ("elapsed_ms", started.elapsed().as_millis().to_string()),
+                ],
+            );
+            Ok(())
+        })
     })?;
     drop(sources);
     log::debug(
@@ -237,6 +255,35 @@ fn initrd_segments<'c>(
         &[("segments", source.misses.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
     );
     in_order(parts, written)
+}
+
+/// How many images are read ahead at once: one per core, and none when a shared segment
+/// cache may hold the segments (reading an image ahead would do what fetching its segment
+/// is about to make needless).
+fn read_ahead_limit(segment_cache: &SegmentCache) -> usize {
+    match segment_cache.remote() {
+        Some(_) => 0,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// Starts reading ahead the images of the `later` segments that `missing` guesses are to
+/// be built, in order, while there is room ([`super::prefetch`]).
+fn read_ahead<'p, 'c: 'p, 'env>(
+    prefetch: &mut Prefetch<'env>,
+    later: impl Iterator<Item = &'p Planned<'c>>,
+    mut missing: impl FnMut(&Planned<'c>) -> bool,
+    sources: &BodySources<'env>,
+) {
+    for planned in later {
+        if !prefetch.has_room() {
+            return;
+        }
+        let Some(image) = planned.image() else { continue };
+        if !prefetch.is_running(image) && missing(planned) {
+            prefetch.start(image, sources.image(image));
+        }
+    }
 }
 
 /// The segments in initrd order: each part is cached, or the next of those `written`

@@ -15,7 +15,7 @@ use super::artifacts::temporary;
 use super::hash::{content_hash, ASSEMBLY_FORMAT};
 use super::segment_cache::{CachedSegment, SegmentCache, SegmentMeta};
 use super::spec::KernelSpec;
-use super::union::{flatten, layer_sources, open_file};
+use super::union::{flatten_pulled, open_file};
 use super::warning::Warning;
 use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
@@ -59,8 +59,7 @@ impl<'a> KernelSource<'a> {
     fn union(&mut self) -> Result<&(Tree, Spool)> {
         if self.union.is_none() {
             crate::log::debug("reading the kernel image", &[("reference", self.image.reference.to_string())]);
-            let layers = layer_sources(self.image, self.cache)?;
-            let (tree, spool, warnings) = flatten(self.image, &layers, Spool::new_in(self.cache.root())?)?;
+            let (tree, spool, warnings) = flatten_pulled(self.image, self.cache)?;
             // The union's warnings go with the files kept from it.
             self.union = Some((tree, spool));
             self.warnings = warnings;

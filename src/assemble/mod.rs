@@ -19,6 +19,7 @@ pub(crate) mod golden;
 mod hash;
 mod interop;
 mod kernel;
+mod prefetch;
 mod remote_segments;
 mod rewrite;
 mod segment_cache;

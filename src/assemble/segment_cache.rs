@@ -150,6 +150,12 @@ impl SegmentCache {
         self.dir.join(key.digest())
     }
 
+    /// Whether the directory has an entry for `key` (not verified: a guess, for reading
+    /// ahead).
+    pub fn has_local(&self, key: &Digest) -> bool {
+        self.path(key).is_file()
+    }
+
     /// The entry for `key`, verified, from the directory or else the shared tier; `None`
     /// when neither has it (or it was damaged, then removed). Marks it used. Blocking: not
     /// on a thread of the async runtime.

@@ -20,7 +20,7 @@ use super::kernel::{read_modules, KernelSource};
 use super::rewrite::{rewrite, ImageRole};
 use super::segment_writer::{device_of, Entry, Segment};
 use super::spec::PackageSpec;
-use super::union::{extract, flatten, layer_sources};
+use super::union::{extract, flatten_pulled, Flattened};
 use super::warning::Warning;
 use crate::initrd::segments::SegmentBody;
 use crate::oci::cache::BlobCache;
@@ -146,6 +146,8 @@ pub struct BodySources<'a> {
     cache: &'a BlobCache,
     kernel: KernelSource<'a>,
     init_databases: BTreeMap<usize, Option<Vec<u8>>>,
+    /// Images flattened ahead ([`super::prefetch`]), for the segment that reads them.
+    ready: BTreeMap<PinnedImage, Result<Flattened>>,
 }
 
 impl<'a> BodySources<'a> {
@@ -155,7 +157,22 @@ impl<'a> BodySources<'a> {
         cache: &'a BlobCache,
         kernel: KernelSource<'a>,
     ) -> BodySources<'a> {
-        BodySources { composition, images, cache, kernel, init_databases: BTreeMap::new() }
+        BodySources { composition, images, cache, kernel, init_databases: BTreeMap::new(), ready: BTreeMap::new() }
+    }
+
+    /// The blob cache the layers are read from.
+    pub fn cache(&self) -> &'a BlobCache {
+        self.cache
+    }
+
+    /// The pulled image `image`.
+    pub fn image(&self, image: &PinnedImage) -> &'a ResolvedImage {
+        &self.images[image]
+    }
+
+    /// `image` flattened ahead: its segment takes it instead of reading the image.
+    pub fn adopt(&mut self, image: PinnedImage, flattened: Result<Flattened>) {
+        self.ready.insert(image, flattened);
     }
 
     /// A new spool for layer data: an unnamed temporary file beside the cache.
@@ -164,9 +181,12 @@ impl<'a> BodySources<'a> {
     }
 
     /// `image` flattened: its tree, the spool holding its files' data, and the extended
-    /// attributes dropped.
-    fn flatten(&self, image: &ResolvedImage) -> Result<(Tree, Spool, Vec<Warning>)> {
-        flatten(image, &layer_sources(image, self.cache)?, self.spool()?)
+    /// attributes dropped; read now unless it was read ahead.
+    fn flatten(&mut self, image: &PinnedImage) -> Result<Flattened> {
+        match self.ready.remove(image) {
+            Some(flattened) => flattened,
+            None => flatten_pulled(&self.images[image], self.cache),
+        }
     }
 }
 
@@ -199,6 +219,16 @@ impl<'c> Built<'c> {
 }
 
 impl<'c> Planned<'c> {
+    /// The image whose layers building the segment reads, if any (the kernel's modules
+    /// come from the segment cache, kept by `resin_kernel`).
+    pub fn image(&self) -> Option<&'c PinnedImage> {
+        match self {
+            Planned::Init { package, .. } => Some(&package.image),
+            Planned::Bundle { bundle, .. } if bundle.extracts_image => Some(&bundle.package.image),
+            _ => None,
+        }
+    }
+
     /// Builds the segment's contents from `sources` (`describe` names it in messages):
     /// reads each of its layers once.
     pub fn build(self, sources: &mut BodySources<'c>, describe: &str) -> Result<Built<'c>> {
@@ -212,8 +242,9 @@ impl<'c> Planned<'c> {
             }
             // Init images at /, each flattened on its own (later ones overwrite earlier files).
             Planned::Init { index, package } => {
-                let image = &sources.images[&package.image];
-                let (mut tree, spool, dropped) = sources.flatten(image).with_context(|| format!("init[{index}]"))?;
+                let image = sources.image(&package.image);
+                let (mut tree, spool, dropped) =
+                    sources.flatten(&package.image).with_context(|| format!("init[{index}]"))?;
                 warnings = dropped;
                 let database = apk_database(&tree, &spool, image).with_context(|| describe.to_string())?;
                 sources.init_databases.insert(index, database);
@@ -228,8 +259,8 @@ impl<'c> Planned<'c> {
                     let database = match sources.init_databases.remove(&index) {
                         Some(database) => database,
                         None => {
-                            let image = &sources.images[&package.image];
-                            let (tree, spool, _) = sources.flatten(image)?;
+                            let image = sources.image(&package.image);
+                            let (tree, spool, _) = sources.flatten(&package.image)?;
                             apk_database(&tree, &spool, image).with_context(|| format!("init[{index}]"))?
                         }
                     };
@@ -244,8 +275,8 @@ impl<'c> Planned<'c> {
             Planned::Bundle { bundle, prefix, scaffold } => {
                 let (tree, spool) = if bundle.extracts_image {
                     let at = format!("{}[{}]", bundle.section.attribute(), bundle.index);
-                    let image = &sources.images[&bundle.package.image];
-                    let (mut tree, spool, dropped) = sources.flatten(image).with_context(|| at.clone())?;
+                    let (mut tree, spool, dropped) =
+                        sources.flatten(&bundle.package.image).with_context(|| at.clone())?;
                     warnings = dropped;
                     rewrite(&mut tree, ImageRole::Bundle);
                     (tree, spool)

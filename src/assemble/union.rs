@@ -39,10 +39,24 @@ pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<Lay
         .collect()
 }
 
+/// An image flattened: its tree, the spool holding its files' data, and the warnings.
+pub type Flattened = (Tree, Spool, Vec<Warning>);
+
+/// `image`, pulled into `cache`, flattened ([`flatten`]) into a new spool beside the cache.
+pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Flattened> {
+    let started = std::time::Instant::now();
+    let flattened = flatten(image, &layer_sources(image, cache)?, Spool::new_in(cache.root())?)?;
+    crate::log::debug(
+        "image flattened",
+        &[("reference", image.reference.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
+    );
+    Ok(flattened)
+}
+
 /// The union of an image's layers, each read once (its files' data kept in `spool`), and
 /// what they carried that newc drops (warnings whose detail the caller prefixes with what
 /// the image is used as).
-pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) -> Result<(Tree, Spool, Vec<Warning>)> {
+pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) -> Result<Flattened> {
     let mut tree = Tree::new();
     let mut warnings = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
@@ -88,8 +102,7 @@ pub fn extract(tree: &Tree, spool: &Spool, files: Vec<(&[u8], &mut dyn Write)>, 
 /// small files a resource needs whole (an EFI stub).
 pub fn read_pulled_file(image: &ResolvedImage, cache: &BlobCache, path: &str, limit: u64) -> Result<Vec<u8>> {
     let path = path.trim_start_matches("./").trim_start_matches('/').as_bytes();
-    let spool = Spool::new_in(cache.root())?;
-    let (tree, spool, _) = flatten(image, &layer_sources(image, cache)?, spool)?;
+    let (tree, spool, _) = flatten_pulled(image, cache)?;
     let mut file = open_file(&tree, &spool, path, image)?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, limit + 1), &mut bytes)?;

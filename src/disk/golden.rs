@@ -10,10 +10,10 @@ use super::{pe, uki, write_disk, Sources, FORMATS};
 
 /// Each format's sha256 for the golden inputs.
 const PINNED: [(&str, &str); 5] = [
-    ("uki", "sha256:39daeae7c4674ab26b8d86b70b9c5f2849fe9ee8d7a1ae6de9ec61a27a75fa13"),
-    ("raw-efi", "sha256:143b6e892a5a2afc2f9ef926d7ef42e00fae457292be4d4248d8ff7b00a5a725"),
-    ("iso-efi", "sha256:f4d0d614946fb3585cdc779a9308f5e38a5111aa21971617865e2946470a77f1"),
-    ("gcp", "sha256:468c27338283e55299befdd8e8776b92d8d6a1d8b8d6309a9ea982adf3928c42"),
+    ("uki", "sha256:fe6055b87a67ed8461e33ac34af0bb436af31d2aefde40562c1de396397bff1d"),
+    ("raw-efi", "sha256:913825ba741094ba30621cf01182c7728c96721d805a5b0622daa48cd1c7e58c"),
+    ("iso-efi", "sha256:788bb1961c2f899100d00c43a223fb1e364e7ed66a1e3605c7e7f2283282f07f"),
+    ("gcp", "sha256:e970dc2ccebb514bb544a3767368f7989c59954b76c745716ebbe7b8df631a5f"),
     ("ipxe", "sha256:331cd6324ce2b1fc465db0899fb0734ba0a75ed4b7b6c4e3226c5ee1e3b0c11e"),
 ];
 

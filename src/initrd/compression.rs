@@ -2,16 +2,16 @@
 //! one piece of it a member of its own ([`Compressor`]): the same bytes for the same input
 //! on every machine, so every setting is part of the content hash.
 
-use std::io::{self, Write};
+use std::io;
 
-use super::gzip::{SegmentEncoder, SegmentSummary};
+use super::gzip::{PieceDeflater, SegmentSummary};
 use super::zstd::FrameCompressor;
 
 /// How the initrd's cpio is compressed. Part of the content hash: every setting writes
 /// different (deterministic) bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
-    /// One gzip member (zlib-rs at `level`, 1 to 9).
+    /// One gzip member (libdeflate at `level`, 1 to 9).
     Gzip { level: u32 },
     /// zstd frames that each end with a cpio entry (`level`, 1 to 19).
     Zstd { level: u32 },
@@ -26,7 +26,7 @@ impl Compression {
 
 /// Compresses pieces that are members of their own, reusing its state (one per thread).
 pub enum Compressor {
-    Gzip { level: u32 },
+    Gzip { deflater: PieceDeflater },
     Zstd { level: u32, frames: FrameCompressor },
     Plain,
 }
@@ -34,7 +34,7 @@ pub enum Compressor {
 impl Compressor {
     pub fn new(compression: Compression) -> io::Result<Compressor> {
         Ok(match compression {
-            Compression::Gzip { level } => Compressor::Gzip { level },
+            Compression::Gzip { level } => Compressor::Gzip { deflater: PieceDeflater::new(level)? },
             Compression::Zstd { level } => Compressor::Zstd { level, frames: FrameCompressor::new(level)? },
             Compression::Uncompressed => Compressor::Plain,
         })
@@ -45,11 +45,7 @@ impl Compressor {
     pub fn whole(&mut self, bytes: Vec<u8>) -> io::Result<(Vec<u8>, SegmentSummary)> {
         let summary = SegmentSummary { crc: 0, length: bytes.len() as u64 };
         match self {
-            Compressor::Gzip { level } => {
-                let mut encoder = SegmentEncoder::with_level(Vec::with_capacity(bytes.len() / 2), *level);
-                encoder.write_all(&bytes)?;
-                encoder.finish()
-            }
+            Compressor::Gzip { deflater } => deflater.deflate(&bytes),
             Compressor::Zstd { frames, .. } => Ok((frames.frame(&bytes)?, summary)),
             Compressor::Plain => Ok((bytes, summary)),
         }
@@ -58,7 +54,7 @@ impl Compressor {
 
 /// A fingerprint of what the compressor writes at `compression` (the sha256 of a fixed,
 /// varied input compressed): part of every segment key, so a segment compressed by
-/// another version of zlib-rs or zstd, whose bytes could differ, is never reused.
+/// another version of libdeflate or zstd, whose bytes could differ, is never reused.
 pub fn fingerprint(compression: Compression) -> String {
     let mut input = Vec::with_capacity(64 << 10);
     let mut state: u32 = 0x1234_5678;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::compression::{Compression, Compressor};
-use super::gzip::{self, SegmentEncoder, SegmentSummary};
+use super::gzip::{self, PieceDeflater, SegmentSummary};
 use super::newc::{self, Metadata, SegmentWriter, S_IFDIR};
 use super::zstd::{FrameCompressor, LongFrame};
 use crate::oci::hashing::HashingWriter;
@@ -554,9 +554,10 @@ pub fn write_initrd(
     let offset = out.written();
     match compression {
         Compression::Gzip { level } => {
-            let mut trailer = SegmentEncoder::with_level(&mut out, level);
+            let mut trailer = Vec::new();
             cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
-            let (_, summary) = trailer.finish()?;
+            let (deflated, summary) = PieceDeflater::new(level)?.deflate(&trailer)?;
+            out.write_all(&deflated)?;
             part(PartKind::Trailer, offset, &out, summary);
             summaries.push(summary);
             gzip::write_footer(&mut out, &summaries)?;

@@ -42,7 +42,7 @@ impl Spool {
         let (file, writer) = created().with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         Ok(Spool {
             file: Some(file),
-            writer: Some(io::BufWriter::with_capacity(1 << 20, writer)),
+            writer: Some(io::BufWriter::with_capacity(128 << 10, writer)),
             dir: dir.to_path_buf(),
             length: 0,
             buffer: Some(crate::copy::Buffer::new()),

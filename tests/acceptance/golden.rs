@@ -8,7 +8,7 @@ use crate::image::{image_config, out, sha256, write_fixtures};
 use crate::terraform::Workspace;
 
 /// The `content_hash` of the golden image, planned by Terraform.
-const GOLDEN_CONTENT_HASH: &str = "sha256:b1aadfc988de3ba964b436687e60383ce99eb409e754c1bb1a6bb0006120b5ab";
+const GOLDEN_CONTENT_HASH: &str = "sha256:855f927eb8b596f06acef6716da96a54fca6f71cc02d5aba2f093043b34636f9";
 
 /// The golden image and an iPXE script of it, the layout named as `layout` names it.
 fn golden_config(workspace: &Workspace, layout: &str) -> String {

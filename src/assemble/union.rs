@@ -14,7 +14,9 @@ use crate::rootfs::path::display;
 use crate::rootfs::spool::{Spool, SpoolReader};
 use crate::rootfs::tree::{Content, DroppedXattrs, Node, Tree};
 
-/// An image's layers in the cache, in order, with the digests they must have.
+/// An image's layers in the cache, in order, with the digests they must have: the blob's,
+/// and the config's diff_id unless the blob was already checked against it
+/// ([`BlobCache::diff_id_checked`]: the verified blob digest pins the same bytes).
 pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<LayerSource>> {
     let diff_ids = image.config.diff_ids();
     image
@@ -34,6 +36,7 @@ pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<Lay
                 ),
                 None => None,
             };
+            let diff_id = diff_id.filter(|diff_id| !cache.diff_id_checked(&digest, diff_id));
             Ok(LayerSource { path: cache.blob_path(&digest), blob: Some((digest, layer.size())), diff_id })
         })
         .collect()
@@ -45,7 +48,13 @@ pub type Flattened = (Tree, Spool, Vec<Warning>);
 /// `image`, pulled into `cache`, flattened ([`flatten`]) into a new spool beside the cache.
 pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Flattened> {
     let started = std::time::Instant::now();
-    let flattened = flatten(image, &layer_sources(image, cache)?, Spool::new_in(cache.root())?)?;
+    let layers = layer_sources(image, cache)?;
+    let flattened = flatten(image, &layers, Spool::new_in(cache.root())?)?;
+    for layer in &layers {
+        if let (Some((blob, _)), Some(diff_id)) = (&layer.blob, &layer.diff_id) {
+            cache.record_diff_id(blob, diff_id);
+        }
+    }
     crate::log::debug(
         "image flattened",
         &[("reference", image.reference.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],

@@ -7,6 +7,7 @@
 //!   blobs/sha256/<hex>          verified content: manifests, indexes, configs, layers
 //!   blobs/sha256/.tmp-<random>  a download in progress (same directory, so rename is atomic)
 //!   locks/<hex>.lock            advisory lock held by the process fetching <hex>
+//!   diff_ids/<hex>              the diff_id layer <hex> was checked against, uncompressed
 //! ```
 //!
 //! Invariants:
@@ -19,6 +20,11 @@
 //!   documents by [`BlobCache::read_verified`], layers as they stream through assembly
 //!   (`crate::rootfs::layer::LayerSource`). A blob damaged on disk after it was written is
 //!   reported as [`DamagedBlob`], evicted, and fetched again from where it came from.
+//! * A layer's uncompressed tar is hashed against the image config's `diff_id` on its first
+//!   read only: the check is then recorded under `diff_ids/` ([`BlobCache::record_diff_id`]),
+//!   and later reads verify the blob's digest alone, which pins the same compressed bytes
+//!   and so the same uncompressed ones. A record names the diff_id checked: another
+//!   config's claim about the same blob is checked again.
 //! * Temporary files are removed when a download fails (they are `tempfile` handles,
 //!   deleted on drop), and locked while they are written: those of a killed process are
 //!   removed when the cache is next opened ([`crate::tempfiles`]).
@@ -109,6 +115,35 @@ impl BlobCache {
     /// Where the blob with `digest` lives (whether or not it is there yet).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root.join(super::digest::blob_path(digest))
+    }
+
+    /// Whether layer `blob` was read (verified) and found to be `diff_id` uncompressed.
+    pub fn diff_id_checked(&self, blob: &Digest, diff_id: &Digest) -> bool {
+        std::fs::read(self.diff_id_path(blob)).is_ok_and(|recorded| recorded == diff_id.to_string().as_bytes())
+    }
+
+    /// Records that layer `blob`, read and verified, is `diff_id` uncompressed. A failure
+    /// to record costs the check again on the next read, nothing more.
+    pub fn record_diff_id(&self, blob: &Digest, diff_id: &Digest) {
+        let path = self.diff_id_path(blob);
+        let written = (|| -> Result<()> {
+            let dir = path.parent().context("a record in a directory")?;
+            std::fs::create_dir_all(dir)?;
+            let mut file = tempfile::NamedTempFile::new_in(dir)?;
+            file.write_all(diff_id.to_string().as_bytes())?;
+            file.persist(&path)?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            crate::log::debug(
+                "could not record a checked diff_id",
+                &[("blob", blob.to_string()), ("error", format!("{e:#}"))],
+            );
+        }
+    }
+
+    fn diff_id_path(&self, blob: &Digest) -> PathBuf {
+        self.root.join("diff_ids").join(blob.digest())
     }
 
     /// Whether the blob is cached (with the expected size, when one is known).
@@ -341,6 +376,22 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checked_diff_id_is_recorded_for_its_blob_and_that_diff_id_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let sha = crate::oci::digest::sha256;
+        let (blob, diff_id, other) = (sha(b"layer"), sha(b"tar"), sha(b"another tar"));
+        assert!(!cache.diff_id_checked(&blob, &diff_id), "nothing recorded yet");
+        cache.record_diff_id(&blob, &diff_id);
+        assert!(cache.diff_id_checked(&blob, &diff_id));
+        assert!(!cache.diff_id_checked(&blob, &other), "another config's claim is checked again");
+        assert!(!cache.diff_id_checked(&other, &diff_id), "another blob is checked");
+        // A record that is not a diff_id (damaged) only costs the check again.
+        std::fs::write(dir.path().join("diff_ids").join(blob.digest()), b"garbage").unwrap();
+        assert!(!cache.diff_id_checked(&blob, &diff_id));
+    }
 
     #[test]
     fn damaged_blobs_are_evicted_when_read() {

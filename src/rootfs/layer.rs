@@ -6,11 +6,11 @@
 //!
 //! Every read of a layer blob is a verified read ([`LayerSource::read`]): the blob is
 //! hashed as it streams, the compressed stream is read to its very end (so gzip's CRC32
-//! and length, and zstd's checksums, are checked), and on the first read of an assembly
-//! the uncompressed tar is hashed too and compared with the image config's `diff_id`
-//! (later reads, [`LayerSource::again`], rely on the blob digest, which pins the same
-//! bytes). What was read is only used once all of it
-//! checked out; callers write to temporary files until then.
+//! and length, and zstd's checksums, are checked), and on the first read of a blob the
+//! uncompressed tar is hashed too and compared with the image config's `diff_id` (later
+//! reads, [`LayerSource::again`] and those of later applies once the blob cache recorded
+//! the check, rely on the blob digest, which pins the same bytes). What was read is only
+//! used once all of it checked out; callers write to temporary files until then.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;

@@ -145,7 +145,7 @@ struct Code {
 
 impl Code {
     /// The code of the symbols' `lengths` (0: the symbol has no code), each followed by
-    /// `extra[symbol - base]` extra bits.
+    /// `extra[symbol]` extra bits.
     fn new(lengths: &[u8], extra: &'static [u8]) -> Result<Code, Malformed> {
         let mut counts = [0u16; 16];
         for &length in lengths {

@@ -7,7 +7,8 @@
 #                 protocol tests again on a newer terraform on PATH), print the slowest, and
 #                 fuzz each target briefly
 #   make install  build a release binary into Terraform's filesystem mirror
-#   make fuzz     fuzz the layer reader, the union, the newc writer and the PE appender
+#   make fuzz     fuzz the layer reader, the union, the newc writer, the PE appender and
+#                 the deflate continuation
 #                 (FUZZ_SECONDS each)
 #   make bench    benchmarks: resolve+pull (cold and warm cache), assembly (realistic image,
 #                 memory at 10 MiB and 1 GiB, terraform plan with a warm cache), and whole

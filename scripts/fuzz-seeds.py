@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zlib
 
 
 def layer(entries, fmt=tarfile.GNU_FORMAT):
@@ -61,6 +62,12 @@ def tiny_pe():
     return bytes(image)
 
 
+def raw_deflate(data, level):
+    """`data` as a raw deflate stream (no zlib or gzip framing)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
 def main():
     root = sys.argv[1]
     base = [
@@ -88,6 +95,12 @@ def main():
             "trailer": b"\x0a\x00\x00TRAILER!!!",
         },
         "pe_writer": {"tiny": tiny_pe()},
+        # The deflate continuation: raw deflate streams (stored, fixed and dynamic blocks).
+        "deflate_continue": {
+            "dynamic": raw_deflate(plain, 6),
+            "fixed": raw_deflate(b"hello, hello", 1),
+            "stored": raw_deflate(bytes(range(256)) * 4, 0),
+        },
     }
     zstd = shutil.which("zstd")
     if zstd:

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(layer_reader union newc_writer pe_writer)
+[ ${#targets[@]} -gt 0 ] || targets=(layer_reader union newc_writer pe_writer deflate_continue)
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 # Linted elsewhere (make test builds every target with clippy's lints): built with rustc.

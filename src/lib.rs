@@ -7,6 +7,8 @@
 //! * [`boot`]: booting what was assembled in a VM and judging its console.
 //! * [`resources`]: the Terraform provider and its resources, the only code that knows
 //!   about the plugin protocol.
+//! * [`plugin_socket`]: the connection Terraform makes to the provider, without Nagle's
+//!   algorithm.
 //!
 //! All of it is the default `provider` feature; without it (the fuzz targets' build) the
 //! library is the code that reads untrusted bytes: [`rootfs`], [`initrd`], the blob cache
@@ -27,6 +29,8 @@ pub mod initrd;
 pub mod log;
 #[cfg(feature = "provider")]
 pub mod oci;
+#[cfg(feature = "provider")]
+pub mod plugin_socket;
 #[cfg(feature = "provider")]
 pub mod publish;
 #[cfg(feature = "provider")]

@@ -1,4 +1,5 @@
-//! The `terraform-provider-resin` binary: signals, logging, runtime, then the provider.
+//! The `terraform-provider-resin` binary: signals, logging, the plugin socket, runtime, then
+//! the provider.
 
 use std::process::ExitCode;
 
@@ -27,6 +28,10 @@ fn main() -> ExitCode {
     }
 
     resin::log::enable();
+    // Before the framework listens and prints its handshake: see the module's doc.
+    if let Err(e) = resin::plugin_socket::hold_handshake() {
+        resin::log::debug("plugin handshake: stdout not held", &[("error", format!("{e:#}"))]);
+    }
     resin::oci::registry::install_crypto_provider();
     // When Terraform is killed, this process is orphaned: stop instead of finishing an
     // apply whose result no state would record.

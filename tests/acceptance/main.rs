@@ -631,6 +631,32 @@ fn sigint_does_not_kill_a_serving_provider() {
     assert!(alive, "the provider died on SIGINT; Terraform would lose an in-flight apply");
 }
 
+/// Nagle's algorithm delayed every response by up to 40 ms (see `plugin_socket.rs`):
+/// before the handshake reaches Terraform, the listener it names has TCP_NODELAY.
+#[test]
+fn the_handshake_comes_after_the_plugin_listener_has_tcp_nodelay() {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"))
+        .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut handshake = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut handshake).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(handshake.starts_with("1|6|tcp|127.0.0.1:"), "unexpected handshake {handshake:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("plugin socket"))
+        .unwrap_or_else(|| panic!("no plugin socket line in the provider's log:\n{stderr}"));
+    assert!(line.contains("TCP_NODELAY set") && line.contains("\"listeners\":\"1\""), "{line}");
+}
+
 #[test]
 fn terraform_init_finds_the_provider_in_a_filesystem_mirror() {
     // What `make install` does, with this build's binary and a mirror of the test's own.

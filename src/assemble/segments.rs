@@ -330,7 +330,7 @@ fn file_entries(composition: &Composition) -> Result<Tree> {
                 // against the plan's); the bytes copied are checked against that digest
                 // as they are copied, so it is not read a third time here.
                 let sha256 = file.digest.clone().with_context(|| format!("{}: no digest", source.display()))?;
-                files.insert_file(&file.path, meta, file.size, Content::HostFile { path: source.clone(), sha256 });
+                files.insert_file(&file.path, meta, file.size, Content::HostFile(Box::new((source.clone(), sha256))));
             }
         }
     }

@@ -83,6 +83,7 @@ pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) 
         }
     }
     spool.finish()?;
+    tree.shrink_to_fit();
     Ok((tree, spool, warnings))
 }
 

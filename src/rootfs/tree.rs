@@ -78,8 +78,9 @@ pub enum Content {
     /// Generated content.
     Bytes(Vec<u8>),
     /// A file on the machine running the provider, which must still have the digest
-    /// (and the inode's size) it was planned with.
-    HostFile { path: PathBuf, sha256: crate::oci::digest::Digest },
+    /// (and the inode's size) it was planned with. Boxed: the rare variant would
+    /// otherwise make every inode of a large tree twice as large.
+    HostFile(Box<(PathBuf, crate::oci::digest::Digest)>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,6 +195,12 @@ impl Tree {
         self.inodes.push(Inode { meta, size, content });
         self.insert(path, Node::File(id));
         id
+    }
+
+    /// Gives back the room kept for more inodes, once every layer is read (a quarter of
+    /// the inodes' memory, on average, until the tree is dropped).
+    pub fn shrink_to_fit(&mut self) {
+        self.inodes.shrink_to_fit();
     }
 
     /// Reads one layer's plain tar stream to its end, applies its entries as layer `layer`
@@ -349,10 +356,12 @@ impl Tree {
         let directories = self.directories_written(prefix, existing);
         let mut written = directories.iter().peekable();
         let name = |path: &[u8]| join(prefix, path);
-        // Each inode's names (without the prefix), and the inodes in the order of their
-        // first name (the nodes are walked in path order).
-        let mut links: Vec<Vec<&[u8]>> = vec![Vec::new(); self.inodes.len()];
-        let mut by_first_path: Vec<InodeId> = Vec::new();
+        // Each inode's first name (without the prefix) and, for hard links, the names
+        // after it; the inodes in the order of their first name (the nodes are walked in
+        // path order). One slot per inode: this is the walk's memory at 200k files.
+        let mut first: Vec<Option<&[u8]>> = vec![None; self.inodes.len()];
+        let mut more: BTreeMap<InodeId, Vec<&[u8]>> = BTreeMap::new();
+        let mut by_first_path: Vec<InodeId> = Vec::with_capacity(self.inodes.len());
         for (path, node) in &self.nodes {
             match node {
                 Node::Directory(meta) => {
@@ -362,12 +371,13 @@ impl Tree {
                         visit(Walked::Directory { name: full, meta: *meta })?;
                     }
                 }
-                Node::File(id) => {
-                    if links[*id].is_empty() {
+                Node::File(id) => match first[*id] {
+                    None => {
+                        first[*id] = Some(path);
                         by_first_path.push(*id);
                     }
-                    links[*id].push(path);
-                }
+                    Some(_) => more.entry(*id).or_default().push(path),
+                },
                 _ => {}
             }
         }
@@ -376,10 +386,12 @@ impl Tree {
                 visit(entry)?;
             }
         }
-        let names = |id: InodeId| -> Vec<Vec<u8>> { links[id].iter().map(|path| name(path)).collect() };
+        let names = |id: InodeId| -> Vec<Vec<u8>> {
+            first[id].into_iter().chain(more.get(&id).into_iter().flatten().copied()).map(name).collect()
+        };
         // Files in memory or on the host, in path order; layer files grouped by layer, in
         // tar order (the order of their bytes in the spool).
-        let mut from_layers: Vec<(usize, Option<Extent>, InodeId)> = Vec::new();
+        let mut from_layers: Vec<(usize, Option<Extent>, InodeId)> = Vec::with_capacity(by_first_path.len());
         for id in by_first_path {
             match &self.inodes[id].content {
                 Content::Layer { layer, extent } => from_layers.push((*layer, *extent, id)),
@@ -390,9 +402,9 @@ impl Tree {
         from_layers.sort_unstable();
         for (layer, extent, id) in from_layers {
             let inode = &self.inodes[id];
-            let mut data = spool
-                .reader(extent, inode.size)
-                .with_context(|| format!("the data of {} (layer {})", display(links[id][0]), layer + 1))?;
+            let mut data = spool.reader(extent, inode.size).with_context(|| {
+                format!("the data of {} (layer {})", display(first[id].unwrap_or_default()), layer + 1)
+            })?;
             visit(Walked::File { names: names(id), meta: inode.meta, size: inode.size, data: &mut data })?;
         }
         Ok(())
@@ -442,7 +454,8 @@ fn visit_generated(inode: &Inode, names: Vec<Vec<u8>>, visit: &mut impl FnMut(Wa
     let (meta, size) = (inode.meta, inode.size);
     match &inode.content {
         Content::Bytes(bytes) => visit(Walked::File { names, meta, size, data: &mut &bytes[..] }),
-        Content::HostFile { path, sha256 } => {
+        Content::HostFile(host) => {
+            let (path, sha256) = &**host;
             let mut file = super::host::PlannedFile::open(path, sha256, size)?;
             visit(Walked::File { names, meta, size, data: &mut file })
                 .with_context(|| format!("copying {}", path.display()))

@@ -137,7 +137,7 @@ fn assemble(
     let mut kernel_source = KernelSource::new(kernel_image, cache, segment_cache);
     let kernel = extract_kernel(kernel_spec, &mut kernel_source, output_dir)?;
     let mut warnings = kernel.warnings.clone();
-    let sources = BodySources::new(composition, images, cache, kernel_source);
+    let sources = BodySources::new(composition, images, cache, kernel_source, segment_cache.early_reads());
     let (mut ordered, kept) = initrd_segments(composition, sources, segment_cache, started)?;
     warnings.extend(kept);
 
@@ -203,7 +203,8 @@ fn initrd_segments<'c>(
     let mut source = SegmentSource::new(segment_cache);
     let written = write_segments(compression, segment_cache, |sink| {
         std::thread::scope(|scope| {
-            let mut prefetch = Prefetch::new(scope, sources.cache(), read_ahead_limit(segment_cache));
+            let mut prefetch =
+                Prefetch::new(scope, sources.cache(), segment_cache.early_reads(), read_ahead_limit(segment_cache));
             let mut planned: Vec<Option<Planned>> = plan(composition).into_iter().map(Some).collect();
             let mut existing: BTreeSet<Vec<u8>> = BTreeSet::new();
             for index in 0..planned.len() {

@@ -161,3 +161,41 @@ fn the_library_assembles_the_golden_image() {
         assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     }
 }
+
+/// Images read early by package applies ([`super::EarlyReads`]) give the assembly the
+/// same bytes, and it takes every one of them instead of reading the image again.
+#[test]
+fn images_read_early_give_the_golden_bytes_and_are_all_taken() {
+    let work = tempfile::tempdir().unwrap();
+    let golden = Golden::new(work.path());
+    let images: Vec<_> =
+        golden.composition.inputs.init.iter().chain(golden.composition.bundles.iter().map(|b| &b.package)).collect();
+    assert!(images.len() >= 3);
+    for package in images {
+        let resolved = golden.runtime.block_on(async {
+            let resolved = golden
+                .puller
+                .resolve(package.image.reference(), &package.platform, Some(package.image.digest()))
+                .await
+                .unwrap();
+            golden.puller.pull(&resolved).await.unwrap();
+            resolved
+        });
+        golden.segments.early_reads().start(&resolved, golden.puller.cache());
+    }
+    let early = golden.segments.early_reads();
+    let started = std::time::Instant::now();
+    while early.finished() < early.kept() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let read = early.kept();
+    assert!(read >= 3 && early.finished() == read, "every early read ended well: {early:?}");
+    let artifacts = golden.build(&work.path().join("out"));
+    assert_eq!(
+        artifacts.files[&super::ArtifactKind::Initrd].sha256,
+        format!("sha256:{}", fixtures::GOLDEN_INITRD),
+        "{}",
+        fixtures::GOLDEN_ADVICE
+    );
+    assert_eq!(early.kept(), 0, "every image read early was taken, none read again");
+}

@@ -10,10 +10,13 @@
 //!   [`rewrite`] applies LinuxKit's per-image rewriting, [`segment_writer`] writes new
 //!   segments (with [`crate::initrd::segments`]) into the [`segment_cache`], which keeps
 //!   them between applies, and [`artifacts`] publishes the artifacts and tells drift.
+//!   [`prefetch`] reads the images of later segments while earlier ones are written;
+//!   [`early`] reads a new package's image while Terraform still applies the others.
 
 mod artifacts;
 mod build;
 mod compose;
+mod early;
 #[cfg(test)]
 pub(crate) mod golden;
 mod hash;
@@ -37,6 +40,7 @@ pub use artifacts::{
 };
 pub use build::{build, Artifacts};
 pub use compose::{compose, file_kind, Composition, Compression, FileKind, FileSpec, ImageInputs, Section};
+pub use early::EarlyReads;
 pub use hash::{content_hash, ASSEMBLY_FORMAT};
 pub use interop::{linuxkit_yaml, sbom_bytes};
 pub use kernel::{check_kernel_files, NamedFile};

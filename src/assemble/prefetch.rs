@@ -18,6 +18,7 @@ use std::thread::Scope;
 
 use anyhow::{anyhow, Result};
 
+use super::early::EarlyReads;
 use super::union::{flatten_pulled, Flattened};
 use crate::oci::cache::BlobCache;
 use crate::oci::reference::PinnedImage;
@@ -35,7 +36,13 @@ pub struct Prefetch<'env> {
 
 impl<'env> Prefetch<'env> {
     /// Reads ahead on `limit` workers of `scope` (none: never); they stop when it is dropped.
-    pub fn new<'scope>(scope: &'scope Scope<'scope, 'env>, cache: &'env BlobCache, limit: usize) -> Prefetch<'env> {
+    /// An image a package apply read already ([`EarlyReads`]) is taken from `early`.
+    pub fn new<'scope>(
+        scope: &'scope Scope<'scope, 'env>,
+        cache: &'env BlobCache,
+        early: &'env EarlyReads,
+        limit: usize,
+    ) -> Prefetch<'env> {
         let (jobs, queue) = channel::<Job<'env>>();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..limit {
@@ -43,7 +50,7 @@ impl<'env> Prefetch<'env> {
             scope.spawn(move || loop {
                 let Ok((image, reply)) = queue.lock().expect("read-ahead queue lock").recv() else { return };
                 // The caller may have stopped waiting (an earlier segment failed).
-                let _ = reply.send(flatten_pulled(image, cache));
+                let _ = reply.send(early.take(image).map_or_else(|| flatten_pulled(image, cache), Ok));
             });
         }
         Prefetch { jobs: Some(jobs), pending: BTreeMap::new(), limit }

@@ -31,6 +31,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+use super::early::EarlyReads;
 use super::remote_segments::RemoteSegments;
 use crate::initrd::gzip::SegmentSummary;
 use crate::initrd::segments::{SegmentStore, Stored};
@@ -117,6 +118,8 @@ pub struct SegmentCache {
     limit: u64,
     /// The shared tier, second after the directory.
     remote: Option<Arc<RemoteSegments>>,
+    /// Images read by package applies for the assembly that follows ([`super::early`]).
+    early: Arc<EarlyReads>,
 }
 
 impl SegmentCache {
@@ -130,7 +133,7 @@ impl SegmentCache {
                 &[("directory", dir.display().to_string()), ("error", format!("{e:#}"))],
             );
         }
-        Ok(SegmentCache { dir, limit, remote: None })
+        Ok(SegmentCache { dir, limit, remote: None, early: Arc::default() })
     }
 
     /// This cache with `remote` as its second tier.
@@ -140,6 +143,11 @@ impl SegmentCache {
 
     pub fn remote(&self) -> Option<&Arc<RemoteSegments>> {
         self.remote.as_ref()
+    }
+
+    /// Reads of new images started by package applies, for the assemblies that follow.
+    pub fn early_reads(&self) -> &Arc<EarlyReads> {
+        &self.early
     }
 
     pub fn dir(&self) -> &Path {

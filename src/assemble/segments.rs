@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use super::compose::{Bundle, Composition, FileKind};
+use super::early::EarlyReads;
 use super::hash::content_hash;
 use super::kernel::{read_modules, KernelSource};
 use super::rewrite::{rewrite, ImageRole};
@@ -148,6 +149,8 @@ pub struct BodySources<'a> {
     init_databases: BTreeMap<usize, Option<Vec<u8>>>,
     /// Images flattened ahead ([`super::prefetch`]), for the segment that reads them.
     ready: BTreeMap<PinnedImage, Result<Flattened>>,
+    /// Images read by package applies ([`super::early`]).
+    early: &'a EarlyReads,
 }
 
 impl<'a> BodySources<'a> {
@@ -156,8 +159,17 @@ impl<'a> BodySources<'a> {
         images: &'a BTreeMap<PinnedImage, ResolvedImage>,
         cache: &'a BlobCache,
         kernel: KernelSource<'a>,
+        early: &'a EarlyReads,
     ) -> BodySources<'a> {
-        BodySources { composition, images, cache, kernel, init_databases: BTreeMap::new(), ready: BTreeMap::new() }
+        BodySources {
+            composition,
+            images,
+            cache,
+            kernel,
+            init_databases: BTreeMap::new(),
+            ready: BTreeMap::new(),
+            early,
+        }
     }
 
     /// The blob cache the layers are read from.
@@ -185,7 +197,10 @@ impl<'a> BodySources<'a> {
     fn flatten(&mut self, image: &PinnedImage) -> Result<Flattened> {
         match self.ready.remove(image) {
             Some(flattened) => flattened,
-            None => flatten_pulled(&self.images[image], self.cache),
+            None => {
+                let image = &self.images[image];
+                self.early.take(image).map_or_else(|| flatten_pulled(image, self.cache), Ok)
+            }
         }
     }
 }

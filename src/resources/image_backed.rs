@@ -95,6 +95,9 @@ pub trait ImageKind: Send + Sync + 'static {
     ) -> Option<serde_json::Value>;
     /// A state with only `image` set (import), blocks as empty lists.
     fn stub(image: String) -> Self::State;
+    /// Whether an apply that downloaded layers starts reading the image for the
+    /// assembly that follows ([`crate::assemble::EarlyReads`]).
+    const READS_EARLY: bool = false;
     /// Checks a pulled image has what the settings name (on a blocking thread); returns
     /// the attribute at fault with the error.
     fn check_pulled(
@@ -317,14 +320,22 @@ impl<K: ImageKind> ImageResource<K> {
             _ => None,
         };
         let resolved = Self::resolve(&context, &reference, &platform, pinned.as_ref(), diags).await?;
-        if let Err(e) = context.puller.pull(&resolved).await {
-            error_at(
-                diags,
-                format!("Cannot pull image {reference}"),
-                &e.context(format!("{} attribute image", K::TYPE_NAME)),
-                AttributePath::new("image"),
-            );
-            return None;
+        let pulled = match context.puller.pull(&resolved).await {
+            Ok(pulled) => pulled,
+            Err(e) => {
+                error_at(
+                    diags,
+                    format!("Cannot pull image {reference}"),
+                    &e.context(format!("{} attribute image", K::TYPE_NAME)),
+                    AttributePath::new("image"),
+                );
+                return None;
+            }
+        };
+        // New layers here: no segment of the image can be in this machine's cache, so the
+        // image is read now, while Terraform applies the rest (a shared cache may have them).
+        if K::READS_EARLY && pulled.layers_fetched > 0 && context.segments.remote().is_none() {
+            context.segments.early_reads().start(&resolved, context.puller.cache());
         }
         let (check_state, check_image, cache, segments) =
             (state.clone(), resolved.clone(), context.puller.cache().clone(), context.segments.clone());

@@ -319,6 +319,7 @@ fn mount_block(name: &str, text: &str) -> (String, tf_provider::schema::NestedBl
 impl ImageKind for Package {
     type State = PackageState;
     const TYPE_NAME: &'static str = "resin_package";
+    const READS_EARLY: bool = true;
 
     fn schema() -> Schema {
         let mut attributes = image_attributes(

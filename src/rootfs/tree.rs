@@ -197,6 +197,16 @@ impl Tree {
         id
     }
 
+    /// How many paths the tree holds.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the tree holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
     /// Gives back the room kept for more inodes, once every layer is read (a quarter of
     /// the inodes' memory, on average, until the tree is dropped).
     pub fn shrink_to_fit(&mut self) {

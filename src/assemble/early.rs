@@ -6,7 +6,7 @@
 //! cores are partly idle (downloads wait on the registry); the assembly after them keeps
 //! both busy, so what is read before it starts is time saved.
 //!
-//! One read per core runs at once, in the order the packages were applied. An assembly
+//! One read per core runs at once; the others wait for a slot. An assembly
 //! that needs an image whose read is still running waits for it (the same work it would
 //! do itself). A read that fails keeps nothing: the assembly reads the image and reports
 //! what it finds. At most [`HELD_ENTRIES`] tree entries are kept in all (about 60 MB); a

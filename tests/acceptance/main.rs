@@ -609,18 +609,25 @@ fn run_by_hand_the_binary_explains_itself_and_prints_nothing_on_stdout() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("Terraform starts it"));
 }
 
-#[test]
-fn sigint_does_not_kill_a_serving_provider() {
+/// The provider binary started as go-plugin starts it (stderr as given), and the
+/// handshake line it printed.
+fn serving_provider(stderr: std::process::Stdio) -> (std::process::Child, String) {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"))
         .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
         .env("PLUGIN_PROTOCOL_VERSIONS", "6")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut handshake = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut handshake).unwrap();
+    (child, handshake)
+}
+
+#[test]
+fn sigint_does_not_kill_a_serving_provider() {
+    let (mut child, handshake) = serving_provider(std::process::Stdio::null());
     assert!(handshake.starts_with("1|6|"), "unexpected handshake {handshake:?}");
     let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -635,16 +642,7 @@ fn sigint_does_not_kill_a_serving_provider() {
 /// before the handshake reaches Terraform, the listener it names has TCP_NODELAY.
 #[test]
 fn the_handshake_comes_after_the_plugin_listener_has_tcp_nodelay() {
-    use std::io::BufRead as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"))
-        .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
-        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut handshake = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut handshake).unwrap();
+    let (mut child, handshake) = serving_provider(std::process::Stdio::piped());
     let _ = child.kill();
     let _ = child.wait();
     assert!(handshake.starts_with("1|6|tcp|127.0.0.1:"), "unexpected handshake {handshake:?}");

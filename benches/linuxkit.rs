@@ -112,6 +112,7 @@ fn apply(workspace: &Workspace, name: &str) -> Run {
 
 /// [`apply`] with more arguments (`-target=...`).
 fn apply_with(workspace: &Workspace, name: &str, more: &[&str]) -> Run {
+    settle();
     let sampler = ProviderSampler::start();
     let started = Instant::now();
     let mut args = vec!["apply", "-auto-approve", "-input=false", "-no-color"];
@@ -122,6 +123,13 @@ fn apply_with(workspace: &Workspace, name: &str, more: &[&str]) -> Run {
     assert_eq!(output.code, 0, "{}", output.text());
     let initrd = std::fs::metadata(workspace.work_dir().join(format!("out/{name}-initrd.img"))).unwrap().len();
     Run { wall, cpu, rss_mib, initrd }
+}
+
+/// Writes back what earlier steps left dirty (the registry's blobs, an earlier apply's
+/// files), so that a measured run does not pay for it.
+fn settle() {
+    let status = Command::new("sync").status().unwrap_or_else(|e| panic!("sync: {e}"));
+    assert!(status.success(), "sync failed");
 }
 
 /// The bench image of `packages`, with `settings` (more `resin_image` attributes).
@@ -158,6 +166,7 @@ fn floor(program: &str, args: &[&str], input: Option<&Path>) -> (f64, u64) {
     if let Some(input) = input {
         command.stdin(std::fs::File::open(input).unwrap());
     }
+    settle();
     let started = Instant::now();
     let mut child = command.spawn().unwrap_or_else(|e| panic!("{program}: {e} (make bench installs it)"));
     let mut out = child.stdout.take().unwrap();

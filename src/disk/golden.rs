@@ -10,10 +10,10 @@ use super::{pe, uki, write_disk, Sources, FORMATS};
 
 /// Each format's sha256 for the golden inputs.
 const PINNED: [(&str, &str); 5] = [
-    ("uki", "sha256:fe6055b87a67ed8461e33ac34af0bb436af31d2aefde40562c1de396397bff1d"),
-    ("raw-efi", "sha256:913825ba741094ba30621cf01182c7728c96721d805a5b0622daa48cd1c7e58c"),
-    ("iso-efi", "sha256:788bb1961c2f899100d00c43a223fb1e364e7ed66a1e3605c7e7f2283282f07f"),
-    ("gcp", "sha256:e970dc2ccebb514bb544a3767368f7989c59954b76c745716ebbe7b8df631a5f"),
+    ("uki", "sha256:7615a829d95cb72c0cb8c81084d71a6c41fdc953b8ea56f35b48a230960dc001"),
+    ("raw-efi", "sha256:064107cc37f6c6c004b6fcd65e136269ce8b10363b2fa83ac15d03111d2f4751"),
+    ("iso-efi", "sha256:f8b11004f771d3d96914b41aaf4adaee6c8f31bdac8f266e17b678b042db543f"),
+    ("gcp", "sha256:15efb381b38656748ba2befd00237a8fe09b804e0fcc916d9b93ad5a76c3a6e4"),
     ("ipxe", "sha256:331cd6324ce2b1fc465db0899fb0734ba0a75ed4b7b6c4e3226c5ee1e3b0c11e"),
 ];
 

@@ -27,7 +27,7 @@ impl Compression {
 /// Compresses pieces that are members of their own, reusing its state (one per thread).
 pub enum Compressor {
     Gzip { deflater: PieceDeflater },
-    Zstd { level: u32, frames: FrameCompressor },
+    Zstd { frames: FrameCompressor },
     Plain,
 }
 
@@ -35,7 +35,7 @@ impl Compressor {
     pub fn new(compression: Compression) -> io::Result<Compressor> {
         Ok(match compression {
             Compression::Gzip { level } => Compressor::Gzip { deflater: PieceDeflater::new(level)? },
-            Compression::Zstd { level } => Compressor::Zstd { level, frames: FrameCompressor::new(level)? },
+            Compression::Zstd { level } => Compressor::Zstd { frames: FrameCompressor::new(level)? },
             Compression::Uncompressed => Compressor::Plain,
         })
     }

@@ -4,8 +4,8 @@
 //! segment's stream is cut into [`PIECE`]-byte pieces that one compressor per core
 //! compresses into the segment's output in a [`SegmentStore`] (the caller's: a cache, or
 //! memory): for gzip, raw deflate ending in a full flush; for zstd, frames that end where
-//! an entry ends (a piece cut inside a long entry continues its frame, compressed in
-//! order). The initrd is then the microcode cpio (when the kernel sets one), the
+//! an entry ends (a piece cut inside a long entry continues its frame, fed in order to
+//! zstd's workers). The initrd is then the microcode cpio (when the kernel sets one), the
 //! segments ([`Stored`]) in order and the cpio trailer: one gzip member, zstd frames, or
 //! plain cpio ([`write_initrd`]). File contents stream from the spools; memory holds a few
 //! pieces at a time.
@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use super::compression::{Compression, Compressor};
 use super::gzip::{self, PieceDeflater, SegmentSummary};
 use super::newc::{self, Metadata, SegmentWriter, S_IFDIR};
-use super::zstd::{FrameCompressor, LongFrame};
+use super::zstd::{FrameCompressor, LongFrame, LongFrames};
 use crate::oci::hashing::HashingWriter;
 use crate::rootfs::spool::Spool;
 use crate::rootfs::tree::Tree;
@@ -219,34 +219,35 @@ struct Slot<W> {
     compressed: Condvar,
 }
 
-/// Compresses a piece of a zstd frame that spans pieces, with the frame's encoder (left in
-/// the segment's slot by the piece before, which this waits for). `None`: the writing
+/// Compresses a piece of a zstd frame that spans pieces: a first piece starts a frame
+/// (waiting for the context while another frame holds it), the others continue the one
+/// left in the segment's slot by the piece before (waiting for it). `None`: the writing
 /// stopped meanwhile.
 fn part_of_frame<W>(
-    compressor: &Compressor,
     piece: &Piece,
     slot: &Slot<W>,
-    stop: &AtomicBool,
+    shared: &Shared<W>,
 ) -> io::Result<Option<(Vec<u8>, SegmentSummary)>> {
-    let Compressor::Zstd { level, .. } = compressor else {
+    let Some(frames) = &shared.long_frames else {
         return Err(io::Error::other("only zstd members span pieces"));
     };
     let summary = SegmentSummary { crc: 0, length: piece.bytes.len() as u64 };
-    let mut frame = if piece.part == Part::First {
-        LongFrame::new(*level)?
+    let frame = if piece.part == Part::First {
+        frames.start(&shared.stop)?
     } else {
         let mut output = slot.output.lock().expect("segment output lock");
         loop {
             if let Some(frame) = output.frames.remove(&piece.index) {
-                break frame;
+                break Some(frame);
             }
-            if stop.load(Ordering::SeqCst) {
-                return Ok(None);
+            if shared.stop.load(Ordering::SeqCst) {
+                break None;
             }
             let wait = slot.compressed.wait_timeout(output, Duration::from_millis(50));
             output = wait.expect("segment output lock").0;
         }
     };
+    let Some(mut frame) = frame else { return Ok(None) };
     if piece.part == Part::Last {
         return Ok(Some((frame.finish(&piece.bytes)?, summary)));
     }
@@ -332,6 +333,8 @@ impl<'c, T> SegmentSink<'c, T> {
 struct Shared<W> {
     slots: Mutex<Vec<Arc<Slot<W>>>>,
     stop: AtomicBool,
+    /// The context of zstd frames that span pieces.
+    long_frames: Option<Arc<LongFrames>>,
 }
 
 /// One compressor thread: compresses the pieces it takes from `pieces` into their
@@ -344,7 +347,7 @@ fn compress_pieces<W: Write>(mut compressor: Compressor, pieces: &Mutex<Receiver
         let index = piece.index;
         let compressed = match piece.part {
             Part::Whole => compressor.whole(piece.bytes).map(Some),
-            _ => part_of_frame(&compressor, &piece, &slot, &shared.stop),
+            _ => part_of_frame(&piece, &slot, shared),
         };
         let mut output = slot.output.lock().expect("segment output lock");
         let added = match compressed {
@@ -411,7 +414,11 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
 ) -> Result<Vec<Compressed<S::Output, T>>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let describe = |what: &str| format!("writing initrd segment ({what}) to {}", store.describe());
-    let shared = Shared { slots: Mutex::new(Vec::new()), stop: AtomicBool::new(false) };
+    let long_frames = match compression {
+        Compression::Zstd { level } => Some(LongFrames::new(level)),
+        _ => None,
+    };
+    let shared = Shared { slots: Mutex::new(Vec::new()), stop: AtomicBool::new(false), long_frames };
     let (queue, pieces) = std::sync::mpsc::sync_channel::<Piece>(workers);
     let pieces = Mutex::new(pieces);
     let (sink, segments) = std::sync::mpsc::sync_channel::<Segment<'c, T>>(1);

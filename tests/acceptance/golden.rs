@@ -8,7 +8,7 @@ use crate::image::{image_config, out, sha256, write_fixtures};
 use crate::terraform::Workspace;
 
 /// The `content_hash` of the golden image, planned by Terraform.
-const GOLDEN_CONTENT_HASH: &str = "sha256:855f927eb8b596f06acef6716da96a54fca6f71cc02d5aba2f093043b34636f9";
+const GOLDEN_CONTENT_HASH: &str = "sha256:337fb1eaf692ba7b4d258b2b5a5af3850705ab650b7556f0cae5872297dbda0f";
 
 /// The golden image and an iPXE script of it, the layout named as `layout` names it.
 fn golden_config(workspace: &Workspace, layout: &str) -> String {

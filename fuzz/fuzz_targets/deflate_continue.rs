@@ -20,7 +20,7 @@ fn inflate(stream: &[u8]) -> Option<Vec<u8>> {
 
 fuzz_target!(|data: &[u8]| {
     let level = data.first().map_or(3, |b| u32::from(b % 10));
-    let (piece, summary) = PieceDeflater::new(level).unwrap().deflate(data).unwrap();
+    let (piece, summary) = PieceDeflater::new(level).unwrap().deflate(data, true).unwrap();
     assert_eq!(summary.length, data.len() as u64);
     assert!(inflate(&[&piece[..], &END].concat()).as_deref() == Some(data), "a piece decodes back");
     let mut stream = data.to_vec();

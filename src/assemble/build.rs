@@ -141,7 +141,7 @@ fn assemble(
     let (mut ordered, kept) = initrd_segments(composition, sources, segment_cache, started)?;
     warnings.extend(kept);
 
-    // The initrd: microcode, then one gzip member of the segments and the trailer.
+    // The initrd: microcode, then the segments and the trailer's segment.
     let initrd = temporary(output_dir, "initrd")?;
     let initrd_path = initrd.path().display().to_string();
     let mut written = || {

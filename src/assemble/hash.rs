@@ -7,7 +7,7 @@
 //! documents has its own version, [`super::spec::SPEC_VERSION`].
 
 /// Bumped whenever the bytes resin writes for the same inputs change.
-pub const ASSEMBLY_FORMAT: u32 = 5;
+pub const ASSEMBLY_FORMAT: u32 = 6;
 
 /// sha256 over canonical JSON (object keys sorted, no whitespace).
 pub fn content_hash(value: &serde_json::Value) -> crate::oci::digest::Digest {

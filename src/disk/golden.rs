@@ -10,10 +10,10 @@ use super::{pe, uki, write_disk, Sources, FORMATS};
 
 /// Each format's sha256 for the golden inputs.
 const PINNED: [(&str, &str); 5] = [
-    ("uki", "sha256:7615a829d95cb72c0cb8c81084d71a6c41fdc953b8ea56f35b48a230960dc001"),
-    ("raw-efi", "sha256:064107cc37f6c6c004b6fcd65e136269ce8b10363b2fa83ac15d03111d2f4751"),
-    ("iso-efi", "sha256:f8b11004f771d3d96914b41aaf4adaee6c8f31bdac8f266e17b678b042db543f"),
-    ("gcp", "sha256:15efb381b38656748ba2befd00237a8fe09b804e0fcc916d9b93ad5a76c3a6e4"),
+    ("uki", "sha256:aa766192e647114f677bd8f172929912116101c5e8d95675bb9885283b10ba3e"),
+    ("raw-efi", "sha256:8859012cafb67ad0bd6c9af067cd1adff343c258ee80deebc39c0ac056485f61"),
+    ("iso-efi", "sha256:8b50d8be2e9da12b93ad3e4de979bb70db788b06f5e09cbd5385e172cbbf6bbe"),
+    ("gcp", "sha256:474c3050e4909d04ec8a168b4c72ef9b1cb87db2f3ca8b7dc1cf175113d27035"),
     ("ipxe", "sha256:331cd6324ce2b1fc465db0899fb0734ba0a75ed4b7b6c4e3226c5ee1e3b0c11e"),
 ];
 

@@ -11,7 +11,7 @@ use super::zstd::FrameCompressor;
 /// different (deterministic) bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
-    /// One gzip member (libdeflate at `level`, 1 to 9).
+    /// gzip members that each end with a cpio entry (libdeflate at `level`, 1 to 9).
     Gzip { level: u32 },
     /// zstd frames that each end with a cpio entry (`level`, 1 to 19).
     Zstd { level: u32 },
@@ -40,12 +40,12 @@ impl Compressor {
         })
     }
 
-    /// Compresses a piece that is a member of its own: the bytes, and the CRC32 (gzip's
-    /// alone) and length of the input.
+    /// Compresses a piece that is a member (a gzip member, a zstd frame) of its own: the
+    /// bytes, and the CRC32 (gzip's alone) and length of the input.
     pub fn whole(&mut self, bytes: Vec<u8>) -> io::Result<(Vec<u8>, SegmentSummary)> {
         let summary = SegmentSummary { crc: 0, length: bytes.len() as u64 };
         match self {
-            Compressor::Gzip { deflater } => deflater.deflate(&bytes),
+            Compressor::Gzip { deflater } => deflater.member(&bytes),
             Compressor::Zstd { frames, .. } => Ok((frames.frame(&bytes)?, summary)),
             Compressor::Plain => Ok((bytes, summary)),
         }

@@ -3,12 +3,12 @@
 //! derives from what the segment holds), so its bytes do not depend on where it sits. A
 //! segment's stream is cut into [`PIECE`]-byte pieces that one compressor per core
 //! compresses into the segment's output in a [`SegmentStore`] (the caller's: a cache, or
-//! memory): for gzip, raw deflate ending in a full flush; for zstd, frames that end where
-//! an entry ends (a piece cut inside a long entry continues its frame, fed in order to
-//! zstd's workers). The initrd is then the microcode cpio (when the kernel sets one), the
-//! segments ([`Stored`]) in order and the cpio trailer: one gzip member, zstd frames, or
-//! plain cpio ([`write_initrd`]). File contents stream from the spools; memory holds a few
-//! pieces at a time.
+//! memory): gzip members or zstd frames that each end where an entry ends (a piece cut
+//! inside a long entry continues its member: for gzip, a deflate stream made to go on;
+//! for zstd, a frame fed in order to zstd's workers). The initrd is then the microcode
+//! cpio (when the kernel sets one), the segments ([`Stored`]) in order and the cpio
+//! trailer's segment, each of them whole members or frames ([`write_initrd`]). File
+//! contents stream from the spools; memory holds a few pieces at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -71,20 +71,31 @@ impl<T> Segment<'_, T> {
     }
 }
 
-/// Uncompressed cpio bytes compressed as one piece. Segments are cut into pieces of this
-/// size, compressed in parallel (so every core stays busy however unequal the packages)
-/// and each ended with a full flush. Fixed, so the bytes do not depend on the machine.
+/// Uncompressed cpio bytes compressed as one piece, at most. Segments are cut into pieces
+/// of this size, or (compressed) at the first entry end after half of it, compressed in
+/// parallel (so every core stays busy however unequal the packages). Fixed, so the bytes
+/// do not depend on the machine.
 pub const PIECE: usize = 1 << 20;
 
-/// Where a piece sits in its compressed member. Gzip and uncompressed pieces are always
-/// [`Part::Whole`]; a zstd frame must end with an entry ([`crate::initrd::zstd`]), so an
-/// entry longer than a piece makes a frame of several pieces, compressed in order.
+/// Where a piece sits in its compressed member. A gzip member or zstd frame must end with
+/// an entry ([`crate::initrd::gzip`], [`crate::initrd::zstd`]), so an entry longer than a
+/// piece makes a member of several pieces. Uncompressed pieces are always [`Part::Whole`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Part {
     Whole,
     First,
     Middle,
     Last,
+}
+
+impl Part {
+    fn starts_member(self) -> bool {
+        matches!(self, Part::Whole | Part::First)
+    }
+
+    fn ends_member(self) -> bool {
+        matches!(self, Part::Whole | Part::Last)
+    }
 }
 
 /// One piece of one segment's cpio stream, to compress.
@@ -168,33 +179,44 @@ impl newc::EntrySink for Cutter<'_> {
 struct Output<W> {
     entry: W,
     next: usize,
-    waiting: BTreeMap<usize, (Vec<u8>, SegmentSummary)>,
-    crc: crc32fast::Hasher,
-    length: u64,
+    waiting: BTreeMap<usize, (Part, Vec<u8>, SegmentSummary)>,
+    /// The segment's cpio bytes so far.
+    summary: SegmentSummary,
+    /// gzip: each member gets its header and trailer here, `member` summing its pieces.
+    gzip: bool,
+    member: SegmentSummary,
     error: Option<anyhow::Error>,
     /// Open zstd frames, under the index of the piece that continues each.
     frames: BTreeMap<usize, LongFrame>,
 }
 
 impl<W: Write> Output<W> {
-    fn new(entry: W) -> Output<W> {
+    fn new(entry: W, compression: Compression) -> Output<W> {
         Output {
             entry,
             next: 0,
             waiting: BTreeMap::new(),
-            crc: crc32fast::Hasher::new(),
-            length: 0,
+            summary: SegmentSummary::default(),
+            gzip: matches!(compression, Compression::Gzip { .. }),
+            member: SegmentSummary::default(),
             error: None,
             frames: BTreeMap::new(),
         }
     }
 
-    fn add(&mut self, index: usize, compressed: Vec<u8>, summary: SegmentSummary) -> io::Result<()> {
-        self.waiting.insert(index, (compressed, summary));
-        while let Some((compressed, summary)) = self.waiting.remove(&self.next) {
+    fn add(&mut self, index: usize, part: Part, compressed: Vec<u8>, summary: SegmentSummary) -> io::Result<()> {
+        self.waiting.insert(index, (part, compressed, summary));
+        while let Some((part, compressed, summary)) = self.waiting.remove(&self.next) {
+            if self.gzip && part.starts_member() {
+                self.entry.write_all(&gzip::HEADER)?;
+                self.member = SegmentSummary::default();
+            }
             self.entry.write_all(&compressed)?;
-            self.crc.combine(&crc32fast::Hasher::new_with_initial_len(summary.crc, summary.length));
-            self.length += summary.length;
+            self.member = self.member.then(summary);
+            if self.gzip && part.ends_member() {
+                self.entry.write_all(&gzip::trailer(self.member))?;
+            }
+            self.summary = self.summary.then(summary);
             self.next += 1;
         }
         Ok(())
@@ -344,14 +366,16 @@ fn compress_pieces<W: Write>(mut compressor: Compressor, pieces: &Mutex<Receiver
     loop {
         let Ok(piece) = pieces.lock().expect("piece queue lock").recv() else { break };
         let slot = shared.slots.lock().expect("slots lock")[piece.segment].clone();
-        let index = piece.index;
-        let compressed = match piece.part {
-            Part::Whole => compressor.whole(piece.bytes).map(Some),
+        let (index, part) = (piece.index, piece.part);
+        let compressed = match (&mut compressor, part) {
+            // Every gzip piece is compressed on its own; the output frames the members.
+            (Compressor::Gzip { deflater }, _) => deflater.deflate(&piece.bytes, !part.ends_member()).map(Some),
+            (_, Part::Whole) => compressor.whole(piece.bytes).map(Some),
             _ => part_of_frame(&piece, &slot, shared),
         };
         let mut output = slot.output.lock().expect("segment output lock");
         let added = match compressed {
-            Ok(Some((bytes, summary))) => output.add(index, bytes, summary),
+            Ok(Some((bytes, summary))) => output.add(index, part, bytes, summary),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
@@ -380,13 +404,13 @@ fn produce_segments<T, S: SegmentStore>(
     for (index, segment) in segments.iter().enumerate() {
         let what = segment.describe();
         let result = store.create().and_then(|output| {
-            let slot = Slot { output: Mutex::new(Output::new(output)), compressed: Condvar::new() };
+            let slot = Slot { output: Mutex::new(Output::new(output, compression)), compressed: Condvar::new() };
             shared.slots.lock().expect("slots lock").push(Arc::new(slot));
             let cutter = Cutter {
                 segment: index,
                 pieces: 0,
                 buffer: Vec::with_capacity(PIECE),
-                at_entries: matches!(compression, Compression::Zstd { .. }),
+                at_entries: !matches!(compression, Compression::Uncompressed),
                 open: false,
                 queue: &queue,
                 stop,
@@ -463,8 +487,8 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
         if output.next != produced.pieces {
             bail!("{what}: {} of {} pieces were compressed", output.next, produced.pieces);
         }
-        debug_assert_eq!(produced.cpio_bytes, output.length);
-        let summary = SegmentSummary { crc: output.crc.finalize(), length: output.length };
+        debug_assert_eq!(produced.cpio_bytes, output.summary.length);
+        let summary = output.summary;
         written.push(Compressed { output: output.entry, summary, uncreatable: produced.uncreatable, tag, what });
     }
     Ok(written)
@@ -487,8 +511,8 @@ pub struct WrittenInitrd {
     /// The uncompressed cpio bytes (the microcode's not counted).
     pub cpio_bytes: u64,
     /// The microcode cpio, the segments and the trailer's segment, in order: each a
-    /// byte range of the file whose compressed bytes stand alone as an initrd of their own
-    /// (gzip segments once made members: [`gzip::write_standalone`]).
+    /// byte range of the file whose bytes stand alone as an initrd of their own, the file
+    /// being the ranges concatenated.
     pub parts: Vec<InitrdPart>,
 }
 
@@ -499,7 +523,7 @@ pub struct InitrdPart {
     pub offset: u64,
     pub length: u64,
     /// Length of the cpio bytes it holds, and their CRC32 when the initrd is gzip'd or the
-    /// part is the microcode (what a gzip trailer says of them; 0 otherwise).
+    /// part is the microcode (0 otherwise).
     pub summary: SegmentSummary,
 }
 
@@ -528,7 +552,7 @@ impl<R: Read> Read for CrcReader<R> {
 }
 
 /// Writes the initrd to `initrd`: the microcode cpio `ucode` (if any), then `segments` in
-/// order and the cpio trailer, as one gzip member or as they are.
+/// order and the cpio trailer's segment (a gzip member, a zstd frame, or plain).
 pub fn write_initrd(
     initrd: std::fs::File,
     ucode: Option<&mut dyn Read>,
@@ -545,10 +569,6 @@ pub fn write_initrd(
         let length = io::copy(&mut summed, &mut out).context("copying the microcode cpio")?;
         part(PartKind::Microcode, 0, &out, SegmentSummary { crc: summed.crc.finalize(), length });
     }
-    if let Compression::Gzip { .. } = compression {
-        gzip::write_header(&mut out)?;
-    }
-    let mut summaries = Vec::new();
     let mut cpio_bytes = 0;
     for segment in segments.iter_mut() {
         let offset = out.written();
@@ -556,18 +576,15 @@ pub fn write_initrd(
         let summary = segment.summary();
         part(PartKind::Segment, offset, &out, summary);
         cpio_bytes += summary.length;
-        summaries.push(summary);
     }
     let offset = out.written();
     match compression {
         Compression::Gzip { level } => {
             let mut trailer = Vec::new();
             cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
-            let (deflated, summary) = PieceDeflater::new(level)?.deflate(&trailer)?;
-            out.write_all(&deflated)?;
+            let (member, summary) = PieceDeflater::new(level)?.member(&trailer)?;
+            out.write_all(&member)?;
             part(PartKind::Trailer, offset, &out, summary);
-            summaries.push(summary);
-            gzip::write_footer(&mut out, &summaries)?;
         }
         Compression::Zstd { level } => {
             let mut trailer = Vec::new();
@@ -704,17 +721,9 @@ pub(crate) mod tests {
             );
             // The parts after the microcode, each alone, hold the whole cpio in order.
             let mut cpio = Vec::new();
-            let mut members = Vec::new();
             for part in &initrd.parts[1..] {
                 let alone = match compression {
-                    Compression::Gzip { .. } => {
-                        let mut member = Vec::new();
-                        gzip::write_standalone(&mut member, &mut range(part), part.summary).unwrap();
-                        let mut decoded = Vec::new();
-                        flate2::read::GzDecoder::new(&member[..]).read_to_end(&mut decoded).unwrap();
-                        members.push(member);
-                        decoded
-                    }
+                    Compression::Gzip { .. } => gzip_members(range(part)).concat(),
                     Compression::Zstd { .. } => {
                         let mut decoded = Vec::new();
                         ruzstd::decoding::StreamingDecoder::new(range(part))
@@ -731,17 +740,27 @@ pub(crate) mod tests {
             }
             assert_eq!(cpio.len() as u64, initrd.cpio_bytes);
             assert!(entry_ends(&cpio).contains(&cpio.len()), "a whole archive, ending with its trailer");
-            if let Compression::Gzip { .. } = compression {
-                // The members join back into the initrd's gzip member, byte for byte.
-                let mut joined = ucode.clone();
-                gzip::join_members(&mut joined, members.iter().map(|m| (&m[..], m.len() as u64))).unwrap();
-                assert!(joined == bytes);
-            }
+            let end = initrd.parts.last().map(|part| part.offset + part.length);
+            assert_eq!(end, Some(bytes.len() as u64), "the parts are the whole file");
         }
     }
 
+    /// Splits `bytes` into gzip members, decoding each one alone as the kernel does.
+    fn gzip_members(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut members = Vec::new();
+        while !bytes.is_empty() {
+            // The buffered decoder takes exactly one member from the slice.
+            let mut decoder = flate2::bufread::GzDecoder::new(bytes);
+            let mut decoded = Vec::new();
+            decoder.read_to_end(&mut decoded).expect("a whole member");
+            bytes = decoder.into_inner();
+            members.push(decoded);
+        }
+        members
+    }
+
     #[test]
-    fn zstd_frames_end_with_entries_and_hold_the_same_cpio() {
+    fn gzip_members_and_zstd_frames_end_with_entries_and_hold_the_same_cpio() {
         let noise = |n: usize, seed: u32| -> Vec<u8> {
             let mut state = seed;
             (0..n)
@@ -778,10 +797,18 @@ pub(crate) mod tests {
         assert!(frames.iter().any(|frame| frame.len() > 2 * PIECE), "the large file's frame spans pieces");
         assert!(zstd.len() < plain.len() * 3 / 4, "compressed: {} of {}", zstd.len(), plain.len());
 
-        // The gzip member holds the same cpio.
+        // So do gzip members, pieces of a long entry joined into one member.
         let gzip = initrd(Compression::DEFAULT, &segments);
-        let mut decoded = Vec::new();
-        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut decoded).unwrap();
-        assert_eq!(decoded, plain);
+        assert_eq!(gzip, initrd(Compression::DEFAULT, &segments), "the same bytes every time");
+        let members = gzip_members(&gzip);
+        assert_eq!(members.concat(), plain, "the members hold the plain cpio");
+        let mut at = 0;
+        for member in &members {
+            at += member.len();
+            assert!(ends.contains(&at), "a member ends at {at}, inside an entry");
+        }
+        assert!(members.len() > 6, "small files make members of their own: {}", members.len());
+        assert!(members.iter().any(|member| member.len() > 2 * PIECE), "the large file's member spans pieces");
+        assert!(gzip.len() < plain.len() * 3 / 4, "compressed: {} of {}", gzip.len(), plain.len());
     }
 }

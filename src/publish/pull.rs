@@ -107,9 +107,9 @@ pub async fn resolve(
     let config_bytes = fetch_verified(client, cache, reference, &config_digest, manifest.config.size).await?;
     let config: ArtifactConfig = serde_json::from_slice(&config_bytes)
         .with_context(|| format!("{what}: its config {config_digest} is not a resin image config"))?;
-    if config.artifact_format != ARTIFACT_FORMAT {
+    if !(1..=ARTIFACT_FORMAT).contains(&config.artifact_format) {
         bail!(
-            "{what} was published in artifact format {}; this provider reads {ARTIFACT_FORMAT}",
+            "{what} was published in artifact format {}; this provider reads formats 1 to {ARTIFACT_FORMAT}",
             config.artifact_format
         );
     }
@@ -220,12 +220,18 @@ impl Resolved {
         Ok(WrittenFiles { kernel_path, initrd_path, output_dir: output_dir.to_path_buf(), name: name.to_string() })
     }
 
-    /// The initrd's parts joined: microcode and uncompressed parts and zstd frames as they
-    /// are, gzip members made one member again.
+    /// The initrd's parts joined: concatenated, as they are (artifact format 1: the gzip
+    /// members of its segments made one member again).
     fn join_initrd(&self, cache: &BlobCache, out: &mut dyn Write) -> Result<()> {
         let open = |digest: &Digest| -> Result<std::fs::File> {
             std::fs::File::open(cache.blob_path(digest)).with_context(|| format!("opening the cached blob {digest}"))
         };
+        if self.config.artifact_format > 1 {
+            for (digest, _, _) in &self.initrd {
+                std::io::copy(&mut open(digest)?, out)?;
+            }
+            return Ok(());
+        }
         let (mut members, mut rest) = (Vec::new(), Vec::new());
         for (digest, size, media_type) in &self.initrd {
             if media_type == INITRD_GZIP {
@@ -317,4 +323,76 @@ fn write_checked(
         );
     }
     crate::assemble::rename_into_place(vec![(file, path)], access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::initrd::gzip::{self, PieceDeflater};
+    use std::io::Read;
+
+    /// An artifact's initrd parts, put in `cache`: its config says `artifact_format`.
+    fn resolved(cache: &BlobCache, artifact_format: u32, parts: &[(&[u8], &str)]) -> Resolved {
+        let initrd = parts
+            .iter()
+            .map(|(bytes, media_type)| {
+                let digest = crate::oci::digest::sha256(bytes);
+                cache.insert_bytes(&digest, Some(bytes.len() as u64), bytes).unwrap();
+                (digest, bytes.len() as u64, (*media_type).to_string())
+            })
+            .collect();
+        let config = ArtifactConfig {
+            artifact_format,
+            name: "node".into(),
+            platform: "linux/amd64".parse().unwrap(),
+            cmdline: String::new(),
+            content_hash: String::new(),
+            assembly_format: 4,
+            kernel_sha256: String::new(),
+            kernel_size: 0,
+            initrd_sha256: String::new(),
+            initrd_size: 0,
+            initrd_compression: "gzip".into(),
+            initrd_parts: Vec::new(),
+            sensitive: false,
+        };
+        let digest = crate::oci::digest::sha256(b"manifest");
+        Resolved { digest: digest.clone(), config, kernel: (digest, 0), initrd }
+    }
+
+    #[test]
+    fn format_2_parts_are_concatenated_and_format_1_gzip_members_joined_into_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let segments: [&[u8]; 3] = [b"070701 a segment", b"070701 another one", b"TRAILER!!!"];
+        let mut deflater = PieceDeflater::new(gzip::DEFAULT_LEVEL).unwrap();
+        let ucode = b"070701 microcode".to_vec();
+        // Format 2: the initrd's own members, as they are.
+        let members: Vec<Vec<u8>> = segments.iter().map(|segment| deflater.member(segment).unwrap().0).collect();
+        let mut parts: Vec<(&[u8], &str)> = vec![(&ucode, INITRD_CPIO)];
+        parts.extend(members.iter().map(|member| (&member[..], INITRD_GZIP)));
+        let mut joined = Vec::new();
+        resolved(&cache, 2, &parts).join_initrd(&cache, &mut joined).unwrap();
+        assert!(joined == [ucode.clone(), members.concat()].concat());
+        // Format 1: each segment a member of its own (a stream that goes on, an empty final
+        // block, its trailer), joined back into the one member its initrd was.
+        let format_1: Vec<Vec<u8>> = segments
+            .iter()
+            .map(|segment| {
+                let (deflated, summary) = deflater.deflate(segment, true).unwrap();
+                [&gzip::HEADER[..], &deflated, &[0x03, 0x00], &gzip::trailer(summary)].concat()
+            })
+            .collect();
+        let mut parts: Vec<(&[u8], &str)> = vec![(&ucode, INITRD_CPIO)];
+        parts.extend(format_1.iter().map(|member| (&member[..], INITRD_GZIP)));
+        let mut joined = Vec::new();
+        resolved(&cache, 1, &parts).join_initrd(&cache, &mut joined).unwrap();
+        assert!(joined[..ucode.len()] == ucode[..]);
+        let member = &joined[ucode.len()..];
+        let mut decoder = flate2::bufread::GzDecoder::new(member);
+        let mut cpio = Vec::new();
+        decoder.read_to_end(&mut cpio).unwrap();
+        assert!(cpio == segments.concat(), "one member of every segment");
+        assert!(decoder.into_inner().is_empty(), "and nothing after it");
+    }
 }

@@ -487,7 +487,7 @@ impl FileWriter for Image {
             attribute("onshutdown", strings(), Optional, "Containers run at shutdown, in order, from `containers/onshutdown/NNN-<name>`: `spec`s of `resin_package`s."),
             attribute("services", strings(), Optional, "Long-running containers, from `containers/services/<name>` (names must be unique): `spec`s of `resin_package`s."),
             attribute("compression", AttributeType::String, Optional,
-                "How the initrd is compressed: `gzip` (the default: one gzip member, which every kernel unpacks), `zstd` (zstd frames that each end with a cpio entry: smaller, faster to write and to unpack; the kernel needs Linux 5.9 or later with `CONFIG_RD_ZSTD=y`) or `none` (a plain cpio: larger, nothing to decompress at boot). See `docs/guides/initrd-compression.md`. Part of the content hash."),
+                "How the initrd is compressed: `gzip` (the default: gzip members that each end with a cpio entry, which every kernel unpacks), `zstd` (zstd frames that each end with a cpio entry: smaller, faster to write and to unpack; the kernel needs Linux 5.9 or later with `CONFIG_RD_ZSTD=y`) or `none` (a plain cpio: larger, nothing to decompress at boot). See `docs/guides/initrd-compression.md`. Part of the content hash."),
             attribute("compression_level", AttributeType::Number, Optional,
                 "The compression level. gzip: 1 (fastest) to 9 (smallest), default 3 (libdeflate's level 3), the fastest level whose initrds stay within 5 % of `gzip -6`'s size (measured on real binaries: 1.04x; level 2 is 1.06x). zstd: 1 to 19, default 3 (zstd's own default). Not with `compression = \"none\"`. Part of the content hash."),
             attribute("content_hash", AttributeType::String, Computed,

@@ -15,7 +15,7 @@ use sha2::Digest as _;
 /// ([`write_fixtures`]) with the settings of `tests/acceptance/image.rs`'s `image_config`.
 /// Checked through Terraform (tests/acceptance/golden.rs) and by the library alone
 /// (`src/assemble/golden.rs`).
-pub const GOLDEN_INITRD: &str = "1c543036b885b6cbfb949d2fb4c2ab0b55468ec780498c175dcd5e027fd4fbc2";
+pub const GOLDEN_INITRD: &str = "98eb280df8d3c65316d47d0c27d890056802d027974edf4045abd09d05e76e96";
 
 /// What to do when a golden value changes.
 pub const GOLDEN_ADVICE: &str = "If this change is intentional (resin now writes different bytes or hashes \

@@ -8,7 +8,7 @@ use crate::image::{image_config, out, sha256, write_fixtures};
 use crate::terraform::Workspace;
 
 /// The `content_hash` of the golden image, planned by Terraform.
-const GOLDEN_CONTENT_HASH: &str = "sha256:337fb1eaf692ba7b4d258b2b5a5af3850705ab650b7556f0cae5872297dbda0f";
+const GOLDEN_CONTENT_HASH: &str = "sha256:fea74178843f6e6a55c6b90d682d03feadc20f179343f8fff428e110fa0f7f15";
 
 /// The golden image and an iPXE script of it, the layout named as `layout` names it.
 fn golden_config(workspace: &Workspace, layout: &str) -> String {

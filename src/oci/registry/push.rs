@@ -18,32 +18,36 @@ use crate::oci::retry::Attempt;
 /// The bytes read from a blob's file per chunk of the upload.
 const CHUNK: usize = 256 << 10;
 
-/// The bytes of a blob: a byte range of a file, with bytes before and after it (a segment
-/// of an initrd made a gzip member of its own has a header before it and a trailer after
-/// it). Read a chunk at a time when uploaded, never whole in memory.
+/// The bytes of a blob: bytes held in memory, then a byte range of a file (a part of an
+/// initrd is a range of the initrd). The range is read a chunk at a time when uploaded,
+/// never whole in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobSource {
     pub path: PathBuf,
     pub offset: u64,
     pub length: u64,
     pub prefix: Vec<u8>,
-    pub suffix: Vec<u8>,
 }
 
 impl BlobSource {
     /// The whole file at `path`, of `length` bytes.
     pub fn file(path: &Path, length: u64) -> BlobSource {
-        BlobSource { path: path.to_path_buf(), offset: 0, length, prefix: Vec::new(), suffix: Vec::new() }
+        BlobSource::range(path, 0, length)
+    }
+
+    /// `length` bytes of the file at `path`, from `offset`.
+    pub fn range(path: &Path, offset: u64, length: u64) -> BlobSource {
+        BlobSource { path: path.to_path_buf(), offset, length, prefix: Vec::new() }
     }
 
     /// A blob held in memory (a config, a manifest's small documents).
     pub fn bytes(bytes: Vec<u8>) -> BlobSource {
-        BlobSource { path: PathBuf::new(), offset: 0, length: 0, prefix: bytes, suffix: Vec::new() }
+        BlobSource { path: PathBuf::new(), offset: 0, length: 0, prefix: bytes }
     }
 
     /// The blob's size.
     pub fn size(&self) -> u64 {
-        self.prefix.len() as u64 + self.length + self.suffix.len() as u64
+        self.prefix.len() as u64 + self.length
     }
 }
 
@@ -223,7 +227,7 @@ fn upload_url(base: &str, location: &str, digest: &Digest) -> Result<String> {
 async fn blob_body(source: &BlobSource) -> Result<reqwest::Body> {
     use tokio::io::AsyncSeekExt as _;
     if source.length == 0 {
-        return Ok(reqwest::Body::from([source.prefix.as_slice(), &source.suffix].concat()));
+        return Ok(reqwest::Body::from(source.prefix.clone()));
     }
     let path = source.path.clone();
     let mut file = tokio::fs::File::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
@@ -252,8 +256,7 @@ async fn blob_body(source: &BlobSource) -> Result<reqwest::Body> {
         }
     });
     let prefix = futures_util::stream::iter([Ok(source.prefix.clone())]);
-    let suffix = futures_util::stream::iter([Ok(source.suffix.clone())]);
-    let chunks = prefix.chain(range).chain(suffix).filter(|chunk| {
+    let chunks = prefix.chain(range).filter(|chunk| {
         let empty = matches!(chunk, Ok(bytes) if bytes.is_empty());
         async move { !empty }
     });
@@ -299,15 +302,9 @@ mod tests {
         let first = client.push_blob(&target, &digest, &source).await.unwrap();
         assert_eq!(first, Pushed::Uploaded(blob.len() as u64));
         assert_eq!(client.push_blob(&target, &digest, &source).await.unwrap(), Pushed::Present);
-        // A range of the file between bytes of its own.
-        let framed = BlobSource {
-            offset: 7,
-            length: CHUNK as u64 + 3,
-            prefix: b"head".to_vec(),
-            suffix: b"tail".to_vec(),
-            ..source.clone()
-        };
-        let bytes = [&b"head"[..], &blob[7..CHUNK + 10], b"tail"].concat();
+        // Bytes of its own, then a range of the file.
+        let framed = BlobSource { prefix: b"head".to_vec(), ..BlobSource::range(&path, 7, CHUNK as u64 + 3) };
+        let bytes = [&b"head"[..], &blob[7..CHUNK + 10]].concat();
         let framed_digest = crate::oci::digest::sha256(&bytes);
         assert_eq!(framed.size(), bytes.len() as u64);
         client.push_blob(&target, &framed_digest, &framed).await.unwrap();

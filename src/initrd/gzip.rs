@@ -21,7 +21,7 @@
 //! compressed bytes, and hence the initrd digest, depend on both.
 //!
 //! Images published in artifact format 1 held the one-member initrd of assembly formats
-//! up to 4 as a member per segment; [`join_members`] joins those back.
+//! up to 5 as a member per segment; [`join_members`] joins those back.
 
 use std::io::{self, Write};
 

@@ -17,7 +17,7 @@
 //! what it holds, so a package that did not change is the same blob in the next version
 //! and is neither uploaded nor downloaded again. Concatenated ([`super::pull`]), the
 //! layers are the image's `<name>-initrd.img` byte for byte. (Artifact format 1, the
-//! one-member gzip initrds of assembly formats up to 4, made each segment a member of its
+//! one-member gzip initrds of assembly formats up to 5, made each segment a member of its
 //! own, joined back into the one member: [`gzip::join_members`].)
 
 use std::collections::BTreeMap;

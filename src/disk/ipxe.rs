@@ -117,6 +117,9 @@ fn from_registry(base: &str, name: &str, cmdline: &str, published: &Published, p
     script
 }
 
+/// What starts a setting iPXE expands in a script line (`${name}`).
+const SETTING_START: &str = "${";
+
 /// Why iPXE would not pass `cmdline` to the kernel as it is, if it would not. iPXE splits
 /// a script line into words at white space and joins the `kernel` command's arguments
 /// with single spaces; the words `||`, `&&` and `;` end the command and start another, a
@@ -136,7 +139,7 @@ pub fn check_cmdline(cmdline: &str) -> Option<String> {
         let problem = match word {
             "||" | "&&" | ";" => "ends the kernel command and starts another",
             _ if word.starts_with('#') => "starts a comment that cuts the command line",
-            _ if word.contains("${") => "is expanded as an iPXE setting",
+            _ if word.contains(SETTING_START) => "is expanded as an iPXE setting",
             _ => continue,
         };
         return Some(format!("the word {word:?} {problem} in an iPXE script"));

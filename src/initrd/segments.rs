@@ -785,30 +785,27 @@ pub(crate) mod tests {
         let plain = initrd(Compression::Uncompressed, &segments);
         let zstd = initrd(Compression::Zstd { level: 3 }, &segments);
         assert_eq!(zstd, initrd(Compression::Zstd { level: 3 }, &segments), "the same bytes every time");
-        let frames = crate::initrd::zstd::decode_frames(&zstd);
-        assert_eq!(frames.concat(), plain, "the frames hold the plain cpio");
-        let ends = entry_ends(&plain);
-        let mut at = 0;
-        for frame in &frames {
-            at += frame.len();
-            assert!(ends.contains(&at), "a frame ends at {at}, inside an entry");
-        }
-        assert!(frames.len() > 6, "small files make frames of their own: {}", frames.len());
-        assert!(frames.iter().any(|frame| frame.len() > 2 * PIECE), "the large file's frame spans pieces");
-        assert!(zstd.len() < plain.len() * 3 / 4, "compressed: {} of {}", zstd.len(), plain.len());
+        assert_members_end_with_entries("frame", &crate::initrd::zstd::decode_frames(&zstd), &zstd, &plain);
 
         // So do gzip members, pieces of a long entry joined into one member.
         let gzip = initrd(Compression::DEFAULT, &segments);
         assert_eq!(gzip, initrd(Compression::DEFAULT, &segments), "the same bytes every time");
-        let members = gzip_members(&gzip);
-        assert_eq!(members.concat(), plain, "the members hold the plain cpio");
+        assert_members_end_with_entries("member", &gzip_members(&gzip), &gzip, &plain);
+    }
+
+    /// `members` (each decoded alone) of the `compressed` initrd hold the `plain` cpio, each
+    /// ends where an entry ends, small files make members of their own and the large file
+    /// one that spans pieces.
+    fn assert_members_end_with_entries(what: &str, members: &[Vec<u8>], compressed: &[u8], plain: &[u8]) {
+        assert!(members.concat() == plain, "the {what}s hold the plain cpio");
+        let ends = entry_ends(plain);
         let mut at = 0;
-        for member in &members {
+        for member in members {
             at += member.len();
-            assert!(ends.contains(&at), "a member ends at {at}, inside an entry");
+            assert!(ends.contains(&at), "a {what} ends at {at}, inside an entry");
         }
-        assert!(members.len() > 6, "small files make members of their own: {}", members.len());
-        assert!(members.iter().any(|member| member.len() > 2 * PIECE), "the large file's member spans pieces");
-        assert!(gzip.len() < plain.len() * 3 / 4, "compressed: {} of {}", gzip.len(), plain.len());
+        assert!(members.len() > 6, "small files make {what}s of their own: {}", members.len());
+        assert!(members.iter().any(|member| member.len() > 2 * PIECE), "the large file's {what} spans pieces");
+        assert!(compressed.len() < plain.len() * 3 / 4, "compressed: {} of {}", compressed.len(), plain.len());
     }
 }

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -32,10 +33,10 @@ use super::hash::ASSEMBLY_FORMAT;
 use super::kernel::{extract_kernel, KernelSource};
 use super::prefetch::Prefetch;
 use super::segment_cache::{CachedSegment, SegmentCache};
-use super::segment_writer::write_segments;
+use super::segment_writer::{write_segments, Entry};
 use super::segments::{plan, BodySources, Planned};
 use super::warning::Warning;
-use crate::initrd::segments::{write_initrd, PIECE};
+use crate::initrd::segments::{InitrdWriter, SegmentSink, WrittenInitrd, PIECE};
 use crate::log;
 use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
@@ -138,22 +139,32 @@ fn assemble(
     let kernel = extract_kernel(kernel_spec, &mut kernel_source, output_dir)?;
     let mut warnings = kernel.warnings.clone();
     let sources = BodySources::new(composition, images, cache, kernel_source, segment_cache.early_reads());
-    let (mut ordered, kept) = initrd_segments(composition, sources, segment_cache, started)?;
-    warnings.extend(kept);
 
-    // The initrd: microcode, then the segments and the trailer's segment.
+    // The initrd (microcode, the segments, the trailer's segment) is written on a thread of
+    // its own as its segments come: a cached one at once, a new one once compressed whole,
+    // while the next ones are built.
     let initrd = temporary(output_dir, "initrd")?;
     let initrd_path = initrd.path().display().to_string();
-    let mut written = || {
-        let mut ucode = kernel.ucode.as_ref().map(tempfile::NamedTempFile::reopen).transpose()?;
-        let ucode = ucode.as_mut().map(|file| file as &mut dyn std::io::Read);
-        write_initrd(initrd.as_file().try_clone()?, ucode, &mut ordered, compression)
+    let (parts, ordered) = channel();
+    let (written, built) = channel();
+    let (segments, initrd_written) = std::thread::scope(|scope| {
+        let (file, ucode) = (initrd.as_file().try_clone(), kernel.ucode.as_ref());
+        let writer = scope.spawn(move || write_in_order(file?, ucode, ordered, built, compression));
+        let segments = initrd_segments(composition, sources, segment_cache, started, &parts, written);
+        drop(parts);
+        (segments, writer.join().expect("the initrd writer does not panic"))
+    });
+    let writing = || format!("writing the initrd to {initrd_path}");
+    let (initrd_written, kept, segment_count) = match (segments, initrd_written) {
+        // The writer failed first (a full disk...): its error is the one to report.
+        (Err(e), Err(writer)) if e.is::<InitrdStopped>() => return Err(writer).with_context(writing),
+        (Err(e), _) => return Err(e),
+        (Ok(()), written) => written.with_context(writing)?,
     };
+    warnings.extend(kept);
     let crate::initrd::segments::WrittenInitrd { sha256: initrd_sha256, size: initrd_size, cpio_bytes, parts } =
-        written().with_context(|| format!("writing the initrd to {initrd_path}"))?;
+        initrd_written;
     let initrd_parts = parts.iter().map(super::spec::InitrdPart::from).collect();
-    let segment_count = ordered.len();
-    drop(ordered);
     if let Err(e) = segment_cache.trim() {
         log::warn("could not trim the segment cache", &[("error", format!("{e:#}"))]);
     }
@@ -181,16 +192,28 @@ fn assemble(
     Ok(Artifacts { files, documents, initrd_parts, warnings })
 }
 
+/// A part of the initrd, in order, and what it is: a cached segment, or `None` for the
+/// next segment written.
+type Part = (String, Option<CachedSegment>);
+
+/// The initrd writer stopped: the reason is what it returned.
+#[derive(Debug, thiserror::Error)]
+#[error("the initrd writer stopped")]
+struct InitrdStopped;
+
 /// Every segment of the initrd, in order, each knowing the directories the ones before it
 /// write: a segment in the cache gives its bytes and those directories; any other is built
 /// (its layers read once) and written (cut into pieces, compressed on every core) while
-/// the next ones are built. Returns them with the warnings they keep.
+/// the next ones are built. Each goes to `parts` in order as it is decided, and each
+/// written one to `written` once compressed whole.
 fn initrd_segments<'c>(
     composition: &'c Composition,
     mut sources: BodySources<'c>,
     segment_cache: &SegmentCache,
     started: Instant,
-) -> Result<(Vec<CachedSegment>, Vec<Warning>)> {
+    parts: &Sender<Part>,
+    written: Sender<CachedSegment>,
+) -> Result<()> {
     let compression = composition.inputs.compression;
     // What every segment's bytes depend on besides its contents.
     let settings = json!({
@@ -199,9 +222,10 @@ fn initrd_segments<'c>(
         "piece": PIECE,
         "compressor": crate::initrd::compression::fingerprint(compression),
     });
-    let mut parts: Vec<(String, Option<CachedSegment>)> = Vec::new();
     let mut source = SegmentSource::new(segment_cache);
-    let written = write_segments(compression, segment_cache, |sink| {
+    let part = |part: Part| parts.send(part).map_err(|_| InitrdStopped);
+    let done = move |segment| written.send(segment).map_err(|_| InitrdStopped.into());
+    let build = |sink: &SegmentSink<'c, Entry>| {
         std::thread::scope(|scope| {
             let mut prefetch =
                 Prefetch::new(scope, sources.cache(), segment_cache.early_reads(), read_ahead_limit(segment_cache));
@@ -215,7 +239,7 @@ fn initrd_segments<'c>(
                     for directory in &cached.meta.directories {
                         existing.insert(hex::decode(directory).context("a cached segment's directory")?);
                     }
-                    parts.push((describe, Some(cached)));
+                    part((describe, Some(cached)))?;
                     continue;
                 }
                 let later = planned[index + 1..].iter().flatten();
@@ -236,7 +260,7 @@ fn initrd_segments<'c>(
                 let mut segment = this.build(&mut sources, &describe)?.into_segment(key, &existing);
                 segment.tag.shared = !private;
                 existing.extend(segment.tag.directories.iter().cloned());
-                parts.push((describe, None));
+                part((describe, None))?;
                 sink.push(segment)?;
             }
             log::debug(
@@ -249,13 +273,14 @@ fn initrd_segments<'c>(
             );
             Ok(())
         })
-    })?;
+    };
+    write_segments(compression, segment_cache, build, done)?;
     drop(sources);
     log::debug(
         "assembly: segments written",
         &[("segments", source.misses.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
     );
-    in_order(parts, written)
+    Ok(())
 }
 
 /// How many images are read ahead at once: one per core, and none when a shared segment
@@ -287,24 +312,30 @@ fn read_ahead<'p, 'c: 'p, 'env>(
     }
 }
 
-/// The segments in initrd order: each part is cached, or the next of those `written`
-/// (in the order they were built). Returns them with their warnings, told where each
-/// segment is.
-fn in_order(
-    parts: Vec<(String, Option<CachedSegment>)>,
-    written: Vec<CachedSegment>,
-) -> Result<(Vec<CachedSegment>, Vec<Warning>)> {
-    let mut written = written.into_iter();
-    let (mut ordered, mut warnings) = (Vec::new(), Vec::new());
+/// Writes the initrd into `file`: the microcode `ucode`, then each of the `parts` in order
+/// (a cached segment, or the next of those `written`), then the trailer's segment.
+/// Returns what was written, the warnings the segments keep (told where each segment is)
+/// and how many segments there are.
+fn write_in_order(
+    file: std::fs::File,
+    ucode: Option<&tempfile::NamedTempFile>,
+    parts: Receiver<Part>,
+    written: Receiver<CachedSegment>,
+    compression: crate::initrd::Compression,
+) -> Result<(WrittenInitrd, Vec<Warning>, usize)> {
+    let mut ucode = ucode.map(tempfile::NamedTempFile::reopen).transpose()?;
+    let mut initrd = InitrdWriter::new(file, ucode.as_mut().map(|file| file as &mut dyn std::io::Read))?;
+    let (mut warnings, mut count) = (Vec::new(), 0);
     for (describe, part) in parts {
-        let segment = match part {
+        let mut segment = match part {
             Some(cached) => cached,
-            None => written.next().context("a segment was not written")?,
+            None => written.recv().context("a segment was not written")?,
         };
         warnings.extend(segment.meta.warnings.iter().map(|warning| Warning::kept(&describe, warning)));
-        ordered.push(segment);
+        initrd.append(&mut segment)?;
+        count += 1;
     }
-    Ok((ordered, warnings))
+    Ok((initrd.finish(compression)?, warnings, count))
 }
 
 /// Segments from the segment cache, or to build: every lookup counts as a hit or a miss.
@@ -363,6 +394,7 @@ fn publish_artifacts(
 mod tests {
     use super::*;
     use crate::assemble::segment_cache::tests::{key, put};
+    use crate::initrd::Compression;
 
     #[test]
     fn the_segment_source_counts_hits_and_misses() {
@@ -377,13 +409,21 @@ mod tests {
     }
 
     #[test]
-    fn cached_and_written_segments_are_put_in_initrd_order_with_their_warnings() {
+    fn cached_and_written_segments_are_written_in_initrd_order_with_their_warnings() {
         let root = tempfile::tempdir().unwrap();
         let cache = SegmentCache::open(root.path(), 1 << 30).unwrap();
-        let data = |mut segment: CachedSegment| {
-            let mut out = Vec::new();
-            segment.copy_to(&mut out).unwrap();
-            out
+        let write = |parts: Vec<Part>, written: Vec<CachedSegment>| {
+            let (part, ordered) = channel();
+            let (done, built) = channel();
+            parts.into_iter().for_each(|p| part.send(p).unwrap());
+            written.into_iter().for_each(|w| done.send(w).unwrap());
+            drop((part, done));
+            let file = tempfile::NamedTempFile::new_in(root.path()).unwrap();
+            let ucode = tempfile::NamedTempFile::new_in(root.path()).unwrap();
+            std::fs::write(ucode.path(), b"ucode").unwrap();
+            let result =
+                write_in_order(file.reopen().unwrap(), Some(&ucode), ordered, built, Compression::Uncompressed);
+            result.map(|(initrd, warnings, count)| (initrd, warnings, count, std::fs::read(file.path()).unwrap()))
         };
         let parts = vec![
             ("init[0]".to_string(), None),
@@ -391,12 +431,13 @@ mod tests {
             ("file".to_string(), None),
         ];
         let written = vec![put(&cache, &key(1), b"first"), put(&cache, &key(3), b"last")];
-        let (ordered, warnings) = in_order(parts, written).unwrap();
-        let bytes: Vec<Vec<u8>> = ordered.into_iter().map(data).collect();
-        assert_eq!(bytes, [b"first".to_vec(), b"cached".to_vec(), b"last".to_vec()]);
+        let (initrd, warnings, count, bytes) = write(parts, written).unwrap();
+        assert_eq!(count, 3);
+        assert!(bytes.starts_with(b"ucodefirstcachedlast070701"), "{:?}", String::from_utf8_lossy(&bytes));
+        assert_eq!((initrd.size, initrd.sha256), (bytes.len() as u64, crate::oci::digest::sha256(&bytes).to_string()));
         let details: Vec<&str> = warnings.iter().map(|w| w.detail.as_str()).collect();
         assert_eq!(details, ["init[0]: b", "onboot[0]: b", "file: b"]);
-        let missing = in_order(vec![("file".to_string(), None)], vec![]).unwrap_err();
+        let missing = write(vec![("file".to_string(), None)], vec![]).unwrap_err();
         assert_eq!(missing.to_string(), "a segment was not written");
     }
 

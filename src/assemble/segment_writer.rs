@@ -27,32 +27,30 @@ pub struct Entry {
 pub type Segment<'c> = segments::Segment<'c, Entry>;
 
 /// Writes the segments `build` pushes into new entries of `cache` (see
-/// [`segments::write_segments`]); returns the entries, open, in the order they were pushed.
+/// [`segments::write_segments`]); hands each entry, open, to `finished` in the order they
+/// were pushed, as soon as it is written.
 pub fn write_segments<'c>(
     compression: Compression,
     cache: &SegmentCache,
     build: impl FnOnce(&SegmentSink<'c, Entry>) -> Result<()>,
-) -> Result<Vec<CachedSegment>> {
-    let written = segments::write_segments(compression, cache, build)?;
-    written
-        .into_iter()
-        .map(|segment| {
-            let Compressed { output, summary, uncreatable, tag: Entry { key, directories, warnings, shared }, what } =
-                segment;
-            let mut warnings: Vec<(String, String)> = warnings.into_iter().map(|w| (w.summary, w.detail)).collect();
-            warnings.extend(uncreatable.iter().map(|(name, reason)| {
-                let warning = Warning::uncreatable(name, reason);
-                (warning.summary, warning.detail)
-            }));
-            let meta = SegmentMeta {
-                crc: summary.crc,
-                length: summary.length,
-                directories: directories.iter().map(hex::encode).collect(),
-                warnings,
-            };
-            output.finish(cache, &key, &meta, shared).with_context(|| what)
-        })
-        .collect()
+    mut finished: impl FnMut(CachedSegment) -> Result<()> + Send,
+) -> Result<()> {
+    segments::write_segments(compression, cache, build, |segment| {
+        let Compressed { output, summary, uncreatable, tag: Entry { key, directories, warnings, shared }, what } =
+            segment;
+        let mut warnings: Vec<(String, String)> = warnings.into_iter().map(|w| (w.summary, w.detail)).collect();
+        warnings.extend(uncreatable.iter().map(|(name, reason)| {
+            let warning = Warning::uncreatable(name, reason);
+            (warning.summary, warning.detail)
+        }));
+        let meta = SegmentMeta {
+            crc: summary.crc,
+            length: summary.length,
+            directories: directories.iter().map(hex::encode).collect(),
+            warnings,
+        };
+        finished(output.finish(cache, &key, &meta, shared).with_context(|| what)?)
+    })
 }
 
 /// A segment's device number: the first 64 bits of its key, as (major, minor), which
@@ -80,7 +78,9 @@ mod tests {
             Entry { key: key.clone(), directories: vec![b"etc".to_vec()], warnings: vec![warning], shared: true };
         let body = SegmentBody::File { path: b"etc/motd", contents: b"hello\n".to_vec() };
         let segment = Segment { body, existing: BTreeSet::new(), device: device_of(&key), tag: entry };
-        let written = write_segments(Compression::DEFAULT, &cache, |sink| sink.push(segment)).unwrap();
+        let mut written = Vec::new();
+        write_segments(Compression::DEFAULT, &cache, |sink| sink.push(segment), |entry| Ok(written.push(entry)))
+            .unwrap();
         assert_eq!(written.len(), 1);
         let meta = &written[0].meta;
         assert_eq!(meta.directories, [hex::encode("etc")]);

@@ -5,19 +5,21 @@
 //! compresses into the segment's output in a [`SegmentStore`] (the caller's: a cache, or
 //! memory): gzip members or zstd frames that each end where an entry ends (a piece cut
 //! inside a long entry continues its member: for gzip, a deflate stream made to go on;
-//! for zstd, a frame fed in order to zstd's workers). The initrd is then the microcode
+//! for zstd, a frame fed in order to zstd's workers). Each segment compressed whole goes
+//! to the caller in order while the next ones are written. The initrd is the microcode
 //! cpio (when the kernel sets one), the segments ([`Stored`]) in order and the cpio
-//! trailer's segment, each of them whole members or frames ([`write_initrd`]). File
-//! contents stream from the spools; memory holds a few pieces at a time.
+//! trailer's segment, each of them whole members or frames ([`InitrdWriter`]), written as
+//! the segments come. File contents stream from the spools; memory holds a few pieces at
+//! a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::compression::{Compression, Compressor};
 use super::gzip::{self, PieceDeflater, SegmentSummary};
@@ -177,7 +179,8 @@ impl newc::EntrySink for Cutter<'_> {
 
 /// A segment's compressed pieces, written to its cache entry in order as they arrive.
 struct Output<W> {
-    entry: W,
+    /// Taken when the segment is complete.
+    entry: Option<W>,
     next: usize,
     waiting: BTreeMap<usize, (Part, Vec<u8>, SegmentSummary)>,
     /// The segment's cpio bytes so far.
@@ -188,12 +191,14 @@ struct Output<W> {
     error: Option<anyhow::Error>,
     /// Open zstd frames, under the index of the piece that continues each.
     frames: BTreeMap<usize, LongFrame>,
+    /// The segment and its store, for messages.
+    what: String,
 }
 
 impl<W: Write> Output<W> {
-    fn new(entry: W, compression: Compression) -> Output<W> {
+    fn new(entry: W, compression: Compression, what: String) -> Output<W> {
         Output {
-            entry,
+            entry: Some(entry),
             next: 0,
             waiting: BTreeMap::new(),
             summary: SegmentSummary::default(),
@@ -201,20 +206,22 @@ impl<W: Write> Output<W> {
             member: SegmentSummary::default(),
             error: None,
             frames: BTreeMap::new(),
+            what,
         }
     }
 
     fn add(&mut self, index: usize, part: Part, compressed: Vec<u8>, summary: SegmentSummary) -> io::Result<()> {
         self.waiting.insert(index, (part, compressed, summary));
         while let Some((part, compressed, summary)) = self.waiting.remove(&self.next) {
+            let entry = self.entry.as_mut().ok_or_else(|| io::Error::other("a piece after the segment's end"))?;
             if self.gzip && part.starts_member() {
-                self.entry.write_all(&gzip::HEADER)?;
+                entry.write_all(&gzip::HEADER)?;
                 self.member = SegmentSummary::default();
             }
-            self.entry.write_all(&compressed)?;
+            entry.write_all(&compressed)?;
             self.member = self.member.then(summary);
             if self.gzip && part.ends_member() {
-                self.entry.write_all(&gzip::trailer(self.member))?;
+                entry.write_all(&gzip::trailer(self.member))?;
             }
             self.summary = self.summary.then(summary);
             self.next += 1;
@@ -388,23 +395,29 @@ fn compress_pieces<W: Write>(mut compressor: Compressor, pieces: &Mutex<Receiver
     }
 }
 
+/// A segment the producer is done with: its index, what it is, and what writing its cpio
+/// stream learnt (or why it failed).
+type Done<T> = (usize, String, Result<(Produced, T)>);
+
 /// The producer thread: writes each segment's cpio stream, in order, into pieces for the
-/// compressors. Returns each segment started, with what it is: its output failing to
+/// compressors, and sends each one it is done with to the finisher. Its output failing to
 /// open, or its writing failing, ends the writing.
 fn produce_segments<T, S: SegmentStore>(
     store: &S,
     compression: Compression,
+    describe: impl Fn(&str) -> String,
     segments: Receiver<Segment<'_, T>>,
     queue: SyncSender<Piece>,
+    done: Sender<Done<T>>,
     shared: &Shared<S::Output>,
-) -> Vec<(String, Result<(Produced, T)>)> {
+) {
     let stop = &shared.stop;
     let _guard = StopOnPanic(stop);
-    let mut done = Vec::new();
     for (index, segment) in segments.iter().enumerate() {
         let what = segment.describe();
         let result = store.create().and_then(|output| {
-            let slot = Slot { output: Mutex::new(Output::new(output, compression)), compressed: Condvar::new() };
+            let output = Output::new(output, compression, describe(&what));
+            let slot = Slot { output: Mutex::new(output), compressed: Condvar::new() };
             shared.slots.lock().expect("slots lock").push(Arc::new(slot));
             let cutter = Cutter {
                 segment: index,
@@ -418,24 +431,73 @@ fn produce_segments<T, S: SegmentStore>(
             produce(&segment, cutter)
         });
         let failed = result.is_err();
-        done.push((what, result.map(|produced| (produced, segment.tag))));
+        // The finisher stopped: `stop` says so.
+        let _ = done.send((index, what, result.map(|produced| (produced, segment.tag))));
         if failed || stop.load(Ordering::SeqCst) {
             stop.store(true, Ordering::SeqCst);
             break;
         }
     }
-    done
+}
+
+/// The finisher thread: waits for each segment the producer is done with to be
+/// compressed whole, in order, and hands it to `finished`. Returns the first failure of
+/// the producer or of `finished` (a compressor's stays in its segment's output).
+fn finish_segments<T, W: Write>(
+    done: Receiver<Done<T>>,
+    shared: &Shared<W>,
+    describe: impl Fn(&str) -> String,
+    mut finished: impl FnMut(Compressed<W, T>) -> Result<()>,
+) -> Result<()> {
+    let _guard = StopOnPanic(&shared.stop);
+    let stopped = |error: anyhow::Error| {
+        shared.stop.store(true, Ordering::SeqCst);
+        Err(error)
+    };
+    for (index, what, result) in done {
+        let (produced, tag) = match result {
+            Ok(produced) => produced,
+            Err(e) => return stopped(e.context(describe(&what))),
+        };
+        let slot = shared.slots.lock().expect("slots lock")[index].clone();
+        let mut output = slot.output.lock().expect("segment output lock");
+        while output.next < produced.pieces {
+            if output.error.is_some() || shared.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            output = slot.compressed.wait_timeout(output, Duration::from_millis(50)).expect("segment output lock").0;
+        }
+        if output.next != produced.pieces {
+            return stopped(anyhow::anyhow!(
+                "{}: {} of {} pieces were compressed",
+                describe(&what),
+                output.next,
+                produced.pieces
+            ));
+        }
+        debug_assert_eq!(produced.cpio_bytes, output.summary.length);
+        let (summary, entry) = (output.summary, output.entry.take());
+        drop(output);
+        let Some(output) = entry else { return stopped(anyhow::anyhow!("{}: taken twice", describe(&what))) };
+        let compressed = Compressed { output, summary, uncreatable: produced.uncreatable, tag, what: describe(&what) };
+        if let Err(e) = finished(compressed) {
+            return stopped(e);
+        }
+    }
+    Ok(())
 }
 
 /// Writes the segments `build` pushes into new outputs of `store`, while `build` goes on:
 /// one thread writes their cpio streams in order, cut into pieces that one compressor per
-/// core compresses (as `compression` says). Memory holds a few pieces and a few segments
-/// at a time. Returns the segments written, in the order they were pushed.
+/// core compresses (as `compression` says), and each segment, once compressed whole, goes
+/// to `finished`, in the order they were pushed (on a thread of its own, while the next
+/// ones are written). Memory holds a few pieces and a few segments at a time.
 pub fn write_segments<'c, T: Send, S: SegmentStore>(
     compression: Compression,
     store: &S,
     build: impl FnOnce(&SegmentSink<'c, T>) -> Result<()>,
-) -> Result<Vec<Compressed<S::Output, T>>> {
+    finished: impl FnMut(Compressed<S::Output, T>) -> Result<()> + Send,
+) -> Result<()> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let describe = |what: &str| format!("writing initrd segment ({what}) to {}", store.describe());
     let long_frames = match compression {
@@ -446,52 +508,38 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
     let (queue, pieces) = std::sync::mpsc::sync_channel::<Piece>(workers);
     let pieces = Mutex::new(pieces);
     let (sink, segments) = std::sync::mpsc::sync_channel::<Segment<'c, T>>(1);
+    let (done, produced) = std::sync::mpsc::channel::<Done<T>>();
     let compressors = (0..workers)
         .map(|_| Compressor::new(compression))
         .collect::<io::Result<Vec<_>>>()
         .with_context(|| format!("starting the {compression:?} compressor"))?;
-    let (built, done) = std::thread::scope(|scope| {
+    let (built, finishing) = std::thread::scope(|scope| {
         for compressor in compressors {
             let (pieces, shared) = (&pieces, &shared);
             scope.spawn(move || compress_pieces(compressor, pieces, shared));
         }
         let shared = &shared;
-        let producer = scope.spawn(move || produce_segments(store, compression, segments, queue, shared));
+        scope.spawn(move || produce_segments(store, compression, describe, segments, queue, done, shared));
+        let finisher = scope.spawn(move || finish_segments(produced, shared, describe, finished));
         let built = build(&SegmentSink { segments: sink });
         if built.is_err() {
             shared.stop.store(true, Ordering::SeqCst);
         }
-        let done = producer.join().expect("the segment producer does not panic");
-        (built, done)
+        (built, finisher.join().expect("the segment finisher does not panic"))
     });
     // The first real failure: a compressor's (a full disk...), the build's own (a damaged
-    // blob, which must reach the caller as it is), or the segment writer's.
+    // blob, which must reach the caller as it is), then the producer's or `finished`'s.
     let slots = shared.slots.into_inner().expect("slots lock");
-    for ((what, _), slot) in done.iter().zip(&slots) {
-        if let Some(error) = slot.output.lock().expect("segment output lock").error.take() {
-            return Err(error).with_context(|| describe(what));
+    for slot in &slots {
+        let mut output = slot.output.lock().expect("segment output lock");
+        if let Some(error) = output.error.take() {
+            return Err(error).context(output.what.clone());
         }
     }
-    if let Err(error) = built {
-        if !error.is::<WritersStopped>() {
-            return Err(error);
-        }
+    match built {
+        Err(error) if !error.is::<WritersStopped>() => Err(error),
+        _ => finishing,
     }
-    let mut written = Vec::new();
-    let mut slots = slots.into_iter();
-    for (what, done) in done {
-        let what = describe(&what);
-        let (produced, tag) = done.with_context(|| what.clone())?;
-        let slot = slots.next().context("a segment without its output")?;
-        let output = Arc::into_inner(slot).expect("the writers are done").output.into_inner().expect("lock");
-        if output.next != produced.pieces {
-            bail!("{what}: {} of {} pieces were compressed", output.next, produced.pieces);
-        }
-        debug_assert_eq!(produced.cpio_bytes, output.summary.length);
-        let summary = output.summary;
-        written.push(Compressed { output: output.entry, summary, uncreatable: produced.uncreatable, tag, what });
-    }
-    Ok(written)
 }
 
 /// A compressed segment as the initrd takes it.
@@ -551,59 +599,82 @@ impl<R: Read> Read for CrcReader<R> {
     }
 }
 
-/// Writes the initrd to `initrd`: the microcode cpio `ucode` (if any), then `segments` in
-/// order and the cpio trailer's segment (a gzip member, a zstd frame, or plain).
-pub fn write_initrd(
-    initrd: std::fs::File,
-    ucode: Option<&mut dyn Read>,
-    segments: &mut [impl Stored],
-    compression: Compression,
-) -> Result<WrittenInitrd> {
-    let mut out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, initrd));
-    let mut parts = Vec::new();
-    let mut part = |kind, offset, out: &HashingWriter<_>, summary| {
-        parts.push(InitrdPart { kind, offset, length: out.written() - offset, summary });
-    };
-    if let Some(ucode) = ucode {
-        let mut summed = CrcReader { inner: ucode, crc: crc32fast::Hasher::new() };
-        let length = io::copy(&mut summed, &mut out).context("copying the microcode cpio")?;
-        part(PartKind::Microcode, 0, &out, SegmentSummary { crc: summed.crc.finalize(), length });
+/// Initrd bytes between two syncs of its file while it is written: the disk writes them
+/// while later segments are compressed, not all at once when the initrd is published
+/// (which syncs it whole before the rename).
+const SYNC_STEP: u64 = 16 << 20;
+
+/// Writes an initrd part by part, in order: the microcode cpio (if any), the segments
+/// ([`InitrdWriter::append`], as each is ready), then the cpio trailer's segment (a gzip
+/// member, a zstd frame, or plain) and the digest ([`InitrdWriter::finish`]).
+pub struct InitrdWriter {
+    out: HashingWriter<io::BufWriter<std::fs::File>>,
+    parts: Vec<InitrdPart>,
+    cpio_bytes: u64,
+    /// The file, to sync, and how many bytes were synced ([`SYNC_STEP`]).
+    file: std::fs::File,
+    synced: u64,
+}
+
+impl InitrdWriter {
+    /// Starts the initrd in `initrd` with the microcode cpio `ucode`.
+    pub fn new(initrd: std::fs::File, ucode: Option<&mut dyn Read>) -> Result<InitrdWriter> {
+        let file = initrd.try_clone()?;
+        let out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, initrd));
+        let mut writer = InitrdWriter { out, parts: Vec::new(), cpio_bytes: 0, file, synced: 0 };
+        if let Some(ucode) = ucode {
+            let mut summed = CrcReader { inner: ucode, crc: crc32fast::Hasher::new() };
+            let length = io::copy(&mut summed, &mut writer.out).context("copying the microcode cpio")?;
+            writer.part(PartKind::Microcode, 0, SegmentSummary { crc: summed.crc.finalize(), length });
+        }
+        Ok(writer)
     }
-    let mut cpio_bytes = 0;
-    for segment in segments.iter_mut() {
-        let offset = out.written();
-        segment.copy_to(&mut out)?;
+
+    fn part(&mut self, kind: PartKind, offset: u64, summary: SegmentSummary) {
+        self.parts.push(InitrdPart { kind, offset, length: self.out.written() - offset, summary });
+    }
+
+    /// Appends the next segment.
+    pub fn append(&mut self, segment: &mut impl Stored) -> io::Result<()> {
+        let offset = self.out.written();
+        segment.copy_to(&mut self.out)?;
         let summary = segment.summary();
-        part(PartKind::Segment, offset, &out, summary);
-        cpio_bytes += summary.length;
+        self.part(PartKind::Segment, offset, summary);
+        self.cpio_bytes += summary.length;
+        if self.out.written() - self.synced >= SYNC_STEP {
+            self.out.flush()?;
+            self.file.sync_data()?;
+            self.synced = self.out.written();
+        }
+        Ok(())
     }
-    let offset = out.written();
-    match compression {
-        Compression::Gzip { level } => {
-            let mut trailer = Vec::new();
-            cpio_bytes += newc::write_trailer(&mut trailer, cpio_bytes)?;
-            let (member, summary) = PieceDeflater::new(level)?.member(&trailer)?;
-            out.write_all(&member)?;
-            part(PartKind::Trailer, offset, &out, summary);
-        }
-        Compression::Zstd { level } => {
-            let mut trailer = Vec::new();
-            let length = newc::write_trailer(&mut trailer, cpio_bytes)?;
-            cpio_bytes += length;
-            out.write_all(&FrameCompressor::new(level)?.frame(&trailer)?)?;
-            part(PartKind::Trailer, offset, &out, SegmentSummary { crc: 0, length });
-        }
-        Compression::Uncompressed => {
-            let mut trailer = Vec::new();
-            let length = newc::write_trailer(&mut trailer, cpio_bytes)?;
-            cpio_bytes += length;
-            out.write_all(&trailer)?;
-            part(PartKind::Trailer, offset, &out, SegmentSummary { crc: 0, length });
-        }
+
+    /// Appends the trailer's segment; returns what was written.
+    pub fn finish(mut self, compression: Compression) -> Result<WrittenInitrd> {
+        let offset = self.out.written();
+        let mut trailer = Vec::new();
+        let length = newc::write_trailer(&mut trailer, self.cpio_bytes)?;
+        self.cpio_bytes += length;
+        let summary = match compression {
+            Compression::Gzip { level } => {
+                let (member, summary) = PieceDeflater::new(level)?.member(&trailer)?;
+                self.out.write_all(&member)?;
+                summary
+            }
+            Compression::Zstd { level } => {
+                self.out.write_all(&FrameCompressor::new(level)?.frame(&trailer)?)?;
+                SegmentSummary { crc: 0, length }
+            }
+            Compression::Uncompressed => {
+                self.out.write_all(&trailer)?;
+                SegmentSummary { crc: 0, length }
+            }
+        };
+        self.part(PartKind::Trailer, offset, summary);
+        self.out.flush()?;
+        let (sha256, size) = self.out.finish();
+        Ok(WrittenInitrd { sha256: sha256.to_string(), size, cpio_bytes: self.cpio_bytes, parts: self.parts })
     }
-    out.flush()?;
-    let (sha256, size) = out.finish();
-    Ok(WrittenInitrd { sha256: sha256.to_string(), size, cpio_bytes, parts })
 }
 
 #[cfg(test)]
@@ -659,18 +730,59 @@ pub(crate) mod tests {
         segments: &[Vec<(Vec<u8>, Vec<u8>)>],
         ucode: Option<&[u8]>,
     ) -> (WrittenInitrd, Vec<u8>) {
-        let mut written = write_segments(compression, &Memory, |sink| {
-            for (n, files) in segments.iter().enumerate() {
-                sink.push(files_segment(files, u8::try_from(n)?))?;
-            }
-            Ok(())
-        })
+        let mut written = Vec::new();
+        let finished = |segment| Ok(written.push(segment));
+        write_segments(
+            compression,
+            &Memory,
+            |sink| {
+                for (n, files) in segments.iter().enumerate() {
+                    sink.push(files_segment(files, u8::try_from(n)?))?;
+                }
+                Ok(())
+            },
+            finished,
+        )
         .unwrap();
         let out = tempfile::NamedTempFile::new().unwrap();
         let mut microcode = ucode;
         let ucode = microcode.as_mut().map(|bytes| bytes as &mut dyn Read);
-        let initrd = write_initrd(out.reopen().unwrap(), ucode, &mut written, compression).unwrap();
+        let mut writer = InitrdWriter::new(out.reopen().unwrap(), ucode).unwrap();
+        for segment in &mut written {
+            writer.append(segment).unwrap();
+        }
+        let initrd = writer.finish(compression).unwrap();
         (initrd, std::fs::read(out.path()).unwrap())
+    }
+
+    #[test]
+    fn segments_go_to_finished_in_order_and_its_failure_is_the_one_reported() {
+        let segments: Vec<Vec<(Vec<u8>, Vec<u8>)>> =
+            (0..6u8).map(|n| vec![(format!("d{n}/file").into_bytes(), vec![n; PIECE * 3 / 2])]).collect();
+        fn build<'a>(segments: &'a [Vec<(Vec<u8>, Vec<u8>)>]) -> impl FnOnce(&SegmentSink<'a, u8>) -> Result<()> {
+            move |sink| {
+                for (n, files) in segments.iter().enumerate() {
+                    let n = u8::try_from(n)?;
+                    let Segment { body, existing, device, .. } = files_segment(files, n);
+                    sink.push(Segment { body, existing, device, tag: n })?;
+                }
+                Ok(())
+            }
+        }
+        let mut order = Vec::new();
+        write_segments(Compression::DEFAULT, &Memory, build(&segments), |segment| Ok(order.push(segment.tag))).unwrap();
+        assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+
+        let mut taken = Vec::new();
+        let failed = write_segments(Compression::Zstd { level: 3 }, &Memory, build(&segments), |segment| {
+            if segment.tag == 2 {
+                anyhow::bail!("the initrd's disk is full");
+            }
+            Ok(taken.push(segment.tag))
+        })
+        .unwrap_err();
+        assert_eq!(format!("{failed:#}"), "the initrd's disk is full");
+        assert_eq!(taken, [0, 1], "nothing after the failure");
     }
 
     /// Where each entry of a newc archive ends, up to and with the trailer's padding.

@@ -36,7 +36,7 @@ use super::segment_cache::{CachedSegment, SegmentCache};
 use super::segment_writer::{write_segments, Entry};
 use super::segments::{plan, BodySources, Planned};
 use super::warning::Warning;
-use crate::initrd::segments::{InitrdWriter, SegmentSink, WrittenInitrd, PIECE};
+use crate::initrd::segments::{spawn_named, InitrdWriter, SegmentSink, WrittenInitrd, PIECE};
 use crate::log;
 use crate::oci::cache::BlobCache;
 use crate::oci::digest::Digest;
@@ -149,7 +149,8 @@ fn assemble(
     let (written, built) = channel();
     let (segments, initrd_written) = std::thread::scope(|scope| {
         let (file, ucode) = (initrd.as_file().try_clone(), kernel.ucode.as_ref());
-        let writer = scope.spawn(move || write_in_order(file?, ucode, ordered, built, compression));
+        let writer =
+            spawn_named(scope, "resin-initrd", move || write_in_order(file?, ucode, ordered, built, compression));
         let segments = initrd_segments(composition, sources, segment_cache, started, &parts, written);
         drop(parts);
         (segments, writer.join().expect("the initrd writer does not panic"))

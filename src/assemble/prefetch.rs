@@ -47,7 +47,7 @@ impl<'env> Prefetch<'env> {
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..limit {
             let queue = queue.clone();
-            scope.spawn(move || loop {
+            crate::initrd::segments::spawn_named(scope, "resin-prefetch", move || loop {
                 let Ok((image, reply)) = queue.lock().expect("read-ahead queue lock").recv() else { return };
                 // The caller may have stopped waiting (an earlier segment failed).
                 let _ = reply.send(early.take(image).map_or_else(|| flatten_pulled(image, cache), Ok));

@@ -68,7 +68,8 @@ impl CachedSegment {
     /// Copies the compressed bytes to `out`.
     pub fn copy_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
         self.file.seek(SeekFrom::Start(0))?;
-        let copied = io::copy(&mut (&mut self.file).take(self.data_length), out)?;
+        let mut buffer = crate::copy::Buffer::new();
+        let copied = crate::copy::copy(&mut (&mut self.file).take(self.data_length), out, &mut buffer)?;
         if copied != self.data_length {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a cached segment ended early"));
         }

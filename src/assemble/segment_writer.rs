@@ -79,8 +79,16 @@ mod tests {
         let body = SegmentBody::File { path: b"etc/motd", contents: b"hello\n".to_vec() };
         let segment = Segment { body, existing: BTreeSet::new(), device: device_of(&key), tag: entry };
         let mut written = Vec::new();
-        write_segments(Compression::DEFAULT, &cache, |sink| sink.push(segment), |entry| Ok(written.push(entry)))
-            .unwrap();
+        write_segments(
+            Compression::DEFAULT,
+            &cache,
+            |sink| sink.push(segment),
+            |entry| {
+                written.push(entry);
+                Ok(())
+            },
+        )
+        .unwrap();
         assert_eq!(written.len(), 1);
         let meta = &written[0].meta;
         assert_eq!(meta.directories, [hex::encode("etc")]);

@@ -516,11 +516,14 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
     let (built, finishing) = std::thread::scope(|scope| {
         for compressor in compressors {
             let (pieces, shared) = (&pieces, &shared);
-            scope.spawn(move || compress_pieces(compressor, pieces, shared));
+            spawn_named(scope, "resin-compress", move || compress_pieces(compressor, pieces, shared));
         }
         let shared = &shared;
-        scope.spawn(move || produce_segments(store, compression, describe, segments, queue, done, shared));
-        let finisher = scope.spawn(move || finish_segments(produced, shared, describe, finished));
+        spawn_named(scope, "resin-cpio", move || {
+            produce_segments(store, compression, describe, segments, queue, done, shared);
+        });
+        let finisher =
+            spawn_named(scope, "resin-finish", move || finish_segments(produced, shared, describe, finished));
         let built = build(&SegmentSink { segments: sink });
         if built.is_err() {
             shared.stop.store(true, Ordering::SeqCst);
@@ -540,6 +543,15 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
         Err(error) if !error.is::<WritersStopped>() => Err(error),
         _ => finishing,
     }
+}
+
+/// Spawns a thread of `scope` named `name` (what `top -H` and `perf` show).
+pub fn spawn_named<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new().name(name.into()).spawn_scoped(scope, f).expect("failed to spawn thread")
 }
 
 /// A compressed segment as the initrd takes it.
@@ -731,7 +743,10 @@ pub(crate) mod tests {
         ucode: Option<&[u8]>,
     ) -> (WrittenInitrd, Vec<u8>) {
         let mut written = Vec::new();
-        let finished = |segment| Ok(written.push(segment));
+        let finished = |segment| {
+            written.push(segment);
+            Ok(())
+        };
         write_segments(
             compression,
             &Memory,
@@ -770,7 +785,11 @@ pub(crate) mod tests {
             }
         }
         let mut order = Vec::new();
-        write_segments(Compression::DEFAULT, &Memory, build(&segments), |segment| Ok(order.push(segment.tag))).unwrap();
+        write_segments(Compression::DEFAULT, &Memory, build(&segments), |segment| {
+            order.push(segment.tag);
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(order, [0, 1, 2, 3, 4, 5]);
 
         let mut taken = Vec::new();
@@ -778,7 +797,8 @@ pub(crate) mod tests {
             if segment.tag == 2 {
                 anyhow::bail!("the initrd's disk is full");
             }
-            Ok(taken.push(segment.tag))
+            taken.push(segment.tag);
+            Ok(())
         })
         .unwrap_err();
         assert_eq!(format!("{failed:#}"), "the initrd's disk is full");

@@ -42,7 +42,9 @@ impl Spool {
         let (file, writer) = created().with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         Ok(Spool {
             file: Some(file),
-            writer: Some(io::BufWriter::with_capacity(128 << 10, writer)),
+            // No larger than the copy buffer: a large file's data is written straight
+            // through, small files' gathered.
+            writer: Some(io::BufWriter::with_capacity(crate::copy::SIZE, writer)),
             dir: dir.to_path_buf(),
             length: 0,
             buffer: Some(crate::copy::Buffer::new()),

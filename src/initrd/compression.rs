@@ -42,12 +42,12 @@ impl Compressor {
 
     /// Compresses a piece that is a member (a gzip member, a zstd frame) of its own: the
     /// bytes, and the CRC32 (gzip's alone) and length of the input.
-    pub fn whole(&mut self, bytes: Vec<u8>) -> io::Result<(Vec<u8>, SegmentSummary)> {
+    pub fn whole(&mut self, bytes: &[u8]) -> io::Result<(Vec<u8>, SegmentSummary)> {
         let summary = SegmentSummary { crc: 0, length: bytes.len() as u64 };
         match self {
-            Compressor::Gzip { deflater } => deflater.member(&bytes),
-            Compressor::Zstd { frames, .. } => Ok((frames.frame(&bytes)?, summary)),
-            Compressor::Plain => Ok((bytes, summary)),
+            Compressor::Gzip { deflater } => deflater.member(bytes),
+            Compressor::Zstd { frames, .. } => Ok((frames.frame(bytes)?, summary)),
+            Compressor::Plain => Ok((bytes.to_vec(), summary)),
         }
     }
 }
@@ -65,7 +65,7 @@ pub fn fingerprint(compression: Compression) -> String {
         input.push(if low & 1 == 0 { b'a' + high % 8 } else { high });
     }
     let (bytes, _) = Compressor::new(compression)
-        .and_then(|mut compressor| compressor.whole(input))
+        .and_then(|mut compressor| compressor.whole(&input))
         .expect("compressing in memory cannot fail");
     crate::oci::digest::sha256(&bytes).digest()[..16].to_string()
 }

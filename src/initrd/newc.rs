@@ -104,6 +104,12 @@ pub trait EntrySink: Write {
     fn entry_end(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    /// Writes an entry's data: `size` bytes of `data` (through `buffer`, unless the sink
+    /// reads into buffers of its own); returns how many there were (fewer: `data` ended).
+    fn write_data(&mut self, data: &mut dyn Read, size: u64, buffer: &mut crate::copy::Buffer) -> io::Result<u64> {
+        crate::copy::copy(&mut data.take(size), self, buffer)
+    }
 }
 
 impl EntrySink for Vec<u8> {}
@@ -111,6 +117,10 @@ impl EntrySink for Vec<u8> {}
 impl<T: EntrySink + ?Sized> EntrySink for &mut T {
     fn entry_end(&mut self) -> io::Result<()> {
         (**self).entry_end()
+    }
+
+    fn write_data(&mut self, data: &mut dyn Read, size: u64, buffer: &mut crate::copy::Buffer) -> io::Result<u64> {
+        (**self).write_data(data, size, buffer)
     }
 }
 
@@ -177,7 +187,7 @@ impl<W: EntrySink> SegmentWriter<W> {
     }
 
     fn data(&mut self, size: u64, mut data: impl Read) -> Result<()> {
-        let copied = crate::copy::copy(&mut (&mut data).take(size), &mut self.out, &mut self.buffer)?;
+        let copied = self.out.write_data(&mut data, size, &mut self.buffer)?;
         if copied != size {
             bail!("expected {size} bytes of data, got {copied}");
         }

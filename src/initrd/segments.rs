@@ -100,12 +100,41 @@ impl Part {
     }
 }
 
-/// One piece of one segment's cpio stream, to compress.
+/// One piece of one segment's cpio stream, to compress: the first `length` bytes of its
+/// buffer.
 struct Piece {
     segment: usize,
     index: usize,
     part: Part,
-    bytes: Vec<u8>,
+    buffer: Vec<u8>,
+    length: usize,
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        &self.buffer[..self.length]
+    }
+}
+
+/// Piece buffers ([`PIECE`] bytes, zeroed once) that the compressors are done with, for
+/// the next pieces: the producer reads file data straight into them.
+#[derive(Default)]
+struct SpareBuffers(Mutex<Vec<Vec<u8>>>);
+
+impl SpareBuffers {
+    /// A few more than can be in use at once (queued, compressing, filling).
+    const KEPT: usize = 8;
+
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().expect("spare buffers lock").pop().unwrap_or_else(|| vec![0; PIECE])
+    }
+
+    fn give(&self, buffer: Vec<u8>) {
+        let mut spare = self.0.lock().expect("spare buffers lock");
+        if buffer.len() == PIECE && spare.len() < Self::KEPT {
+            spare.push(buffer);
+        }
+    }
 }
 
 /// Cuts a segment's cpio stream into pieces for the compressors: every [`PIECE`] bytes,
@@ -114,7 +143,10 @@ struct Piece {
 struct Cutter<'q> {
     segment: usize,
     pieces: usize,
+    /// The piece being filled: its first `filled` bytes.
     buffer: Vec<u8>,
+    filled: usize,
+    spare: &'q SpareBuffers,
     at_entries: bool,
     /// The last piece sent left its member open: the next one continues it.
     open: bool,
@@ -134,8 +166,9 @@ impl Cutter<'_> {
             (true, true) => Part::Last,
         };
         self.open = !ends_member;
-        let bytes = std::mem::replace(&mut self.buffer, Vec::with_capacity(PIECE));
-        let piece = Piece { segment: self.segment, index: self.pieces, part, bytes };
+        let buffer = std::mem::replace(&mut self.buffer, self.spare.take());
+        let length = std::mem::take(&mut self.filled);
+        let piece = Piece { segment: self.segment, index: self.pieces, part, buffer, length };
         self.queue.send(piece).map_err(|_| io::Error::other("the compressors stopped"))?;
         self.pieces += 1;
         Ok(())
@@ -144,7 +177,7 @@ impl Cutter<'_> {
     /// Sends what is left (the end of a segment is the end of an entry); returns the
     /// number of pieces.
     fn finish(mut self) -> io::Result<usize> {
-        if !self.buffer.is_empty() {
+        if self.filled > 0 {
             self.send(true)?;
         }
         debug_assert!(!self.open, "a member left open");
@@ -152,14 +185,29 @@ impl Cutter<'_> {
     }
 }
 
-impl Write for Cutter<'_> {
-    fn write(&mut self, input: &[u8]) -> io::Result<usize> {
-        if self.buffer.len() == PIECE {
-            // More bytes of the same entry: with `at_entries`, its member goes on.
+impl Cutter<'_> {
+    /// Room in the piece being filled, sending it first if it is full (more bytes of the
+    /// same entry: with `at_entries`, its member goes on).
+    fn room(&mut self) -> io::Result<&mut [u8]> {
+        if self.filled == PIECE {
             self.send(!self.at_entries)?;
         }
-        let n = input.len().min(PIECE - self.buffer.len());
-        self.buffer.extend_from_slice(&input[..n]);
+        Ok(&mut self.buffer[self.filled..])
+    }
+}
+
+impl Drop for Cutter<'_> {
+    fn drop(&mut self) {
+        self.spare.give(std::mem::take(&mut self.buffer));
+    }
+}
+
+impl Write for Cutter<'_> {
+    fn write(&mut self, input: &[u8]) -> io::Result<usize> {
+        let room = self.room()?;
+        let n = input.len().min(room.len());
+        room[..n].copy_from_slice(&input[..n]);
+        self.filled += n;
         Ok(n)
     }
 
@@ -170,10 +218,28 @@ impl Write for Cutter<'_> {
 
 impl newc::EntrySink for Cutter<'_> {
     fn entry_end(&mut self) -> io::Result<()> {
-        if self.at_entries && self.buffer.len() >= PIECE / 2 {
+        if self.at_entries && self.filled >= PIECE / 2 {
             self.send(true)?;
         }
         Ok(())
+    }
+
+    /// Reads the data straight into the pieces.
+    fn write_data(&mut self, data: &mut dyn Read, size: u64, _: &mut crate::copy::Buffer) -> io::Result<u64> {
+        let mut left = size;
+        while left > 0 {
+            let room = self.room()?;
+            let wanted = room.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match data.read(&mut room[..wanted]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.filled += n;
+            left -= n as u64;
+        }
+        Ok(size - left)
     }
 }
 
@@ -260,7 +326,7 @@ fn part_of_frame<W>(
     let Some(frames) = &shared.long_frames else {
         return Err(io::Error::other("only zstd members span pieces"));
     };
-    let summary = SegmentSummary { crc: 0, length: piece.bytes.len() as u64 };
+    let summary = SegmentSummary { crc: 0, length: piece.length as u64 };
     let frame = if piece.part == Part::First {
         frames.start(&shared.stop)?
     } else {
@@ -278,9 +344,9 @@ fn part_of_frame<W>(
     };
     let Some(mut frame) = frame else { return Ok(None) };
     if piece.part == Part::Last {
-        return Ok(Some((frame.finish(&piece.bytes)?, summary)));
+        return Ok(Some((frame.finish(piece.bytes())?, summary)));
     }
-    let compressed = frame.part(&piece.bytes)?;
+    let compressed = frame.part(piece.bytes())?;
     slot.output.lock().expect("segment output lock").frames.insert(piece.index + 1, frame);
     slot.compressed.notify_all();
     Ok(Some((compressed, summary)))
@@ -364,6 +430,7 @@ struct Shared<W> {
     stop: AtomicBool,
     /// The context of zstd frames that span pieces.
     long_frames: Option<Arc<LongFrames>>,
+    spare: SpareBuffers,
 }
 
 /// One compressor thread: compresses the pieces it takes from `pieces` into their
@@ -376,10 +443,11 @@ fn compress_pieces<W: Write>(mut compressor: Compressor, pieces: &Mutex<Receiver
         let (index, part) = (piece.index, piece.part);
         let compressed = match (&mut compressor, part) {
             // Every gzip piece is compressed on its own; the output frames the members.
-            (Compressor::Gzip { deflater }, _) => deflater.deflate(&piece.bytes, !part.ends_member()).map(Some),
-            (_, Part::Whole) => compressor.whole(piece.bytes).map(Some),
+            (Compressor::Gzip { deflater }, _) => deflater.deflate(piece.bytes(), !part.ends_member()).map(Some),
+            (_, Part::Whole) => compressor.whole(piece.bytes()).map(Some),
             _ => part_of_frame(&piece, &slot, shared),
         };
+        shared.spare.give(piece.buffer);
         let mut output = slot.output.lock().expect("segment output lock");
         let added = match compressed {
             Ok(Some((bytes, summary))) => output.add(index, part, bytes, summary),
@@ -422,7 +490,9 @@ fn produce_segments<T, S: SegmentStore>(
             let cutter = Cutter {
                 segment: index,
                 pieces: 0,
-                buffer: Vec::with_capacity(PIECE),
+                buffer: shared.spare.take(),
+                filled: 0,
+                spare: &shared.spare,
                 at_entries: !matches!(compression, Compression::Uncompressed),
                 open: false,
                 queue: &queue,
@@ -504,7 +574,12 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
         Compression::Zstd { level } => Some(LongFrames::new(level)),
         _ => None,
     };
-    let shared = Shared { slots: Mutex::new(Vec::new()), stop: AtomicBool::new(false), long_frames };
+    let shared = Shared {
+        slots: Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+        long_frames,
+        spare: SpareBuffers::default(),
+    };
     let (queue, pieces) = std::sync::mpsc::sync_channel::<Piece>(workers);
     let pieces = Mutex::new(pieces);
     let (sink, segments) = std::sync::mpsc::sync_channel::<Segment<'c, T>>(1);

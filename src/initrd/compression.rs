@@ -46,7 +46,7 @@ impl Compressor {
         let summary = SegmentSummary { crc: 0, length: bytes.len() as u64 };
         match self {
             Compressor::Gzip { deflater } => deflater.member(bytes),
-            Compressor::Zstd { frames, .. } => Ok((frames.frame(bytes)?, summary)),
+            Compressor::Zstd { frames } => Ok((frames.frame(bytes)?, summary)),
             Compressor::Plain => Ok((bytes.to_vec(), summary)),
         }
     }

@@ -463,9 +463,9 @@ fn compress_pieces<W: Write>(mut compressor: Compressor, pieces: &Mutex<Receiver
     }
 }
 
-/// A segment the producer is done with: its index, what it is, and what writing its cpio
-/// stream learnt (or why it failed).
-type Done<T> = (usize, String, Result<(Produced, T)>);
+/// A segment the producer is done with: its index, and what writing its cpio stream learnt
+/// (or why it failed, saying which segment).
+type Done<T> = (usize, Result<(Produced, T)>);
 
 /// The producer thread: writes each segment's cpio stream, in order, into pieces for the
 /// compressors, and sends each one it is done with to the finisher. Its output failing to
@@ -482,9 +482,9 @@ fn produce_segments<T, S: SegmentStore>(
     let stop = &shared.stop;
     let _guard = StopOnPanic(stop);
     for (index, segment) in segments.iter().enumerate() {
-        let what = segment.describe();
+        let what = describe(&segment.describe());
         let result = store.create().and_then(|output| {
-            let output = Output::new(output, compression, describe(&what));
+            let output = Output::new(output, compression, what.clone());
             let slot = Slot { output: Mutex::new(output), compressed: Condvar::new() };
             shared.slots.lock().expect("slots lock").push(Arc::new(slot));
             let cutter = Cutter {
@@ -502,7 +502,7 @@ fn produce_segments<T, S: SegmentStore>(
         });
         let failed = result.is_err();
         // The finisher stopped: `stop` says so.
-        let _ = done.send((index, what, result.map(|produced| (produced, segment.tag))));
+        let _ = done.send((index, result.map(|produced| (produced, segment.tag)).context(what)));
         if failed || stop.load(Ordering::SeqCst) {
             stop.store(true, Ordering::SeqCst);
             break;
@@ -516,7 +516,6 @@ fn produce_segments<T, S: SegmentStore>(
 fn finish_segments<T, W: Write>(
     done: Receiver<Done<T>>,
     shared: &Shared<W>,
-    describe: impl Fn(&str) -> String,
     mut finished: impl FnMut(Compressed<W, T>) -> Result<()>,
 ) -> Result<()> {
     let _guard = StopOnPanic(&shared.stop);
@@ -524,10 +523,10 @@ fn finish_segments<T, W: Write>(
         shared.stop.store(true, Ordering::SeqCst);
         Err(error)
     };
-    for (index, what, result) in done {
+    for (index, result) in done {
         let (produced, tag) = match result {
             Ok(produced) => produced,
-            Err(e) => return stopped(e.context(describe(&what))),
+            Err(e) => return stopped(e),
         };
         let slot = shared.slots.lock().expect("slots lock")[index].clone();
         let mut output = slot.output.lock().expect("segment output lock");
@@ -537,19 +536,11 @@ fn finish_segments<T, W: Write>(
             }
             output = slot.compressed.wait_timeout(output, Duration::from_millis(50)).expect("segment output lock").0;
         }
-        if output.next != produced.pieces {
-            return stopped(anyhow::anyhow!(
-                "{}: {} of {} pieces were compressed",
-                describe(&what),
-                output.next,
-                produced.pieces
-            ));
-        }
         debug_assert_eq!(produced.cpio_bytes, output.summary.length);
-        let (summary, entry) = (output.summary, output.entry.take());
+        let (summary, what) = (output.summary, std::mem::take(&mut output.what));
+        let entry = output.entry.take().expect("the finisher takes each segment once");
         drop(output);
-        let Some(output) = entry else { return stopped(anyhow::anyhow!("{}: taken twice", describe(&what))) };
-        let compressed = Compressed { output, summary, uncreatable: produced.uncreatable, tag, what: describe(&what) };
+        let compressed = Compressed { output: entry, summary, uncreatable: produced.uncreatable, tag, what };
         if let Err(e) = finished(compressed) {
             return stopped(e);
         }
@@ -597,8 +588,7 @@ pub fn write_segments<'c, T: Send, S: SegmentStore>(
         spawn_named(scope, "resin-cpio", move || {
             produce_segments(store, compression, describe, segments, queue, done, shared);
         });
-        let finisher =
-            spawn_named(scope, "resin-finish", move || finish_segments(produced, shared, describe, finished));
+        let finisher = spawn_named(scope, "resin-finish", move || finish_segments(produced, shared, finished));
         let built = build(&SegmentSink { segments: sink });
         if built.is_err() {
             shared.stop.store(true, Ordering::SeqCst);

@@ -18,15 +18,14 @@ use crate::oci::retry::Attempt;
 /// The bytes read from a blob's file per chunk of the upload.
 const CHUNK: usize = 256 << 10;
 
-/// The bytes of a blob: bytes held in memory, then a byte range of a file (a part of an
-/// initrd is a range of the initrd). The range is read a chunk at a time when uploaded,
-/// never whole in memory.
+/// The bytes of a blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlobSource {
-    pub path: PathBuf,
-    pub offset: u64,
-    pub length: u64,
-    pub prefix: Vec<u8>,
+pub enum BlobSource {
+    /// Held in memory (a config, a manifest's small documents).
+    Bytes(Vec<u8>),
+    /// A byte range of a file (a part of an initrd is a range of the initrd), read a chunk
+    /// at a time when uploaded, never whole in memory.
+    Range { path: PathBuf, offset: u64, length: u64 },
 }
 
 impl BlobSource {
@@ -37,17 +36,28 @@ impl BlobSource {
 
     /// `length` bytes of the file at `path`, from `offset`.
     pub fn range(path: &Path, offset: u64, length: u64) -> BlobSource {
-        BlobSource { path: path.to_path_buf(), offset, length, prefix: Vec::new() }
+        BlobSource::Range { path: path.to_path_buf(), offset, length }
     }
 
-    /// A blob held in memory (a config, a manifest's small documents).
+    /// A blob held in memory.
     pub fn bytes(bytes: Vec<u8>) -> BlobSource {
-        BlobSource { path: PathBuf::new(), offset: 0, length: 0, prefix: bytes }
+        BlobSource::Bytes(bytes)
     }
 
     /// The blob's size.
     pub fn size(&self) -> u64 {
-        self.prefix.len() as u64 + self.length
+        match self {
+            BlobSource::Bytes(bytes) => bytes.len() as u64,
+            BlobSource::Range { length, .. } => *length,
+        }
+    }
+
+    /// Where the bytes are, for messages.
+    fn place(&self) -> String {
+        match self {
+            BlobSource::Bytes(_) => "in memory".into(),
+            BlobSource::Range { path, .. } => path.display().to_string(),
+        }
     }
 }
 
@@ -88,17 +98,13 @@ impl RegistryClient {
         digest: &Digest,
         source: &BlobSource,
     ) -> Result<Pushed> {
-        let (size, path) = (source.size(), source.path.as_path());
+        let (size, place) = (source.size(), source.place());
         if self.has_blob(reference, digest).await? {
             return Ok(Pushed::Present);
         }
         let base = self.base_url(reference);
-        let what = format!(
-            "blob {digest} ({size} bytes, {}) to {}/{}",
-            path.display(),
-            reference.registry(),
-            reference.repository()
-        );
+        let what =
+            format!("blob {digest} ({size} bytes, {}) to {}/{}", place, reference.registry(), reference.repository());
         self.request_as(reference, Operation::Push, &what, |authorization| {
             let (base, authorization) = (base.clone(), authorization.clone());
             async move {
@@ -226,13 +232,13 @@ fn upload_url(base: &str, location: &str, digest: &Digest) -> Result<String> {
 /// whole blob in memory). A file shorter than the range is an error, not a short body.
 async fn blob_body(source: &BlobSource) -> Result<reqwest::Body> {
     use tokio::io::AsyncSeekExt as _;
-    if source.length == 0 {
-        return Ok(reqwest::Body::from(source.prefix.clone()));
-    }
-    let path = source.path.clone();
+    let (path, offset, length) = match source {
+        BlobSource::Bytes(bytes) => return Ok(reqwest::Body::from(bytes.clone())),
+        BlobSource::Range { path, offset, length } => (path.clone(), *offset, *length),
+    };
     let mut file = tokio::fs::File::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
-    file.seek(std::io::SeekFrom::Start(source.offset)).await.with_context(|| format!("reading {}", path.display()))?;
-    let range = futures_util::stream::unfold((file.take(source.length), source.length), move |(mut file, left)| {
+    file.seek(std::io::SeekFrom::Start(offset)).await.with_context(|| format!("reading {}", path.display()))?;
+    let range = futures_util::stream::unfold((file.take(length), length), move |(mut file, left)| {
         let path = path.clone();
         async move {
             if left == 0 {
@@ -255,12 +261,7 @@ async fn blob_body(source: &BlobSource) -> Result<reqwest::Body> {
             }
         }
     });
-    let prefix = futures_util::stream::iter([Ok(source.prefix.clone())]);
-    let chunks = prefix.chain(range).filter(|chunk| {
-        let empty = matches!(chunk, Ok(bytes) if bytes.is_empty());
-        async move { !empty }
-    });
-    Ok(reqwest::Body::wrap_stream(chunks.boxed()))
+    Ok(reqwest::Body::wrap_stream(range.boxed()))
 }
 
 #[cfg(test)]
@@ -302,9 +303,9 @@ mod tests {
         let first = client.push_blob(&target, &digest, &source).await.unwrap();
         assert_eq!(first, Pushed::Uploaded(blob.len() as u64));
         assert_eq!(client.push_blob(&target, &digest, &source).await.unwrap(), Pushed::Present);
-        // Bytes of its own, then a range of the file.
-        let framed = BlobSource { prefix: b"head".to_vec(), ..BlobSource::range(&path, 7, CHUNK as u64 + 3) };
-        let bytes = [&b"head"[..], &blob[7..CHUNK + 10]].concat();
+        // A range of the file.
+        let framed = BlobSource::range(&path, 7, CHUNK as u64 + 3);
+        let bytes = blob[7..CHUNK + 10].to_vec();
         let framed_digest = crate::oci::digest::sha256(&bytes);
         assert_eq!(framed.size(), bytes.len() as u64);
         client.push_blob(&target, &framed_digest, &framed).await.unwrap();

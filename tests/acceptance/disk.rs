@@ -320,7 +320,7 @@ fn a_kernel_without_an_efi_stub_cannot_make_a_uki_and_nothing_is_written() {
     let workspace = Workspace::new();
     // The modules tarball as the kernel: no MZ header.
     let config = disk_config("linux/amd64", UKI).replace(
-        "cmdline = \"console=ttyS0 console=ttyAMA0 panic=-1\"",
+        &format!("cmdline = \"{}\"", crate::boot::boot_cmdline()),
         "cmdline = \"console=ttyS0\"\n  binary  = \"kernel.tar\"\n  modules_tar = \"\"",
     );
     assert!(config.contains("binary  = \"kernel.tar\""));
@@ -604,7 +604,7 @@ fn hostile_stubs_are_errors_at_path_and_nothing_is_written() {
 #[test]
 fn command_lines_that_would_be_cut_or_run_as_commands_are_refused() {
     let workspace = Workspace::new();
-    let original = "cmdline = \"console=ttyS0 console=ttyAMA0 panic=-1\"";
+    let original = &format!("cmdline = \"{}\"", crate::boot::boot_cmdline());
     // A control character: an error at the kernel's cmdline, at plan.
     let config = disk_config("linux/amd64", IPXE);
     assert!(config.contains(original));

@@ -17,6 +17,11 @@
 //! Nagle's algorithm, with no race. Where something of this fails (an old kernel without
 //! `pidfd_getfd`, a sandbox that forbids it), the provider works as before, only slower,
 //! and says so in its debug log.
+//!
+//! The forwarding also tells when Terraform died before it read the handshake (killed
+//! just after starting the provider, before the parent-death watch could see it go): the
+//! real stdout then has no reader, and the provider stops
+//! ([`crate::tempfiles::stop_orphaned`]) instead of waiting for a connection forever.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
@@ -40,8 +45,15 @@ pub fn hold_handshake() -> Result<()> {
                 Ok(count) => crate::log::debug("plugin socket: TCP_NODELAY set", &[("listeners", count.to_string())]),
                 Err(e) => crate::log::debug("plugin socket: TCP_NODELAY not set", &[("error", format!("{e:#}"))]),
             };
-            if let Err(e) = forward(std::fs::File::from(reader), std::fs::File::from(real_stdout), first_line) {
-                crate::log::debug("plugin handshake: stdout not forwarded", &[("error", e.to_string())]);
+            match forward(std::fs::File::from(reader), std::fs::File::from(real_stdout), first_line) {
+                Ok(()) => {}
+                // Nobody reads the provider's stdout: Terraform, which started it, is gone
+                // (killed before it read the handshake). Nothing would ever connect.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => crate::tempfiles::stop_orphaned(
+                    "Terraform is not reading this provider's output (it exited); stopping now",
+                    &[("error", e.to_string())],
+                ),
+                Err(e) => crate::log::debug("plugin handshake: stdout not forwarded", &[("error", e.to_string())]),
             }
         })
         .context("starting the handshake thread")?;

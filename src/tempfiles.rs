@@ -107,21 +107,31 @@ pub fn publish<T>(put_in_place: impl FnOnce() -> Result<T>) -> Result<T> {
 /// Watches the parent process (Terraform) from a thread: when it dies (the provider is
 /// re-parented), waits for a set of renames in progress to finish, then exits at once.
 /// Temporary files left behind are removed by a later run ([`remove_abandoned`]).
+///
+/// A Terraform killed before this runs (between starting the provider and the provider
+/// reading its parent) leaves nothing to watch: the parent read is already the one it
+/// was re-parented to. That provider finds out when its handshake cannot reach Terraform
+/// ([`crate::plugin_socket`]) and stops through [`stop_orphaned`] too.
 pub fn watch_parent(interval: Duration) {
     let parent = std::os::unix::process::parent_id();
     std::thread::spawn(move || loop {
         std::thread::sleep(interval);
         if std::os::unix::process::parent_id() != parent {
-            ORPHANED.store(true, Ordering::SeqCst);
-            let _guard = PUBLISHING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            crate::log::write(
-                crate::log::Level::Error,
+            stop_orphaned(
                 "Terraform exited without stopping this provider; stopping now",
                 &[("parent_pid", parent.to_string())],
             );
-            std::process::exit(1);
         }
     });
+}
+
+/// Stops the process, Terraform being gone (`why`): nothing is put in place from now on,
+/// a set of renames under way is finished first.
+pub fn stop_orphaned(why: &str, fields: &[(&str, String)]) -> ! {
+    ORPHANED.store(true, Ordering::SeqCst);
+    let _guard = PUBLISHING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    crate::log::write(crate::log::Level::Error, why, fields);
+    std::process::exit(1);
 }
 
 #[cfg(test)]

@@ -638,6 +638,38 @@ fn sigint_does_not_kill_a_serving_provider() {
     assert!(alive, "the provider died on SIGINT; Terraform would lose an in-flight apply");
 }
 
+/// A Terraform killed right after it started the provider, before the provider read its
+/// parent, never reads the handshake: the provider stops rather than serving nobody
+/// forever (its parent, here the test, is still alive, so only the handshake tells).
+#[test]
+fn a_provider_whose_handshake_nobody_reads_stops() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"))
+        .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the provider still serves 30 s after its handshake found no reader");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Terraform is not reading this provider's output"), "{stderr}");
+}
+
 /// Nagle's algorithm delayed every response by up to 40 ms (see `plugin_socket.rs`):
 /// before the handshake reaches Terraform, the listener it names has TCP_NODELAY.
 #[test]

@@ -22,7 +22,10 @@
 //! `zstd -3 -T<cores>` of the uncompressed cpio; every time is also printed as a ratio to
 //! the `pigz -6` floor. The cold, zstd and new-image applies and the `pigz` floor run three
 //! times (each cold one in new caches): the run of median wall time is printed, with the
-//! largest peak RSS of the three; one unmeasured cold apply before them reads what the
+//! largest peak RSS of the three, and every run's wall time in the order they ran, to show
+//! how far they spread (on some virtual machines, writing to memory the guest has not
+//! used lately is many times slower than writing to memory it just freed, so a run's time
+//! depends on what ran before it). One unmeasured cold apply before them reads what the
 //! first run after the setup would read from disk. Prints numbers; asserts nothing about
 //! speed.
 
@@ -122,19 +125,23 @@ struct Run {
     cpu: f64,
     rss_mib: u64,
     initrd: u64,
+    /// The wall time of every run this one stands for, in the order they ran.
+    walls: Vec<f64>,
 }
 
 /// How many times the cold, zstd and new-image applies and the `pigz` floor run.
 const RUNS: usize = 3;
 
 /// The run of median wall time among `first` and `RUNS - 1` runs `again`, with the largest
-/// peak RSS of them all: one run slowed by the machine moves nothing.
+/// peak RSS of them all: one run slowed by the machine moves nothing. Every run's wall
+/// time is kept and printed, so that how far they spread is seen.
 fn median_run(first: Run, again: impl FnMut() -> Run) -> Run {
     let mut runs = vec![first];
     runs.extend(std::iter::repeat_with(again).take(RUNS - 1));
     let rss_mib = runs.iter().map(|run| run.rss_mib).max().unwrap_or(0);
+    let walls = runs.iter().map(|run| run.wall).collect();
     runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
-    Run { rss_mib, ..runs.swap_remove(RUNS / 2) }
+    Run { rss_mib, walls, ..runs.swap_remove(RUNS / 2) }
 }
 
 fn apply(workspace: &Workspace, name: &str) -> Run {
@@ -153,7 +160,7 @@ fn apply_with(workspace: &Workspace, name: &str, more: &[&str]) -> Run {
     let (cpu, rss_mib) = sampler.finish();
     assert_eq!(output.code, 0, "{}", output.text());
     let initrd = std::fs::metadata(workspace.work_dir().join(format!("out/{name}-initrd.img"))).unwrap().len();
-    Run { wall, cpu, rss_mib, initrd }
+    Run { wall, cpu, rss_mib, initrd, walls: vec![wall] }
 }
 
 /// Writes back what earlier steps left dirty (the registry's blobs, an earlier apply's
@@ -401,6 +408,7 @@ fn main() {
     let (gzip, gzip_size) = floor("gzip", &["-6", "-c"], Some(&cpio));
     let mut pigz_runs: Vec<(f64, u64)> =
         (0..RUNS).map(|_| floor("pigz", &["-6", "-p", &cores, "-c"], Some(&cpio))).collect();
+    let pigz_walls: Vec<String> = pigz_runs.iter().map(|(wall, _)| format!("{wall:.2}")).collect();
     pigz_runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (pigz, pigz_size) = pigz_runs[RUNS / 2];
     let (zstd, zstd_size) = floor("zstd", &["-3", &format!("-T{cores}"), "-c", "-q"], Some(&cpio));
@@ -428,7 +436,10 @@ fn main() {
         pigz_size as f64 / 1e6,
         zstd_size as f64 / 1e6
     );
-    println!("{:34} {:>8} {:>8} {:>8} {:>10} {:>12}", "", "wall s", "/pigz", "cpu s", "peak MiB", "initrd/gzip6");
+    println!(
+        "{:34} {:>8} {:>8} {:>8} {:>10} {:>12}  each run's wall s, in order",
+        "", "wall s", "/pigz", "cpu s", "peak MiB", "initrd/gzip6"
+    );
     for (label, run) in [
         ("apply, cold", &cold_run),
         ("apply, new image (blobs cached)", &new_run),
@@ -436,13 +447,15 @@ fn main() {
         ("apply, one package changed", &changed_run),
         ("apply, cold, zstd", &zstd_run),
     ] {
+        let walls: Vec<String> = run.walls.iter().map(|wall| format!("{wall:.2}")).collect();
         println!(
-            "{label:34} {:8.2} {:8.2} {:8.2} {:>10} {:12.3}",
+            "{label:34} {:8.2} {:8.2} {:8.2} {:>10} {:12.3}  {}",
             run.wall,
             run.wall / pigz,
             run.cpu,
             run.rss_mib,
-            run.initrd as f64 / gzip_size as f64
+            run.initrd as f64 / gzip_size as f64,
+            walls.join(" ")
         );
     }
     println!("{:34} initrd/zstd-3 {:.3}", "apply, cold, zstd", zstd_run.initrd as f64 / zstd_size as f64);
@@ -482,12 +495,12 @@ fn main() {
             bytes as f64 / 1e6
         );
     }
-    for (label, seconds) in [
-        ("floor: zcat of every layer", zcat),
-        ("floor: gzip -6 of the cpio", gzip),
-        (&*format!("floor: pigz -6 -p{cores} of the cpio"), pigz),
-        (&*format!("floor: zstd -3 -T{cores} of the cpio"), zstd),
+    for (label, seconds, walls) in [
+        ("floor: zcat of every layer", zcat, String::new()),
+        ("floor: gzip -6 of the cpio", gzip, String::new()),
+        (&*format!("floor: pigz -6 -p{cores} of the cpio"), pigz, format!("{:35}{}", "", pigz_walls.join(" "))),
+        (&*format!("floor: zstd -3 -T{cores} of the cpio"), zstd, String::new()),
     ] {
-        println!("{label:34} {seconds:8.2} {:8.2}", seconds / pigz);
+        println!("{label:34} {seconds:8.2} {:8.2}{walls}", seconds / pigz);
     }
 }

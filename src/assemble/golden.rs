@@ -199,3 +199,47 @@ fn images_read_early_give_the_golden_bytes_and_are_all_taken() {
     );
     assert_eq!(early.kept(), 0, "every image read early was taken, none read again");
 }
+
+/// Once the results kept hold their data limit, the next early read ends without reading
+/// (the assembly reads that image); taking a result makes room again.
+#[test]
+fn early_reads_stop_once_their_results_hold_enough_data() {
+    let work = tempfile::tempdir().unwrap();
+    let golden = Golden::new(work.path());
+    let packages =
+        golden.composition.inputs.init.iter().chain(golden.composition.bundles.iter().map(|b| &b.package)).take(2);
+    let resolved: Vec<_> = packages
+        .map(|package| {
+            golden.runtime.block_on(async {
+                let resolved = golden
+                    .puller
+                    .resolve(package.image.reference(), &package.platform, Some(package.image.digest()))
+                    .await
+                    .unwrap();
+                golden.puller.pull(&resolved).await.unwrap();
+                resolved
+            })
+        })
+        .collect();
+    let early = std::sync::Arc::new(super::EarlyReads::with_data_limit(1));
+    let cache = golden.puller.cache();
+    let settled = |early: &super::EarlyReads| {
+        let started = std::time::Instant::now();
+        while early.finished() < early.kept() && started.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    early.start(&resolved[0], cache);
+    settled(&early);
+    assert_eq!((early.kept(), early.finished()), (1, 1), "the first image was read: {early:?}");
+    early.start(&resolved[1], cache);
+    settled(&early);
+    assert_eq!(early.kept(), 1, "the second image was not read, its data would go past the limit: {early:?}");
+    assert!(early.take(&resolved[1]).is_none());
+    let (tree, spool, _) = early.take(&resolved[0]).expect("the first image's result");
+    assert!(spool.data_bytes() > 0 && !tree.is_empty());
+    early.start(&resolved[1], cache);
+    settled(&early);
+    assert_eq!((early.kept(), early.finished()), (1, 1), "with the first taken, the second was read: {early:?}");
+    assert!(early.take(&resolved[1]).is_some());
+}

@@ -51,6 +51,11 @@ impl Spool {
         })
     }
 
+    /// How many bytes of data were appended.
+    pub fn data_bytes(&self) -> u64 {
+        self.length
+    }
+
     /// A spool with nothing in it and no file: for a tree with no file from a layer.
     pub fn empty() -> Spool {
         Spool { file: None, writer: None, dir: PathBuf::new(), length: 0, buffer: None }

@@ -118,6 +118,21 @@ impl Golden {
         let build = build(self.composition.clone(), &self.puller, &self.segments, out.to_path_buf(), "test".into());
         self.runtime.block_on(build).unwrap()
     }
+
+    /// The composition's packages (init images, then the bundles'), resolved and pulled.
+    fn pulled_packages(&self) -> Vec<crate::oci::ResolvedImage> {
+        let packages = self.composition.inputs.init.iter().chain(self.composition.bundles.iter().map(|b| &b.package));
+        let pulled = packages.map(|package| async {
+            let resolved = self
+                .puller
+                .resolve(package.image.reference(), &package.platform, Some(package.image.digest()))
+                .await
+                .unwrap();
+            self.puller.pull(&resolved).await.unwrap();
+            resolved
+        });
+        pulled.map(|pulling| self.runtime.block_on(pulling)).collect()
+    }
 }
 
 /// The golden initrd's bytes, assembled by the library in `work` (for the pinned bytes of
@@ -162,32 +177,27 @@ fn the_library_assembles_the_golden_image() {
     }
 }
 
+/// Waits (a minute at most) until no early read is running.
+fn reads_ended(early: &super::EarlyReads) {
+    let started = std::time::Instant::now();
+    while early.finished() < early.kept() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Images read early by package applies ([`super::EarlyReads`]) give the assembly the
 /// same bytes, and it takes every one of them instead of reading the image again.
 #[test]
 fn images_read_early_give_the_golden_bytes_and_are_all_taken() {
     let work = tempfile::tempdir().unwrap();
     let golden = Golden::new(work.path());
-    let images: Vec<_> =
-        golden.composition.inputs.init.iter().chain(golden.composition.bundles.iter().map(|b| &b.package)).collect();
+    let images = golden.pulled_packages();
     assert!(images.len() >= 3);
-    for package in images {
-        let resolved = golden.runtime.block_on(async {
-            let resolved = golden
-                .puller
-                .resolve(package.image.reference(), &package.platform, Some(package.image.digest()))
-                .await
-                .unwrap();
-            golden.puller.pull(&resolved).await.unwrap();
-            resolved
-        });
-        golden.segments.early_reads().start(&resolved, golden.puller.cache());
+    for resolved in &images {
+        golden.segments.early_reads().start(resolved, golden.puller.cache());
     }
     let early = golden.segments.early_reads();
-    let started = std::time::Instant::now();
-    while early.finished() < early.kept() && started.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    reads_ended(early);
     let read = early.kept();
     assert!(read >= 3 && early.finished() == read, "every early read ended well: {early:?}");
     let artifacts = golden.build(&work.path().join("out"));
@@ -206,40 +216,20 @@ fn images_read_early_give_the_golden_bytes_and_are_all_taken() {
 fn early_reads_stop_once_their_results_hold_enough_data() {
     let work = tempfile::tempdir().unwrap();
     let golden = Golden::new(work.path());
-    let packages =
-        golden.composition.inputs.init.iter().chain(golden.composition.bundles.iter().map(|b| &b.package)).take(2);
-    let resolved: Vec<_> = packages
-        .map(|package| {
-            golden.runtime.block_on(async {
-                let resolved = golden
-                    .puller
-                    .resolve(package.image.reference(), &package.platform, Some(package.image.digest()))
-                    .await
-                    .unwrap();
-                golden.puller.pull(&resolved).await.unwrap();
-                resolved
-            })
-        })
-        .collect();
+    let resolved = golden.pulled_packages();
     let early = std::sync::Arc::new(super::EarlyReads::with_data_limit(1));
     let cache = golden.puller.cache();
-    let settled = |early: &super::EarlyReads| {
-        let started = std::time::Instant::now();
-        while early.finished() < early.kept() && started.elapsed() < std::time::Duration::from_secs(60) {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    };
     early.start(&resolved[0], cache);
-    settled(&early);
+    reads_ended(&early);
     assert_eq!((early.kept(), early.finished()), (1, 1), "the first image was read: {early:?}");
     early.start(&resolved[1], cache);
-    settled(&early);
+    reads_ended(&early);
     assert_eq!(early.kept(), 1, "the second image was not read, its data would go past the limit: {early:?}");
     assert!(early.take(&resolved[1]).is_none());
     let (tree, spool, _) = early.take(&resolved[0]).expect("the first image's result");
     assert!(spool.data_bytes() > 0 && !tree.is_empty());
     early.start(&resolved[1], cache);
-    settled(&early);
+    reads_ended(&early);
     assert_eq!((early.kept(), early.finished()), (1, 1), "with the first taken, the second was read: {early:?}");
     assert!(early.take(&resolved[1]).is_some());
 }

@@ -294,11 +294,6 @@ fn main() {
         layer_bytes as f64 / 1e6
     );
 
-    // One apply first, not measured: the first run after the setup reads Terraform's and
-    // the provider's binaries and the registry's blobs from disk (a machine may drop a
-    // file's pages soon after its last use: here, half of Terraform's 75 MB binary within
-    // a minute), which made that run up to 1 s slower than the next ones. Its caches are
-    // its own: every measured cold apply still starts from empty ones.
     // A cold apply in a new workspace of its own (`settings`: more `resin_image`
     // attributes), for the runs whose workspace nothing reads afterwards.
     let fresh_apply = |settings: &str| {
@@ -306,6 +301,11 @@ fn main() {
         workspace.write_config(&config(&workspace.cache_dir, &registry, &packages, "lk", settings));
         apply(&workspace, "lk")
     };
+    // One apply first, not measured: the first run after the setup reads Terraform's and
+    // the provider's binaries and the registry's blobs from disk (a machine may drop a
+    // file's pages soon after its last use: here, half of Terraform's 75 MB binary within
+    // a minute), which made that run up to 1 s slower than the next ones. Its caches are
+    // its own: every measured cold apply still starts from empty ones.
     fresh_apply("");
 
     let cold = Workspace::new();

@@ -186,8 +186,9 @@ fn run_qemu_once(command: &mut Command, until: Option<&str>, stop_stalls: bool) 
         if child.try_wait().unwrap().is_some() {
             break (false, false);
         }
-        let stalled = stop_stalls && started.elapsed() > FIRMWARE_STALL && only_firmware_banner(&console());
-        if stalled || until.is_some_and(|pattern| console().contains(pattern)) {
+        let shown = console();
+        let stalled = stop_stalls && started.elapsed() > FIRMWARE_STALL && only_firmware_banner(&shown);
+        if stalled || until.is_some_and(|pattern| shown.contains(pattern)) {
             let _ = child.kill();
             let _ = child.wait();
             break (false, stalled);

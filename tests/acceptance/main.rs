@@ -609,17 +609,20 @@ fn run_by_hand_the_binary_explains_itself_and_prints_nothing_on_stdout() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("Terraform starts it"));
 }
 
+/// The provider binary as go-plugin starts it (its magic cookie, protocol 6).
+fn plugin_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"));
+    command
+        .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6");
+    command
+}
+
 /// The provider binary started as go-plugin starts it (stderr as given), and the
 /// handshake line it printed.
 fn serving_provider(stderr: std::process::Stdio) -> (std::process::Child, String) {
     use std::io::BufRead as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"))
-        .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
-        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
-        .stdout(std::process::Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    let mut child = plugin_command().stdout(std::process::Stdio::piped()).stderr(stderr).spawn().unwrap();
     let mut handshake = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut handshake).unwrap();
     (child, handshake)
@@ -645,13 +648,7 @@ fn sigint_does_not_kill_a_serving_provider() {
 fn a_provider_whose_handshake_nobody_reads_stops() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_terraform-provider-resin"))
-        .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
-        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
-        .stdout(writer)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = plugin_command().stdout(writer).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

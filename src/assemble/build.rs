@@ -135,7 +135,7 @@ fn assemble(
     let kernel_image = &images[&kernel_spec.image];
     // The kernel's files come from the segment cache; the kernel image is read only when
     // one of them is not there (resin_kernel's apply usually kept them).
-    let mut kernel_source = KernelSource::new(kernel_image, cache, segment_cache);
+    let mut kernel_source = KernelSource::for_spec(kernel_spec, kernel_image, cache, segment_cache);
     let kernel = extract_kernel(kernel_spec, &mut kernel_source, output_dir)?;
     let mut warnings = kernel.warnings.clone();
     let sources = BodySources::new(composition, images, cache, kernel_source, segment_cache.early_reads());

@@ -297,6 +297,11 @@ impl Write for NewSegment {
 }
 
 impl NewSegment {
+    /// How many bytes of data were written to it.
+    pub fn data_length(&self) -> u64 {
+        self.data_length
+    }
+
     /// Adds the metadata and the footer, puts the entry in place as `key` and returns it
     /// open; it goes to the shared tier too when `share` (not when it holds
     /// `sensitive_contents`).

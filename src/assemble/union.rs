@@ -1,8 +1,9 @@
 //! An image's layers as one tree: the union of its layers, each layer read once and
 //! verified (blob digest, compression trailer, diff_id), its files' data kept in a
-//! [`Spool`] from which the initrd and the kernel's files are written.
+//! [`Spool`] from which the initrd is written ([`flatten_pulled`]), or only the files a
+//! reader wants, where it wants them ([`union_pulled`]: the kernel's files).
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use anyhow::{bail, Context, Result};
 
@@ -11,7 +12,7 @@ use crate::oci::cache::BlobCache;
 use crate::oci::ResolvedImage;
 use crate::rootfs::layer::LayerSource;
 use crate::rootfs::path::display;
-use crate::rootfs::spool::{Spool, SpoolReader};
+use crate::rootfs::spool::{Extent, Spool, SpoolReader};
 use crate::rootfs::tree::{Content, DroppedXattrs, Node, Tree};
 
 /// An image's layers in the cache, in order, with the digests they must have: the blob's,
@@ -45,11 +46,25 @@ pub fn layer_sources(image: &ResolvedImage, cache: &BlobCache) -> Result<Vec<Lay
 /// An image flattened: its tree, the spool holding its files' data, and the warnings.
 pub type Flattened = (Tree, Spool, Vec<Warning>);
 
-/// `image`, pulled into `cache`, flattened ([`flatten`]) into a new spool beside the cache.
+/// `image`, pulled into `cache`, flattened: its union ([`union_of`]), its files' data in a
+/// new spool beside the cache.
 pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Flattened> {
+    let mut spool = Spool::new_in(cache.root())?;
+    let (tree, warnings) = union_pulled(image, cache, |_, data| spool.append(data).map(Some))?;
+    spool.finish()?;
+    Ok((tree, spool, warnings))
+}
+
+/// The union of `image`'s layers, pulled into `cache` ([`union_of`]), each regular file's
+/// data handed to `keep`.
+pub fn union_pulled(
+    image: &ResolvedImage,
+    cache: &BlobCache,
+    keep: impl FnMut(&[u8], &mut dyn Read) -> Result<Option<Extent>>,
+) -> Result<(Tree, Vec<Warning>)> {
     let started = std::time::Instant::now();
     let layers = layer_sources(image, cache)?;
-    let flattened = flatten(image, &layers, Spool::new_in(cache.root())?)?;
+    let union = union_of(image, &layers, keep)?;
     for layer in &layers {
         if let (Some((blob, _)), Some(diff_id)) = (&layer.blob, &layer.diff_id) {
             cache.record_diff_id(blob, diff_id);
@@ -59,19 +74,24 @@ pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Flatte
         "image flattened",
         &[("reference", image.reference.to_string()), ("elapsed_ms", started.elapsed().as_millis().to_string())],
     );
-    Ok(flattened)
+    Ok(union)
 }
 
-/// The union of an image's layers, each read once (its files' data kept in `spool`), and
-/// what they carried that newc drops (warnings whose detail the caller prefixes with what
-/// the image is used as).
-pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) -> Result<Flattened> {
+/// The union of an image's layers, each read once, each regular file's data (with its
+/// path) handed to `keep`, which says where it kept it ([`Tree::read_layer_keeping`]); and
+/// what the layers carried that newc drops (warnings whose detail the caller prefixes with
+/// what the image is used as).
+pub fn union_of(
+    image: &ResolvedImage,
+    layers: &[LayerSource],
+    mut keep: impl FnMut(&[u8], &mut dyn Read) -> Result<Option<Extent>>,
+) -> Result<(Tree, Vec<Warning>)> {
     let mut tree = Tree::new();
     let mut warnings = Vec::new();
     for (index, layer) in layers.iter().enumerate() {
         let describe =
             || format!("layer {} ({}) of {}", index + 1, image.manifest.layers()[index].digest(), image.reference);
-        let dropped = layer.read(|stream| tree.read_layer(index, stream, &mut spool)).with_context(describe)?;
+        let dropped = layer.read(|stream| tree.read_layer_keeping(index, stream, &mut keep)).with_context(describe)?;
         for DroppedXattrs { path, names } in dropped {
             warnings.push(Warning::dropped_xattrs(format!(
                 "{} in layer {} ({}) carries extended attributes ({}) that a newc initrd cannot hold; they are dropped",
@@ -82,9 +102,8 @@ pub fn flatten(image: &ResolvedImage, layers: &[LayerSource], mut spool: Spool) 
             )));
         }
     }
-    spool.finish()?;
     tree.shrink_to_fit();
-    Ok((tree, spool, warnings))
+    Ok((tree, warnings))
 }
 
 /// The contents of the regular file `path` of `tree`, from the spool its layers filled.

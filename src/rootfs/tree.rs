@@ -222,10 +222,22 @@ impl Tree {
         tar_stream: impl std::io::Read,
         spool: &mut Spool,
     ) -> Result<Vec<DroppedXattrs>> {
+        self.read_layer_keeping(layer, tar_stream, |_, data| spool.append(data).map(Some))
+    }
+
+    /// [`Tree::read_layer`], each regular file's data handed to `keep` with its path, which
+    /// keeps it where it likes and says where (`None`: not kept, and the walk cannot read
+    /// it): for a reader that wants a few files of a layer and none of the others.
+    pub fn read_layer_keeping(
+        &mut self,
+        layer: usize,
+        tar_stream: impl std::io::Read,
+        mut keep: impl FnMut(&[u8], &mut dyn std::io::Read) -> Result<Option<Extent>>,
+    ) -> Result<Vec<DroppedXattrs>> {
         let (mut entries, mut extents) = (Vec::new(), Vec::new());
         for_each_entry(tar_stream, |entry, data| {
             extents.push(match entry.kind {
-                EntryKind::File { .. } => Some(spool.append(data)?),
+                EntryKind::File { .. } => keep(&entry.path, data)?,
                 _ => None,
             });
             entries.push(entry);

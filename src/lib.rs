@@ -47,10 +47,11 @@ pub mod disk {
 }
 
 /// Without the `provider` feature (the fuzz targets' build): digests and the blob cache
-/// that the layer reader builds on.
+/// (and its downloads' taps) that the layer reader builds on.
 #[cfg(not(feature = "provider"))]
 pub mod oci {
     pub mod cache;
     pub mod digest;
     pub mod hashing;
+    pub mod tap;
 }

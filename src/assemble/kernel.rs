@@ -21,7 +21,7 @@ use super::artifacts::temporary;
 use super::hash::{content_hash, ASSEMBLY_FORMAT};
 use super::segment_cache::{CachedSegment, NewSegment, SegmentCache, SegmentMeta};
 use super::spec::KernelSpec;
-use super::union::{flatten_pulled, open_file, union_pulled};
+use super::union::{flatten_pulled, open_file, union_pulled, Downloads};
 use super::warning::Warning;
 use crate::copy::Buffer;
 use crate::oci::cache::BlobCache;
@@ -53,6 +53,8 @@ pub struct KernelSource<'a> {
     read: BTreeMap<Vec<u8>, Option<CachedSegment>>,
     /// The whole union, for the rare file whose data the read did not keep.
     union: Option<(Tree, Spool)>,
+    /// Layers the first read reads as they download.
+    downloads: Downloads,
     /// What reading the image warned about.
     warnings: Vec<Warning>,
 }
@@ -65,7 +67,21 @@ impl<'a> KernelSource<'a> {
         segments: &'a SegmentCache,
         wanted: Vec<Vec<u8>>,
     ) -> KernelSource<'a> {
-        KernelSource { image, cache, segments, wanted, read: BTreeMap::new(), union: None, warnings: Vec::new() }
+        KernelSource {
+            image,
+            cache,
+            segments,
+            wanted,
+            read: BTreeMap::new(),
+            union: None,
+            downloads: Downloads::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The source whose first read reads `downloads` as they arrive.
+    pub fn reading_downloads(self, downloads: Downloads) -> KernelSource<'a> {
+        KernelSource { downloads, ..self }
     }
 
     /// A source for the files `spec` names.
@@ -119,7 +135,8 @@ impl<'a> KernelSource<'a> {
         // Each kept file's data is a new entry; its extent is its place in the kept
         // files' data one after another (a later file of the same path replaces it).
         let (segments, mut entries, mut end, mut buffer) = (self.segments, BTreeMap::new(), 0, Buffer::new());
-        let (tree, warnings) = union_pulled(self.image, self.cache, |path, data| {
+        let downloads = std::mem::take(&mut self.downloads);
+        let (tree, warnings) = union_pulled(self.image, self.cache, downloads, |path, data| {
             if !keeping.contains(path) {
                 return Ok(None);
             }
@@ -184,19 +201,21 @@ impl<'a> KernelSource<'a> {
 }
 
 /// Checks that the pulled kernel image has every named file as a regular file, and keeps
-/// each in the segment cache. On failure, returns the setting at fault with the error
-/// (`image` when the layers themselves cannot be read).
+/// each in the segment cache; layers in `downloads` are read as they arrive (the image is
+/// being pulled). On failure, returns the setting at fault with the error (`image` when
+/// the layers themselves cannot be read).
 pub fn check_kernel_files(
     image: &ResolvedImage,
     cache: &BlobCache,
     segments: &SegmentCache,
     files: &[NamedFile<'_>],
+    downloads: Downloads,
 ) -> Result<(), (&'static str, anyhow::Error)> {
     let paths = files
         .iter()
         .map(|file| normalise(file.path.as_bytes()).map_err(|e| (file.setting, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut source = KernelSource::new(image, cache, segments, paths.clone());
+    let mut source = KernelSource::new(image, cache, segments, paths.clone()).reading_downloads(downloads);
     for (file, path) in files.iter().zip(paths) {
         if source.kept(&path).map_err(|e| ("image", e))?.is_none() {
             return Err((
@@ -268,15 +287,23 @@ mod tests {
     use crate::oci::registry::{RegistryClient, DEFAULT_TIMEOUT};
     use crate::oci::Puller;
 
-    /// A kernel image of `layers` in a layout, pulled into a fresh cache.
+    /// A kernel image of `layers` in a layout, resolved into a fresh cache.
     struct Pulled {
         _work: tempfile::TempDir,
         cache: BlobCache,
         segments: SegmentCache,
         image: ResolvedImage,
+        puller: Puller,
+        runtime: tokio::runtime::Runtime,
     }
 
-    fn pulled(layers: &[Vec<u8>]) -> Pulled {
+    impl Pulled {
+        fn pull(&self) {
+            self.runtime.block_on(self.puller.pull(&self.image)).unwrap();
+        }
+    }
+
+    fn resolved(layers: &[Vec<u8>]) -> Pulled {
         let work = tempfile::tempdir().unwrap();
         let layout = work.path().join("layout");
         fixtures::add_layered_image(&layout, "kernel", layers, serde_json::json!({}));
@@ -284,14 +311,17 @@ mod tests {
         let client = Arc::new(RegistryClient::new(vec![], DockerConfig::default(), DEFAULT_TIMEOUT));
         let puller = Puller::new(cache.clone(), client, 2);
         let reference = format!("oci-layout:{}:kernel", layout.display()).parse().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let image = runtime.block_on(async {
-            let image = puller.resolve(&reference, &"linux/amd64".parse().unwrap(), None).await.unwrap();
-            puller.pull(&image).await.unwrap();
-            image
-        });
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let image = runtime.block_on(puller.resolve(&reference, &"linux/amd64".parse().unwrap(), None)).unwrap();
         let segments = SegmentCache::open(&work.path().join("cache"), 1 << 30).unwrap();
-        Pulled { _work: work, cache, segments, image }
+        Pulled { _work: work, cache, segments, image, puller, runtime }
+    }
+
+    /// A kernel image of `layers` in a layout, pulled into a fresh cache.
+    fn pulled(layers: &[Vec<u8>]) -> Pulled {
+        let pulled = resolved(layers);
+        pulled.pull();
+        pulled
     }
 
     fn named<'a>(files: &[(&'static str, &'a str)]) -> Vec<NamedFile<'a>> {
@@ -321,7 +351,7 @@ mod tests {
             fixtures::tar_layer(&[Entry::File("kernel", b"new kernel", 0o644)]),
         ]);
         let files = named(&[("binary", "kernel"), ("modules_tar", "/kernel.tar")]);
-        check_kernel_files(&pulled.image, &pulled.cache, &pulled.segments, &files).unwrap();
+        check_kernel_files(&pulled.image, &pulled.cache, &pulled.segments, &files, Downloads::new()).unwrap();
         assert_eq!(kept(&pulled, "kernel").unwrap(), b"new kernel");
         assert_eq!(kept(&pulled, "kernel.tar").unwrap(), modules);
         assert_eq!(kept(&pulled, "System.map"), None);
@@ -344,6 +374,39 @@ mod tests {
         assert!(source.read.is_empty() && source.union.is_none(), "nothing read");
     }
 
+    /// The check reads a layer as it downloads, keeps what it read once the download
+    /// verified it, and fails (keeping nothing) when the download never comes.
+    #[test]
+    fn the_check_reads_a_layer_as_it_downloads() {
+        let modules = fixtures::noise(3, 2_000_000);
+        let layer = fixtures::tar_layer(&[
+            Entry::File("kernel", b"the kernel", 0o644),
+            Entry::File("kernel.tar", &modules, 0o644),
+        ]);
+        let pulled = resolved(&[layer]);
+        let digest = pulled.image.manifest.layers()[0].digest().clone();
+        let checking = |tap| {
+            let (image, cache, segments) = (pulled.image.clone(), pulled.cache.clone(), pulled.segments.clone());
+            let files = named(&[("binary", "kernel"), ("modules_tar", "kernel.tar")]);
+            std::thread::spawn(move || {
+                check_kernel_files(&image, &cache, &segments, &files, Downloads::from([(0, tap)])).map_err(|e| e.1)
+            })
+        };
+
+        let never = checking(pulled.cache.taps().tap(&digest));
+        pulled.cache.taps().cancel(&digest);
+        let error = never.join().unwrap().unwrap_err();
+        assert!(format!("{error:#}").contains("ended before the blob was verified"), "{error:#}");
+        assert_eq!(kept(&pulled, "kernel"), None, "nothing kept from a download that never came");
+
+        let check = checking(pulled.cache.taps().tap(&digest));
+        pulled.pull();
+        check.join().unwrap().unwrap();
+        assert!(pulled.cache.contains(&digest, None));
+        assert_eq!(kept(&pulled, "kernel").unwrap(), b"the kernel");
+        assert_eq!(kept(&pulled, "kernel.tar").unwrap(), modules);
+    }
+
     /// A named file whose data came under another name (a hard link), or that shares its
     /// data with another named file, is kept from the image's whole union.
     #[test]
@@ -356,7 +419,7 @@ mod tests {
             Entry::HardLink("ucode.cpio", "kernel.tar"),
         ])]);
         let files = named(&[("binary", "kernel"), ("modules_tar", "kernel.tar"), ("ucode", "ucode.cpio")]);
-        check_kernel_files(&pulled.image, &pulled.cache, &pulled.segments, &files).unwrap();
+        check_kernel_files(&pulled.image, &pulled.cache, &pulled.segments, &files, Downloads::new()).unwrap();
         assert_eq!(kept(&pulled, "kernel").unwrap(), b"the kernel");
         assert_eq!(kept(&pulled, "kernel.tar").unwrap(), b"modules");
         assert_eq!(kept(&pulled, "ucode.cpio").unwrap(), b"modules");
@@ -373,7 +436,8 @@ mod tests {
             fixtures::tar_layer(&[Entry::File(".wh.kernel.tar", b"", 0o644)]),
         ]);
         let files = named(&[("binary", "kernel"), ("modules_tar", "kernel.tar")]);
-        let (setting, error) = check_kernel_files(&pulled.image, &pulled.cache, &pulled.segments, &files).unwrap_err();
+        let (setting, error) =
+            check_kernel_files(&pulled.image, &pulled.cache, &pulled.segments, &files, Downloads::new()).unwrap_err();
         assert_eq!(setting, "modules_tar");
         assert!(format!("{error:#}").contains("has no file /kernel.tar"), "{error:#}");
         assert_eq!(kept(&pulled, "kernel").unwrap(), b"the kernel", "the file there is kept");

@@ -32,7 +32,7 @@ mod segments;
 mod spec;
 mod union;
 mod warning;
-pub use union::{read_image_file, read_pulled_file};
+pub use union::{read_image_file, read_pulled_file, Downloads};
 
 pub use artifacts::{
     check, file_digest, publish as rename_into_place, remove_if_written, temporary, write_artifact, write_documents,

@@ -3,12 +3,14 @@
 //! [`Spool`] from which the initrd is written ([`flatten_pulled`]), or only the files a
 //! reader wants, where it wants them ([`union_pulled`]: the kernel's files).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use anyhow::{bail, Context, Result};
 
 use super::warning::Warning;
 use crate::oci::cache::BlobCache;
+use crate::oci::tap::BlobTap;
 use crate::oci::ResolvedImage;
 use crate::rootfs::layer::LayerSource;
 use crate::rootfs::path::display;
@@ -50,21 +52,26 @@ pub type Flattened = (Tree, Spool, Vec<Warning>);
 /// new spool beside the cache.
 pub fn flatten_pulled(image: &ResolvedImage, cache: &BlobCache) -> Result<Flattened> {
     let mut spool = Spool::new_in(cache.root())?;
-    let (tree, warnings) = union_pulled(image, cache, |_, data| spool.append(data).map(Some))?;
+    let (tree, warnings) = union_pulled(image, cache, Downloads::new(), |_, data| spool.append(data).map(Some))?;
     spool.finish()?;
     Ok((tree, spool, warnings))
 }
 
-/// The union of `image`'s layers, pulled into `cache` ([`union_of`]), each regular file's
-/// data handed to `keep`.
+/// Layers of an image read as they download ([`crate::oci::tap`]), by index; the others
+/// are read from the cache.
+pub type Downloads = BTreeMap<usize, BlobTap>;
+
+/// The union of `image`'s layers, pulled into `cache` or being pulled (`downloads`)
+/// ([`union_of`]), each regular file's data handed to `keep`.
 pub fn union_pulled(
     image: &ResolvedImage,
     cache: &BlobCache,
+    downloads: Downloads,
     keep: impl FnMut(&[u8], &mut dyn Read) -> Result<Option<Extent>>,
 ) -> Result<(Tree, Vec<Warning>)> {
     let started = std::time::Instant::now();
     let layers = layer_sources(image, cache)?;
-    let union = union_of(image, &layers, keep)?;
+    let union = union_of(image, &layers, downloads, keep)?;
     for layer in &layers {
         if let (Some((blob, _)), Some(diff_id)) = (&layer.blob, &layer.diff_id) {
             cache.record_diff_id(blob, diff_id);
@@ -84,6 +91,7 @@ pub fn union_pulled(
 pub fn union_of(
     image: &ResolvedImage,
     layers: &[LayerSource],
+    mut downloads: Downloads,
     mut keep: impl FnMut(&[u8], &mut dyn Read) -> Result<Option<Extent>>,
 ) -> Result<(Tree, Vec<Warning>)> {
     let mut tree = Tree::new();
@@ -91,7 +99,12 @@ pub fn union_of(
     for (index, layer) in layers.iter().enumerate() {
         let describe =
             || format!("layer {} ({}) of {}", index + 1, image.manifest.layers()[index].digest(), image.reference);
-        let dropped = layer.read(|stream| tree.read_layer_keeping(index, stream, &mut keep)).with_context(describe)?;
+        let read = |stream: &mut dyn Read| tree.read_layer_keeping(index, stream, &mut keep);
+        let dropped = match downloads.remove(&index) {
+            Some(download) => layer.read_download(download, read),
+            None => layer.read(read),
+        }
+        .with_context(describe)?;
         for DroppedXattrs { path, names } in dropped {
             warnings.push(Warning::dropped_xattrs(format!(
                 "{} in layer {} ({}) carries extended attributes ({}) that a newc initrd cannot hold; they are dropped",

@@ -19,7 +19,9 @@
 //! * A blob is trusted only as far as it is verified on the read that uses it: small
 //!   documents by [`BlobCache::read_verified`], layers as they stream through assembly
 //!   (`crate::rootfs::layer::LayerSource`). A blob damaged on disk after it was written is
-//!   reported as [`DamagedBlob`], evicted, and fetched again from where it came from.
+//!   reported as [`DamagedBlob`], evicted, and fetched again from where it came from. A
+//!   reader may also read a blob as it downloads ([`super::tap`]): the download is then the
+//!   read that verifies it, and the reader's data ends only once it has.
 //! * A layer's uncompressed tar is hashed against the image config's `diff_id` on its first
 //!   read only: the check is then recorded under `diff_ids/` ([`BlobCache::record_diff_id`]),
 //!   and later reads verify the blob's digest alone, which pins the same compressed bytes
@@ -38,6 +40,7 @@ use sha2::Digest as _;
 use thiserror::Error;
 
 use super::digest::Digest;
+use super::tap::{Feed, Taps};
 
 /// Names of downloads in progress in `blobs/sha256/`.
 const TEMPORARY_PREFIX: &str = ".tmp-";
@@ -90,6 +93,8 @@ const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
 #[derive(Clone, Debug)]
 pub struct BlobCache {
     root: PathBuf,
+    /// Readers of downloads in progress, shared by the handle's clones.
+    taps: Taps,
 }
 
 impl BlobCache {
@@ -105,7 +110,12 @@ impl BlobCache {
                 &[("error", format!("{e:#}"))],
             );
         }
-        Ok(BlobCache { root: root.to_path_buf() })
+        Ok(BlobCache { root: root.to_path_buf(), taps: Taps::default() })
+    }
+
+    /// Readers of blobs as they download ([`super::tap`]).
+    pub fn taps(&self) -> &Taps {
+        &self.taps
     }
 
     pub fn root(&self) -> &Path {
@@ -263,14 +273,21 @@ impl BlobCache {
     {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<B>(8);
         let (cache, owned_digest) = (self.clone(), digest.clone());
+        // A reader of this download gets each chunk too (the first attempt to bring bytes
+        // takes the tap: a retry after that has none).
+        let mut tap = self.taps.take(digest);
         let worker = tokio::task::spawn_blocking(move || {
             // Created here, off the runtime; if this fails, sending fails and the error
             // is reported below.
             let mut writer = cache.writer(&owned_digest, size)?;
             while let Some(chunk) = receiver.blocking_recv() {
                 writer.write(chunk.as_ref())?;
+                // A reader that is gone stops the copies, not the download.
+                if tap.as_ref().is_some_and(|tap| tap.send(Feed::Data(chunk.as_ref().to_vec())).is_err()) {
+                    tap = None;
+                }
             }
-            Ok::<BlobWriter, anyhow::Error>(writer)
+            Ok::<_, anyhow::Error>((writer, tap))
         });
         let mut failure = None;
         let started = std::time::Instant::now();
@@ -305,13 +322,18 @@ impl BlobCache {
             }
         }
         drop(sender);
-        let writer = worker.await??;
+        let (writer, tap) = worker.await??;
         if let Some(error) = failure {
-            // Dropping the writer removes the temporary file.
+            // Dropping the writer removes the temporary file (and the tap, which ends
+            // its reader with an error).
             drop(writer);
             return Err(error);
         }
-        tokio::task::spawn_blocking(move || writer.commit()).await?
+        let path = tokio::task::spawn_blocking(move || writer.commit()).await??;
+        if let Some(tap) = tap {
+            let _ = tap.send(Feed::Verified);
+        }
+        Ok(path)
     }
 
     fn writer(&self, digest: &Digest, size: Option<u64>) -> Result<BlobWriter> {
@@ -485,5 +507,37 @@ mod tests {
         assert!(err.to_string().contains("connection reset"));
         assert!(!cache.contains(&other, None));
         assert_eq!(entries(&dir.path().join("blobs/sha256")), vec![digest.digest().to_string()]);
+    }
+
+    /// A tap on a download reads its bytes and ends once the blob is verified and in
+    /// place; on a download whose bytes do not match, it ends with an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tap_reads_a_download_and_ends_once_it_is_verified() {
+        use std::io::Read as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let reading = |mut tap: crate::oci::tap::BlobTap, cache: BlobCache, digest: Digest| {
+            tokio::task::spawn_blocking(move || {
+                let mut bytes = Vec::new();
+                let read = tap.read_to_end(&mut bytes).map(|_| bytes);
+                (read, cache.contains(&digest, None))
+            })
+        };
+        let content: Vec<u8> = (0..200_000u32).flat_map(u32::to_le_bytes).collect();
+        let digest = crate::oci::digest::sha256(&content);
+        let reader = reading(cache.taps().tap(&digest), cache.clone(), digest.clone());
+        let chunks = content.chunks(1000).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>();
+        cache.insert_stream(&digest, Some(content.len() as u64), futures_util::stream::iter(chunks)).await.unwrap();
+        let (read, in_place) = reader.await.unwrap();
+        assert!(read.unwrap() == content, "the tap gave the download's bytes");
+        assert!(in_place, "it ended once the blob was in place");
+
+        let claimed = crate::oci::digest::sha256(b"something else");
+        let reader = reading(cache.taps().tap(&claimed), cache.clone(), claimed.clone());
+        let chunks = vec![Ok::<_, std::io::Error>(content[..6].to_vec())];
+        cache.insert_stream(&claimed, Some(6), futures_util::stream::iter(chunks)).await.unwrap_err();
+        let (read, in_place) = reader.await.unwrap();
+        assert!(read.unwrap_err().to_string().contains("ended before the blob was verified"));
+        assert!(!in_place);
     }
 }

@@ -17,6 +17,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod retry;
+pub mod tap;
 
 pub use pull::{PlatformMissing, PullStats, Puller, ResolvedImage};
 

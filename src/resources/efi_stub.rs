@@ -111,6 +111,7 @@ impl ImageKind for EfiStub {
         image: &crate::oci::ResolvedImage,
         cache: &crate::oci::cache::BlobCache,
         _segments: &crate::assemble::SegmentCache,
+        _downloads: crate::assemble::Downloads,
     ) -> Result<(), (&'static str, anyhow::Error)> {
         let Some(path) = state.path.as_ref_option() else {
             return Err(("path", anyhow::anyhow!("no stub path: set path (no default for {})", image.platform)));

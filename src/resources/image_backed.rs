@@ -71,6 +71,9 @@ pub struct ImageFields<'s> {
     pub spec: &'s mut Value<String>,
 }
 
+/// What checking a pulled image found: nothing wrong, or the attribute at fault and why.
+pub type Checked = Result<(), (&'static str, anyhow::Error)>;
+
 /// What distinguishes one image-backed resource type from another.
 pub trait ImageKind: Send + Sync + 'static {
     type State: Serialize + DeserializeOwned + Clone + Send + Sync;
@@ -98,14 +101,19 @@ pub trait ImageKind: Send + Sync + 'static {
     /// Whether an apply that downloaded layers starts reading the image for the
     /// assembly that follows ([`crate::assemble::EarlyReads`]).
     const READS_EARLY: bool = false;
-    /// Checks a pulled image has what the settings name (on a blocking thread); returns
-    /// the attribute at fault with the error.
+    /// Whether the check reads the image's layers as they download, while the image is
+    /// pulled ([`crate::oci::tap`]): for a check every `resin_image` waits for.
+    const CHECKS_WHILE_PULLING: bool = false;
+    /// Checks a pulled image has what the settings name (on a blocking thread), reading
+    /// the layers in `downloads` as they arrive; returns the attribute at fault with the
+    /// error.
     fn check_pulled(
         _state: &Self::State,
         _image: &ResolvedImage,
         _cache: &crate::oci::cache::BlobCache,
         _segments: &crate::assemble::SegmentCache,
-    ) -> Result<(), (&'static str, anyhow::Error)> {
+        _downloads: crate::assemble::Downloads,
+    ) -> Checked {
         Ok(())
     }
 }
@@ -306,6 +314,29 @@ impl<K: ImageKind> ImageResource<K> {
         );
     }
 
+    /// Starts the check of a `K` that checks while pulling ([`ImageKind::CHECKS_WHILE_PULLING`]),
+    /// reading the image's layer as it downloads, when one layer is to download (with more,
+    /// each download would wait for the reader to come to it). Returns the layer's digest
+    /// and the check.
+    fn check_while_pulling(
+        state: &K::State,
+        image: &ResolvedImage,
+        cache: &crate::oci::cache::BlobCache,
+        segments: &crate::assemble::SegmentCache,
+    ) -> Option<(Digest, tokio::task::JoinHandle<Checked>)> {
+        if !K::CHECKS_WHILE_PULLING {
+            return None;
+        }
+        let layers = image.manifest.layers().iter().enumerate();
+        let missing: Vec<(usize, &Digest)> =
+            layers.map(|(index, layer)| (index, layer.digest())).filter(|(_, d)| !cache.contains(d, None)).collect();
+        let [(index, digest)] = missing[..] else { return None };
+        let downloads = crate::assemble::Downloads::from([(index, cache.taps().tap(digest))]);
+        let (state, image, cache, segments) = (state.clone(), image.clone(), cache.clone(), segments.clone());
+        let check = move || K::check_pulled(&state, &image, &cache, &segments, downloads);
+        Some((digest.clone(), tokio::task::spawn_blocking(check)))
+    }
+
     /// Apply: fetch the planned digest, pull it, and check the result against the plan.
     async fn apply(&self, diags: &mut Diagnostics, planned: K::State) -> Option<(K::State, Option<Observed>)> {
         let context = self.context(diags)?;
@@ -320,7 +351,21 @@ impl<K: ImageKind> ImageResource<K> {
             _ => None,
         };
         let resolved = Self::resolve(&context, &reference, &platform, pinned.as_ref(), diags).await?;
-        let pulled = match context.puller.pull(&resolved).await {
+        let (check_state, check_image, cache, segments) =
+            (state.clone(), resolved.clone(), context.puller.cache().clone(), context.segments.clone());
+        let reading = Self::check_while_pulling(&state, &resolved, &cache, &segments);
+        let pulled = context.puller.pull(&resolved).await;
+        // What the check found as the layer downloaded stands if the pull went well;
+        // otherwise (the download failed, was retried, or was another process's) the
+        // check reads the cached blob below.
+        let early_check = match reading {
+            Some((digest, check)) => {
+                cache.taps().cancel(&digest);
+                check.await.ok().filter(|checked| pulled.is_ok() && checked.is_ok())
+            }
+            None => None,
+        };
+        let pulled = match pulled {
             Ok(pulled) => pulled,
             Err(e) => {
                 error_at(
@@ -337,18 +382,22 @@ impl<K: ImageKind> ImageResource<K> {
         if K::READS_EARLY && pulled.layers_fetched > 0 && context.segments.remote().is_none() {
             context.segments.early_reads().start(&resolved, context.puller.cache());
         }
-        let (check_state, check_image, cache, segments) =
-            (state.clone(), resolved.clone(), context.puller.cache().clone(), context.segments.clone());
         // Checking reads the layers: a damaged cache blob is fetched again (with_repair).
-        let checked = context
-            .puller
-            .with_repair(std::slice::from_ref(&resolved), move || {
-                match K::check_pulled(&check_state, &check_image, &cache, &segments) {
-                    Err((_, e)) if damaged_blob(&e).is_some() => Err(e),
-                    other => Ok(other),
-                }
-            })
-            .await;
+        let checked = match early_check {
+            Some(checked) => Ok(checked),
+            None => {
+                let no_downloads = crate::assemble::Downloads::new;
+                context
+                    .puller
+                    .with_repair(std::slice::from_ref(&resolved), move || {
+                        match K::check_pulled(&check_state, &check_image, &cache, &segments, no_downloads()) {
+                            Err((_, e)) if damaged_blob(&e).is_some() => Err(e),
+                            other => Ok(other),
+                        }
+                    })
+                    .await
+            }
+        };
         // A kernel's files built here go to the shared segment cache before the apply ends.
         if let Some(remote) = context.segments.remote() {
             if let (_, Some(problems)) = remote.settle().await {

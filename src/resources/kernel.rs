@@ -116,11 +116,15 @@ impl ImageKind for Kernel {
         serde_json::to_value(spec).ok()
     }
 
+    // Every resin_image waits for this check (it keeps the kernel's files).
+    const CHECKS_WHILE_PULLING: bool = true;
+
     fn check_pulled(
         state: &KernelState,
         image: &crate::oci::ResolvedImage,
         cache: &crate::oci::cache::BlobCache,
         segments: &crate::assemble::SegmentCache,
+        downloads: crate::assemble::Downloads,
     ) -> Result<(), (&'static str, anyhow::Error)> {
         use crate::assemble::{check_kernel_files, NamedFile};
         let (binary, modules_tar, ucode) = (
@@ -132,7 +136,7 @@ impl ImageKind for Kernel {
             .into_iter()
             .filter_map(|(setting, path)| path.map(|path| NamedFile { setting, path }))
             .collect();
-        check_kernel_files(image, cache, segments, &files)
+        check_kernel_files(image, cache, segments, &files, downloads)
     }
 
     fn stub(image: String) -> KernelState {

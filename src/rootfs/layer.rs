@@ -22,6 +22,7 @@ use super::path::{file_name, join, normalise, parent};
 use crate::oci::cache::DamagedBlob;
 use crate::oci::digest::Digest;
 use crate::oci::hashing::HashingReader;
+use crate::oci::tap::BlobTap;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -115,21 +116,7 @@ impl LayerSource {
         };
         let file_identity = file.metadata().ok().map(|meta| crate::oci::cache::identity(&meta));
         let mut blob = HashingReader::new(file);
-        let outcome = (|| {
-            let mut tar = decompress(&mut blob)?;
-            // The tar reader stops at the end-of-archive blocks; the rest (and the
-            // compression trailer) must be read too for the checks to mean anything.
-            let to_end = "reading the layer to its end";
-            if self.diff_id.is_none() {
-                let value = read(&mut tar)?;
-                io::copy(&mut tar, &mut io::sink()).context(to_end)?;
-                return Ok::<_, anyhow::Error>((value, None));
-            }
-            let mut plain = HashingReader::new(&mut tar);
-            let value = read(&mut plain)?;
-            io::copy(&mut plain, &mut io::sink()).context(to_end)?;
-            Ok((value, Some(plain.finish().0)))
-        })();
+        let outcome = Self::read_plain(&mut blob, self.diff_id.is_some(), read);
         let drained = io::copy(&mut blob, &mut io::sink());
         let (actual, size) = blob.finish();
         if let Some((digest, expected_size)) = &self.blob {
@@ -147,6 +134,42 @@ impl LayerSource {
             }
         }
         drained.with_context(|| format!("reading {}", self.path.display()))?;
+        self.checked(outcome)
+    }
+
+    /// [`LayerSource::read`] of the layer's bytes as its download brings them: the same
+    /// checks but the blob's digest and size, which the download checks (the tap ends
+    /// only once it did: [`crate::oci::tap`]).
+    pub fn read_download<T>(&self, mut download: BlobTap, read: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
+        let outcome = Self::read_plain(&mut download, self.diff_id.is_some(), read);
+        io::copy(&mut download, &mut io::sink()).context("reading the layer as it downloads")?;
+        self.checked(outcome)
+    }
+
+    /// Hands the plain tar stream of `blob` to `read`, then reads it to its end; with the
+    /// digest of the uncompressed tar when `diff_id` is asked for.
+    fn read_plain<T>(
+        blob: impl Read + Send,
+        diff_id: bool,
+        read: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<(T, Option<Digest>)> {
+        let mut tar = decompress(blob)?;
+        // The tar reader stops at the end-of-archive blocks; the rest (and the
+        // compression trailer) must be read too for the checks to mean anything.
+        let to_end = "reading the layer to its end";
+        if !diff_id {
+            let value = read(&mut tar)?;
+            io::copy(&mut tar, &mut io::sink()).context(to_end)?;
+            return Ok((value, None));
+        }
+        let mut plain = HashingReader::new(&mut tar);
+        let value = read(&mut plain)?;
+        io::copy(&mut plain, &mut io::sink()).context(to_end)?;
+        Ok((value, Some(plain.finish().0)))
+    }
+
+    /// What `read` gave, once the uncompressed tar matched the diff_id.
+    fn checked<T>(&self, outcome: Result<(T, Option<Digest>)>) -> Result<T> {
         let (value, uncompressed) = outcome?;
         if let (Some(expected), Some(actual)) = (&self.diff_id, uncompressed) {
             if &actual != expected {

@@ -60,12 +60,14 @@ pub struct KernelSource<'a> {
 }
 
 impl<'a> KernelSource<'a> {
-    /// A source for the files at `wanted` (normalised paths) of `image`.
+    /// A source for the files at `wanted` (normalised paths) of `image`, whose first read
+    /// reads the layers in `downloads` as they arrive.
     pub fn new(
         image: &'a ResolvedImage,
         cache: &'a BlobCache,
         segments: &'a SegmentCache,
         wanted: Vec<Vec<u8>>,
+        downloads: Downloads,
     ) -> KernelSource<'a> {
         KernelSource {
             image,
@@ -74,14 +76,9 @@ impl<'a> KernelSource<'a> {
             wanted,
             read: BTreeMap::new(),
             union: None,
-            downloads: Downloads::new(),
+            downloads,
             warnings: Vec::new(),
         }
-    }
-
-    /// The source whose first read reads `downloads` as they arrive.
-    pub fn reading_downloads(self, downloads: Downloads) -> KernelSource<'a> {
-        KernelSource { downloads, ..self }
     }
 
     /// A source for the files `spec` names.
@@ -94,7 +91,7 @@ impl<'a> KernelSource<'a> {
         let named = [Some(&spec.binary), Some(&spec.modules_tar).filter(|m| !m.is_empty()), spec.ucode.as_ref()];
         // A name that does not normalise is reported when it is asked for.
         let wanted = named.into_iter().flatten().filter_map(|path| normalise(path.as_bytes()).ok()).collect();
-        KernelSource::new(image, cache, segments, wanted)
+        KernelSource::new(image, cache, segments, wanted, Downloads::new())
     }
 
     fn key(&self, path: &[u8]) -> Digest {
@@ -215,7 +212,7 @@ pub fn check_kernel_files(
         .iter()
         .map(|file| normalise(file.path.as_bytes()).map_err(|e| (file.setting, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut source = KernelSource::new(image, cache, segments, paths.clone()).reading_downloads(downloads);
+    let mut source = KernelSource::new(image, cache, segments, paths.clone(), downloads);
     for (file, path) in files.iter().zip(paths) {
         if source.kept(&path).map_err(|e| ("image", e))?.is_none() {
             return Err((
@@ -330,7 +327,7 @@ mod tests {
 
     /// The bytes of the file `path` kept in the segment cache.
     fn kept(pulled: &Pulled, path: &str) -> Option<Vec<u8>> {
-        let source = KernelSource::new(&pulled.image, &pulled.cache, &pulled.segments, vec![]);
+        let source = KernelSource::new(&pulled.image, &pulled.cache, &pulled.segments, vec![], Downloads::new());
         let mut entry = pulled.segments.get(&source.key(path.as_bytes())).unwrap()?;
         let mut bytes = Vec::new();
         entry.copy_to(&mut bytes).unwrap();

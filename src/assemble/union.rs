@@ -88,7 +88,7 @@ pub fn union_pulled(
 /// path) handed to `keep`, which says where it kept it ([`Tree::read_layer_keeping`]); and
 /// what the layers carried that newc drops (warnings whose detail the caller prefixes with
 /// what the image is used as).
-pub fn union_of(
+fn union_of(
     image: &ResolvedImage,
     layers: &[LayerSource],
     mut downloads: Downloads,

@@ -240,10 +240,13 @@ fn initrd_segments<'c>(
                     for directory in &cached.meta.directories {
                         existing.insert(hex::decode(directory).context("a cached segment's directory")?);
                     }
+                    if let Some(image) = this.image() {
+                        prefetch.forget(image);
+                    }
                     part((describe, Some(cached)))?;
                     continue;
                 }
-                let later = planned[index + 1..].iter().flatten();
+                let later = planned.iter().enumerate().skip(index + 1);
                 read_ahead(
                     &mut prefetch,
                     later,
@@ -294,21 +297,19 @@ fn read_ahead_limit(segment_cache: &SegmentCache) -> usize {
     }
 }
 
-/// Starts reading ahead the images of the `later` segments that `missing` guesses are to
-/// be built, in order, while there is room ([`super::prefetch`]).
+/// Queues for reading ahead the images of the `later` segments (with their indexes) that
+/// `missing` guesses are to be built and that are not queued yet ([`super::prefetch`]).
 fn read_ahead<'p, 'c: 'p, 'env>(
     prefetch: &mut Prefetch<'env>,
-    later: impl Iterator<Item = &'p Planned<'c>>,
+    later: impl Iterator<Item = (usize, &'p Option<Planned<'c>>)>,
     mut missing: impl FnMut(&Planned<'c>) -> bool,
     sources: &BodySources<'env>,
 ) {
-    for planned in later {
-        if !prefetch.has_room() {
-            return;
-        }
+    for (order, planned) in later {
+        let Some(planned) = planned else { continue };
         let Some(image) = planned.image() else { continue };
-        if !prefetch.is_running(image) && missing(planned) {
-            prefetch.start(image, sources.image(image));
+        if !prefetch.is_known(image) && missing(planned) {
+            prefetch.start(order, image, sources.image(image));
         }
     }
 }

@@ -233,3 +233,60 @@ fn early_reads_stop_once_their_results_hold_enough_data() {
     assert_eq!((early.kept(), early.finished()), (1, 1), "with the first taken, the second was read: {early:?}");
     assert!(early.take(&resolved[1]).is_some());
 }
+
+/// The golden packages, each once, with the images they pin.
+fn distinct(resolved: Vec<crate::oci::ResolvedImage>) -> Vec<(PinnedImage, crate::oci::ResolvedImage)> {
+    let by_image: std::collections::BTreeMap<PinnedImage, crate::oci::ResolvedImage> =
+        resolved.into_iter().map(|r| (PinnedImage::new(&r.reference, r.digest.clone()), r)).collect();
+    by_image.into_iter().collect()
+}
+
+/// Reading ahead goes on while small results wait for their segments: one worker reads
+/// every image queued, each result is taken once.
+#[test]
+fn reading_ahead_goes_on_while_small_results_wait() {
+    let work = tempfile::tempdir().unwrap();
+    let golden = Golden::new(work.path());
+    let images = distinct(golden.pulled_packages());
+    assert!(images.len() >= 3, "{} images", images.len());
+    let early = super::EarlyReads::default();
+    std::thread::scope(|scope| {
+        let mut prefetch = super::prefetch::Prefetch::new(scope, golden.puller.cache(), &early, 1);
+        for (order, (image, resolved)) in images.iter().enumerate() {
+            prefetch.start(order, image, resolved);
+        }
+        assert_eq!(prefetch.settled(), (images.len(), 0), "every image was read; no result held the worker");
+        for (image, _) in &images {
+            let (tree, _, _) = prefetch.take(image).expect("read ahead").unwrap();
+            assert!(!tree.is_empty());
+            assert!(prefetch.take(image).is_none(), "a result is taken once");
+        }
+    });
+}
+
+/// A result that is not small holds its worker until its segment takes it; an image
+/// still queued when its segment comes is left to that segment; a forgotten result is
+/// gone, and frees its worker.
+#[test]
+fn a_result_that_is_not_small_holds_its_worker_until_taken() {
+    let work = tempfile::tempdir().unwrap();
+    let golden = Golden::new(work.path());
+    let images = distinct(golden.pulled_packages());
+    let [(first, _), (second, _), (third, third_resolved), ..] = &images[..] else { panic!("{} images", images.len()) };
+    let early = super::EarlyReads::default();
+    std::thread::scope(|scope| {
+        let mut prefetch = super::prefetch::Prefetch::with_small(scope, golden.puller.cache(), &early, 1, (0, 0));
+        for (order, (image, resolved)) in images[..3].iter().enumerate() {
+            prefetch.start(order, image, resolved);
+        }
+        assert_eq!(prefetch.settled(), (1, 2), "the first result holds the one worker");
+        assert!(prefetch.take(third).is_none(), "the third image, still queued, is left to its segment");
+        assert!(prefetch.take(first).expect("the first image was read").is_ok());
+        assert_eq!(prefetch.settled(), (1, 0), "taking the first let the second be read");
+        prefetch.forget(second);
+        assert!(prefetch.take(second).is_none(), "a forgotten result is gone");
+        prefetch.start(3, third, third_resolved);
+        assert_eq!(prefetch.settled(), (1, 0), "forgetting the second freed the worker for the third");
+        assert!(prefetch.take(third).expect("the third image was read").is_ok());
+    });
+}

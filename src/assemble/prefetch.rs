@@ -25,7 +25,7 @@
 //! and its image's read dropped ([`Prefetch::forget`]: not started if still queued), or
 //! the image is read when its segment is reached (as without reading ahead).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::Scope;
@@ -58,8 +58,6 @@ struct Shared<'env> {
 
 #[derive(Default)]
 struct State<'env> {
-    /// Images no segment takes any more: their reads running keep nothing.
-    unwanted: BTreeSet<PinnedImage>,
     /// Images to read, by the index of the first segment that needs them.
     queued: BTreeMap<usize, (PinnedImage, &'env ResolvedImage)>,
     /// Every image queued, running or read and not taken.
@@ -75,7 +73,11 @@ struct State<'env> {
 
 enum Status {
     Queued(usize),
-    Running,
+    /// Being read; `wanted` is false once no segment takes it ([`Prefetch::forget`]): it
+    /// then keeps nothing.
+    Running {
+        wanted: bool,
+    },
     /// Read: the result (boxed: a tree and a spool), and whether it is small.
     Read(Box<Result<Flattened>>, bool),
 }
@@ -93,7 +95,7 @@ impl State<'_> {
     /// Keeps `result`, small if it fits beside the other small ones within `small`.
     fn finish(&mut self, image: PinnedImage, result: Result<Flattened>, small: (usize, u64)) {
         self.running -= 1;
-        if self.unwanted.remove(&image) {
+        if matches!(self.images.get(&image), Some(Status::Running { wanted: false })) {
             self.images.remove(&image);
             return;
         }
@@ -108,14 +110,28 @@ impl State<'_> {
         self.images.insert(image, Status::Read(Box::new(result), small));
     }
 
-    /// Forgets a result taken.
-    fn taken(&mut self, result: &Result<Flattened>, small: bool) {
-        if small {
-            let (entries, data) = held(result);
-            self.small_entries -= entries;
-            self.small_data -= data;
-        } else {
-            self.counted -= 1;
+    /// Removes `image` unless it is being read: its result when it was read (one still
+    /// queued will not be read).
+    fn remove(&mut self, image: &PinnedImage) -> Option<Result<Flattened>> {
+        match self.images.remove(image)? {
+            Status::Queued(order) => {
+                self.queued.remove(&order);
+                None
+            }
+            Status::Read(result, small) => {
+                if small {
+                    let (entries, data) = held(&result);
+                    self.small_entries -= entries;
+                    self.small_data -= data;
+                } else {
+                    self.counted -= 1;
+                }
+                Some(*result)
+            }
+            running @ Status::Running { .. } => {
+                self.images.insert(image.clone(), running);
+                None
+            }
         }
     }
 }
@@ -191,43 +207,27 @@ impl<'env> Prefetch<'env> {
     /// still queued is left to the caller).
     pub fn take(&mut self, image: &PinnedImage) -> Option<Result<Flattened>> {
         let mut state = self.shared.state.lock().expect("read-ahead lock");
-        while matches!(state.images.get(image)?, Status::Running) {
+        while matches!(state.images.get(image)?, Status::Running { .. }) {
             state = self.shared.changed.wait(state).expect("read-ahead lock");
         }
-        match state.images.remove(image)? {
-            Status::Read(result, small) => {
-                state.taken(&result, small);
-                drop(state);
-                self.shared.changed.notify_all();
-                Some(*result)
-            }
-            Status::Queued(order) => {
-                state.queued.remove(&order);
-                None
-            }
-            Status::Running => None,
-        }
+        let result = state.remove(image);
+        drop(state);
+        self.shared.changed.notify_all();
+        result
     }
 
     /// Drops what was queued or read for `image` (its segment was found in the cache):
     /// a read running keeps nothing when it ends.
     pub fn forget(&mut self, image: &PinnedImage) {
         let mut state = self.shared.state.lock().expect("read-ahead lock");
-        match state.images.remove(image) {
-            Some(Status::Queued(order)) => {
-                state.queued.remove(&order);
-            }
-            Some(Status::Running) => {
-                state.images.insert(image.clone(), Status::Running);
-                state.unwanted.insert(image.clone());
-            }
-            Some(Status::Read(result, small)) => {
-                state.taken(&result, small);
-                drop(state);
-                self.shared.changed.notify_all();
-            }
-            None => {}
+        if let Some(Status::Running { wanted }) = state.images.get_mut(image) {
+            *wanted = false;
+            return;
         }
+        let dropped = state.remove(image);
+        drop(state);
+        self.shared.changed.notify_all();
+        drop(dropped);
     }
 }
 
@@ -255,7 +255,7 @@ impl<'env> Shared<'env> {
             }
             if state.may_start(self.limit) {
                 let (_, (image, resolved)) = state.queued.pop_first()?;
-                state.images.insert(image.clone(), Status::Running);
+                state.images.insert(image.clone(), Status::Running { wanted: true });
                 state.running += 1;
                 return Some((image, resolved));
             }

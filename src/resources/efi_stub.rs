@@ -8,7 +8,7 @@ use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::Value;
 use tf_provider::Diagnostics;
 
-use super::image_backed::{ImageFields, ImageKind};
+use super::image_backed::{Checked, ImageFields, ImageKind};
 use super::schema::{attribute, check_image_path, image_attributes, resource_schema};
 use crate::assemble::{EfiStubSpec, ImageDefaults, SPEC_VERSION};
 use crate::oci::platform::Platform;
@@ -112,7 +112,7 @@ impl ImageKind for EfiStub {
         cache: &crate::oci::cache::BlobCache,
         _segments: &crate::assemble::SegmentCache,
         _downloads: crate::assemble::Downloads,
-    ) -> Result<(), (&'static str, anyhow::Error)> {
+    ) -> Checked {
         let Some(path) = state.path.as_ref_option() else {
             return Err(("path", anyhow::anyhow!("no stub path: set path (no default for {})", image.platform)));
         };

@@ -6,7 +6,7 @@ use tf_provider::schema::{AttributeConstraint::*, AttributeType, Schema};
 use tf_provider::value::Value;
 use tf_provider::Diagnostics;
 
-use super::image_backed::{ImageFields, ImageKind};
+use super::image_backed::{Checked, ImageFields, ImageKind};
 use super::schema::{attribute, check_image_path, image_attributes, resource_schema};
 use crate::assemble::{check_cmdline, ImageDefaults, KernelSpec, SPEC_VERSION};
 use crate::oci::platform::Platform;
@@ -125,7 +125,7 @@ impl ImageKind for Kernel {
         cache: &crate::oci::cache::BlobCache,
         segments: &crate::assemble::SegmentCache,
         downloads: crate::assemble::Downloads,
-    ) -> Result<(), (&'static str, anyhow::Error)> {
+    ) -> Checked {
         use crate::assemble::{check_kernel_files, NamedFile};
         let (binary, modules_tar, ucode) = (
             state.binary.as_ref_option(),
